@@ -1,0 +1,389 @@
+package actors
+
+import (
+	"errors"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/troupe-db/troupe/storage"
+)
+
+// Users routes user commands and queries to the user shard actors.
+//
+// Ownership: the apply methods (Create, Batch, Patch, Delete, Views,
+// Restore) are called only by the FSM's goroutine, in log order; they own
+// the admins set. The query methods (Get, List, Count) may be called from
+// any goroutine. The shards themselves belong to their actors.
+//
+// Most commands touch one shard and are sent without waiting. A command
+// that spans shards (an email change, a delete whose email is indexed
+// elsewhere) or changes the set of admins is applied step by step, the
+// FSM waiting for each step, so that the next command sees its effect.
+type Users struct {
+	sys    *System
+	pids   []*actor.PID
+	admins map[string]struct{} // FSM goroutine only
+}
+
+// ErrTimeout is returned by queries that did not get an answer in time.
+var ErrTimeout = errors.New("actor did not answer in time")
+
+// NewUsers spawns n (a power of two) empty user shards.
+func NewUsers(sys *System, n int) *Users {
+	u := &Users{sys: sys, pids: make([]*actor.PID, n), admins: map[string]struct{}{}}
+	for i := range u.pids {
+		box := &shardBox{shard: storage.NewUserShard(), sys: sys, index: i}
+		u.pids[i] = sys.spawn(func() actor.Actor { return &shardActor{box: box} })
+	}
+	sys.actorCount.Add(int64(n))
+	return u
+}
+
+// Shards is the number of user shards.
+func (u *Users) Shards() int { return len(u.pids) }
+
+// Stop stops the shard actors and waits for them.
+func (u *Users) Stop() {
+	u.sys.stop(u.pids)
+	u.sys.actorCount.Add(-int64(len(u.pids)))
+}
+
+func (u *Users) send(shard int, m *shardMsg) {
+	u.sys.mailboxDepth.Add(1)
+	u.sys.root.Send(u.pids[shard], m)
+}
+
+// exec runs fn on a shard and waits until it has run (or panicked).
+func (u *Users) exec(shard int, fn func(*storage.UserShard)) (ok bool) {
+	done := make(chan bool, 1)
+	u.send(shard, &shardMsg{
+		run:       func(s *storage.UserShard) { fn(s); done <- true },
+		recovered: func() { done <- false },
+	})
+	return <-done
+}
+
+func (u *Users) emailShard(email string) int {
+	return int(storage.ShardOf(storage.EmailKey(email), len(u.pids)))
+}
+
+// homeShard returns the shard holding a user id, or -1 for an id that no
+// user can have.
+func (u *Users) homeShard(id string) int {
+	_, shard, ok := storage.ParseUserID(id)
+	if !ok || int(shard) >= len(u.pids) {
+		return -1
+	}
+	return int(shard)
+}
+
+// HomeShardFor is the shard a new user with this email lives in; its id
+// must embed it (storage.MakeUserID).
+func (u *Users) HomeShardFor(email string) uint16 { return uint16(u.emailShard(email)) }
+
+func notFound(id string) *storage.Error {
+	return &storage.Error{Kind: storage.KindNotFound, Message: "no user with id " + id}
+}
+
+var errLastAdmin = &storage.Error{Kind: storage.KindConflict, Message: "the last admin cannot be deleted or demoted"}
+
+// Create applies a user creation. A new admin is applied synchronously so
+// that the admins set stays exact.
+func (u *Users) Create(it *storage.BatchItem, nowMs int64) *Pending {
+	p := NewPending()
+	shard := u.homeShard(it.ID)
+	if shard < 0 || shard != u.emailShard(it.User.Email) {
+		p.resolve(storage.Result{Err: &storage.Error{Kind: storage.KindInternal, Message: "user id does not match the email's shard"}})
+		return p
+	}
+	u.send(shard, &shardMsg{
+		run: func(s *storage.UserShard) {
+			usr, err := s.Create(it.ID, &it.User, nowMs)
+			p.resolve(storage.Result{User: usr, Err: err})
+		},
+		recovered: func() { p.resolve(internalResult()) },
+	})
+	if it.User.Role == storage.RoleAdmin {
+		<-p.Done()
+		if r := p.Result(); r.Err == nil {
+			u.admins[r.User.ID] = struct{}{}
+		}
+	}
+	return p
+}
+
+// Batch applies the creation of many users as one command: items are
+// grouped by shard, each shard creates its items in order, and the
+// results come back in the order given.
+func (u *Users) Batch(items []storage.BatchItem, nowMs int64) *Pending {
+	g := &gather{p: NewPending(), items: make([]storage.Result, len(items))}
+	if len(items) == 0 {
+		g.p.resolve(storage.Result{Items: g.items})
+		return g.p
+	}
+	parts := map[int][]int{}
+	order := []int{}
+	hasAdmin := false
+	for i := range items {
+		shard := u.homeShard(items[i].ID)
+		if shard < 0 || shard != u.emailShard(items[i].User.Email) {
+			shard = -1
+		}
+		if _, seen := parts[shard]; !seen {
+			order = append(order, shard)
+		}
+		parts[shard] = append(parts[shard], i)
+		hasAdmin = hasAdmin || items[i].User.Role == storage.RoleAdmin
+	}
+	g.pending.Store(int32(len(order)))
+	for _, shard := range order {
+		idx := parts[shard]
+		if shard < 0 {
+			for _, i := range idx {
+				g.items[i] = storage.Result{Err: &storage.Error{Kind: storage.KindInternal, Message: "user id does not match the email's shard"}}
+			}
+			g.partDone()
+			continue
+		}
+		u.send(shard, &shardMsg{
+			run: func(s *storage.UserShard) {
+				for _, i := range idx {
+					usr, err := s.Create(items[i].ID, &items[i].User, nowMs)
+					g.items[i] = storage.Result{User: usr, Err: err}
+				}
+				g.partDone()
+			},
+			recovered: func() {
+				// Items created before the panic stay created and report
+				// success; the rest report internal. Deterministic either way.
+				for _, i := range idx {
+					if g.items[i].User == nil && g.items[i].Err == nil {
+						g.items[i] = internalResult()
+					}
+				}
+				g.partDone()
+			},
+		})
+	}
+	if hasAdmin {
+		<-g.p.Done()
+		for _, r := range g.p.Result().Items {
+			if r.Err == nil && r.User.Role == storage.RoleAdmin {
+				u.admins[r.User.ID] = struct{}{}
+			}
+		}
+	}
+	return g.p
+}
+
+// Patch applies a change to one user. A patch of name or password is one
+// step on the home shard; one that may change the email or the role is
+// applied in steps: compute, reserve the new email in its shard, write the
+// record, release the old email.
+func (u *Users) Patch(pt *storage.UserPatch, nowMs int64) *Pending {
+	p := NewPending()
+	home := u.homeShard(pt.ID)
+	if home < 0 {
+		p.resolve(storage.Result{Err: notFound(pt.ID)})
+		return p
+	}
+	if !pt.ChangesEmailOrRole() {
+		u.send(home, &shardMsg{
+			run: func(s *storage.UserShard) {
+				cur, ok := s.Get(pt.ID)
+				if !ok {
+					p.resolve(storage.Result{Err: notFound(pt.ID)})
+					return
+				}
+				next, err := pt.Apply(cur, nowMs)
+				if err == nil && next != cur {
+					s.Put(next)
+				}
+				p.resolve(storage.Result{User: next, Err: err})
+			},
+			recovered: func() { p.resolve(internalResult()) },
+		})
+		return p
+	}
+	p.resolve(u.patchAcross(pt, home, nowMs))
+	return p
+}
+
+func (u *Users) patchAcross(pt *storage.UserPatch, home int, nowMs int64) storage.Result {
+	var cur, next *storage.User
+	var err *storage.Error
+	if !u.exec(home, func(s *storage.UserShard) {
+		c, ok := s.Get(pt.ID)
+		if !ok {
+			err = notFound(pt.ID)
+			return
+		}
+		cur = c
+		next, err = pt.Apply(c, nowMs)
+	}) {
+		return internalResult()
+	}
+	if err != nil {
+		return storage.Result{Err: err}
+	}
+	if next == cur {
+		return storage.Result{User: cur}
+	}
+	if cur.Role == storage.RoleAdmin && next.Role != storage.RoleAdmin && len(u.admins) <= 1 {
+		return storage.Result{Err: errLastAdmin}
+	}
+	oldKey, newKey := storage.EmailKey(cur.Email), storage.EmailKey(next.Email)
+	if oldKey != newKey {
+		ns := int(storage.ShardOf(newKey, len(u.pids)))
+		if !u.exec(ns, func(s *storage.UserShard) { err = s.IndexEmail(newKey, pt.ID) }) {
+			return internalResult()
+		}
+		if err != nil {
+			return storage.Result{Err: err}
+		}
+	}
+	// From here on the steps cannot fail: the checks are done.
+	u.exec(home, func(s *storage.UserShard) { s.Put(next) })
+	if oldKey != newKey {
+		os := int(storage.ShardOf(oldKey, len(u.pids)))
+		u.exec(os, func(s *storage.UserShard) { s.UnindexEmail(oldKey, pt.ID) })
+	}
+	if next.Role == storage.RoleAdmin {
+		u.admins[pt.ID] = struct{}{}
+	} else {
+		delete(u.admins, pt.ID)
+	}
+	return storage.Result{User: next}
+}
+
+// Delete removes a user and its email index entry; the last admin cannot
+// be deleted. It is applied synchronously: the email entry may live in
+// another shard, and the next command must not see it.
+func (u *Users) Delete(id string) *Pending {
+	home := u.homeShard(id)
+	if home < 0 {
+		return Resolved(storage.Result{Err: notFound(id)})
+	}
+	_, isAdmin := u.admins[id]
+	lastAdmin := isAdmin && len(u.admins) <= 1
+	var cur *storage.User
+	var err *storage.Error
+	otherShard := -1
+	if !u.exec(home, func(s *storage.UserShard) {
+		c, ok := s.Get(id)
+		if !ok {
+			err = notFound(id)
+			return
+		}
+		if lastAdmin {
+			err = errLastAdmin
+			return
+		}
+		cur = c
+		key := storage.EmailKey(c.Email)
+		s.Remove(id)
+		if es := int(storage.ShardOf(key, len(u.pids))); es == home {
+			s.UnindexEmail(key, id)
+		} else {
+			otherShard = es
+		}
+	}) {
+		return Resolved(internalResult())
+	}
+	if err != nil {
+		return Resolved(storage.Result{Err: err})
+	}
+	if otherShard >= 0 {
+		key := storage.EmailKey(cur.Email)
+		u.exec(otherShard, func(s *storage.UserShard) { s.UnindexEmail(key, id) })
+	}
+	delete(u.admins, id)
+	return Resolved(storage.Result{User: cur})
+}
+
+// Views returns an immutable view of every shard, taken after every
+// command sent so far: the snapshot barrier. Each shard hands over its
+// copy-on-write view at once, so the barrier costs O(shards).
+func (u *Users) Views() []*storage.UserShard {
+	views := make([]*storage.UserShard, len(u.pids))
+	for i := range u.pids {
+		u.exec(i, func(s *storage.UserShard) { views[i] = s.View() })
+	}
+	return views
+}
+
+// Restore replaces every shard's state (len(shards) must equal Shards())
+// and rebuilds the admins set from it.
+func (u *Users) Restore(shards []*storage.UserShard) {
+	u.admins = map[string]struct{}{}
+	for i := range u.pids {
+		repl := shards[i]
+		var admins []string
+		u.exec(i, func(s *storage.UserShard) {
+			*s = *repl
+			admins = s.Admins(nil)
+		})
+		for _, id := range admins {
+			u.admins[id] = struct{}{}
+		}
+	}
+}
+
+// AdminCount is the number of admins (FSM goroutine only).
+func (u *Users) AdminCount() int { return len(u.admins) }
+
+// query runs fn on a shard and waits for it until deadline.
+func (u *Users) query(shard int, deadline time.Time, fn func(*storage.UserShard)) error {
+	done := make(chan bool, 1)
+	u.send(shard, &shardMsg{
+		run:       func(s *storage.UserShard) { fn(s); done <- true },
+		recovered: func() { done <- false },
+	})
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case ok := <-done:
+		if !ok {
+			return &storage.Error{Kind: storage.KindInternal, Message: "internal error while reading"}
+		}
+		return nil
+	case <-t.C:
+		return ErrTimeout
+	}
+}
+
+// Get returns the user with id, or a not-found *storage.Error.
+func (u *Users) Get(id string, deadline time.Time) (*storage.User, error) {
+	home := u.homeShard(id)
+	if home < 0 {
+		return nil, notFound(id)
+	}
+	var usr *storage.User
+	err := u.query(home, deadline, func(s *storage.UserShard) { usr, _ = s.Get(id) })
+	if err != nil {
+		return nil, err
+	}
+	if usr == nil {
+		return nil, notFound(id)
+	}
+	return usr, nil
+}
+
+// FindEmail returns the user holding an email address, if any.
+func (u *Users) FindEmail(email string, deadline time.Time) (*storage.User, error) {
+	key := storage.EmailKey(email)
+	var id string
+	var found bool
+	if err := u.query(u.emailShard(email), deadline, func(s *storage.UserShard) { id, found = s.EmailOwner(key) }); err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, nil
+	}
+	usr, err := u.Get(id, deadline)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil
+	}
+	return usr, err
+}

@@ -1,0 +1,118 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/troupe-db/troupe/storage"
+)
+
+// Config configures a Node. Start from DefaultConfig and validate with
+// Validate.
+type Config struct {
+	NodeID        string
+	RaftAddr      string // address the raft transport listens on
+	AdvertiseRaft string // address other nodes reach it at; default RaftAddr
+	DataDir       string
+
+	// Raft timing. A node that is the only voter of its cluster uses
+	// SoloTimeout instead, so it leads within tens of milliseconds of start.
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	SoloTimeout        time.Duration
+	MaxAppendEntries   int
+	SnapshotThreshold  uint64
+	SnapshotInterval   time.Duration
+	TrailingLogs       uint64
+
+	// ApplyTimeout bounds how long a write waits to be enqueued, committed
+	// and applied before it answers that its outcome is unknown.
+	ApplyTimeout time.Duration
+	// ReadyLag is how many entries the applied index may trail the commit
+	// index while /readyz still says ready.
+	ReadyLag uint64
+
+	// Cluster parameters, used when this node initialises a new cluster;
+	// an existing cluster keeps its own (see Node.CheckParams).
+	UserShards           int
+	IdempotencyRetention time.Duration
+}
+
+// DefaultConfig returns the defaults for a node.
+func DefaultConfig() Config {
+	return Config{
+		NodeID:               "node1",
+		RaftAddr:             "127.0.0.1:7080",
+		DataDir:              "./troupe-data",
+		HeartbeatTimeout:     1000 * time.Millisecond,
+		ElectionTimeout:      1000 * time.Millisecond,
+		LeaderLeaseTimeout:   500 * time.Millisecond,
+		SoloTimeout:          50 * time.Millisecond,
+		MaxAppendEntries:     1024,
+		SnapshotThreshold:    65536,
+		SnapshotInterval:     60 * time.Second,
+		TrailingLogs:         10240,
+		ApplyTimeout:         10 * time.Second,
+		ReadyLag:             1000,
+		UserShards:           64,
+		IdempotencyRetention: 10 * time.Minute,
+	}
+}
+
+// Validate rejects unusable settings with a message naming the setting.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.NodeID == "" {
+		bad("node id must not be empty")
+	}
+	for _, r := range c.NodeID {
+		if !(r == '-' || r == '_' || r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') || len(c.NodeID) > 64 {
+			bad("node id %q must be 1-64 characters of letters, digits, '-', '_' or '.'", c.NodeID)
+			break
+		}
+	}
+	if _, _, err := net.SplitHostPort(c.RaftAddr); err != nil {
+		bad("raft address %q: %v", c.RaftAddr, err)
+	}
+	if c.AdvertiseRaft != "" {
+		host, _, err := net.SplitHostPort(c.AdvertiseRaft)
+		if err != nil {
+			bad("advertised raft address %q: %v", c.AdvertiseRaft, err)
+		} else if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+			bad("advertised raft address %q must not be unspecified (0.0.0.0 or ::)", c.AdvertiseRaft)
+		}
+	}
+	if c.DataDir == "" {
+		bad("data dir must not be empty")
+	}
+	if c.HeartbeatTimeout < 5*time.Millisecond || c.ElectionTimeout < c.HeartbeatTimeout {
+		bad("raft timeouts: need heartbeat ≥ 5ms and election ≥ heartbeat (got %v, %v)", c.HeartbeatTimeout, c.ElectionTimeout)
+	}
+	if c.LeaderLeaseTimeout < 5*time.Millisecond || c.LeaderLeaseTimeout > c.HeartbeatTimeout {
+		bad("raft leader lease %v must be between 5ms and the heartbeat timeout", c.LeaderLeaseTimeout)
+	}
+	if c.SoloTimeout < 5*time.Millisecond {
+		bad("solo timeout %v must be at least 5ms", c.SoloTimeout)
+	}
+	if c.MaxAppendEntries < 1 || c.MaxAppendEntries > 4096 {
+		bad("max append entries %d out of range 1..4096", c.MaxAppendEntries)
+	}
+	if c.SnapshotThreshold < 16 || c.SnapshotInterval < 10*time.Millisecond {
+		bad("snapshot threshold (%d) and interval (%v) too small", c.SnapshotThreshold, c.SnapshotInterval)
+	}
+	if c.ApplyTimeout < 10*time.Millisecond {
+		bad("apply timeout %v too small", c.ApplyTimeout)
+	}
+	p := storage.InitParams{ClusterID: "x", UserShards: uint32(c.UserShards), IdempotencyRetention: uint64(c.IdempotencyRetention.Milliseconds())}
+	if c.UserShards < 1 || c.UserShards > 1<<12 {
+		p.UserShards = 3 // any invalid value: let InitParams word the message
+	}
+	if err := p.Validate(); err != nil {
+		bad("%v", err)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,183 @@
+package cluster
+
+import (
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/troupe-db/troupe/storage"
+)
+
+// Consistency of a read.
+type Consistency uint8
+
+// Read consistency levels (API.md).
+const (
+	// Linearizable: the read reflects every write acknowledged before it
+	// started, on any node.
+	Linearizable Consistency = iota
+	// Stale: this node's state as it is, no coordination.
+	Stale
+)
+
+// ReadBarrier returns once a read sent to an actor now would be allowed:
+// for Linearizable, after this node confirmed its leadership and applied
+// the commit index it had when the read arrived; for Stale at once. Either
+// way it first waits until this node has applied minIndex.
+func (n *Node) ReadBarrier(c Consistency, minIndex uint64, deadline time.Time) error {
+	idx := minIndex
+	if c == Linearizable {
+		ri, err := n.readIndex(deadline)
+		if err != nil {
+			return err
+		}
+		idx = max(idx, ri)
+	}
+	return n.WaitApplied(idx, deadline)
+}
+
+// WaitApplied waits until the FSM has applied index or the deadline passes.
+func (n *Node) WaitApplied(index uint64, deadline time.Time) error {
+	if n.fsm.AppliedIndex() >= index {
+		return nil
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	for {
+		ch := n.fsm.appliedChanged()
+		if n.fsm.AppliedIndex() >= index {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-t.C:
+			return ErrTimeout
+		case <-n.stop:
+			return ErrShutdown
+		}
+	}
+}
+
+// readIndex returns the commit index as of a confirmed leadership. Many
+// concurrent reads share one confirmation: the batcher takes every waiting
+// read, reads the commit index, then verifies leadership once for all.
+func (n *Node) readIndex(deadline time.Time) (uint64, error) {
+	if n.raft.State() != raft.Leader {
+		return 0, ErrNotLeader
+	}
+	if n.leaderTerm.Load() != n.raft.CurrentTerm() {
+		return 0, ErrNotReady
+	}
+	w := make(chan readIndexResult, 1)
+	n.reads.mu.Lock()
+	n.reads.waiting = append(n.reads.waiting, w)
+	n.reads.mu.Unlock()
+	select {
+	case n.reads.kick <- struct{}{}:
+	default:
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case r := <-w:
+		return r.index, r.err
+	case <-t.C:
+		return 0, ErrTimeout
+	case <-n.stop:
+		return 0, ErrShutdown
+	}
+}
+
+type readIndexResult struct {
+	index uint64
+	err   error
+}
+
+type readIndexer struct {
+	mu      sync.Mutex
+	waiting []chan readIndexResult
+	kick    chan struct{}
+}
+
+func (r *readIndexer) init() { r.kick = make(chan struct{}, 1) }
+
+func (r *readIndexer) run(n *Node) {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-r.kick:
+		}
+		r.mu.Lock()
+		batch := r.waiting
+		r.waiting = nil
+		r.mu.Unlock()
+		if len(batch) == 0 {
+			continue
+		}
+		// The commit index is read before the leadership check: if the
+		// check passes, no other leader could have committed beyond it.
+		res := readIndexResult{index: n.raft.CommitIndex()}
+		if err := n.raft.VerifyLeader().Error(); err != nil {
+			res.err = ErrNotLeader
+			if errors.Is(err, raft.ErrRaftShutdown) {
+				res.err = ErrShutdown
+			}
+		}
+		for _, w := range batch {
+			w <- res
+		}
+	}
+}
+
+// watchLeadership marks this node ready to serve linearizable reads once,
+// as leader, it has applied a no-op command of its own term (and so every
+// entry of earlier terms), and makes sure the cluster is initialised.
+func (n *Node) watchLeadership() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case isLeader := <-n.raft.LeaderCh():
+			n.leaderTerm.Store(0)
+			if isLeader {
+				n.establishLeadership()
+			}
+		}
+	}
+}
+
+func (n *Node) establishLeadership() {
+	for attempt := 0; ; attempt++ {
+		term := n.raft.CurrentTerm()
+		_, _, err := n.Propose(&storage.Command{Kind: storage.CmdNoop, Stamp: n.Stamps(1)}, time.Now().Add(n.cfg.ApplyTimeout))
+		if err == nil {
+			n.leaderTerm.Store(term)
+			break
+		}
+		if n.raft.State() != raft.Leader {
+			return
+		}
+		n.log.Warn("leader barrier failed; retrying", slog.Any("err", err))
+		select {
+		case <-n.stop:
+			return
+		case <-time.After(backoff(attempt)):
+		}
+	}
+	if n.fsm.Users() == nil {
+		if err := n.initialise(); err != nil {
+			n.log.Error("cannot initialise the cluster", slog.Any("err", err))
+		}
+	}
+}
+
+func backoff(attempt int) time.Duration {
+	d := 50 * time.Millisecond << min(attempt, 5)
+	return min(d, 2*time.Second)
+}

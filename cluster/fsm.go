@@ -1,0 +1,277 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/hashicorp/raft"
+
+	"github.com/troupe-db/troupe/actors"
+	"github.com/troupe-db/troupe/storage"
+)
+
+// FSM is troupe's raft state machine. It decodes each committed command,
+// settles what must be settled in log order (command time, idempotency),
+// and hands the command to the owning actors without waiting; the apply
+// response is an *actors.Pending that the proposer waits on.
+//
+// Ownership: raft calls ApplyBatch, Snapshot and Restore from one
+// goroutine; that goroutine alone touches the fields below the line. The
+// applied index and the users pointer are atomics that any goroutine may
+// read.
+type FSM struct {
+	sys   *actors.System
+	log   *slog.Logger
+	fatal func(error) // called once when the log holds what this build cannot apply
+
+	users   atomic.Pointer[actors.Users]
+	applied atomic.Uint64
+	stamp   atomic.Uint64 // highest stamp applied, read by proposers
+
+	mu        sync.Mutex // guards appliedCh
+	appliedCh chan struct{}
+
+	batchSize *metrics.Histogram
+
+	// --- FSM goroutine only ---
+	init   *storage.InitParams
+	lastMs int64
+	idem   idempotencyWindow
+	failed bool
+}
+
+// NewFSM returns an empty state machine whose actors live in sys.
+// fatal is called (once) when a command or snapshot of an unsupported
+// version is met: the node must stop rather than diverge.
+func NewFSM(sys *actors.System, logger *slog.Logger, set *metrics.Set, fatal func(error)) *FSM {
+	return &FSM{
+		sys: sys, log: logger, fatal: fatal,
+		appliedCh: make(chan struct{}),
+		batchSize: set.NewHistogram(`troupe_fsm_apply_batch_size`),
+		idem:      newIdempotencyWindow(),
+	}
+}
+
+// Users returns the user shards, or nil before the cluster is initialised.
+func (f *FSM) Users() *actors.Users { return f.users.Load() }
+
+// AppliedIndex is the index of the last command handed to its actors: a
+// read sent to an actor after observing it sees every write up to it.
+func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
+
+// LastStamp is the highest command stamp applied.
+func (f *FSM) LastStamp() uint64 { return f.stamp.Load() }
+
+// Close stops the actors.
+func (f *FSM) Close() {
+	if u := f.users.Swap(nil); u != nil {
+		u.Stop()
+	}
+}
+
+func (f *FSM) setApplied(index uint64) {
+	f.applied.Store(index)
+	f.mu.Lock()
+	close(f.appliedCh)
+	f.appliedCh = make(chan struct{})
+	f.mu.Unlock()
+}
+
+// appliedChanged returns a channel closed at the next advance of the
+// applied index.
+func (f *FSM) appliedChanged() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.appliedCh
+}
+
+// Apply implements raft.FSM.
+func (f *FSM) Apply(l *raft.Log) any {
+	return f.ApplyBatch([]*raft.Log{l})[0]
+}
+
+// ApplyBatch implements raft.BatchingFSM. It returns exactly one response
+// per log, configuration entries included.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
+	out := make([]any, len(logs))
+	for i, l := range logs {
+		if l.Type == raft.LogCommand {
+			out[i] = f.applyCommand(l)
+		}
+	}
+	if n := len(logs); n > 0 {
+		f.batchSize.Update(float64(n))
+		f.setApplied(logs[n-1].Index)
+	}
+	return out
+}
+
+func (f *FSM) applyCommand(l *raft.Log) *actors.Pending {
+	if f.failed {
+		return actors.Resolved(internal("this node stopped applying commands"))
+	}
+	cmd, err := storage.DecodeCommand(l.Data)
+	if err != nil {
+		if errors.Is(err, storage.ErrUnsupportedVersion) {
+			f.failed = true
+			f.fatal(fmt.Errorf("log index %d: %w", l.Index, err))
+			return actors.Resolved(internal("unsupported command version"))
+		}
+		// Every node decodes the same bytes the same way, so a corrupt
+		// command fails identically everywhere.
+		f.log.Error("undecodable command in the log", slog.Uint64("index", l.Index), slog.Any("err", err))
+		return actors.Resolved(internal("undecodable command"))
+	}
+	// Command time never goes backwards, whatever the leaders' clocks.
+	now := max(storage.StampMillis(cmd.Stamp), f.lastMs)
+	f.lastMs = now
+	if cmd.Stamp > f.stamp.Load() {
+		f.stamp.Store(cmd.Stamp)
+	}
+	if f.init != nil {
+		f.idem.expire(now - int64(f.init.IdempotencyRetention))
+	}
+	if cmd.RequestID != "" {
+		if e, ok := f.idem.get(cmd.RequestID); ok {
+			if e.fingerprint != cmd.Fingerprint {
+				return actors.Resolved(storage.Result{Err: &storage.Error{Kind: storage.KindConflict,
+					Message: "this Idempotency-Key was already used with a different request"}})
+			}
+			return e.pending
+		}
+	}
+	p := f.dispatch(cmd, now)
+	if cmd.RequestID != "" {
+		f.idem.add(cmd.RequestID, cmd.Fingerprint, now, p)
+	}
+	return p
+}
+
+func (f *FSM) dispatch(cmd *storage.Command, now int64) *actors.Pending {
+	switch cmd.Kind {
+	case storage.CmdInit:
+		return f.applyInit(cmd.Init, now)
+	case storage.CmdNoop:
+		return actors.Resolved(storage.Result{})
+	}
+	u := f.users.Load()
+	if u == nil {
+		return actors.Resolved(internal("the cluster is not initialised yet"))
+	}
+	switch cmd.Kind {
+	case storage.CmdUserCreate:
+		return u.Create(cmd.Create, now)
+	case storage.CmdUserBatch:
+		return u.Batch(cmd.Batch, now)
+	case storage.CmdUserPatch:
+		return u.Patch(cmd.Patch, now)
+	case storage.CmdUserDelete:
+		return u.Delete(cmd.Delete)
+	}
+	return actors.Resolved(internal("unknown command"))
+}
+
+// applyInit fixes the cluster parameters and creates the first admin. Only
+// the first Init in the log takes effect.
+func (f *FSM) applyInit(p *storage.InitParams, now int64) *actors.Pending {
+	if f.init != nil {
+		return actors.Resolved(storage.Result{Err: &storage.Error{Kind: storage.KindConflict, Message: "the cluster is already initialised"}})
+	}
+	if err := p.Validate(); err != nil {
+		return actors.Resolved(storage.Result{Err: &storage.Error{Kind: storage.KindBadRequest, Message: err.Error()}})
+	}
+	f.init = p
+	u := actors.NewUsers(f.sys, int(p.UserShards))
+	f.users.Store(u)
+	return u.Create(&p.Admin, now)
+}
+
+func internal(msg string) storage.Result {
+	return storage.Result{Err: &storage.Error{Kind: storage.KindInternal, Message: msg}}
+}
+
+// Params returns the cluster parameters, or nil before initialisation.
+// FSM goroutine, or after the node has stopped applying.
+func (f *FSM) params() *storage.InitParams { return f.init }
+
+// Snapshot implements raft.FSM: a barrier across all actors that returns
+// their immutable views at once; Persist streams them while Apply goes on.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	return &fsmSnapshot{snap: f.capture()}, nil
+}
+
+// capture takes the whole state at the current applied index.
+func (f *FSM) capture() *storage.Snapshot {
+	s := &storage.Snapshot{Meta: storage.Meta{
+		Init: f.init, Index: f.applied.Load(), LastStamp: f.stamp.Load(), LastMs: f.lastMs,
+	}}
+	if u := f.users.Load(); u != nil {
+		s.Shards = u.Views()
+	}
+	// After the barrier every command sent to an actor has run, so every
+	// recorded result is known.
+	s.Meta.Idempotency = f.idem.entries()
+	return s
+}
+
+// Restore implements raft.FSM: it replaces the whole state.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	snap, err := storage.ReadSnapshot(rc)
+	if err != nil {
+		if errors.Is(err, storage.ErrUnsupportedVersion) {
+			f.failed = true
+			f.fatal(err)
+		}
+		return fmt.Errorf("cannot restore snapshot: %w", err)
+	}
+	f.restore(snap)
+	return nil
+}
+
+func (f *FSM) restore(snap *storage.Snapshot) {
+	m := &snap.Meta
+	old := f.users.Load()
+	switch {
+	case m.Init == nil:
+		f.users.Store(nil)
+		if old != nil {
+			old.Stop()
+		}
+	case old == nil || old.Shards() != len(snap.Shards):
+		u := actors.NewUsers(f.sys, len(snap.Shards))
+		u.Restore(snap.Shards)
+		f.users.Store(u)
+		if old != nil {
+			old.Stop()
+		}
+	default:
+		old.Restore(snap.Shards)
+	}
+	f.init = m.Init
+	f.lastMs = m.LastMs
+	f.stamp.Store(m.LastStamp)
+	f.idem = newIdempotencyWindow()
+	for i := range m.Idempotency {
+		e := &m.Idempotency[i]
+		f.idem.add(e.RequestID, e.Fingerprint, e.AtMs, actors.Resolved(e.Result))
+	}
+	f.setApplied(m.Index)
+}
+
+type fsmSnapshot struct{ snap *storage.Snapshot }
+
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if err := storage.WriteSnapshot(sink, s.snap); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("cannot write snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s *fsmSnapshot) Release() {}

@@ -1,0 +1,259 @@
+// Package cluster runs troupe's replication: a hashicorp/raft node whose
+// FSM hands commands to actors, the stamps that make apply deterministic,
+// the consistency gate for reads, and the node's lifecycle.
+package cluster
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/hashicorp/raft"
+	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
+
+	"github.com/troupe-db/troupe/actors"
+	"github.com/troupe-db/troupe/storage"
+)
+
+// Errors of proposing and reading. The transport maps them to API codes.
+var (
+	// ErrNotLeader: this node cannot accept writes now (no leader, or
+	// another node leads and forwarding is not available).
+	ErrNotLeader = errors.New("this node is not the leader")
+	// ErrOutcomeUnknown: the write may or may not have been applied; the
+	// client may retry with the same Idempotency-Key.
+	ErrOutcomeUnknown = errors.New("the outcome of the write is unknown")
+	// ErrShutdown: the node is stopping.
+	ErrShutdown = errors.New("the node is shutting down")
+	// ErrTimeout: the node did not reach the required index in time.
+	ErrTimeout = errors.New("timed out waiting for the log to be applied")
+	// ErrNotReady: the cluster has not been initialised or no leader has
+	// confirmed its term yet.
+	ErrNotReady = errors.New("the node is not ready")
+)
+
+// Node is one troupe raft node. Its goroutines: raft's own, the leader
+// watcher and the read-index batcher; all end before Shutdown returns.
+type Node struct {
+	cfg    Config
+	log    *slog.Logger
+	admin  func() (storage.NewUser, error)
+	sys    *actors.System
+	fsm    *FSM
+	raft   *raft.Raft
+	wal    *wal.WAL
+	meta   *metadb.BoltMetaDB
+	trans  *raft.NetworkTransport
+	stamps stampClock
+
+	// leaderTerm is the term in which this node, as leader, completed a
+	// barrier: only then may it serve linearizable reads.
+	leaderTerm atomic.Uint64
+	reads      readIndexer
+
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+	fatalCh  chan error
+}
+
+// Open starts a node: it opens the stores in cfg.DataDir, restores the
+// latest snapshot, and bootstraps a one-node cluster if the directory holds
+// no raft state. admin supplies the first admin when this node initialises
+// the cluster (it may hash a password; it is called at most once).
+func Open(cfg Config, logger *slog.Logger, set *metrics.Set, sys *actors.System, admin func() (storage.NewUser, error)) (n *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	n = &Node{cfg: cfg, log: logger, admin: admin, sys: sys, stop: make(chan struct{}), fatalCh: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			n.closeStores()
+			n.fsm.Close()
+		}
+	}()
+	n.fsm = NewFSM(sys, logger.With("component", "fsm"), set, n.fatal)
+
+	raftDir := filepath.Join(cfg.DataDir, "raft")
+	walDir := filepath.Join(raftDir, "wal")
+	if err := os.MkdirAll(walDir, 0o700); err != nil {
+		return nil, fmt.Errorf("cannot create data dir %q: %w", walDir, err)
+	}
+	n.meta = &metadb.BoltMetaDB{}
+	n.wal, err = wal.Open(walDir, wal.WithMetaStore(n.meta), wal.WithLogger(NewHclog(logger, "raft.wal")))
+	if err != nil {
+		return nil, fmt.Errorf("cannot open raft log in %q: %w", walDir, err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(raftDir, 2, NewHclog(logger, "raft.snapshot"))
+	if err != nil {
+		return nil, fmt.Errorf("cannot open snapshot store in %q: %w", raftDir, err)
+	}
+	advertise := cfg.AdvertiseRaft
+	if advertise == "" {
+		advertise = cfg.RaftAddr
+	}
+	advAddr, err := net.ResolveTCPAddr("tcp", advertise)
+	if err != nil {
+		return nil, fmt.Errorf("cannot resolve advertised raft address %q: %w", advertise, err)
+	}
+	n.trans, err = raft.NewTCPTransportWithLogger(cfg.RaftAddr, advAddr, 8, 10*time.Second, NewHclog(logger, "raft.net"))
+	if err != nil {
+		return nil, fmt.Errorf("cannot listen for raft on %q: %w", cfg.RaftAddr, err)
+	}
+
+	hasState, err := raft.HasExistingState(n.wal, n.wal, snaps)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read raft state: %w", err)
+	}
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.Logger = NewHclog(logger, "raft")
+	rc.HeartbeatTimeout, rc.ElectionTimeout, rc.LeaderLeaseTimeout = cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout
+	rc.MaxAppendEntries = cfg.MaxAppendEntries
+	rc.BatchApplyCh = true
+	rc.SnapshotThreshold, rc.SnapshotInterval, rc.TrailingLogs = cfg.SnapshotThreshold, cfg.SnapshotInterval, cfg.TrailingLogs
+	rc.NoLegacyTelemetry = true
+	if solo, err := soloConfiguration(n.wal, snaps, rc.LocalID, hasState); err == nil && solo {
+		rc.HeartbeatTimeout, rc.ElectionTimeout = cfg.SoloTimeout, cfg.SoloTimeout
+		rc.LeaderLeaseTimeout = cfg.SoloTimeout
+	}
+	n.raft, err = raft.NewRaft(rc, n.fsm, n.wal, n.wal, snaps, n.trans)
+	if err != nil {
+		return nil, fmt.Errorf("cannot start raft: %w", err)
+	}
+	if !hasState {
+		conf := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: n.trans.LocalAddr(), Suffrage: raft.Voter}}}
+		if err := n.raft.BootstrapCluster(conf).Error(); err != nil {
+			n.raft.Shutdown()
+			return nil, fmt.Errorf("cannot bootstrap a one-node cluster: %w", err)
+		}
+		logger.Info("bootstrapped a new one-node cluster", "node_id", cfg.NodeID, "data", cfg.DataDir)
+	}
+	n.reads.init()
+	n.registerMetrics(set)
+	n.wg.Add(2)
+	go n.watchLeadership()
+	go n.reads.run(n)
+	return n, nil
+}
+
+// soloConfiguration reports whether the latest stored configuration has
+// this node as its only voter (or the node is about to bootstrap alone).
+func soloConfiguration(logs raft.LogStore, snaps raft.SnapshotStore, id raft.ServerID, hasState bool) (bool, error) {
+	if !hasState {
+		return true, nil
+	}
+	var conf *raft.Configuration
+	confIndex := uint64(0)
+	if metas, err := snaps.List(); err == nil && len(metas) > 0 {
+		c := metas[0].Configuration
+		conf, confIndex = &c, metas[0].ConfigurationIndex
+	}
+	first, err := logs.FirstIndex()
+	if err != nil {
+		return false, err
+	}
+	last, err := logs.LastIndex()
+	if err != nil {
+		return false, err
+	}
+	consider := func(i uint64) bool {
+		var l raft.Log
+		if logs.GetLog(i, &l) != nil || l.Type != raft.LogConfiguration {
+			return false
+		}
+		if i > confIndex {
+			c := raft.DecodeConfiguration(l.Data)
+			conf, confIndex = &c, i
+		}
+		return true
+	}
+	// Configuration entries sit at the start of a log (bootstrap) and are
+	// rare later: look at the first few and the newest few thousand.
+	for i := first; i > 0 && i <= last && i < first+16; i++ {
+		consider(i)
+	}
+	for i, seen := last, 0; i >= first && i > 0 && seen < 4096; i, seen = i-1, seen+1 {
+		if consider(i) {
+			break
+		}
+	}
+	if conf == nil {
+		return false, nil
+	}
+	voters := 0
+	self := false
+	for _, s := range conf.Servers {
+		if s.Suffrage == raft.Voter {
+			voters++
+			self = self || s.ID == id
+		}
+	}
+	return voters == 1 && self, nil
+}
+
+// Fatal delivers an error that requires the node to stop (e.g. a log
+// entry of a newer version).
+func (n *Node) Fatal() <-chan error { return n.fatalCh }
+
+func (n *Node) fatal(err error) {
+	n.log.Error("node cannot go on applying the log; stopping", slog.Any("err", err))
+	select {
+	case n.fatalCh <- err:
+	default:
+	}
+}
+
+// FSM returns the node's state machine.
+func (n *Node) FSM() *FSM { return n.fsm }
+
+// Users returns the user shards, or nil before initialisation.
+func (n *Node) Users() *actors.Users { return n.fsm.Users() }
+
+// Raft exposes the raft instance to the cluster's own tests and tools.
+func (n *Node) Raft() *raft.Raft { return n.raft }
+
+// Shutdown stops the node in the reverse order of start: the watcher and
+// read batcher, raft (which stops applying), then the stores and the
+// actors. It is safe to call more than once.
+func (n *Node) Shutdown() error {
+	var err error
+	n.stopOnce.Do(func() {
+		close(n.stop)
+		n.wg.Wait()
+		if n.raft != nil {
+			err = n.raft.Shutdown().Error()
+		}
+		n.closeStores()
+		n.fsm.Close()
+	})
+	return err
+}
+
+func (n *Node) closeStores() {
+	if n.trans != nil {
+		n.trans.Close()
+	}
+	if n.wal != nil {
+		n.wal.Close()
+	}
+	if n.meta != nil {
+		n.meta.Close()
+	}
+}
+
+func randomID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

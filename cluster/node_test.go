@@ -1,0 +1,108 @@
+package cluster
+
+import (
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/troupe-db/troupe/actors"
+	"github.com/troupe-db/troupe/storage"
+)
+
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// testNode opens a one-node cluster in dir and waits until it is ready.
+func testNode(t testing.TB, dir string) (*Node, func()) {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.DataDir = dir
+	cfg.RaftAddr = freeAddr(t)
+	cfg.UserShards = 4
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	set := metrics.NewSet()
+	sys := actors.NewSystem(logger, set)
+	n, err := Open(cfg, logger, set, sys, func() (storage.NewUser, error) {
+		return storage.NewUser{Name: "Admin", Email: "admin@troupe.local"}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.WaitInitialised(time.Now().Add(10*time.Second), true); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for n.Ready() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("node not ready: %v", n.Ready())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return n, func() {
+		if err := n.Shutdown(); err != nil {
+			t.Error(err)
+		}
+		sys.Shutdown()
+	}
+}
+
+func createUser(t testing.TB, n *Node, name, email string) storage.Result {
+	t.Helper()
+	stamp := n.Stamps(1)
+	id := storage.MakeUserID(stamp, n.Users().HomeShardFor(email))
+	res, idx, err := n.Propose(&storage.Command{Kind: storage.CmdUserCreate, Stamp: stamp,
+		Create: &storage.BatchItem{ID: id, User: storage.NewUser{Name: name, Email: email, Role: storage.RoleUser}}},
+		time.Now().Add(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if idx == 0 {
+		t.Fatal("no index")
+	}
+	return res
+}
+
+func TestNodeCreateReadRestart(t *testing.T) {
+	dir := t.TempDir()
+	n, stop := testNode(t, dir)
+	res := createUser(t, n, "Ada", "ada@example.com")
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if again := createUser(t, n, "Ada2", "ADA@example.com"); again.Err == nil || again.Err.Kind != storage.KindConflict {
+		t.Fatalf("duplicate email: %+v", again)
+	}
+	if err := n.ReadBarrier(Linearizable, 0, time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := n.Users().Get(res.User.ID, time.Now().Add(time.Second))
+	if err != nil || got.Email != "ada@example.com" {
+		t.Fatalf("get: %v %+v", err, got)
+	}
+	stop()
+
+	n, stop = testNode(t, dir)
+	defer stop()
+	if err := n.ReadBarrier(Linearizable, 0, time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	got, err = n.Users().Get(res.User.ID, time.Now().Add(time.Second))
+	if err != nil || got.Name != "Ada" {
+		t.Fatalf("after restart: %v %+v", err, got)
+	}
+	c, err := n.Users().Count("", time.Now().Add(time.Second))
+	if err != nil || c != 2 {
+		t.Fatalf("count %d %v (want admin + Ada)", c, err)
+	}
+}

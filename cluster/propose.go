@@ -1,0 +1,104 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/troupe-db/troupe/actors"
+	"github.com/troupe-db/troupe/storage"
+)
+
+// Stamps reserves k consecutive command stamps; the caller derives ids and
+// time from them before proposing.
+func (n *Node) Stamps(k int) uint64 { return n.stamps.reserve(k, n.fsm.LastStamp()) }
+
+// Propose replicates cmd, waits until it is applied here, and returns its
+// result and log index. cmd.Stamp must come from Stamps. The write is
+// acknowledged only after commit on a quorum and apply on this node.
+func (n *Node) Propose(cmd *storage.Command, deadline time.Time) (storage.Result, uint64, error) {
+	select {
+	case <-n.stop:
+		return storage.Result{}, 0, ErrShutdown
+	default:
+	}
+	if n.raft.State() != raft.Leader {
+		return storage.Result{}, 0, ErrNotLeader
+	}
+	data := storage.EncodeCommand(make([]byte, 0, 128), cmd)
+	f := n.raft.Apply(data, time.Until(deadline))
+	if err := f.Error(); err != nil {
+		switch {
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout):
+			// Never entered the log: safe to report as not applied.
+			return storage.Result{}, 0, ErrNotLeader
+		case errors.Is(err, raft.ErrRaftShutdown):
+			return storage.Result{}, 0, ErrShutdown
+		default:
+			// ErrLeadershipLost and anything else: it may commit later.
+			return storage.Result{}, 0, fmt.Errorf("%w: %v", ErrOutcomeUnknown, err)
+		}
+	}
+	p, ok := f.Response().(*actors.Pending)
+	if !ok {
+		return storage.Result{}, 0, fmt.Errorf("unexpected apply response %T", f.Response())
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-p.Done():
+		return p.Result(), f.Index(), nil
+	case <-t.C:
+		return storage.Result{}, f.Index(), fmt.Errorf("%w: committed at index %d but not applied in time", ErrOutcomeUnknown, f.Index())
+	}
+}
+
+// initialise proposes the cluster parameters and the first admin.
+func (n *Node) initialise() error {
+	admin, err := n.admin()
+	if err != nil {
+		return fmt.Errorf("cannot prepare the first admin: %w", err)
+	}
+	admin.Role = storage.RoleAdmin
+	params := &storage.InitParams{
+		ClusterID:            randomID(),
+		UserShards:           uint32(n.cfg.UserShards),
+		IdempotencyRetention: uint64(n.cfg.IdempotencyRetention.Milliseconds()),
+	}
+	stamp := n.Stamps(1)
+	shard := storage.ShardOf(storage.EmailKey(admin.Email), n.cfg.UserShards)
+	params.Admin = storage.BatchItem{ID: storage.MakeUserID(stamp, shard), User: admin}
+	res, _, err := n.Propose(&storage.Command{Kind: storage.CmdInit, Stamp: stamp, Init: params}, time.Now().Add(n.cfg.ApplyTimeout))
+	if err != nil {
+		return err
+	}
+	if res.Err != nil {
+		return res.Err
+	}
+	n.log.Info("initialised a new cluster", slog.Int("user_shards", n.cfg.UserShards), slog.String("admin_email", admin.Email))
+	return nil
+}
+
+// WaitInitialised waits until the cluster parameters are applied on this
+// node, then checks that the ones this node was started with agree.
+// explicit says which parameters were set by the operator (others follow
+// the cluster).
+func (n *Node) WaitInitialised(deadline time.Time, explicitShards bool) error {
+	for n.fsm.Users() == nil {
+		select {
+		case <-n.stop:
+			return ErrShutdown
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the cluster was not initialised within the start timeout")
+		}
+	}
+	if got := n.fsm.Users().Shards(); explicitShards && got != n.cfg.UserShards {
+		return fmt.Errorf("--user-shards=%d disagrees with this cluster's %d user shards (fixed when it was created); drop the flag or set it to %d", n.cfg.UserShards, got, got)
+	}
+	return nil
+}

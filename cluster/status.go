@@ -1,0 +1,121 @@
+package cluster
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/hashicorp/raft"
+)
+
+// Member is one server of the raft configuration.
+type Member struct {
+	ID       string `json:"id"`
+	HTTPAddr string `json:"http_addr"`
+	RaftAddr string `json:"raft_addr"`
+	Voter    bool   `json:"voter"`
+	State    string `json:"state"`
+}
+
+// Leader identifies the current leader.
+type Leader struct {
+	ID       string `json:"id"`
+	HTTPAddr string `json:"http_addr"`
+	RaftAddr string `json:"raft_addr"`
+}
+
+// Status is the node's view of the cluster (GET /v1/cluster).
+type Status struct {
+	NodeID       string   `json:"node_id"`
+	State        string   `json:"state"`
+	Leader       *Leader  `json:"leader"`
+	Term         uint64   `json:"term"`
+	CommitIndex  uint64   `json:"commit_index"`
+	AppliedIndex uint64   `json:"applied_index"`
+	Members      []Member `json:"members"`
+}
+
+// Status reports the node's view of the cluster. httpAddr is this node's
+// advertised HTTP address (other members' addresses come with membership
+// management).
+func (n *Node) Status(httpAddr string) Status {
+	st := Status{
+		NodeID:       n.cfg.NodeID,
+		State:        n.raft.State().String(),
+		Term:         n.raft.CurrentTerm(),
+		CommitIndex:  n.raft.CommitIndex(),
+		AppliedIndex: n.fsm.AppliedIndex(),
+		Members:      []Member{},
+	}
+	leaderAddr, leaderID := n.raft.LeaderWithID()
+	if leaderID != "" {
+		st.Leader = &Leader{ID: string(leaderID), RaftAddr: string(leaderAddr)}
+		if string(leaderID) == n.cfg.NodeID {
+			st.Leader.HTTPAddr = httpAddr
+		}
+	}
+	if f := n.raft.GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			m := Member{ID: string(s.ID), RaftAddr: string(s.Address), Voter: s.Suffrage == raft.Voter, State: "follower"}
+			if s.ID == leaderID {
+				m.State = "leader"
+			}
+			if s.Suffrage != raft.Voter {
+				m.State = "learner"
+			}
+			if string(s.ID) == n.cfg.NodeID {
+				m.HTTPAddr = httpAddr
+			}
+			st.Members = append(st.Members, m)
+		}
+	}
+	return st
+}
+
+// Ready returns nil when this node can serve: it knows a leader, the
+// cluster is initialised, it has applied the commit index it knows (within
+// the configured lag) and, as leader, has confirmed its term. Otherwise it
+// says why.
+func (n *Node) Ready() error {
+	select {
+	case <-n.stop:
+		return ErrShutdown
+	default:
+	}
+	_, leaderID := n.raft.LeaderWithID()
+	if leaderID == "" {
+		return fmt.Errorf("%w: no leader is known", ErrNotReady)
+	}
+	if n.raft.State() == raft.Leader && n.leaderTerm.Load() != n.raft.CurrentTerm() {
+		return fmt.Errorf("%w: the new leader has not yet applied earlier terms", ErrNotReady)
+	}
+	if n.fsm.Users() == nil {
+		return fmt.Errorf("%w: the cluster is not initialised yet", ErrNotReady)
+	}
+	commit, applied := n.raft.CommitIndex(), n.fsm.AppliedIndex()
+	if applied+n.cfg.ReadyLag < commit {
+		return fmt.Errorf("%w: applied index %d trails commit index %d", ErrNotReady, applied, commit)
+	}
+	return nil
+}
+
+func (n *Node) registerMetrics(set *metrics.Set) {
+	set.NewGauge(`troupe_raft_state`, func() float64 { return float64(n.raft.State()) })
+	set.NewGauge(`troupe_raft_term`, func() float64 { return float64(n.raft.CurrentTerm()) })
+	set.NewGauge(`troupe_raft_commit_index`, func() float64 { return float64(n.raft.CommitIndex()) })
+	set.NewGauge(`troupe_raft_last_index`, func() float64 { return float64(n.raft.LastIndex()) })
+	set.NewGauge(`troupe_raft_applied_index`, func() float64 { return float64(n.fsm.AppliedIndex()) })
+	set.NewGauge(`troupe_raft_apply_lag`, func() float64 {
+		return float64(n.raft.CommitIndex()) - float64(n.fsm.AppliedIndex())
+	})
+	set.NewGauge(`troupe_raft_last_contact_seconds`, func() float64 {
+		if n.raft.State() == raft.Leader {
+			return 0
+		}
+		lc := n.raft.LastContact()
+		if lc.IsZero() {
+			return -1
+		}
+		return time.Since(lc).Seconds()
+	})
+}

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/troupe-db/troupe/actors"
+	"github.com/troupe-db/troupe/cluster"
+	"github.com/troupe-db/troupe/storage"
+	"github.com/troupe-db/troupe/transport"
+)
+
+func serve(args []string, stdout, stderr io.Writer) int {
+	cfg, err := parseServe(args, stderr, os.Getenv)
+	if err != nil {
+		if errors.Is(err, errHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "troupe serve: %v\n", err)
+		return 2
+	}
+	logger := newLogger(cfg, stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := runNode(ctx, cfg, logger, stdout); err != nil {
+		logger.Error("troupe stopped with an error", slog.Any("err", err))
+		return 1
+	}
+	return 0
+}
+
+func newLogger(cfg *serveConfig, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// runNode starts the components in order — actors, raft node, HTTP — and
+// stops them in reverse when ctx ends or the node cannot go on.
+func runNode(ctx context.Context, cfg *serveConfig, logger *slog.Logger, stdout io.Writer) (err error) {
+	if err := os.MkdirAll(cfg.Node.DataDir, 0o700); err != nil {
+		return fmt.Errorf("cannot create data dir %q: %w", cfg.Node.DataDir, err)
+	}
+	if cfg.Node.NodeID, err = settleNodeID(cfg.Node.DataDir, cfg.Node.NodeID, cfg.Explicit["node-id"]); err != nil {
+		return err
+	}
+	if cfg.HTTP.Insecure {
+		logger.Warn("AUTHENTICATION IS OFF (--insecure): every request acts as admin; use only on a trusted network")
+	}
+	set := metrics.NewSet()
+	sys := actors.NewSystem(logger, set)
+	defer sys.Shutdown()
+
+	admin := func() (storage.NewUser, error) { return firstAdmin(cfg, logger) }
+	node, err := cluster.Open(cfg.Node, logger, set, sys, admin)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if serr := node.Shutdown(); serr != nil && err == nil {
+			err = fmt.Errorf("raft shutdown: %w", serr)
+		}
+		logger.Info("node stopped")
+	}()
+
+	users := func() transport.Users {
+		if u := node.Users(); u != nil {
+			return u
+		}
+		return nil
+	}
+	srv, err := transport.New(cfg.HTTP, logger, set, node, users)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.HTTP.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s: %w", cfg.HTTP.HTTPAddr, err)
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.ShutdownGrace)
+		defer cancel()
+		if serr := srv.Shutdown(sctx); serr != nil {
+			logger.Warn("HTTP shutdown did not finish in time", slog.Any("err", serr))
+		}
+		<-serveErr
+		logger.Info("HTTP server stopped")
+	}()
+
+	initErr := make(chan error, 1)
+	go func() {
+		initErr <- node.WaitInitialised(time.Now().Add(2*time.Minute), cfg.Explicit["user-shards"])
+	}()
+	url := "http://" + ln.Addr().String()
+	logger.Info("troupe is serving", slog.String("url", url), slog.String("node_id", cfg.Node.NodeID), slog.String("data", cfg.Node.DataDir))
+	fmt.Fprintf(stdout, "troupe %s is serving on %s  (try: curl %s/v1/users)\n", version, url, url)
+
+	for {
+		select {
+		case <-ctx.Done():
+			logger.Info("signal received; shutting down")
+			return nil
+		case err := <-node.Fatal():
+			return err
+		case err := <-serveErr:
+			serveErr <- err
+			return fmt.Errorf("HTTP server failed: %w", err)
+		case err := <-initErr:
+			if err != nil {
+				return err
+			}
+			initErr = nil
+		}
+	}
+}
+
+// settleNodeID keeps the node id in the data dir: a restarted node must
+// keep its raft identity. A different explicit --node-id is refused.
+func settleNodeID(dataDir, id string, explicit bool) (string, error) {
+	path := filepath.Join(dataDir, "node-id")
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		stored := strings.TrimSpace(string(b))
+		if explicit && stored != id {
+			return "", fmt.Errorf("--node-id=%s, but data dir %s belongs to node %q; start it with --node-id=%s or use another data dir", id, dataDir, stored, stored)
+		}
+		return stored, nil
+	case errors.Is(err, fs.ErrNotExist):
+		if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
+			return "", fmt.Errorf("cannot record the node id: %w", err)
+		}
+		return id, nil
+	default:
+		return "", fmt.Errorf("cannot read %s: %w", path, err)
+	}
+}
+
+// firstAdmin prepares the first admin of a new cluster from
+// TROUPE_ADMIN_EMAIL and TROUPE_ADMIN_PASSWORD; without a password it
+// generates one into <data>/admin-password (mode 0600), reusing that file
+// if an earlier start already wrote it.
+func firstAdmin(cfg *serveConfig, logger *slog.Logger) (storage.NewUser, error) {
+	email := os.Getenv("TROUPE_ADMIN_EMAIL")
+	if email == "" {
+		email = "admin@troupe.local"
+	}
+	email, serr := storage.NormalizeEmail("TROUPE_ADMIN_EMAIL", email)
+	if serr != nil {
+		return storage.NewUser{}, errors.New(serr.Message)
+	}
+	password := os.Getenv("TROUPE_ADMIN_PASSWORD")
+	if password == "" {
+		path := filepath.Join(cfg.Node.DataDir, "admin-password")
+		if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+			password = strings.TrimSpace(string(b))
+		} else {
+			password = generatePassword()
+			if err := os.WriteFile(path, []byte(password+"\n"), 0o600); err != nil {
+				return storage.NewUser{}, fmt.Errorf("cannot write %s: %w", path, err)
+			}
+		}
+		logger.Warn("generated the first admin's password", slog.String("email", email), slog.String("password_file", path))
+	}
+	if serr := storage.CheckPassword("TROUPE_ADMIN_PASSWORD", password); serr != nil {
+		return storage.NewUser{}, errors.New(serr.Message)
+	}
+	salt := make([]byte, cfg.HTTP.Argon2.SaltLen)
+	if _, err := rand.Read(salt); err != nil {
+		return storage.NewUser{}, err
+	}
+	return storage.NewUser{
+		Name: "Administrator", Email: email, Role: storage.RoleAdmin,
+		PasswordHash: storage.HashPassword(password, salt, cfg.HTTP.Argon2),
+	}, nil
+}
+
+func generatePassword() string {
+	const alphabet = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+	b := make([]byte, 24)
+	for i := range b {
+		n, _ := rand.Int(rand.Reader, big.NewInt(int64(len(alphabet))))
+		b[i] = alphabet[n.Int64()]
+	}
+	return string(b)
+}

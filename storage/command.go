@@ -1,0 +1,228 @@
+package storage
+
+import "fmt"
+
+// CommandVersion is the version of the command encoding written by this
+// build. A node that meets a newer version stops instead of diverging.
+const CommandVersion = 1
+
+// CommandKind says what a command does.
+type CommandKind uint8
+
+// Command kinds. Values are part of the log format: never renumber.
+const (
+	CmdInit       CommandKind = 1
+	CmdUserCreate CommandKind = 2
+	CmdUserBatch  CommandKind = 3
+	CmdUserPatch  CommandKind = 4
+	CmdUserDelete CommandKind = 5
+	// CmdNoop changes nothing. A new leader proposes one and waits for it:
+	// raft's own no-op and barrier entries never reach the FSM, so this is
+	// how the FSM's applied index comes to cover everything committed in
+	// earlier terms.
+	CmdNoop CommandKind = 6
+)
+
+func (k CommandKind) String() string {
+	switch k {
+	case CmdInit:
+		return "init"
+	case CmdUserCreate:
+		return "user_create"
+	case CmdUserBatch:
+		return "user_batch"
+	case CmdUserPatch:
+		return "user_patch"
+	case CmdUserDelete:
+		return "user_delete"
+	case CmdNoop:
+		return "noop"
+	}
+	return fmt.Sprintf("command(%d)", uint8(k))
+}
+
+// MaxBatch is the most users one batch command may create.
+const MaxBatch = 1000
+
+// Command is one replicated change. Everything that could differ between
+// nodes (ids, time, hashes) is decided before proposing and carried here.
+type Command struct {
+	Kind  CommandKind
+	Stamp uint64 // leader-decided hybrid time; see StampAt
+	// RequestID is the client's Idempotency-Key (scoped by the caller), or
+	// empty. Fingerprint identifies the request it was first used with.
+	RequestID   string
+	Fingerprint uint64
+
+	Init   *InitParams
+	Create *BatchItem  // CmdUserCreate
+	Batch  []BatchItem // CmdUserBatch
+	Patch  *UserPatch  // CmdUserPatch
+	Delete string      // CmdUserDelete: user id
+}
+
+// BatchItem is one user to create, with its id decided at the leader.
+type BatchItem struct {
+	ID   string
+	User NewUser
+}
+
+// InitParams are the cluster parameters, fixed at bootstrap and kept in
+// the replicated state, and the first admin.
+type InitParams struct {
+	ClusterID            string
+	UserShards           uint32
+	IdempotencyRetention uint64 // milliseconds
+	Admin                BatchItem
+}
+
+// Validate checks cluster parameters.
+func (p *InitParams) Validate() error {
+	if p.UserShards == 0 || p.UserShards&(p.UserShards-1) != 0 || p.UserShards > 1<<12 {
+		return fmt.Errorf("user shards must be a power of two between 1 and 4096, got %d", p.UserShards)
+	}
+	if p.IdempotencyRetention < 1000 {
+		return fmt.Errorf("idempotency retention must be at least 1s, got %dms", p.IdempotencyRetention)
+	}
+	if p.ClusterID == "" {
+		return fmt.Errorf("cluster id must not be empty")
+	}
+	return nil
+}
+
+// EncodeCommand appends the binary form of c to dst.
+func EncodeCommand(dst []byte, c *Command) []byte {
+	e := encoder{b: dst}
+	e.byte1(CommandVersion)
+	e.byte1(byte(c.Kind))
+	e.uvarint(c.Stamp)
+	e.str(c.RequestID)
+	if c.RequestID != "" {
+		e.fixed64(c.Fingerprint)
+	}
+	switch c.Kind {
+	case CmdInit:
+		p := c.Init
+		e.str(p.ClusterID)
+		e.uvarint(uint64(p.UserShards))
+		e.uvarint(p.IdempotencyRetention)
+		e.batchItem(&p.Admin)
+	case CmdUserCreate:
+		e.batchItem(c.Create)
+	case CmdUserBatch:
+		e.uvarint(uint64(len(c.Batch)))
+		for i := range c.Batch {
+			e.batchItem(&c.Batch[i])
+		}
+	case CmdUserPatch:
+		p := c.Patch
+		e.str(p.ID)
+		e.uvarint(p.IfVersion)
+		e.byte1(byte(p.Fields))
+		if p.Fields&PatchName != 0 {
+			e.str(p.Name)
+		}
+		if p.Fields&PatchEmail != 0 {
+			e.str(p.Email)
+		}
+		if p.Fields&PatchPassword != 0 {
+			e.str(p.PasswordHash)
+		}
+		if p.Fields&PatchRole != 0 {
+			e.byte1(byte(p.Role))
+		}
+	case CmdUserDelete:
+		e.str(c.Delete)
+	}
+	return e.b
+}
+
+func (e *encoder) batchItem(it *BatchItem) {
+	e.str(it.ID)
+	e.str(it.User.Name)
+	e.str(it.User.Email)
+	e.str(it.User.PasswordHash)
+	e.byte1(byte(it.User.Role))
+}
+
+func (d *decoder) batchItem(it *BatchItem) {
+	it.ID = d.str()
+	it.User.Name = d.str()
+	it.User.Email = d.str()
+	it.User.PasswordHash = d.str()
+	it.User.Role = Role(d.byte1())
+}
+
+// DecodeCommand parses a command. It fails, never panics, on any input
+// that EncodeCommand did not produce, and reports a newer version as such
+// so the caller can stop with a clear message.
+func DecodeCommand(b []byte) (*Command, error) {
+	d := decoder{b: b}
+	v := d.byte1()
+	if d.err == nil && v != CommandVersion {
+		return nil, fmt.Errorf("%w: command version %d is not supported by this build (it writes version %d); upgrade this node", ErrUnsupportedVersion, v, CommandVersion)
+	}
+	c := &Command{Kind: CommandKind(d.byte1())}
+	c.Stamp = d.uvarint()
+	c.RequestID = d.str()
+	if c.RequestID != "" {
+		c.Fingerprint = d.fixed64()
+	}
+	switch c.Kind {
+	case CmdInit:
+		p := &InitParams{}
+		p.ClusterID = d.str()
+		shards := d.uvarint()
+		if shards > 1<<16 {
+			d.fail("shard count %d", shards)
+		}
+		p.UserShards = uint32(shards)
+		p.IdempotencyRetention = d.uvarint()
+		d.batchItem(&p.Admin)
+		c.Init = p
+	case CmdUserCreate:
+		c.Create = &BatchItem{}
+		d.batchItem(c.Create)
+	case CmdUserBatch:
+		n := d.count(5)
+		if n > MaxBatch {
+			d.fail("batch of %d items", n)
+		}
+		if d.err == nil {
+			c.Batch = make([]BatchItem, n)
+			for i := range c.Batch {
+				d.batchItem(&c.Batch[i])
+			}
+		}
+	case CmdUserPatch:
+		p := &UserPatch{}
+		p.ID = d.str()
+		p.IfVersion = d.uvarint()
+		p.Fields = PatchFields(d.byte1())
+		if p.Fields&^patchAll != 0 {
+			d.fail("unknown patch fields %#x", p.Fields)
+		}
+		if p.Fields&PatchName != 0 {
+			p.Name = d.str()
+		}
+		if p.Fields&PatchEmail != 0 {
+			p.Email = d.str()
+		}
+		if p.Fields&PatchPassword != 0 {
+			p.PasswordHash = d.str()
+		}
+		if p.Fields&PatchRole != 0 {
+			p.Role = Role(d.byte1())
+		}
+		c.Patch = p
+	case CmdUserDelete:
+		c.Delete = d.str()
+	case CmdNoop:
+	default:
+		d.fail("unknown command kind %d", c.Kind)
+	}
+	if err := d.end(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}

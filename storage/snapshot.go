@@ -1,0 +1,295 @@
+package storage
+
+import (
+	"bufio"
+	"encoding/binary"
+
+	"fmt"
+	"io"
+)
+
+// SnapshotVersion is the snapshot format written by this build.
+const SnapshotVersion = 1
+
+var snapshotMagic = []byte("TROUPE-SNAPSHOT\n")
+
+// Snapshot is the whole replicated state at one log index: the FSM's meta
+// state and every user shard (immutable views).
+type Snapshot struct {
+	Meta   Meta
+	Shards []*UserShard
+}
+
+// Meta is the replicated state the FSM keeps itself.
+type Meta struct {
+	Init        *InitParams // nil until the cluster is initialised
+	Index       uint64      // the log index the state covers
+	LastStamp   uint64      // highest stamp applied; new leaders start above it
+	LastMs      int64       // command time of the last applied command
+	Idempotency []IdempotencyEntry
+}
+
+// IdempotencyEntry is one remembered request id and its result.
+type IdempotencyEntry struct {
+	RequestID   string
+	Fingerprint uint64
+	AtMs        int64
+	Result      Result
+}
+
+// The stream is a magic header, then frames: a uvarint length and that
+// many bytes, whose first byte is the frame type. Users come in frames of
+// bounded size, so neither side ever holds the whole state as one buffer.
+const (
+	frameMeta  = 1
+	frameUsers = 2
+	frameEnd   = 3
+	frameIdem  = 4 // continues the meta frame's idempotency entries
+
+	frameTarget = 64 << 10
+	maxFrame    = 16 << 20
+)
+
+// WriteSnapshot streams s to w.
+func WriteSnapshot(w io.Writer, s *Snapshot) error {
+	bw := bufio.NewWriterSize(w, 256<<10)
+	if _, err := bw.Write(snapshotMagic); err != nil {
+		return err
+	}
+	var hdr [binary.MaxVarintLen64]byte
+	bw.Write(hdr[:binary.PutUvarint(hdr[:], SnapshotVersion)])
+	var e encoder
+	flush := func() error {
+		n := binary.PutUvarint(hdr[:], uint64(len(e.b)))
+		if _, err := bw.Write(hdr[:n]); err != nil {
+			return err
+		}
+		_, err := bw.Write(e.b)
+		e.b = e.b[:0]
+		return err
+	}
+
+	e.byte1(frameMeta)
+	m := &s.Meta
+	e.boolean(m.Init != nil)
+	if m.Init != nil {
+		e.str(m.Init.ClusterID)
+		e.uvarint(uint64(m.Init.UserShards))
+		e.uvarint(m.Init.IdempotencyRetention)
+		e.batchItem(&m.Init.Admin)
+	}
+	e.uvarint(m.Index)
+	e.uvarint(m.LastStamp)
+	e.varint(m.LastMs)
+	e.uvarint(uint64(len(m.Idempotency)))
+	for i := range m.Idempotency {
+		ie := &m.Idempotency[i]
+		e.str(ie.RequestID)
+		e.fixed64(ie.Fingerprint)
+		e.varint(ie.AtMs)
+		e.result(&ie.Result)
+		// The window may hold far more than maxFrame (batch results carry
+		// whole users): it continues in idempotency frames.
+		if len(e.b) >= frameTarget {
+			if err := flush(); err != nil {
+				return err
+			}
+			e.byte1(frameIdem)
+		}
+	}
+	e.uvarint(uint64(len(s.Shards)))
+	if err := flush(); err != nil {
+		return err
+	}
+
+	var total uint64
+	for si, sh := range s.Shards {
+		var err error
+		start := func() {
+			e.byte1(frameUsers)
+			e.uvarint(uint64(si))
+		}
+		start()
+		sh.Ascend(func(u *User) bool {
+			e.user(u)
+			total++
+			if len(e.b) >= frameTarget {
+				if err = flush(); err != nil {
+					return false
+				}
+				start()
+			}
+			return true
+		})
+		if err != nil {
+			return err
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+	}
+	e.byte1(frameEnd)
+	e.uvarint(total)
+	if err := flush(); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+// ReadSnapshot parses a snapshot stream and rebuilds the shards, email
+// indexes included. It fails, never panics, on a damaged or hostile
+// stream, and reports a newer format as such.
+func ReadSnapshot(r io.Reader) (*Snapshot, error) {
+	br := bufio.NewReaderSize(r, 256<<10)
+	magic := make([]byte, len(snapshotMagic))
+	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != string(snapshotMagic) {
+		return nil, fmt.Errorf("%w: not a troupe snapshot", ErrCorrupt)
+	}
+	v, err := binary.ReadUvarint(br)
+	if err != nil {
+		return nil, fmt.Errorf("%w: snapshot header: %v", ErrCorrupt, err)
+	}
+	if v != SnapshotVersion {
+		return nil, fmt.Errorf("%w: snapshot version %d is not supported by this build (it reads version %d)", ErrUnsupportedVersion, v, SnapshotVersion)
+	}
+	var buf []byte
+	next := func() (*decoder, byte, error) {
+		n, err := binary.ReadUvarint(br)
+		if err != nil {
+			return nil, 0, fmt.Errorf("%w: frame length: %v", ErrCorrupt, err)
+		}
+		if n == 0 || n > maxFrame {
+			return nil, 0, fmt.Errorf("%w: frame length %d", ErrCorrupt, n)
+		}
+		if uint64(cap(buf)) < n {
+			buf = make([]byte, n)
+		}
+		buf = buf[:n]
+		if _, err := io.ReadFull(br, buf); err != nil {
+			return nil, 0, fmt.Errorf("%w: truncated frame: %v", ErrCorrupt, err)
+		}
+		d := &decoder{b: buf}
+		return d, d.byte1(), nil
+	}
+
+	d, kind, err := next()
+	if err != nil {
+		return nil, err
+	}
+	if kind != frameMeta {
+		return nil, fmt.Errorf("%w: expected meta frame", ErrCorrupt)
+	}
+	s := &Snapshot{}
+	if d.boolean() {
+		p := &InitParams{ClusterID: d.str()}
+		shards := d.uvarint()
+		if shards > 1<<16 {
+			d.fail("shard count %d", shards)
+		}
+		p.UserShards = uint32(shards)
+		p.IdempotencyRetention = d.uvarint()
+		d.batchItem(&p.Admin)
+		s.Meta.Init = p
+		if d.err == nil {
+			if err := p.Validate(); err != nil {
+				d.fail("cluster parameters: %v", err)
+			}
+		}
+	}
+	s.Meta.Index = d.uvarint()
+	s.Meta.LastStamp = d.uvarint()
+	s.Meta.LastMs = d.varint()
+	// Entries continue in idempotency frames; n is not trusted for
+	// allocation, every entry must be read first.
+	n := d.uvarint()
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		if len(d.b) == 0 {
+			if d, kind, err = next(); err != nil {
+				return nil, err
+			}
+			if kind != frameIdem {
+				return nil, fmt.Errorf("%w: expected idempotency frame", ErrCorrupt)
+			}
+		}
+		var ie IdempotencyEntry
+		ie.RequestID = d.str()
+		ie.Fingerprint = d.fixed64()
+		ie.AtMs = d.varint()
+		d.result(&ie.Result, 0)
+		s.Meta.Idempotency = append(s.Meta.Idempotency, ie)
+	}
+	nShards := d.uvarint()
+	if err := d.end(); err != nil {
+		return nil, err
+	}
+	want := uint64(0)
+	if s.Meta.Init != nil {
+		want = uint64(s.Meta.Init.UserShards)
+	}
+	if nShards != want {
+		return nil, fmt.Errorf("%w: %d shards, cluster parameters say %d", ErrCorrupt, nShards, want)
+	}
+	s.Shards = make([]*UserShard, nShards)
+	for i := range s.Shards {
+		s.Shards[i] = NewUserShard()
+	}
+
+	var total uint64
+	for {
+		d, kind, err := next()
+		if err != nil {
+			return nil, err
+		}
+		switch kind {
+		case frameUsers:
+			si := d.uvarint()
+			if d.err == nil && si >= nShards {
+				return nil, fmt.Errorf("%w: shard %d out of range", ErrCorrupt, si)
+			}
+			for d.err == nil && len(d.b) > 0 {
+				u := d.user()
+				if d.err != nil {
+					break
+				}
+				if err := s.restoreUser(int(si), u); err != nil {
+					return nil, err
+				}
+				total++
+			}
+			if d.err != nil {
+				return nil, d.err
+			}
+		case frameEnd:
+			count := d.uvarint()
+			if err := d.end(); err != nil {
+				return nil, err
+			}
+			if count != total {
+				return nil, fmt.Errorf("%w: %d users, trailer says %d", ErrCorrupt, total, count)
+			}
+			return s, nil
+		default:
+			return nil, fmt.Errorf("%w: unknown frame type %d", ErrCorrupt, kind)
+		}
+	}
+}
+
+func (s *Snapshot) restoreUser(home int, u *User) error {
+	n := len(s.Shards)
+	_, shard, ok := ParseUserID(u.ID)
+	switch {
+	case !ok || int(shard) != home:
+		return fmt.Errorf("%w: user id %q does not belong to shard %d", ErrCorrupt, u.ID, home)
+	case u.Role != RoleUser && u.Role != RoleAdmin, u.Version == 0:
+		return fmt.Errorf("%w: user %s has a bad role or version", ErrCorrupt, u.ID)
+	}
+	if _, dup := s.Shards[home].Get(u.ID); dup {
+		return fmt.Errorf("%w: user %s appears twice", ErrCorrupt, u.ID)
+	}
+	key := EmailKey(u.Email)
+	if err := s.Shards[ShardOf(key, n)].IndexEmail(key, u.ID); err != nil {
+		return fmt.Errorf("%w: email of user %s is not unique", ErrCorrupt, u.ID)
+	}
+	s.Shards[home].Put(u)
+	return nil
+}

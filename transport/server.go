@@ -1,0 +1,241 @@
+// Package transport is troupe's HTTP front end: a fasthttp server whose
+// handlers parse and validate requests, turn writes into commands for the
+// cluster and reads into messages for the owning actors, and map every
+// outcome to the codes of API.md. It holds no state of its own.
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/fasthttp/router"
+	"github.com/valyala/fasthttp"
+
+	"github.com/troupe-db/troupe/cluster"
+	"github.com/troupe-db/troupe/storage"
+)
+
+// Node is what the transport needs from the cluster.
+type Node interface {
+	Stamps(k int) uint64
+	Propose(cmd *storage.Command, deadline time.Time) (storage.Result, uint64, error)
+	ReadBarrier(c cluster.Consistency, minIndex uint64, deadline time.Time) error
+	Ready() error
+	Status(httpAddr string) cluster.Status
+}
+
+// Users is what the transport needs from the user shards.
+type Users interface {
+	HomeShardFor(email string) uint16
+	Get(id string, deadline time.Time) (*storage.User, error)
+	FindEmail(email string, deadline time.Time) (*storage.User, error)
+	List(after, q string, limit int, deadline time.Time) ([]*storage.User, bool, error)
+	Count(q string, deadline time.Time) (int, error)
+}
+
+// Config configures the HTTP server.
+type Config struct {
+	HTTPAddr      string // listen address
+	AdvertiseHTTP string // address clients reach this node at; default HTTPAddr
+	// Insecure turns authentication off: every request acts as admin.
+	Insecure       bool
+	MaxBodyBytes   int
+	RequestTimeout time.Duration // how long a request may wait on the cluster
+	ReadTimeout    time.Duration
+	WriteTimeout   time.Duration
+	IdleTimeout    time.Duration
+	ShutdownGrace  time.Duration // in-flight requests get this long on shutdown
+	Argon2         storage.Argon2Params
+	// HashConcurrency bounds concurrent password hashing (memory-hard:
+	// each takes Argon2.MemoryKiB). Default: the number of CPUs.
+	HashConcurrency int
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		HTTPAddr:        "127.0.0.1:8080",
+		MaxBodyBytes:    1 << 20,
+		RequestTimeout:  10 * time.Second,
+		ReadTimeout:     30 * time.Second,
+		WriteTimeout:    30 * time.Second,
+		IdleTimeout:     120 * time.Second,
+		ShutdownGrace:   15 * time.Second,
+		Argon2:          storage.DefaultArgon2,
+		HashConcurrency: runtime.NumCPU(),
+	}
+}
+
+// Validate rejects unusable settings.
+func (c *Config) Validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		errs = append(errs, fmt.Errorf("http address %q: %v", c.HTTPAddr, err))
+	}
+	if c.AdvertiseHTTP != "" {
+		if _, _, err := net.SplitHostPort(c.AdvertiseHTTP); err != nil {
+			errs = append(errs, fmt.Errorf("advertised http address %q: %v", c.AdvertiseHTTP, err))
+		}
+	}
+	if c.MaxBodyBytes < 1024 {
+		errs = append(errs, fmt.Errorf("max body size %d too small", c.MaxBodyBytes))
+	}
+	for name, d := range map[string]time.Duration{"request timeout": c.RequestTimeout, "read timeout": c.ReadTimeout,
+		"write timeout": c.WriteTimeout, "idle timeout": c.IdleTimeout, "shutdown grace": c.ShutdownGrace} {
+		if d < time.Millisecond {
+			errs = append(errs, fmt.Errorf("%s %v must be positive", name, d))
+		}
+	}
+	if err := c.Argon2.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.HashConcurrency < 1 {
+		errs = append(errs, fmt.Errorf("hash concurrency %d must be at least 1", c.HashConcurrency))
+	}
+	return errors.Join(errs...)
+}
+
+// Server serves the HTTP API of one node.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	node    Node
+	users   func() Users // nil result until the cluster is initialised
+	set     *metrics.Set
+	http    *fasthttp.Server
+	hashSem chan struct{}
+
+	routesStats sync.Map // route name → *routeMetrics
+}
+
+// New returns a server; users returns the user shards or nil.
+func New(cfg Config, logger *slog.Logger, set *metrics.Set, node Node, users func() Users) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.AdvertiseHTTP == "" {
+		cfg.AdvertiseHTTP = cfg.HTTPAddr
+	}
+	s := &Server{cfg: cfg, log: logger, node: node, users: users, set: set,
+		hashSem: make(chan struct{}, cfg.HashConcurrency)}
+	s.http = &fasthttp.Server{
+		Handler:               s.routes(),
+		Name:                  "troupe",
+		NoDefaultServerHeader: true,
+		MaxRequestBodySize:    cfg.MaxBodyBytes,
+		ReadTimeout:           cfg.ReadTimeout,
+		WriteTimeout:          cfg.WriteTimeout,
+		IdleTimeout:           cfg.IdleTimeout,
+		CloseOnShutdown:       true,
+		ErrorHandler:          s.parseError,
+		Logger:                fasthttpLogger{logger},
+	}
+	return s, nil
+}
+
+func (s *Server) routes() fasthttp.RequestHandler {
+	r := router.New()
+	r.GET("/healthz", s.handle("GET /healthz", s.healthz))
+	r.GET("/readyz", s.handle("GET /readyz", s.readyz))
+	r.GET("/metrics", s.handle("GET /metrics", s.metrics))
+	r.GET("/v1/cluster", s.handle("GET /v1/cluster", s.clusterStatus))
+	r.POST("/v1/users", s.handle("POST /v1/users", s.createUser))
+	r.GET("/v1/users", s.handle("GET /v1/users", s.listUsers))
+	r.GET("/v1/users/count", s.handle("GET /v1/users/count", s.countUsers))
+	r.POST("/v1/users/batch", s.handle("POST /v1/users/batch", s.batchUsers))
+	r.GET("/v1/users/{id}", s.handle("GET /v1/users/{id}", s.getUser))
+	r.PATCH("/v1/users/{id}", s.handle("PATCH /v1/users/{id}", s.patchUser))
+	r.DELETE("/v1/users/{id}", s.handle("DELETE /v1/users/{id}", s.deleteUser))
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+	r.HandleMethodNotAllowed = true
+	r.NotFound = s.handle("not found", func(ctx *fasthttp.RequestCtx) {
+		writeError(ctx, newError("not_found", "no such route: "+string(ctx.Method())+" "+string(ctx.Path())))
+	})
+	r.MethodNotAllowed = s.handle("method not allowed", func(ctx *fasthttp.RequestCtx) {
+		writeError(ctx, newError("method_not_allowed", "method "+string(ctx.Method())+" is not allowed on "+string(ctx.Path())))
+	})
+	r.PanicHandler = func(ctx *fasthttp.RequestCtx, v any) {
+		s.log.Error("handler panicked", slog.String("route", string(ctx.Path())), slog.Any("panic", v))
+		writeError(ctx, newError("internal", "internal error"))
+	}
+	return r.Handler
+}
+
+// routeMetrics are one route's request counters (by status) and latency.
+type routeMetrics struct {
+	latency  *metrics.Histogram
+	mu       sync.Mutex
+	byStatus map[int]*metrics.Counter
+}
+
+func (s *Server) routeMetrics(route string) *routeMetrics {
+	if m, ok := s.routesStats.Load(route); ok {
+		return m.(*routeMetrics)
+	}
+	m := &routeMetrics{
+		latency:  s.set.GetOrCreateHistogram(`troupe_http_request_duration_seconds{route="` + route + `"}`),
+		byStatus: map[int]*metrics.Counter{},
+	}
+	actual, _ := s.routesStats.LoadOrStore(route, m)
+	return actual.(*routeMetrics)
+}
+
+func (m *routeMetrics) count(set *metrics.Set, route string, status int) {
+	m.mu.Lock()
+	c := m.byStatus[status]
+	if c == nil {
+		c = set.GetOrCreateCounter(`troupe_http_requests_total{route="` + route + `",status="` + strconv.Itoa(status) + `"}`)
+		m.byStatus[status] = c
+	}
+	m.mu.Unlock()
+	c.Inc()
+}
+
+// handle wraps a handler with metrics.
+func (s *Server) handle(route string, h fasthttp.RequestHandler) fasthttp.RequestHandler {
+	m := s.routeMetrics(route)
+	return func(ctx *fasthttp.RequestCtx) {
+		start := time.Now()
+		h(ctx)
+		m.latency.UpdateDuration(start)
+		m.count(s.set, route, ctx.Response.StatusCode())
+	}
+}
+
+// parseError answers requests fasthttp could not read, in the API's shape.
+func (s *Server) parseError(ctx *fasthttp.RequestCtx, err error) {
+	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+		writeError(ctx, newError("payload_too_large", fmt.Sprintf("the request body exceeds %d bytes", s.cfg.MaxBodyBytes)))
+		return
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) && netErr.Timeout() {
+		writeError(ctx, newError("timeout", "the request was not received in time"))
+		return
+	}
+	writeError(ctx, newError("bad_request", "cannot parse the HTTP request"))
+}
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error { return s.http.Serve(ln) }
+
+// Shutdown stops accepting connections and waits for in-flight requests
+// until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error { return s.http.ShutdownWithContext(ctx) }
+
+func (s *Server) deadline() time.Time { return time.Now().Add(s.cfg.RequestTimeout) }
+
+type fasthttpLogger struct{ l *slog.Logger }
+
+func (f fasthttpLogger) Printf(format string, args ...any) {
+	f.l.Debug(fmt.Sprintf(format, args...), slog.String("component", "http"))
+}
