@@ -18,6 +18,7 @@ type serveConfig struct {
 	HTTP      transport.Config
 	LogLevel  string
 	LogFormat string
+	PprofAddr string // serve net/http/pprof here; empty: off
 
 	// Explicit records which flags the operator set (flag or env), e.g. to
 	// tell a chosen --user-shards from the default.
@@ -65,6 +66,7 @@ func parseServe(args []string, stderr io.Writer, getenv func(string) string) (*s
 	fs.StringVar(&c.RateLimitMode, "rate-limit-mode", "local", "local or global")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	fs.StringVar(&c.PprofAddr, "pprof", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060; off when empty")
 	fs.IntVar(&c.Node.UserShards, "user-shards", c.Node.UserShards, "user shards of a new cluster (a power of two; fixed at creation)")
 	fs.DurationVar(&c.Node.IdempotencyRetention, "idempotency-retention", c.Node.IdempotencyRetention, "how long Idempotency-Keys are remembered in a new cluster (fixed at creation)")
 	fs.DurationVar(&c.HTTP.RequestTimeout, "request-timeout", c.HTTP.RequestTimeout, "how long a request may wait for the cluster")

@@ -108,6 +108,14 @@ func runNode(ctx context.Context, cfg *serveConfig, logger *slog.Logger, stdout 
 		logger.Info("HTTP server stopped")
 	}()
 
+	if cfg.PprofAddr != "" {
+		stopPprof, err := servePprof(cfg.PprofAddr, logger)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+	}
+
 	initErr := make(chan error, 1)
 	go func() {
 		initErr <- node.WaitInitialised(time.Now().Add(2*time.Minute), cfg.Explicit["user-shards"])
