@@ -83,11 +83,6 @@ func WriteSnapshot(w io.Writer, s *Snapshot) error {
 	e.varint(m.LastMs)
 	e.uvarint(uint64(len(m.Idempotency)))
 	for i := range m.Idempotency {
-		ie := &m.Idempotency[i]
-		e.str(ie.RequestID)
-		e.fixed64(ie.Fingerprint)
-		e.varint(ie.AtMs)
-		e.result(&ie.Result)
 		// The window may hold far more than maxFrame (batch results carry
 		// whole users): it continues in idempotency frames.
 		if len(e.b) >= frameTarget {
@@ -96,6 +91,11 @@ func WriteSnapshot(w io.Writer, s *Snapshot) error {
 			}
 			e.byte1(frameIdem)
 		}
+		ie := &m.Idempotency[i]
+		e.str(ie.RequestID)
+		e.fixed64(ie.Fingerprint)
+		e.varint(ie.AtMs)
+		e.result(&ie.Result)
 	}
 	e.uvarint(uint64(len(s.Shards)))
 	if err := flush(); err != nil {

@@ -112,6 +112,9 @@ type ListQuery struct {
 
 // List appends to dst up to q.Limit records in id order.
 func (s *UserShard) List(dst []*User, q ListQuery) []*User {
+	if q.Limit <= 0 {
+		return dst
+	}
 	n := 0
 	visit := func(u *User) bool {
 		if u.ID == q.After {

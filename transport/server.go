@@ -136,7 +136,7 @@ func New(cfg Config, logger *slog.Logger, set *metrics.Set, node Node, users fun
 		IdleTimeout:           cfg.IdleTimeout,
 		CloseOnShutdown:       true,
 		ErrorHandler:          s.parseError,
-		Logger:          fasthttpLogger{logger},
+		Logger:                fasthttpLogger{logger},
 	}
 	return s, nil
 }
