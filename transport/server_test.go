@@ -517,3 +517,16 @@ func TestMinIndexTimesOut(t *testing.T) {
 		t.Fatalf("reachable min_index: %d %s", r.status, r.body)
 	}
 }
+
+func TestBatchAllInvalidProposesNothing(t *testing.T) {
+	ts := startServer(t)
+	r := ts.do("POST", "/v1/users/batch", `{"users":[{"name":"","email":"a@example.com"},{"name":"B","email":"nope"}]}`, nil, true)
+	if r.status != 200 || r.header.Get("X-Troupe-Index") != "" {
+		t.Fatalf("all invalid: %d %v %s", r.status, r.header, r.body)
+	}
+	var out struct{ Results []struct{ Status int } }
+	r.json(t, &out)
+	if len(out.Results) != 2 || out.Results[0].Status != 400 || out.Results[1].Status != 400 {
+		t.Fatalf("results: %s", r.body)
+	}
+}
