@@ -67,6 +67,13 @@ func runNode(ctx context.Context, cfg *serveConfig, logger *slog.Logger, stdout 
 		logger.Warn("AUTHENTICATION IS OFF (--insecure): every request acts as admin; use only on a trusted network")
 	}
 	set := metrics.NewSet()
+	// raft reports through the process-wide go-metrics registry; one node
+	// per process, so it goes straight into this node's set.
+	stopRaftMetrics, err := cluster.InstallRaftMetrics(set, "troupe")
+	if err != nil {
+		return fmt.Errorf("cannot install raft metrics: %w", err)
+	}
+	defer stopRaftMetrics()
 	sys := actors.NewSystem(logger, set)
 	defer sys.Shutdown()
 
