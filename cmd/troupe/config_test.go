@@ -1,0 +1,108 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/troupe-db/troupe/storage"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestParseServeFlagsEnvDefaults(t *testing.T) {
+	c, err := parseServe([]string{"--insecure", "--http-addr", "127.0.0.1:9000"}, io.Discard,
+		env(map[string]string{"TROUPE_HTTP_ADDR": "127.0.0.1:1", "TROUPE_USER_SHARDS": "16", "TROUPE_REQUEST_TIMEOUT": "3s"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTP.HTTPAddr != "127.0.0.1:9000" {
+		t.Fatalf("flag must win over env: %s", c.HTTP.HTTPAddr)
+	}
+	if c.Node.UserShards != 16 || !c.Explicit["user-shards"] || c.HTTP.RequestTimeout != 3*time.Second {
+		t.Fatalf("env not applied: %+v", c.Node)
+	}
+	if c.Node.DataDir != "./troupe-data" || c.Node.RaftAddr != "127.0.0.1:7080" || c.Explicit["data"] {
+		t.Fatalf("defaults: %+v", c.Node)
+	}
+}
+
+func TestParseServeRejects(t *testing.T) {
+	cases := map[string][]string{
+		"no auth yet":           {},
+		"bad shards":            {"--insecure", "--user-shards", "6"},
+		"join not yet":          {"--insecure", "--join", "http://127.0.0.1:8081"},
+		"bad log level":         {"--insecure", "--log-level", "loud"},
+		"rate limit not yet":    {"--insecure", "--rate-limit", "100/1s"},
+		"bad address":           {"--insecure", "--http-addr", "nonsense"},
+		"stray argument":        {"--insecure", "extra"},
+		"tiny argon2":           {"--insecure", "--argon2-memory-kib", "1"},
+		"bad node id":           {"--insecure", "--node-id", "a b"},
+		"unspecified advertise": {"--insecure", "--advertise-raft", "0.0.0.0:7080"},
+	}
+	for name, args := range cases {
+		if _, err := parseServe(args, io.Discard, env(nil)); err == nil {
+			t.Errorf("%s: accepted %v", name, args)
+		}
+	}
+	if _, err := parseServe([]string{"--insecure"}, io.Discard, env(map[string]string{"TROUPE_USER_SHARDS": "many"})); err == nil ||
+		!strings.Contains(err.Error(), "TROUPE_USER_SHARDS") {
+		t.Errorf("bad env value: %v", err)
+	}
+}
+
+func TestSettleNodeID(t *testing.T) {
+	dir := t.TempDir()
+	id, err := settleNodeID(dir, "alpha", true)
+	if err != nil || id != "alpha" {
+		t.Fatal(id, err)
+	}
+	if id, err := settleNodeID(dir, "node1", false); err != nil || id != "alpha" {
+		t.Fatalf("stored id not kept: %s %v", id, err)
+	}
+	if _, err := settleNodeID(dir, "beta", true); err == nil {
+		t.Fatal("a different explicit id was accepted")
+	}
+}
+
+func TestFirstAdminGeneratesPasswordFile(t *testing.T) {
+	dir := t.TempDir()
+	c, err := parseServe([]string{"--insecure", "--data", dir, "--argon2-memory-kib", "64", "--argon2-time", "1"}, io.Discard, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TROUPE_ADMIN_PASSWORD", "")
+	t.Setenv("TROUPE_ADMIN_EMAIL", "Boss@Example.com")
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	u, err := firstAdmin(c, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "admin-password")
+	st, err := os.Stat(path)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("password file: %v %v", st, err)
+	}
+	b, _ := os.ReadFile(path)
+	password := strings.TrimSpace(string(b))
+	if u.Email != "Boss@Example.com" || u.PasswordHash == "" || strings.Contains(u.PasswordHash, password) {
+		t.Fatalf("admin: %+v", u)
+	}
+	if ok, err := storage.VerifyPassword(password, u.PasswordHash); !ok || err != nil {
+		t.Fatalf("hash does not match the written password: %v", err)
+	}
+	// A second preparation (an earlier start died before initialising)
+	// reuses the same password.
+	u2, err := firstAdmin(c, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2, _ := os.ReadFile(path)
+	if string(b) != string(b2) || u2.PasswordHash == "" {
+		t.Fatal("password regenerated")
+	}
+}
