@@ -1,9 +1,11 @@
 package cluster
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -104,5 +106,67 @@ func TestNodeCreateReadRestart(t *testing.T) {
 	c, err := n.Users().Count("", time.Now().Add(time.Second))
 	if err != nil || c != 2 {
 		t.Fatalf("count %d %v (want admin + Ada)", c, err)
+	}
+}
+
+func TestRestartFromSnapshotAndLog(t *testing.T) {
+	dir := t.TempDir()
+	n, stop := testNode(t, dir)
+	var ids []string
+	for i := range 50 {
+		ids = append(ids, createUser(t, n, "User", fmt.Sprintf("s%d@example.com", i)).User.ID)
+	}
+	if err := n.Raft().Snapshot().Error(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		ids = append(ids, createUser(t, n, "Later", fmt.Sprintf("l%d@example.com", i)).User.ID)
+	}
+	applied := n.FSM().AppliedIndex()
+	stop()
+
+	n, stop = testNode(t, dir)
+	defer stop()
+	if err := n.ReadBarrier(Linearizable, applied, time.Now().Add(5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if _, err := n.Users().Get(id, time.Now().Add(time.Second)); err != nil {
+			t.Fatalf("user %s lost: %v", id, err)
+		}
+	}
+	// A new leader never reuses stamps: a create after restart gets an id
+	// that sorts after every earlier one.
+	res := createUser(t, n, "New", "new@example.com")
+	for _, id := range ids {
+		if res.User.ID <= id {
+			t.Fatalf("new id %s does not sort after %s", res.User.ID, id)
+		}
+	}
+}
+
+func TestUserShardsMismatchIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	_, stop := testNode(t, dir) // 4 shards
+	stop()
+	cfg := DefaultConfig()
+	cfg.DataDir = dir
+	cfg.RaftAddr = freeAddr(t)
+	cfg.UserShards = 8
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	set := metrics.NewSet()
+	sys := actors.NewSystem(logger, set)
+	defer sys.Shutdown()
+	n, err := Open(cfg, logger, set, sys, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Shutdown()
+	err = n.WaitInitialised(time.Now().Add(10*time.Second), true)
+	if err == nil || !strings.Contains(err.Error(), "user-shards") {
+		t.Fatalf("mismatch not refused: %v", err)
+	}
+	if err := n.WaitInitialised(time.Now().Add(10*time.Second), false); err != nil {
+		t.Fatalf("without the flag the node follows the cluster: %v", err)
 	}
 }
