@@ -1,6 +1,7 @@
 // Command troupe runs a troupe node and its tools:
 //
 //	troupe serve     run a node (see troupe serve -h)
+//	troupe bench     drive load and compare with the floor (see troupe bench -h)
 //	troupe version   print the version
 package main
 
@@ -25,6 +26,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		return serve(args[1:], stdout, stderr)
+	case "bench":
+		return benchCmd(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "troupe", version)
 		return 0
@@ -42,6 +45,7 @@ func usage(w io.Writer) {
 
 Usage:
   troupe serve [flags]   run a node (troupe serve -h lists the flags)
+  troupe bench [flags]   drive load at nodes (troupe bench -h; troupe bench serve-floor)
   troupe version         print the version
 `)
 }

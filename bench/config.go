@@ -1,0 +1,98 @@
+// Package bench is troupe's load generator: it drives a scenario against
+// one or more nodes over fasthttp's client, closed loop (each connection
+// sends its next request when the previous answered) or open loop (a
+// fixed rate, latency measured from each request's intended start so that
+// stalls cannot hide), and reports throughput and latency percentiles
+// (HdrHistogram) next to the floor: the same scenario against a bare
+// fasthttp server.
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Config is one bench run.
+type Config struct {
+	Addrs       []string // host:port of each target node
+	Scenario    string
+	Connections int
+	Duration    time.Duration
+	Warmup      time.Duration
+	Rate        float64 // requests/s over all connections; 0: closed loop
+	Requests    int64   // stop after this many measured requests; 0: no limit
+	Users       int     // users created before read scenarios
+	BatchSize   int     // users per request in users-batch
+	Timeout     time.Duration
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		Addrs:       []string{"127.0.0.1:8080"},
+		Scenario:    "users-get",
+		Connections: 64,
+		Duration:    10 * time.Second,
+		Warmup:      2 * time.Second,
+		Users:       1000,
+		BatchSize:   100,
+		Timeout:     10 * time.Second,
+	}
+}
+
+// ParseAddrs turns "http://h:p[,http://h2:p2]" (or bare host:port) into
+// host:port targets.
+func ParseAddrs(s string) ([]string, error) {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if !strings.Contains(part, "://") {
+			part = "http://" + part
+		}
+		u, err := url.Parse(part)
+		if err != nil || u.Host == "" {
+			return nil, fmt.Errorf("bad address %q", part)
+		}
+		if u.Scheme != "http" {
+			return nil, fmt.Errorf("address %q: only http:// is supported", part)
+		}
+		out = append(out, u.Host)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no address given")
+	}
+	return out, nil
+}
+
+// Validate rejects unusable settings.
+func (c *Config) Validate() error {
+	var errs []error
+	if len(c.Addrs) == 0 {
+		errs = append(errs, errors.New("no target address"))
+	}
+	if _, ok := scenarios[c.Scenario]; !ok {
+		errs = append(errs, fmt.Errorf("unknown scenario %q (have: %s)", c.Scenario, strings.Join(ScenarioNames(), ", ")))
+	}
+	if c.Connections < 1 || c.Connections > 10000 {
+		errs = append(errs, fmt.Errorf("connections %d out of range 1..10000", c.Connections))
+	}
+	if c.Duration <= 0 && c.Requests <= 0 {
+		errs = append(errs, errors.New("give a positive --duration or --requests"))
+	}
+	if c.Warmup < 0 || c.Rate < 0 || c.Requests < 0 {
+		errs = append(errs, errors.New("warmup, rate and requests must not be negative"))
+	}
+	if c.Users < 1 || c.BatchSize < 1 || c.BatchSize > 1000 {
+		errs = append(errs, errors.New("users must be ≥ 1 and batch size 1..1000"))
+	}
+	if c.Timeout <= 0 {
+		errs = append(errs, errors.New("timeout must be positive"))
+	}
+	return errors.Join(errs...)
+}

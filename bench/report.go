@@ -1,0 +1,71 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+)
+
+// WriteTable prints a human-readable report.
+func WriteTable(w io.Writer, r *Result) {
+	fmt.Fprintf(w, "\nscenario %s against %s, %d connections", r.Scenario, strings.Join(r.Targets, ","), r.Connections)
+	if r.Rate > 0 {
+		fmt.Fprintf(w, ", open loop at %.0f req/s", r.Rate)
+	}
+	fmt.Fprintf(w, ", %.1f s measured\n", r.DurationS)
+	writeOne(w, "", r)
+	if r.Floor != nil {
+		writeOne(w, "floor ", r.Floor)
+		fmt.Fprintf(w, "  ratio to floor    %.2f\n", r.FloorRatio)
+	}
+}
+
+func writeOne(w io.Writer, label string, r *Result) {
+	fmt.Fprintf(w, "  %srequests  %d (%d errors)\n", label, r.Requests, r.Errors)
+	keys := make([]string, 0, len(r.ByStatus))
+	for k := range r.ByStatus {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s: %d", k, r.ByStatus[k]))
+	}
+	fmt.Fprintf(w, "  %sby status %s\n", label, strings.Join(parts, ", "))
+	fmt.Fprintf(w, "  %sthroughput %.0f req/s", label, r.ThroughputRPS)
+	if r.ItemsPerRequest > 0 {
+		fmt.Fprintf(w, " (%.0f items/s)", r.ThroughputRPS*float64(r.ItemsPerRequest))
+	}
+	fmt.Fprintln(w)
+	l := r.LatencyUS
+	fmt.Fprintf(w, "  %slatency    p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n", label,
+		us(l.P50), us(l.P90), us(l.P99), us(l.P999), us(l.Max))
+}
+
+func us(v int64) string {
+	d := time.Duration(v) * time.Microsecond
+	switch {
+	case d < time.Millisecond:
+		return fmt.Sprintf("%dµs", v)
+	case d < time.Second:
+		return fmt.Sprintf("%.2fms", float64(v)/1000)
+	}
+	return fmt.Sprintf("%.2fs", d.Seconds())
+}
+
+// ProgressLine renders a one-line progress bar for a terminal.
+func ProgressLine(l Live) string {
+	if !l.Measuring {
+		return fmt.Sprintf("\rwarming up… %5.1fs", -l.Elapsed.Seconds())
+	}
+	const width = 30
+	frac := 0.0
+	if l.Total > 0 {
+		frac = min(1, l.Elapsed.Seconds()/l.Total.Seconds())
+	}
+	filled := int(frac * width)
+	bar := strings.Repeat("=", filled) + strings.Repeat(" ", width-filled)
+	return fmt.Sprintf("\r[%s] %5.1fs  %8.0f req/s  errors %d  p99 %s   ", bar, l.Elapsed.Seconds(), l.RPS, l.Errors, us(l.P99.Microseconds()))
+}

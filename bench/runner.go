@@ -1,0 +1,326 @@
+package bench
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/valyala/fasthttp"
+)
+
+// Runner runs one scenario. Each connection is a worker goroutine with its
+// own HostClient (MaxConns 1), so --connections is exactly the number of
+// TCP connections.
+type Runner struct {
+	cfg   Config
+	sc    scenario
+	runID string
+	ids   []string // users a read scenario reads
+	floor bool     // the target is a floor server: no setup
+
+	workers  []*worker
+	total    atomic.Int64 // measured requests finished
+	measured atomic.Bool
+	stop     atomic.Bool
+	startAt  time.Time // start of measurement
+	seq      atomic.Int64
+}
+
+type worker struct {
+	id     int
+	seq    uint64
+	rng    *rand.Rand
+	buf    []byte
+	client *fasthttp.HostClient
+	addr   string
+
+	mu       sync.Mutex // guards the fields below; read by the progress reporter
+	hist     *hdrhistogram.Histogram
+	statuses map[int]int64
+	failures map[string]int64 // transport errors by kind
+}
+
+// NewRunner prepares a run; floor says the target is a floor server.
+func NewRunner(cfg Config, floor bool) (*Runner, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	var b [4]byte
+	_, _ = crand.Read(b[:])
+	return &Runner{cfg: cfg, sc: scenarios[cfg.Scenario], runID: hex.EncodeToString(b[:]), floor: floor}, nil
+}
+
+func newHist() *hdrhistogram.Histogram {
+	// 1 µs to 60 s at 3 significant figures.
+	return hdrhistogram.New(1, 60_000_000, 3)
+}
+
+func (r *Runner) client(addr string) *fasthttp.HostClient {
+	return &fasthttp.HostClient{
+		Addr:                          addr,
+		MaxConns:                      1,
+		MaxConnWaitTimeout:            r.cfg.Timeout,
+		ReadTimeout:                   r.cfg.Timeout,
+		WriteTimeout:                  r.cfg.Timeout,
+		NoDefaultUserAgentHeader:      true,
+		DisableHeaderNamesNormalizing: true,
+		Dial: func(a string) (net.Conn, error) {
+			return fasthttp.DialTimeout(a, r.cfg.Timeout)
+		},
+	}
+}
+
+// Run executes setup, warmup and the measured phase. progress, if not
+// nil, is called about four times a second with a live snapshot.
+func (r *Runner) Run(ctx context.Context, progress func(Live)) (*Result, error) {
+	if r.floor {
+		r.ids = []string{"0000000000000000"}
+	} else if r.sc.setup != nil {
+		if err := r.sc.setup(r); err != nil {
+			return nil, err
+		}
+	}
+	r.workers = make([]*worker, r.cfg.Connections)
+	for i := range r.workers {
+		addr := r.cfg.Addrs[i%len(r.cfg.Addrs)]
+		r.workers[i] = &worker{
+			id: i, rng: rand.New(rand.NewPCG(uint64(i), 42)), client: r.client(addr), addr: addr,
+			hist: newHist(), statuses: map[int]int64{}, failures: map[string]int64{},
+		}
+	}
+	begin := time.Now()
+	r.startAt = begin.Add(r.cfg.Warmup)
+	r.measured.Store(r.cfg.Warmup == 0)
+	var wg sync.WaitGroup
+	for _, w := range r.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.work(w, begin)
+		}()
+	}
+
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-done:
+			break loop
+		case now := <-tick.C:
+			if !r.measured.Load() && !now.Before(r.startAt) {
+				r.beginMeasuring()
+			}
+			if r.cfg.Duration > 0 && r.measured.Load() && now.Sub(r.startAt) >= r.cfg.Duration {
+				break loop
+			}
+			if progress != nil {
+				progress(r.live(now))
+			}
+		}
+	}
+	r.stop.Store(true)
+	<-done
+	elapsed := time.Since(r.startAt)
+	if r.cfg.Duration > 0 && elapsed > r.cfg.Duration {
+		elapsed = r.cfg.Duration
+	}
+	if !r.measured.Load() {
+		return nil, errors.New("the run ended before measuring began (warmup longer than the run?)")
+	}
+	return r.result(elapsed), nil
+}
+
+// beginMeasuring discards what the warmup recorded.
+func (r *Runner) beginMeasuring() {
+	for _, w := range r.workers {
+		w.mu.Lock()
+		w.hist.Reset()
+		clear(w.statuses)
+		clear(w.failures)
+		w.mu.Unlock()
+	}
+	r.total.Store(0)
+	r.startAt = time.Now()
+	r.measured.Store(true)
+}
+
+func (r *Runner) work(w *worker, begin time.Time) {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	var interval time.Duration
+	if r.cfg.Rate > 0 {
+		interval = time.Duration(float64(time.Second) / r.cfg.Rate)
+	}
+	for !r.stop.Load() {
+		start := time.Now()
+		if interval > 0 {
+			// Open loop: request k is due at begin + k·interval whether or
+			// not earlier ones have answered; latency counts from then.
+			k := r.seq.Add(1) - 1
+			start = begin.Add(time.Duration(k) * interval)
+			if d := time.Until(start); d > 0 {
+				time.Sleep(d)
+			}
+			if r.stop.Load() {
+				return
+			}
+		}
+		req.Reset()
+		req.Header.SetHost(w.addr)
+		want := r.sc.next(r, w, req)
+		err := w.client.Do(req, resp)
+		lat := time.Since(start)
+		measuring := r.measured.Load()
+		if !measuring {
+			continue
+		}
+		w.mu.Lock()
+		_ = w.hist.RecordValue(max(1, lat.Microseconds()))
+		switch {
+		case err != nil:
+			w.failures[failureKind(err)]++
+		case resp.StatusCode() != want:
+			w.statuses[resp.StatusCode()]++
+		default:
+			w.statuses[want]++
+		}
+		w.mu.Unlock()
+		n := r.total.Add(1)
+		if r.cfg.Requests > 0 && n >= r.cfg.Requests {
+			r.stop.Store(true)
+		}
+		if err != nil && !r.stop.Load() {
+			time.Sleep(10 * time.Millisecond) // do not spin on a dead target
+		}
+	}
+}
+
+func failureKind(err error) string {
+	switch {
+	case errors.Is(err, fasthttp.ErrTimeout):
+		return "timeout"
+	case errors.Is(err, fasthttp.ErrConnectionClosed):
+		return "connection_closed"
+	case errors.Is(err, fasthttp.ErrNoFreeConns):
+		return "no_free_conns"
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "timeout"
+	}
+	return "connection_error"
+}
+
+// Live is a progress snapshot.
+type Live struct {
+	Elapsed   time.Duration // since measurement began (negative in warmup)
+	Total     time.Duration
+	Requests  int64
+	RPS       float64
+	Errors    int64
+	P99       time.Duration
+	Measuring bool
+}
+
+func (r *Runner) live(now time.Time) Live {
+	l := Live{Elapsed: now.Sub(r.startAt), Total: r.cfg.Duration, Measuring: r.measured.Load()}
+	if !l.Measuring {
+		return l
+	}
+	h := newHist()
+	for _, w := range r.workers {
+		w.mu.Lock()
+		h.Merge(w.hist)
+		for code, n := range w.statuses {
+			if code >= 300 || code < 200 {
+				l.Errors += n
+			}
+		}
+		for _, n := range w.failures {
+			l.Errors += n
+		}
+		w.mu.Unlock()
+	}
+	l.Requests = h.TotalCount()
+	if s := l.Elapsed.Seconds(); s > 0 {
+		l.RPS = float64(l.Requests) / s
+	}
+	l.P99 = time.Duration(h.ValueAtQuantile(99)) * time.Microsecond
+	return l
+}
+
+func (r *Runner) result(elapsed time.Duration) *Result {
+	h := newHist()
+	res := &Result{
+		Scenario: r.cfg.Scenario, Connections: r.cfg.Connections, Targets: r.cfg.Addrs,
+		DurationS: elapsed.Seconds(), Rate: r.cfg.Rate, ByStatus: map[string]int64{},
+	}
+	for _, w := range r.workers {
+		w.mu.Lock()
+		h.Merge(w.hist)
+		for code, n := range w.statuses {
+			res.ByStatus[strconv.Itoa(code)] += n
+			if code < 200 || code >= 300 {
+				res.Errors += n
+			}
+		}
+		for kind, n := range w.failures {
+			res.ByStatus[kind] += n
+			res.Errors += n
+		}
+		w.mu.Unlock()
+	}
+	res.Requests = h.TotalCount()
+	if res.DurationS > 0 {
+		res.ThroughputRPS = float64(res.Requests-res.Errors) / res.DurationS
+	}
+	res.LatencyUS = Latency{
+		P50: h.ValueAtQuantile(50), P90: h.ValueAtQuantile(90), P99: h.ValueAtQuantile(99),
+		P999: h.ValueAtQuantile(99.9), Max: h.Max(),
+	}
+	if r.cfg.Scenario == "users-batch" {
+		res.ItemsPerRequest = r.cfg.BatchSize
+	}
+	return res
+}
+
+// Result is the outcome of one run.
+type Result struct {
+	Scenario        string           `json:"scenario"`
+	Targets         []string         `json:"targets"`
+	Connections     int              `json:"connections"`
+	Rate            float64          `json:"rate_rps,omitempty"`
+	DurationS       float64          `json:"duration_s"`
+	Requests        int64            `json:"requests"`
+	Errors          int64            `json:"errors"`
+	ByStatus        map[string]int64 `json:"by_status"`
+	ThroughputRPS   float64          `json:"throughput_rps"`
+	ItemsPerRequest int              `json:"items_per_request,omitempty"`
+	LatencyUS       Latency          `json:"latency_us"`
+	Floor           *Result          `json:"floor,omitempty"`
+	FloorRatio      float64          `json:"floor_ratio,omitempty"`
+}
+
+// Latency percentiles in microseconds.
+type Latency struct {
+	P50  int64 `json:"p50"`
+	P90  int64 `json:"p90"`
+	P99  int64 `json:"p99"`
+	P999 int64 `json:"p999"`
+	Max  int64 `json:"max"`
+}
+

@@ -1,0 +1,182 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// scenario builds the requests of one workload. setup runs before timing
+// starts (e.g. creating the users a read scenario reads); next fills the
+// worker's next request and returns the status that counts as success.
+type scenario struct {
+	description string
+	setup       func(r *Runner) error
+	next        func(r *Runner, w *worker, req *fasthttp.Request) int
+}
+
+var scenarios = map[string]scenario{
+	"users-create": {
+		description: "durable user creates, one per request",
+		next:        nextCreate,
+	},
+	"users-get": {
+		description: "linearizable reads of existing users by id",
+		setup:       setupUsers,
+		next:        func(r *Runner, w *worker, req *fasthttp.Request) int { return nextGet(r, w, req, "") },
+	},
+	"users-get-stale": {
+		description: "stale (node-local) reads of existing users by id",
+		setup:       setupUsers,
+		next: func(r *Runner, w *worker, req *fasthttp.Request) int {
+			return nextGet(r, w, req, "?consistency=stale")
+		},
+	},
+	"users-mixed": {
+		description: "90% linearizable reads, 10% creates",
+		setup:       setupUsers,
+		next: func(r *Runner, w *worker, req *fasthttp.Request) int {
+			if w.rng.IntN(10) == 0 {
+				return nextCreate(r, w, req)
+			}
+			return nextGet(r, w, req, "")
+		},
+	},
+	"users-batch": {
+		description: "batch creates (--batch-size users per request, one log entry each)",
+		next:        nextBatch,
+	},
+}
+
+// ScenarioNames lists the scenarios, sorted.
+func ScenarioNames() []string {
+	names := make([]string, 0, len(scenarios))
+	for n := range scenarios {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// ScenarioDescription describes a scenario.
+func ScenarioDescription(name string) string { return scenarios[name].description }
+
+func setJSON(req *fasthttp.Request, method, path string) {
+	req.Header.SetMethod(method)
+	req.SetRequestURI(path)
+	req.Header.SetContentType("application/json")
+}
+
+// appendUser appends one create body with an email unique to this run,
+// worker and sequence number.
+func appendUser(b []byte, r *Runner, w *worker) []byte {
+	w.seq++
+	b = append(b, `{"name":"Bench User `...)
+	b = strconv.AppendUint(b, w.seq, 10)
+	b = append(b, `","email":"b`...)
+	b = append(b, r.runID...)
+	b = append(b, '-')
+	b = strconv.AppendInt(b, int64(w.id), 10)
+	b = append(b, '-')
+	b = strconv.AppendUint(b, w.seq, 10)
+	return append(b, `@bench.example.com"}`...)
+}
+
+func nextCreate(r *Runner, w *worker, req *fasthttp.Request) int {
+	setJSON(req, "POST", "/v1/users")
+	w.buf = appendUser(w.buf[:0], r, w)
+	req.SetBodyRaw(w.buf)
+	return fasthttp.StatusCreated
+}
+
+func nextBatch(r *Runner, w *worker, req *fasthttp.Request) int {
+	setJSON(req, "POST", "/v1/users/batch")
+	b := append(w.buf[:0], `{"users":[`...)
+	for i := 0; i < r.cfg.BatchSize; i++ {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendUser(b, r, w)
+	}
+	w.buf = append(b, "]}"...)
+	req.SetBodyRaw(w.buf)
+	return fasthttp.StatusOK
+}
+
+func nextGet(r *Runner, w *worker, req *fasthttp.Request, query string) int {
+	req.Header.SetMethod("GET")
+	w.buf = append(append(append(w.buf[:0], "/v1/users/"...), r.ids[w.rng.IntN(len(r.ids))]...), query...)
+	req.SetRequestURIBytes(w.buf)
+	return fasthttp.StatusOK
+}
+
+// setupUsers creates cfg.Users users in batches and keeps their ids.
+func setupUsers(r *Runner) error {
+	client := r.client(r.cfg.Addrs[0])
+	w := &worker{id: -1, rng: rand.New(rand.NewPCG(1, 2))}
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	for len(r.ids) < r.cfg.Users {
+		n := min(1000, r.cfg.Users-len(r.ids))
+		req.Reset()
+		req.Header.SetHost(r.cfg.Addrs[0])
+		setJSON(req, "POST", "/v1/users/batch")
+		b := []byte(`{"users":[`)
+		for i := 0; i < n; i++ {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendUser(b, r, w)
+		}
+		req.SetBodyRaw(append(b, "]}"...))
+		if err := client.DoTimeout(req, resp, time.Minute); err != nil {
+			return fmt.Errorf("cannot create the users to read: %w", err)
+		}
+		if resp.StatusCode() != fasthttp.StatusOK {
+			return fmt.Errorf("cannot create the users to read: %d %s", resp.StatusCode(), resp.Body())
+		}
+		var out struct {
+			Results []struct {
+				Status int
+				User   struct{ ID string }
+			}
+		}
+		if err := json.Unmarshal(resp.Body(), &out); err != nil {
+			return fmt.Errorf("cannot read the batch answer: %w", err)
+		}
+		for _, it := range out.Results {
+			if it.Status == fasthttp.StatusCreated {
+				r.ids = append(r.ids, it.User.ID)
+			}
+		}
+		if len(out.Results) != n {
+			return fmt.Errorf("batch answered %d results for %d users", len(out.Results), n)
+		}
+	}
+	// Reads after setup must find every user on every node: wait until
+	// each target has applied the setup (a stale read of the last id).
+	for _, addr := range r.cfg.Addrs {
+		c := r.client(addr)
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			req.Reset()
+			req.Header.SetHost(addr)
+			req.Header.SetMethod("GET")
+			req.SetRequestURI("/v1/users/" + r.ids[len(r.ids)-1] + "?consistency=stale")
+			if err := c.DoTimeout(req, resp, 5*time.Second); err == nil && resp.StatusCode() == 200 {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("node %s did not catch up with the setup", addr)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return nil
+}

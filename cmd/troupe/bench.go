@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	json "github.com/goccy/go-json"
+
+	"github.com/troupe-db/troupe/bench"
+)
+
+// benchCmd runs `troupe bench [flags]` and `troupe bench serve-floor`.
+func benchCmd(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "serve-floor" {
+		return serveFloor(args[1:], stdout, stderr)
+	}
+	cfg := bench.DefaultConfig()
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addrs := fs.String("addr", "http://127.0.0.1:8080", "target node(s): URL[,URL]; connections are spread over them")
+	fs.StringVar(&cfg.Scenario, "scenario", cfg.Scenario, "workload: "+strings.Join(bench.ScenarioNames(), ", "))
+	fs.IntVar(&cfg.Connections, "connections", cfg.Connections, "concurrent connections")
+	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "measured time")
+	fs.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "unmeasured time before it")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "open loop: requests per second in all (latency from each request's intended start); 0: closed loop")
+	fs.Int64Var(&cfg.Requests, "requests", 0, "stop after this many measured requests (0: no limit)")
+	fs.IntVar(&cfg.Users, "users", cfg.Users, "users created before the read scenarios (not timed)")
+	fs.IntVar(&cfg.BatchSize, "batch-size", cfg.BatchSize, "users per request in users-batch")
+	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "per-request timeout")
+	asJSON := fs.Bool("json", false, "print the result as one JSON object on the last line")
+	compare := fs.Bool("compare-floor", false, "also run the scenario against a bare fasthttp server (troupe bench serve-floor) and print the ratio")
+	list := fs.Bool("list", false, "list the scenarios")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *list {
+		for _, n := range bench.ScenarioNames() {
+			fmt.Fprintf(stdout, "%-16s %s\n", n, bench.ScenarioDescription(n))
+		}
+		return 0
+	}
+	var err error
+	if cfg.Addrs, err = bench.ParseAddrs(*addrs); err != nil {
+		fmt.Fprintf(stderr, "troupe bench: %v\n", err)
+		return 2
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "troupe bench: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	res, err := runBench(ctx, cfg, false, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "troupe bench: %v\n", err)
+		return 1
+	}
+	if *compare {
+		floor, err := runFloor(ctx, cfg, stderr)
+		if err != nil {
+			fmt.Fprintf(stderr, "troupe bench: floor: %v\n", err)
+			return 1
+		}
+		res.Floor = floor
+		if floor.ThroughputRPS > 0 {
+			res.FloorRatio = res.ThroughputRPS / floor.ThroughputRPS
+		}
+	}
+	bench.WriteTable(stdout, res)
+	if *asJSON {
+		b, _ := json.Marshal(res)
+		fmt.Fprintf(stdout, "%s\n", b)
+	}
+	return 0
+}
+
+func runBench(ctx context.Context, cfg bench.Config, floor bool, stderr io.Writer) (*bench.Result, error) {
+	r, err := bench.NewRunner(cfg, floor)
+	if err != nil {
+		return nil, err
+	}
+	var progress func(bench.Live)
+	if isTerminal(stderr) {
+		progress = func(l bench.Live) { fmt.Fprint(stderr, bench.ProgressLine(l)) }
+		defer fmt.Fprintln(stderr)
+	}
+	return r.Run(ctx, progress)
+}
+
+// runFloor starts `troupe bench serve-floor` as a separate process (as
+// the node under test is one) and runs the same scenario against it.
+func runFloor(ctx context.Context, cfg bench.Config, stderr io.Writer) (*bench.Result, error) {
+	addr, err := freeLoopbackAddr()
+	if err != nil {
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self, "bench", "serve-floor", "--http-addr", addr)
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("cannot start the floor server: %w", err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("the floor server did not start on %s", addr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cfg.Addrs = []string{addr}
+	return runBench(ctx, cfg, true, stderr)
+}
+
+func freeLoopbackAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+func serveFloor(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve-floor", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("http-addr", "127.0.0.1:8090", "address to serve on")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		fmt.Fprintf(stderr, "troupe bench serve-floor: %v\n", err)
+		return 1
+	}
+	srv := bench.NewFloorServer()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		_ = srv.Shutdown()
+	}()
+	fmt.Fprintf(stdout, "floor server on http://%s\n", ln.Addr())
+	if err := srv.Serve(ln); err != nil {
+		fmt.Fprintf(stderr, "troupe bench serve-floor: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
