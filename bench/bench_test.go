@@ -66,7 +66,6 @@ func TestRequestLimitAndOpenLoop(t *testing.T) {
 	}
 }
 
-
 func TestParseAddrsAndValidate(t *testing.T) {
 	got, err := ParseAddrs("http://127.0.0.1:1, 127.0.0.1:2")
 	if err != nil || len(got) != 2 || got[0] != "127.0.0.1:1" || got[1] != "127.0.0.1:2" {

@@ -323,4 +323,3 @@ type Latency struct {
 	P999 int64 `json:"p999"`
 	Max  int64 `json:"max"`
 }
-

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 
 	"fmt"
@@ -152,7 +153,7 @@ func ReadSnapshot(r io.Reader) (*Snapshot, error) {
 	if v != SnapshotVersion {
 		return nil, fmt.Errorf("%w: snapshot version %d is not supported by this build (it reads version %d)", ErrUnsupportedVersion, v, SnapshotVersion)
 	}
-	var buf []byte
+	var buf bytes.Buffer
 	next := func() (*decoder, byte, error) {
 		n, err := binary.ReadUvarint(br)
 		if err != nil {
@@ -161,14 +162,13 @@ func ReadSnapshot(r io.Reader) (*Snapshot, error) {
 		if n == 0 || n > maxFrame {
 			return nil, 0, fmt.Errorf("%w: frame length %d", ErrCorrupt, n)
 		}
-		if uint64(cap(buf)) < n {
-			buf = make([]byte, n)
-		}
-		buf = buf[:n]
-		if _, err := io.ReadFull(br, buf); err != nil {
+		// The buffer grows with the bytes that arrive, not with the length
+		// claimed, so a damaged length cannot make the reader allocate.
+		buf.Reset()
+		if _, err := io.CopyN(&buf, br, int64(n)); err != nil {
 			return nil, 0, fmt.Errorf("%w: truncated frame: %v", ErrCorrupt, err)
 		}
-		d := &decoder{b: buf}
+		d := &decoder{b: buf.Bytes()}
 		return d, d.byte1(), nil
 	}
 

@@ -181,11 +181,18 @@ func CheckPassword(field, p string) *Error {
 // Validate re-checks a NewUser in apply: the receiving node normalised it,
 // but apply never trusts a command to be well formed.
 func (n *NewUser) Validate() *Error {
-	if _, err := NormalizeName("name", n.Name); err != nil {
+	// Values are stored and indexed as given, so they must be normalised
+	// already: " ada@example.com" would otherwise dodge the uniqueness
+	// check on "ada@example.com".
+	if name, err := NormalizeName("name", n.Name); err != nil {
 		return err
+	} else if name != n.Name {
+		return badRequest("name", "name is not normalised")
 	}
-	if _, err := NormalizeEmail("email", n.Email); err != nil {
+	if email, err := NormalizeEmail("email", n.Email); err != nil {
 		return err
+	} else if email != n.Email {
+		return badRequest("email", "email is not normalised")
 	}
 	if n.Role != RoleUser && n.Role != RoleAdmin {
 		return badRequest("role", "role must be \"user\" or \"admin\"")
