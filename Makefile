@@ -31,9 +31,9 @@ fuzz-smoke:
 		$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime 5s ./storage/ || exit 1; \
 	done
 
-## bench: the Go benchmarks (short)
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1s ./storage/ ./actors/ ./cluster/
+## bench: the load scenarios next to their floor and the Go benchmarks; writes docs/BENCHMARKS.md (≈ 3 min)
+bench: build
+	$(GO) run ./bench/suite --troupe $(BIN) --out docs/BENCHMARKS.md
 
 ## lint: golangci-lint if installed, else vet
 lint:

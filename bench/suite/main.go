@@ -1,0 +1,229 @@
+// Command suite is `make bench`: it starts a fresh one-node troupe, runs
+// the load scenarios against it and against the floor (each figure next
+// to its floor, measured in the same run), runs the Go benchmarks, and
+// writes docs/BENCHMARKS.md.
+//
+//	go run ./bench/suite --troupe bin/troupe --out docs/BENCHMARKS.md
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type result struct {
+	Scenario      string  `json:"scenario"`
+	Connections   int     `json:"connections"`
+	Rate          float64 `json:"rate_rps"`
+	DurationS     float64 `json:"duration_s"`
+	Requests      int64   `json:"requests"`
+	Errors        int64   `json:"errors"`
+	ThroughputRPS float64 `json:"throughput_rps"`
+	Items         int     `json:"items_per_request"`
+	LatencyUS     struct {
+		P50, P90, P99, P999, Max int64
+	} `json:"latency_us"`
+	Floor      *result `json:"floor"`
+	FloorRatio float64 `json:"floor_ratio"`
+}
+
+type run struct {
+	label string
+	args  []string
+	res   *result
+	cmd   string
+}
+
+func main() {
+	bin := flag.String("troupe", "bin/troupe", "the troupe binary")
+	out := flag.String("out", "docs/BENCHMARKS.md", "where to write the report")
+	duration := flag.Duration("duration", 5*time.Second, "measured time per scenario")
+	gobench := flag.String("gobench", "./storage/ ./actors/ ./cluster/ ./transport/", "packages whose Go benchmarks to run")
+	flag.Parse()
+	if err := suite(*bin, *out, *duration, strings.Fields(*gobench)); err != nil {
+		fmt.Fprintln(os.Stderr, "bench suite:", err)
+		os.Exit(1)
+	}
+}
+
+func suite(bin, out string, d time.Duration, gopkgs []string) error {
+	addr, stop, err := startNode(bin)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	dur := d.String()
+	url := "http://" + addr
+	common := []string{"bench", "--addr", url, "--duration", dur, "--warmup", "1s", "--json", "--compare-floor"}
+	runs := []*run{
+		{label: "users-create, 64 connections", args: append(common, "--scenario", "users-create", "--connections", "64")},
+		{label: "users-create, 1 connection", args: append(common, "--scenario", "users-create", "--connections", "1")},
+		{label: "users-get (linearizable), 64 connections", args: append(common, "--scenario", "users-get", "--connections", "64")},
+		{label: "users-get-stale, 64 connections", args: append(common, "--scenario", "users-get-stale", "--connections", "64")},
+		{label: "users-mixed (90% get, 10% create), 64 connections", args: append(common, "--scenario", "users-mixed", "--connections", "64")},
+		{label: "users-batch (100 per request), 16 connections", args: append(common, "--scenario", "users-batch", "--connections", "16", "--batch-size", "100")},
+	}
+	for _, r := range runs {
+		fmt.Fprintf(os.Stderr, "→ %s\n", r.label)
+		if r.res, r.cmd, err = runBench(bin, r.args); err != nil {
+			return err
+		}
+	}
+	// Open loop at half the closed-loop create throughput: the p99 target.
+	half := runs[0].res.ThroughputRPS / 2
+	openArgs := []string{"bench", "--addr", url, "--duration", dur, "--warmup", "1s", "--json", "--scenario", "users-create",
+		"--connections", "64", "--rate", fmt.Sprintf("%.0f", half)}
+	open := &run{label: fmt.Sprintf("users-create, open loop at %.0f req/s (half the closed-loop maximum)", half), args: openArgs}
+	fmt.Fprintf(os.Stderr, "→ %s\n", open.label)
+	if open.res, open.cmd, err = runBench(bin, open.args); err != nil {
+		return err
+	}
+	fsync := measureFsync()
+
+	fmt.Fprintln(os.Stderr, "→ Go benchmarks")
+	goOut, goCmd, err := runGoBench(gopkgs)
+	if err != nil {
+		return err
+	}
+	return writeReport(out, runs, open, fsync, goOut, goCmd)
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func startNode(bin string) (string, func(), error) {
+	dir, err := os.MkdirTemp("", "troupe-bench-")
+	if err != nil {
+		return "", nil, err
+	}
+	addr := freeAddr()
+	cmd := exec.Command(bin, "serve", "--insecure", "--rate-limit", "off", "--data", dir,
+		"--http-addr", addr, "--raft-addr", freeAddr(), "--log-level", "warn")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return "", nil, err
+	}
+	stop := func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		os.RemoveAll(dir)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return addr, stop, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return "", nil, fmt.Errorf("node did not become ready")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func runBench(bin string, args []string) (*result, string, error) {
+	cmd := exec.Command(bin, args...)
+	var stdout bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return nil, "", fmt.Errorf("troupe %s: %w", strings.Join(args, " "), err)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	var r result
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
+		return nil, "", fmt.Errorf("cannot parse the bench result: %w", err)
+	}
+	shown := append([]string{"troupe"}, args...)
+	for i, a := range shown {
+		if strings.HasPrefix(a, "http://127.0.0.1:") {
+			shown[i] = "http://127.0.0.1:8080"
+		}
+	}
+	return &r, strings.Join(shown, " "), nil
+}
+
+// measureFsync times 200 appends of 4 KiB with an fsync each in the
+// working directory's file system: the floor of a durable write.
+func measureFsync() time.Duration {
+	f, err := os.CreateTemp(".", ".fsync-probe-")
+	if err != nil {
+		return 0
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	buf := make([]byte, 4096)
+	const n = 200
+	start := time.Now()
+	for range n {
+		if _, err := f.Write(buf); err != nil {
+			return 0
+		}
+		if err := f.Sync(); err != nil {
+			return 0
+		}
+	}
+	return time.Since(start) / n
+}
+
+func runGoBench(pkgs []string) (string, string, error) {
+	args := append([]string{"test", "-run", "^$", "-bench", ".", "-benchmem", "-benchtime", "300ms"}, pkgs...)
+	cmd := exec.Command("go", args...)
+	var stdout bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return "", "", fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, stdout.String())
+	}
+	var keep []string
+	sc := bufio.NewScanner(&stdout)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "Benchmark") || strings.HasPrefix(line, "pkg:") {
+			keep = append(keep, line)
+		}
+	}
+	return strings.Join(keep, "\n"), "go " + strings.Join(args, " "), nil
+}
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "model name") {
+			if _, v, ok := strings.Cut(line, ":"); ok {
+				return strings.TrimSpace(v)
+			}
+		}
+	}
+	return "unknown"
+}
+
+func goVersion() string {
+	out, err := exec.Command("go", "version").Output()
+	if err != nil {
+		return runtime.Version()
+	}
+	return strings.TrimSpace(string(out))
+}

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+)
+
+func ms(us int64) string { return fmt.Sprintf("%.2f", float64(us)/1000) }
+
+func writeReport(path string, runs []*run, open *run, fsync time.Duration, goOut, goCmd string) error {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	w("# troupe benchmarks\n\n")
+	w("Written by `make bench` (`go run ./bench/suite`) on %s. Every load figure stands next to its\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	w("**floor** — the same scenario, client and connections against `troupe bench serve-floor`, a bare\n")
+	w("fasthttp server answering a user-sized body at once — measured in the same run, and the ratio.\n")
+	w("The load generator shares the machine with the node, as TARGETS.md prescribes. Figures are\n")
+	w("noisy on shared machines: compare ratios, not absolute numbers, between runs.\n\n")
+	w("Machine: %d cores (`nproc`), %s, %s. Durable writes: fsync of a 4 KiB append here took\n", runtime.NumCPU(), cpuModel(), goVersion())
+	w("%.2f ms on average (so one writer at a time could do at most %.0f writes/s).\n\n", float64(fsync.Microseconds())/1000, 1/fsync.Seconds())
+	w("Node: `troupe serve --insecure --rate-limit off` with a fresh data dir, one-node cluster, 64 user shards.\n\n")
+
+	w("## Load (`troupe bench`)\n\n")
+	w("| scenario | req/s | p50 ms | p99 ms | p99.9 ms | floor req/s | ratio |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, r := range runs {
+		fr, ratio := "—", "—"
+		if r.res.Floor != nil {
+			fr, ratio = fmt.Sprintf("%.0f", r.res.Floor.ThroughputRPS), fmt.Sprintf("%.2f", r.res.FloorRatio)
+		}
+		extra := ""
+		if r.res.Items > 0 {
+			extra = fmt.Sprintf(" (%.0f users/s)", r.res.ThroughputRPS*float64(r.res.Items))
+		}
+		w("| %s | %.0f%s | %s | %s | %s | %s | %s |\n", r.label, r.res.ThroughputRPS, extra,
+			ms(r.res.LatencyUS.P50), ms(r.res.LatencyUS.P99), ms(r.res.LatencyUS.P999), fr, ratio)
+	}
+	w("| %s | %.0f | %s | %s | %s | — | — |\n\n", open.label, open.res.ThroughputRPS,
+		ms(open.res.LatencyUS.P50), ms(open.res.LatencyUS.P99), ms(open.res.LatencyUS.P999))
+
+	lin, stale := runs[2].res, runs[3].res
+	w("Derived, from this run:\n\n")
+	w("- linearizable / stale reads at the same load: **%.2f** (target ≥ 0.80)\n", lin.ThroughputRPS/stale.ThroughputRPS)
+	w("- users-get / floor: **%.2f** (target ≥ 0.70)\n", lin.FloorRatio)
+	w("- durable creates at 64 connections: **%.0f/s** (target ≥ 34,000/s)\n", runs[0].res.ThroughputRPS)
+	if fsync > 0 {
+		w("- creates at 1 connection / (1 / fsync latency): **%.2f** (target ≥ 0.6)\n", runs[1].res.ThroughputRPS*fsync.Seconds())
+	}
+	w("- p99 at half the maximum create throughput (open loop): **%s ms** (target ≤ 5 ms)\n\n", ms(open.res.LatencyUS.P99))
+
+	w("Commands (the node's address shown as the default):\n\n```sh\n")
+	for _, r := range runs {
+		w("%s\n", r.cmd)
+	}
+	w("%s\n```\n\n", open.cmd)
+
+	w("## Go benchmarks\n\n`%s`\n\n```\n%s\n```\n", goCmd, goOut)
+	if notes, err := os.ReadFile("docs/BENCHMARKS-notes.md"); err == nil {
+		w("\n%s", notes)
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
