@@ -1,0 +1,579 @@
+package cluster
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/hashicorp/raft"
+
+	"github.com/troupe-db/troupe/actors"
+	"github.com/troupe-db/troupe/storage"
+)
+
+// The determinism test replays one random log on independent state
+// machines, each in its own batches, and checks that they end in the same
+// state (hash of the snapshot stream) with the same result for every
+// command; then it restores a snapshot into a fresh FSM and checks that it
+// goes on exactly like the original.
+
+const (
+	detShards    = 8
+	detRetention = 10_000 // ms of command time
+)
+
+type detFSM struct {
+	fsm *FSM
+	sys *actors.System
+}
+
+func newDetFSM(t *testing.T) *detFSM {
+	logger := slog.New(slog.DiscardHandler)
+	set := metrics.NewSet()
+	sys := actors.NewSystem(logger, set)
+	f := NewFSM(sys, logger, set, func(err error) { t.Errorf("fatal: %v", err) })
+	return &detFSM{fsm: f, sys: sys}
+}
+
+func (d *detFSM) close() {
+	d.fsm.Close()
+	d.sys.Shutdown()
+}
+
+// apply hands logs to the FSM in batches of random size, as raft does, and
+// returns the apply responses without waiting for them.
+func (d *detFSM) apply(t *testing.T, logs []*raft.Log, r *rand.Rand) []*actors.Pending {
+	out := make([]*actors.Pending, 0, len(logs))
+	for len(logs) > 0 {
+		n := min(len(logs), 1+r.IntN(64))
+		resp := d.fsm.ApplyBatch(logs[:n])
+		if len(resp) != n {
+			t.Errorf("ApplyBatch returned %d responses for %d logs", len(resp), n)
+			return out
+		}
+		for i, x := range resp {
+			p, ok := x.(*actors.Pending)
+			if !ok {
+				t.Errorf("index %d: response %T", logs[i].Index, x)
+				return out
+			}
+			out = append(out, p)
+		}
+		if got, want := d.fsm.AppliedIndex(), logs[n-1].Index; got != want {
+			t.Errorf("applied index %d after a batch up to %d", got, want)
+		}
+		logs = logs[n:]
+	}
+	return out
+}
+
+// applyAll applies logs to every FSM at once, each from its own goroutine
+// and with its own batch sizes, waits for every result and returns them.
+func applyAll(t *testing.T, logs []*raft.Log, seed uint64, fsms ...*detFSM) [][]storage.Result {
+	t.Helper()
+	pend := make([][]*actors.Pending, len(fsms))
+	var wg sync.WaitGroup
+	for i, d := range fsms {
+		wg.Go(func() {
+			pend[i] = d.apply(t, logs, rand.New(rand.NewPCG(seed, uint64(i))))
+		})
+	}
+	wg.Wait()
+	deadline := time.After(30 * time.Second)
+	res := make([][]storage.Result, len(fsms))
+	for i, ps := range pend {
+		if len(ps) != len(logs) {
+			t.Fatalf("fsm %d: %d responses for %d logs", i, len(ps), len(logs))
+		}
+		for j, p := range ps {
+			select {
+			case <-p.Done():
+			case <-deadline:
+				t.Fatalf("fsm %d: the result of index %d never came", i, logs[j].Index)
+			}
+			res[i] = append(res[i], p.Result())
+		}
+	}
+	return res
+}
+
+// stateHash captures the FSM's state (which waits for every command sent
+// to its actors) and hashes its snapshot stream. Call it from the goroutine
+// that applies, or after it has stopped.
+func (d *detFSM) stateHash(t *testing.T) ([]byte, [32]byte) {
+	t.Helper()
+	var b bytes.Buffer
+	if err := storage.WriteSnapshot(&b, d.fsm.capture()); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes(), sha256.Sum256(b.Bytes())
+}
+
+func compareResults(t *testing.T, logs []*raft.Log, a, b []storage.Result, what string) {
+	t.Helper()
+	bad := 0
+	for i := range logs {
+		if !reflect.DeepEqual(a[i], b[i]) {
+			if bad++; bad <= 5 {
+				t.Errorf("%s: index %d: results differ:\n%s\n%s", what, logs[i].Index, describe(a[i]), describe(b[i]))
+			}
+		}
+	}
+	if bad > 0 {
+		t.Fatalf("%s: %d of %d results differ", what, bad, len(logs))
+	}
+}
+
+func describe(r storage.Result) string {
+	var sb strings.Builder
+	if r.Err != nil {
+		fmt.Fprintf(&sb, "err=%v/%q/%q ", r.Err.Kind, r.Err.Field, r.Err.Message)
+	}
+	if r.User != nil {
+		fmt.Fprintf(&sb, "user=%s v%d %q ", r.User.ID, r.User.Version, r.User.Email)
+	}
+	if r.Items != nil {
+		sb.WriteString("items=[")
+		for _, it := range r.Items {
+			sb.WriteString(describe(it) + "; ")
+		}
+		sb.WriteString("]")
+	}
+	return sb.String()
+}
+
+// logGen generates a random but plausible log, as leaders would propose
+// it: increasing stamps, ids derived from stamps and email shards, request
+// ids that are sometimes retried.
+type logGen struct {
+	r      *rand.Rand
+	index  uint64
+	stamp  uint64
+	ids    []string // ids of creates proposed (not all succeeded)
+	admin  string
+	hashes []string
+	reqs   []sentReq
+}
+
+type sentReq struct {
+	id   string
+	fp   uint64
+	data []byte
+}
+
+func newLogGen(seed uint64) *logGen {
+	g := &logGen{r: rand.New(rand.NewPCG(seed, seed^0x5eed)), stamp: storage.StampAt(1_700_000_000_000)}
+	p := storage.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1, KeyLen: 16, SaltLen: 8}
+	for i := range 3 {
+		g.hashes = append(g.hashes, storage.HashPassword(fmt.Sprint("password", i), []byte(fmt.Sprint("saltsalt", i)), p))
+	}
+	return g
+}
+
+// stamps reserves k stamps, moving time on by a random step.
+func (g *logGen) stamps(k int) uint64 {
+	ms := storage.StampMillis(g.stamp)
+	switch x := g.r.IntN(1000); {
+	case x < 600: // same millisecond
+	case x < 997:
+		ms += g.r.Int64N(20)
+	default:
+		ms += g.r.Int64N(3 * detRetention / 2) // expire part of the idempotency window
+	}
+	first := max(storage.StampAt(ms), g.stamp+1)
+	g.stamp = first + uint64(k) - 1
+	return first
+}
+
+func (g *logGen) email() string {
+	var e string
+	switch x := g.r.IntN(100); {
+	case x < 3:
+		e = []string{"no-at-sign", "a@b", "a..b@example.com", ""}[g.r.IntN(4)]
+	case x < 5:
+		e = "admin@troupe.local"
+	case x < 8:
+		e = fmt.Sprintf("José%d@exämple.com", g.r.IntN(20))
+	default:
+		e = fmt.Sprintf("user%d@example%d.com", g.r.IntN(600), g.r.IntN(3))
+	}
+	// Case changes make the same address.
+	if g.r.IntN(4) == 0 {
+		e = strings.ToUpper(e)
+	}
+	if g.r.IntN(20) == 0 {
+		e = "  " + e + " "
+	}
+	return e
+}
+
+func (g *logGen) name() string {
+	switch g.r.IntN(40) {
+	case 0:
+		return "   "
+	case 1:
+		return strings.Repeat("n", storage.MaxNameRunes+1)
+	case 2:
+		return "bad\x00name"
+	case 3:
+		return "  Trimmed Name  "
+	}
+	return fmt.Sprintf("Name %d", g.r.IntN(1000))
+}
+
+func (g *logGen) hash() string {
+	switch g.r.IntN(10) {
+	case 0:
+		return ""
+	case 1:
+		return "not-a-phc-string"
+	}
+	return g.hashes[g.r.IntN(len(g.hashes))]
+}
+
+func (g *logGen) role() storage.Role {
+	switch x := g.r.IntN(100); {
+	case x < 2:
+		return storage.Role(g.r.IntN(2) * 7) // invalid: 0 or 7
+	case x < 8:
+		return storage.RoleAdmin
+	}
+	return storage.RoleUser
+}
+
+func (g *logGen) item(stamp uint64) storage.BatchItem {
+	u := storage.NewUser{Name: g.name(), Email: g.email(), PasswordHash: g.hash(), Role: g.role()}
+	shard := storage.ShardOf(storage.EmailKey(u.Email), detShards)
+	if g.r.IntN(50) == 0 {
+		shard = (shard + 1) % detShards // an id that does not match the email's shard
+	}
+	id := storage.MakeUserID(stamp, shard)
+	g.ids = append(g.ids, id)
+	return storage.BatchItem{ID: id, User: u}
+}
+
+// target picks the id of a patch or delete.
+func (g *logGen) target() string {
+	switch x := g.r.IntN(100); {
+	case x < 3:
+		return g.admin
+	case x < 8:
+		return storage.MakeUserID(g.r.Uint64N(g.stamp), uint16(g.r.IntN(detShards))) // no such user
+	case x < 10:
+		return []string{"", "nope", strings.ToUpper(g.ids[0]), storage.MakeUserID(g.stamp, detShards+3)}[g.r.IntN(4)]
+	case x < 50 && len(g.ids) > 20:
+		return g.ids[len(g.ids)-1-g.r.IntN(20)] // recent ones, likely to exist
+	}
+	return g.ids[g.r.IntN(len(g.ids))]
+}
+
+func (g *logGen) init() *raft.Log {
+	stamp := g.stamps(1)
+	email := "admin@troupe.local"
+	g.admin = storage.MakeUserID(stamp, storage.ShardOf(storage.EmailKey(email), detShards))
+	g.ids = append(g.ids, g.admin)
+	return g.log(&storage.Command{Kind: storage.CmdInit, Stamp: stamp, Init: &storage.InitParams{
+		ClusterID: "determinism", UserShards: detShards, IdempotencyRetention: detRetention,
+		Admin: storage.BatchItem{ID: g.admin, User: storage.NewUser{Name: "Admin", Email: email, PasswordHash: g.hashes[0], Role: storage.RoleAdmin}},
+	}})
+}
+
+func (g *logGen) log(c *storage.Command) *raft.Log {
+	g.index++
+	return &raft.Log{Index: g.index, Term: 1, Type: raft.LogCommand, Data: storage.EncodeCommand(nil, c)}
+}
+
+func (g *logGen) command() *storage.Command {
+	var c *storage.Command
+	switch x := g.r.IntN(100); {
+	case x < 35:
+		stamp := g.stamps(1)
+		it := g.item(stamp)
+		c = &storage.Command{Kind: storage.CmdUserCreate, Stamp: stamp, Create: &it}
+	case x < 45:
+		n := g.r.IntN(13)
+		stamp := g.stamps(max(n, 1))
+		c = &storage.Command{Kind: storage.CmdUserBatch, Stamp: stamp, Batch: []storage.BatchItem{}}
+		for i := range n {
+			it := g.item(stamp + uint64(i))
+			if i > 0 && g.r.IntN(5) == 0 {
+				// the same address again, in another case
+				it.User.Email = strings.ToUpper(c.Batch[g.r.IntN(i)].User.Email)
+				it.ID = storage.MakeUserID(stamp+uint64(i), storage.ShardOf(storage.EmailKey(it.User.Email), detShards))
+				g.ids[len(g.ids)-1] = it.ID
+			}
+			c.Batch = append(c.Batch, it)
+		}
+	case x < 80:
+		p := &storage.UserPatch{ID: g.target()}
+		if g.r.IntN(4) == 0 {
+			p.IfVersion = 1 + g.r.Uint64N(4)
+		}
+		if g.r.IntN(15) > 0 {
+			p.Fields = storage.PatchFields(g.r.IntN(16))
+		}
+		if p.Fields&storage.PatchName != 0 {
+			p.Name = g.name()
+		}
+		if p.Fields&storage.PatchEmail != 0 {
+			p.Email = g.email()
+		}
+		if p.Fields&storage.PatchPassword != 0 {
+			p.PasswordHash = g.hash()
+		}
+		if p.Fields&storage.PatchRole != 0 {
+			p.Role = g.role()
+		}
+		c = &storage.Command{Kind: storage.CmdUserPatch, Stamp: g.stamps(1), Patch: p}
+	case x < 95:
+		c = &storage.Command{Kind: storage.CmdUserDelete, Stamp: g.stamps(1), Delete: g.target()}
+	case x < 98:
+		c = &storage.Command{Kind: storage.CmdNoop, Stamp: g.stamps(1)}
+	default:
+		// A second init: refused.
+		c = &storage.Command{Kind: storage.CmdInit, Stamp: g.stamps(1), Init: &storage.InitParams{ClusterID: "again", UserShards: 2, IdempotencyRetention: 1000,
+			Admin: g.item(g.stamp)}}
+	}
+	if g.r.IntN(40) == 0 {
+		// A stale stamp (a new leader's clock behind): command time must
+		// not go backwards. Only for commands whose ids do not use it.
+		if c.Kind == storage.CmdUserPatch || c.Kind == storage.CmdUserDelete || c.Kind == storage.CmdNoop {
+			c.Stamp -= storage.StampAt(g.r.Int64N(5000))
+		}
+	}
+	return c
+}
+
+// next returns the next log entry.
+func (g *logGen) next() *raft.Log {
+	switch x := g.r.IntN(1000); {
+	case x < 5:
+		// Undecodable bytes of the current version: every node fails the
+		// command the same way.
+		g.index++
+		return &raft.Log{Index: g.index, Term: 1, Type: raft.LogCommand, Data: []byte{storage.CommandVersion, 0xee, 1, 2, 3}}
+	case x < 100 && len(g.reqs) > 0:
+		// A retry of an earlier request id.
+		old := g.reqs[max(0, len(g.reqs)-1-g.r.IntN(300))]
+		if g.r.IntN(3) > 0 {
+			// the same request again: the same bytes
+			g.index++
+			return &raft.Log{Index: g.index, Term: 1, Type: raft.LogCommand, Data: old.data}
+		}
+		c := g.command()
+		c.RequestID, c.Fingerprint = old.id, old.fp+1+g.r.Uint64N(1000)
+		return g.log(c)
+	case x < 400:
+		c := g.command()
+		c.RequestID, c.Fingerprint = fmt.Sprintf("req-%d", len(g.reqs)), g.r.Uint64()
+		l := g.log(c)
+		g.reqs = append(g.reqs, sentReq{id: c.RequestID, fp: c.Fingerprint, data: l.Data})
+		return l
+	}
+	return g.log(g.command())
+}
+
+func (g *logGen) logs(n int) []*raft.Log {
+	out := make([]*raft.Log, n)
+	for i := range out {
+		out[i] = g.next()
+	}
+	return out
+}
+
+// tally counts outcomes by command kind, so that the test can check that
+// the log exercised what it should.
+func tally(logs []*raft.Log, res []storage.Result) map[string]int {
+	m := map[string]int{}
+	for i, l := range logs {
+		kind := "undecodable"
+		if c, err := storage.DecodeCommand(l.Data); err == nil {
+			kind = c.Kind.String()
+		}
+		r := res[i]
+		switch {
+		case r.Err != nil:
+			m[kind+":"+r.Err.Kind.String()]++
+		case r.Items != nil:
+			for _, it := range r.Items {
+				if it.Err != nil {
+					m[kind+":item:"+it.Err.Kind.String()]++
+				} else {
+					m[kind+":item:ok"]++
+				}
+			}
+		default:
+			m[kind+":ok"]++
+		}
+	}
+	return m
+}
+
+// checkIdempotency replays the idempotency window on the side: a request
+// id seen within the retention (by command time) answers the recorded
+// result if the fingerprint matches, a conflict if not.
+func checkIdempotency(t *testing.T, logs []*raft.Log, res []storage.Result) (replays, conflicts, reapplied int) {
+	t.Helper()
+	type rec struct {
+		atMs int64
+		fp   uint64
+		res  storage.Result
+	}
+	window := map[string]rec{}
+	seen := map[string]bool{}
+	lastMs := int64(0)
+	for i, l := range logs {
+		c, err := storage.DecodeCommand(l.Data)
+		if err != nil {
+			continue
+		}
+		now := max(storage.StampMillis(c.Stamp), lastMs)
+		lastMs = now
+		for id, e := range window {
+			if e.atMs < now-detRetention {
+				delete(window, id)
+			}
+		}
+		if c.RequestID == "" {
+			continue
+		}
+		e, ok := window[c.RequestID]
+		switch {
+		case !ok:
+			if seen[c.RequestID] {
+				reapplied++
+			}
+			seen[c.RequestID] = true
+			window[c.RequestID] = rec{atMs: now, fp: c.Fingerprint, res: res[i]}
+		case e.fp == c.Fingerprint:
+			replays++
+			if !reflect.DeepEqual(res[i], e.res) {
+				t.Errorf("index %d: a replay of %s answered %s, not the recorded %s", l.Index, c.RequestID, describe(res[i]), describe(e.res))
+			}
+		default:
+			conflicts++
+			if r := res[i]; r.Err == nil || r.Err.Kind != storage.KindConflict || !strings.Contains(r.Err.Message, "Idempotency-Key") {
+				t.Errorf("index %d: %s reused with another fingerprint answered %s", l.Index, c.RequestID, describe(r))
+			}
+		}
+	}
+	return replays, conflicts, reapplied
+}
+
+func TestFSMDeterminism(t *testing.T) {
+	seeds := []uint64{20261123, 1, 2}
+	if testing.Short() {
+		seeds = seeds[:1]
+	}
+	for _, seed := range seeds {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) { testDeterminism(t, seed) })
+	}
+}
+
+func testDeterminism(t *testing.T, seed uint64) {
+	const n1, n2 = 5000, 1500
+	start := time.Now()
+	g := newLogGen(seed)
+	logs := append([]*raft.Log{g.init()}, g.logs(n1-1)...)
+
+	f1, f2 := newDetFSM(t), newDetFSM(t)
+	defer f1.close()
+	defer f2.close()
+	res := applyAll(t, logs, 1, f1, f2)
+	compareResults(t, logs, res[0], res[1], "fsm 1 vs fsm 2")
+	if r := res[0][0]; r.Err != nil || r.User == nil || r.User.ID != g.admin {
+		t.Fatalf("init: %s", describe(r))
+	}
+
+	counts := tally(logs, res[0])
+	for _, want := range []string{
+		"user_create:ok", "user_create:conflict", "user_create:bad_request", "user_create:internal",
+		"user_batch:item:ok", "user_batch:item:conflict",
+		"user_patch:ok", "user_patch:not_found", "user_patch:precondition_failed", "user_patch:bad_request", "user_patch:conflict",
+		"user_delete:ok", "user_delete:not_found", "user_delete:conflict",
+		"init:conflict", "noop:ok", "undecodable:internal",
+	} {
+		if counts[want] == 0 {
+			t.Errorf("the log never produced %s; outcomes: %v", want, counts)
+		}
+	}
+
+	snap1, h1 := f1.stateHash(t)
+	_, h2 := f2.stateHash(t)
+	if h1 != h2 {
+		t.Fatalf("state hashes differ after %d entries: %x vs %x", len(logs), h1, h2)
+	}
+	decoded, err := storage.ReadSnapshot(bytes.NewReader(snap1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := 0
+	for _, s := range decoded.Shards {
+		users += s.Len()
+	}
+	if users < 300 || len(decoded.Meta.Idempotency) < 20 || decoded.Meta.Index != uint64(len(logs)) {
+		t.Fatalf("state too small to mean much: %d users, %d idempotency entries, index %d",
+			users, len(decoded.Meta.Idempotency), decoded.Meta.Index)
+	}
+
+	// A fresh FSM restored from the snapshot is the same state...
+	f3 := newDetFSM(t)
+	defer f3.close()
+	if err := f3.fsm.Restore(io.NopCloser(bytes.NewReader(snap1))); err != nil {
+		t.Fatal(err)
+	}
+	if got := f3.fsm.AppliedIndex(); got != uint64(len(logs)) {
+		t.Fatalf("restored applied index %d", got)
+	}
+	if f3.fsm.LastStamp() != f1.fsm.LastStamp() {
+		t.Fatalf("restored last stamp %d, want %d", f3.fsm.LastStamp(), f1.fsm.LastStamp())
+	}
+	if _, h3 := f3.stateHash(t); h3 != h1 {
+		t.Fatalf("restored state hash %x, want %x", h3, h1)
+	}
+
+	// So is one that had applied another log before (stale users, admins
+	// and request ids must all go).
+	f4 := newDetFSM(t)
+	defer f4.close()
+	g4 := newLogGen(seed ^ 0xabcdef)
+	applyAll(t, append([]*raft.Log{g4.init()}, g4.logs(500)...), 3, f4)
+	if err := f4.fsm.Restore(io.NopCloser(bytes.NewReader(snap1))); err != nil {
+		t.Fatal(err)
+	}
+	if _, h4 := f4.stateHash(t); h4 != h1 {
+		t.Fatalf("state hash after restoring over another state %x, want %x", h4, h1)
+	}
+
+	// ...and goes on exactly like the original (retries of requests from
+	// before the snapshot included).
+	more := g.logs(n2)
+	res2 := applyAll(t, more, 2, f1, f2, f3, f4)
+	compareResults(t, more, res2[0], res2[1], "after the snapshot, fsm 1 vs fsm 2")
+	compareResults(t, more, res2[0], res2[2], "after the snapshot, fsm 1 vs restored fsm 3")
+	compareResults(t, more, res2[0], res2[3], "after the snapshot, fsm 1 vs re-restored fsm 4")
+	_, h1 = f1.stateHash(t)
+	_, h2 = f2.stateHash(t)
+	_, h3 := f3.stateHash(t)
+	_, h4 := f4.stateHash(t)
+	if h1 != h2 || h1 != h3 || h1 != h4 {
+		t.Fatalf("state hashes differ after %d more entries: %x %x %x %x", len(more), h1, h2, h3, h4)
+	}
+
+	replays, conflicts, reapplied := checkIdempotency(t, append(logs[:len(logs):len(logs)], more...), append(res[0], res2[0]...))
+	if replays == 0 || conflicts == 0 || reapplied == 0 {
+		t.Errorf("idempotency not exercised: %d replays, %d conflicts, %d re-applied after expiry", replays, conflicts, reapplied)
+	}
+	t.Logf("%d + %d entries, %d users and %d idempotency entries at the snapshot; %d replays, %d key conflicts, %d re-applied after expiry; %v",
+		len(logs), len(more), users, len(decoded.Meta.Idempotency), replays, conflicts, reapplied, time.Since(start))
+	t.Logf("outcomes: %v", counts)
+}

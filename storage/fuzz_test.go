@@ -1,0 +1,182 @@
+package storage
+
+import (
+	"bytes"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+func FuzzDecodeCommand(f *testing.F) {
+	for _, c := range sampleCommands() {
+		b := EncodeCommand(nil, c)
+		f.Add(b)
+		f.Add(b[:len(b)/2])
+	}
+	f.Add([]byte{})
+	f.Add([]byte{CommandVersion})
+	f.Add([]byte{CommandVersion + 1, byte(CmdNoop), 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) > 512 {
+			return // keeps the minimiser (quadratic in the length) fast; big batches are unit-tested
+		}
+		c, err := DecodeCommand(b)
+		if err != nil {
+			if c != nil {
+				t.Fatal("a command and an error")
+			}
+			return
+		}
+		b2 := EncodeCommand(nil, c)
+		c2, err := DecodeCommand(b2)
+		if err != nil {
+			t.Fatalf("re-encoded command does not decode: %v\n%+v", err, c)
+		}
+		if !reflect.DeepEqual(c, c2) {
+			t.Fatalf("round trip differs:\n%+v\n%+v", c, c2)
+		}
+		if b3 := EncodeCommand(nil, c2); !bytes.Equal(b2, b3) {
+			t.Fatal("encoding is not stable")
+		}
+	})
+}
+
+// tinySnapshot has a bit of everything in few bytes: the fuzzer's
+// minimiser is quadratic in the input length.
+func tinySnapshot(shards int, users int) *Snapshot {
+	s := &Snapshot{Meta: Meta{Init: &InitParams{ClusterID: "c", UserShards: uint32(shards), IdempotencyRetention: 1000},
+		Index: 3, LastStamp: 9, LastMs: 1}}
+	for range shards {
+		s.Shards = append(s.Shards, NewUserShard())
+	}
+	var last *User
+	for i := range users {
+		email := fmt.Sprintf("%d@b.c", i)
+		home := ShardOf(email, shards)
+		u, err := s.Shards[home].Create(MakeUserID(uint64(i), home), &NewUser{Name: "A", Email: email, Role: RoleUser}, 1)
+		if err != nil {
+			panic(err)
+		}
+		last = u
+	}
+	s.Meta.Idempotency = []IdempotencyEntry{
+		{RequestID: "r", Fingerprint: 1, Result: Result{User: last}},
+		{RequestID: "s", Result: Result{Items: []Result{{Err: &Error{Kind: KindConflict, Message: "m", Field: "f"}}, {}}}},
+	}
+	return s
+}
+
+func FuzzReadSnapshot(f *testing.F) {
+	b := writeSnap(f, tinySnapshot(2, 3))
+	f.Add(b)
+	f.Add(b[:len(b)-1])
+	f.Add(writeSnap(f, tinySnapshot(1, 1)))
+	f.Add(writeSnap(f, &Snapshot{}))
+	f.Add(snapshotMagic)
+	f.Add([]byte("TROUPE-SNAPSHOT\n\x02"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) > 256 {
+			return // keeps the minimiser (quadratic in the length) fast: execs allocate 256 KiB buffers
+		}
+		s, err := ReadSnapshot(bytes.NewReader(b))
+		if err != nil {
+			if s != nil {
+				t.Fatal("a snapshot and an error")
+			}
+			return
+		}
+		// Whatever was accepted writes and reads back the same.
+		var w1, w2 bytes.Buffer
+		if err := WriteSnapshot(&w1, s); err != nil {
+			t.Fatal(err)
+		}
+		s2, err := ReadSnapshot(bytes.NewReader(w1.Bytes()))
+		if err != nil {
+			t.Fatalf("rewritten snapshot does not read: %v", err)
+		}
+		if err := WriteSnapshot(&w2, s2); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(w1.Bytes(), w2.Bytes()) {
+			t.Fatal("rewriting is not stable")
+		}
+	})
+}
+
+func FuzzParsePHC(f *testing.F) {
+	f.Add(HashPassword("pw", []byte("saltsalt"), cheapArgon2))
+	f.Add(HashPassword("pw", []byte("0123456789abcdef"), DefaultArgon2))
+	f.Add("$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$a2V5a2V5a2V5a2V5a2V5aw")
+	f.Add("$argon2id$v=19$t=1,p=1,m=64$c2FsdHNhbHQ$a2V5a2V5a2V5a2V5a2V5aw")
+	f.Add("$argon2i$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$a2V5a2V5a2V5a2V5a2V5aw")
+	f.Add("$argon2id$v=19$m=4194305,t=1,p=1$c2FsdHNhbHQ$a2V5a2V5a2V5a2V5a2V5aw")
+	f.Add("$argon2id$v=19$m=64,t=1,p=1$$")
+	f.Add("$$$$$")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, s string) {
+		if len(s) > 256 {
+			return // keeps the minimiser (quadratic in the length) fast
+		}
+		h, err := ParsePHC(s)
+		if err != nil {
+			if h != nil {
+				t.Fatal("a hash and an error")
+			}
+			return
+		}
+		if err := h.Params.Validate(); err != nil {
+			t.Fatalf("accepted out-of-range parameters: %v", err)
+		}
+		if h.Params.SaltLen != len(h.Salt) || int(h.Params.KeyLen) != len(h.Key) {
+			t.Fatalf("lengths: %+v", h)
+		}
+		canon := fmt.Sprintf("$argon2id$v=19$m=%d,t=%d,p=%d$%s$%s", h.Params.MemoryKiB, h.Params.Time, h.Params.Threads,
+			b64.EncodeToString(h.Salt), b64.EncodeToString(h.Key))
+		h2, err := ParsePHC(canon)
+		if err != nil || !reflect.DeepEqual(h, h2) {
+			t.Fatalf("canonical form %q: %v %+v", canon, err, h2)
+		}
+	})
+}
+
+func FuzzNormalizeEmail(f *testing.F) {
+	for _, s := range []string{
+		"ada@example.com", "  Ada@Example.COM \n", "josé@exämple.com", "用户@例子.广告", "a@b.c",
+		"a..b@c.d", ".a@b.c", "a@b", "a@-b.c", "a@b.c.", "\"a\"@b.c", "a@b@c.d", "\xff@b.c",
+		"\u00a0a@b.c\u3000", strings.Repeat("a", 64) + "@" + strings.Repeat("b", 63) + ".com",
+		"!#$%&'*+/=?^_`{|}~-@example.com", "ǅ@x.y", "K@x.y",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if len(s) > MaxEmailBytes+32 {
+			return // keeps the minimiser (quadratic in the length) fast
+		}
+		out, err := NormalizeEmail("email", s)
+		if err != nil {
+			if out != "" || err.Kind != KindBadRequest || err.Field != "email" {
+				t.Fatalf("rejection: %q %+v", out, err)
+			}
+			return
+		}
+		again, err := NormalizeEmail("email", out)
+		if err != nil || again != out {
+			t.Fatalf("%q normalised to %q, which normalises to %q, %v", s, out, again, err)
+		}
+		if !utf8.ValidString(out) || len(out) > MaxEmailBytes || strings.TrimSpace(out) != out || !strings.Contains(out, "@") {
+			t.Fatalf("accepted %q", out)
+		}
+		if !strings.Contains(s, out) {
+			t.Fatalf("%q is not a part of %q", out, s)
+		}
+		key := EmailKey(out)
+		if EmailKey(key) != key {
+			t.Fatalf("EmailKey(%q) = %q is not a fixed point", out, key)
+		}
+		if ShardOf(key, 64) >= 64 {
+			t.Fatal("shard")
+		}
+	})
+}
