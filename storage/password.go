@@ -29,10 +29,14 @@ var DefaultArgon2 = Argon2Params{MemoryKiB: 19 * 1024, Time: 2, Threads: 1, KeyL
 // Validate rejects parameters that are unsafe or unusable.
 func (p Argon2Params) Validate() error {
 	switch {
-	case p.MemoryKiB < 8*uint32(p.Threads) || p.MemoryKiB > 4*1024*1024:
-		return fmt.Errorf("argon2 memory %d KiB out of range", p.MemoryKiB)
-	case p.Time < 1 || p.Time > 100:
-		return fmt.Errorf("argon2 time %d out of range 1..100", p.Time)
+	// The upper bounds keep an imported hash from making each login
+	// attempt arbitrarily expensive.
+	case p.MemoryKiB < 8*uint32(p.Threads) || p.MemoryKiB > 256*1024:
+		return fmt.Errorf("argon2 memory %d KiB out of range (at most 256 MiB)", p.MemoryKiB)
+	case p.Time < 1 || p.Time > 10:
+		return fmt.Errorf("argon2 time %d out of range 1..10", p.Time)
+	case p.Threads > 16:
+		return fmt.Errorf("argon2 parallelism %d out of range 1..16", p.Threads)
 	case p.Threads < 1:
 		return errors.New("argon2 threads must be at least 1")
 	case p.KeyLen < 16 || p.KeyLen > 128:

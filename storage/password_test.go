@@ -120,9 +120,10 @@ func TestParsePHCRejects(t *testing.T) {
 		phc("argon2id", "v=19", "m=99999999999,t=1,p=1", salt, key), // overflows uint32
 		phc("argon2id", "v=19", "m=7,t=1,p=1", salt, key),           // memory too small
 		phc("argon2id", "v=19", "m=64,t=1,p=9", salt, key),          // memory < 8*p
-		phc("argon2id", "v=19", "m=4194305,t=1,p=1", salt, key),     // memory too large
+		phc("argon2id", "v=19", "m=262145,t=1,p=1", salt, key),      // memory too large
 		phc("argon2id", "v=19", "m=64,t=0,p=1", salt, key),
-		phc("argon2id", "v=19", "m=64,t=101,p=1", salt, key),
+		phc("argon2id", "v=19", "m=64,t=11,p=1", salt, key),
+		phc("argon2id", "v=19", "m=2040,t=1,p=17", salt, key),
 		phc("argon2id", "v=19", "m=64,t=1,p=0", salt, key),
 		phc("argon2id", "v=19", "m=4096,t=1,p=256", salt, key),
 		phc("argon2id", "v=19", "m=64,t=1,p=1", "", key),
@@ -141,7 +142,7 @@ func TestParsePHCRejects(t *testing.T) {
 		}
 	}
 	// Parameter order is free; the bounds are inclusive.
-	for _, params := range []string{"t=1,p=1,m=64", "m=8,t=1,p=1", "m=64,t=100,p=1", "m=2040,t=1,p=255", "m=4194304,t=1,p=1"} {
+	for _, params := range []string{"t=1,p=1,m=64", "m=8,t=1,p=1", "m=64,t=10,p=1", "m=2040,t=1,p=16", "m=262144,t=1,p=1"} {
 		if _, err := ParsePHC(phc("argon2id", "v=19", params, salt, key)); err != nil {
 			t.Errorf("%s: %v", params, err)
 		}
