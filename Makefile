@@ -25,10 +25,13 @@ test:
 	$(MAKE) fuzz-smoke
 
 ## fuzz-smoke: run each fuzz target briefly
+FUZZ_PKGS := ./storage/ ./transport/
 fuzz-smoke:
-	@for target in $$($(GO) test -list '^Fuzz' ./storage/ | grep '^Fuzz'); do \
-		echo "fuzz $$target"; \
-		$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime 5s ./storage/ || exit 1; \
+	@for pkg in $(FUZZ_PKGS); do \
+		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "fuzz $$pkg $$target"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime 5s $$pkg || exit 1; \
+		done; \
 	done
 
 ## bench: the load scenarios next to their floor and the Go benchmarks; writes docs/BENCHMARKS.md (≈ 3 min)

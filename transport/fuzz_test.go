@@ -1,0 +1,38 @@
+package transport
+
+import (
+	"testing"
+)
+
+// FuzzDecodeRequests feeds arbitrary bytes to the request decoders and
+// validators: they must answer with an error or a valid value, never
+// panic.
+func FuzzDecodeRequests(f *testing.F) {
+	for _, seed := range []string{
+		`{"name":"Ada","email":"ada@example.com","password":"correct horse","role":"admin"}`,
+		`{"name":"","email":"x"}`, `{"users":[{"name":"A","email":"a@example.com"}]}`,
+		`{"name":"x"} {}`, `[]`, `null`, `{"name":5}`, `{"email":"a@b.c","nickname":"y"}`,
+		`{"name":"Ada","email":"ada@example.com","password_hash":"$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$a2V5a2V5a2V5a2V5a2V5a2V5"}`,
+		`{"users":[{"name":"\u0000","email":"\ud800@x.io"}]}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var c createUserRequest
+		if decodeJSON(body, &c) == nil {
+			if nu, err := validateNewUser(&c, true); err == nil && (nu.Name == "" || nu.Email == "") {
+				t.Fatalf("accepted an empty user from %q", body)
+			}
+		}
+		var p patchUserRequest
+		_ = decodeJSON(body, &p)
+		var b batchRequest
+		if decodeJSON(body, &b) == nil && b.Users != nil {
+			for i := range *b.Users {
+				_, _ = validateNewUser(&(*b.Users)[i], true)
+			}
+		}
+		_ = parseIfMatch(body)
+		_, _ = decodeCursor(string(body))
+	})
+}
