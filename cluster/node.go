@@ -223,17 +223,19 @@ func (n *Node) Users() *actors.Users { return n.fsm.Users() }
 // Raft exposes the raft instance to the cluster's own tests and tools.
 func (n *Node) Raft() *raft.Raft { return n.raft }
 
-// Shutdown stops the node in the reverse order of start: the watcher and
-// read batcher, raft (which stops applying), then the stores and the
+// Shutdown stops the node in the reverse order of start: raft (which
+// stops applying), the watcher and read batcher, then the stores and the
 // actors. It is safe to call more than once.
 func (n *Node) Shutdown() error {
 	var err error
 	n.stopOnce.Do(func() {
 		close(n.stop)
-		n.wg.Wait()
+		// Raft first: its shutdown fails the futures that the leader
+		// watcher or the read batcher may be waiting on, so they end.
 		if n.raft != nil {
 			err = n.raft.Shutdown().Error()
 		}
+		n.wg.Wait()
 		n.closeStores()
 		n.fsm.Close()
 	})
