@@ -30,7 +30,7 @@ const (
 func (n *Node) ReadBarrier(c Consistency, minIndex uint64, deadline time.Time) error {
 	idx := minIndex
 	if c == Linearizable {
-		ri, err := n.readIndex(deadline)
+		ri, err := n.readIndex()
 		if err != nil {
 			return err
 		}
@@ -64,7 +64,7 @@ func (n *Node) WaitApplied(index uint64, deadline time.Time) error {
 // readIndex returns the commit index as of a confirmed leadership. Many
 // concurrent reads share one confirmation: the batcher takes every waiting
 // read, reads the commit index, then verifies leadership once for all.
-func (n *Node) readIndex(deadline time.Time) (uint64, error) {
+func (n *Node) readIndex() (uint64, error) {
 	if n.raft.State() != raft.Leader {
 		return 0, ErrNotLeader
 	}
@@ -79,13 +79,12 @@ func (n *Node) readIndex(deadline time.Time) (uint64, error) {
 	case n.reads.kick <- struct{}{}:
 	default:
 	}
-	t := time.NewTimer(time.Until(deadline))
-	defer t.Stop()
+	// No timer: the batcher answers every waiter once its leadership check
+	// returns, and raft bounds that check (a partitioned leader fails it
+	// after its lease).
 	select {
 	case r := <-w:
 		return r.index, r.err
-	case <-t.C:
-		return 0, ErrTimeout
 	case <-n.stop:
 		return 0, ErrShutdown
 	}

@@ -97,7 +97,8 @@ func toUserJSON(u *storage.User) userJSON {
 // formatTime renders Unix milliseconds as RFC 3339 UTC with exactly
 // three fractional digits.
 func formatTime(ms int64) string {
-	return time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z")
+	var b [24]byte
+	return string(time.UnixMilli(ms).UTC().AppendFormat(b[:0], "2006-01-02T15:04:05.000Z"))
 }
 
 func etag(version uint64) string { return `"` + strconv.FormatUint(version, 10) + `"` }

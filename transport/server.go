@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -171,10 +172,11 @@ func (s *Server) routes() fasthttp.RequestHandler {
 }
 
 // routeMetrics are one route's request counters (by status) and latency.
+// Counters are created on first use and then found without locking.
 type routeMetrics struct {
+	route    string
 	latency  *metrics.Histogram
-	mu       sync.Mutex
-	byStatus map[int]*metrics.Counter
+	byStatus [600]atomic.Pointer[metrics.Counter]
 }
 
 func (s *Server) routeMetrics(route string) *routeMetrics {
@@ -182,21 +184,23 @@ func (s *Server) routeMetrics(route string) *routeMetrics {
 		return m.(*routeMetrics)
 	}
 	m := &routeMetrics{
-		latency:  s.set.GetOrCreateHistogram(`troupe_http_request_duration_seconds{route="` + route + `"}`),
-		byStatus: map[int]*metrics.Counter{},
+		route:   route,
+		latency: s.set.GetOrCreateHistogram(`troupe_http_request_duration_seconds{route="` + route + `"}`),
 	}
 	actual, _ := s.routesStats.LoadOrStore(route, m)
 	return actual.(*routeMetrics)
 }
 
-func (m *routeMetrics) count(set *metrics.Set, route string, status int) {
-	m.mu.Lock()
-	c := m.byStatus[status]
-	if c == nil {
-		c = set.GetOrCreateCounter(`troupe_http_requests_total{route="` + route + `",status="` + strconv.Itoa(status) + `"}`)
-		m.byStatus[status] = c
+func (m *routeMetrics) count(set *metrics.Set, status int) {
+	if status < 100 || status >= len(m.byStatus) {
+		status = 599
 	}
-	m.mu.Unlock()
+	c := m.byStatus[status].Load()
+	if c == nil {
+		// GetOrCreate returns the same counter to racing first users.
+		c = set.GetOrCreateCounter(`troupe_http_requests_total{route="` + m.route + `",status="` + strconv.Itoa(status) + `"}`)
+		m.byStatus[status].Store(c)
+	}
 	c.Inc()
 }
 
@@ -207,7 +211,7 @@ func (s *Server) handle(route string, h fasthttp.RequestHandler) fasthttp.Reques
 		start := time.Now()
 		h(ctx)
 		m.latency.UpdateDuration(start)
-		m.count(s.set, route, ctx.Response.StatusCode())
+		m.count(s.set, ctx.Response.StatusCode())
 	}
 }
 
