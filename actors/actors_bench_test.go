@@ -1,0 +1,229 @@
+package actors
+
+import (
+	"io"
+	"log/slog"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/troupe-db/troupe/storage"
+)
+
+// Benchmarks of the actor paths. Every benchmark stops its actors and its
+// system: TestMain checks for leaked goroutines.
+
+const benchShards = 64 // the default cluster parameter
+
+func benchSystem(b *testing.B) *System {
+	b.Helper()
+	sys := NewSystem(slog.New(slog.NewTextHandler(io.Discard, nil)), metrics.NewSet())
+	b.Cleanup(sys.Shutdown)
+	return sys
+}
+
+func benchItems(u *Users, from, n int) []storage.BatchItem {
+	items := make([]storage.BatchItem, n)
+	stamp := storage.StampAt(1_700_000_000_000) + uint64(from)
+	for i := range items {
+		email := "user" + strconv.Itoa(from+i) + "@example.com"
+		items[i] = storage.BatchItem{ID: storage.MakeUserID(stamp+uint64(i), u.HomeShardFor(email)),
+			User: storage.NewUser{Name: "User " + strconv.Itoa(from+i), Email: email, Role: storage.RoleUser}}
+	}
+	return items
+}
+
+// benchUsers returns shards holding n users, and their ids.
+func benchUsers(b *testing.B, n int) (*Users, []string) {
+	b.Helper()
+	u := NewUsers(benchSystem(b), benchShards)
+	b.Cleanup(u.Stop) // runs before sys.Shutdown (LIFO)
+	items := benchItems(u, 0, n)
+	ps := make([]*Pending, n)
+	for i := range items {
+		ps[i] = u.Create(&items[i], 1000)
+	}
+	ids := make([]string, n)
+	for i, p := range ps {
+		<-p.Done()
+		if r := p.Result(); r.Err != nil {
+			b.Fatal(r.Err)
+		}
+		ids[i] = items[i].ID
+	}
+	return u, ids
+}
+
+// BenchmarkUsersGet is a read's round trip: a message with a closure and
+// a reply channel to the owning shard actor, the lookup, the reply.
+func BenchmarkUsersGet(b *testing.B) {
+	b.Run("serial", func(b *testing.B) {
+		u, ids := benchUsers(b, 1000)
+		deadline := time.Now().Add(time.Hour)
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if _, err := u.Get(ids[i%len(ids)], deadline); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		u, ids := benchUsers(b, 1000)
+		deadline := time.Now().Add(time.Hour)
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			i := 0
+			for pb.Next() {
+				if _, err := u.Get(ids[i%len(ids)], deadline); err != nil {
+					b.Error(err)
+					return
+				}
+				i += 7
+			}
+		})
+	})
+}
+
+// BenchmarkUsersCreate applies creates as the FSM does, through the shard
+// actors. "sync" waits for each Pending before the next create; "window64"
+// keeps 64 in flight (the FSM never waits between creates), then waits.
+func BenchmarkUsersCreate(b *testing.B) {
+	b.Run("sync", func(b *testing.B) {
+		u := NewUsers(benchSystem(b), benchShards)
+		b.Cleanup(u.Stop)
+		items := benchItems(u, 0, b.N)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := range items {
+			p := u.Create(&items[i], 1000)
+			<-p.Done()
+			if r := p.Result(); r.Err != nil {
+				b.Fatal(r.Err)
+			}
+		}
+	})
+	b.Run("window64", func(b *testing.B) {
+		u := NewUsers(benchSystem(b), benchShards)
+		b.Cleanup(u.Stop)
+		items := benchItems(u, 0, b.N)
+		ps := make([]*Pending, 0, 64)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < len(items); i += 64 {
+			ps = ps[:0]
+			for j := i; j < min(i+64, len(items)); j++ {
+				ps = append(ps, u.Create(&items[j], 1000))
+			}
+			for _, p := range ps {
+				<-p.Done()
+				if r := p.Result(); r.Err != nil {
+					b.Fatal(r.Err)
+				}
+			}
+		}
+	})
+}
+
+// The raw protoactor baseline for BenchmarkUsersGet: a trivial actor
+// answering by RequestFuture, and one answering on a reply channel that
+// the message carries.
+
+type benchPing struct{ reply chan int }
+
+func BenchmarkProtoactorBaseline(b *testing.B) {
+	b.Run("RequestFuture", func(b *testing.B) {
+		sys := benchSystem(b)
+		pid := sys.root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
+			if _, ok := c.Message().(int); ok {
+				c.Respond(1)
+			}
+		}))
+		b.Cleanup(func() { _ = sys.root.StopFuture(pid).Wait() })
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := sys.root.RequestFuture(pid, 1, time.Second).Result(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	// One message and one cap-1 channel reused: what a pooled reply
+	// channel costs, with protoactor's default dispatcher (a new goroutine
+	// per mailbox run), a pool of long-lived workers, and the synchronized
+	// dispatcher (the sender runs an idle actor's mailbox itself).
+	for _, d := range []string{"default", "pooled", "synchronized"} {
+		b.Run("SendReplyChan/"+d, func(b *testing.B) {
+			sys := benchSystem(b)
+			var opts []actor.PropsOption
+			switch d {
+			case "pooled":
+				opts = append(opts, actor.WithDispatcher(newBenchPool(b, 4)))
+			case "synchronized":
+				opts = append(opts, actor.WithDispatcher(actor.NewSynchronizedDispatcher(300)))
+			}
+			pid := sys.root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
+				if m, ok := c.Message().(*benchPing); ok {
+					m.reply <- 1
+				}
+			}, opts...))
+			b.Cleanup(func() { _ = sys.root.StopFuture(pid).Wait() })
+			msg := &benchPing{reply: make(chan int, 1)}
+			b.ReportAllocs()
+			for b.Loop() {
+				sys.root.Send(pid, msg)
+				<-msg.reply
+			}
+		})
+	}
+	b.Run("SendReplyChanFresh", func(b *testing.B) {
+		sys := benchSystem(b)
+		pid := sys.root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
+			if m, ok := c.Message().(*benchPing); ok {
+				m.reply <- 1
+			}
+		}))
+		b.Cleanup(func() { _ = sys.root.StopFuture(pid).Wait() })
+		// A new message and channel per request, as Users.query does.
+		b.ReportAllocs()
+		for b.Loop() {
+			msg := &benchPing{reply: make(chan int, 1)}
+			sys.root.Send(pid, msg)
+			<-msg.reply
+		}
+	})
+}
+
+// benchPool is a dispatcher with long-lived workers, whose stacks have
+// already grown, instead of a new goroutine per mailbox run.
+type benchPool struct {
+	work chan func()
+	wg   sync.WaitGroup
+}
+
+func newBenchPool(b *testing.B, workers int) *benchPool {
+	p := &benchPool{work: make(chan func(), 1024)}
+	for range workers {
+		p.wg.Go(func() {
+			for fn := range p.work {
+				fn()
+			}
+		})
+	}
+	b.Cleanup(func() { close(p.work); p.wg.Wait() })
+	return p
+}
+
+func (p *benchPool) Schedule(fn func()) {
+	select {
+	case p.work <- fn:
+	default:
+		go fn()
+	}
+}
+
+func (p *benchPool) Throughput() int { return 300 }
