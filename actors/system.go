@@ -20,6 +20,7 @@ type System struct {
 	root   *actor.RootContext
 	log    *slog.Logger
 	closed atomic.Bool
+	disp   *workerDispatcher
 
 	panics      *metrics.Counter
 	deadLetters *metrics.Counter
@@ -46,6 +47,7 @@ func NewSystem(logger *slog.Logger, set *metrics.Set) *System {
 		actor.WithDeadLetterRequestLogging(false),
 	)
 	s.root = s.sys.Root
+	s.disp = newWorkerDispatcher(0, 4096, 300)
 	return s
 }
 
@@ -54,6 +56,7 @@ func NewSystem(logger *slog.Logger, set *metrics.Set) *System {
 func (s *System) Shutdown() {
 	if s.closed.CompareAndSwap(false, true) {
 		s.sys.Shutdown()
+		s.disp.stop()
 	}
 }
 
@@ -62,6 +65,7 @@ func (s *System) Shutdown() {
 // so a restart loses nothing, and they are never stopped by supervision.
 func (s *System) spawn(producer actor.Producer) *actor.PID {
 	props := actor.PropsFromProducer(producer,
+		actor.WithDispatcher(s.disp),
 		actor.WithGuardian(actor.NewOneForOneStrategy(0x7fffffff, 0, func(reason any) actor.Directive {
 			s.panics.Inc()
 			s.log.Error("actor panicked; restarting it", slog.Any("reason", reason))

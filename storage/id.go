@@ -45,9 +45,12 @@ func ParseUserID(id string) (stamp uint64, shard uint16, ok bool) {
 	if err != nil || n != 10 {
 		return 0, 0, false
 	}
-	// Reject non-canonical spellings (upper case, non-zero padding bits),
-	// so that one user has exactly one id string.
-	if MakeUserID(binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint16(b[8:])) != id {
+	// Reject non-canonical spellings (non-zero padding bits), so that one
+	// user has exactly one id string. Encoding into a stack buffer keeps
+	// this allocation-free.
+	var canon [UserIDLen]byte
+	idEncoding.Encode(canon[:], b[:])
+	if string(canon[:]) != id {
 		return 0, 0, false
 	}
 	return binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint16(b[8:]), true

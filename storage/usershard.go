@@ -11,11 +11,15 @@ import (
 // change the record stays home and only the index entry moves.
 //
 // UserShard is not safe for concurrent use: exactly one actor owns it. Its
-// trees are copy-on-write: View returns an O(1) immutable view that other
-// goroutines may read while the owner goes on changing the shard.
+// trees are copy-on-write: View returns an O(1) immutable view that
+// another goroutine may read (one at a time: lookups reuse a search key)
+// while the owner goes on changing the shard.
 type UserShard struct {
 	byID    *btree.BTreeG[*User]
 	byEmail *btree.BTreeG[emailEntry]
+	// key is a reusable search key, so lookups allocate nothing. Each
+	// UserShard value (the live one, each view) has its own.
+	key User
 }
 
 type emailEntry struct {
@@ -47,7 +51,10 @@ func (s *UserShard) Len() int { return s.byID.Len() }
 
 // Get returns the record with id.
 func (s *UserShard) Get(id string) (*User, bool) {
-	return s.byID.Get(&User{ID: id})
+	s.key.ID = id
+	u, ok := s.byID.Get(&s.key)
+	s.key.ID = ""
+	return u, ok
 }
 
 // EmailOwner returns the id indexed under an email key.
@@ -60,7 +67,11 @@ func (s *UserShard) EmailOwner(key string) (string, bool) {
 func (s *UserShard) Put(u *User) { s.byID.ReplaceOrInsert(u) }
 
 // Remove deletes a record.
-func (s *UserShard) Remove(id string) { s.byID.Delete(&User{ID: id}) }
+func (s *UserShard) Remove(id string) {
+	s.key.ID = id
+	s.byID.Delete(&s.key)
+	s.key.ID = ""
+}
 
 // IndexEmail maps key to id. It fails with a conflict when another user
 // holds the key.

@@ -95,10 +95,37 @@ func toUserJSON(u *storage.User) userJSON {
 }
 
 // formatTime renders Unix milliseconds as RFC 3339 UTC with exactly
-// three fractional digits.
+// three fractional digits (2026-11-23T22:33:52.497Z), by hand: it runs
+// for every user in every response.
 func formatTime(ms int64) string {
+	t := time.UnixMilli(ms).UTC()
+	year, month, day := t.Date()
+	hour, minute, sec := t.Clock()
+	if year < 0 || year > 9999 {
+		return t.Format("2006-01-02T15:04:05.000Z07:00")
+	}
 	var b [24]byte
-	return string(time.UnixMilli(ms).UTC().AppendFormat(b[:0], "2006-01-02T15:04:05.000Z"))
+	put := func(i, v, width int) {
+		for j := i + width - 1; j >= i; j-- {
+			b[j] = byte('0' + v%10)
+			v /= 10
+		}
+	}
+	put(0, year, 4)
+	b[4] = '-'
+	put(5, int(month), 2)
+	b[7] = '-'
+	put(8, day, 2)
+	b[10] = 'T'
+	put(11, hour, 2)
+	b[13] = ':'
+	put(14, minute, 2)
+	b[16] = ':'
+	put(17, sec, 2)
+	b[19] = '.'
+	put(20, int(ms%1000+1000)%1000, 3)
+	b[23] = 'Z'
+	return string(b[:])
 }
 
 func etag(version uint64) string { return `"` + strconv.FormatUint(version, 10) + `"` }

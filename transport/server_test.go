@@ -530,3 +530,12 @@ func TestBatchAllInvalidProposesNothing(t *testing.T) {
 		t.Fatalf("results: %s", r.body)
 	}
 }
+
+func TestFormatTime(t *testing.T) {
+	for _, ms := range []int64{0, 1, 999, 1_700_000_000_123, 1_795_474_432_497, -1, -1001, 253402300799999} {
+		want := time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z")
+		if got := formatTime(ms); got != want {
+			t.Errorf("formatTime(%d) = %s, want %s", ms, got, want)
+		}
+	}
+}
