@@ -314,8 +314,17 @@ func (u *Users) Views() []*storage.UserShard {
 }
 
 // Restore replaces every shard's state (len(shards) must equal Shards())
-// and rebuilds the admins set from it.
-func (u *Users) Restore(shards []*storage.UserShard) {
+// and rebuilds the admins set from it. Shards without email indexes
+// (views) get them rebuilt first.
+func (u *Users) Restore(shards []*storage.UserShard) error {
+	for _, s := range shards {
+		if !s.HasEmailIndex() {
+			if err := storage.RebuildEmailIndexes(shards); err != nil {
+				return err
+			}
+			break
+		}
+	}
 	u.admins = map[string]struct{}{}
 	for i := range u.pids {
 		repl := shards[i]
@@ -328,6 +337,7 @@ func (u *Users) Restore(shards []*storage.UserShard) {
 			u.admins[id] = struct{}{}
 		}
 	}
+	return nil
 }
 
 // AdminCount is the number of admins (FSM goroutine only).

@@ -230,11 +230,10 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		}
 		return fmt.Errorf("cannot restore snapshot: %w", err)
 	}
-	f.restore(snap)
-	return nil
+	return f.restore(snap)
 }
 
-func (f *FSM) restore(snap *storage.Snapshot) {
+func (f *FSM) restore(snap *storage.Snapshot) error {
 	m := &snap.Meta
 	old := f.users.Load()
 	switch {
@@ -245,13 +244,18 @@ func (f *FSM) restore(snap *storage.Snapshot) {
 		}
 	case old == nil || old.Shards() != len(snap.Shards):
 		u := actors.NewUsers(f.sys, len(snap.Shards))
-		u.Restore(snap.Shards)
+		if err := u.Restore(snap.Shards); err != nil {
+			u.Stop()
+			return fmt.Errorf("cannot restore snapshot: %w", err)
+		}
 		f.users.Store(u)
 		if old != nil {
 			old.Stop()
 		}
 	default:
-		old.Restore(snap.Shards)
+		if err := old.Restore(snap.Shards); err != nil {
+			return fmt.Errorf("cannot restore snapshot: %w", err)
+		}
 	}
 	f.init = m.Init
 	f.lastMs = m.LastMs
@@ -262,6 +266,7 @@ func (f *FSM) restore(snap *storage.Snapshot) {
 		f.idem.add(e.RequestID, e.Fingerprint, e.AtMs, actors.Resolved(e.Result))
 	}
 	f.setApplied(m.Index)
+	return nil
 }
 
 type fsmSnapshot struct{ snap *storage.Snapshot }

@@ -267,6 +267,9 @@ func ReadSnapshot(r io.Reader) (*Snapshot, error) {
 			if count != total {
 				return nil, fmt.Errorf("%w: %d users, trailer says %d", ErrCorrupt, total, count)
 			}
+			if err := RebuildEmailIndexes(s.Shards); err != nil {
+				return nil, err
+			}
 			return s, nil
 		default:
 			return nil, fmt.Errorf("%w: unknown frame type %d", ErrCorrupt, kind)
@@ -275,7 +278,6 @@ func ReadSnapshot(r io.Reader) (*Snapshot, error) {
 }
 
 func (s *Snapshot) restoreUser(home int, u *User) error {
-	n := len(s.Shards)
 	_, shard, ok := ParseUserID(u.ID)
 	switch {
 	case !ok || int(shard) != home:
@@ -285,10 +287,6 @@ func (s *Snapshot) restoreUser(home int, u *User) error {
 	}
 	if _, dup := s.Shards[home].Get(u.ID); dup {
 		return fmt.Errorf("%w: user %s appears twice", ErrCorrupt, u.ID)
-	}
-	key := EmailKey(u.Email)
-	if err := s.Shards[ShardOf(key, n)].IndexEmail(key, u.ID); err != nil {
-		return fmt.Errorf("%w: email of user %s is not unique", ErrCorrupt, u.ID)
 	}
 	s.Shards[home].Put(u)
 	return nil

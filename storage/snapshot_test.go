@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -125,11 +126,8 @@ func sameState(t testing.TB, got, want *Snapshot) {
 				t.Fatalf("shard %d: %+v, want %+v", i, *gu[j], *wu[j])
 			}
 		}
-		var ge, we []emailEntry
-		g.byEmail.Ascend(func(e emailEntry) bool { ge = append(ge, e); return true })
-		w.byEmail.Ascend(func(e emailEntry) bool { we = append(we, e); return true })
-		if !slices.Equal(ge, we) {
-			t.Fatalf("shard %d: email index differs (%d vs %d entries)", i, len(ge), len(we))
+		if !maps.Equal(g.byEmail, w.byEmail) {
+			t.Fatalf("shard %d: email index differs (%d vs %d entries)", i, len(g.byEmail), len(w.byEmail))
 		}
 	}
 }

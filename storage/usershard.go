@@ -1,6 +1,8 @@
 package storage
 
 import (
+	"fmt"
+
 	"github.com/google/btree"
 )
 
@@ -15,36 +17,38 @@ import (
 // another goroutine may read (one at a time: lookups reuse a search key)
 // while the owner goes on changing the shard.
 type UserShard struct {
-	byID    *btree.BTreeG[*User]
-	byEmail *btree.BTreeG[emailEntry]
+	byID *btree.BTreeG[*User]
+	// byEmail maps an email key to a user id. It is derivable from the
+	// records of all shards (RebuildEmailIndexes), so snapshots do not
+	// carry it and views do not hold it: a plain map, no cloning.
+	byEmail map[string]string
 	// key is a reusable search key, so lookups allocate nothing. Each
 	// UserShard value (the live one, each view) has its own.
 	key User
 }
 
-type emailEntry struct {
-	key string // EmailKey of the address
-	id  string
-}
-
 const btreeDegree = 32
 
 func lessUser(a, b *User) bool       { return a.ID < b.ID }
-func lessEmail(a, b emailEntry) bool { return a.key < b.key }
 
 // NewUserShard returns an empty shard.
 func NewUserShard() *UserShard {
 	return &UserShard{
 		byID:    btree.NewG(btreeDegree, lessUser),
-		byEmail: btree.NewG(btreeDegree, lessEmail),
+		byEmail: map[string]string{},
 	}
 }
 
-// View returns an immutable copy of the shard that shares structure with
-// it; later changes to s do not show in the view, and vice versa.
+// View returns an immutable copy of the shard's records that shares
+// structure with it; later changes to s do not show in the view, and vice
+// versa. A view has no email index (see RebuildEmailIndexes).
 func (s *UserShard) View() *UserShard {
-	return &UserShard{byID: s.byID.Clone(), byEmail: s.byEmail.Clone()}
+	return &UserShard{byID: s.byID.Clone()}
 }
+
+// HasEmailIndex reports whether the shard holds its email index (a view
+// does not).
+func (s *UserShard) HasEmailIndex() bool { return s.byEmail != nil }
 
 // Len is the number of records whose home is this shard.
 func (s *UserShard) Len() int { return s.byID.Len() }
@@ -59,8 +63,8 @@ func (s *UserShard) Get(id string) (*User, bool) {
 
 // EmailOwner returns the id indexed under an email key.
 func (s *UserShard) EmailOwner(key string) (string, bool) {
-	e, ok := s.byEmail.Get(emailEntry{key: key})
-	return e.id, ok
+	id, ok := s.byEmail[key]
+	return id, ok
 }
 
 // Put inserts or replaces a record. The record must not be changed after.
@@ -79,14 +83,14 @@ func (s *UserShard) IndexEmail(key, id string) *Error {
 	if owner, ok := s.EmailOwner(key); ok && owner != id {
 		return &Error{Kind: KindConflict, Field: "email", Message: "a user with this email already exists"}
 	}
-	s.byEmail.ReplaceOrInsert(emailEntry{key: key, id: id})
+	s.byEmail[key] = id
 	return nil
 }
 
 // UnindexEmail removes key if it maps to id.
 func (s *UserShard) UnindexEmail(key, id string) {
 	if owner, ok := s.EmailOwner(key); ok && owner == id {
-		s.byEmail.Delete(emailEntry{key: key})
+		delete(s.byEmail, key)
 	}
 }
 
@@ -97,20 +101,22 @@ func (s *UserShard) Create(id string, in *NewUser, nowMs int64) (*User, *Error) 
 	if err := in.Validate(); err != nil {
 		return nil, err
 	}
-	if _, ok := s.Get(id); ok {
-		// Ids are unique by construction (stamps); reaching this means a
-		// clock or leadership anomaly, reported deterministically.
-		return nil, errorf(KindConflict, "user id %s already exists", id)
-	}
 	key := EmailKey(in.Email)
-	if err := s.IndexEmail(key, id); err != nil {
-		return nil, err
+	if _, taken := s.byEmail[key]; taken {
+		return nil, &Error{Kind: KindConflict, Field: "email", Message: "a user with this email already exists"}
 	}
 	u := &User{
 		ID: id, Name: in.Name, Email: in.Email, PasswordHash: in.PasswordHash,
 		Role: in.Role, Version: 1, CreatedMs: nowMs, UpdatedMs: nowMs,
 	}
-	s.Put(u)
+	// One traversal: insert, and put back what was there if the id
+	// existed. Ids are unique by construction (stamps); an existing one
+	// means a clock or leadership anomaly, reported deterministically.
+	if old, existed := s.byID.ReplaceOrInsert(u); existed {
+		s.byID.ReplaceOrInsert(old)
+		return nil, errorf(KindConflict, "user id %s already exists", id)
+	}
+	s.byEmail[key] = id
 	return u, nil
 }
 
@@ -172,4 +178,29 @@ func (s *UserShard) Admins(dst []string) []string {
 		return true
 	})
 	return dst
+}
+
+// RebuildEmailIndexes gives every shard a fresh email index built from the
+// records of all of them: an address's entry lives in the shard it hashes
+// to, whichever shard holds the record. It fails if two users share an
+// address. It changes no records, so it may run on views.
+func RebuildEmailIndexes(shards []*UserShard) error {
+	for _, s := range shards {
+		s.byEmail = make(map[string]string, s.Len())
+	}
+	for _, s := range shards {
+		var err error
+		s.byID.Ascend(func(u *User) bool {
+			key := EmailKey(u.Email)
+			if e := shards[ShardOf(key, len(shards))].IndexEmail(key, u.ID); e != nil {
+				err = fmt.Errorf("%w: email of user %s is not unique", ErrCorrupt, u.ID)
+				return false
+			}
+			return true
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

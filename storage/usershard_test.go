@@ -261,6 +261,13 @@ func TestUserShardViewIsolation(t *testing.T) {
 	if _, ok := v.Get(all[1]); !ok {
 		t.Fatal("view sees a later Remove")
 	}
+	// A view holds records only; its email index is rebuilt from them.
+	if v.HasEmailIndex() {
+		t.Fatal("a view carries an email index")
+	}
+	if err := RebuildEmailIndexes([]*UserShard{v}); err != nil {
+		t.Fatal(err)
+	}
 	if owner, ok := v.EmailOwner(keyOf(1)); !ok || owner != all[1] {
 		t.Fatal("view sees a later UnindexEmail")
 	}
@@ -276,6 +283,9 @@ func TestUserShardViewIsolation(t *testing.T) {
 		t.Fatalf("live len %d", s.Len())
 	}
 	v2 := s.View()
+	if err := RebuildEmailIndexes([]*UserShard{v2}); err != nil {
+		t.Fatal(err)
+	}
 	v2.Remove(all[250])
 	mustCreate(t, v2, MakeUserID(StampAt(t0)+20_000, 0), newUser("Ghost", "ghost@example.com"), t0)
 	if _, ok := s.Get(all[250]); !ok {
