@@ -71,6 +71,13 @@ func (n *Node) readIndex() (uint64, error) {
 	if n.leaderTerm.Load() != n.raft.CurrentTerm() {
 		return 0, ErrNotReady
 	}
+	if n.soloTerm.Load() == n.raft.CurrentTerm() {
+		// The only voter of its configuration cannot be deposed without a
+		// configuration change that it appends itself (and that resets
+		// soloTerm first), so its commit index is already confirmed, as
+		// etcd's raft answers a singleton's ReadIndex at once.
+		return n.raft.CommitIndex(), nil
+	}
 	w := make(chan readIndexResult, 1)
 	n.reads.mu.Lock()
 	n.reads.waiting = append(n.reads.waiting, w)
@@ -144,6 +151,7 @@ func (n *Node) watchLeadership() {
 			return
 		case isLeader := <-n.raft.LeaderCh():
 			n.leaderTerm.Store(0)
+			n.soloTerm.Store(0)
 			if isLeader {
 				n.establishLeadership()
 			}
@@ -157,6 +165,7 @@ func (n *Node) establishLeadership() {
 		_, _, err := n.Propose(&storage.Command{Kind: storage.CmdNoop, Stamp: n.Stamps(1)}, time.Now().Add(n.cfg.ApplyTimeout))
 		if err == nil {
 			n.leaderTerm.Store(term)
+			n.noteSolo(term)
 			break
 		}
 		if n.raft.State() != raft.Leader {
@@ -179,4 +188,24 @@ func (n *Node) establishLeadership() {
 func backoff(attempt int) time.Duration {
 	d := 50 * time.Millisecond << min(attempt, 5)
 	return min(d, 2*time.Second)
+}
+
+// noteSolo records that this leader, in term, is the only voter of its
+// latest configuration. Any membership change must reset soloTerm to 0
+// before it proposes the new configuration.
+func (n *Node) noteSolo(term uint64) {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	voters, self := 0, false
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			voters++
+			self = self || string(s.ID) == n.cfg.NodeID
+		}
+	}
+	if voters == 1 && self {
+		n.soloTerm.Store(term)
+	}
 }

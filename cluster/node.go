@@ -59,7 +59,10 @@ type Node struct {
 	// leaderTerm is the term in which this node, as leader, completed a
 	// barrier: only then may it serve linearizable reads.
 	leaderTerm atomic.Uint64
-	reads      readIndexer
+	// soloTerm is the term in which this leader found itself the only
+	// voter: its reads need no leadership round.
+	soloTerm atomic.Uint64
+	reads    readIndexer
 
 	stop     chan struct{}
 	wg       sync.WaitGroup

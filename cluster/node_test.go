@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -168,5 +169,37 @@ func TestUserShardsMismatchIsRefused(t *testing.T) {
 	}
 	if err := n.WaitInitialised(time.Now().Add(10*time.Second), false); err != nil {
 		t.Fatalf("without the flag the node follows the cluster: %v", err)
+	}
+}
+
+func TestLinearizableReadsBothPaths(t *testing.T) {
+	n, stop := testNode(t, t.TempDir())
+	defer stop()
+	if n.soloTerm.Load() != n.raft.CurrentTerm() {
+		t.Fatal("a one-node leader did not take the solo read path")
+	}
+	res := createUser(t, n, "Ada", "ada@example.com")
+	for _, solo := range []bool{true, false} {
+		if !solo {
+			n.soloTerm.Store(0) // as a membership change would: reads verify leadership
+		}
+		var wg sync.WaitGroup
+		for range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 50 {
+					if err := n.ReadBarrier(Linearizable, 0, time.Now().Add(5*time.Second)); err != nil {
+						t.Error(err)
+						return
+					}
+					if _, err := n.Users().Get(res.User.ID, time.Now().Add(5*time.Second)); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
 	}
 }
