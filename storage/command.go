@@ -102,11 +102,7 @@ func EncodeCommand(dst []byte, c *Command) []byte {
 	}
 	switch c.Kind {
 	case CmdInit:
-		p := c.Init
-		e.str(p.ClusterID)
-		e.uvarint(uint64(p.UserShards))
-		e.uvarint(p.IdempotencyRetention)
-		e.batchItem(&p.Admin)
+		e.initParams(c.Init)
 	case CmdUserCreate:
 		e.batchItem(c.Create)
 	case CmdUserBatch:
@@ -145,6 +141,25 @@ func (e *encoder) batchItem(it *BatchItem) {
 	e.byte1(byte(it.User.Role))
 }
 
+func (e *encoder) initParams(p *InitParams) {
+	e.str(p.ClusterID)
+	e.uvarint(uint64(p.UserShards))
+	e.uvarint(p.IdempotencyRetention)
+	e.batchItem(&p.Admin)
+}
+
+func (d *decoder) initParams() *InitParams {
+	p := &InitParams{ClusterID: d.str()}
+	shards := d.uvarint()
+	if shards > 1<<16 {
+		d.fail("shard count %d", shards)
+	}
+	p.UserShards = uint32(shards)
+	p.IdempotencyRetention = d.uvarint()
+	d.batchItem(&p.Admin)
+	return p
+}
+
 func (d *decoder) batchItem(it *BatchItem) {
 	it.ID = d.str()
 	it.User.Name = d.str()
@@ -170,16 +185,7 @@ func DecodeCommand(b []byte) (*Command, error) {
 	}
 	switch c.Kind {
 	case CmdInit:
-		p := &InitParams{}
-		p.ClusterID = d.str()
-		shards := d.uvarint()
-		if shards > 1<<16 {
-			d.fail("shard count %d", shards)
-		}
-		p.UserShards = uint32(shards)
-		p.IdempotencyRetention = d.uvarint()
-		d.batchItem(&p.Admin)
-		c.Init = p
+		c.Init = d.initParams()
 	case CmdUserCreate:
 		c.Create = &BatchItem{}
 		d.batchItem(c.Create)

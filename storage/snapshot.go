@@ -74,10 +74,7 @@ func WriteSnapshot(w io.Writer, s *Snapshot) error {
 	m := &s.Meta
 	e.boolean(m.Init != nil)
 	if m.Init != nil {
-		e.str(m.Init.ClusterID)
-		e.uvarint(uint64(m.Init.UserShards))
-		e.uvarint(m.Init.IdempotencyRetention)
-		e.batchItem(&m.Init.Admin)
+		e.initParams(m.Init)
 	}
 	e.uvarint(m.Index)
 	e.uvarint(m.LastStamp)
@@ -181,14 +178,7 @@ func ReadSnapshot(r io.Reader) (*Snapshot, error) {
 	}
 	s := &Snapshot{}
 	if d.boolean() {
-		p := &InitParams{ClusterID: d.str()}
-		shards := d.uvarint()
-		if shards > 1<<16 {
-			d.fail("shard count %d", shards)
-		}
-		p.UserShards = uint32(shards)
-		p.IdempotencyRetention = d.uvarint()
-		d.batchItem(&p.Admin)
+		p := d.initParams()
 		s.Meta.Init = p
 		if d.err == nil {
 			if err := p.Validate(); err != nil {

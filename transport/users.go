@@ -139,6 +139,33 @@ func idempotency(ctx *fasthttp.RequestCtx) (string, uint64, *apiError) {
 	return string(key), h.Sum64(), nil
 }
 
+// writeRequest is what every write handler starts with: the user shards,
+// the decoded body (when req is not nil) and the idempotency key. ok is
+// false when it has already answered.
+type writeRequest struct {
+	users Users
+	key   string
+	fp    uint64
+}
+
+func (s *Server) startWrite(ctx *fasthttp.RequestCtx, req any) (w writeRequest, ok bool) {
+	if w.users = s.usersOrUnavailable(ctx); w.users == nil {
+		return w, false
+	}
+	if req != nil {
+		if e := decodeJSON(ctx.PostBody(), req); e != nil {
+			writeError(ctx, e)
+			return w, false
+		}
+	}
+	var e *apiError
+	if w.key, w.fp, e = idempotency(ctx); e != nil {
+		writeError(ctx, e)
+		return w, false
+	}
+	return w, true
+}
+
 // propose sends cmd through the cluster and writes the error response if
 // it failed. It sets X-Troupe-Index whenever the index is known.
 func (s *Server) propose(ctx *fasthttp.RequestCtx, cmd *storage.Command, deadline time.Time) (storage.Result, bool) {
@@ -156,20 +183,12 @@ func (s *Server) propose(ctx *fasthttp.RequestCtx, cmd *storage.Command, deadlin
 }
 
 func (s *Server) createUser(ctx *fasthttp.RequestCtx) {
-	users := s.usersOrUnavailable(ctx)
-	if users == nil {
-		return
-	}
 	var req createUserRequest
-	if e := decodeJSON(ctx.PostBody(), &req); e != nil {
-		writeError(ctx, e)
+	w, ok := s.startWrite(ctx, &req)
+	if !ok {
 		return
 	}
-	key, fp, e := idempotency(ctx)
-	if e != nil {
-		writeError(ctx, e)
-		return
-	}
+	users, key, fp := w.users, w.key, w.fp
 	nu, serr := validateNewUser(&req, false)
 	if serr != nil {
 		writeError(ctx, serr)
@@ -281,20 +300,12 @@ func parseIfMatch(v []byte) uint64 {
 }
 
 func (s *Server) patchUser(ctx *fasthttp.RequestCtx) {
-	users := s.usersOrUnavailable(ctx)
-	if users == nil {
-		return
-	}
 	var req patchUserRequest
-	if e := decodeJSON(ctx.PostBody(), &req); e != nil {
-		writeError(ctx, e)
+	w, ok := s.startWrite(ctx, &req)
+	if !ok {
 		return
 	}
-	key, fp, e := idempotency(ctx)
-	if e != nil {
-		writeError(ctx, e)
-		return
-	}
+	users, key, fp := w.users, w.key, w.fp
 	id := pathID(ctx)
 	if _, _, ok := storage.ParseUserID(id); !ok {
 		writeError(ctx, &storage.Error{Kind: storage.KindNotFound, Message: "no user with id " + id})
@@ -355,14 +366,11 @@ func (s *Server) patchUser(ctx *fasthttp.RequestCtx) {
 }
 
 func (s *Server) deleteUser(ctx *fasthttp.RequestCtx) {
-	if s.usersOrUnavailable(ctx) == nil {
+	w, ok := s.startWrite(ctx, nil)
+	if !ok {
 		return
 	}
-	key, fp, e := idempotency(ctx)
-	if e != nil {
-		writeError(ctx, e)
-		return
-	}
+	key, fp := w.key, w.fp
 	id := pathID(ctx)
 	if _, _, ok := storage.ParseUserID(id); !ok {
 		writeError(ctx, &storage.Error{Kind: storage.KindNotFound, Message: "no user with id " + id})
@@ -479,20 +487,12 @@ func (s *Server) countUsers(ctx *fasthttp.RequestCtx) {
 // fail validation get their error here and never enter the log; the rest
 // are applied together, in order, and their results merged back.
 func (s *Server) batchUsers(ctx *fasthttp.RequestCtx) {
-	users := s.usersOrUnavailable(ctx)
-	if users == nil {
-		return
-	}
 	var req batchRequest
-	if e := decodeJSON(ctx.PostBody(), &req); e != nil {
-		writeError(ctx, e)
+	w, ok := s.startWrite(ctx, &req)
+	if !ok {
 		return
 	}
-	key, fp, e := idempotency(ctx)
-	if e != nil {
-		writeError(ctx, e)
-		return
-	}
+	users, key, fp := w.users, w.key, w.fp
 	if req.Users == nil {
 		writeError(ctx, badRequest("users is required", "users"))
 		return
