@@ -29,7 +29,7 @@ type UserShard struct {
 
 const btreeDegree = 32
 
-func lessUser(a, b *User) bool       { return a.ID < b.ID }
+func lessUser(a, b *User) bool { return a.ID < b.ID }
 
 // NewUserShard returns an empty shard.
 func NewUserShard() *UserShard {
