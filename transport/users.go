@@ -98,6 +98,17 @@ func validateNewUser(r *createUserRequest, allowHash bool) (storage.NewUser, *st
 	return nu, nil
 }
 
+var errEmailTaken = &storage.Error{Kind: storage.KindConflict, Field: "email", Message: "a user with this email already exists"}
+
+// emailTaken is the optimistic uniqueness check on this node's state: a
+// conflict caught here costs no log entry (a retry under an
+// Idempotency-Key skips it, to get the first answer). Apply makes the
+// authoritative check. A failed lookup says "not taken".
+func emailTaken(users Users, email, exceptID string, deadline time.Time) bool {
+	found, err := users.FindEmail(email, deadline)
+	return err == nil && found != nil && found.ID != exceptID
+}
+
 // hashPassword derives an argon2id hash on this node, before proposing,
 // with at most HashConcurrency hashes at once.
 func (s *Server) hashPassword(password string, deadline time.Time) (string, error) {
@@ -195,13 +206,9 @@ func (s *Server) createUser(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	deadline := s.deadline()
-	// Optimistic uniqueness check on this node's state: a conflict caught
-	// here costs no log entry. Apply makes the authoritative check.
-	if key == "" {
-		if found, err := users.FindEmail(nu.Email, deadline); err == nil && found != nil {
-			writeError(ctx, &storage.Error{Kind: storage.KindConflict, Field: "email", Message: "a user with this email already exists"})
-			return
-		}
+	if key == "" && emailTaken(users, nu.Email, "", deadline) {
+		writeError(ctx, errEmailTaken)
+		return
 	}
 	if req.Password != nil {
 		h, err := s.hashPassword(*req.Password, deadline)
@@ -341,11 +348,9 @@ func (s *Server) patchUser(ctx *fasthttp.RequestCtx) {
 		}
 	}
 	deadline := s.deadline()
-	if p.Fields&storage.PatchEmail != 0 && key == "" {
-		if found, err := users.FindEmail(p.Email, deadline); err == nil && found != nil && found.ID != id {
-			writeError(ctx, &storage.Error{Kind: storage.KindConflict, Field: "email", Message: "a user with this email already exists"})
-			return
-		}
+	if p.Fields&storage.PatchEmail != 0 && key == "" && emailTaken(users, p.Email, id, deadline) {
+		writeError(ctx, errEmailTaken)
+		return
 	}
 	if req.Password != nil {
 		h, err := s.hashPassword(*req.Password, deadline)
