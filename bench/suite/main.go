@@ -45,10 +45,13 @@ type run struct {
 	cmd   string
 }
 
+var memUsers int
+
 func main() {
 	bin := flag.String("troupe", "bin/troupe", "the troupe binary")
 	out := flag.String("out", "docs/BENCHMARKS.md", "where to write the report")
 	duration := flag.Duration("duration", 5*time.Second, "measured time per scenario")
+	flag.IntVar(&memUsers, "mem-users", 1_000_000, "users loaded for the memory and restart figures")
 	gobench := flag.String("gobench", "./storage/ ./actors/ ./cluster/ ./transport/", "packages whose Go benchmarks to run")
 	flag.Parse()
 	if err := suite(*bin, *out, *duration, strings.Fields(*gobench)); err != nil {
@@ -91,12 +94,18 @@ func suite(bin, out string, d time.Duration, gopkgs []string) error {
 	}
 	fsync := measureFsync()
 
+	fmt.Fprintf(os.Stderr, "→ memory and restart with %d users\n", memUsers)
+	mem, err := measureMemory(bin, memUsers)
+	if err != nil {
+		return err
+	}
+
 	fmt.Fprintln(os.Stderr, "→ Go benchmarks")
 	goOut, goCmd, err := runGoBench(gopkgs)
 	if err != nil {
 		return err
 	}
-	return writeReport(out, runs, open, fsync, goOut, goCmd)
+	return writeReport(out, runs, open, fsync, mem, goOut, goCmd)
 }
 
 func freeAddr() string {
@@ -108,38 +117,70 @@ func freeAddr() string {
 	return l.Addr().String()
 }
 
-func startNode(bin string) (string, func(), error) {
+// node is a troupe process under test, with its data dir.
+type node struct {
+	bin, dir, addr, raftAddr, pprofAddr string
+	cmd                                 *exec.Cmd
+}
+
+func newNode(bin string) (*node, error) {
 	dir, err := os.MkdirTemp("", "troupe-bench-")
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
-	addr := freeAddr()
-	cmd := exec.Command(bin, "serve", "--insecure", "--rate-limit", "off", "--data", dir,
-		"--http-addr", addr, "--raft-addr", freeAddr(), "--log-level", "warn")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return "", nil, err
+	return &node{bin: bin, dir: dir, addr: freeAddr(), raftAddr: freeAddr(), pprofAddr: freeAddr()}, nil
+}
+
+// start runs the node and returns how long it took to become ready.
+func (n *node) start() (time.Duration, error) {
+	begin := time.Now()
+	n.cmd = exec.Command(n.bin, "serve", "--insecure", "--rate-limit", "off", "--data", n.dir,
+		"--http-addr", n.addr, "--raft-addr", n.raftAddr, "--pprof", n.pprofAddr, "--log-level", "warn")
+	n.cmd.Stderr = os.Stderr
+	if err := n.cmd.Start(); err != nil {
+		return 0, err
 	}
-	stop := func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-		os.RemoveAll(dir)
-	}
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		resp, err := http.Get("http://" + addr + "/readyz")
+		resp, err := http.Get("http://" + n.addr + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return addr, stop, nil
+				return time.Since(begin), nil
 			}
 		}
 		if time.Now().After(deadline) {
-			stop()
-			return "", nil, fmt.Errorf("node did not become ready")
+			n.stop()
+			return 0, fmt.Errorf("node did not become ready")
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// stop ends the process with SIGTERM and keeps the data dir.
+func (n *node) stop() {
+	if n.cmd != nil {
+		_ = n.cmd.Process.Signal(syscall.SIGTERM)
+		_ = n.cmd.Wait()
+		n.cmd = nil
+	}
+}
+
+func (n *node) remove() {
+	n.stop()
+	os.RemoveAll(n.dir)
+}
+
+func startNode(bin string) (string, func(), error) {
+	n, err := newNode(bin)
+	if err != nil {
+		return "", nil, err
+	}
+	if _, err := n.start(); err != nil {
+		n.remove()
+		return "", nil, err
+	}
+	return n.addr, n.remove, nil
 }
 
 func runBench(bin string, args []string) (*result, string, error) {

@@ -10,7 +10,7 @@ import (
 
 func ms(us int64) string { return fmt.Sprintf("%.2f", float64(us)/1000) }
 
-func writeReport(path string, runs []*run, open *run, fsync time.Duration, goOut, goCmd string) error {
+func writeReport(path string, runs []*run, open *run, fsync time.Duration, mem *memoryResult, goOut, goCmd string) error {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	w("# troupe benchmarks\n\n")
@@ -49,6 +49,14 @@ func writeReport(path string, runs []*run, open *run, fsync time.Duration, goOut
 		w("- creates at 1 connection / (1 / fsync latency): **%.2f** (target ≥ 0.6)\n", runs[1].res.ThroughputRPS*fsync.Seconds())
 	}
 	w("- p99 at half the maximum create throughput (open loop): **%s ms** (target ≤ 5 ms)\n\n", ms(open.res.LatencyUS.P99))
+
+	w("## Memory and restart\n\n")
+	w("%d users loaded in batches of 1000 (%.0f users/s): live heap %.0f MB after a forced GC, %.0f B per\n",
+		mem.Users, float64(mem.Users)/mem.LoadSeconds, mem.HeapAfter/1e6, mem.perUser())
+	w("user, of which %.0f B are the raw id, name and email: **%.0f B per user beyond the raw fields**\n",
+		mem.RawPerUser, mem.perUser()-mem.RawPerUser)
+	w("(target ≤ 300 B, aim ≤ 150 B). Restart (SIGTERM, start, replay of the log) until `/readyz`:\n")
+	w("**%.2f s** (target ≤ 5 s, aim ≤ 2 s). Load command: `%s`.\n\n", mem.RestartReady.Seconds(), mem.Cmd)
 
 	w("Commands (the node's address shown as the default):\n\n```sh\n")
 	for _, r := range runs {
