@@ -15,7 +15,13 @@ type Config struct {
 	NodeID        string
 	RaftAddr      string // address the raft transport listens on
 	AdvertiseRaft string // address other nodes reach it at; default RaftAddr
+	// AdvertiseHTTP is where clients and other nodes reach this node's
+	// HTTP API; the node records it in the member directory.
+	AdvertiseHTTP string
 	DataDir       string
+	// Mode says how a node with an empty data dir starts; a node with
+	// raft state rejoins its cluster whatever the mode.
+	Mode Mode
 
 	// Raft timing. A node that is the only voter of its cluster uses
 	// SoloTimeout instead, so it leads within tens of milliseconds of start.
@@ -41,6 +47,21 @@ type Config struct {
 	IdempotencyRetention time.Duration
 }
 
+// Mode is how a node with no raft state starts.
+type Mode uint8
+
+// Start modes.
+const (
+	// Standalone bootstraps a one-node cluster with short raft timeouts
+	// (SoloTimeout), so it leads at once. It may grow later.
+	Standalone Mode = iota
+	// Bootstrap bootstraps a cluster with this node as its first member,
+	// with the multi-node timeouts: others are expected to join.
+	Bootstrap
+	// Join starts with no configuration and waits for a member to add it.
+	Join
+)
+
 // DefaultConfig returns the defaults for a node.
 func DefaultConfig() Config {
 	return Config{
@@ -50,7 +71,7 @@ func DefaultConfig() Config {
 		HeartbeatTimeout:     1000 * time.Millisecond,
 		ElectionTimeout:      1000 * time.Millisecond,
 		LeaderLeaseTimeout:   500 * time.Millisecond,
-		SoloTimeout:          50 * time.Millisecond,
+		SoloTimeout:          100 * time.Millisecond,
 		MaxAppendEntries:     1024,
 		SnapshotThreshold:    65536,
 		SnapshotInterval:     60 * time.Second,
@@ -88,6 +109,15 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		bad("data dir must not be empty")
+	}
+	if c.AdvertiseHTTP != "" {
+		m := storage.Member{ID: "x", HTTPAddr: c.AdvertiseHTTP, RaftAddr: "x:1"}
+		if err := m.Validate(); err != nil {
+			bad("advertised http address: %v", err)
+		}
+	}
+	if c.Mode > Join {
+		bad("unknown start mode %d", c.Mode)
 	}
 	if c.HeartbeatTimeout < 5*time.Millisecond || c.ElectionTimeout < c.HeartbeatTimeout {
 		bad("raft timeouts: need heartbeat ≥ 5ms and election ≥ heartbeat (got %v, %v)", c.HeartbeatTimeout, c.ElectionTimeout)

@@ -166,6 +166,7 @@ func (n *Node) establishLeadership() {
 		if err == nil {
 			n.leaderTerm.Store(term)
 			n.noteSolo(term)
+			n.registerSelf()
 			break
 		}
 		if n.raft.State() != raft.Leader {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -30,6 +32,7 @@ type FSM struct {
 	fatal func(error) // called once when the log holds what this build cannot apply
 
 	users   atomic.Pointer[actors.Users]
+	members atomic.Pointer[map[string]storage.Member] // replaced, never changed
 	applied atomic.Uint64
 	stamp   atomic.Uint64 // highest stamp applied, read by proposers
 
@@ -158,6 +161,8 @@ func (f *FSM) dispatch(cmd *storage.Command, now int64) *actors.Pending {
 		return f.applyInit(cmd.Init, now)
 	case storage.CmdNoop:
 		return actors.Resolved(storage.Result{})
+	case storage.CmdMember:
+		return actors.Resolved(f.applyMember(cmd.Member))
 	}
 	u := f.users.Load()
 	if u == nil {
@@ -191,6 +196,35 @@ func (f *FSM) applyInit(p *storage.InitParams, now int64) *actors.Pending {
 	return u.Create(&p.Admin, now)
 }
 
+// applyMember changes the member directory (copy on write: readers hold
+// the old map).
+func (f *FSM) applyMember(c *storage.MemberChange) storage.Result {
+	if !c.Remove {
+		if err := c.Member.Validate(); err != nil {
+			return storage.Result{Err: &storage.Error{Kind: storage.KindBadRequest, Message: err.Error()}}
+		}
+	}
+	next := map[string]storage.Member{}
+	for id, m := range f.Members() {
+		next[id] = m
+	}
+	if c.Remove {
+		delete(next, c.ID)
+	} else {
+		next[c.ID] = c.Member
+	}
+	f.members.Store(&next)
+	return storage.Result{}
+}
+
+// Members returns the member directory; the map must not be changed.
+func (f *FSM) Members() map[string]storage.Member {
+	if m := f.members.Load(); m != nil {
+		return *m
+	}
+	return nil
+}
+
 func internal(msg string) storage.Result {
 	return storage.Result{Err: &storage.Error{Kind: storage.KindInternal, Message: msg}}
 }
@@ -216,6 +250,10 @@ func (f *FSM) capture() *storage.Snapshot {
 	// After the barrier every command sent to an actor has run, so every
 	// recorded result is known.
 	s.Meta.Idempotency = f.idem.entries()
+	for _, m := range f.Members() {
+		s.Meta.Members = append(s.Meta.Members, m)
+	}
+	slices.SortFunc(s.Meta.Members, func(a, b storage.Member) int { return strings.Compare(a.ID, b.ID) })
 	return s
 }
 
@@ -265,6 +303,11 @@ func (f *FSM) restore(snap *storage.Snapshot) error {
 		e := &m.Idempotency[i]
 		f.idem.add(e.RequestID, e.Fingerprint, e.AtMs, actors.Resolved(e.Result))
 	}
+	members := make(map[string]storage.Member, len(m.Members))
+	for _, mb := range m.Members {
+		members[mb.ID] = mb
+	}
+	f.members.Store(&members)
 	f.setApplied(m.Index)
 	return nil
 }

@@ -62,7 +62,11 @@ type Node struct {
 	// soloTerm is the term in which this leader found itself the only
 	// voter: its reads need no leadership round.
 	soloTerm atomic.Uint64
-	reads    readIndexer
+	// soloTimeouts is set while raft runs with the short one-node
+	// timeouts; growing the cluster lengthens them.
+	soloTimeouts atomic.Bool
+	memberMu     sync.Mutex // serialises membership changes on this node
+	reads        readIndexer
 
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -126,21 +130,30 @@ func Open(cfg Config, logger *slog.Logger, set *metrics.Set, sys *actors.System,
 	rc.BatchApplyCh = true
 	rc.SnapshotThreshold, rc.SnapshotInterval, rc.TrailingLogs = cfg.SnapshotThreshold, cfg.SnapshotInterval, cfg.TrailingLogs
 	rc.NoLegacyTelemetry = true
-	if solo, err := soloConfiguration(n.wal, snaps, rc.LocalID, hasState); err == nil && solo {
-		rc.HeartbeatTimeout, rc.ElectionTimeout = cfg.SoloTimeout, cfg.SoloTimeout
-		rc.LeaderLeaseTimeout = cfg.SoloTimeout
+	fresh := !hasState
+	if fresh && cfg.Mode == Standalone || hasState {
+		if solo, err := soloConfiguration(n.wal, snaps, rc.LocalID, hasState); err == nil && solo {
+			rc.HeartbeatTimeout, rc.ElectionTimeout = cfg.SoloTimeout, cfg.SoloTimeout
+			rc.LeaderLeaseTimeout = cfg.SoloTimeout
+			n.soloTimeouts.Store(true)
+		}
 	}
 	n.raft, err = raft.NewRaft(rc, n.fsm, n.wal, n.wal, snaps, n.trans)
 	if err != nil {
 		return nil, fmt.Errorf("cannot start raft: %w", err)
 	}
-	if !hasState {
+	switch {
+	case hasState:
+		logger.Info("rejoining the cluster recorded in the data dir", "node_id", cfg.NodeID, "data", cfg.DataDir)
+	case cfg.Mode == Join:
+		logger.Info("waiting to be added to a cluster", "node_id", cfg.NodeID, "raft_addr", string(n.trans.LocalAddr()))
+	default:
 		conf := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: n.trans.LocalAddr(), Suffrage: raft.Voter}}}
 		if err := n.raft.BootstrapCluster(conf).Error(); err != nil {
 			n.raft.Shutdown()
-			return nil, fmt.Errorf("cannot bootstrap a one-node cluster: %w", err)
+			return nil, fmt.Errorf("cannot bootstrap a new cluster: %w", err)
 		}
-		logger.Info("bootstrapped a new one-node cluster", "node_id", cfg.NodeID, "data", cfg.DataDir)
+		logger.Info("bootstrapped a new cluster with this node as its first member", "node_id", cfg.NodeID, "data", cfg.DataDir)
 	}
 	n.reads.init()
 	n.registerMetrics(set)
@@ -247,6 +260,9 @@ func (n *Node) Shutdown() error {
 
 func (n *Node) closeStores() {
 	if n.trans != nil {
+		// Close the pooled outbound connections too: a peer's goroutine
+		// serving one only ends when it reads EOF.
+		n.trans.CloseStreams()
 		n.trans.Close()
 	}
 	if n.wal != nil {

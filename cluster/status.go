@@ -47,12 +47,16 @@ func (n *Node) Status(httpAddr string) Status {
 		AppliedIndex: n.fsm.AppliedIndex(),
 		Members:      []Member{},
 	}
+	dir := n.fsm.Members()
+	httpOf := func(id string) string {
+		if id == n.cfg.NodeID && httpAddr != "" {
+			return httpAddr
+		}
+		return dir[id].HTTPAddr
+	}
 	leaderAddr, leaderID := n.raft.LeaderWithID()
 	if leaderID != "" {
-		st.Leader = &Leader{ID: string(leaderID), RaftAddr: string(leaderAddr)}
-		if string(leaderID) == n.cfg.NodeID {
-			st.Leader.HTTPAddr = httpAddr
-		}
+		st.Leader = &Leader{ID: string(leaderID), RaftAddr: string(leaderAddr), HTTPAddr: httpOf(string(leaderID))}
 	}
 	if f := n.raft.GetConfiguration(); f.Error() == nil {
 		for _, s := range f.Configuration().Servers {
@@ -63,9 +67,7 @@ func (n *Node) Status(httpAddr string) Status {
 			if s.Suffrage != raft.Voter {
 				m.State = "learner"
 			}
-			if string(s.ID) == n.cfg.NodeID {
-				m.HTTPAddr = httpAddr
-			}
+			m.HTTPAddr = httpOf(string(s.ID))
 			st.Members = append(st.Members, m)
 		}
 	}

@@ -21,6 +21,10 @@ const (
 	// how the FSM's applied index comes to cover everything committed in
 	// earlier terms.
 	CmdNoop CommandKind = 6
+	// CmdMember records (or, with Remove, forgets) a member's addresses in
+	// the replicated member directory; raft's own configuration says who
+	// votes.
+	CmdMember CommandKind = 7
 )
 
 func (k CommandKind) String() string {
@@ -37,6 +41,8 @@ func (k CommandKind) String() string {
 		return "user_delete"
 	case CmdNoop:
 		return "noop"
+	case CmdMember:
+		return "member"
 	}
 	return fmt.Sprintf("command(%d)", uint8(k))
 }
@@ -55,10 +61,11 @@ type Command struct {
 	Fingerprint uint64
 
 	Init   *InitParams
-	Create *BatchItem  // CmdUserCreate
-	Batch  []BatchItem // CmdUserBatch
-	Patch  *UserPatch  // CmdUserPatch
-	Delete string      // CmdUserDelete: user id
+	Create *BatchItem    // CmdUserCreate
+	Batch  []BatchItem   // CmdUserBatch
+	Patch  *UserPatch    // CmdUserPatch
+	Delete string        // CmdUserDelete: user id
+	Member *MemberChange // CmdMember
 }
 
 // BatchItem is one user to create, with its id decided at the leader.
@@ -129,6 +136,9 @@ func EncodeCommand(dst []byte, c *Command) []byte {
 		}
 	case CmdUserDelete:
 		e.str(c.Delete)
+	case CmdMember:
+		e.member(&c.Member.Member)
+		e.boolean(c.Member.Remove)
 	}
 	return e.b
 }
@@ -224,6 +234,10 @@ func DecodeCommand(b []byte) (*Command, error) {
 	case CmdUserDelete:
 		c.Delete = d.str()
 	case CmdNoop:
+	case CmdMember:
+		c.Member = &MemberChange{}
+		d.member(&c.Member.Member)
+		c.Member.Remove = d.boolean()
 	default:
 		d.fail("unknown command kind %d", c.Kind)
 	}

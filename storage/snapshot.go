@@ -28,6 +28,7 @@ type Meta struct {
 	LastStamp   uint64      // highest stamp applied; new leaders start above it
 	LastMs      int64       // command time of the last applied command
 	Idempotency []IdempotencyEntry
+	Members     []Member // sorted by id
 }
 
 // IdempotencyEntry is one remembered request id and its result.
@@ -42,10 +43,11 @@ type IdempotencyEntry struct {
 // many bytes, whose first byte is the frame type. Users come in frames of
 // bounded size, so neither side ever holds the whole state as one buffer.
 const (
-	frameMeta  = 1
-	frameUsers = 2
-	frameEnd   = 3
-	frameIdem  = 4 // continues the meta frame's idempotency entries
+	frameMeta    = 1
+	frameUsers   = 2
+	frameEnd     = 3
+	frameIdem    = 4 // continues the meta frame's idempotency entries
+	frameMembers = 5
 
 	frameTarget = 64 << 10
 	maxFrame    = 16 << 20
@@ -98,6 +100,16 @@ func WriteSnapshot(w io.Writer, s *Snapshot) error {
 	e.uvarint(uint64(len(s.Shards)))
 	if err := flush(); err != nil {
 		return err
+	}
+	if len(m.Members) > 0 {
+		e.byte1(frameMembers)
+		e.uvarint(uint64(len(m.Members)))
+		for i := range m.Members {
+			e.member(&m.Members[i])
+		}
+		if err := flush(); err != nil {
+			return err
+		}
 	}
 
 	var total uint64
@@ -231,6 +243,23 @@ func ReadSnapshot(r io.Reader) (*Snapshot, error) {
 			return nil, err
 		}
 		switch kind {
+		case frameMembers:
+			if s.Meta.Members != nil {
+				return nil, fmt.Errorf("%w: members listed twice", ErrCorrupt)
+			}
+			n := d.count(3)
+			s.Meta.Members = make([]Member, 0, n)
+			for i := 0; i < n && d.err == nil; i++ {
+				var m Member
+				d.member(&m)
+				if d.err == nil && len(s.Meta.Members) > 0 && s.Meta.Members[len(s.Meta.Members)-1].ID >= m.ID {
+					d.fail("members out of order")
+				}
+				s.Meta.Members = append(s.Meta.Members, m)
+			}
+			if err := d.end(); err != nil {
+				return nil, err
+			}
 		case frameUsers:
 			si := d.uvarint()
 			if d.err == nil && si >= nShards {

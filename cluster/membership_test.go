@@ -1,0 +1,171 @@
+package cluster
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/hashicorp/raft"
+
+	"github.com/troupe-db/troupe/actors"
+	"github.com/troupe-db/troupe/storage"
+)
+
+// testCluster is a cluster of real nodes in this process, raft over
+// loopback TCP, with multi-node timeouts short enough for tests.
+type testCluster struct {
+	t     *testing.T
+	nodes map[string]*Node
+	stops map[string]func()
+}
+
+func startMember(t *testing.T, id string, mode Mode, dir, raftAddr string) (*Node, func()) {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.Mode = id, dir, raftAddr, mode
+	cfg.AdvertiseHTTP = "127.0.0.1:1" + raftAddr[len(raftAddr)-4:] // a stand-in: no HTTP here
+	cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 300*time.Millisecond, 300*time.Millisecond, 150*time.Millisecond
+	cfg.UserShards = 4
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	set := metrics.NewSet()
+	sys := actors.NewSystem(logger, set)
+	n, err := Open(cfg, logger, set, sys, func() (storage.NewUser, error) {
+		return storage.NewUser{Name: "Admin", Email: "admin@troupe.local"}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, func() {
+		if err := n.Shutdown(); err != nil {
+			t.Logf("shutdown %s: %v", id, err)
+		}
+		sys.Shutdown()
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (c *testCluster) leader() *Node {
+	for _, n := range c.nodes {
+		if n.raft.State() == raft.Leader && n.Ready() == nil {
+			return n
+		}
+	}
+	return nil
+}
+
+func stateHash(n *Node) (uint64, [32]byte) {
+	snap := n.fsm.capture()
+	var buf bytes.Buffer
+	_ = storage.WriteSnapshot(&buf, snap)
+	return snap.Meta.Index, sha256.Sum256(buf.Bytes())
+}
+
+func TestThreeNodeCluster(t *testing.T) {
+	c := &testCluster{t: t, nodes: map[string]*Node{}, stops: map[string]func(){}}
+	defer func() {
+		for _, stop := range c.stops {
+			stop()
+		}
+	}()
+	addrs := map[string]string{}
+	for _, id := range []string{"n1", "n2", "n3"} {
+		mode := Join
+		if id == "n1" {
+			mode = Bootstrap
+		}
+		addrs[id] = freeAddr(t)
+		c.nodes[id], c.stops[id] = startMember(t, id, mode, t.TempDir(), addrs[id])
+	}
+	n1 := c.nodes["n1"]
+	waitFor(t, "n1 to lead", func() bool { return n1.Ready() == nil })
+	for _, id := range []string{"n2", "n3"} {
+		m := c.nodes[id].self()
+		if err := n1.AddMember(m, true, time.Now().Add(10*time.Second)); err != nil {
+			t.Fatalf("add %s: %v", id, err)
+		}
+		// Adding again is a no-op.
+		if err := n1.AddMember(m, true, time.Now().Add(10*time.Second)); err != nil {
+			t.Fatalf("re-add %s: %v", id, err)
+		}
+	}
+	if err := c.nodes["n2"].AddMember(storage.Member{ID: "x", HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"}, true, time.Now().Add(time.Second)); err != ErrNotLeader {
+		t.Fatalf("a follower added a member: %v", err)
+	}
+	var ids []string
+	for i := range 30 {
+		ids = append(ids, createUser(t, n1, "User", fmt.Sprintf("c%d@example.com", i)).User.ID)
+	}
+	// Every node applies everything and holds the same state.
+	for id, n := range c.nodes {
+		waitFor(t, id+" to catch up", func() bool { return n.Ready() == nil && n.FSM().AppliedIndex() >= n1.FSM().AppliedIndex() })
+	}
+	i1, h1 := stateHash(n1)
+	for id, n := range c.nodes {
+		if i, h := stateHash(n); i != i1 || h != h1 {
+			t.Fatalf("%s: state at %d differs from n1's at %d", id, i, i1)
+		}
+	}
+	st := c.nodes["n3"].Status("")
+	if len(st.Members) != 3 || st.Leader == nil || st.Leader.ID != "n1" || st.Leader.HTTPAddr == "" {
+		t.Fatalf("status on a follower: %+v", st)
+	}
+	for _, m := range st.Members {
+		if m.HTTPAddr == "" || !m.Voter {
+			t.Fatalf("member without directory entry: %+v", m)
+		}
+	}
+	// Followers serve stale reads; they refuse writes and linearizable
+	// reads until forwarding exists.
+	f := c.nodes["n2"]
+	if err := f.ReadBarrier(Stale, n1.FSM().AppliedIndex(), time.Now().Add(5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Users().Get(ids[0], time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.Propose(&storage.Command{Kind: storage.CmdNoop, Stamp: f.Stamps(1)}, time.Now().Add(time.Second)); err != ErrNotLeader {
+		t.Fatalf("follower write: %v", err)
+	}
+	if f.LeaderHTTP() != n1.cfg.AdvertiseHTTP {
+		t.Fatalf("leader hint %q", f.LeaderHTTP())
+	}
+
+	// The leader goes away: the others elect a new one, which has every
+	// acknowledged write and accepts new ones.
+	c.stops["n1"]()
+	delete(c.stops, "n1")
+	delete(c.nodes, "n1")
+	var l *Node
+	waitFor(t, "a new leader", func() bool { l = c.leader(); return l != nil })
+	for _, id := range ids {
+		if _, err := l.Users().Get(id, time.Now().Add(time.Second)); err != nil {
+			t.Fatalf("write lost after failover: %v", err)
+		}
+	}
+	createUser(t, l, "After", "after@example.com")
+	// The old leader is removed; the remaining two keep a quorum of 2.
+	if err := l.RemoveMember("n1", time.Now().Add(10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.RemoveMember("nobody", time.Now().Add(time.Second)); err == nil {
+		t.Fatal("removed a member that does not exist")
+	}
+	if st := l.Status(""); len(st.Members) != 2 {
+		t.Fatalf("members after removal: %+v", st.Members)
+	}
+}
