@@ -173,3 +173,13 @@ func (n *Node) LeaderHTTP() string {
 	}
 	return n.fsm.Members()[string(id)].HTTPAddr
 }
+
+// Unconfigured reports whether this node has no cluster configuration:
+// a node started to join that no member has added yet.
+func (n *Node) Unconfigured() bool {
+	f := n.raft.GetConfiguration()
+	return f.Error() == nil && len(f.Configuration().Servers) == 0
+}
+
+// RaftAddr is the raft address this node advertises.
+func (n *Node) RaftAddr() string { return string(n.trans.LocalAddr()) }

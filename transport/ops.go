@@ -1,10 +1,15 @@
 package transport
 
 import (
+	"crypto/subtle"
+	"errors"
 	"net/http"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
+
+	"github.com/troupe-db/troupe/cluster"
+	"github.com/troupe-db/troupe/storage"
 )
 
 func (s *Server) healthz(ctx *fasthttp.RequestCtx) {
@@ -28,4 +33,80 @@ func (s *Server) metrics(ctx *fasthttp.RequestCtx) {
 
 func (s *Server) clusterStatus(ctx *fasthttp.RequestCtx) {
 	writeJSON(ctx, http.StatusOK, s.node.Status(s.cfg.AdvertiseHTTP))
+}
+
+type memberRequest struct {
+	ID       *string `json:"id"`
+	HTTPAddr *string `json:"http_addr"`
+	RaftAddr *string `json:"raft_addr"`
+	Voter    *bool   `json:"voter"`
+}
+
+// clusterSecretOK checks X-Troupe-Cluster-Secret when a secret is set.
+func (s *Server) clusterSecretOK(ctx *fasthttp.RequestCtx) bool {
+	if s.cfg.ClusterSecret == "" {
+		return true
+	}
+	got := ctx.Request.Header.Peek("X-Troupe-Cluster-Secret")
+	if subtle.ConstantTimeCompare(got, []byte(s.cfg.ClusterSecret)) == 1 {
+		return true
+	}
+	writeError(ctx, newError("unauthenticated", "membership changes need the cluster secret (X-Troupe-Cluster-Secret)"))
+	return false
+}
+
+// notLeader answers 503 with where the leader is, so a joining node or
+// a client can go there.
+func (s *Server) notLeader(ctx *fasthttp.RequestCtx) {
+	e := newError("unavailable", "this node is not the leader")
+	if l := s.node.LeaderHTTP(); l != "" {
+		e.Details = map[string]any{"leader": l}
+		e.Message = "this node is not the leader; the leader is at " + l
+	}
+	writeError(ctx, e)
+}
+
+func (s *Server) addMember(ctx *fasthttp.RequestCtx) {
+	if !s.clusterSecretOK(ctx) {
+		return
+	}
+	var req memberRequest
+	if e := decodeJSON(ctx.PostBody(), &req); e != nil {
+		writeError(ctx, e)
+		return
+	}
+	if req.ID == nil || req.HTTPAddr == nil || req.RaftAddr == nil {
+		writeError(ctx, badRequest("id, http_addr and raft_addr are required", ""))
+		return
+	}
+	m := storage.Member{ID: *req.ID, HTTPAddr: *req.HTTPAddr, RaftAddr: *req.RaftAddr}
+	voter := req.Voter == nil || *req.Voter
+	err := s.node.AddMember(m, voter, s.deadline())
+	switch {
+	case errors.Is(err, cluster.ErrNotLeader):
+		s.notLeader(ctx)
+	case errors.Is(err, cluster.ErrBadMember):
+		writeError(ctx, badRequest(err.Error(), ""))
+	case err != nil:
+		writeError(ctx, err)
+	default:
+		writeJSON(ctx, http.StatusOK, cluster.Member{ID: m.ID, HTTPAddr: m.HTTPAddr, RaftAddr: m.RaftAddr, Voter: voter, State: "joining"})
+	}
+}
+
+func (s *Server) removeMember(ctx *fasthttp.RequestCtx) {
+	if !s.clusterSecretOK(ctx) {
+		return
+	}
+	err := s.node.RemoveMember(pathID(ctx), s.deadline())
+	switch {
+	case errors.Is(err, cluster.ErrNotLeader):
+		s.notLeader(ctx)
+	case errors.Is(err, cluster.ErrNoSuchMember):
+		writeError(ctx, newError("not_found", err.Error()))
+	case err != nil:
+		writeError(ctx, err)
+	default:
+		ctx.SetStatusCode(http.StatusNoContent)
+	}
 }

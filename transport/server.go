@@ -31,6 +31,9 @@ type Node interface {
 	ReadBarrier(c cluster.Consistency, minIndex uint64, deadline time.Time) error
 	Ready() error
 	Status(httpAddr string) cluster.Status
+	LeaderHTTP() string
+	AddMember(m storage.Member, voter bool, deadline time.Time) error
+	RemoveMember(id string, deadline time.Time) error
 }
 
 // Users is what the transport needs from the user shards.
@@ -47,7 +50,10 @@ type Config struct {
 	HTTPAddr      string // listen address
 	AdvertiseHTTP string // address clients reach this node at; default HTTPAddr
 	// Insecure turns authentication off: every request acts as admin.
-	Insecure       bool
+	Insecure bool
+	// ClusterSecret, if set, must be shown (X-Troupe-Cluster-Secret) to
+	// add or remove members.
+	ClusterSecret  string
 	MaxBodyBytes   int
 	RequestTimeout time.Duration // how long a request may wait on the cluster
 	ReadTimeout    time.Duration
@@ -148,6 +154,8 @@ func (s *Server) routes() fasthttp.RequestHandler {
 	r.GET("/readyz", s.handle("GET /readyz", s.readyz))
 	r.GET("/metrics", s.handle("GET /metrics", s.metrics))
 	r.GET("/v1/cluster", s.handle("GET /v1/cluster", s.clusterStatus))
+	r.POST("/v1/cluster/members", s.handle("POST /v1/cluster/members", s.addMember))
+	r.DELETE("/v1/cluster/members/{id}", s.handle("DELETE /v1/cluster/members/{id}", s.removeMember))
 	r.POST("/v1/users", s.handle("POST /v1/users", s.createUser))
 	r.GET("/v1/users", s.handle("GET /v1/users", s.listUsers))
 	r.GET("/v1/users/count", s.handle("GET /v1/users/count", s.countUsers))
@@ -209,6 +217,9 @@ func (s *Server) handle(route string, h fasthttp.RequestHandler) fasthttp.Reques
 	m := s.routeMetrics(route)
 	return func(ctx *fasthttp.RequestCtx) {
 		start := time.Now()
+		if leader := s.node.LeaderHTTP(); leader != "" {
+			ctx.Response.Header.Set("X-Troupe-Leader", leader)
+		}
 		h(ctx)
 		m.latency.UpdateDuration(start)
 		m.count(s.set, ctx.Response.StatusCode())

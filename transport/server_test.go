@@ -42,6 +42,11 @@ func startServer(t *testing.T, opts ...func(*Config)) *testServer {
 	ncfg.DataDir = t.TempDir()
 	ncfg.RaftAddr = freeAddr(t)
 	ncfg.UserShards = 8
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ncfg.AdvertiseHTTP = ln.Addr().String()
 	node, err := cluster.Open(ncfg, logger, set, sys, func() (storage.NewUser, error) {
 		return storage.NewUser{Name: "Admin", Email: "admin@troupe.local", Role: storage.RoleAdmin}, nil
 	})
@@ -53,10 +58,6 @@ func startServer(t *testing.T, opts ...func(*Config)) *testServer {
 	hcfg.Argon2 = cheapArgon
 	for _, o := range opts {
 		o(&hcfg)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
 	}
 	hcfg.HTTPAddr = ln.Addr().String()
 	srv, err := New(hcfg, logger, set, node, func() Users {
@@ -537,5 +538,52 @@ func TestFormatTime(t *testing.T) {
 		if got := formatTime(ms); got != want {
 			t.Errorf("formatTime(%d) = %s, want %s", ms, got, want)
 		}
+	}
+}
+
+func TestMembershipRoutes(t *testing.T) {
+	ts := startServer(t, func(c *Config) { c.ClusterSecret = "s3cret" })
+	secret := map[string]string{"X-Troupe-Cluster-Secret": "s3cret"}
+	learner := `{"id":"learner1","http_addr":"127.0.0.1:9","raft_addr":"127.0.0.1:10","voter":false}`
+	if r := ts.do("POST", "/v1/cluster/members", learner, nil, false); r.status != 401 || r.errorCode(t) != "unauthenticated" {
+		t.Fatalf("no secret: %d %s", r.status, r.body)
+	}
+	if r := ts.do("POST", "/v1/cluster/members", learner, map[string]string{"X-Troupe-Cluster-Secret": "wrong"}, false); r.status != 401 {
+		t.Fatalf("wrong secret: %d", r.status)
+	}
+	for _, bad := range []string{`{"id":"x"}`, `{"id":"a b","http_addr":"127.0.0.1:9","raft_addr":"127.0.0.1:10"}`,
+		`{"id":"x","http_addr":"0.0.0.0:9","raft_addr":"127.0.0.1:10"}`, `{"id":"x","http_addr":"nohost","raft_addr":"127.0.0.1:10"}`} {
+		if r := ts.do("POST", "/v1/cluster/members", bad, secret, false); r.status != 400 || r.errorCode(t) != "bad_request" {
+			t.Fatalf("%s: %d %s", bad, r.status, r.body)
+		}
+	}
+	// A learner does not count for the quorum, so adding one that is not
+	// running still commits.
+	r := ts.do("POST", "/v1/cluster/members", learner, secret, true)
+	if r.status != 200 || r.header.Get("X-Troupe-Leader") == "" {
+		t.Fatalf("add learner: %d %s", r.status, r.body)
+	}
+	var st cluster.Status
+	ts.do("GET", "/v1/cluster", "", nil, true).json(t, &st)
+	if len(st.Members) != 2 {
+		t.Fatalf("members: %+v", st.Members)
+	}
+	for _, m := range st.Members {
+		if m.ID == "learner1" && (m.Voter || m.State != "learner" || m.HTTPAddr != "127.0.0.1:9") {
+			t.Fatalf("learner: %+v", m)
+		}
+		if m.ID == st.NodeID && m.HTTPAddr != strings.TrimPrefix(ts.base, "http://") {
+			t.Fatalf("self: %+v", m)
+		}
+	}
+	if r := ts.do("DELETE", "/v1/cluster/members/learner1", "", secret, true); r.status != 204 {
+		t.Fatalf("remove: %d %s", r.status, r.body)
+	}
+	if r := ts.do("DELETE", "/v1/cluster/members/learner1", "", secret, true); r.status != 404 {
+		t.Fatalf("remove again: %d %s", r.status, r.body)
+	}
+	ts.do("GET", "/v1/cluster", "", nil, true).json(t, &st)
+	if len(st.Members) != 1 {
+		t.Fatalf("members after removal: %+v", st.Members)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"strings"
 
 	"github.com/troupe-db/troupe/cluster"
@@ -108,13 +110,38 @@ func (c *serveConfig) validate() error {
 	notYet := func(flagName string) {
 		errs = append(errs, fmt.Errorf("--%s is not available in this version of troupe yet; it runs one-node clusters", flagName))
 	}
-	if c.Join != "" {
-		notYet("join")
+	switch {
+	case c.Join != "" && c.Bootstrap:
+		errs = append(errs, errors.New("--join and --bootstrap exclude each other: the first node bootstraps, the others join"))
+	case c.Join != "":
+		c.Node.Mode = cluster.Join
+		for _, u := range strings.Split(c.Join, ",") {
+			if _, err := joinURL(u); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	case c.Bootstrap:
+		c.Node.Mode = cluster.Bootstrap
 	}
 	if c.BootstrapExpect != 0 {
 		notYet("bootstrap-expect")
 	}
-	for name, v := range map[string]string{"cluster-secret": c.ClusterSecret, "tls-cert": c.TLSCert, "tls-key": c.TLSKey,
+	c.HTTP.ClusterSecret = c.ClusterSecret
+	// The member directory records where this node's HTTP API is reached.
+	advertise := c.HTTP.AdvertiseHTTP
+	if advertise == "" {
+		advertise = c.HTTP.HTTPAddr
+	}
+	if host, _, err := net.SplitHostPort(advertise); err == nil {
+		if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+			if c.Node.Mode != cluster.Standalone {
+				errs = append(errs, fmt.Errorf("--http-addr %s listens on all interfaces: give --advertise-http, the address other nodes and clients use", c.HTTP.HTTPAddr))
+			}
+			advertise = ""
+		}
+	}
+	c.Node.AdvertiseHTTP = advertise
+	for name, v := range map[string]string{"tls-cert": c.TLSCert, "tls-key": c.TLSKey,
 		"tls-ca": c.TLSCA, "http-tls-cert": c.HTTPTLSCert, "http-tls-key": c.HTTPTLSKey, "cors-origins": c.CORSOrigins} {
 		if v != "" {
 			notYet(name)
@@ -150,3 +177,17 @@ func (c *serveConfig) validate() error {
 }
 
 var errHelp = flag.ErrHelp
+
+// joinURL checks one --join entry: an http:// URL of a member (or a bare
+// host:port).
+func joinURL(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return "", fmt.Errorf("--join: %q is not a member's URL (http://host:port)", s)
+	}
+	return u.Scheme + "://" + u.Host, nil
+}

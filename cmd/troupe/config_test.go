@@ -35,7 +35,10 @@ func TestParseServeRejects(t *testing.T) {
 	cases := map[string][]string{
 		"no auth yet":           {},
 		"bad shards":            {"--insecure", "--user-shards", "6"},
-		"join not yet":          {"--insecure", "--join", "http://127.0.0.1:8081"},
+		"join and bootstrap":    {"--insecure", "--join", "http://127.0.0.1:8081", "--bootstrap"},
+		"bad join url":          {"--insecure", "--join", "ftp://127.0.0.1:8081"},
+		"join, no advertise":    {"--insecure", "--join", "127.0.0.1:8081", "--http-addr", "0.0.0.0:8080"},
+		"expect not yet":        {"--insecure", "--bootstrap-expect", "3"},
 		"bad log level":         {"--insecure", "--log-level", "loud"},
 		"rate limit not yet":    {"--insecure", "--rate-limit", "100/1s"},
 		"bad address":           {"--insecure", "--http-addr", "nonsense"},

@@ -130,9 +130,26 @@ func runNode(ctx context.Context, cfg *serveConfig, logger *slog.Logger, stdout 
 		defer stopPprof()
 	}
 
+	joinCtx, cancelJoin := context.WithCancel(ctx)
+	defer cancelJoin()
+	joinErr := make(chan error, 1)
+	if cfg.Node.Mode == cluster.Join && node.Unconfigured() {
+		var urls []string
+		for _, u := range strings.Split(cfg.Join, ",") {
+			ju, _ := joinURL(u)
+			urls = append(urls, ju)
+		}
+		req := joinRequest{ID: cfg.Node.NodeID, HTTPAddr: cfg.Node.AdvertiseHTTP, RaftAddr: node.RaftAddr(), Voter: true}
+		go func() { joinErr <- joinCluster(joinCtx, urls, req, cfg.ClusterSecret, logger) }()
+	}
+
 	initErr := make(chan error, 1)
+	initDeadline := time.Now().Add(2 * time.Minute)
+	if cfg.Node.Mode == cluster.Join {
+		initDeadline = time.Now().Add(100 * 365 * 24 * time.Hour) // a joining node waits as long as it takes
+	}
 	go func() {
-		initErr <- node.WaitInitialised(time.Now().Add(2*time.Minute), cfg.Explicit["user-shards"])
+		initErr <- node.WaitInitialised(initDeadline, cfg.Explicit["user-shards"])
 	}()
 	url := "http://" + ln.Addr().String()
 	logger.Info("troupe is serving", slog.String("url", url), slog.String("node_id", cfg.Node.NodeID), slog.String("data", cfg.Node.DataDir))
@@ -153,6 +170,11 @@ func runNode(ctx context.Context, cfg *serveConfig, logger *slog.Logger, stdout 
 				return err
 			}
 			initErr = nil
+		case err := <-joinErr:
+			if err != nil && ctx.Err() == nil {
+				return fmt.Errorf("cannot join the cluster: %w", err)
+			}
+			joinErr = nil
 		}
 	}
 }

@@ -1,0 +1,131 @@
+package systemtest
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+type clusterStatus struct {
+	NodeID string `json:"node_id"`
+	Leader *struct {
+		ID       string `json:"id"`
+		HTTPAddr string `json:"http_addr"`
+	} `json:"leader"`
+	AppliedIndex uint64 `json:"applied_index"`
+	Members      []struct {
+		ID       string `json:"id"`
+		HTTPAddr string `json:"http_addr"`
+		Voter    bool   `json:"voter"`
+	} `json:"members"`
+}
+
+func status(t *testing.T, n *node) clusterStatus {
+	t.Helper()
+	r := n.do(t, "GET", "/v1/cluster", nil, nil)
+	expectStatus(t, r, 200)
+	var st clusterStatus
+	if err := json.Unmarshal(r.Body, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestThreeProcessCluster forms a cluster of three troupe processes with
+// --bootstrap and --join, writes through the leader, reads on followers,
+// stops the leader, keeps writing through the new one, and brings the old
+// leader back with its data dir and its original flags.
+func TestThreeProcessCluster(t *testing.T) {
+	t.Parallel()
+	requireBinary(t)
+	timing := []string{"--raft-heartbeat-timeout", "400ms", "--raft-election-timeout", "400ms", "--cluster-secret", "systemtest"}
+	cfgs := map[string]nodeConfig{}
+	for _, id := range []string{"a", "b", "c"} {
+		cfgs[id] = newNodeConfig(t, id)
+	}
+	ca := cfgs["a"]
+	ca.ExtraArgs = append(append(ca.ExtraArgs, "--bootstrap"), timing...)
+	nodes := map[string]*node{"a": startNode(t, ca)}
+	for _, id := range []string{"b", "c"} {
+		c := cfgs[id]
+		c.ExtraArgs = append(append(c.ExtraArgs, "--join", "http://"+ca.HTTPAddr), timing...)
+		nodes[id] = startNode(t, c)
+	}
+	st := status(t, nodes["c"])
+	if len(st.Members) != 3 || st.Leader == nil || st.Leader.ID != "a" || st.Leader.HTTPAddr != ca.HTTPAddr {
+		t.Fatalf("cluster as c sees it: %+v", st)
+	}
+	for _, m := range st.Members {
+		if m.HTTPAddr != cfgs[m.ID].HTTPAddr || !m.Voter {
+			t.Fatalf("member %+v", m)
+		}
+	}
+
+	var ids []string
+	for i := range 20 {
+		r := nodes["a"].do(t, "POST", "/v1/users", map[string]string{"name": "U", "email": fmt.Sprintf("u%d@example.com", i)}, nil)
+		expectStatus(t, r, 201)
+		ids = append(ids, expectUser(t, r, 201).ID)
+	}
+	idx := writeIndex(t, nodes["a"].do(t, "POST", "/v1/users", map[string]string{"name": "Last", "email": "last@example.com"}, nil))
+	// A follower serves stale reads once it has applied the write.
+	r := nodes["b"].do(t, "GET", fmt.Sprintf("/v1/users/%s?consistency=stale&min_index=%d", ids[0], idx), nil, nil)
+	expectStatus(t, r, 200)
+	// A follower refuses writes and names the leader.
+	r = nodes["b"].do(t, "POST", "/v1/users", map[string]string{"name": "X", "email": "x@example.com"}, nil)
+	expectError(t, r, 503, "unavailable")
+	if r.Header.Get("X-Troupe-Leader") != ca.HTTPAddr {
+		t.Fatalf("leader hint %q, want %s", r.Header.Get("X-Troupe-Leader"), ca.HTTPAddr)
+	}
+	// Membership changes need the secret.
+	r = nodes["a"].do(t, "POST", "/v1/cluster/members", map[string]any{"id": "d", "http_addr": "127.0.0.1:9", "raft_addr": "127.0.0.1:10"}, nil)
+	expectError(t, r, 401, "unauthenticated")
+
+	// The leader stops; b and c elect a new one, which has every write.
+	nodes["a"].Stop(t)
+	var leader *node
+	eventually(t, "a new leader", 30*time.Second, func() bool {
+		for _, id := range []string{"b", "c"} {
+			if r, err := nodes[id].send(t.Context(), "GET", "/v1/cluster", nil, nil); err == nil && r.Status == 200 {
+				var s clusterStatus
+				if json.Unmarshal(r.Body, &s) == nil && s.Leader != nil && s.Leader.ID == id {
+					leader = nodes[id]
+					return true
+				}
+			}
+		}
+		return false
+	})
+	eventually(t, "the new leader to be ready", 30*time.Second, func() bool {
+		r, err := leader.send(t.Context(), "GET", "/readyz", nil, nil)
+		return err == nil && r.Status == 200
+	})
+	for _, id := range ids {
+		expectStatus(t, leader.do(t, "GET", userPath(id), nil, nil), 200)
+	}
+	expectStatus(t, leader.do(t, "POST", "/v1/users", map[string]string{"name": "After", "email": "after@example.com"}, nil), 201)
+
+	// a comes back with its data dir and the flags it first had; it
+	// rejoins as a follower and catches up.
+	nodes["a"] = nodes["a"].Restart(t)
+	eventually(t, "a to catch up", 30*time.Second, func() bool {
+		r, err := nodes["a"].send(t.Context(), "GET", "/v1/users/count?consistency=stale", nil, nil)
+		return err == nil && r.Status == 200 && strings.Contains(string(r.Body), `"count":23`)
+	})
+	if st := status(t, nodes["a"]); st.Leader == nil || st.Leader.ID == "a" || len(st.Members) != 3 {
+		t.Fatalf("after rejoining: %+v", st)
+	}
+}
