@@ -183,3 +183,6 @@ func (n *Node) Unconfigured() bool {
 
 // RaftAddr is the raft address this node advertises.
 func (n *Node) RaftAddr() string { return string(n.trans.LocalAddr()) }
+
+// IsLeader reports whether this node leads now.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }

@@ -84,12 +84,20 @@ func TestThreeProcessCluster(t *testing.T) {
 	// A follower serves stale reads once it has applied the write.
 	r := nodes["b"].do(t, "GET", fmt.Sprintf("/v1/users/%s?consistency=stale&min_index=%d", ids[0], idx), nil, nil)
 	expectStatus(t, r, 200)
-	// A follower refuses writes and names the leader.
-	r = nodes["b"].do(t, "POST", "/v1/users", map[string]string{"name": "X", "email": "x@example.com"}, nil)
-	expectError(t, r, 503, "unavailable")
-	if r.Header.Get("X-Troupe-Leader") != ca.HTTPAddr {
-		t.Fatalf("leader hint %q, want %s", r.Header.Get("X-Troupe-Leader"), ca.HTTPAddr)
+	// A follower passes writes to the leader and names it.
+	key := map[string]string{"Idempotency-Key": "via-follower-1"}
+	r = nodes["b"].do(t, "POST", "/v1/users", map[string]string{"name": "X", "email": "x@example.com"}, key)
+	x := expectUser(t, r, 201)
+	if r.Header.Get("X-Troupe-Leader") != ca.HTTPAddr || r.Header.Get("X-Troupe-Index") == "" || r.Header.Get("Location") == "" {
+		t.Fatalf("forwarded write headers: %v", r.Header)
 	}
+	// The same key through another follower returns the first result.
+	r = nodes["c"].do(t, "POST", "/v1/users", map[string]string{"name": "X", "email": "x@example.com"}, key)
+	if again := expectUser(t, r, 201); again != x {
+		t.Fatalf("repeat through c: %+v, first %+v", again, x)
+	}
+	expectStatus(t, nodes["c"].do(t, "PATCH", userPath(x.ID), map[string]string{"name": "X2"}, nil), 200)
+	expectError(t, nodes["c"].do(t, "POST", "/v1/users", map[string]string{"name": "Dup", "email": "X@example.com"}, nil), 409, "conflict")
 	// Membership changes need the secret.
 	r = nodes["a"].do(t, "POST", "/v1/cluster/members", map[string]any{"id": "d", "http_addr": "127.0.0.1:9", "raft_addr": "127.0.0.1:10"}, nil)
 	expectError(t, r, 401, "unauthenticated")
@@ -123,7 +131,7 @@ func TestThreeProcessCluster(t *testing.T) {
 	nodes["a"] = nodes["a"].Restart(t)
 	eventually(t, "a to catch up", 30*time.Second, func() bool {
 		r, err := nodes["a"].send(t.Context(), "GET", "/v1/users/count?consistency=stale", nil, nil)
-		return err == nil && r.Status == 200 && strings.Contains(string(r.Body), `"count":23`)
+		return err == nil && r.Status == 200 && strings.Contains(string(r.Body), `"count":24`)
 	})
 	if st := status(t, nodes["a"]); st.Leader == nil || st.Leader.ID == "a" || len(st.Members) != 3 {
 		t.Fatalf("after rejoining: %+v", st)

@@ -31,6 +31,7 @@ type Node interface {
 	ReadBarrier(c cluster.Consistency, minIndex uint64, deadline time.Time) error
 	Ready() error
 	Status(httpAddr string) cluster.Status
+	IsLeader() bool
 	LeaderHTTP() string
 	AddMember(m storage.Member, voter bool, deadline time.Time) error
 	RemoveMember(id string, deadline time.Time) error
@@ -56,11 +57,14 @@ type Config struct {
 	ClusterSecret  string
 	MaxBodyBytes   int
 	RequestTimeout time.Duration // how long a request may wait on the cluster
-	ReadTimeout    time.Duration
-	WriteTimeout   time.Duration
-	IdleTimeout    time.Duration
-	ShutdownGrace  time.Duration // in-flight requests get this long on shutdown
-	Argon2         storage.Argon2Params
+	// LeaderWait bounds how long a write on a follower waits for a leader
+	// to be known (during an election) before answering 503.
+	LeaderWait    time.Duration
+	ReadTimeout   time.Duration
+	WriteTimeout  time.Duration
+	IdleTimeout   time.Duration
+	ShutdownGrace time.Duration // in-flight requests get this long on shutdown
+	Argon2        storage.Argon2Params
 	// HashConcurrency bounds concurrent password hashing (memory-hard:
 	// each takes Argon2.MemoryKiB). Default: the number of CPUs.
 	HashConcurrency int
@@ -72,6 +76,7 @@ func DefaultConfig() Config {
 		HTTPAddr:        "127.0.0.1:8080",
 		MaxBodyBytes:    1 << 20,
 		RequestTimeout:  10 * time.Second,
+		LeaderWait:      3 * time.Second,
 		ReadTimeout:     30 * time.Second,
 		WriteTimeout:    30 * time.Second,
 		IdleTimeout:     120 * time.Second,
@@ -95,7 +100,7 @@ func (c *Config) Validate() error {
 	if c.MaxBodyBytes < 1024 {
 		errs = append(errs, fmt.Errorf("max body size %d too small", c.MaxBodyBytes))
 	}
-	for name, d := range map[string]time.Duration{"request timeout": c.RequestTimeout, "read timeout": c.ReadTimeout,
+	for name, d := range map[string]time.Duration{"request timeout": c.RequestTimeout, "leader wait": c.LeaderWait, "read timeout": c.ReadTimeout,
 		"write timeout": c.WriteTimeout, "idle timeout": c.IdleTimeout, "shutdown grace": c.ShutdownGrace} {
 		if d < time.Millisecond {
 			errs = append(errs, fmt.Errorf("%s %v must be positive", name, d))
@@ -119,6 +124,7 @@ type Server struct {
 	set     *metrics.Set
 	http    *fasthttp.Server
 	hashSem chan struct{}
+	fwd     forwarder
 
 	routesStats sync.Map // route name → *routeMetrics
 }
@@ -132,7 +138,7 @@ func New(cfg Config, logger *slog.Logger, set *metrics.Set, node Node, users fun
 		cfg.AdvertiseHTTP = cfg.HTTPAddr
 	}
 	s := &Server{cfg: cfg, log: logger, node: node, users: users, set: set,
-		hashSem: make(chan struct{}, cfg.HashConcurrency)}
+		hashSem: make(chan struct{}, cfg.HashConcurrency), fwd: forwarder{timeout: cfg.RequestTimeout + 5*time.Second}}
 	s.http = &fasthttp.Server{
 		Handler:               s.routes(),
 		Name:                  "troupe",
@@ -154,15 +160,15 @@ func (s *Server) routes() fasthttp.RequestHandler {
 	r.GET("/readyz", s.handle("GET /readyz", s.readyz))
 	r.GET("/metrics", s.handle("GET /metrics", s.metrics))
 	r.GET("/v1/cluster", s.handle("GET /v1/cluster", s.clusterStatus))
-	r.POST("/v1/cluster/members", s.handle("POST /v1/cluster/members", s.addMember))
-	r.DELETE("/v1/cluster/members/{id}", s.handle("DELETE /v1/cluster/members/{id}", s.removeMember))
-	r.POST("/v1/users", s.handle("POST /v1/users", s.createUser))
+	r.POST("/v1/cluster/members", s.handle("POST /v1/cluster/members", s.leaderOnly(s.addMember)))
+	r.DELETE("/v1/cluster/members/{id}", s.handle("DELETE /v1/cluster/members/{id}", s.leaderOnly(s.removeMember)))
+	r.POST("/v1/users", s.handle("POST /v1/users", s.leaderOnly(s.createUser)))
 	r.GET("/v1/users", s.handle("GET /v1/users", s.listUsers))
 	r.GET("/v1/users/count", s.handle("GET /v1/users/count", s.countUsers))
-	r.POST("/v1/users/batch", s.handle("POST /v1/users/batch", s.batchUsers))
+	r.POST("/v1/users/batch", s.handle("POST /v1/users/batch", s.leaderOnly(s.batchUsers)))
 	r.GET("/v1/users/{id}", s.handle("GET /v1/users/{id}", s.getUser))
-	r.PATCH("/v1/users/{id}", s.handle("PATCH /v1/users/{id}", s.patchUser))
-	r.DELETE("/v1/users/{id}", s.handle("DELETE /v1/users/{id}", s.deleteUser))
+	r.PATCH("/v1/users/{id}", s.handle("PATCH /v1/users/{id}", s.leaderOnly(s.patchUser)))
+	r.DELETE("/v1/users/{id}", s.handle("DELETE /v1/users/{id}", s.leaderOnly(s.deleteUser)))
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 	r.HandleMethodNotAllowed = true
@@ -245,7 +251,11 @@ func (s *Server) Serve(ln net.Listener) error { return s.http.Serve(ln) }
 
 // Shutdown stops accepting connections and waits for in-flight requests
 // until ctx ends.
-func (s *Server) Shutdown(ctx context.Context) error { return s.http.ShutdownWithContext(ctx) }
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.http.ShutdownWithContext(ctx)
+	s.fwd.close()
+	return err
+}
 
 func (s *Server) deadline() time.Time { return time.Now().Add(s.cfg.RequestTimeout) }
 

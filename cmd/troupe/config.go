@@ -141,6 +141,9 @@ func (c *serveConfig) validate() error {
 		}
 	}
 	c.Node.AdvertiseHTTP = advertise
+	if advertise != "" {
+		c.HTTP.AdvertiseHTTP = advertise
+	}
 	for name, v := range map[string]string{"tls-cert": c.TLSCert, "tls-key": c.TLSKey,
 		"tls-ca": c.TLSCA, "http-tls-cert": c.HTTPTLSCert, "http-tls-key": c.HTTPTLSKey, "cors-origins": c.CORSOrigins} {
 		if v != "" {
