@@ -19,6 +19,9 @@ type Config struct {
 	// HTTP API; the node records it in the member directory.
 	AdvertiseHTTP string
 	DataDir       string
+	// ClusterSecret, if set, is shown to other members on node-to-node
+	// calls (read indexes).
+	ClusterSecret string
 	// Mode says how a node with an empty data dir starts; a node with
 	// raft state rejoins its cluster whatever the mode.
 	Mode Mode

@@ -63,20 +63,21 @@ func (n *Node) WaitApplied(index uint64, deadline time.Time) error {
 
 // readIndex returns the commit index as of a confirmed leadership. Many
 // concurrent reads share one confirmation: the batcher takes every waiting
-// read, reads the commit index, then verifies leadership once for all.
+// read and, on the leader, reads the commit index then verifies
+// leadership once for all; on a follower it asks the leader for its read
+// index, once for all.
 func (n *Node) readIndex() (uint64, error) {
-	if n.raft.State() != raft.Leader {
-		return 0, ErrNotLeader
-	}
-	if n.leaderTerm.Load() != n.raft.CurrentTerm() {
-		return 0, ErrNotReady
-	}
-	if n.soloTerm.Load() == n.raft.CurrentTerm() {
-		// The only voter of its configuration cannot be deposed without a
-		// configuration change that it appends itself (and that resets
-		// soloTerm first), so its commit index is already confirmed, as
-		// etcd's raft answers a singleton's ReadIndex at once.
-		return n.raft.CommitIndex(), nil
+	if n.raft.State() == raft.Leader {
+		if n.leaderTerm.Load() != n.raft.CurrentTerm() {
+			return 0, ErrNotReady
+		}
+		if n.soloTerm.Load() == n.raft.CurrentTerm() {
+			// The only voter of its configuration cannot be deposed
+			// without a configuration change that it appends itself (and
+			// that resets soloTerm first), so its commit index is already
+			// confirmed, as etcd's raft answers a singleton's ReadIndex.
+			return n.raft.CommitIndex(), nil
+		}
 	}
 	w := make(chan readIndexResult, 1)
 	n.reads.mu.Lock()
@@ -125,14 +126,11 @@ func (r *readIndexer) run(n *Node) {
 		if len(batch) == 0 {
 			continue
 		}
-		// The commit index is read before the leadership check: if the
-		// check passes, no other leader could have committed beyond it.
-		res := readIndexResult{index: n.raft.CommitIndex()}
-		if err := n.raft.VerifyLeader().Error(); err != nil {
-			res.err = ErrNotLeader
-			if errors.Is(err, raft.ErrRaftShutdown) {
-				res.err = ErrShutdown
-			}
+		var res readIndexResult
+		if n.raft.State() == raft.Leader {
+			res = n.verifiedCommitIndex()
+		} else {
+			res.index, res.err = n.remoteReadIndex()
 		}
 		for _, w := range batch {
 			w <- res
@@ -209,4 +207,31 @@ func (n *Node) noteSolo(term uint64) {
 	if voters == 1 && self {
 		n.soloTerm.Store(term)
 	}
+}
+
+// verifiedCommitIndex is the leader's side of a read index. The commit
+// index is read before the leadership check: if the check passes, no
+// other leader could have committed beyond it.
+func (n *Node) verifiedCommitIndex() readIndexResult {
+	term := n.raft.CurrentTerm()
+	res := readIndexResult{index: n.raft.CommitIndex()}
+	if n.leaderTerm.Load() != term {
+		return readIndexResult{err: ErrNotReady}
+	}
+	if err := n.raft.VerifyLeader().Error(); err != nil {
+		res.err = ErrNotLeader
+		if errors.Is(err, raft.ErrRaftShutdown) {
+			res.err = ErrShutdown
+		}
+	}
+	return res
+}
+
+// LeaderReadIndex serves a follower's read index: it is the leader's
+// confirmed commit index, batched with this node's own reads.
+func (n *Node) LeaderReadIndex() (uint64, error) {
+	if n.raft.State() != raft.Leader {
+		return 0, ErrNotLeader
+	}
+	return n.readIndex()
 }

@@ -129,8 +129,8 @@ func TestThreeNodeCluster(t *testing.T) {
 			t.Fatalf("member without directory entry: %+v", m)
 		}
 	}
-	// Followers serve stale reads; they refuse writes and linearizable
-	// reads until forwarding exists.
+	// Followers serve stale reads; a follower's node refuses to propose
+	// (the HTTP layer forwards writes to the leader).
 	f := c.nodes["n2"]
 	if err := f.ReadBarrier(Stale, n1.FSM().AppliedIndex(), time.Now().Add(5*time.Second)); err != nil {
 		t.Fatal(err)

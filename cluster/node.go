@@ -67,6 +67,7 @@ type Node struct {
 	soloTimeouts atomic.Bool
 	memberMu     sync.Mutex // serialises membership changes on this node
 	reads        readIndexer
+	leaders      leaderClients // read-index calls to the leader
 
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -253,6 +254,7 @@ func (n *Node) Shutdown() error {
 		}
 		n.wg.Wait()
 		n.closeStores()
+		n.leaders.close()
 		n.fsm.Close()
 	})
 	return err

@@ -110,3 +110,16 @@ func (s *Server) removeMember(ctx *fasthttp.RequestCtx) {
 		ctx.SetStatusCode(http.StatusNoContent)
 	}
 }
+
+// readIndex serves a follower's read index (node to node).
+func (s *Server) readIndex(ctx *fasthttp.RequestCtx) {
+	if !s.clusterSecretOK(ctx) {
+		return
+	}
+	idx, err := s.node.LeaderReadIndex()
+	if err != nil {
+		writeError(ctx, err)
+		return
+	}
+	writeJSON(ctx, http.StatusOK, map[string]uint64{"index": idx})
+}

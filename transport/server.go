@@ -33,6 +33,7 @@ type Node interface {
 	Status(httpAddr string) cluster.Status
 	IsLeader() bool
 	LeaderHTTP() string
+	LeaderReadIndex() (uint64, error)
 	AddMember(m storage.Member, voter bool, deadline time.Time) error
 	RemoveMember(id string, deadline time.Time) error
 }
@@ -160,6 +161,7 @@ func (s *Server) routes() fasthttp.RequestHandler {
 	r.GET("/readyz", s.handle("GET /readyz", s.readyz))
 	r.GET("/metrics", s.handle("GET /metrics", s.metrics))
 	r.GET("/v1/cluster", s.handle("GET /v1/cluster", s.clusterStatus))
+	r.GET(cluster.ReadIndexPath, s.handle("GET "+cluster.ReadIndexPath, s.readIndex))
 	r.POST("/v1/cluster/members", s.handle("POST /v1/cluster/members", s.leaderOnly(s.addMember)))
 	r.DELETE("/v1/cluster/members/{id}", s.handle("DELETE /v1/cluster/members/{id}", s.leaderOnly(s.removeMember)))
 	r.POST("/v1/users", s.handle("POST /v1/users", s.leaderOnly(s.createUser)))

@@ -127,6 +127,7 @@ func (c *serveConfig) validate() error {
 		notYet("bootstrap-expect")
 	}
 	c.HTTP.ClusterSecret = c.ClusterSecret
+	c.Node.ClusterSecret = c.ClusterSecret
 	// The member directory records where this node's HTTP API is reached.
 	advertise := c.HTTP.AdvertiseHTTP
 	if advertise == "" {

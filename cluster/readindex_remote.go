@@ -1,0 +1,76 @@
+package cluster
+
+import (
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	json "github.com/goccy/go-json"
+	"github.com/valyala/fasthttp"
+)
+
+// ReadIndexPath is where a leader serves read indexes to its followers
+// (the transport routes it to Node.LeaderReadIndex).
+const ReadIndexPath = "/internal/v1/read-index"
+
+// leaderClients keeps one pooled connection set per leader address for
+// read-index calls.
+type leaderClients struct {
+	mu      sync.Mutex
+	clients map[string]*fasthttp.HostClient
+}
+
+func (lc *leaderClients) get(addr string) *fasthttp.HostClient {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	if lc.clients == nil {
+		lc.clients = map[string]*fasthttp.HostClient{}
+	}
+	c := lc.clients[addr]
+	if c == nil {
+		c = &fasthttp.HostClient{Addr: addr, MaxConns: 16, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second,
+			NoDefaultUserAgentHeader: true}
+		lc.clients[addr] = c
+	}
+	return c
+}
+
+func (lc *leaderClients) close() {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	for _, c := range lc.clients {
+		c.CloseIdleConnections()
+	}
+}
+
+// remoteReadIndex asks the leader for a read index, for a whole batch of
+// this follower's linearizable reads.
+func (n *Node) remoteReadIndex() (uint64, error) {
+	leader := n.LeaderHTTP()
+	if leader == "" {
+		return 0, ErrNotLeader
+	}
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.Header.SetMethod("GET")
+	req.SetRequestURI(ReadIndexPath)
+	req.Header.SetHost(leader)
+	if n.cfg.ClusterSecret != "" {
+		req.Header.Set("X-Troupe-Cluster-Secret", n.cfg.ClusterSecret)
+	}
+	if err := n.leaders.get(leader).DoTimeout(req, resp, 5*time.Second); err != nil {
+		return 0, fmt.Errorf("%w: cannot reach the leader for a read index: %v", ErrNotLeader, err)
+	}
+	if resp.StatusCode() != fasthttp.StatusOK {
+		return 0, fmt.Errorf("%w: the leader answered %d to a read-index request", ErrNotLeader, resp.StatusCode())
+	}
+	var body struct {
+		Index json.Number `json:"index"`
+	}
+	if err := json.Unmarshal(resp.Body(), &body); err != nil {
+		return 0, fmt.Errorf("bad read-index answer: %w", err)
+	}
+	return strconv.ParseUint(string(body.Index), 10, 64)
+}
