@@ -41,6 +41,11 @@ type FSM struct {
 
 	batchSize *metrics.Histogram
 
+	// applyMu is held while raft's goroutine applies, snapshots or
+	// restores, so that Capture, from any other goroutine, sees the state
+	// between two batches.
+	applyMu sync.Mutex
+
 	// --- FSM goroutine only ---
 	init   *storage.InitParams
 	lastMs int64
@@ -101,6 +106,8 @@ func (f *FSM) Apply(l *raft.Log) any {
 // ApplyBatch implements raft.BatchingFSM. It returns exactly one response
 // per log, configuration entries included.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
+	f.applyMu.Lock()
+	defer f.applyMu.Unlock()
 	out := make([]any, len(logs))
 	for i, l := range logs {
 		if l.Type == raft.LogCommand {
@@ -236,7 +243,16 @@ func (f *FSM) params() *storage.InitParams { return f.init }
 // Snapshot implements raft.FSM: a barrier across all actors that returns
 // their immutable views at once; Persist streams them while Apply goes on.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	return &fsmSnapshot{snap: f.capture()}, nil
+	return &fsmSnapshot{snap: f.Capture()}, nil
+}
+
+// Capture takes the whole state at the current applied index, from any
+// goroutine: backups and state hashes use it. It holds Apply off only for
+// the O(shards) barrier.
+func (f *FSM) Capture() *storage.Snapshot {
+	f.applyMu.Lock()
+	defer f.applyMu.Unlock()
+	return f.capture()
 }
 
 // capture takes the whole state at the current applied index.
@@ -260,6 +276,8 @@ func (f *FSM) capture() *storage.Snapshot {
 // Restore implements raft.FSM: it replaces the whole state.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	f.applyMu.Lock()
+	defer f.applyMu.Unlock()
 	snap, err := storage.ReadSnapshot(rc)
 	if err != nil {
 		if errors.Is(err, storage.ErrUnsupportedVersion) {

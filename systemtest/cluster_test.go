@@ -105,6 +105,10 @@ func TestThreeProcessCluster(t *testing.T) {
 	}
 	expectStatus(t, nodes["c"].do(t, "PATCH", userPath(x.ID), map[string]string{"name": "X2"}, nil), 200)
 	expectError(t, nodes["c"].do(t, "POST", "/v1/users", map[string]string{"name": "Dup", "email": "X@example.com"}, nil), 409, "conflict")
+	// Replicas agree: once they report the same applied index, their
+	// state hashes are equal.
+	sameHashes(t, nodes["a"], nodes["b"], nodes["c"])
+
 	// Membership changes need the secret.
 	r = nodes["a"].do(t, "POST", "/v1/cluster/members", map[string]any{"id": "d", "http_addr": "127.0.0.1:9", "raft_addr": "127.0.0.1:10"}, nil)
 	expectError(t, r, 401, "unauthenticated")
@@ -142,5 +146,44 @@ func TestThreeProcessCluster(t *testing.T) {
 	})
 	if st := status(t, nodes["a"]); st.Leader == nil || st.Leader.ID == "a" || len(st.Members) != 3 {
 		t.Fatalf("after rejoining: %+v", st)
+	}
+	sameHashes(t, nodes["a"], nodes["b"], nodes["c"])
+}
+
+type stateHash struct {
+	NodeID string `json:"node_id"`
+	Index  uint64 `json:"index"`
+	Hash   string `json:"hash"`
+}
+
+// sameHashes waits until the nodes report one applied index, then checks
+// that their state hashes are equal.
+func sameHashes(t *testing.T, nodes ...*node) {
+	t.Helper()
+	var hs []stateHash
+	eventually(t, "replicas at one index", 30*time.Second, func() bool {
+		hs = hs[:0]
+		for _, n := range nodes {
+			r, err := n.send(t.Context(), "GET", "/v1/cluster/hash", nil, nil)
+			if err != nil || r.Status != 200 {
+				return false
+			}
+			var h stateHash
+			if json.Unmarshal(r.Body, &h) != nil {
+				return false
+			}
+			hs = append(hs, h)
+		}
+		for _, h := range hs[1:] {
+			if h.Index != hs[0].Index {
+				return false
+			}
+		}
+		return true
+	})
+	for _, h := range hs[1:] {
+		if h.Hash != hs[0].Hash {
+			t.Fatalf("replicas disagree at index %d: %+v", h.Index, hs)
+		}
 	}
 }

@@ -123,3 +123,23 @@ func (s *Server) readIndex(ctx *fasthttp.RequestCtx) {
 	}
 	writeJSON(ctx, http.StatusOK, map[string]uint64{"index": idx})
 }
+
+// stateHash reports this node's state digest and the index it covers.
+func (s *Server) stateHash(ctx *fasthttp.RequestCtx) {
+	h, err := s.node.StateHash()
+	if err != nil {
+		writeError(ctx, err)
+		return
+	}
+	writeJSON(ctx, http.StatusOK, h)
+}
+
+// snapshot takes a raft snapshot on this node now.
+func (s *Server) snapshot(ctx *fasthttp.RequestCtx) {
+	idx, err := s.node.TakeSnapshot(s.deadline())
+	if err != nil {
+		writeError(ctx, err)
+		return
+	}
+	writeJSON(ctx, http.StatusOK, map[string]uint64{"index": idx})
+}

@@ -34,6 +34,8 @@ type Node interface {
 	IsLeader() bool
 	LeaderHTTP() string
 	LeaderReadIndex() (uint64, error)
+	StateHash() (cluster.StateHash, error)
+	TakeSnapshot(deadline time.Time) (uint64, error)
 	AddMember(m storage.Member, voter bool, deadline time.Time) error
 	RemoveMember(id string, deadline time.Time) error
 }
@@ -161,6 +163,8 @@ func (s *Server) routes() fasthttp.RequestHandler {
 	r.GET("/readyz", s.handle("GET /readyz", s.readyz))
 	r.GET("/metrics", s.handle("GET /metrics", s.metrics))
 	r.GET("/v1/cluster", s.handle("GET /v1/cluster", s.clusterStatus))
+	r.GET("/v1/cluster/hash", s.handle("GET /v1/cluster/hash", s.stateHash))
+	r.POST("/v1/cluster/snapshot", s.handle("POST /v1/cluster/snapshot", s.snapshot))
 	r.GET(cluster.ReadIndexPath, s.handle("GET "+cluster.ReadIndexPath, s.readIndex))
 	r.POST("/v1/cluster/members", s.handle("POST /v1/cluster/members", s.leaderOnly(s.addMember)))
 	r.DELETE("/v1/cluster/members/{id}", s.handle("DELETE /v1/cluster/members/{id}", s.leaderOnly(s.removeMember)))

@@ -506,6 +506,31 @@ func TestOperations(t *testing.T) {
 	}
 }
 
+func TestStateHashAndSnapshot(t *testing.T) {
+	ts := startServer(t)
+	ts.create("A", "a@example.com")
+	var h1, h2 struct {
+		Index uint64
+		Hash  string
+	}
+	ts.do("GET", "/v1/cluster/hash", "", nil, true).json(t, &h1)
+	ts.do("GET", "/v1/cluster/hash", "", nil, true).json(t, &h2)
+	if h1.Index == 0 || h1 != h2 {
+		t.Fatalf("hash of an unchanged state changed: %+v %+v", h1, h2)
+	}
+	ts.create("B", "b@example.com")
+	ts.do("GET", "/v1/cluster/hash", "", nil, true).json(t, &h2)
+	if h2.Index <= h1.Index || h2.Hash == h1.Hash {
+		t.Fatalf("hash did not follow a write: %+v %+v", h1, h2)
+	}
+	var snap struct{ Index uint64 }
+	r := ts.do("POST", "/v1/cluster/snapshot", "", nil, true)
+	r.json(t, &snap)
+	if r.status != 200 || snap.Index < h2.Index {
+		t.Fatalf("snapshot: %d %s", r.status, r.body)
+	}
+}
+
 func TestMinIndexTimesOut(t *testing.T) {
 	ts := startServer(t, func(c *Config) { c.RequestTimeout = 200 * time.Millisecond })
 	r := ts.do("GET", "/v1/users/count?min_index=999999999&consistency=stale", "", nil, true)

@@ -102,9 +102,9 @@ func (b *breaker) succeeded(t ticket) bool {
 	return was != BreakerClosed
 }
 
-// failed records a failure; it reports whether that opened the breaker.
-// A failed trial reopens it for another cool-down, and so does a failed
-// forced attempt (the node was just probed).
+// failed records a failure; it reports whether that opened a closed
+// breaker. A failed trial reopens it for another cool-down, and so does a
+// failed forced attempt (the node was just probed).
 func (b *breaker) failed(t ticket, now time.Time, threshold int, reason string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -117,7 +117,7 @@ func (b *breaker) failed(t ticket, now time.Time, threshold int, reason string) 
 	if b.state == BreakerClosed && b.failures < threshold {
 		return false
 	}
-	opened := b.state != BreakerOpen
+	opened := b.state == BreakerClosed
 	b.state = BreakerOpen
 	b.openedAt = now
 	return opened
@@ -142,6 +142,7 @@ func (b *breaker) snapshot(st *NodeState, cooldown time.Duration) {
 	st.ConsecutiveFailures = b.failures
 	st.LastFailure = b.lastFailure
 	st.LastError = b.lastErr
+	st.CooldownEnds = time.Time{}
 	if b.state == BreakerOpen {
 		st.CooldownEnds = b.openedAt.Add(cooldown)
 	}

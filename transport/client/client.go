@@ -11,12 +11,16 @@
 //     per call and kept across its attempts, so that a retried write is
 //     applied at most once.
 //   - Attempts rotate across the nodes, starting from the one that last
-//     answered well (for writes, from the node an X-Troupe-Leader header
-//     named, if any). Each node has a circuit breaker: BreakerThreshold
-//     consecutive failures take it out of the rotation for
-//     BreakerCooldown, after which one trial request decides whether it
-//     comes back. When every breaker is open, the node that failed least
-//     recently is tried anyway rather than failing without trying.
+//     answered well. Writes go first to the node that the last
+//     X-Troupe-Leader header named, if it is one of Config.Nodes (matched
+//     by host:port) and has not just failed: any node accepts writes and
+//     forwards them, but the leader saves a hop, and after an election a
+//     follower's 503 names the new leader.
+//   - Each node has a circuit breaker: BreakerThreshold consecutive
+//     failures take it out of the rotation for BreakerCooldown, after
+//     which one trial request decides whether it comes back. When every
+//     breaker is open, the node that failed least recently is tried
+//     anyway rather than failing without trying.
 //
 // # Who owns what
 //
@@ -39,6 +43,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	mrand "math/rand/v2"
 	"net"
@@ -47,6 +52,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	json "github.com/goccy/go-json"
@@ -110,6 +116,7 @@ func New(cfg Config) (*Client, error) {
 		c.nodes = append(c.nodes, &node{idx: i, ep: ep, hc: &fasthttp.HostClient{
 			Addr:                     ep.addr,
 			IsTLS:                    ep.tls,
+			TLSConfig:                cfg.TLSConfig,
 			Name:                     cfg.UserAgent,
 			NoDefaultUserAgentHeader: cfg.UserAgent == "",
 			DialTimeout:              dial,
@@ -132,7 +139,9 @@ func New(cfg Config) (*Client, error) {
 // request of this client is safe to repeat (reads, or writes with an
 // Idempotency-Key). Other errors go back to the retry loop.
 func retryStaleConn(_ *fasthttp.Request, attempts int, err error) (resetTimeout, retry bool) {
-	return false, attempts < 2 && errors.Is(err, fasthttp.ErrConnectionClosed)
+	stale := errors.Is(err, io.EOF) || errors.Is(err, fasthttp.ErrConnectionClosed) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+	return false, attempts < 2 && stale
 }
 
 // SetToken replaces the bearer token sent from now on ("" sends none),
@@ -273,6 +282,9 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any, opt
 
 // call runs a request and decodes a 2xx answer into out.
 func (c *Client) call(ctx context.Context, method, path string, body []byte, out any, headers [][2]string, opts []CallOption) (Meta, error) {
+	if !strings.HasPrefix(path, "/") {
+		return Meta{}, fmt.Errorf("troupe: %s %q: the path must start with /", method, path)
+	}
 	var o callOptions
 	for _, f := range opts {
 		f(&o)
@@ -325,8 +337,8 @@ func (c *Client) call(ctx context.Context, method, path string, body []byte, out
 // wrapping the last failure too.
 func (c *Client) run(ctx context.Context, rq *request) ([]byte, Meta, error) {
 	meta := Meta{IdempotencyKey: rq.key}
-	if max := c.cfg.MaxRequestBodySize; max > 0 && len(rq.body) > max {
-		return nil, meta, fmt.Errorf("troupe: %s %s: %w (%d bytes, limit %d)", rq.method, rq.path, ErrBodyTooLarge, len(rq.body), max)
+	if limit := c.cfg.MaxRequestBodySize; limit > 0 && len(rq.body) > limit {
+		return nil, meta, fmt.Errorf("troupe: %s %s: %w (%d bytes, limit %d)", rq.method, rq.path, ErrBodyTooLarge, len(rq.body), limit)
 	}
 	if !c.enter() {
 		return nil, meta, ErrClosed
@@ -432,10 +444,12 @@ func (c *Client) gaveUp(rq *request, why, last error) error {
 	return fmt.Errorf("troupe: %s %s: %w (last failure: %w)", rq.method, rq.path, why, last)
 }
 
-// pick chooses the node of the next attempt: for the first (prev nil) the
-// leader for a write, if known, else the preferred node; after that the
-// node following prev. Nodes whose breaker refuses are skipped; if all
-// refuse, the one that failed least recently is tried anyway.
+// pick chooses the node of the next attempt (prev is the node of the
+// last one, nil for the first): for a write the leader, if one is known
+// and prev is not it; else for the first attempt the preferred node, and
+// after that the node following prev. Nodes whose breaker refuses are
+// skipped; if all refuse, the one that failed least recently is tried
+// anyway.
 func (c *Client) pick(rq *request, prev *node) (*node, ticket) {
 	now := c.now()
 	if rq.pin != nil {
@@ -446,11 +460,12 @@ func (c *Client) pick(rq *request, prev *node) (*node, ticket) {
 	}
 	n := len(c.nodes)
 	var start int
+	leader := int(c.leader.Load())
 	switch {
+	case rq.key != "" && leader >= 0 && (prev == nil || prev.idx != leader):
+		start = leader
 	case prev != nil:
 		start = prev.idx + 1
-	case rq.key != "" && c.leader.Load() >= 0:
-		start = int(c.leader.Load())
 	default:
 		start = int(c.preferred.Load())
 	}
@@ -460,10 +475,12 @@ func (c *Client) pick(rq *request, prev *node) (*node, ticket) {
 			return nd, tk
 		}
 	}
-	best := c.nodes[0]
-	bestAt := best.br.failedAt()
-	for _, nd := range c.nodes[1:] {
-		if at := nd.br.failedAt(); at.Before(bestAt) {
+	// In rotation order, so that a tie goes to the node after prev.
+	var best *node
+	var bestAt time.Time
+	for i := range n {
+		nd := c.nodes[(start+i)%n]
+		if at := nd.br.failedAt(); best == nil || at.Before(bestAt) {
 			best, bestAt = nd, at
 		}
 	}

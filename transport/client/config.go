@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +23,9 @@ type Config struct {
 	Token string
 	// UserAgent is sent with every request.
 	UserAgent string
+	// TLSConfig configures connections to https nodes, e.g. to trust a
+	// private CA. Nil: the system's roots.
+	TLSConfig *tls.Config
 
 	// Timeout bounds one attempt (connect, send, receive). Keep it above
 	// the server's request timeout (10 s by default), so that a slow write

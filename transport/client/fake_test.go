@@ -1,9 +1,12 @@
 package client
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"io"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -41,7 +44,7 @@ func startFakeAt(t *testing.T, addr string, h func(n int, ctx *fasthttp.RequestC
 		t.Fatal(err)
 	}
 	f := &fakeNode{addr: ln.Addr().String(), base: "http://" + ln.Addr().String()}
-	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+	srv := &fasthttp.Server{Logger: quietLogger{}, Handler: func(ctx *fasthttp.RequestCtx) {
 		f.mu.Lock()
 		n := len(f.seen)
 		f.seen = append(f.seen, seenRequest{
@@ -60,6 +63,9 @@ func startFakeAt(t *testing.T, addr string, h func(n int, ctx *fasthttp.RequestC
 		if err := srv.Shutdown(); err != nil {
 			t.Error(err)
 		}
+		// Shutdown stops only a Serve that has begun; closing the listener
+		// also ends one that had not yet started when Shutdown ran.
+		ln.Close()
 		<-done
 	})
 	return f
@@ -70,6 +76,12 @@ func (f *fakeNode) requests() []seenRequest {
 	defer f.mu.Unlock()
 	return append([]seenRequest(nil), f.seen...)
 }
+
+// quietLogger keeps the fake servers' connection errors, which some
+// tests provoke, out of the test output.
+type quietLogger struct{}
+
+func (quietLogger) Printf(string, ...any) {}
 
 type countingListener struct {
 	net.Listener
@@ -387,10 +399,7 @@ func TestAllBreakersOpenStillTries(t *testing.T) {
 }
 
 func TestCancelStopsRetrying(t *testing.T) {
-	first := make(chan struct{})
-	var once sync.Once
 	f := startFake(t, func(_ int, ctx *fasthttp.RequestCtx) {
-		once.Do(func() { close(first) })
 		answer(ctx, 503, `{"error":{"code":"unavailable","message":"no leader"}}`)
 	})
 	cfg := testConfig(f.base)
@@ -400,7 +409,14 @@ func TestCancelStopsRetrying(t *testing.T) {
 	c := newTestClient(t, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go func() { <-first; cancel() }()
+	go func() {
+		// Once the first 503 is recorded the call waits for an hour.
+		deadline := time.Now().Add(10 * time.Second)
+		for c.NodeStates()[0].ConsecutiveFailures == 0 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		cancel()
+	}()
 	_, meta, err := c.GetUser(ctx, "u1", ReadOptions{})
 	if !errors.Is(err, context.Canceled) || !IsUnavailable(err) || meta.Attempts != 1 || len(f.requests()) != 1 {
 		t.Fatalf("%v %+v, %d requests", err, meta, len(f.requests()))
@@ -596,5 +612,81 @@ func TestOnNodePinsTheCall(t *testing.T) {
 	}
 	if _, err := c.Ready(ctx, OnNode("http://127.0.0.1:1")); err == nil {
 		t.Fatal("a node not in the list was accepted")
+	}
+}
+
+// A node that closes each connection after answering, without saying so,
+// leaves a dead connection in the pool. Reusing it fails before any
+// answer; the client repeats the request on a new connection at once,
+// and neither counts that as an attempt nor blames the node.
+func TestStaleKeepAliveConnection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var accepted atomic.Int64
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			wg.Go(func() {
+				defer conn.Close()
+				req, err := http.ReadRequest(bufio.NewReader(conn))
+				if err != nil {
+					return
+				}
+				req.Body.Close()
+				io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n{\"status\":\"ok\"}")
+			})
+		}
+	})
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	c := newTestClient(t, testConfig("http://"+ln.Addr().String()))
+	for i := range 10 {
+		meta, err := c.Health(testCtx(t))
+		if err != nil || meta.Attempts != 1 {
+			t.Fatalf("call %d: %+v %v", i, meta, err)
+		}
+		if st := c.NodeStates()[0]; st.ConsecutiveFailures != 0 {
+			t.Fatalf("call %d: %+v", i, st)
+		}
+	}
+	if accepted.Load() < 10 {
+		t.Fatalf("%d connections", accepted.Load())
+	}
+}
+
+// A follower's 503 that names the leader sends the write's retry there,
+// not merely to the next node of the list.
+func TestRetryGoesToNamedLeader(t *testing.T) {
+	var leaderAddr atomic.Value
+	follower := startFake(t, func(_ int, ctx *fasthttp.RequestCtx) {
+		ctx.Response.Header.Set("X-Troupe-Leader", leaderAddr.Load().(string))
+		ctx.Response.Header.Set("Retry-After", "1")
+		answer(ctx, 503, `{"error":{"code":"unavailable","message":"not the leader"}}`)
+	})
+	other := startFake(t, func(_ int, ctx *fasthttp.RequestCtx) {
+		answer(ctx, 503, `{"error":{"code":"unavailable","message":"no"}}`)
+	})
+	leader := startFake(t, func(_ int, ctx *fasthttp.RequestCtx) { answer(ctx, 201, userJSON) })
+	leaderAddr.Store(leader.addr)
+	sleeps := &sleepRecorder{}
+	cfg := testConfig(follower.base, other.base, leader.base)
+	cfg.Sleep = sleeps.Sleep
+	c := newTestClient(t, cfg)
+	_, meta, err := c.CreateUser(testCtx(t), NewUser{Name: "x", Email: "x@example.com"})
+	if err != nil || meta.Node != leader.base || meta.Attempts != 2 || len(other.requests()) != 0 {
+		t.Fatalf("%+v %v; the other node saw %d", meta, err, len(other.requests()))
+	}
+	if r := leader.requests(); r[0].key != follower.requests()[0].key {
+		t.Fatalf("keys differ: %+v / %+v", follower.requests(), r)
+	}
+	// Another node is next: the follower's Retry-After is not waited out.
+	if w := sleeps.recorded(); len(w) != 1 || w[0] >= time.Second {
+		t.Fatalf("waits %v", w)
 	}
 }

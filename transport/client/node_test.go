@@ -29,6 +29,11 @@ func startNode(t *testing.T) string {
 	ncfg.DataDir = t.TempDir()
 	ncfg.RaftAddr = freeAddr(t)
 	ncfg.UserShards = 8
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ncfg.AdvertiseHTTP = ln.Addr().String()
 	node, err := cluster.Open(ncfg, logger, set, sys, func() (storage.NewUser, error) {
 		return storage.NewUser{Name: "Admin", Email: "admin@troupe.local", Role: storage.RoleAdmin}, nil
 	})
@@ -38,10 +43,6 @@ func startNode(t *testing.T) string {
 	hcfg := transport.DefaultConfig()
 	hcfg.Insecure = true
 	hcfg.Argon2 = storage.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	hcfg.HTTPAddr = ln.Addr().String()
 	srv, err := transport.New(hcfg, logger, set, node, func() transport.Users {
 		if u := node.Users(); u != nil {
@@ -136,6 +137,10 @@ func TestNodeUsersRoundTrip(t *testing.T) {
 	st, _, err := c.ClusterStatus(ctx)
 	if err != nil || st.NodeID == "" || st.Leader == nil || st.Leader.ID != st.NodeID || len(st.Members) != 1 || st.AppliedIndex == 0 {
 		t.Fatalf("cluster status: %+v %v", st, err)
+	}
+	// The node names itself in X-Troupe-Leader.
+	if ns := c.NodeStates(); !ns[0].Leader || !ns[0].Preferred || ns[0].Breaker != BreakerClosed {
+		t.Fatalf("node states: %+v", ns)
 	}
 
 	u, meta, err := c.CreateUser(ctx, NewUser{Name: " Ada ", Email: "ada@example.com", Password: "correct horse", Role: RoleAdmin})
