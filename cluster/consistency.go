@@ -177,6 +177,13 @@ func (n *Node) establishLeadership() {
 		case <-time.After(backoff(attempt)):
 		}
 	}
+	if n.restorePath != "" {
+		if err := n.restoreBackup(n.restorePath); err != nil {
+			n.fatal(err)
+			return
+		}
+		n.restorePath = ""
+	}
 	if n.fsm.Users() == nil {
 		if err := n.initialise(); err != nil {
 			n.log.Error("cannot initialise the cluster", slog.Any("err", err))

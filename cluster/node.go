@@ -68,6 +68,7 @@ type Node struct {
 	memberMu     sync.Mutex // serialises membership changes on this node
 	reads        readIndexer
 	leaders      leaderClients // read-index calls to the leader
+	restorePath  string        // a backup to take on at first leadership
 
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -132,6 +133,14 @@ func Open(cfg Config, logger *slog.Logger, set *metrics.Set, sys *actors.System,
 	rc.SnapshotThreshold, rc.SnapshotInterval, rc.TrailingLogs = cfg.SnapshotThreshold, cfg.SnapshotInterval, cfg.TrailingLogs
 	rc.NoLegacyTelemetry = true
 	fresh := !hasState
+	if fresh {
+		if n.restorePath = pendingRestore(cfg.DataDir); n.restorePath != "" {
+			// A restored data dir boots as a fresh one-node cluster, under
+			// whatever id this node has, whatever the mode.
+			cfg.Mode = Standalone
+			n.cfg.Mode = Standalone
+		}
+	}
 	if fresh && cfg.Mode == Standalone || hasState {
 		if solo, err := soloConfiguration(n.wal, snaps, rc.LocalID, hasState); err == nil && solo {
 			rc.HeartbeatTimeout, rc.ElectionTimeout = cfg.SoloTimeout, cfg.SoloTimeout

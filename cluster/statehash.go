@@ -11,8 +11,12 @@ import (
 	"github.com/troupe-db/troupe/storage"
 )
 
-// StateHash is a digest of the whole replicated state at one applied
-// index: replicas that applied the same log have equal hashes.
+// StateHash is a digest of the replicated data at one applied index: the
+// cluster parameters, the idempotency window and every user. Replicas that
+// applied the same log have equal hashes, and so do a backup and the
+// cluster restored from it. Bookkeeping that legitimately differs between
+// such clusters (the log index, the last stamp, the member directory)
+// is left out of the digest; Index says how far the state goes.
 type StateHash struct {
 	NodeID string `json:"node_id"`
 	Index  uint64 `json:"index"`
@@ -23,11 +27,14 @@ type StateHash struct {
 // a pass over every record: an operator's and a test's tool.
 func (n *Node) StateHash() (StateHash, error) {
 	snap := n.fsm.Capture()
+	index := snap.Meta.Index
+	data := *snap
+	data.Meta.Index, data.Meta.LastStamp, data.Meta.LastMs, data.Meta.Members = 0, 0, 0, nil
 	h := sha256.New()
-	if err := storage.WriteSnapshot(h, snap); err != nil {
+	if err := storage.WriteSnapshot(h, &data); err != nil {
 		return StateHash{}, err
 	}
-	return StateHash{NodeID: n.cfg.NodeID, Index: snap.Meta.Index, Hash: hex.EncodeToString(h.Sum(nil))}, nil
+	return StateHash{NodeID: n.cfg.NodeID, Index: index, Hash: hex.EncodeToString(h.Sum(nil))}, nil
 }
 
 // TakeSnapshot makes raft take a snapshot now (and truncate its log) and

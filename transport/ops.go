@@ -1,9 +1,13 @@
 package transport
 
 import (
+	"bufio"
 	"crypto/subtle"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
+	"strconv"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
@@ -142,4 +146,23 @@ func (s *Server) snapshot(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	writeJSON(ctx, http.StatusOK, map[string]uint64{"index": idx})
+}
+
+// backup streams a consistent snapshot of the whole state, captured
+// before the first byte (the view is immutable, so it streams while the
+// node goes on). A stream cut short fails the reader's trailer check. It
+// holds password hashes: it needs the cluster secret when the node has one.
+func (s *Server) backup(ctx *fasthttp.RequestCtx) {
+	if !s.clusterSecretOK(ctx) {
+		return
+	}
+	snap := s.node.Backup()
+	ctx.SetContentType("application/octet-stream")
+	ctx.Response.Header.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="troupe-%d.backup"`, snap.Meta.Index))
+	ctx.Response.Header.Set("X-Troupe-Index", strconv.FormatUint(snap.Meta.Index, 10))
+	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+		if err := storage.WriteSnapshot(w, snap); err != nil {
+			s.log.Warn("backup stream ended early", slog.Any("err", err))
+		}
+	})
 }

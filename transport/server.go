@@ -36,6 +36,7 @@ type Node interface {
 	LeaderReadIndex() (uint64, error)
 	StateHash() (cluster.StateHash, error)
 	TakeSnapshot(deadline time.Time) (uint64, error)
+	Backup() *storage.Snapshot
 	AddMember(m storage.Member, voter bool, deadline time.Time) error
 	RemoveMember(id string, deadline time.Time) error
 }
@@ -164,6 +165,7 @@ func (s *Server) routes() fasthttp.RequestHandler {
 	r.GET("/metrics", s.handle("GET /metrics", s.metrics))
 	r.GET("/v1/cluster", s.handle("GET /v1/cluster", s.clusterStatus))
 	r.GET("/v1/cluster/hash", s.handle("GET /v1/cluster/hash", s.stateHash))
+	r.GET("/v1/cluster/backup", s.handle("GET /v1/cluster/backup", s.backup))
 	r.POST("/v1/cluster/snapshot", s.handle("POST /v1/cluster/snapshot", s.snapshot))
 	r.GET(cluster.ReadIndexPath, s.handle("GET "+cluster.ReadIndexPath, s.readIndex))
 	r.POST("/v1/cluster/members", s.handle("POST /v1/cluster/members", s.leaderOnly(s.addMember)))

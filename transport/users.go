@@ -297,7 +297,9 @@ func parseIfMatch(v []byte) uint64 {
 	if s == "" || s == "*" {
 		return 0
 	}
-	s = strings.TrimPrefix(s, "W/")
+	if strings.HasPrefix(s, "W/") {
+		return math.MaxUint64 // If-Match compares strongly (RFC 9110): a weak tag never matches
+	}
 	s = strings.Trim(s, `"`)
 	n, err := strconv.ParseUint(s, 10, 64)
 	if err != nil || n == 0 {
