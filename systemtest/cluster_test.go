@@ -3,6 +3,7 @@ package systemtest
 import (
 	"encoding/json"
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -108,6 +109,23 @@ func TestThreeProcessCluster(t *testing.T) {
 	// Replicas agree: once they report the same applied index, their
 	// state hashes are equal.
 	sameHashes(t, nodes["a"], nodes["b"], nodes["c"])
+
+	// troupe status sees three ready members.
+	out, err := exec.Command(troupeBin, "status", "--addr", nodes["c"].URL).CombinedOutput()
+	if err != nil || strings.Count(string(out), "  yes") != 3 {
+		t.Fatalf("troupe status: %v\n%s", err, out)
+	}
+	// troupe join adds a learner (it needs no quorum, so it may be down),
+	// through a follower; then it is removed.
+	out, err = exec.Command(troupeBin, "join", "--addr", nodes["b"].URL, "--id", "d", "--http-addr", "127.0.0.1:9",
+		"--raft-addr", "127.0.0.1:10", "--learner", "--cluster-secret", "systemtest").CombinedOutput()
+	if err != nil {
+		t.Fatalf("troupe join: %v\n%s", err, out)
+	}
+	if st := status(t, nodes["a"]); len(st.Members) != 4 {
+		t.Fatalf("after join: %+v", st)
+	}
+	expectStatus(t, nodes["b"].do(t, "DELETE", "/v1/cluster/members/d", nil, map[string]string{"X-Troupe-Cluster-Secret": "systemtest"}), 204)
 
 	// Membership changes need the secret.
 	r = nodes["a"].do(t, "POST", "/v1/cluster/members", map[string]any{"id": "d", "http_addr": "127.0.0.1:9", "raft_addr": "127.0.0.1:10"}, nil)

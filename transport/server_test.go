@@ -523,6 +523,9 @@ func TestStateHashAndSnapshot(t *testing.T) {
 	if h2.Index <= h1.Index || h2.Hash == h1.Hash {
 		t.Fatalf("hash did not follow a write: %+v %+v", h1, h2)
 	}
+	if r := ts.do("GET", "/v1/cluster/backup", "", nil, true); r.status != 200 || !bytes.HasPrefix(r.body, []byte("TROUPE-SNAPSHOT")) {
+		t.Fatalf("backup: %d %.40q", r.status, r.body)
+	}
 	var snap struct{ Index uint64 }
 	r := ts.do("POST", "/v1/cluster/snapshot", "", nil, true)
 	r.json(t, &snap)

@@ -2,6 +2,8 @@
 //
 //	troupe serve     run a node (see troupe serve -h)
 //	troupe bench     drive load and compare with the floor (see troupe bench -h)
+//	troupe status    the cluster as a node sees it
+//	troupe join      add a member through any node
 //	troupe backup    download a consistent backup from a node
 //	troupe restore   prepare a data dir that boots from a backup
 //	troupe version   print the version
@@ -30,6 +32,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args[1:], stdout, stderr)
 	case "bench":
 		return benchCmd(args[1:], stdout, stderr)
+	case "status":
+		return statusCmd(args[1:], stdout, stderr)
+	case "join":
+		return joinCmd(args[1:], stdout, stderr)
 	case "backup":
 		return backupCmd(args[1:], stdout, stderr)
 	case "restore":
@@ -52,6 +58,8 @@ func usage(w io.Writer) {
 Usage:
   troupe serve [flags]   run a node (troupe serve -h lists the flags)
   troupe bench [flags]   drive load at nodes (troupe bench -h; troupe bench serve-floor)
+  troupe status --addr URL               the cluster as a node sees it, and each member's readiness
+  troupe join --addr URL --id ID --http-addr H --raft-addr R [--learner]   add a member
   troupe backup --addr URL --out FILE      download a consistent backup from a node
   troupe restore --from FILE --data DIR    make DIR boot a new one-node cluster holding the backup
   troupe version         print the version

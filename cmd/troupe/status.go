@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/troupe-db/troupe/transport/client"
+)
+
+func newClient(addrs string, timeout time.Duration) (*client.Client, error) {
+	cfg := client.DefaultConfig()
+	for _, a := range strings.Split(addrs, ",") {
+		u, err := joinURL(a)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Nodes = append(cfg.Nodes, u)
+	}
+	cfg.Timeout = timeout
+	return client.New(cfg)
+}
+
+// statusCmd runs `troupe status --addr URL[,URL]`: the cluster as a node
+// sees it, and whether each member is ready. It exits 1 unless a leader is
+// known and every member is ready.
+func statusCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "http://127.0.0.1:8080", "node URL(s), URL[,URL]")
+	timeout := fs.Duration("timeout", 3*time.Second, "per-request timeout")
+	if err := fs.Parse(args); err != nil {
+		return exitForFlagError(err)
+	}
+	c, err := newClient(*addr, *timeout)
+	if err != nil {
+		fmt.Fprintf(stderr, "troupe status: %v\n", err)
+		return 2
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 4**timeout)
+	defer cancel()
+	st, meta, err := c.ClusterStatus(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "troupe status: %v\n", err)
+		return 1
+	}
+	leader := "none known"
+	if st.Leader != nil {
+		leader = fmt.Sprintf("%s (%s)", st.Leader.ID, st.Leader.HTTPAddr)
+	}
+	fmt.Fprintf(stdout, "asked %s: node %s, leader %s, term %d, commit %d, applied %d\n\n",
+		meta.Node, st.NodeID, leader, st.Term, st.CommitIndex, st.AppliedIndex)
+	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tROLE\tVOTER\tHTTP\tRAFT\tREADY")
+	healthy := st.Leader != nil
+	for _, m := range st.Members {
+		ready := "unknown (no address)"
+		if m.HTTPAddr != "" {
+			ready = probeReady("http://"+m.HTTPAddr, *timeout)
+			healthy = healthy && ready == "yes"
+		} else {
+			healthy = false
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\t%s\n", m.ID, m.State, m.Voter, m.HTTPAddr, m.RaftAddr, ready)
+	}
+	tw.Flush()
+	if !healthy {
+		return 1
+	}
+	return 0
+}
+
+func probeReady(url string, timeout time.Duration) string {
+	c, err := newClient(url, timeout)
+	if err != nil {
+		return err.Error()
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if _, err := c.Ready(ctx, client.WithMaxAttempts(1)); err != nil {
+		return "no: " + err.Error()
+	}
+	return "yes"
+}
+
+// joinCmd runs `troupe join`: it asks a member to add a node (the node
+// itself is started with `troupe serve --join`, which does this on its
+// own; this is the operator's tool, e.g. to promote a learner).
+func joinCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("join", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "http://127.0.0.1:8080", "member URL(s), URL[,URL]")
+	id := fs.String("id", "", "the new member's node id (required)")
+	httpAddr := fs.String("http-addr", "", "the new member's HTTP address, host:port (required)")
+	raftAddr := fs.String("raft-addr", "", "the new member's raft address, host:port (required)")
+	learner := fs.Bool("learner", false, "add it as a learner (replicates, does not vote)")
+	secret := fs.String("cluster-secret", os.Getenv("TROUPE_CLUSTER_SECRET"), "the cluster secret, if the cluster has one")
+	if err := fs.Parse(args); err != nil {
+		return exitForFlagError(err)
+	}
+	if *id == "" || *httpAddr == "" || *raftAddr == "" {
+		fmt.Fprintln(stderr, "troupe join: --id, --http-addr and --raft-addr are required")
+		return 2
+	}
+	c, err := newClient(*addr, 15*time.Second)
+	if err != nil {
+		fmt.Fprintf(stderr, "troupe join: %v\n", err)
+		return 2
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	body := joinRequest{ID: *id, HTTPAddr: *httpAddr, RaftAddr: *raftAddr, Voter: !*learner}
+	var out client.ClusterMember
+	var opts []client.CallOption
+	if *secret != "" {
+		opts = append(opts, client.WithHeader("X-Troupe-Cluster-Secret", *secret))
+	}
+	if _, err := c.Do(ctx, "POST", "/v1/cluster/members", body, &out, opts...); err != nil {
+		fmt.Fprintf(stderr, "troupe join: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "added %s (voter: %v, raft %s, http %s)\n", out.ID, out.Voter, out.RaftAddr, out.HTTPAddr)
+	return 0
+}
