@@ -255,6 +255,7 @@ func (n *Node) Raft() *raft.Raft { return n.raft }
 func (n *Node) Shutdown() error {
 	var err error
 	n.stopOnce.Do(func() {
+		n.handOver()
 		close(n.stop)
 		// Raft first: its shutdown fails the futures that the leader
 		// watcher or the read batcher may be waiting on, so they end.
@@ -267,6 +268,41 @@ func (n *Node) Shutdown() error {
 		n.fsm.Close()
 	})
 	return err
+}
+
+// handOver transfers leadership to another voter before this leader stops,
+// so that the cluster does not wait out an election timeout.
+func (n *Node) handOver() {
+	if n.raft == nil || n.raft.State() != raft.Leader {
+		return
+	}
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	voters := 0
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			voters++
+		}
+	}
+	if voters < 2 {
+		return
+	}
+	start := time.Now()
+	done := make(chan error, 1)
+	f2 := n.raft.LeadershipTransfer()
+	go func() { done <- f2.Error() }() // ends at the latest when raft shuts down
+	select {
+	case err := <-done:
+		if err != nil {
+			n.log.Warn("could not hand leadership over before stopping", slog.Any("err", err))
+			return
+		}
+		n.log.Info("handed leadership over before stopping", slog.Duration("took", time.Since(start)))
+	case <-time.After(2 * n.cfg.ElectionTimeout):
+		n.log.Warn("leadership hand-over did not finish in time; stopping anyway")
+	}
 }
 
 func (n *Node) closeStores() {
