@@ -93,19 +93,9 @@ func Open(cfg Config, logger *slog.Logger, set *metrics.Set, sys *actors.System,
 	}()
 	n.fsm = NewFSM(sys, logger.With("component", "fsm"), set, n.fatal)
 
-	raftDir := filepath.Join(cfg.DataDir, "raft")
-	walDir := filepath.Join(raftDir, "wal")
-	if err := os.MkdirAll(walDir, 0o700); err != nil {
-		return nil, fmt.Errorf("cannot create data dir %q: %w", walDir, err)
-	}
-	n.meta = &metadb.BoltMetaDB{}
-	n.wal, err = wal.Open(walDir, wal.WithMetaStore(n.meta), wal.WithLogger(NewHclog(logger, "raft.wal")))
-	if err != nil {
-		return nil, fmt.Errorf("cannot open raft log in %q: %w", walDir, err)
-	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(raftDir, 2, NewHclog(logger, "raft.snapshot"))
-	if err != nil {
-		return nil, fmt.Errorf("cannot open snapshot store in %q: %w", raftDir, err)
+	var snaps *raft.FileSnapshotStore
+	if n.wal, n.meta, snaps, err = openStores(cfg.DataDir, logger); err != nil {
+		return nil, err
 	}
 	advertise := cfg.AdvertiseRaft
 	if advertise == "" {
@@ -171,6 +161,29 @@ func Open(cfg Config, logger *slog.Logger, set *metrics.Set, sys *actors.System,
 	go n.watchLeadership()
 	go n.reads.run(n)
 	return n, nil
+}
+
+// openStores opens the raft log and stable store (raft-wal with its bolt
+// metadata, which the caller closes too) and the snapshot store in dataDir.
+func openStores(dataDir string, logger *slog.Logger) (*wal.WAL, *metadb.BoltMetaDB, *raft.FileSnapshotStore, error) {
+	raftDir := filepath.Join(dataDir, "raft")
+	walDir := filepath.Join(raftDir, "wal")
+	if err := os.MkdirAll(walDir, 0o700); err != nil {
+		return nil, nil, nil, fmt.Errorf("cannot create data dir %q: %w", walDir, err)
+	}
+	meta := &metadb.BoltMetaDB{}
+	w, err := wal.Open(walDir, wal.WithMetaStore(meta), wal.WithLogger(NewHclog(logger, "raft.wal")))
+	if err != nil {
+		meta.Close()
+		return nil, nil, nil, fmt.Errorf("cannot open raft log in %q: %w", walDir, err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(raftDir, 2, NewHclog(logger, "raft.snapshot"))
+	if err != nil {
+		w.Close()
+		meta.Close()
+		return nil, nil, nil, fmt.Errorf("cannot open snapshot store in %q: %w", raftDir, err)
+	}
+	return w, meta, snaps, nil
 }
 
 // soloConfiguration reports whether the latest stored configuration has

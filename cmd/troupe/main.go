@@ -6,6 +6,7 @@
 //	troupe join      add a member through any node
 //	troupe backup    download a consistent backup from a node
 //	troupe restore   prepare a data dir that boots from a backup
+//	troupe recover   rewrite a stopped node's cluster after a lost quorum
 //	troupe version   print the version
 package main
 
@@ -36,6 +37,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return statusCmd(args[1:], stdout, stderr)
 	case "join":
 		return joinCmd(args[1:], stdout, stderr)
+	case "recover":
+		return recoverCmd(args[1:], stdout, stderr)
 	case "backup":
 		return backupCmd(args[1:], stdout, stderr)
 	case "restore":
@@ -62,6 +65,7 @@ Usage:
   troupe join --addr URL --id ID --http-addr H --raft-addr R [--learner]   add a member
   troupe backup --addr URL --out FILE      download a consistent backup from a node
   troupe restore --from FILE --data DIR    make DIR boot a new one-node cluster holding the backup
+  troupe recover --data DIR --peers FILE   after losing a quorum: keep only the listed servers
   troupe version         print the version
 `)
 }
