@@ -186,3 +186,48 @@ func (n *Node) RaftAddr() string { return string(n.trans.LocalAddr()) }
 
 // IsLeader reports whether this node leads now.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Identity is what a node tells peers that are forming a cluster with
+// --bootstrap-expect.
+type Identity struct {
+	ID         string `json:"id"`
+	HTTPAddr   string `json:"http_addr"`
+	RaftAddr   string `json:"raft_addr"`
+	Configured bool   `json:"configured"` // it already belongs to a cluster
+}
+
+// IdentityPath is where a node serves its Identity to its peers.
+const IdentityPath = "/internal/v1/node"
+
+// Identity returns this node's identity.
+func (n *Node) Identity() Identity {
+	return Identity{ID: n.cfg.NodeID, HTTPAddr: n.cfg.AdvertiseHTTP, RaftAddr: n.RaftAddr(), Configured: !n.Unconfigured()}
+}
+
+// BootstrapWith bootstraps a cluster whose first members are servers
+// (this node among them). Every node that forms the cluster together
+// calls it with the same list, sorted by id.
+func (n *Node) BootstrapWith(servers []Identity) error {
+	conf := raft.Configuration{}
+	self := false
+	for _, s := range servers {
+		conf.Servers = append(conf.Servers, raft.Server{ID: raft.ServerID(s.ID), Address: raft.ServerAddress(s.RaftAddr), Suffrage: raft.Voter})
+		self = self || s.ID == n.cfg.NodeID
+	}
+	if !self {
+		return fmt.Errorf("%w: the servers to bootstrap with do not include this node", ErrBadMember)
+	}
+	if err := n.raft.BootstrapCluster(conf).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		return err
+	}
+	n.log.Info("bootstrapped a cluster together with its expected members", slog.Int("members", len(servers)))
+	return nil
+}
+
+// Registered reports whether the member directory holds this node's
+// current addresses.
+func (n *Node) Registered() bool {
+	cur, ok := n.fsm.Members()[n.cfg.NodeID]
+	me := n.self()
+	return ok && cur == me || me.HTTPAddr == ""
+}

@@ -166,3 +166,11 @@ func (s *Server) backup(ctx *fasthttp.RequestCtx) {
 		}
 	})
 }
+
+// identity tells a peer forming a cluster who this node is (node to node).
+func (s *Server) identity(ctx *fasthttp.RequestCtx) {
+	if !s.clusterSecretOK(ctx) {
+		return
+	}
+	writeJSON(ctx, http.StatusOK, s.node.Identity())
+}

@@ -35,6 +35,7 @@ type Node interface {
 	LeaderHTTP() string
 	LeaderReadIndex() (uint64, error)
 	StateHash() (cluster.StateHash, error)
+	Identity() cluster.Identity
 	TakeSnapshot(deadline time.Time) (uint64, error)
 	Backup() *storage.Snapshot
 	AddMember(m storage.Member, voter bool, deadline time.Time) error
@@ -167,6 +168,7 @@ func (s *Server) routes() fasthttp.RequestHandler {
 	r.GET("/v1/cluster/hash", s.handle("GET /v1/cluster/hash", s.stateHash))
 	r.GET("/v1/cluster/backup", s.handle("GET /v1/cluster/backup", s.backup))
 	r.POST("/v1/cluster/snapshot", s.handle("POST /v1/cluster/snapshot", s.snapshot))
+	r.GET(cluster.IdentityPath, s.handle("GET "+cluster.IdentityPath, s.identity))
 	r.GET(cluster.ReadIndexPath, s.handle("GET "+cluster.ReadIndexPath, s.readIndex))
 	r.POST("/v1/cluster/members", s.handle("POST /v1/cluster/members", s.leaderOnly(s.addMember)))
 	r.DELETE("/v1/cluster/members/{id}", s.handle("DELETE /v1/cluster/members/{id}", s.leaderOnly(s.removeMember)))

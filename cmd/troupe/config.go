@@ -114,7 +114,7 @@ func (c *serveConfig) validate() error {
 	case c.Join != "" && c.Bootstrap:
 		errs = append(errs, errors.New("--join and --bootstrap exclude each other: the first node bootstraps, the others join"))
 	case c.Join != "":
-		c.Node.Mode = cluster.Join
+		c.Node.Mode = cluster.Join // with --bootstrap-expect, the nodes bootstrap together
 		for _, u := range strings.Split(c.Join, ",") {
 			if _, err := joinURL(u); err != nil {
 				errs = append(errs, err)
@@ -124,7 +124,14 @@ func (c *serveConfig) validate() error {
 		c.Node.Mode = cluster.Bootstrap
 	}
 	if c.BootstrapExpect != 0 {
-		notYet("bootstrap-expect")
+		switch {
+		case c.BootstrapExpect < 1 || c.BootstrapExpect > 9:
+			errs = append(errs, fmt.Errorf("--bootstrap-expect=%d: give the number of nodes forming the cluster, 1 to 9", c.BootstrapExpect))
+		case c.Join == "":
+			errs = append(errs, errors.New("--bootstrap-expect needs --join with the URLs of the other nodes that form the cluster"))
+		case c.Bootstrap:
+			errs = append(errs, errors.New("--bootstrap-expect and --bootstrap exclude each other"))
+		}
 	}
 	c.HTTP.ClusterSecret = c.ClusterSecret
 	c.Node.ClusterSecret = c.ClusterSecret

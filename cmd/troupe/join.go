@@ -9,8 +9,11 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/troupe-db/troupe/cluster"
 )
 
 // joinRequest is the body of POST /v1/cluster/members.
@@ -25,7 +28,7 @@ type joinRequest struct {
 // one (the leader, or a member pointing at it) does or ctx ends. Failures
 // back off exponentially with jitter, up to 5 s between rounds.
 func joinCluster(ctx context.Context, urls []string, req joinRequest, secret string, logger *slog.Logger) error {
-	body, _ := json.Marshal(req)
+	body := mustJSON(req)
 	client := &http.Client{Timeout: 15 * time.Second}
 	wait := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
@@ -82,4 +85,94 @@ func askToJoin(ctx context.Context, client *http.Client, base string, body []byt
 		return e.Error.Details.Leader, fmt.Errorf("%d %s: %s", resp.StatusCode, e.Error.Code, e.Error.Message)
 	}
 	return resp.Header.Get("X-Troupe-Leader"), fmt.Errorf("%d", resp.StatusCode)
+}
+
+// formCluster is --bootstrap-expect: it asks the peers at urls who they
+// are until expect nodes (this one included) know of each other, then
+// bootstraps them all with the same configuration (every node computes the
+// same sorted list). A peer that already belongs to a cluster is joined
+// instead.
+func formCluster(ctx context.Context, node *cluster.Node, urls []string, expect int, req joinRequest, secret string, logger *slog.Logger) error {
+	client := &http.Client{Timeout: 5 * time.Second}
+	wait := 100 * time.Millisecond
+	for {
+		known := map[string]cluster.Identity{}
+		me := node.Identity()
+		known[me.ID] = me
+		for _, u := range urls {
+			id, err := peerIdentity(ctx, client, u, secret)
+			if err != nil {
+				continue
+			}
+			if id.Configured {
+				logger.Info("a peer already belongs to a cluster; joining it", slog.String("peer", u))
+				return joinCluster(ctx, []string{u}, req, secret, logger)
+			}
+			known[id.ID] = id
+		}
+		if !node.Unconfigured() {
+			return nil // another node bootstrapped us meanwhile
+		}
+		if len(known) >= expect {
+			servers := make([]cluster.Identity, 0, len(known))
+			for _, id := range known {
+				servers = append(servers, id)
+			}
+			slices.SortFunc(servers, func(a, b cluster.Identity) int { return strings.Compare(a.ID, b.ID) })
+			return node.BootstrapWith(servers[:expect])
+		}
+		logger.Info("waiting for the expected nodes", slog.Int("known", len(known)), slog.Int("expect", expect))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait/2 + rand.N(wait/2+1)):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+func peerIdentity(ctx context.Context, client *http.Client, base, secret string) (cluster.Identity, error) {
+	var id cluster.Identity
+	r, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+cluster.IdentityPath, nil)
+	if err != nil {
+		return id, err
+	}
+	if secret != "" {
+		r.Header.Set("X-Troupe-Cluster-Secret", secret)
+	}
+	resp, err := client.Do(r)
+	if err != nil {
+		return id, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return id, fmt.Errorf("%s answered %d", base, resp.StatusCode)
+	}
+	err = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&id)
+	return id, err
+}
+
+// keepRegistered makes sure the member directory holds this node's
+// addresses (nodes that formed a cluster with --bootstrap-expect, or that
+// moved, are not in it yet): it asks the leader to record them, which
+// changes nothing else.
+func keepRegistered(ctx context.Context, node *cluster.Node, req joinRequest, secret string, logger *slog.Logger) {
+	client := &http.Client{Timeout: 5 * time.Second}
+	for !node.Registered() {
+		if leader := node.LeaderHTTP(); leader != "" && !node.IsLeader() {
+			if _, err := askToJoin(ctx, client, "http://"+leader, mustJSON(req), secret); err == nil {
+				logger.Info("recorded this node's addresses in the member directory")
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
 }

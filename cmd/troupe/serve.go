@@ -140,8 +140,21 @@ func runNode(ctx context.Context, cfg *serveConfig, logger *slog.Logger, stdout 
 			urls = append(urls, ju)
 		}
 		req := joinRequest{ID: cfg.Node.NodeID, HTTPAddr: cfg.Node.AdvertiseHTTP, RaftAddr: node.RaftAddr(), Voter: true}
-		go func() { joinErr <- joinCluster(joinCtx, urls, req, cfg.ClusterSecret, logger) }()
+		if cfg.BootstrapExpect > 0 {
+			go func() {
+				joinErr <- formCluster(joinCtx, node, urls, cfg.BootstrapExpect, req, cfg.ClusterSecret, logger)
+			}()
+		} else {
+			go func() { joinErr <- joinCluster(joinCtx, urls, req, cfg.ClusterSecret, logger) }()
+		}
 	}
+	registered := make(chan struct{})
+	go func() {
+		defer close(registered)
+		req := joinRequest{ID: cfg.Node.NodeID, HTTPAddr: cfg.Node.AdvertiseHTTP, RaftAddr: node.RaftAddr(), Voter: true}
+		keepRegistered(joinCtx, node, req, cfg.ClusterSecret, logger)
+	}()
+	defer func() { cancelJoin(); <-registered }()
 
 	initErr := make(chan error, 1)
 	initDeadline := time.Now().Add(2 * time.Minute)
