@@ -94,6 +94,13 @@ func suite(bin, out string, d time.Duration, gopkgs []string) error {
 	}
 	fsync := measureFsync()
 
+	fmt.Fprintln(os.Stderr, "→ users-create on a three-node cluster")
+	three, err := runThreeNode(bin, dur)
+	if err != nil {
+		return err
+	}
+	runs = append(runs, three)
+
 	fmt.Fprintf(os.Stderr, "→ memory and restart with %d users\n", memUsers)
 	mem, err := measureMemory(bin, memUsers)
 	if err != nil {
@@ -120,6 +127,7 @@ func freeAddr() string {
 // node is a troupe process under test, with its data dir.
 type node struct {
 	bin, dir, addr, raftAddr, pprofAddr string
+	extra                               []string
 	cmd                                 *exec.Cmd
 }
 
@@ -134,8 +142,9 @@ func newNode(bin string) (*node, error) {
 // start runs the node and returns how long it took to become ready.
 func (n *node) start() (time.Duration, error) {
 	begin := time.Now()
-	n.cmd = exec.Command(n.bin, "serve", "--insecure", "--rate-limit", "off", "--data", n.dir,
-		"--http-addr", n.addr, "--raft-addr", n.raftAddr, "--pprof", n.pprofAddr, "--log-level", "warn")
+	args := []string{"serve", "--insecure", "--rate-limit", "off", "--data", n.dir,
+		"--http-addr", n.addr, "--raft-addr", n.raftAddr, "--pprof", n.pprofAddr, "--log-level", "warn"}
+	n.cmd = exec.Command(n.bin, append(args, n.extra...)...)
 	n.cmd.Stderr = os.Stderr
 	if err := n.cmd.Start(); err != nil {
 		return 0, err
@@ -197,7 +206,15 @@ func runBench(bin string, args []string) (*result, string, error) {
 	}
 	shown := append([]string{"troupe"}, args...)
 	for i, a := range shown {
-		if strings.HasPrefix(a, "http://127.0.0.1:") {
+		if !strings.HasPrefix(a, "http://127.0.0.1:") {
+			continue
+		}
+		if parts := strings.Split(a, ","); len(parts) > 1 {
+			for j := range parts {
+				parts[j] = fmt.Sprintf("http://127.0.0.1:%d", 8081+j)
+			}
+			shown[i] = strings.Join(parts, ",")
+		} else {
 			shown[i] = "http://127.0.0.1:8080"
 		}
 	}
@@ -267,4 +284,40 @@ func goVersion() string {
 		return runtime.Version()
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// runThreeNode forms a three-node cluster of processes on this machine
+// and drives users-create at 64 connections spread over the three nodes
+// (followers forward to the leader), next to the floor.
+func runThreeNode(bin, dur string) (*run, error) {
+	var nodes []*node
+	defer func() {
+		for _, n := range nodes {
+			n.remove()
+		}
+	}()
+	var urls []string
+	for i := range 3 {
+		n, err := newNode(bin)
+		if err != nil {
+			return nil, err
+		}
+		n.extra = []string{"--node-id", fmt.Sprintf("n%d", i+1)}
+		if i == 0 {
+			n.extra = append(n.extra, "--bootstrap")
+		} else {
+			n.extra = append(n.extra, "--join", urls[0])
+		}
+		nodes = append(nodes, n)
+		if _, err := n.start(); err != nil {
+			return nil, err
+		}
+		urls = append(urls, "http://"+n.addr)
+	}
+	r := &run{label: "users-create, 3-node cluster, 64 connections over the 3 nodes",
+		args: []string{"bench", "--addr", strings.Join(urls, ","), "--duration", dur, "--warmup", "1s", "--json",
+			"--compare-floor", "--scenario", "users-create", "--connections", "64"}}
+	var err error
+	r.res, r.cmd, err = runBench(bin, r.args)
+	return r, err
 }
