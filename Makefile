@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # system tests build their own (race-free) binary, as a real deployment.
 PKGS    := ./...
 
-.PHONY: run build test fuzz-smoke bench lint clean
+.PHONY: run build test fuzz-smoke bench torture lint clean
 
 ## run: build and start a one-node cluster in ./troupe-data
 run: build
@@ -37,6 +37,10 @@ fuzz-smoke:
 ## bench: the load scenarios next to their floor and the Go benchmarks; writes docs/BENCHMARKS.md (≈ 3 min)
 bench: build
 	$(GO) run ./bench/suite --troupe $(BIN) --out docs/BENCHMARKS.md
+
+## torture: the linearizability test with 20 leader kills (≈ 2 min)
+torture:
+	TROUPE_TORTURE_ROUNDS=20 $(GO) test -count=1 -timeout 30m -run TestLinearizableUnderLeaderKill -v ./systemtest/
 
 ## lint: golangci-lint if installed, else vet
 lint:

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -135,20 +137,31 @@ func TestLinearizableUnderLeaderKill(t *testing.T) {
 		}()
 	}
 
-	time.Sleep(1500 * time.Millisecond)
-	leader := 0
-	for i, n := range nodes {
-		if st := status(t, n); st.Leader != nil && st.Leader.ID == n.cfg.ID {
-			leader = i
-		}
+	// One kill-and-restart round by default; `make torture` sets
+	// TROUPE_TORTURE_ROUNDS for many.
+	rounds := 1
+	if v, err := strconv.Atoi(os.Getenv("TROUPE_TORTURE_ROUNDS")); err == nil && v > 0 {
+		rounds = v
 	}
-	t.Logf("killing the leader %s", nodes[leader].cfg.ID)
-	nodes[leader].Kill(t)
-	time.Sleep(2500 * time.Millisecond)
-	restarted := nodes[leader].Restart(t)
-	nodesMu.Lock()
-	nodes[leader] = restarted
-	nodesMu.Unlock()
+	for round := range rounds {
+		time.Sleep(1500 * time.Millisecond)
+		leader := -1
+		for i, n := range nodes {
+			if st := status(t, n); st.Leader != nil && st.Leader.ID == n.cfg.ID {
+				leader = i
+			}
+		}
+		if leader < 0 {
+			leader = round % len(nodes) // no leader known: kill any node
+		}
+		t.Logf("round %d: killing the leader %s", round+1, nodes[leader].cfg.ID)
+		nodes[leader].Kill(t)
+		time.Sleep(2500 * time.Millisecond)
+		restarted := nodes[leader].Restart(t)
+		nodesMu.Lock()
+		nodes[leader] = restarted
+		nodesMu.Unlock()
+	}
 	time.Sleep(1500 * time.Millisecond)
 	stop.Store(true)
 	wg.Wait()
