@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -446,7 +447,7 @@ func TestBadRequests(t *testing.T) {
 	}
 	// Body limit: 413 in the documented shape.
 	big := `{"name":"x","email":"x@example.com","password":"` + strings.Repeat("a", 1<<20) + `"}`
-	if r := ts.do("POST", "/v1/users", big, nil, false); r.status != 413 || r.errorCode(t) != "payload_too_large" {
+	if r := ts.rawPost(t, "/v1/users", []byte(big)); r.status != 413 || r.errorCode(t) != "payload_too_large" {
 		t.Fatalf("big body: %d %s", r.status, r.body)
 	}
 	if r := ts.do("GET", "/v1/nothing", "", nil, false); r.status != 404 || r.errorCode(t) != "not_found" {
@@ -614,4 +615,31 @@ func TestMembershipRoutes(t *testing.T) {
 	if len(st.Members) != 1 {
 		t.Fatalf("members after removal: %+v", st.Members)
 	}
+}
+
+// rawPost sends a request over a bare connection, reading the answer while
+// the body is still being written (as curl does): the server answers an
+// oversized body with 413 and closes the connection before reading it all,
+// and net/http's client then often reports only its failed write.
+func (ts *testServer) rawPost(t *testing.T, path string, body []byte) *response {
+	t.Helper()
+	addr := strings.TrimPrefix(ts.base, "http://")
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(15 * time.Second))
+	go func() {
+		if _, err := fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", path, addr, len(body)); err == nil {
+			_, _ = conn.Write(body)
+		}
+	}()
+	resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: "POST"})
+	if err != nil {
+		t.Fatalf("no answer to a %d-byte body: %v", len(body), err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return &response{status: resp.StatusCode, header: resp.Header, body: b}
 }
