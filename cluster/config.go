@@ -36,6 +36,10 @@ type Config struct {
 	SnapshotThreshold  uint64
 	SnapshotInterval   time.Duration
 	TrailingLogs       uint64
+	// WALSegmentSize is the size of a raft-wal segment file; the log is
+	// truncated after a snapshot only by whole segments. 0: raft-wal's
+	// default (64 MiB).
+	WALSegmentSize int
 
 	// ApplyTimeout bounds how long a write waits to be enqueued, committed
 	// and applied before it answers that its outcome is unknown.
@@ -136,6 +140,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SnapshotThreshold < 16 || c.SnapshotInterval < 10*time.Millisecond {
 		bad("snapshot threshold (%d) and interval (%v) too small", c.SnapshotThreshold, c.SnapshotInterval)
+	}
+	if c.WALSegmentSize != 0 && (c.WALSegmentSize < 64<<10 || c.WALSegmentSize > 1<<30) {
+		bad("WAL segment size %d out of range 64 KiB..1 GiB", c.WALSegmentSize)
 	}
 	if c.ApplyTimeout < 10*time.Millisecond {
 		bad("apply timeout %v too small", c.ApplyTimeout)

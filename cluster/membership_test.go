@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,11 +27,19 @@ type testCluster struct {
 
 func startMember(t *testing.T, id string, mode Mode, dir, raftAddr string) (*Node, func()) {
 	t.Helper()
+	return startMemberWith(t, id, mode, dir, raftAddr, nil)
+}
+
+func startMemberWith(t *testing.T, id string, mode Mode, dir, raftAddr string, tune func(*Config)) (*Node, func()) {
+	t.Helper()
 	cfg := DefaultConfig()
 	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.Mode = id, dir, raftAddr, mode
 	cfg.AdvertiseHTTP = "127.0.0.1:1" + raftAddr[len(raftAddr)-4:] // a stand-in: no HTTP here
 	cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 300*time.Millisecond, 300*time.Millisecond, 150*time.Millisecond
 	cfg.UserShards = 4
+	if tune != nil {
+		tune(&cfg)
+	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	set := metrics.NewSet()
 	sys := actors.NewSystem(logger, set)
@@ -40,11 +49,14 @@ func startMember(t *testing.T, id string, mode Mode, dir, raftAddr string) (*Nod
 	if err != nil {
 		t.Fatal(err)
 	}
+	var once sync.Once
 	return n, func() {
-		if err := n.Shutdown(); err != nil {
-			t.Logf("shutdown %s: %v", id, err)
-		}
-		sys.Shutdown()
+		once.Do(func() {
+			if err := n.Shutdown(); err != nil {
+				t.Logf("shutdown %s: %v", id, err)
+			}
+			sys.Shutdown()
+		})
 	}
 }
 
@@ -167,5 +179,52 @@ func TestThreeNodeCluster(t *testing.T) {
 	}
 	if st := l.Status(""); len(st.Members) != 2 {
 		t.Fatalf("members after removal: %+v", st.Members)
+	}
+}
+
+// TestLaggingNodeCatchesUpBySnapshot stops a follower, writes enough that
+// the leader's snapshot lets raft drop the log it missed, and restarts the
+// follower: it catches up by installing the leader's snapshot.
+func TestLaggingNodeCatchesUpBySnapshot(t *testing.T) {
+	dirs := map[string]string{"n1": t.TempDir(), "n2": t.TempDir(), "n3": t.TempDir()}
+	addrs := map[string]string{"n1": freeAddr(t), "n2": freeAddr(t), "n3": freeAddr(t)}
+	start := func(id string, mode Mode) (*Node, func()) {
+		return startMemberWith(t, id, mode, dirs[id], addrs[id], func(c *Config) {
+			c.WALSegmentSize = 64 << 10
+			c.TrailingLogs = 16
+		})
+	}
+	n1, stop1 := start("n1", Bootstrap)
+	defer stop1()
+	n2, stop2 := start("n2", Join)
+	defer stop2()
+	n3, stop3 := start("n3", Join)
+	waitFor(t, "n1 to lead", func() bool { return n1.Ready() == nil })
+	for _, n := range []*Node{n2, n3} {
+		if err := n1.AddMember(n.self(), true, time.Now().Add(10*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "n3 to catch up", func() bool { return n3.FSM().AppliedIndex() >= n1.FSM().AppliedIndex() })
+	stop3()
+	for i := range 1500 {
+		createUser(t, n1, "Lagging", fmt.Sprintf("lag%d@example.com", i))
+	}
+	if _, err := n1.TakeSnapshot(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	first, err := n1.wal.FirstIndex()
+	if err != nil || first <= 2 {
+		t.Fatalf("the leader kept its whole log (first index %d, %v): the test would not need a snapshot", first, err)
+	}
+	n3, stop3 = start("n3", Join)
+	defer stop3()
+	waitFor(t, "n3 to catch up again", func() bool { return n3.FSM().AppliedIndex() >= n1.FSM().AppliedIndex() })
+	if n3.raft.Stats()["last_snapshot_index"] == "0" {
+		t.Fatal("n3 caught up without installing a snapshot")
+	}
+	i1, h1 := stateHash(n1)
+	if i3, h3 := stateHash(n3); i3 != i1 || h3 != h1 {
+		t.Fatalf("n3 at %d differs from n1 at %d", i3, i1)
 	}
 }

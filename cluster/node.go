@@ -94,7 +94,7 @@ func Open(cfg Config, logger *slog.Logger, set *metrics.Set, sys *actors.System,
 	n.fsm = NewFSM(sys, logger.With("component", "fsm"), set, n.fatal)
 
 	var snaps *raft.FileSnapshotStore
-	if n.wal, n.meta, snaps, err = openStores(cfg.DataDir, logger); err != nil {
+	if n.wal, n.meta, snaps, err = openStores(cfg.DataDir, cfg.WALSegmentSize, logger); err != nil {
 		return nil, err
 	}
 	advertise := cfg.AdvertiseRaft
@@ -165,14 +165,20 @@ func Open(cfg Config, logger *slog.Logger, set *metrics.Set, sys *actors.System,
 
 // openStores opens the raft log and stable store (raft-wal with its bolt
 // metadata, which the caller closes too) and the snapshot store in dataDir.
-func openStores(dataDir string, logger *slog.Logger) (*wal.WAL, *metadb.BoltMetaDB, *raft.FileSnapshotStore, error) {
+func openStores(dataDir string, segmentSize int, logger *slog.Logger) (*wal.WAL, *metadb.BoltMetaDB, *raft.FileSnapshotStore, error) {
 	raftDir := filepath.Join(dataDir, "raft")
 	walDir := filepath.Join(raftDir, "wal")
 	if err := os.MkdirAll(walDir, 0o700); err != nil {
 		return nil, nil, nil, fmt.Errorf("cannot create data dir %q: %w", walDir, err)
 	}
 	meta := &metadb.BoltMetaDB{}
-	w, err := wal.Open(walDir, wal.WithMetaStore(meta), wal.WithLogger(NewHclog(logger, "raft.wal")))
+	var w *wal.WAL
+	var err error
+	if segmentSize > 0 {
+		w, err = wal.Open(walDir, wal.WithMetaStore(meta), wal.WithLogger(NewHclog(logger, "raft.wal")), wal.WithSegmentSize(segmentSize))
+	} else {
+		w, err = wal.Open(walDir, wal.WithMetaStore(meta), wal.WithLogger(NewHclog(logger, "raft.wal")))
+	}
 	if err != nil {
 		meta.Close()
 		return nil, nil, nil, fmt.Errorf("cannot open raft log in %q: %w", walDir, err)

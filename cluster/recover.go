@@ -28,7 +28,7 @@ func Recover(dataDir, peersFile, nodeID string, logger *slog.Logger) (raft.Confi
 	if !self {
 		return conf, fmt.Errorf("%s does not list this node (%q): a recovered node must be one of the servers", peersFile, nodeID)
 	}
-	logs, meta, snaps, err := openStores(dataDir, logger)
+	logs, meta, snaps, err := openStores(dataDir, 0, logger)
 	if err != nil {
 		return conf, err
 	}
