@@ -6,6 +6,8 @@ import (
 	"net"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/troupe-db/troupe/storage"
 )
 
@@ -36,6 +38,9 @@ type Config struct {
 	SnapshotThreshold  uint64
 	SnapshotInterval   time.Duration
 	TrailingLogs       uint64
+	// StreamLayer, if set, carries raft traffic instead of plain TCP on
+	// RaftAddr (it owns its listener); tests use it to partition nodes.
+	StreamLayer raft.StreamLayer
 	// WALSegmentSize is the size of a raft-wal segment file; the log is
 	// truncated after a snapshot only by whole segments. 0: raft-wal's
 	// default (64 MiB).

@@ -105,9 +105,15 @@ func Open(cfg Config, logger *slog.Logger, set *metrics.Set, sys *actors.System,
 	if err != nil {
 		return nil, fmt.Errorf("cannot resolve advertised raft address %q: %w", advertise, err)
 	}
-	n.trans, err = raft.NewTCPTransportWithLogger(cfg.RaftAddr, advAddr, 8, 10*time.Second, NewHclog(logger, "raft.net"))
-	if err != nil {
-		return nil, fmt.Errorf("cannot listen for raft on %q: %w", cfg.RaftAddr, err)
+	if cfg.StreamLayer != nil {
+		n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+			Stream: cfg.StreamLayer, MaxPool: 8, Timeout: 10 * time.Second, Logger: NewHclog(logger, "raft.net"),
+		})
+	} else {
+		n.trans, err = raft.NewTCPTransportWithLogger(cfg.RaftAddr, advAddr, 8, 10*time.Second, NewHclog(logger, "raft.net"))
+		if err != nil {
+			return nil, fmt.Errorf("cannot listen for raft on %q: %w", cfg.RaftAddr, err)
+		}
 	}
 
 	hasState, err := raft.HasExistingState(n.wal, n.wal, snaps)
