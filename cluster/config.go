@@ -38,6 +38,8 @@ type Config struct {
 	SnapshotThreshold  uint64
 	SnapshotInterval   time.Duration
 	TrailingLogs       uint64
+	// TLS, if set, carries raft traffic over mutual TLS.
+	TLS TLSFiles
 	// StreamLayer, if set, carries raft traffic instead of plain TCP on
 	// RaftAddr (it owns its listener); tests use it to partition nodes.
 	StreamLayer raft.StreamLayer

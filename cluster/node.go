@@ -105,6 +105,16 @@ func Open(cfg Config, logger *slog.Logger, set *metrics.Set, sys *actors.System,
 	if err != nil {
 		return nil, fmt.Errorf("cannot resolve advertised raft address %q: %w", advertise, err)
 	}
+	if cfg.TLS.Enabled() && cfg.StreamLayer == nil {
+		tcfg, err := cfg.TLS.Config()
+		if err != nil {
+			return nil, err
+		}
+		if cfg.StreamLayer, err = NewTLSStreamLayer(cfg.RaftAddr, advAddr, tcfg); err != nil {
+			return nil, err
+		}
+		logger.Info("raft traffic uses mutual TLS")
+	}
 	if cfg.StreamLayer != nil {
 		n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 			Stream: cfg.StreamLayer, MaxPool: 8, Timeout: 10 * time.Second, Logger: NewHclog(logger, "raft.net"),

@@ -152,8 +152,13 @@ func (c *serveConfig) validate() error {
 	if advertise != "" {
 		c.HTTP.AdvertiseHTTP = advertise
 	}
-	for name, v := range map[string]string{"tls-cert": c.TLSCert, "tls-key": c.TLSKey,
-		"tls-ca": c.TLSCA, "http-tls-cert": c.HTTPTLSCert, "http-tls-key": c.HTTPTLSKey, "cors-origins": c.CORSOrigins} {
+	c.Node.TLS = cluster.TLSFiles{Cert: c.TLSCert, Key: c.TLSKey, CA: c.TLSCA}
+	if c.Node.TLS.Enabled() {
+		if _, err := c.Node.TLS.Config(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for name, v := range map[string]string{"http-tls-cert": c.HTTPTLSCert, "http-tls-key": c.HTTPTLSKey, "cors-origins": c.CORSOrigins} {
 		if v != "" {
 			notYet(name)
 		}

@@ -39,6 +39,8 @@ func TestParseServeRejects(t *testing.T) {
 		"bad join url":          {"--insecure", "--join", "ftp://127.0.0.1:8081"},
 		"join, no advertise":    {"--insecure", "--join", "127.0.0.1:8081", "--http-addr", "0.0.0.0:8080"},
 		"expect without peers":  {"--insecure", "--bootstrap-expect", "3"},
+		"half tls":              {"--insecure", "--tls-cert", "node.pem"},
+		"missing tls files":     {"--insecure", "--tls-cert", "/nonexistent/c.pem", "--tls-key", "/nonexistent/k.pem", "--tls-ca", "/nonexistent/ca.pem"},
 		"expect out of range":   {"--insecure", "--bootstrap-expect", "12", "--join", "127.0.0.1:8081"},
 		"bad log level":         {"--insecure", "--log-level", "loud"},
 		"rate limit not yet":    {"--insecure", "--rate-limit", "100/1s"},
