@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -40,6 +41,9 @@ type Config struct {
 	TrailingLogs       uint64
 	// TLS, if set, carries raft traffic over mutual TLS.
 	TLS TLSFiles
+	// PeerHTTPTLS, if set, is how this node calls other nodes' HTTP APIs
+	// (read indexes): over HTTPS.
+	PeerHTTPTLS *tls.Config
 	// StreamLayer, if set, carries raft traffic instead of plain TCP on
 	// RaftAddr (it owns its listener); tests use it to partition nodes.
 	StreamLayer raft.StreamLayer

@@ -172,6 +172,7 @@ func Open(cfg Config, logger *slog.Logger, set *metrics.Set, sys *actors.System,
 		logger.Info("bootstrapped a new cluster with this node as its first member", "node_id", cfg.NodeID, "data", cfg.DataDir)
 	}
 	n.reads.init()
+	n.leaders.tls = cfg.PeerHTTPTLS
 	n.registerMetrics(set)
 	n.wg.Add(2)
 	go n.watchLeadership()

@@ -1,7 +1,9 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"fmt"
+	"net"
 	"strconv"
 	"sync"
 	"time"
@@ -19,6 +21,7 @@ const ReadIndexPath = "/internal/v1/read-index"
 type leaderClients struct {
 	mu      sync.Mutex
 	clients map[string]*fasthttp.HostClient
+	tls     *tls.Config // nil: plain HTTP between nodes
 }
 
 func (lc *leaderClients) get(addr string) *fasthttp.HostClient {
@@ -30,7 +33,13 @@ func (lc *leaderClients) get(addr string) *fasthttp.HostClient {
 	c := lc.clients[addr]
 	if c == nil {
 		c = &fasthttp.HostClient{Addr: addr, MaxConns: 16, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second,
-			NoDefaultUserAgentHeader: true}
+			NoDefaultUserAgentHeader: true, IsTLS: lc.tls != nil}
+		if lc.tls != nil {
+			c.TLSConfig = lc.tls.Clone()
+			if host, _, err := net.SplitHostPort(addr); err == nil {
+				c.TLSConfig.ServerName = host
+			}
+		}
 		lc.clients[addr] = c
 	}
 	return c
@@ -57,6 +66,9 @@ func (n *Node) remoteReadIndex() (uint64, error) {
 	req.Header.SetMethod("GET")
 	req.SetRequestURI(ReadIndexPath)
 	req.Header.SetHost(leader)
+	if n.leaders.tls != nil {
+		req.URI().SetScheme("https")
+	}
 	if n.cfg.ClusterSecret != "" {
 		req.Header.Set("X-Troupe-Cluster-Secret", n.cfg.ClusterSecret)
 	}

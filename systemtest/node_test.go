@@ -6,6 +6,7 @@ package systemtest
 // goroutine started in startNode is the only caller of cmd.Wait.
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -35,6 +36,9 @@ type nodeConfig struct {
 	DataDir  string
 	// ExtraArgs follow the standard flags.
 	ExtraArgs []string
+	// ClientTLS, if set, means the node serves HTTPS; the test's client
+	// trusts it with this configuration.
+	ClientTLS *tls.Config
 	// fresh is true until the first start; only a fresh node may be moved
 	// to other ports when the ones picked turn out to be taken.
 	fresh bool
@@ -127,9 +131,13 @@ func launch(t testing.TB, cfg nodeConfig) (*node, error) {
 	// The child holds its own descriptor; ours is no longer needed.
 	logFile.Close()
 
+	scheme := "http://"
+	if cfg.ClientTLS != nil {
+		scheme = "https://"
+	}
 	n := &node{
 		cfg:     cfg,
-		URL:     "http://" + cfg.HTTPAddr,
+		URL:     scheme + cfg.HTTPAddr,
 		Cmd:     cmd,
 		logPath: logFile.Name(),
 		done:    make(chan struct{}),
@@ -140,6 +148,7 @@ func launch(t testing.TB, cfg nodeConfig) (*node, error) {
 				MaxIdleConns:        64,
 				MaxIdleConnsPerHost: 64,
 				IdleConnTimeout:     30 * time.Second,
+				TLSClientConfig:     cfg.ClientTLS,
 			},
 		},
 	}
@@ -178,7 +187,8 @@ func cleanEnv() []string {
 // the deadline passes.
 func (n *node) waitReady(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	client := &http.Client{Timeout: time.Second}
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: n.cfg.ClientTLS}}
+	defer client.CloseIdleConnections()
 	last := "no answer yet"
 	for {
 		if n.exited() {

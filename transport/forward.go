@@ -2,7 +2,10 @@ package transport
 
 import (
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
+	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -25,6 +28,7 @@ type forwarder struct {
 	mu      sync.Mutex
 	clients map[string]*fasthttp.HostClient
 	timeout time.Duration
+	tls     *tls.Config // nil: plain HTTP between nodes
 }
 
 func (f *forwarder) client(addr string) *fasthttp.HostClient {
@@ -38,6 +42,7 @@ func (f *forwarder) client(addr string) *fasthttp.HostClient {
 		c = &fasthttp.HostClient{
 			Addr: addr, MaxConns: 1024, ReadTimeout: f.timeout, WriteTimeout: f.timeout,
 			MaxIdleConnDuration: 30 * time.Second, NoDefaultUserAgentHeader: true,
+			IsTLS: f.tls != nil, TLSConfig: tlsFor(f.tls, addr),
 		}
 		f.clients[addr] = c
 	}
@@ -102,6 +107,9 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, h fasthttp.RequestHandler) {
 		req.Header.SetMethodBytes(ctx.Method())
 		req.SetRequestURIBytes(ctx.Request.RequestURI())
 		req.Header.SetHost(leader)
+		if s.fwd.tls != nil {
+			req.URI().SetScheme("https")
+		}
 		for _, h := range forwardHeaders {
 			if v := ctx.Request.Header.Peek(h); len(v) > 0 {
 				req.Header.SetBytesV(h, v)
@@ -125,6 +133,9 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, h fasthttp.RequestHandler) {
 		}
 		// The attempt failed or met a deposed leader: with the same key, a
 		// retry is safe, for as long as the request may take.
+		if err != nil {
+			s.log.Debug("forwarding to the leader failed; retrying", slog.String("leader", leader), slog.Any("err", err))
+		}
 		if time.Now().After(deadline) {
 			s.forwardFailed(ctx, true)
 			return
@@ -141,4 +152,17 @@ func (s *Server) forwardFailed(ctx *fasthttp.RequestCtx, mayHaveApplied bool) {
 		e.Details = map[string]any{"outcome": "unknown"}
 	}
 	writeError(ctx, e)
+}
+
+// tlsFor returns cfg for dialing addr: a copy naming addr's host, which
+// the peer's certificate must match.
+func tlsFor(cfg *tls.Config, addr string) *tls.Config {
+	if cfg == nil {
+		return nil
+	}
+	c := cfg.Clone()
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		c.ServerName = host
+	}
+	return c
 }

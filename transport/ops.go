@@ -51,6 +51,13 @@ func (s *Server) clusterSecretOK(ctx *fasthttp.RequestCtx) bool {
 	if s.cfg.ClusterSecret == "" {
 		return true
 	}
+	// Another node that proved itself with a client certificate from the
+	// cluster's CA needs no secret.
+	if ctx.IsTLS() {
+		if st := ctx.TLSConnectionState(); st != nil && len(st.VerifiedChains) > 0 {
+			return true
+		}
+	}
 	got := ctx.Request.Header.Peek("X-Troupe-Cluster-Secret")
 	if subtle.ConstantTimeCompare(got, []byte(s.cfg.ClusterSecret)) == 1 {
 		return true

@@ -6,6 +6,7 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -57,6 +58,12 @@ type Config struct {
 	AdvertiseHTTP string // address clients reach this node at; default HTTPAddr
 	// Insecure turns authentication off: every request acts as admin.
 	Insecure bool
+	// TLS, if set, serves HTTPS (TLSConfig.Certificates, and ClientCAs to
+	// recognise other nodes by their client certificates).
+	TLS *tls.Config
+	// PeerTLS, if set, is how this node calls other nodes' HTTP APIs
+	// (forwarded writes): over HTTPS, presenting its own certificate.
+	PeerTLS *tls.Config
 	// ClusterSecret, if set, must be shown (X-Troupe-Cluster-Secret) to
 	// add or remove members.
 	ClusterSecret  string
@@ -143,7 +150,7 @@ func New(cfg Config, logger *slog.Logger, set *metrics.Set, node Node, users fun
 		cfg.AdvertiseHTTP = cfg.HTTPAddr
 	}
 	s := &Server{cfg: cfg, log: logger, node: node, users: users, set: set,
-		hashSem: make(chan struct{}, cfg.HashConcurrency), fwd: forwarder{timeout: cfg.RequestTimeout + 5*time.Second}}
+		hashSem: make(chan struct{}, cfg.HashConcurrency), fwd: forwarder{timeout: cfg.RequestTimeout + 5*time.Second, tls: cfg.PeerTLS}}
 	s.http = &fasthttp.Server{
 		Handler:               s.routes(),
 		Name:                  "troupe",
@@ -155,6 +162,7 @@ func New(cfg Config, logger *slog.Logger, set *metrics.Set, node Node, users fun
 		CloseOnShutdown:       true,
 		ErrorHandler:          s.parseError,
 		Logger:                fasthttpLogger{logger},
+		TLSConfig:             cfg.TLS,
 	}
 	return s, nil
 }
@@ -257,7 +265,12 @@ func (s *Server) parseError(ctx *fasthttp.RequestCtx, err error) {
 }
 
 // Serve accepts connections on ln until Shutdown.
-func (s *Server) Serve(ln net.Listener) error { return s.http.Serve(ln) }
+func (s *Server) Serve(ln net.Listener) error {
+	if s.cfg.TLS != nil {
+		return s.http.Serve(tls.NewListener(ln, s.cfg.TLS))
+	}
+	return s.http.Serve(ln)
+}
 
 // Shutdown stops accepting connections and waits for in-flight requests
 // until ctx ends.

@@ -1,13 +1,16 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/troupe-db/troupe/cluster"
 	"github.com/troupe-db/troupe/transport"
@@ -39,6 +42,10 @@ type serveConfig struct {
 	CORSOrigins     string
 	RateLimit       string
 	RateLimitMode   string
+
+	// peerTLS is how this node calls other nodes' HTTP APIs when they
+	// serve HTTPS (nil: plain HTTP); derived from the TLS flags.
+	peerTLS *tls.Config
 }
 
 // parseServe reads flags, then TROUPE_* environment variables for flags
@@ -158,7 +165,10 @@ func (c *serveConfig) validate() error {
 			errs = append(errs, err)
 		}
 	}
-	for name, v := range map[string]string{"http-tls-cert": c.HTTPTLSCert, "http-tls-key": c.HTTPTLSKey, "cors-origins": c.CORSOrigins} {
+	if err := c.setupHTTPTLS(); err != nil {
+		errs = append(errs, err)
+	}
+	for name, v := range map[string]string{"cors-origins": c.CORSOrigins} {
 		if v != "" {
 			notYet(name)
 		}
@@ -206,4 +216,49 @@ func joinURL(s string) (string, error) {
 		return "", fmt.Errorf("--join: %q is not a member's URL (http://host:port)", s)
 	}
 	return u.Scheme + "://" + u.Host, nil
+}
+
+// setupHTTPTLS turns --http-tls-cert/--http-tls-key into HTTPS for
+// clients and for calls between nodes (every node of a cluster serves the
+// same scheme). With --tls-ca, nodes recognise each other by their
+// --tls-cert client certificates and trust only that CA for peers.
+func (c *serveConfig) setupHTTPTLS() error {
+	if c.HTTPTLSCert == "" && c.HTTPTLSKey == "" {
+		return nil
+	}
+	if c.HTTPTLSCert == "" || c.HTTPTLSKey == "" {
+		return errors.New("HTTPS needs both --http-tls-cert and --http-tls-key")
+	}
+	cert, err := tls.LoadX509KeyPair(c.HTTPTLSCert, c.HTTPTLSKey)
+	if err != nil {
+		return fmt.Errorf("cannot load the HTTPS certificate: %w", err)
+	}
+	server := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	peer := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.Node.TLS.Enabled() {
+		nodeTLS, err := c.Node.TLS.Config()
+		if err != nil {
+			return err
+		}
+		server.ClientCAs, server.ClientAuth = nodeTLS.ClientCAs, tls.VerifyClientCertIfGiven
+		peer.RootCAs, peer.Certificates = nodeTLS.RootCAs, nodeTLS.Certificates
+	}
+	c.HTTP.TLS, c.HTTP.PeerTLS, c.Node.PeerHTTPTLS, c.peerTLS = server, peer, peer, peer
+	return nil
+}
+
+// peerScheme is the scheme of the nodes' HTTP APIs.
+func (c *serveConfig) peerScheme() string {
+	if c.peerTLS != nil {
+		return "https://"
+	}
+	return "http://"
+}
+
+// peerClient is an HTTP client for calls to other nodes.
+func (c *serveConfig) peerClient(timeout time.Duration) *http.Client {
+	if c.peerTLS == nil {
+		return &http.Client{Timeout: timeout}
+	}
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: c.peerTLS}}
 }

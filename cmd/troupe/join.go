@@ -27,9 +27,8 @@ type joinRequest struct {
 // joinCluster asks the members at urls, in turn, to add this node, until
 // one (the leader, or a member pointing at it) does or ctx ends. Failures
 // back off exponentially with jitter, up to 5 s between rounds.
-func joinCluster(ctx context.Context, urls []string, req joinRequest, secret string, logger *slog.Logger) error {
+func joinCluster(ctx context.Context, client *http.Client, urls []string, req joinRequest, secret string, logger *slog.Logger) error {
 	body := mustJSON(req)
-	client := &http.Client{Timeout: 15 * time.Second}
 	wait := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		targets := append([]string(nil), urls...)
@@ -40,7 +39,7 @@ func joinCluster(ctx context.Context, urls []string, req joinRequest, secret str
 				return nil
 			}
 			if leader != "" {
-				targets = append(targets, "http://"+leader) // follow the leader hint
+				targets = append(targets, schemeOf(targets[i])+leader) // follow the leader hint
 			}
 			logger.Info("join attempt failed", slog.String("member", targets[i]), slog.Int("attempt", attempt), slog.Any("err", err))
 		}
@@ -92,8 +91,7 @@ func askToJoin(ctx context.Context, client *http.Client, base string, body []byt
 // bootstraps them all with the same configuration (every node computes the
 // same sorted list). A peer that already belongs to a cluster is joined
 // instead.
-func formCluster(ctx context.Context, node *cluster.Node, urls []string, expect int, req joinRequest, secret string, logger *slog.Logger) error {
-	client := &http.Client{Timeout: 5 * time.Second}
+func formCluster(ctx context.Context, client *http.Client, node *cluster.Node, urls []string, expect int, req joinRequest, secret string, logger *slog.Logger) error {
 	wait := 100 * time.Millisecond
 	for {
 		known := map[string]cluster.Identity{}
@@ -106,7 +104,7 @@ func formCluster(ctx context.Context, node *cluster.Node, urls []string, expect 
 			}
 			if id.Configured {
 				logger.Info("a peer already belongs to a cluster; joining it", slog.String("peer", u))
-				return joinCluster(ctx, []string{u}, req, secret, logger)
+				return joinCluster(ctx, client, []string{u}, req, secret, logger)
 			}
 			known[id.ID] = id
 		}
@@ -156,11 +154,10 @@ func peerIdentity(ctx context.Context, client *http.Client, base, secret string)
 // addresses (nodes that formed a cluster with --bootstrap-expect, or that
 // moved, are not in it yet): it asks the leader to record them, which
 // changes nothing else.
-func keepRegistered(ctx context.Context, node *cluster.Node, req joinRequest, secret string, logger *slog.Logger) {
-	client := &http.Client{Timeout: 5 * time.Second}
+func keepRegistered(ctx context.Context, client *http.Client, scheme string, node *cluster.Node, req joinRequest, secret string, logger *slog.Logger) {
 	for !node.Registered() {
 		if leader := node.LeaderHTTP(); leader != "" && !node.IsLeader() {
-			if _, err := askToJoin(ctx, client, "http://"+leader, mustJSON(req), secret); err == nil {
+			if _, err := askToJoin(ctx, client, scheme+leader, mustJSON(req), secret); err == nil {
 				logger.Info("recorded this node's addresses in the member directory")
 			}
 		}
@@ -175,4 +172,12 @@ func keepRegistered(ctx context.Context, node *cluster.Node, req joinRequest, se
 func mustJSON(v any) []byte {
 	b, _ := json.Marshal(v)
 	return b
+}
+
+// schemeOf returns "https://" or "http://" as url starts.
+func schemeOf(url string) string {
+	if strings.HasPrefix(url, "https://") {
+		return "https://"
+	}
+	return "http://"
 }

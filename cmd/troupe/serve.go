@@ -142,17 +142,19 @@ func runNode(ctx context.Context, cfg *serveConfig, logger *slog.Logger, stdout 
 		req := joinRequest{ID: cfg.Node.NodeID, HTTPAddr: cfg.Node.AdvertiseHTTP, RaftAddr: node.RaftAddr(), Voter: true}
 		if cfg.BootstrapExpect > 0 {
 			go func() {
-				joinErr <- formCluster(joinCtx, node, urls, cfg.BootstrapExpect, req, cfg.ClusterSecret, logger)
+				joinErr <- formCluster(joinCtx, cfg.peerClient(5*time.Second), node, urls, cfg.BootstrapExpect, req, cfg.ClusterSecret, logger)
 			}()
 		} else {
-			go func() { joinErr <- joinCluster(joinCtx, urls, req, cfg.ClusterSecret, logger) }()
+			go func() {
+				joinErr <- joinCluster(joinCtx, cfg.peerClient(15*time.Second), urls, req, cfg.ClusterSecret, logger)
+			}()
 		}
 	}
 	registered := make(chan struct{})
 	go func() {
 		defer close(registered)
 		req := joinRequest{ID: cfg.Node.NodeID, HTTPAddr: cfg.Node.AdvertiseHTTP, RaftAddr: node.RaftAddr(), Voter: true}
-		keepRegistered(joinCtx, node, req, cfg.ClusterSecret, logger)
+		keepRegistered(joinCtx, cfg.peerClient(5*time.Second), cfg.peerScheme(), node, req, cfg.ClusterSecret, logger)
 	}()
 	defer func() { cancelJoin(); <-registered }()
 
@@ -164,7 +166,7 @@ func runNode(ctx context.Context, cfg *serveConfig, logger *slog.Logger, stdout 
 	go func() {
 		initErr <- node.WaitInitialised(initDeadline, cfg.Explicit["user-shards"])
 	}()
-	url := "http://" + ln.Addr().String()
+	url := cfg.peerScheme() + ln.Addr().String()
 	logger.Info("troupe is serving", slog.String("url", url), slog.String("node_id", cfg.Node.NodeID), slog.String("data", cfg.Node.DataDir))
 	fmt.Fprintf(stdout, "troupe %s is serving on %s  (try: curl %s/v1/users)\n", version, url, url)
 
