@@ -33,7 +33,10 @@ func (lc *leaderClients) get(addr string) *fasthttp.HostClient {
 	c := lc.clients[addr]
 	if c == nil {
 		c = &fasthttp.HostClient{Addr: addr, MaxConns: 16, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second,
-			NoDefaultUserAgentHeader: true, IsTLS: lc.tls != nil}
+			NoDefaultUserAgentHeader: true, IsTLS: lc.tls != nil,
+			// A plain dialer: fasthttp's default keeps a process-wide
+			// DNS cache goroutine.
+			Dial: func(a string) (net.Conn, error) { return net.DialTimeout("tcp", a, 5*time.Second) }}
 		if lc.tls != nil {
 			c.TLSConfig = lc.tls.Clone()
 			if host, _, err := net.SplitHostPort(addr); err == nil {

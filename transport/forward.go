@@ -43,6 +43,7 @@ func (f *forwarder) client(addr string) *fasthttp.HostClient {
 			Addr: addr, MaxConns: 1024, ReadTimeout: f.timeout, WriteTimeout: f.timeout,
 			MaxIdleConnDuration: 30 * time.Second, NoDefaultUserAgentHeader: true,
 			IsTLS: f.tls != nil, TLSConfig: tlsFor(f.tls, addr),
+			Dial: func(a string) (net.Conn, error) { return net.DialTimeout("tcp", a, f.timeout) },
 		}
 		f.clients[addr] = c
 	}
