@@ -12,7 +12,9 @@ import (
 	"math/big"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -88,6 +90,14 @@ func TestClusterOverTLS(t *testing.T) {
 		expectStatus(t, nodes[2-i%2].do(t, "GET", userPath(u.ID), nil, nil), 200)
 	}
 	sameHashes(t, nodes...)
+	// The CLI speaks HTTPS with the cluster's CA.
+	if out, err := exec.Command(troupeBin, "status", "--addr", nodes[1].URL, "--ca", p.CA).CombinedOutput(); err != nil || strings.Count(string(out), "  yes") != 3 {
+		t.Fatalf("troupe status over HTTPS: %v\n%s", err, out)
+	}
+	backup := filepath.Join(t.TempDir(), "b")
+	if out, err := exec.Command(troupeBin, "backup", "--addr", nodes[2].URL, "--ca", p.CA, "--out", backup, "--cluster-secret", "tls-secret").CombinedOutput(); err != nil {
+		t.Fatalf("troupe backup over HTTPS: %v\n%s", err, out)
+	}
 	// Plain HTTP gets no answer from an HTTPS node.
 	if r, err := (&node{URL: "http://" + ca.HTTPAddr, Client: nodes[0].Client}).send(t.Context(), "GET", "/healthz", nil, nil); err == nil && r.Status == 200 {
 		t.Fatal("an HTTPS node answered plain HTTP")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -23,8 +24,14 @@ func backupCmd(args []string, stdout, stderr io.Writer) int {
 	out := fs.String("out", "", "file to write the backup to (required)")
 	secret := fs.String("cluster-secret", os.Getenv("TROUPE_CLUSTER_SECRET"), "the cluster secret, if the cluster has one")
 	timeout := fs.Duration("timeout", 10*time.Minute, "how long the download may take")
+	ca := fs.String("ca", "", "CA (PEM) that an HTTPS node's certificate chains to; default: the system's")
 	if err := fs.Parse(args); err != nil {
 		return exitForFlagError(err)
+	}
+	tlsCfg, err := caPool(*ca)
+	if err != nil {
+		fmt.Fprintf(stderr, "troupe backup: %v\n", err)
+		return 2
 	}
 	if *out == "" {
 		fmt.Fprintln(stderr, "troupe backup: --out is required")
@@ -35,7 +42,7 @@ func backupCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "troupe backup: %v\n", err)
 		return 2
 	}
-	if err := download(base, *secret, *out, *timeout); err != nil {
+	if err := download(base, *secret, *out, *timeout, tlsCfg); err != nil {
 		fmt.Fprintf(stderr, "troupe backup: %v\n", err)
 		return 1
 	}
@@ -59,7 +66,7 @@ func backupCmd(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func download(base, secret, out string, timeout time.Duration) error {
+func download(base, secret, out string, timeout time.Duration, tlsCfg *tls.Config) error {
 	req, err := http.NewRequest(http.MethodGet, base+"/v1/cluster/backup", nil)
 	if err != nil {
 		return err
@@ -67,7 +74,7 @@ func download(base, secret, out string, timeout time.Duration) error {
 	if secret != "" {
 		req.Header.Set("X-Troupe-Cluster-Secret", secret)
 	}
-	resp, err := (&http.Client{Timeout: timeout}).Do(req)
+	resp, err := (&http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: tlsCfg}}).Do(req)
 	if err != nil {
 		return err
 	}

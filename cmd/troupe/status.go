@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"io"
@@ -13,8 +15,26 @@ import (
 	"github.com/troupe-db/troupe/transport/client"
 )
 
-func newClient(addrs string, timeout time.Duration) (*client.Client, error) {
+// caPool reads a PEM CA file for the CLI's HTTPS calls ("" = the system
+// roots).
+func caPool(path string) (*tls.Config, error) {
+	if path == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}
+
+func newClient(addrs string, timeout time.Duration, tlsCfg *tls.Config) (*client.Client, error) {
 	cfg := client.DefaultConfig()
+	cfg.TLSConfig = tlsCfg
 	for _, a := range strings.Split(addrs, ",") {
 		u, err := joinURL(a)
 		if err != nil {
@@ -34,10 +54,16 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "http://127.0.0.1:8080", "node URL(s), URL[,URL]")
 	timeout := fs.Duration("timeout", 3*time.Second, "per-request timeout")
+	ca := fs.String("ca", "", "CA (PEM) that HTTPS nodes' certificates chain to; default: the system's")
 	if err := fs.Parse(args); err != nil {
 		return exitForFlagError(err)
 	}
-	c, err := newClient(*addr, *timeout)
+	tlsCfg, err := caPool(*ca)
+	if err != nil {
+		fmt.Fprintf(stderr, "troupe status: %v\n", err)
+		return 2
+	}
+	c, err := newClient(*addr, *timeout, tlsCfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "troupe status: %v\n", err)
 		return 2
@@ -62,7 +88,7 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 	for _, m := range st.Members {
 		ready := "unknown (no address)"
 		if m.HTTPAddr != "" {
-			ready = probeReady("http://"+m.HTTPAddr, *timeout)
+			ready = probeReady(schemeOf(meta.Node)+m.HTTPAddr, *timeout, tlsCfg)
 			healthy = healthy && ready == "yes"
 		} else {
 			healthy = false
@@ -76,8 +102,8 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func probeReady(url string, timeout time.Duration) string {
-	c, err := newClient(url, timeout)
+func probeReady(url string, timeout time.Duration, tlsCfg *tls.Config) string {
+	c, err := newClient(url, timeout, tlsCfg)
 	if err != nil {
 		return err.Error()
 	}
@@ -102,14 +128,20 @@ func joinCmd(args []string, stdout, stderr io.Writer) int {
 	raftAddr := fs.String("raft-addr", "", "the new member's raft address, host:port (required)")
 	learner := fs.Bool("learner", false, "add it as a learner (replicates, does not vote)")
 	secret := fs.String("cluster-secret", os.Getenv("TROUPE_CLUSTER_SECRET"), "the cluster secret, if the cluster has one")
+	ca := fs.String("ca", "", "CA (PEM) that HTTPS nodes' certificates chain to; default: the system's")
 	if err := fs.Parse(args); err != nil {
 		return exitForFlagError(err)
+	}
+	tlsCfg, err := caPool(*ca)
+	if err != nil {
+		fmt.Fprintf(stderr, "troupe join: %v\n", err)
+		return 2
 	}
 	if *id == "" || *httpAddr == "" || *raftAddr == "" {
 		fmt.Fprintln(stderr, "troupe join: --id, --http-addr and --raft-addr are required")
 		return 2
 	}
-	c, err := newClient(*addr, 15*time.Second)
+	c, err := newClient(*addr, 15*time.Second, tlsCfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "troupe join: %v\n", err)
 		return 2
