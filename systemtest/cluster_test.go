@@ -205,3 +205,31 @@ func sameHashes(t *testing.T, nodes ...*node) {
 		}
 	}
 }
+
+// TestJoinWithWrongSecretFails: a node that shows the wrong cluster secret
+// is refused at once and stops with a clear message, instead of retrying
+// forever.
+func TestJoinWithWrongSecretFails(t *testing.T) {
+	t.Parallel()
+	requireBinary(t)
+	ca := newNodeConfig(t, "a")
+	ca.ExtraArgs = append(ca.ExtraArgs, "--bootstrap", "--cluster-secret", "right")
+	a := startNode(t, ca)
+	cb := newNodeConfig(t, "b")
+	cb.ExtraArgs = append(cb.ExtraArgs, "--join", a.URL, "--cluster-secret", "wrong")
+	b, err := launch(t, cb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-b.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("a node with the wrong secret kept trying")
+	}
+	if b.Cmd.ProcessState.ExitCode() != 1 || !strings.Contains(b.logTail(), "refused") {
+		t.Fatalf("exit %d, log:\n%s", b.Cmd.ProcessState.ExitCode(), b.logTail())
+	}
+	if st := status(t, a); len(st.Members) != 1 {
+		t.Fatalf("the refused node became a member: %+v", st)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -37,6 +38,10 @@ func joinCluster(ctx context.Context, client *http.Client, urls []string, req jo
 			if err == nil {
 				logger.Info("joined the cluster", slog.String("via", targets[i]))
 				return nil
+			}
+			var refused *joinRefused
+			if errors.As(err, &refused) {
+				return err // a wrong secret or a bad address does not mend by waiting
 			}
 			if leader != "" {
 				targets = append(targets, schemeOf(targets[i])+leader) // follow the leader hint
@@ -81,7 +86,11 @@ func askToJoin(ctx context.Context, client *http.Client, base string, body []byt
 	}
 	_ = json.Unmarshal(b, &e)
 	if e.Error.Code != "" {
-		return e.Error.Details.Leader, fmt.Errorf("%d %s: %s", resp.StatusCode, e.Error.Code, e.Error.Message)
+		err := fmt.Errorf("%d %s: %s", resp.StatusCode, e.Error.Code, e.Error.Message)
+		if resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+			return "", &joinRefused{err}
+		}
+		return e.Error.Details.Leader, err
 	}
 	return resp.Header.Get("X-Troupe-Leader"), fmt.Errorf("%d", resp.StatusCode)
 }
@@ -181,3 +190,9 @@ func schemeOf(url string) string {
 	}
 	return "http://"
 }
+
+// joinRefused is a join the cluster answered with a definite no.
+type joinRefused struct{ err error }
+
+func (e *joinRefused) Error() string { return "the cluster refused this node: " + e.err.Error() }
+func (e *joinRefused) Unwrap() error { return e.err }
