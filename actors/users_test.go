@@ -207,7 +207,9 @@ func TestViewsAndRestore(t *testing.T) {
 		t.Fatalf("views hold %d users, want 20 (taken before the 21st)", total)
 	}
 	g := newFixture(t, 4)
-	g.users.Restore(views)
+	if err := g.users.Restore(views); err != nil {
+		t.Fatal(err)
+	}
 	if n, _ := g.users.Count("", deadline()); n != 20 {
 		t.Fatalf("restored count %d", n)
 	}

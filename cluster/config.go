@@ -109,7 +109,7 @@ func (c *Config) Validate() error {
 		bad("node id must not be empty")
 	}
 	for _, r := range c.NodeID {
-		if !(r == '-' || r == '_' || r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') || len(c.NodeID) > 64 {
+		if !storage.IDRune(r) || len(c.NodeID) > 64 {
 			bad("node id %q must be 1-64 characters of letters, digits, '-', '_' or '.'", c.NodeID)
 			break
 		}

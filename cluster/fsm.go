@@ -207,7 +207,7 @@ func (f *FSM) applyInit(p *storage.InitParams, now int64) *actors.Pending {
 // the old map).
 func (f *FSM) applyMember(c *storage.MemberChange) storage.Result {
 	if !c.Remove {
-		if err := c.Member.Validate(); err != nil {
+		if err := c.Validate(); err != nil {
 			return storage.Result{Err: &storage.Error{Kind: storage.KindBadRequest, Message: err.Error()}}
 		}
 	}
@@ -235,10 +235,6 @@ func (f *FSM) Members() map[string]storage.Member {
 func internal(msg string) storage.Result {
 	return storage.Result{Err: &storage.Error{Kind: storage.KindInternal, Message: msg}}
 }
-
-// Params returns the cluster parameters, or nil before initialisation.
-// FSM goroutine, or after the node has stopped applying.
-func (f *FSM) params() *storage.InitParams { return f.init }
 
 // Snapshot implements raft.FSM: a barrier across all actors that returns
 // their immutable views at once; Persist streams them while Apply goes on.

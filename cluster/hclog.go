@@ -43,7 +43,7 @@ const componentKey = "component"
 //
 // A nil logger discards everything.
 func NewHclog(logger *slog.Logger, name string) hclog.Logger {
-	var h slog.Handler = slog.DiscardHandler
+	h := slog.Handler(slog.DiscardHandler)
 	if logger != nil {
 		h = logger.Handler()
 	}

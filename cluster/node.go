@@ -52,6 +52,7 @@ type Node struct {
 	fsm    *FSM
 	raft   *raft.Raft
 	wal    *wal.WAL
+	stable *stableGuard
 	meta   *metadb.BoltMetaDB
 	trans  *raft.NetworkTransport
 	stamps stampClock
@@ -154,7 +155,8 @@ func Open(cfg Config, logger *slog.Logger, set *metrics.Set, sys *actors.System,
 			n.soloTimeouts.Store(true)
 		}
 	}
-	n.raft, err = raft.NewRaft(rc, n.fsm, n.wal, n.wal, snaps, n.trans)
+	n.stable = &stableGuard{StableStore: n.wal}
+	n.raft, err = raft.NewRaft(rc, n.fsm, n.wal, n.stable, snaps, n.trans)
 	if err != nil {
 		return nil, fmt.Errorf("cannot start raft: %w", err)
 	}
@@ -342,6 +344,9 @@ func (n *Node) handOver() {
 }
 
 func (n *Node) closeStores() {
+	if n.stable != nil {
+		n.stable.stop()
+	}
 	if n.trans != nil {
 		// Close the pooled outbound connections too: a peer's goroutine
 		// serving one only ends when it reads EOF.

@@ -162,7 +162,7 @@ func TestUserShardsMismatchIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer n.Shutdown()
+	defer func() { _ = n.Shutdown() }()
 	err = n.WaitInitialised(time.Now().Add(10*time.Second), true)
 	if err == nil || !strings.Contains(err.Error(), "user-shards") {
 		t.Fatalf("mismatch not refused: %v", err)

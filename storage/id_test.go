@@ -113,7 +113,7 @@ func TestShardOf(t *testing.T) {
 			}
 		}
 	}
-	if n := testing.AllocsPerRun(100, func() { ShardOf("ada@example.com", 16) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { _ = ShardOf("ada@example.com", 16) }); n != 0 {
 		t.Errorf("ShardOf allocates %v", n)
 	}
 	// Distribution: realistic keys spread evenly.

@@ -25,7 +25,7 @@ func (m *Member) Validate() error {
 		return fmt.Errorf("member id must be 1-64 characters")
 	}
 	for _, r := range m.ID {
-		if !(r == '-' || r == '_' || r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+		if !IDRune(r) {
 			return fmt.Errorf("member id %q may hold only letters, digits, '-', '_' and '.'", m.ID)
 		}
 	}
@@ -51,4 +51,10 @@ func (d *decoder) member(m *Member) {
 	m.ID = d.str()
 	m.HTTPAddr = d.str()
 	m.RaftAddr = d.str()
+}
+
+// IDRune reports whether r may appear in a node id: letters, digits, '-',
+// '_' and '.'.
+func IDRune(r rune) bool {
+	return r == '-' || r == '_' || r == '.' || r < 0x80 && isAlnum(byte(r))
 }

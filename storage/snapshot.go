@@ -60,7 +60,9 @@ func WriteSnapshot(w io.Writer, s *Snapshot) error {
 		return err
 	}
 	var hdr [binary.MaxVarintLen64]byte
-	bw.Write(hdr[:binary.PutUvarint(hdr[:], SnapshotVersion)])
+	if _, err := bw.Write(hdr[:binary.PutUvarint(hdr[:], SnapshotVersion)]); err != nil {
+		return err
+	}
 	var e encoder
 	flush := func() error {
 		n := binary.PutUvarint(hdr[:], uint64(len(e.b)))

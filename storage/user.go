@@ -132,7 +132,7 @@ func NormalizeEmail(field, s string) (string, *Error) {
 			return bad("bad domain label")
 		}
 		for _, r := range l {
-			if !(r == '-' || r >= 0x80 && unicode.IsLetter(r) || r < 0x80 && (isAlnum(byte(r)))) {
+			if !domainRune(r) {
 				return bad("character not allowed in domain")
 			}
 		}
@@ -144,9 +144,16 @@ func isAlnum(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
 
+func domainRune(r rune) bool {
+	if r < 0x80 {
+		return r == '-' || isAlnum(byte(r))
+	}
+	return unicode.IsLetter(r)
+}
+
 func emailLocalRune(r rune) bool {
 	if r < 0x80 {
-		return isAlnum(byte(r)) || strings.IndexRune("!#$%&'*+/=?^_`{|}~.-", r) >= 0
+		return isAlnum(byte(r)) || strings.ContainsRune("!#$%&'*+/=?^_`{|}~.-", r)
 	}
 	return unicode.IsLetter(r) || unicode.IsDigit(r)
 }

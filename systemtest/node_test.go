@@ -189,7 +189,7 @@ func (n *node) waitReady(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: n.cfg.ClientTLS}}
 	defer client.CloseIdleConnections()
-	last := "no answer yet"
+	var last string
 	for {
 		if n.exited() {
 			return fmt.Errorf("process exited before it was ready (%s)", n.exitDescription())

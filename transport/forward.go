@@ -122,7 +122,8 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, h fasthttp.RequestHandler) {
 		resp.Reset()
 		err := s.fwd.client(leader).DoDeadline(req, resp, deadline)
 		tried = true
-		if err == nil && !(resp.StatusCode() == http.StatusServiceUnavailable && s.node.LeaderHTTP() != leader) {
+		deposed := resp.StatusCode() == http.StatusServiceUnavailable && s.node.LeaderHTTP() != leader
+		if err == nil && !deposed {
 			ctx.SetStatusCode(resp.StatusCode())
 			for _, h := range backHeaders {
 				if v := resp.Header.Peek(h); len(v) > 0 {

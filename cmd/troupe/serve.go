@@ -118,7 +118,9 @@ func runNode(ctx context.Context, cfg *serveConfig, logger *slog.Logger, stdout 
 		if serr := srv.Shutdown(sctx); serr != nil {
 			logger.Warn("HTTP shutdown did not finish in time", slog.Any("err", serr))
 		}
-		<-serveErr
+		if err := <-serveErr; err != nil {
+			logger.Warn("HTTP server ended with an error", slog.Any("err", err))
+		}
 		logger.Info("HTTP server stopped")
 	}()
 

@@ -66,7 +66,9 @@ func startFakeAt(t *testing.T, addr string, h func(n int, ctx *fasthttp.RequestC
 		// Shutdown stops only a Serve that has begun; closing the listener
 		// also ends one that had not yet started when Shutdown ran.
 		ln.Close()
-		<-done
+		if err := <-done; err != nil {
+			t.Log(err)
+		}
 	})
 	return f
 }
@@ -640,7 +642,7 @@ func TestStaleKeepAliveConnection(t *testing.T) {
 					return
 				}
 				req.Body.Close()
-				io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n{\"status\":\"ok\"}")
+				_, _ = io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n{\"status\":\"ok\"}")
 			})
 		}
 	})

@@ -61,7 +61,9 @@ func startNode(t *testing.T) string {
 		if err := srv.Shutdown(ctx); err != nil {
 			t.Error(err)
 		}
-		<-done
+		if err := <-done; err != nil {
+			t.Log(err)
+		}
 		if err := node.Shutdown(); err != nil {
 			t.Error(err)
 		}

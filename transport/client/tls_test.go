@@ -59,7 +59,9 @@ func TestHTTPSNode(t *testing.T) {
 			t.Error(err)
 		}
 		ln.Close()
-		<-done
+		if err := <-done; err != nil {
+			t.Log(err)
+		}
 	})
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(certPEM)

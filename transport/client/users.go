@@ -171,7 +171,7 @@ func (c *Client) ListUsers(ctx context.Context, lo ListOptions, opts ...CallOpti
 	if lo.Q != "" {
 		q.Set("q", lo.Q)
 	}
-	lo.ReadOptions.encode(q)
+	lo.encode(q)
 	var out struct {
 		Items []User  `json:"items"`
 		Next  *string `json:"next"`
@@ -212,7 +212,7 @@ func (c *Client) CountUsers(ctx context.Context, co CountOptions, opts ...CallOp
 	if co.Q != "" {
 		q.Set("q", co.Q)
 	}
-	co.ReadOptions.encode(q)
+	co.encode(q)
 	var out struct {
 		Count int `json:"count"`
 	}
