@@ -17,10 +17,11 @@ run: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/troupe
 
-## test: vet, formatting, every test under -race, and brief fuzzing
+## test: vet, formatting, lint, every test under -race, and brief fuzzing
 test:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
+	$(MAKE) lint
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 	$(MAKE) fuzz-smoke
 
@@ -42,9 +43,10 @@ bench: build
 torture:
 	TROUPE_TORTURE_ROUNDS=20 $(GO) test -count=1 -timeout 30m -run TestLinearizableUnderLeaderKill -v ./systemtest/
 
-## lint: golangci-lint if installed, else vet
+## lint: golangci-lint v2 (.golangci.yml) if installed, else vet
+GOLANGCI_LINT ?= $(shell command -v golangci-lint || echo $$(go env GOPATH)/bin/golangci-lint)
 lint:
-	@if command -v golangci-lint >/dev/null; then golangci-lint run ./...; else $(GO) vet ./...; fi
+	@if [ -x "$(GOLANGCI_LINT)" ]; then $(GOLANGCI_LINT) run ./...; else echo "golangci-lint not installed; go vet only"; $(GO) vet ./...; fi
 
 clean:
 	rm -rf bin
