@@ -19,6 +19,7 @@ type clusterStatus struct {
 	Members      []struct {
 		ID       string `json:"id"`
 		HTTPAddr string `json:"http_addr"`
+		RaftAddr string `json:"raft_addr"`
 		Voter    bool   `json:"voter"`
 	} `json:"members"`
 }
@@ -232,4 +233,40 @@ func TestJoinWithWrongSecretFails(t *testing.T) {
 	if st := status(t, a); len(st.Members) != 1 {
 		t.Fatalf("the refused node became a member: %+v", st)
 	}
+}
+
+// TestRejoinAfterAddressChange restarts a follower on a new raft address
+// (its data dir and flags otherwise unchanged): it asks the members it
+// joined through to record the new address, rejoins, and catches up.
+func TestRejoinAfterAddressChange(t *testing.T) {
+	t.Parallel()
+	requireBinary(t)
+	timing := []string{"--raft-heartbeat-timeout", "300ms", "--raft-election-timeout", "300ms"}
+	ca := newNodeConfig(t, "a")
+	ca.ExtraArgs = append(append(ca.ExtraArgs, "--bootstrap"), timing...)
+	a := startNode(t, ca)
+	nodes := map[string]*node{"a": a}
+	cfgs := map[string]nodeConfig{}
+	for _, id := range []string{"b", "c"} {
+		c := newNodeConfig(t, id)
+		c.ExtraArgs = append(append(c.ExtraArgs, "--join", a.URL), timing...)
+		cfgs[id] = c
+		nodes[id] = startNode(t, c)
+	}
+	nodes["c"].Stop(t)
+	for i := range 10 {
+		expectStatus(t, a.do(t, "POST", "/v1/users", map[string]string{"name": "M", "email": fmt.Sprintf("moved%d@example.com", i)}, nil), 201)
+	}
+	moved := cfgs["c"]
+	moved.RaftAddr = freeAddr(t) // the host came back elsewhere
+	nodes["c"] = startNode(t, moved)
+	eventually(t, "c at its new raft address", 30*time.Second, func() bool {
+		for _, m := range status(t, a).Members {
+			if m.ID == "c" {
+				return m.RaftAddr == moved.RaftAddr
+			}
+		}
+		return false
+	})
+	sameHashes(t, nodes["a"], nodes["b"], nodes["c"])
 }

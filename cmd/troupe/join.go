@@ -162,12 +162,27 @@ func peerIdentity(ctx context.Context, client *http.Client, base, secret string)
 // keepRegistered makes sure the member directory holds this node's
 // addresses (nodes that formed a cluster with --bootstrap-expect, or that
 // moved, are not in it yet): it asks the leader to record them, which
-// changes nothing else.
-func keepRegistered(ctx context.Context, client *http.Client, scheme string, node *cluster.Node, req joinRequest, secret string, logger *slog.Logger) {
+// changes nothing else. A node that moved is unknown at its new raft
+// address, so no leader contacts it: then it asks the members it was
+// told to --join, whose leader updates its address in raft's
+// configuration too.
+func keepRegistered(ctx context.Context, client *http.Client, scheme string, node *cluster.Node, req joinRequest, secret string, fallback []string, logger *slog.Logger) {
+	body := mustJSON(req)
 	for !node.Registered() {
-		if leader := node.LeaderHTTP(); leader != "" && !node.IsLeader() {
-			if _, err := askToJoin(ctx, client, scheme+leader, mustJSON(req), secret); err == nil {
-				logger.Info("recorded this node's addresses in the member directory")
+		targets := fallback
+		if leader := node.LeaderHTTP(); leader != "" {
+			targets = []string{scheme + leader}
+		}
+		if !node.IsLeader() {
+			for i := 0; i < len(targets) && i < 8; i++ {
+				hint, err := askToJoin(ctx, client, targets[i], body, secret)
+				if err == nil {
+					logger.Info("recorded this node's addresses in the member directory", slog.String("via", targets[i]))
+					break
+				}
+				if hint != "" {
+					targets = append(targets, scheme+hint)
+				}
 			}
 		}
 		select {

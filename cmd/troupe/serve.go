@@ -156,7 +156,15 @@ func runNode(ctx context.Context, cfg *serveConfig, logger *slog.Logger, stdout 
 	go func() {
 		defer close(registered)
 		req := joinRequest{ID: cfg.Node.NodeID, HTTPAddr: cfg.Node.AdvertiseHTTP, RaftAddr: node.RaftAddr(), Voter: true}
-		keepRegistered(joinCtx, cfg.peerClient(5*time.Second), cfg.peerScheme(), node, req, cfg.ClusterSecret, logger)
+		var fallback []string
+		if cfg.Join != "" {
+			for _, u := range strings.Split(cfg.Join, ",") {
+				if ju, err := joinURL(u); err == nil {
+					fallback = append(fallback, ju)
+				}
+			}
+		}
+		keepRegistered(joinCtx, cfg.peerClient(5*time.Second), cfg.peerScheme(), node, req, cfg.ClusterSecret, fallback, logger)
 	}()
 	defer func() { cancelJoin(); <-registered }()
 
