@@ -12,37 +12,9 @@ import (
 
 	"github.com/anishathalye/porcupine"
 
+	"github.com/troupe-db/troupe/cluster/clustertest"
 	"github.com/troupe-db/troupe/storage"
 )
-
-type regOp struct {
-	Key   string
-	Write bool
-	Value string
-}
-
-// registerModel: each user's name is a register.
-var registerModel = porcupine.Model{
-	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
-		byKey := map[string][]porcupine.Operation{}
-		for _, op := range history {
-			byKey[op.Input.(regOp).Key] = append(byKey[op.Input.(regOp).Key], op)
-		}
-		var out [][]porcupine.Operation
-		for _, ops := range byKey {
-			out = append(out, ops)
-		}
-		return out
-	},
-	Init: func() any { return "initial" },
-	Step: func(state, input, output any) (bool, any) {
-		in := input.(regOp)
-		if in.Write {
-			return true, in.Value
-		}
-		return output.(string) == state, state
-	},
-}
 
 // TestLinearizableUnderPartitions drives writes and linearizable reads at
 // every node of three while the test isolates the leader, heals, and
@@ -78,7 +50,7 @@ func TestLinearizableUnderPartitions(t *testing.T) {
 				op := porcupine.Operation{ClientId: w, Call: now()}
 				if rng.IntN(2) == 0 {
 					v := fmt.Sprintf("v%d", seq.Add(1))
-					op.Input = regOp{Key: key, Write: true, Value: v}
+					op.Input = clustertest.RegOp{Key: key, Write: true, Value: v}
 					res, _, err := n.Propose(&storage.Command{Kind: storage.CmdUserPatch, Stamp: n.Stamps(1),
 						Patch: &storage.UserPatch{ID: key, Fields: storage.PatchName, Name: v}}, time.Now().Add(2*time.Second))
 					switch {
@@ -92,7 +64,7 @@ func TestLinearizableUnderPartitions(t *testing.T) {
 					}
 					op.Output = ""
 				} else {
-					op.Input = regOp{Key: key}
+					op.Input = clustertest.RegOp{Key: key}
 					if err := n.ReadBarrier(Linearizable, 0, time.Now().Add(2*time.Second)); err != nil {
 						continue
 					}
@@ -125,7 +97,7 @@ func TestLinearizableUnderPartitions(t *testing.T) {
 	stop.Store(true)
 	wg.Wait()
 
-	res := porcupine.CheckOperationsTimeout(registerModel, history, 60*time.Second)
+	res := porcupine.CheckOperationsTimeout(clustertest.RegisterModel, history, 60*time.Second)
 	t.Logf("checked %d operations (%d acknowledged writes, %d reads): %v", len(history), writes.Load(), reads.Load(), res)
 	if res != porcupine.Ok {
 		t.Fatalf("history is not linearizable: %v", res)

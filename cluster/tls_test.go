@@ -1,65 +1,22 @@
 package cluster
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/troupe-db/troupe/cluster/clustertest"
 )
 
-// testCA makes a CA and a node certificate for 127.0.0.1 in dir.
-func testCA(t *testing.T, dir, name string) TLSFiles {
-	t.Helper()
-	write := func(file string, blockType string, der []byte) string {
-		p := filepath.Join(dir, file)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: blockType, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name + " CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: name + " node"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, _ := x509.MarshalECPrivateKey(key)
-	return TLSFiles{
-		CA:   write(name+"-ca.pem", "CERTIFICATE", caDER),
-		Cert: write(name+"-cert.pem", "CERTIFICATE", der),
-		Key:  write(name+"-key.pem", "EC PRIVATE KEY", keyDER),
-	}
+// testCA makes a CA and a node certificate for 127.0.0.1.
+func testCA(t *testing.T, name string) TLSFiles {
+	p := clustertest.NewPKI(t, name)
+	return TLSFiles{CA: p.CA, Cert: p.Cert, Key: p.Key}
 }
 
 func TestClusterOverMutualTLS(t *testing.T) {
-	files := testCA(t, t.TempDir(), "troupe")
+	files := testCA(t, "troupe")
 	var nodes []*Node
 	for i := range 3 {
 		id := fmt.Sprintf("t%d", i+1)
@@ -85,7 +42,7 @@ func TestClusterOverMutualTLS(t *testing.T) {
 	})
 
 	// A stranger, with a certificate from another CA, cannot talk raft.
-	stranger := testCA(t, t.TempDir(), "stranger")
+	stranger := testCA(t, "stranger")
 	cfg, err := stranger.Config()
 	if err != nil {
 		t.Fatal(err)

@@ -13,53 +13,14 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+
+	"github.com/troupe-db/troupe/cluster/clustertest"
 )
 
-// A register per user: writes set the user's name, linearizable reads
-// return it. Operations go to every node of a three-process cluster while
-// the test kills the leader with SIGKILL and brings it back; porcupine
-// then checks that the history is linearizable.
-
-type regInput struct {
-	Key   string
-	Write bool
-	Value string
-}
-
-type regOutput struct {
-	Value string
-}
-
-var registerModel = porcupine.Model{
-	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
-		byKey := map[string][]porcupine.Operation{}
-		for _, op := range history {
-			k := op.Input.(regInput).Key
-			byKey[k] = append(byKey[k], op)
-		}
-		var out [][]porcupine.Operation
-		for _, ops := range byKey {
-			out = append(out, ops)
-		}
-		return out
-	},
-	Init: func() any { return "initial" },
-	Step: func(state, input, output any) (bool, any) {
-		in := input.(regInput)
-		if in.Write {
-			return true, in.Value // a write whose outcome is unknown may take effect or not: the checker tries both
-		}
-		return output.(regOutput).Value == state, state
-	},
-	DescribeOperation: func(input, output any) string {
-		in := input.(regInput)
-		if in.Write {
-			return fmt.Sprintf("set(%s, %s)", in.Key, in.Value)
-		}
-		return fmt.Sprintf("get(%s) → %s", in.Key, output.(regOutput).Value)
-	},
-}
-
+// TestLinearizableUnderLeaderKill treats each user's name as a register:
+// writes set it, linearizable reads return it. Operations go to every
+// node of a three-process cluster while the test kills the leader with
+// SIGKILL and brings it back; porcupine then checks the history.
 func TestLinearizableUnderLeaderKill(t *testing.T) {
 	t.Parallel()
 	requireBinary(t)
@@ -104,7 +65,7 @@ func TestLinearizableUnderLeaderKill(t *testing.T) {
 				op := porcupine.Operation{ClientId: c, Call: now()}
 				if rng.IntN(2) == 0 {
 					v := fmt.Sprintf("v%d", seq.Add(1))
-					op.Input = regInput{Key: key, Write: true, Value: v}
+					op.Input = clustertest.RegOp{Key: key, Write: true, Value: v}
 					r, err := n.send(t.Context(), "PATCH", userPath(key), map[string]string{"name": v}, nil)
 					switch {
 					case err == nil && r.Status == 200:
@@ -116,9 +77,9 @@ func TestLinearizableUnderLeaderKill(t *testing.T) {
 						op.Return = math.MaxInt64
 						unknowns.Add(1)
 					}
-					op.Output = regOutput{}
+					op.Output = ""
 				} else {
-					op.Input = regInput{Key: key}
+					op.Input = clustertest.RegOp{Key: key}
 					r, err := n.send(t.Context(), "GET", userPath(key), nil, nil)
 					if err != nil || r.Status != 200 {
 						continue // a failed read says nothing
@@ -128,7 +89,7 @@ func TestLinearizableUnderLeaderKill(t *testing.T) {
 						continue
 					}
 					op.Return = now()
-					op.Output = regOutput{Value: u.Name}
+					op.Output = u.Name
 				}
 				mu.Lock()
 				history = append(history, op)
@@ -166,13 +127,13 @@ func TestLinearizableUnderLeaderKill(t *testing.T) {
 	stop.Store(true)
 	wg.Wait()
 
-	res, info := porcupine.CheckOperationsVerbose(registerModel, history, 60*time.Second)
+	res, info := porcupine.CheckOperationsVerbose(clustertest.RegisterModel, history, 60*time.Second)
 	t.Logf("checked %d operations (%d acknowledged writes, %d writes with unknown outcome): %v",
 		len(history), acked.Load(), unknowns.Load(), res)
 	if res != porcupine.Ok {
 		if res == porcupine.Illegal {
 			path := t.TempDir() + "/linearizability.html"
-			if err := porcupine.VisualizePath(registerModel, info, path); err == nil {
+			if err := porcupine.VisualizePath(clustertest.RegisterModel, info, path); err == nil {
 				t.Logf("visualization: %s", path)
 			}
 		}
