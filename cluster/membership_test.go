@@ -4,16 +4,11 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"fmt"
-	"io"
-	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
 	"github.com/hashicorp/raft"
 
-	"github.com/troupe-db/troupe/actors"
 	"github.com/troupe-db/troupe/storage"
 )
 
@@ -40,24 +35,7 @@ func startMemberWith(t *testing.T, id string, mode Mode, dir, raftAddr string, t
 	if tune != nil {
 		tune(&cfg)
 	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	set := metrics.NewSet()
-	sys := actors.NewSystem(logger, set)
-	n, err := Open(cfg, logger, set, sys, func() (storage.NewUser, error) {
-		return storage.NewUser{Name: "Admin", Email: "admin@troupe.local"}, nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	return n, func() {
-		once.Do(func() {
-			if err := n.Shutdown(); err != nil {
-				t.Logf("shutdown %s: %v", id, err)
-			}
-			sys.Shutdown()
-		})
-	}
+	return openTestNode(t, cfg)
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

@@ -26,13 +26,10 @@ func freeAddr(t testing.TB) string {
 	return l.Addr().String()
 }
 
-// testNode opens a one-node cluster in dir and waits until it is ready.
-func testNode(t testing.TB, dir string) (*Node, func()) {
+// openTestNode opens a node with cfg, its own logger, metrics and actor
+// system; the returned stop shuts all of it down, once.
+func openTestNode(t testing.TB, cfg Config) (*Node, func()) {
 	t.Helper()
-	cfg := DefaultConfig()
-	cfg.DataDir = dir
-	cfg.RaftAddr = freeAddr(t)
-	cfg.UserShards = 4
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	set := metrics.NewSet()
 	sys := actors.NewSystem(logger, set)
@@ -40,8 +37,28 @@ func testNode(t testing.TB, dir string) (*Node, func()) {
 		return storage.NewUser{Name: "Admin", Email: "admin@troupe.local"}, nil
 	})
 	if err != nil {
+		sys.Shutdown()
 		t.Fatal(err)
 	}
+	var once sync.Once
+	return n, func() {
+		once.Do(func() {
+			if err := n.Shutdown(); err != nil {
+				t.Logf("shutdown %s: %v", cfg.NodeID, err)
+			}
+			sys.Shutdown()
+		})
+	}
+}
+
+// testNode opens a one-node cluster in dir and waits until it is ready.
+func testNode(t testing.TB, dir string) (*Node, func()) {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.DataDir = dir
+	cfg.RaftAddr = freeAddr(t)
+	cfg.UserShards = 4
+	n, stop := openTestNode(t, cfg)
 	if err := n.WaitInitialised(time.Now().Add(10*time.Second), true); err != nil {
 		t.Fatal(err)
 	}
@@ -52,12 +69,7 @@ func testNode(t testing.TB, dir string) (*Node, func()) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	return n, func() {
-		if err := n.Shutdown(); err != nil {
-			t.Error(err)
-		}
-		sys.Shutdown()
-	}
+	return n, stop
 }
 
 func createUser(t testing.TB, n *Node, name, email string) storage.Result {
@@ -154,16 +166,9 @@ func TestUserShardsMismatchIsRefused(t *testing.T) {
 	cfg.DataDir = dir
 	cfg.RaftAddr = freeAddr(t)
 	cfg.UserShards = 8
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	set := metrics.NewSet()
-	sys := actors.NewSystem(logger, set)
-	defer sys.Shutdown()
-	n, err := Open(cfg, logger, set, sys, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = n.Shutdown() }()
-	err = n.WaitInitialised(time.Now().Add(10*time.Second), true)
+	n, stop := openTestNode(t, cfg)
+	defer stop()
+	err := n.WaitInitialised(time.Now().Add(10*time.Second), true)
 	if err == nil || !strings.Contains(err.Error(), "user-shards") {
 		t.Fatalf("mismatch not refused: %v", err)
 	}
