@@ -39,9 +39,9 @@ fuzz-smoke:
 bench: build
 	$(GO) run ./bench/suite --troupe $(BIN) --out docs/BENCHMARKS.md
 
-## torture: the linearizability test with 20 leader kills (≈ 2 min)
+## torture: the linearizability tests with 20 leader kills and 20 rounds of partitions (≈ 5 min)
 torture:
-	TROUPE_TORTURE_ROUNDS=20 $(GO) test -count=1 -timeout 30m -run TestLinearizableUnderLeaderKill -v ./systemtest/
+	TROUPE_TORTURE_ROUNDS=20 $(GO) test -count=1 -timeout 30m -run 'TestLinearizableUnder(LeaderKill|Partitions)' -v ./systemtest/
 
 ## lint: golangci-lint v2 (.golangci.yml) if installed, else vet
 GOLANGCI_LINT ?= $(shell command -v golangci-lint || echo $$(go env GOPATH)/bin/golangci-lint)

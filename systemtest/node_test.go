@@ -39,6 +39,10 @@ type nodeConfig struct {
 	// ClientTLS, if set, means the node serves HTTPS; the test's client
 	// trusts it with this configuration.
 	ClientTLS *tls.Config
+	// NetNS, if set, is the network namespace the process runs in (`ip
+	// netns exec NetNS troupe serve ...`; ip execs troupe, so the pid is
+	// troupe's). Its addresses are the namespace's own, never retried.
+	NetNS string
 	// fresh is true until the first start; only a fresh node may be moved
 	// to other ports when the ones picked turn out to be taken.
 	fresh bool
@@ -94,7 +98,7 @@ func startNode(t testing.TB, cfg nodeConfig) *node {
 		if err == nil {
 			return n
 		}
-		if n != nil && cfg.fresh && attempt < attempts && n.exited() && strings.Contains(n.logTail(), "address already in use") {
+		if n != nil && cfg.fresh && cfg.NetNS == "" && attempt < attempts && n.exited() && strings.Contains(n.logTail(), "address already in use") {
 			t.Logf("node %s: ports %s/%s were taken, retrying with others", cfg.ID, cfg.HTTPAddr, cfg.RaftAddr)
 			cfg.HTTPAddr, cfg.RaftAddr = freeAddr(t), freeAddr(t)
 			continue
@@ -120,6 +124,9 @@ func launch(t testing.TB, cfg nodeConfig) (*node, error) {
 	}
 	args = append(args, cfg.ExtraArgs...)
 	cmd := exec.Command(troupeBin, args...)
+	if cfg.NetNS != "" {
+		cmd = exec.Command("ip", append([]string{"netns", "exec", cfg.NetNS, troupeBin}, args...)...)
+	}
 	cmd.Env = append(cleanEnv(), "TROUPE_ADMIN_PASSWORD="+adminPassword)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
@@ -144,7 +151,7 @@ func launch(t testing.TB, cfg nodeConfig) (*node, error) {
 		Client: &http.Client{
 			Timeout: 15 * time.Second,
 			Transport: &http.Transport{
-				Proxy:               nil, // only ever 127.0.0.1
+				Proxy:               nil, // only ever 127.0.0.1 or a test namespace's address
 				MaxIdleConns:        64,
 				MaxIdleConnsPerHost: 64,
 				IdleConnTimeout:     30 * time.Second,
@@ -156,7 +163,7 @@ func launch(t testing.TB, cfg nodeConfig) (*node, error) {
 		n.waitErr = cmd.Wait()
 		close(n.done)
 	}()
-	t.Logf("started node %s (pid %d): %s %s", cfg.ID, cmd.Process.Pid, troupeBin, strings.Join(args, " "))
+	t.Logf("started node %s (pid %d): %s", cfg.ID, cmd.Process.Pid, strings.Join(cmd.Args, " "))
 	t.Cleanup(func() {
 		if !n.exited() {
 			_ = cmd.Process.Kill()
