@@ -9,9 +9,9 @@ PKGS    := ./...
 
 .PHONY: run build test fuzz-smoke bench torture lint clean
 
-## run: build and start a one-node cluster in ./troupe-data
+## run: build and start a one-node cluster in ./troupe-data (secure: log in as the first admin)
 run: build
-	./$(BIN) serve --insecure --data ./troupe-data
+	./$(BIN) serve --data ./troupe-data
 
 ## build: a static binary in bin/
 build:

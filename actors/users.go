@@ -210,6 +210,37 @@ func (u *Users) Patch(pt *storage.UserPatch, nowMs int64) *Pending {
 	return p
 }
 
+// Session applies a session change on the user's home shard. A detected
+// refresh token reuse both changes the record (the family is revoked) and
+// reports an error.
+func (u *Users) Session(op *storage.SessionOp, nowMs int64, params storage.AuthParams) *Pending {
+	p := NewPending()
+	home := u.homeShard(op.UserID)
+	if home < 0 {
+		p.resolve(storage.Result{Err: notFound(op.UserID)})
+		return p
+	}
+	u.send(home, &shardMsg{
+		run: func(s *storage.UserShard) {
+			cur, ok := s.Get(op.UserID)
+			if !ok {
+				p.resolve(storage.Result{Err: notFound(op.UserID)})
+				return
+			}
+			next, err := op.Apply(cur, nowMs, params)
+			if next != nil && next != cur {
+				s.Put(next)
+			}
+			if err != nil {
+				next = nil
+			}
+			p.resolve(storage.Result{User: next, Err: err})
+		},
+		recovered: func() { p.resolve(internalResult()) },
+	})
+	return p
+}
+
 func (u *Users) patchAcross(pt *storage.UserPatch, home int, nowMs int64) storage.Result {
 	var cur, next *storage.User
 	var err *storage.Error

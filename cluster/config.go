@@ -63,6 +63,8 @@ type Config struct {
 	// an existing cluster keeps its own (see Node.CheckParams).
 	UserShards           int
 	IdempotencyRetention time.Duration
+	// Session rules, fixed when the cluster's authentication is set up.
+	Sessions storage.AuthParams
 }
 
 // Mode is how a node with no raft state starts.
@@ -98,6 +100,11 @@ func DefaultConfig() Config {
 		ReadyLag:             1000,
 		UserShards:           64,
 		IdempotencyRetention: 10 * time.Minute,
+		Sessions: storage.AuthParams{
+			SessionTTLms: (30 * 24 * time.Hour).Milliseconds(),
+			GraceMs:      (10 * time.Second).Milliseconds(),
+			MaxSessions:  32,
+		},
 	}
 }
 

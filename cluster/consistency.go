@@ -187,6 +187,13 @@ func (n *Node) establishLeadership() {
 	if n.fsm.Users() == nil {
 		if err := n.initialise(); err != nil {
 			n.log.Error("cannot initialise the cluster", slog.Any("err", err))
+			return
+		}
+	}
+	// Clusters created before authentication existed get it here too.
+	if n.fsm.Auth() == nil {
+		if err := n.setupAuth(); err != nil {
+			n.log.Error("cannot set up token signing keys", slog.Any("err", err))
 		}
 	}
 }

@@ -33,6 +33,7 @@ type FSM struct {
 
 	users   atomic.Pointer[actors.Users]
 	members atomic.Pointer[map[string]storage.Member] // replaced, never changed
+	auth    atomic.Pointer[storage.AuthState]         // nil until set up; replaced, never changed
 	applied atomic.Uint64
 	stamp   atomic.Uint64 // highest stamp applied, read by proposers
 
@@ -64,6 +65,10 @@ func NewFSM(sys *actors.System, logger *slog.Logger, set *metrics.Set, fatal fun
 		idem:      newIdempotencyWindow(),
 	}
 }
+
+// Auth returns the authentication state (signing keys, session rules), or
+// nil before it is set up. It must not be changed.
+func (f *FSM) Auth() *storage.AuthState { return f.auth.Load() }
 
 // Users returns the user shards, or nil before the cluster is initialised.
 func (f *FSM) Users() *actors.Users { return f.users.Load() }
@@ -170,6 +175,10 @@ func (f *FSM) dispatch(cmd *storage.Command, now int64) *actors.Pending {
 		return actors.Resolved(storage.Result{})
 	case storage.CmdMember:
 		return actors.Resolved(f.applyMember(cmd.Member))
+	case storage.CmdAuthSetup:
+		return actors.Resolved(f.applyAuthSetup(cmd.Auth, now))
+	case storage.CmdKeyRotate:
+		return actors.Resolved(f.applyKeyRotate(cmd.Key, now))
 	}
 	u := f.users.Load()
 	if u == nil {
@@ -184,6 +193,12 @@ func (f *FSM) dispatch(cmd *storage.Command, now int64) *actors.Pending {
 		return u.Patch(cmd.Patch, now)
 	case storage.CmdUserDelete:
 		return u.Delete(cmd.Delete)
+	case storage.CmdSession:
+		a := f.auth.Load()
+		if a == nil {
+			return actors.Resolved(internal("authentication is not set up yet"))
+		}
+		return u.Session(cmd.Session, now, a.Params)
 	}
 	return actors.Resolved(internal("unknown command"))
 }
@@ -201,6 +216,34 @@ func (f *FSM) applyInit(p *storage.InitParams, now int64) *actors.Pending {
 	u := actors.NewUsers(f.sys, int(p.UserShards))
 	f.users.Store(u)
 	return u.Create(&p.Admin, now)
+}
+
+// applyAuthSetup creates the authentication state; only the first setup
+// in the log takes effect.
+func (f *FSM) applyAuthSetup(s *storage.AuthSetup, now int64) storage.Result {
+	if f.auth.Load() != nil {
+		return storage.Result{Err: &storage.Error{Kind: storage.KindConflict, Message: "authentication is already set up"}}
+	}
+	a, err := storage.NewAuthState(s, now)
+	if err != nil {
+		return storage.Result{Err: &storage.Error{Kind: storage.KindBadRequest, Message: err.Error()}}
+	}
+	f.auth.Store(a)
+	return storage.Result{}
+}
+
+// applyKeyRotate makes k the signing key.
+func (f *FSM) applyKeyRotate(k *storage.SigningKey, now int64) storage.Result {
+	cur := f.auth.Load()
+	if cur == nil {
+		return internal("authentication is not set up yet")
+	}
+	next, err := cur.Rotate(*k, now)
+	if err != nil {
+		return storage.Result{Err: &storage.Error{Kind: storage.KindBadRequest, Message: err.Error()}}
+	}
+	f.auth.Store(next)
+	return storage.Result{}
 }
 
 // applyMember changes the member directory (copy on write: readers hold
@@ -255,6 +298,7 @@ func (f *FSM) Capture() *storage.Snapshot {
 func (f *FSM) capture() *storage.Snapshot {
 	s := &storage.Snapshot{Meta: storage.Meta{
 		Init: f.init, Index: f.applied.Load(), LastStamp: f.stamp.Load(), LastMs: f.lastMs,
+		Auth: f.auth.Load(),
 	}}
 	if u := f.users.Load(); u != nil {
 		s.Shards = u.Views()
@@ -310,6 +354,7 @@ func (f *FSM) restore(snap *storage.Snapshot) error {
 		}
 	}
 	f.init = m.Init
+	f.auth.Store(m.Auth)
 	f.lastMs = m.LastMs
 	f.stamp.Store(m.LastStamp)
 	f.idem = newIdempotencyWindow()

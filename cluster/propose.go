@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -82,12 +83,54 @@ func (n *Node) initialise() error {
 	return nil
 }
 
+// setupAuth proposes the cluster's authentication state: fresh random
+// keys, decided here, replicated to every node.
+func (n *Node) setupAuth() error {
+	setup := &storage.AuthSetup{Params: n.cfg.Sessions, RefreshKey: randomSecret(), Key: storage.SigningKey{KID: randomKID(), Secret: randomSecret()}}
+	res, _, err := n.Propose(&storage.Command{Kind: storage.CmdAuthSetup, Stamp: n.Stamps(1), Auth: setup}, time.Now().Add(n.cfg.ApplyTimeout))
+	if err != nil {
+		return err
+	}
+	if res.Err != nil && !errors.Is(res.Err, storage.ErrConflict) {
+		return res.Err
+	}
+	n.log.Info("set up token signing keys")
+	return nil
+}
+
+// Auth returns the authentication state this node has applied, or nil.
+func (n *Node) Auth() *storage.AuthState { return n.fsm.Auth() }
+
+// RotateKey makes a fresh key the signing key for access tokens; the old
+// one keeps verifying the tokens it signed until they expire. It returns
+// the new key's id.
+func (n *Node) RotateKey(deadline time.Time) (string, uint64, error) {
+	k := &storage.SigningKey{KID: randomKID(), Secret: randomSecret()}
+	res, index, err := n.Propose(&storage.Command{Kind: storage.CmdKeyRotate, Stamp: n.Stamps(1), Key: k}, deadline)
+	if err != nil {
+		return "", 0, err
+	}
+	if res.Err != nil {
+		return "", 0, res.Err
+	}
+	n.log.Info("rotated the token signing key", slog.String("kid", k.KID))
+	return k.KID, index, nil
+}
+
+func randomSecret() []byte {
+	b := make([]byte, storage.SecretBytes)
+	_, _ = rand.Read(b)
+	return b
+}
+
+func randomKID() string { return "k-" + randomID()[:16] }
+
 // WaitInitialised waits until the cluster parameters are applied on this
 // node, then checks that the ones this node was started with agree.
 // explicit says which parameters were set by the operator (others follow
 // the cluster).
 func (n *Node) WaitInitialised(deadline time.Time, explicitShards bool) error {
-	for n.fsm.Users() == nil {
+	for n.fsm.Users() == nil || n.fsm.Auth() == nil {
 		select {
 		case <-n.stop:
 			return ErrShutdown

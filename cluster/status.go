@@ -91,7 +91,7 @@ func (n *Node) Ready() error {
 	if n.raft.State() == raft.Leader && n.leaderTerm.Load() != n.raft.CurrentTerm() {
 		return fmt.Errorf("%w: the new leader has not yet applied earlier terms", ErrNotReady)
 	}
-	if n.fsm.Users() == nil {
+	if n.fsm.Users() == nil || n.fsm.Auth() == nil {
 		return fmt.Errorf("%w: the cluster is not initialised yet", ErrNotReady)
 	}
 	commit, applied := n.raft.CommitIndex(), n.fsm.AppliedIndex()

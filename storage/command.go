@@ -25,6 +25,13 @@ const (
 	// the replicated member directory; raft's own configuration says who
 	// votes.
 	CmdMember CommandKind = 7
+	// CmdAuthSetup creates the cluster's authentication state (keys and
+	// session rules); only the first one takes effect.
+	CmdAuthSetup CommandKind = 8
+	// CmdKeyRotate makes a new key the signing key.
+	CmdKeyRotate CommandKind = 9
+	// CmdSession opens, refreshes or revokes a user's session.
+	CmdSession CommandKind = 10
 )
 
 func (k CommandKind) String() string {
@@ -43,6 +50,12 @@ func (k CommandKind) String() string {
 		return "noop"
 	case CmdMember:
 		return "member"
+	case CmdAuthSetup:
+		return "auth_setup"
+	case CmdKeyRotate:
+		return "key_rotate"
+	case CmdSession:
+		return "session"
 	}
 	return fmt.Sprintf("command(%d)", uint8(k))
 }
@@ -60,12 +73,15 @@ type Command struct {
 	RequestID   string
 	Fingerprint uint64
 
-	Init   *InitParams
-	Create *BatchItem    // CmdUserCreate
-	Batch  []BatchItem   // CmdUserBatch
-	Patch  *UserPatch    // CmdUserPatch
-	Delete string        // CmdUserDelete: user id
-	Member *MemberChange // CmdMember
+	Init    *InitParams
+	Create  *BatchItem    // CmdUserCreate
+	Batch   []BatchItem   // CmdUserBatch
+	Patch   *UserPatch    // CmdUserPatch
+	Delete  string        // CmdUserDelete: user id
+	Member  *MemberChange // CmdMember
+	Auth    *AuthSetup    // CmdAuthSetup
+	Key     *SigningKey   // CmdKeyRotate: KID and Secret
+	Session *SessionOp    // CmdSession
 }
 
 // BatchItem is one user to create, with its id decided at the leader.
@@ -139,6 +155,25 @@ func EncodeCommand(dst []byte, c *Command) []byte {
 	case CmdMember:
 		e.member(&c.Member.Member)
 		e.boolean(c.Member.Remove)
+	case CmdAuthSetup:
+		a := c.Auth
+		e.varint(a.Params.SessionTTLms)
+		e.varint(a.Params.GraceMs)
+		e.uvarint(uint64(a.Params.MaxSessions))
+		e.bytes(a.RefreshKey)
+		e.str(a.Key.KID)
+		e.bytes(a.Key.Secret)
+	case CmdKeyRotate:
+		e.str(c.Key.KID)
+		e.bytes(c.Key.Secret)
+	case CmdSession:
+		op := c.Session
+		e.byte1(byte(op.Action))
+		e.str(op.UserID)
+		e.str(op.Family)
+		e.b = append(e.b, op.Hash[:]...)
+		e.b = append(e.b, op.Next[:]...)
+		e.fixed64(op.PasswordCheck)
 	}
 	return e.b
 }
@@ -238,6 +273,27 @@ func DecodeCommand(b []byte) (*Command, error) {
 		c.Member = &MemberChange{}
 		d.member(&c.Member.Member)
 		c.Member.Remove = d.boolean()
+	case CmdAuthSetup:
+		a := &AuthSetup{}
+		a.Params.SessionTTLms = d.varint()
+		a.Params.GraceMs = d.varint()
+		if n := d.uvarint(); n > 1<<20 {
+			d.fail("max sessions %d", n)
+		} else {
+			a.Params.MaxSessions = int(n)
+		}
+		a.RefreshKey = d.bytes()
+		a.Key.KID = d.str()
+		a.Key.Secret = d.bytes()
+		c.Auth = a
+	case CmdKeyRotate:
+		c.Key = &SigningKey{KID: d.str(), Secret: d.bytes()}
+	case CmdSession:
+		op := &SessionOp{Action: SessionAction(d.byte1()), UserID: d.str(), Family: d.str()}
+		d.hash(&op.Hash)
+		d.hash(&op.Next)
+		op.PasswordCheck = d.fixed64()
+		c.Session = op
 	default:
 		d.fail("unknown command kind %d", c.Kind)
 	}

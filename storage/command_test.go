@@ -35,6 +35,15 @@ func sampleCommands() []*Command {
 		{Kind: CmdUserDelete, Stamp: stamp + 5, RequestID: "del", Fingerprint: 7, Delete: ""},
 		{Kind: CmdNoop, Stamp: stamp + 6},
 		{Kind: CmdNoop, Stamp: ^uint64(0), RequestID: strings.Repeat("k", 300), Fingerprint: 0},
+		{Kind: CmdMember, Stamp: stamp + 6, Member: &MemberChange{Member: Member{ID: "n1", HTTPAddr: "127.0.0.1:8080", RaftAddr: "127.0.0.1:7080"}}},
+		{Kind: CmdMember, Stamp: stamp + 6, RequestID: "m", Fingerprint: 2, Member: &MemberChange{Member: Member{ID: "n2"}, Remove: true}},
+		{Kind: CmdAuthSetup, Stamp: stamp + 7, Auth: &AuthSetup{
+			Params:     AuthParams{SessionTTLms: 30 * 86_400_000, GraceMs: 10_000, MaxSessions: 32},
+			RefreshKey: bytes.Repeat([]byte{1}, SecretBytes), Key: SigningKey{KID: "k-1", Secret: bytes.Repeat([]byte{2}, SecretBytes)}}},
+		{Kind: CmdKeyRotate, Stamp: stamp + 8, RequestID: "rotate", Fingerprint: 9, Key: &SigningKey{KID: "k_2", Secret: bytes.Repeat([]byte{3}, SecretBytes)}},
+		{Kind: CmdSession, Stamp: stamp + 9, Session: &SessionOp{Action: SessionOpen, UserID: MakeUserID(stamp, 1), Family: "fam", Hash: [32]byte{1, 2}, PasswordCheck: PasswordCheck(hash)}},
+		{Kind: CmdSession, Stamp: stamp + 9, RequestID: "refresh", Fingerprint: 3, Session: &SessionOp{Action: SessionRefresh, UserID: MakeUserID(stamp, 1), Family: "fam", Hash: [32]byte{1, 2}, Next: [32]byte{31: 9}}},
+		{Kind: CmdSession, Stamp: stamp + 9, Session: &SessionOp{Action: SessionRevokeAll, UserID: MakeUserID(stamp, 2)}},
 	}
 	for f := PatchFields(0); f <= patchAll; f++ {
 		p := &UserPatch{ID: MakeUserID(stamp, uint16(f)), Fields: f}
@@ -79,7 +88,7 @@ func TestCommandRoundTrip(t *testing.T) {
 			t.Fatalf("%d: header % x", i, b[:2])
 		}
 	}
-	for k := CmdInit; k <= CmdNoop; k++ {
+	for k := CmdInit; k <= CmdSession; k++ {
 		if !kinds[k] {
 			t.Errorf("no sample of %v", k)
 		}

@@ -18,6 +18,7 @@ const (
 	KindPreconditionFailed Kind = 4
 	KindForbidden          Kind = 5
 	KindInternal           Kind = 6
+	KindUnauthenticated    Kind = 7
 )
 
 func (k Kind) String() string {
@@ -34,6 +35,8 @@ func (k Kind) String() string {
 		return "forbidden"
 	case KindInternal:
 		return "internal"
+	case KindUnauthenticated:
+		return "unauthenticated"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -65,6 +68,7 @@ var (
 	ErrPreconditionFailed = &Error{Kind: KindPreconditionFailed}
 	ErrForbidden          = &Error{Kind: KindForbidden}
 	ErrInternal           = &Error{Kind: KindInternal}
+	ErrUnauthenticated    = &Error{Kind: KindUnauthenticated}
 )
 
 func badRequest(field, format string, args ...any) *Error {

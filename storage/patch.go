@@ -71,5 +71,10 @@ func (p *UserPatch) Apply(cur *User, nowMs int64) (*User, *Error) {
 	}
 	next.Version = cur.Version + 1
 	next.UpdatedMs = max(nowMs, cur.UpdatedMs)
+	// A new password ends every session; a new role ends the access
+	// tokens that carry the old one (a refresh gets new ones).
+	if next.PasswordHash != cur.PasswordHash || next.Role != cur.Role {
+		next.revokeTokens(next.PasswordHash != cur.PasswordHash)
+	}
 	return &next, nil
 }

@@ -80,11 +80,58 @@ func (e *encoder) user(u *User) {
 	e.uvarint(u.Version)
 	e.varint(u.CreatedMs)
 	e.varint(u.UpdatedMs)
+	e.uvarint(u.TokenEpoch())
 }
 
+// user decodes a record and its token epoch; sessions, which only
+// snapshots carry, follow separately (sessions).
 func (d *decoder) user() *User {
-	return &User{
+	u := &User{
 		ID: d.str(), Name: d.str(), Email: d.str(), PasswordHash: d.str(),
 		Role: Role(d.byte1()), Version: d.uvarint(), CreatedMs: d.varint(), UpdatedMs: d.varint(),
 	}
+	if !d.v1 {
+		if epoch := d.uvarint(); epoch > 0 {
+			u.Auth = &UserAuth{Epoch: epoch}
+		}
+	}
+	return u
+}
+
+// sessions writes a user's sessions (snapshots only).
+func (e *encoder) sessions(a *UserAuth) {
+	if a == nil {
+		e.uvarint(0)
+		return
+	}
+	e.uvarint(uint64(len(a.Sessions)))
+	for i := range a.Sessions {
+		s := &a.Sessions[i]
+		e.str(s.Family)
+		e.b = append(e.b, s.Hash[:]...)
+		e.b = append(e.b, s.PrevHash[:]...)
+		e.varint(s.RotatedMs)
+		e.varint(s.ExpiresMs)
+	}
+}
+
+// sessions reads what encoder.sessions wrote into u.
+func (d *decoder) sessions(u *User) {
+	n := d.count(1 + 64 + 2)
+	if n == 0 || d.err != nil {
+		return
+	}
+	a := &UserAuth{Sessions: make([]Session, n)}
+	if u.Auth != nil {
+		a.Epoch = u.Auth.Epoch
+	}
+	for i := range a.Sessions {
+		s := &a.Sessions[i]
+		s.Family = d.str()
+		d.hash(&s.Hash)
+		d.hash(&s.PrevHash)
+		s.RotatedMs = d.varint()
+		s.ExpiresMs = d.varint()
+	}
+	u.Auth = a
 }

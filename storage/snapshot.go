@@ -9,8 +9,10 @@ import (
 	"io"
 )
 
-// SnapshotVersion is the snapshot format written by this build.
-const SnapshotVersion = 1
+// SnapshotVersion is the snapshot format written by this build. Version
+// 2 added authentication (an auth frame, token epochs and sessions in
+// user records); version 1 is still read.
+const SnapshotVersion = 2
 
 var snapshotMagic = []byte("TROUPE-SNAPSHOT\n")
 
@@ -28,7 +30,8 @@ type Meta struct {
 	LastStamp   uint64      // highest stamp applied; new leaders start above it
 	LastMs      int64       // command time of the last applied command
 	Idempotency []IdempotencyEntry
-	Members     []Member // sorted by id
+	Members     []Member   // sorted by id
+	Auth        *AuthState // nil until set up
 }
 
 // IdempotencyEntry is one remembered request id and its result.
@@ -48,6 +51,7 @@ const (
 	frameEnd     = 3
 	frameIdem    = 4 // continues the meta frame's idempotency entries
 	frameMembers = 5
+	frameAuth    = 6
 
 	frameTarget = 64 << 10
 	maxFrame    = 16 << 20
@@ -114,6 +118,25 @@ func WriteSnapshot(w io.Writer, s *Snapshot) error {
 		}
 	}
 
+	if a := m.Auth; a != nil {
+		e.byte1(frameAuth)
+		e.varint(a.Params.SessionTTLms)
+		e.varint(a.Params.GraceMs)
+		e.uvarint(uint64(a.Params.MaxSessions))
+		e.bytes(a.RefreshKey)
+		e.uvarint(uint64(len(a.Keys)))
+		for i := range a.Keys {
+			k := &a.Keys[i]
+			e.str(k.KID)
+			e.bytes(k.Secret)
+			e.varint(k.CreatedMs)
+			e.varint(k.RetiredMs)
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+	}
+
 	var total uint64
 	for si, sh := range s.Shards {
 		var err error
@@ -124,6 +147,7 @@ func WriteSnapshot(w io.Writer, s *Snapshot) error {
 		start()
 		sh.Ascend(func(u *User) bool {
 			e.user(u)
+			e.sessions(u.Auth)
 			total++
 			if len(e.b) >= frameTarget {
 				if err = flush(); err != nil {
@@ -161,8 +185,8 @@ func ReadSnapshot(r io.Reader) (*Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: snapshot header: %v", ErrCorrupt, err)
 	}
-	if v != SnapshotVersion {
-		return nil, fmt.Errorf("%w: snapshot version %d is not supported by this build (it reads version %d)", ErrUnsupportedVersion, v, SnapshotVersion)
+	if v != SnapshotVersion && v != 1 {
+		return nil, fmt.Errorf("%w: snapshot version %d is not supported by this build (it reads versions 1 to %d)", ErrUnsupportedVersion, v, SnapshotVersion)
 	}
 	var buf bytes.Buffer
 	next := func() (*decoder, byte, error) {
@@ -179,7 +203,7 @@ func ReadSnapshot(r io.Reader) (*Snapshot, error) {
 		if _, err := io.CopyN(&buf, br, int64(n)); err != nil {
 			return nil, 0, fmt.Errorf("%w: truncated frame: %v", ErrCorrupt, err)
 		}
-		d := &decoder{b: buf.Bytes()}
+		d := &decoder{b: buf.Bytes(), v1: v == 1}
 		return d, d.byte1(), nil
 	}
 
@@ -262,6 +286,15 @@ func ReadSnapshot(r io.Reader) (*Snapshot, error) {
 			if err := d.end(); err != nil {
 				return nil, err
 			}
+		case frameAuth:
+			if s.Meta.Auth != nil {
+				return nil, fmt.Errorf("%w: auth state given twice", ErrCorrupt)
+			}
+			a, err := d.authState()
+			if err != nil {
+				return nil, err
+			}
+			s.Meta.Auth = a
 		case frameUsers:
 			si := d.uvarint()
 			if d.err == nil && si >= nShards {
@@ -269,6 +302,9 @@ func ReadSnapshot(r io.Reader) (*Snapshot, error) {
 			}
 			for d.err == nil && len(d.b) > 0 {
 				u := d.user()
+				if !d.v1 {
+					d.sessions(u)
+				}
 				if d.err != nil {
 					break
 				}
@@ -311,4 +347,37 @@ func (s *Snapshot) restoreUser(home int, u *User) error {
 	}
 	s.Shards[home].Put(u)
 	return nil
+}
+
+// authState reads an auth frame's body and checks it.
+func (d *decoder) authState() (*AuthState, error) {
+	a := &AuthState{}
+	a.Params.SessionTTLms = d.varint()
+	a.Params.GraceMs = d.varint()
+	if n := d.uvarint(); n > 1<<20 {
+		d.fail("max sessions %d", n)
+	} else {
+		a.Params.MaxSessions = int(n)
+	}
+	a.RefreshKey = d.bytes()
+	n := d.count(4)
+	for i := 0; i < n && d.err == nil; i++ {
+		a.Keys = append(a.Keys, SigningKey{KID: d.str(), Secret: d.bytes(), CreatedMs: d.varint(), RetiredMs: d.varint()})
+	}
+	if err := d.end(); err != nil {
+		return nil, err
+	}
+	if len(a.Keys) == 0 {
+		return nil, fmt.Errorf("%w: auth state without keys", ErrCorrupt)
+	}
+	setup := AuthSetup{Params: a.Params, RefreshKey: a.RefreshKey, Key: a.Keys[0]}
+	if err := setup.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: auth state: %v", ErrCorrupt, err)
+	}
+	for i := range a.Keys {
+		if err := a.Keys[i].validate(); err != nil {
+			return nil, fmt.Errorf("%w: auth state: %v", ErrCorrupt, err)
+		}
+	}
+	return a, nil
 }

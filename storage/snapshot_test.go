@@ -122,7 +122,7 @@ func sameState(t testing.TB, got, want *Snapshot) {
 			t.Fatalf("shard %d: %d users, want %d", i, len(gu), len(wu))
 		}
 		for j := range gu {
-			if *gu[j] != *wu[j] {
+			if !reflect.DeepEqual(gu[j], wu[j]) {
 				t.Fatalf("shard %d: %+v, want %+v", i, *gu[j], *wu[j])
 			}
 		}

@@ -48,6 +48,9 @@ type User struct {
 	Version      uint64 // 1 at creation, +1 per change
 	CreatedMs    int64  // command time, Unix milliseconds
 	UpdatedMs    int64
+	// Auth holds the token epoch and sessions; nil until the first
+	// login. Not part of Version: logins do not change the user.
+	Auth *UserAuth
 }
 
 // NewUser is a validated, normalised request to create a user: every value

@@ -21,6 +21,7 @@ func (e *encoder) uvarint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
 func (e *encoder) byte1(v byte)     { e.b = append(e.b, v) }
 func (e *encoder) varint(v int64)   { e.b = binary.AppendVarint(e.b, v) }
 func (e *encoder) str(s string)     { e.uvarint(uint64(len(s))); e.b = append(e.b, s...) }
+func (e *encoder) bytes(p []byte)   { e.uvarint(uint64(len(p))); e.b = append(e.b, p...) }
 func (e *encoder) boolean(v bool)   { e.byte1(boolByte(v)) }
 func (e *encoder) fixed64(v uint64) { e.b = binary.BigEndian.AppendUint64(e.b, v) }
 func boolByte(v bool) byte {
@@ -33,6 +34,9 @@ func boolByte(v bool) byte {
 type decoder struct {
 	b   []byte
 	err error
+	// v1 is set while reading a version 1 snapshot: its users carry no
+	// authentication state.
+	v1 bool
 }
 
 func (d *decoder) fail(format string, args ...any) {
@@ -121,6 +125,28 @@ func (d *decoder) raw() []byte {
 
 // str copies: decoded values outlive the input buffer.
 func (d *decoder) str() string { return string(d.raw()) }
+
+// bytes copies, like str; an empty value decodes as nil.
+func (d *decoder) bytes() []byte {
+	p := d.raw()
+	if len(p) == 0 {
+		return nil
+	}
+	return append([]byte(nil), p...)
+}
+
+// hash reads a fixed 32-byte value.
+func (d *decoder) hash(h *[32]byte) {
+	if d.err != nil {
+		return
+	}
+	if len(d.b) < len(h) {
+		d.fail("hash beyond end")
+		return
+	}
+	copy(h[:], d.b)
+	d.b = d.b[len(h):]
+}
 
 // count reads a collection length and rejects one that the remaining input
 // cannot hold (each element takes at least minSize bytes), so a hostile

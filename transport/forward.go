@@ -117,7 +117,13 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, h fasthttp.RequestHandler) {
 			}
 		}
 		req.Header.Set("Idempotency-Key", key)
-		req.Header.Set(forwardedHeader, "1")
+		// The proof tells the leader a member forwarded this (its caller
+		// was throttled here); without auth set up, any mark stops loops.
+		proof := s.forwardProof()
+		if proof == "" {
+			proof = "1"
+		}
+		req.Header.Set(forwardedHeader, proof)
 		req.SetBody(ctx.PostBody())
 		resp.Reset()
 		err := s.fwd.client(leader).DoDeadline(req, resp, deadline)

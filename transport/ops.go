@@ -2,7 +2,6 @@ package transport
 
 import (
 	"bufio"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -47,19 +46,14 @@ type memberRequest struct {
 }
 
 // clusterSecretOK checks X-Troupe-Cluster-Secret when a secret is set.
+// Another node that proved itself with a client certificate from the
+// cluster's CA needs no secret, nor does an admin who showed a token
+// (an anonymous --insecure caller is not one).
 func (s *Server) clusterSecretOK(ctx *fasthttp.RequestCtx) bool {
-	if s.cfg.ClusterSecret == "" {
+	if s.cfg.ClusterSecret == "" || s.peerProven(ctx) {
 		return true
 	}
-	// Another node that proved itself with a client certificate from the
-	// cluster's CA needs no secret.
-	if ctx.IsTLS() {
-		if st := ctx.TLSConnectionState(); st != nil && len(st.VerifiedChains) > 0 {
-			return true
-		}
-	}
-	got := ctx.Request.Header.Peek("X-Troupe-Cluster-Secret")
-	if subtle.ConstantTimeCompare(got, []byte(s.cfg.ClusterSecret)) == 1 {
+	if c := callerOf(ctx); c.user != nil && c.admin {
 		return true
 	}
 	writeError(ctx, newError("unauthenticated", "membership changes need the cluster secret (X-Troupe-Cluster-Secret)"))

@@ -41,6 +41,8 @@ type Node interface {
 	Backup() *storage.Snapshot
 	AddMember(m storage.Member, voter bool, deadline time.Time) error
 	RemoveMember(id string, deadline time.Time) error
+	Auth() *storage.AuthState
+	RotateKey(deadline time.Time) (kid string, index uint64, err error)
 }
 
 // Users is what the transport needs from the user shards.
@@ -80,6 +82,11 @@ type Config struct {
 	// HashConcurrency bounds concurrent password hashing (memory-hard:
 	// each takes Argon2.MemoryKiB). Default: the number of CPUs.
 	HashConcurrency int
+	// AccessTTL is how long an access token is valid.
+	AccessTTL time.Duration
+	// LoginFailuresPerMinute is how many failed logins an email or a
+	// client address may have a minute before it gets 429.
+	LoginFailuresPerMinute int
 }
 
 // DefaultConfig returns the defaults.
@@ -95,6 +102,9 @@ func DefaultConfig() Config {
 		ShutdownGrace:   15 * time.Second,
 		Argon2:          storage.DefaultArgon2,
 		HashConcurrency: runtime.NumCPU(),
+		AccessTTL:       15 * time.Minute,
+		// API.md: no sooner than 10 failures a minute.
+		LoginFailuresPerMinute: 10,
 	}
 }
 
@@ -124,6 +134,12 @@ func (c *Config) Validate() error {
 	if c.HashConcurrency < 1 {
 		errs = append(errs, fmt.Errorf("hash concurrency %d must be at least 1", c.HashConcurrency))
 	}
+	if c.AccessTTL < time.Minute || c.AccessTTL > storage.MaxAccessTTL {
+		errs = append(errs, fmt.Errorf("access token lifetime %v must be from 1m to %v", c.AccessTTL, storage.MaxAccessTTL))
+	}
+	if c.LoginFailuresPerMinute < 10 {
+		errs = append(errs, fmt.Errorf("login failures per minute %d must be at least 10", c.LoginFailuresPerMinute))
+	}
 	return errors.Join(errs...)
 }
 
@@ -138,6 +154,12 @@ type Server struct {
 	hashSem chan struct{}
 	fwd     forwarder
 
+	tokens        *tokenMaker
+	loginThrottle *failureThrottle
+	authMetrics   authMetrics
+	proof         authProof
+	dummyHashState
+
 	routesStats sync.Map // route name → *routeMetrics
 }
 
@@ -150,7 +172,11 @@ func New(cfg Config, logger *slog.Logger, set *metrics.Set, node Node, users fun
 		cfg.AdvertiseHTTP = cfg.HTTPAddr
 	}
 	s := &Server{cfg: cfg, log: logger, node: node, users: users, set: set,
-		hashSem: make(chan struct{}, cfg.HashConcurrency), fwd: forwarder{timeout: cfg.RequestTimeout + 5*time.Second, tls: cfg.PeerTLS}}
+		hashSem: make(chan struct{}, cfg.HashConcurrency), fwd: forwarder{timeout: cfg.RequestTimeout + 5*time.Second, tls: cfg.PeerTLS},
+		loginThrottle: newFailureThrottle(cfg.LoginFailuresPerMinute, 100_000, nil),
+		authMetrics:   newAuthMetrics(set),
+	}
+	s.tokens = newTokenMaker(node.Auth, cfg.AccessTTL, nil)
 	s.http = &fasthttp.Server{
 		Handler:               s.routes(),
 		Name:                  "troupe",
@@ -169,24 +195,38 @@ func New(cfg Config, logger *slog.Logger, set *metrics.Set, node Node, users fun
 
 func (s *Server) routes() fasthttp.RequestHandler {
 	r := router.New()
-	r.GET("/healthz", s.handle("GET /healthz", s.healthz))
-	r.GET("/readyz", s.handle("GET /readyz", s.readyz))
-	r.GET("/metrics", s.handle("GET /metrics", s.metrics))
-	r.GET("/v1/cluster", s.handle("GET /v1/cluster", s.clusterStatus))
-	r.GET("/v1/cluster/hash", s.handle("GET /v1/cluster/hash", s.stateHash))
-	r.GET("/v1/cluster/backup", s.handle("GET /v1/cluster/backup", s.backup))
-	r.POST("/v1/cluster/snapshot", s.handle("POST /v1/cluster/snapshot", s.snapshot))
-	r.GET(cluster.IdentityPath, s.handle("GET "+cluster.IdentityPath, s.identity))
-	r.GET(cluster.ReadIndexPath, s.handle("GET "+cluster.ReadIndexPath, s.readIndex))
-	r.POST("/v1/cluster/members", s.handle("POST /v1/cluster/members", s.leaderOnly(s.addMember)))
-	r.DELETE("/v1/cluster/members/{id}", s.handle("DELETE /v1/cluster/members/{id}", s.leaderOnly(s.removeMember)))
-	r.POST("/v1/users", s.handle("POST /v1/users", s.leaderOnly(s.createUser)))
-	r.GET("/v1/users", s.handle("GET /v1/users", s.listUsers))
-	r.GET("/v1/users/count", s.handle("GET /v1/users/count", s.countUsers))
-	r.POST("/v1/users/batch", s.handle("POST /v1/users/batch", s.leaderOnly(s.batchUsers)))
-	r.GET("/v1/users/{id}", s.handle("GET /v1/users/{id}", s.getUser))
-	r.PATCH("/v1/users/{id}", s.handle("PATCH /v1/users/{id}", s.leaderOnly(s.patchUser)))
-	r.DELETE("/v1/users/{id}", s.handle("DELETE /v1/users/{id}", s.leaderOnly(s.deleteUser)))
+	route := func(method, path string, level access, h fasthttp.RequestHandler) {
+		r.Handle(method, path, s.handle(method+" "+path, s.guard(level, h)))
+	}
+	route("GET", "/healthz", public, s.healthz)
+	route("GET", "/readyz", public, s.readyz)
+	route("GET", "/metrics", public, s.metrics)
+	// Node to node: these check the cluster secret themselves.
+	route("GET", cluster.IdentityPath, public, s.identity)
+	route("GET", cluster.ReadIndexPath, public, s.readIndex)
+
+	route("POST", "/v1/auth/register", public, s.leaderOnly(s.register))
+	route("POST", "/v1/auth/login", public, s.throttledLogin(s.leaderOnly(s.login)))
+	route("POST", "/v1/auth/refresh", public, s.leaderOnly(s.refresh))
+	route("POST", "/v1/auth/logout", signedIn, s.leaderOnly(s.logout))
+	route("GET", "/v1/auth/me", signedIn, s.me)
+	route("POST", "/v1/auth/keys/rotate", adminOnly, s.leaderOnly(s.rotateKey))
+
+	route("GET", "/v1/cluster", peerOrAdmin, s.clusterStatus)
+	route("GET", "/v1/cluster/hash", peerOrAdmin, s.stateHash)
+	route("GET", "/v1/cluster/backup", peerOrAdmin, s.backup)
+	route("POST", "/v1/cluster/snapshot", peerOrAdmin, s.snapshot)
+	route("POST", "/v1/cluster/members", peerOrAdmin, s.leaderOnly(s.addMember))
+	route("DELETE", "/v1/cluster/members/{id}", peerOrAdmin, s.leaderOnly(s.removeMember))
+
+	route("POST", "/v1/users", adminOnly, s.leaderOnly(s.createUser))
+	route("GET", "/v1/users", adminOnly, s.listUsers)
+	route("GET", "/v1/users/count", adminOnly, s.countUsers)
+	route("POST", "/v1/users/batch", adminOnly, s.leaderOnly(s.batchUsers))
+	// Self or admin: checked by the handlers, which know the id.
+	route("GET", "/v1/users/{id}", signedIn, s.getUser)
+	route("PATCH", "/v1/users/{id}", signedIn, s.leaderOnly(s.patchUser))
+	route("DELETE", "/v1/users/{id}", signedIn, s.leaderOnly(s.deleteUser))
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 	r.HandleMethodNotAllowed = true

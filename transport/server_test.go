@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -30,13 +31,23 @@ type testServer struct {
 	base      string
 	node      *cluster.Node
 	validator *api.Validator
+	srv       *Server
 }
 
 var cheapArgon = storage.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16}
 
+// testAdminPassword is the password of the first admin of test servers.
+const testAdminPassword = "admin-password"
+
 func startServer(t *testing.T, opts ...func(*Config)) *testServer {
 	t.Helper()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	return startServerWith(t, nil, opts...)
+}
+
+// startServerWith also lets the test change the node's configuration.
+func startServerWith(t *testing.T, nodeOpt func(*cluster.Config), opts ...func(*Config)) *testServer {
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(testLogOutput(), nil))
 	set := metrics.NewSet()
 	sys := actors.NewSystem(logger, set)
 	ncfg := cluster.DefaultConfig()
@@ -48,8 +59,12 @@ func startServer(t *testing.T, opts ...func(*Config)) *testServer {
 		t.Fatal(err)
 	}
 	ncfg.AdvertiseHTTP = ln.Addr().String()
+	if nodeOpt != nil {
+		nodeOpt(&ncfg)
+	}
+	adminHash := storage.HashPassword(testAdminPassword, []byte("0123456789abcdef"), cheapArgon)
 	node, err := cluster.Open(ncfg, logger, set, sys, func() (storage.NewUser, error) {
-		return storage.NewUser{Name: "Admin", Email: "admin@troupe.local", Role: storage.RoleAdmin}, nil
+		return storage.NewUser{Name: "Admin", Email: "admin@troupe.local", Role: storage.RoleAdmin, PasswordHash: adminHash}, nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +105,7 @@ func startServer(t *testing.T, opts ...func(*Config)) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := &testServer{t: t, base: "http://" + ln.Addr().String(), node: node, validator: v}
+	ts := &testServer{t: t, base: "http://" + ln.Addr().String(), node: node, validator: v, srv: srv}
 	deadline := time.Now().Add(10 * time.Second)
 	for node.Ready() != nil {
 		if time.Now().After(deadline) {
@@ -645,4 +660,11 @@ func (ts *testServer) rawPost(t *testing.T, path string, body []byte) *response 
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return &response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+func testLogOutput() io.Writer {
+	if os.Getenv("TROUPE_TEST_LOG") != "" {
+		return os.Stderr
+	}
+	return io.Discard
 }

@@ -174,7 +174,27 @@ func (s *Server) startWrite(ctx *fasthttp.RequestCtx, req any) (w writeRequest, 
 		writeError(ctx, e)
 		return w, false
 	}
+	if w.key != "" {
+		// Keys are scoped by caller: one user's key never answers
+		// another's request.
+		scope := "-"
+		if c := callerOf(ctx); c.user != nil {
+			scope = c.user.ID
+		}
+		w.key = scope + ":" + w.key
+	}
 	return w, true
+}
+
+// selfOrAdmin lets the caller act on user id only if it is that user or
+// an admin; otherwise it answers 403.
+func selfOrAdmin(ctx *fasthttp.RequestCtx, id string) (*caller, bool) {
+	c := callerOf(ctx)
+	if c.admin || c.is(id) {
+		return c, true
+	}
+	writeError(ctx, newError("forbidden", "users may act only on themselves"))
+	return c, false
 }
 
 // propose sends cmd through the cluster and writes the error response if
@@ -199,8 +219,13 @@ func (s *Server) createUser(ctx *fasthttp.RequestCtx) {
 	if !ok {
 		return
 	}
+	s.createFrom(ctx, w, &req)
+}
+
+// createFrom creates the user a create or register request describes.
+func (s *Server) createFrom(ctx *fasthttp.RequestCtx, w writeRequest, req *createUserRequest) {
 	users, key, fp := w.users, w.key, w.fp
-	nu, serr := validateNewUser(&req, false)
+	nu, serr := validateNewUser(req, false)
 	if serr != nil {
 		writeError(ctx, serr)
 		return
@@ -272,6 +297,9 @@ func pathID(ctx *fasthttp.RequestCtx) string {
 }
 
 func (s *Server) getUser(ctx *fasthttp.RequestCtx) {
+	if _, ok := selfOrAdmin(ctx, pathID(ctx)); !ok {
+		return
+	}
 	users := s.usersOrUnavailable(ctx)
 	if users == nil {
 		return
@@ -309,13 +337,17 @@ func parseIfMatch(v []byte) uint64 {
 }
 
 func (s *Server) patchUser(ctx *fasthttp.RequestCtx) {
+	id := pathID(ctx)
+	c, ok := selfOrAdmin(ctx, id)
+	if !ok {
+		return
+	}
 	var req patchUserRequest
 	w, ok := s.startWrite(ctx, &req)
 	if !ok {
 		return
 	}
 	users, key, fp := w.users, w.key, w.fp
-	id := pathID(ctx)
 	if _, _, ok := storage.ParseUserID(id); !ok {
 		writeError(ctx, &storage.Error{Kind: storage.KindNotFound, Message: "no user with id " + id})
 		return
@@ -336,6 +368,10 @@ func (s *Server) patchUser(ctx *fasthttp.RequestCtx) {
 			return
 		}
 	}
+	if req.Role != nil && !c.admin {
+		writeError(ctx, newError("forbidden", "users may not change their own role"))
+		return
+	}
 	if req.Role != nil {
 		p.Fields |= storage.PatchRole
 		if p.Role, serr = storage.ParseRole(*req.Role); serr != nil {
@@ -350,6 +386,27 @@ func (s *Server) patchUser(ctx *fasthttp.RequestCtx) {
 		}
 	}
 	deadline := s.deadline()
+	if req.CurrentPassword != nil && req.Password == nil {
+		writeError(ctx, badRequest("current_password goes with password", "current_password"))
+		return
+	}
+	if req.Password != nil && c.is(id) {
+		// Changing one's own password needs the current one: a stolen
+		// access token alone cannot take the account over.
+		if req.CurrentPassword == nil {
+			writeError(ctx, badRequest("current_password is required to change your own password", "current_password"))
+			return
+		}
+		ok, err := s.verifyPassword(*req.CurrentPassword, c.user.PasswordHash, deadline)
+		if err != nil {
+			writeError(ctx, err)
+			return
+		}
+		if !ok || c.user.PasswordHash == "" {
+			writeError(ctx, newError("forbidden", "current_password is wrong"))
+			return
+		}
+	}
 	if p.Fields&storage.PatchEmail != 0 && key == "" && emailTaken(users, p.Email, id, deadline) {
 		writeError(ctx, errEmailTaken)
 		return
@@ -373,12 +430,15 @@ func (s *Server) patchUser(ctx *fasthttp.RequestCtx) {
 }
 
 func (s *Server) deleteUser(ctx *fasthttp.RequestCtx) {
+	id := pathID(ctx)
+	if _, ok := selfOrAdmin(ctx, id); !ok {
+		return
+	}
 	w, ok := s.startWrite(ctx, nil)
 	if !ok {
 		return
 	}
 	key, fp := w.key, w.fp
-	id := pathID(ctx)
 	if _, _, ok := storage.ParseUserID(id); !ok {
 		writeError(ctx, &storage.Error{Kind: storage.KindNotFound, Message: "no user with id " + id})
 		return

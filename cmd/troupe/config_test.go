@@ -33,7 +33,6 @@ func TestParseServeFlagsEnvDefaults(t *testing.T) {
 
 func TestParseServeRejects(t *testing.T) {
 	cases := map[string][]string{
-		"no auth yet":           {},
 		"bad shards":            {"--insecure", "--user-shards", "6"},
 		"join and bootstrap":    {"--insecure", "--join", "http://127.0.0.1:8081", "--bootstrap"},
 		"bad join url":          {"--insecure", "--join", "ftp://127.0.0.1:8081"},
@@ -43,6 +42,7 @@ func TestParseServeRejects(t *testing.T) {
 		"missing tls files":     {"--insecure", "--tls-cert", "/nonexistent/c.pem", "--tls-key", "/nonexistent/k.pem", "--tls-ca", "/nonexistent/ca.pem"},
 		"expect out of range":   {"--insecure", "--bootstrap-expect", "12", "--join", "127.0.0.1:8081"},
 		"bad log level":         {"--insecure", "--log-level", "loud"},
+		"access ttl too long":   {"--access-token-ttl", "48h"},
 		"rate limit not yet":    {"--insecure", "--rate-limit", "100/1s"},
 		"bad address":           {"--insecure", "--http-addr", "nonsense"},
 		"stray argument":        {"--insecure", "extra"},

@@ -178,7 +178,13 @@ func runNode(ctx context.Context, cfg *serveConfig, logger *slog.Logger, stdout 
 	}()
 	url := cfg.peerScheme() + ln.Addr().String()
 	logger.Info("troupe is serving", slog.String("url", url), slog.String("node_id", cfg.Node.NodeID), slog.String("data", cfg.Node.DataDir))
-	fmt.Fprintf(stdout, "troupe %s is serving on %s  (try: curl %s/v1/users)\n", version, url, url)
+	fmt.Fprintf(stdout, "troupe %s is serving on %s\n", version, url)
+	if cfg.HTTP.Insecure {
+		fmt.Fprintf(stdout, "  authentication is off; try: curl %s/v1/users\n", url)
+	} else {
+		fmt.Fprintf(stdout, "  log in: curl -s %s/v1/auth/login -d '{\"email\":\"%s\",\"password\":\"%s\"}'\n", url, adminEmail(), adminPasswordHint(cfg))
+		fmt.Fprintf(stdout, "  then:   curl -H \"Authorization: Bearer $TOKEN\" %s/v1/users\n", url)
+	}
 
 	for {
 		select {
@@ -231,11 +237,7 @@ func settleNodeID(dataDir, id string, explicit bool) (string, error) {
 // generates one into <data>/admin-password (mode 0600), reusing that file
 // if an earlier start already wrote it.
 func firstAdmin(cfg *serveConfig, logger *slog.Logger) (storage.NewUser, error) {
-	email := os.Getenv("TROUPE_ADMIN_EMAIL")
-	if email == "" {
-		email = "admin@troupe.local"
-	}
-	email, serr := storage.NormalizeEmail("TROUPE_ADMIN_EMAIL", email)
+	email, serr := storage.NormalizeEmail("TROUPE_ADMIN_EMAIL", adminEmail())
 	if serr != nil {
 		return storage.NewUser{}, errors.New(serr.Message)
 	}
@@ -263,6 +265,24 @@ func firstAdmin(cfg *serveConfig, logger *slog.Logger) (storage.NewUser, error) 
 		Name: "Administrator", Email: email, Role: storage.RoleAdmin,
 		PasswordHash: storage.HashPassword(password, salt, cfg.HTTP.Argon2),
 	}, nil
+}
+
+// adminEmail is the first admin's email (TROUPE_ADMIN_EMAIL or the
+// default).
+func adminEmail() string {
+	if e := os.Getenv("TROUPE_ADMIN_EMAIL"); e != "" {
+		return e
+	}
+	return "admin@troupe.local"
+}
+
+// adminPasswordHint says where the first admin's password is, for the
+// start-up message: never the password itself.
+func adminPasswordHint(cfg *serveConfig) string {
+	if os.Getenv("TROUPE_ADMIN_PASSWORD") != "" {
+		return `'"$TROUPE_ADMIN_PASSWORD"'`
+	}
+	return "'\"$(cat " + filepath.Join(cfg.Node.DataDir, "admin-password") + ")\"'"
 }
 
 func generatePassword() string {
