@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -30,7 +31,7 @@ const (
 func (n *Node) ReadBarrier(c Consistency, minIndex uint64, deadline time.Time) error {
 	idx := minIndex
 	if c == Linearizable {
-		ri, err := n.readIndex()
+		ri, err := n.readIndex(deadline)
 		if err != nil {
 			return err
 		}
@@ -66,7 +67,7 @@ func (n *Node) WaitApplied(index uint64, deadline time.Time) error {
 // read and, on the leader, reads the commit index then verifies
 // leadership once for all; on a follower it asks the leader for its read
 // index, once for all.
-func (n *Node) readIndex() (uint64, error) {
+func (n *Node) readIndex(deadline time.Time) (uint64, error) {
 	if n.raft.State() == raft.Leader {
 		if n.leaderTerm.Load() != n.raft.CurrentTerm() {
 			return 0, ErrNotReady
@@ -87,14 +88,19 @@ func (n *Node) readIndex() (uint64, error) {
 	case n.reads.kick <- struct{}{}:
 	default:
 	}
-	// No timer: the batcher answers every waiter once its leadership check
-	// returns, and raft bounds that check (a partitioned leader fails it
-	// after its lease).
+	// The batcher answers every waiter once its check returns (raft
+	// bounds a leader's; a follower's call to the leader has a timeout),
+	// but a read gives up at its own deadline: it may have queued behind
+	// a check that was already waiting on an unreachable leader.
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
 	select {
 	case r := <-w:
 		return r.index, r.err
 	case <-n.stop:
 		return 0, ErrShutdown
+	case <-t.C:
+		return 0, fmt.Errorf("%w: no read index from the leader in time", ErrTimeout)
 	}
 }
 
@@ -247,5 +253,5 @@ func (n *Node) LeaderReadIndex() (uint64, error) {
 	if n.raft.State() != raft.Leader {
 		return 0, ErrNotLeader
 	}
-	return n.readIndex()
+	return n.readIndex(time.Now().Add(remoteReadTimeout))
 }

@@ -56,6 +56,10 @@ func (lc *leaderClients) close() {
 	}
 }
 
+// remoteReadTimeout bounds one read-index round trip to the leader; the
+// reads waiting on it give up at their own deadlines.
+const remoteReadTimeout = 5 * time.Second
+
 // remoteReadIndex asks the leader for a read index, for a whole batch of
 // this follower's linearizable reads.
 func (n *Node) remoteReadIndex() (uint64, error) {
@@ -75,7 +79,7 @@ func (n *Node) remoteReadIndex() (uint64, error) {
 	if n.cfg.ClusterSecret != "" {
 		req.Header.Set("X-Troupe-Cluster-Secret", n.cfg.ClusterSecret)
 	}
-	if err := n.leaders.get(leader).DoTimeout(req, resp, 5*time.Second); err != nil {
+	if err := n.leaders.get(leader).DoTimeout(req, resp, remoteReadTimeout); err != nil {
 		return 0, fmt.Errorf("%w: cannot reach the leader for a read index: %v", ErrNotLeader, err)
 	}
 	if resp.StatusCode() != fasthttp.StatusOK {

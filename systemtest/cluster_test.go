@@ -179,11 +179,17 @@ type stateHash struct {
 // that their state hashes are equal.
 func sameHashes(t *testing.T, nodes ...*node) {
 	t.Helper()
+	sameHashesWith(t, nil, nodes...)
+}
+
+// sameHashesWith is sameHashes with credentials (header) for secure nodes.
+func sameHashesWith(t *testing.T, header map[string]string, nodes ...*node) {
+	t.Helper()
 	var hs []stateHash
 	eventually(t, "replicas at one index", 30*time.Second, func() bool {
 		hs = hs[:0]
 		for _, n := range nodes {
-			r, err := n.send(t.Context(), "GET", "/v1/cluster/hash", nil, nil)
+			r, err := n.send(t.Context(), "GET", "/v1/cluster/hash", nil, header)
 			if err != nil || r.Status != 200 {
 				return false
 			}

@@ -43,6 +43,9 @@ type nodeConfig struct {
 	// netns exec NetNS troupe serve ...`; ip execs troupe, so the pid is
 	// troupe's). Its addresses are the namespace's own, never retried.
 	NetNS string
+	// Secure starts the node with authentication on (no --insecure);
+	// the first admin's password is adminPassword.
+	Secure bool
 	// fresh is true until the first start; only a fresh node may be moved
 	// to other ports when the ones picked turn out to be taken.
 	fresh bool
@@ -119,8 +122,10 @@ func launch(t testing.TB, cfg nodeConfig) (*node, error) {
 		"--http-addr", cfg.HTTPAddr,
 		"--raft-addr", cfg.RaftAddr,
 		"--data", cfg.DataDir,
-		"--insecure",
 		"--log-level", "info",
+	}
+	if !cfg.Secure {
+		args = append(args, "--insecure")
 	}
 	args = append(args, cfg.ExtraArgs...)
 	cmd := exec.Command(troupeBin, args...)

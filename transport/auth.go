@@ -9,6 +9,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/troupe-db/troupe/cluster"
 	"github.com/troupe-db/troupe/storage"
 )
 
@@ -126,7 +127,17 @@ func (s *Server) verifyCaller(raw string) (*caller, *apiError) {
 	if users == nil {
 		return nil, newError("unavailable", "the cluster is not initialised yet")
 	}
-	u, err := users.Get(claims.Subject, s.deadline())
+	deadline := s.deadline()
+	u, err := users.Get(claims.Subject, deadline)
+	if errors.Is(err, storage.ErrNotFound) || err == nil && u.TokenEpoch() < claims.Epoch {
+		// This node may lag the one that issued the token (a user who
+		// just registered elsewhere, a token of a newer epoch): catch
+		// up to the leader's commit index and look again.
+		if err := s.node.ReadBarrier(cluster.Linearizable, 0, deadline); err != nil {
+			return nil, toAPIError(err)
+		}
+		u, err = users.Get(claims.Subject, deadline)
+	}
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, newError("unauthenticated", "the access token's user no longer exists")
 	}

@@ -72,7 +72,7 @@ func toAPIError(err error) *apiError {
 		e.Details = map[string]any{"outcome": "unknown"}
 		return e
 	case errors.Is(err, cluster.ErrNotLeader):
-		return newError("unavailable", "this node cannot accept writes now (it is not the leader, or no leader is known); retry, or send the request to the leader named in X-Troupe-Leader")
+		return newError("unavailable", "no leader is reachable from this node now (an election, or a partition); retry, or send the request to the leader named in X-Troupe-Leader")
 	case errors.Is(err, cluster.ErrNotReady):
 		return newError("unavailable", err.Error())
 	case errors.Is(err, cluster.ErrShutdown):

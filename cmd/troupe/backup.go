@@ -22,7 +22,8 @@ func backupCmd(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "http://127.0.0.1:8080", "a node's URL")
 	out := fs.String("out", "", "file to write the backup to (required)")
-	secret := fs.String("cluster-secret", os.Getenv("TROUPE_CLUSTER_SECRET"), "the cluster secret, if the cluster has one")
+	var creds credentials
+	creds.flags(fs)
 	timeout := fs.Duration("timeout", 10*time.Minute, "how long the download may take")
 	ca := fs.String("ca", "", "CA (PEM) that an HTTPS node's certificate chains to; default: the system's")
 	if err := fs.Parse(args); err != nil {
@@ -42,7 +43,7 @@ func backupCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "troupe backup: %v\n", err)
 		return 2
 	}
-	if err := download(base, *secret, *out, *timeout, tlsCfg); err != nil {
+	if err := download(base, creds, *out, *timeout, tlsCfg); err != nil {
 		fmt.Fprintf(stderr, "troupe backup: %v\n", err)
 		return 1
 	}
@@ -66,13 +67,16 @@ func backupCmd(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func download(base, secret, out string, timeout time.Duration, tlsCfg *tls.Config) error {
+func download(base string, creds credentials, out string, timeout time.Duration, tlsCfg *tls.Config) error {
 	req, err := http.NewRequest(http.MethodGet, base+"/v1/cluster/backup", nil)
 	if err != nil {
 		return err
 	}
-	if secret != "" {
-		req.Header.Set("X-Troupe-Cluster-Secret", secret)
+	if creds.secret != "" {
+		req.Header.Set("X-Troupe-Cluster-Secret", creds.secret)
+	}
+	if creds.token != "" {
+		req.Header.Set("Authorization", "Bearer "+creds.token)
 	}
 	resp, err := (&http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: tlsCfg}}).Do(req)
 	if err != nil {

@@ -32,9 +32,29 @@ func caPool(path string) (*tls.Config, error) {
 	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
 
-func newClient(addrs string, timeout time.Duration, tlsCfg *tls.Config) (*client.Client, error) {
+// credentials are how an operator's command proves itself to a secure
+// cluster: an admin's access token, or the cluster secret.
+type credentials struct {
+	token, secret string
+}
+
+func (c *credentials) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.token, "token", os.Getenv("TROUPE_TOKEN"), "an admin's access token (env TROUPE_TOKEN)")
+	fs.StringVar(&c.secret, "cluster-secret", os.Getenv("TROUPE_CLUSTER_SECRET"), "the cluster secret, if the cluster has one (env TROUPE_CLUSTER_SECRET)")
+}
+
+// options are the per-call options that carry the credentials.
+func (c *credentials) options() []client.CallOption {
+	if c.secret == "" {
+		return nil
+	}
+	return []client.CallOption{client.WithHeader("X-Troupe-Cluster-Secret", c.secret)}
+}
+
+func newClient(addrs string, timeout time.Duration, tlsCfg *tls.Config, creds credentials) (*client.Client, error) {
 	cfg := client.DefaultConfig()
 	cfg.TLSConfig = tlsCfg
+	cfg.Token = creds.token
 	for _, a := range strings.Split(addrs, ",") {
 		u, err := joinURL(a)
 		if err != nil {
@@ -55,6 +75,8 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 	addr := fs.String("addr", "http://127.0.0.1:8080", "node URL(s), URL[,URL]")
 	timeout := fs.Duration("timeout", 3*time.Second, "per-request timeout")
 	ca := fs.String("ca", "", "CA (PEM) that HTTPS nodes' certificates chain to; default: the system's")
+	var creds credentials
+	creds.flags(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitForFlagError(err)
 	}
@@ -63,7 +85,7 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "troupe status: %v\n", err)
 		return 2
 	}
-	c, err := newClient(*addr, *timeout, tlsCfg)
+	c, err := newClient(*addr, *timeout, tlsCfg, creds)
 	if err != nil {
 		fmt.Fprintf(stderr, "troupe status: %v\n", err)
 		return 2
@@ -71,7 +93,7 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 4**timeout)
 	defer cancel()
-	st, meta, err := c.ClusterStatus(ctx)
+	st, meta, err := c.ClusterStatus(ctx, creds.options()...)
 	if err != nil {
 		fmt.Fprintf(stderr, "troupe status: %v\n", err)
 		return 1
@@ -103,7 +125,7 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 }
 
 func probeReady(url string, timeout time.Duration, tlsCfg *tls.Config) string {
-	c, err := newClient(url, timeout, tlsCfg)
+	c, err := newClient(url, timeout, tlsCfg, credentials{})
 	if err != nil {
 		return err.Error()
 	}
@@ -127,8 +149,9 @@ func joinCmd(args []string, stdout, stderr io.Writer) int {
 	httpAddr := fs.String("http-addr", "", "the new member's HTTP address, host:port (required)")
 	raftAddr := fs.String("raft-addr", "", "the new member's raft address, host:port (required)")
 	learner := fs.Bool("learner", false, "add it as a learner (replicates, does not vote)")
-	secret := fs.String("cluster-secret", os.Getenv("TROUPE_CLUSTER_SECRET"), "the cluster secret, if the cluster has one")
 	ca := fs.String("ca", "", "CA (PEM) that HTTPS nodes' certificates chain to; default: the system's")
+	var creds credentials
+	creds.flags(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitForFlagError(err)
 	}
@@ -141,7 +164,7 @@ func joinCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "troupe join: --id, --http-addr and --raft-addr are required")
 		return 2
 	}
-	c, err := newClient(*addr, 15*time.Second, tlsCfg)
+	c, err := newClient(*addr, 15*time.Second, tlsCfg, creds)
 	if err != nil {
 		fmt.Fprintf(stderr, "troupe join: %v\n", err)
 		return 2
@@ -151,11 +174,7 @@ func joinCmd(args []string, stdout, stderr io.Writer) int {
 	defer cancel()
 	body := joinRequest{ID: *id, HTTPAddr: *httpAddr, RaftAddr: *raftAddr, Voter: !*learner}
 	var out client.ClusterMember
-	var opts []client.CallOption
-	if *secret != "" {
-		opts = append(opts, client.WithHeader("X-Troupe-Cluster-Secret", *secret))
-	}
-	if _, err := c.Do(ctx, "POST", "/v1/cluster/members", body, &out, opts...); err != nil {
+	if _, err := c.Do(ctx, "POST", "/v1/cluster/members", body, &out, creds.options()...); err != nil {
 		fmt.Fprintf(stderr, "troupe join: %v\n", err)
 		return 1
 	}
