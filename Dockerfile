@@ -1,6 +1,8 @@
 # troupe: a static binary in a small non-root image.
 #   docker build -t troupe .
-#   docker run -p 8080:8080 -v troupe-data:/data troupe
+#   docker run -p 8080:8080 -v troupe-data:/data -e TROUPE_ADMIN_PASSWORD=... troupe
+# Without TROUPE_ADMIN_PASSWORD the first admin's password is generated
+# into /data/admin-password.
 FROM golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
@@ -20,4 +22,4 @@ EXPOSE 8080 7080
 ENV TROUPE_DATA=/data TROUPE_HTTP_ADDR=0.0.0.0:8080 TROUPE_RAFT_ADDR=0.0.0.0:7080
 HEALTHCHECK --interval=10s --timeout=3s CMD wget -qO- http://127.0.0.1:8080/healthz || exit 1
 ENTRYPOINT ["/usr/local/bin/troupe"]
-CMD ["serve", "--insecure"]
+CMD ["serve"]
