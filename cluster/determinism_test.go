@@ -313,7 +313,7 @@ func (g *logGen) command() *storage.Command {
 			}
 			c.Batch = append(c.Batch, it)
 		}
-	case x < 80:
+	case x < 70:
 		p := &storage.UserPatch{ID: g.target()}
 		if g.r.IntN(4) == 0 {
 			p.IfVersion = 1 + g.r.Uint64N(4)
@@ -334,10 +334,28 @@ func (g *logGen) command() *storage.Command {
 			p.Role = g.role()
 		}
 		c = &storage.Command{Kind: storage.CmdUserPatch, Stamp: g.stamps(1), Patch: p}
-	case x < 95:
+	case x < 82:
 		c = &storage.Command{Kind: storage.CmdUserDelete, Stamp: g.stamps(1), Delete: g.target()}
-	case x < 98:
+	case x < 94:
+		c = &storage.Command{Kind: storage.CmdSession, Stamp: g.stamps(1), Session: g.session()}
+	case x < 96:
 		c = &storage.Command{Kind: storage.CmdNoop, Stamp: g.stamps(1)}
+	case x < 98:
+		// Auth setup (only the first takes effect) and key rotations.
+		secret := func() []byte {
+			b := make([]byte, storage.SecretBytes)
+			for i := range b {
+				b[i] = byte(g.r.Uint32())
+			}
+			return b
+		}
+		if g.r.IntN(3) == 0 {
+			c = &storage.Command{Kind: storage.CmdAuthSetup, Stamp: g.stamps(1), Auth: &storage.AuthSetup{
+				Params:     storage.AuthParams{SessionTTLms: 60_000 + g.r.Int64N(120_000), GraceMs: g.r.Int64N(50), MaxSessions: 1 + g.r.IntN(4)},
+				RefreshKey: secret(), Key: storage.SigningKey{KID: fmt.Sprint("k", g.r.IntN(1000)), Secret: secret()}}}
+		} else {
+			c = &storage.Command{Kind: storage.CmdKeyRotate, Stamp: g.stamps(1), Key: &storage.SigningKey{KID: fmt.Sprint("k", g.r.IntN(50)), Secret: secret()}}
+		}
 	default:
 		// A second init: refused.
 		c = &storage.Command{Kind: storage.CmdInit, Stamp: g.stamps(1), Init: &storage.InitParams{ClusterID: "again", UserShards: 2, IdempotencyRetention: 1000,
@@ -351,6 +369,26 @@ func (g *logGen) command() *storage.Command {
 		}
 	}
 	return c
+}
+
+// session makes a session change: tokens and families come from small
+// pools, so refreshes hit current, previous and unknown tokens.
+func (g *logGen) session() *storage.SessionOp {
+	tok := func() [32]byte { return sha256.Sum256([]byte(fmt.Sprint("token", g.r.IntN(8)))) }
+	op := &storage.SessionOp{Action: storage.SessionAction(1 + g.r.IntN(4)), UserID: g.target(), Family: fmt.Sprint("fam", g.r.IntN(4))}
+	switch op.Action {
+	case storage.SessionOpen:
+		op.Hash = tok()
+		op.PasswordCheck = storage.PasswordCheck(g.hash())
+	case storage.SessionRefresh:
+		op.Hash, op.Next = tok(), tok()
+	case storage.SessionRevoke:
+		op.Hash = tok()
+	}
+	if g.r.IntN(30) == 0 {
+		op.Action = 9 // unknown
+	}
+	return op
 }
 
 // next returns the next log entry.
@@ -501,6 +539,8 @@ func testDeterminism(t *testing.T, seed uint64) {
 		"user_patch:ok", "user_patch:not_found", "user_patch:precondition_failed", "user_patch:bad_request", "user_patch:conflict",
 		"user_delete:ok", "user_delete:not_found", "user_delete:conflict",
 		"init:conflict", "noop:ok", "undecodable:internal",
+		"session:ok", "session:unauthenticated", "session:not_found", "session:bad_request",
+		"auth_setup:ok", "auth_setup:conflict", "key_rotate:ok", "key_rotate:bad_request",
 	} {
 		if counts[want] == 0 {
 			t.Errorf("the log never produced %s; outcomes: %v", want, counts)

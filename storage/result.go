@@ -80,30 +80,32 @@ func (e *encoder) user(u *User) {
 	e.uvarint(u.Version)
 	e.varint(u.CreatedMs)
 	e.varint(u.UpdatedMs)
-	e.uvarint(u.TokenEpoch())
+	e.auth(u.Auth)
 }
 
-// user decodes a record and its token epoch; sessions, which only
-// snapshots carry, follow separately (sessions).
+// user decodes a record with its authentication state (which version 1
+// snapshots do not have).
 func (d *decoder) user() *User {
 	u := &User{
 		ID: d.str(), Name: d.str(), Email: d.str(), PasswordHash: d.str(),
 		Role: Role(d.byte1()), Version: d.uvarint(), CreatedMs: d.varint(), UpdatedMs: d.varint(),
 	}
 	if !d.v1 {
-		if epoch := d.uvarint(); epoch > 0 {
-			u.Auth = &UserAuth{Epoch: epoch}
-		}
+		u.Auth = d.auth()
 	}
 	return u
 }
 
-// sessions writes a user's sessions (snapshots only).
-func (e *encoder) sessions(a *UserAuth) {
+// auth writes a user's authentication state: whether there is one, the
+// token epoch and the sessions. Results carry it too, so that a result
+// replayed from a restored idempotency window equals the original.
+func (e *encoder) auth(a *UserAuth) {
 	if a == nil {
-		e.uvarint(0)
+		e.byte1(0)
 		return
 	}
+	e.byte1(1)
+	e.uvarint(a.Epoch)
 	e.uvarint(uint64(len(a.Sessions)))
 	for i := range a.Sessions {
 		s := &a.Sessions[i]
@@ -115,16 +117,21 @@ func (e *encoder) sessions(a *UserAuth) {
 	}
 }
 
-// sessions reads what encoder.sessions wrote into u.
-func (d *decoder) sessions(u *User) {
+func (d *decoder) auth() *UserAuth {
+	switch d.byte1() {
+	case 0:
+		return nil
+	case 1:
+	default:
+		d.fail("bad auth flag")
+		return nil
+	}
+	a := &UserAuth{Epoch: d.uvarint()}
 	n := d.count(1 + 64 + 2)
 	if n == 0 || d.err != nil {
-		return
+		return a
 	}
-	a := &UserAuth{Sessions: make([]Session, n)}
-	if u.Auth != nil {
-		a.Epoch = u.Auth.Epoch
-	}
+	a.Sessions = make([]Session, n)
 	for i := range a.Sessions {
 		s := &a.Sessions[i]
 		s.Family = d.str()
@@ -133,5 +140,5 @@ func (d *decoder) sessions(u *User) {
 		s.RotatedMs = d.varint()
 		s.ExpiresMs = d.varint()
 	}
-	u.Auth = a
+	return a
 }

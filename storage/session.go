@@ -125,6 +125,9 @@ func (op *SessionOp) Apply(cur *User, nowMs int64, p AuthParams) (*User, *Error)
 	}
 	epoch := cur.TokenEpoch()
 	set := func(sessions []Session) *User {
+		if len(sessions) == 0 {
+			sessions = nil // one form for "none": results and snapshots compare equal
+		}
 		next.Auth = &UserAuth{Epoch: epoch, Sessions: sessions}
 		return &next
 	}

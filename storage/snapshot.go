@@ -147,7 +147,6 @@ func WriteSnapshot(w io.Writer, s *Snapshot) error {
 		start()
 		sh.Ascend(func(u *User) bool {
 			e.user(u)
-			e.sessions(u.Auth)
 			total++
 			if len(e.b) >= frameTarget {
 				if err = flush(); err != nil {
@@ -302,9 +301,6 @@ func ReadSnapshot(r io.Reader) (*Snapshot, error) {
 			}
 			for d.err == nil && len(d.b) > 0 {
 				u := d.user()
-				if !d.v1 {
-					d.sessions(u)
-				}
 				if d.err != nil {
 					break
 				}
