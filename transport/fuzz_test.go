@@ -18,6 +18,7 @@ func FuzzDecodeRequests(f *testing.F) {
 		`{"name":"x"} {}`, `[]`, `null`, `{"name":5}`, `{"email":"a@b.c","nickname":"y"}`,
 		`{"name":"Ada","email":"ada@example.com","password_hash":"$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$a2V5a2V5a2V5a2V5a2V5a2V5"}`,
 		`{"users":[{"name":"\u0000","email":"\ud800@x.io"}]}`,
+		`{"email":"ada@example.com","password":"correct horse"}`, `{"refresh_token":"rt.x.y.z"}`, `{"all":true}`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -36,6 +37,14 @@ func FuzzDecodeRequests(f *testing.F) {
 				_, _ = validateNewUser(&(*b.Users)[i], true)
 			}
 		}
+		var lg loginRequest
+		_ = decodeJSON(body, &lg)
+		var rf refreshRequest
+		if decodeJSON(body, &rf) == nil && rf.RefreshToken != nil {
+			_, _ = parseRefreshToken(*rf.RefreshToken)
+		}
+		var lo logoutRequest
+		_ = decodeJSON(body, &lo)
 		_ = parseIfMatch(body)
 		_, _ = decodeCursor(string(body))
 	})
