@@ -40,6 +40,17 @@ type MetricSink struct {
 	set     *vm.Set
 	prefix  string
 	dropped atomic.Uint64
+	// cache finds the metric of a key and labels seen before without
+	// building its name again: raft emits several metrics per entry.
+	cache sync.Map // uint64 (hash of key and labels) → *sinkEntry
+}
+
+// sinkEntry is a cached emission target: the key and labels it was made
+// for (to tell hash collisions apart) and the metric.
+type sinkEntry struct {
+	key    []string
+	labels []gometrics.Label
+	metric any // *vm.Gauge, *vm.FloatCounter or *vm.Histogram
 }
 
 var (
@@ -71,8 +82,14 @@ func (s *MetricSink) SetPrecisionGauge(key []string, val float64) {
 
 // SetPrecisionGaugeWithLabels sets the gauge for key and labels to val.
 func (s *MetricSink) SetPrecisionGaugeWithLabels(key []string, val float64, labels []gometrics.Label) {
+	if g, ok := s.cached(key, labels).(*vm.Gauge); ok {
+		g.Set(val)
+		return
+	}
 	s.record(key, labels, func(name string) {
-		s.set.GetOrCreateGauge(name, nil).Set(val)
+		g := s.set.GetOrCreateGauge(name, nil)
+		g.Set(val)
+		s.remember(key, labels, g)
 	})
 }
 
@@ -89,8 +106,14 @@ func (s *MetricSink) IncrCounter(key []string, val float32) {
 
 // IncrCounterWithLabels adds val to the counter for key and labels.
 func (s *MetricSink) IncrCounterWithLabels(key []string, val float32, labels []gometrics.Label) {
+	if c, ok := s.cached(key, labels).(*vm.FloatCounter); ok {
+		c.Add(float64(val))
+		return
+	}
 	s.record(key, labels, func(name string) {
-		s.set.GetOrCreateFloatCounter(name).Add(float64(val))
+		c := s.set.GetOrCreateFloatCounter(name)
+		c.Add(float64(val))
+		s.remember(key, labels, c)
 	})
 }
 
@@ -103,14 +126,59 @@ func (s *MetricSink) AddSample(key []string, val float32) {
 // AddSampleWithLabels adds val to the histogram for key and labels. Negative
 // and NaN samples are ignored by the histogram.
 func (s *MetricSink) AddSampleWithLabels(key []string, val float32, labels []gometrics.Label) {
+	if h, ok := s.cached(key, labels).(*vm.Histogram); ok {
+		h.Update(float64(val))
+		return
+	}
 	s.record(key, labels, func(name string) {
-		s.set.GetOrCreateHistogram(name).Update(float64(val))
+		h := s.set.GetOrCreateHistogram(name)
+		h.Update(float64(val))
+		s.remember(key, labels, h)
 	})
 }
 
 // Dropped returns how many emissions were discarded because their name was
 // invalid or was already registered in the Set as a different metric type.
 func (s *MetricSink) Dropped() uint64 { return s.dropped.Load() }
+
+func sinkHash(key []string, labels []gometrics.Label) uint64 {
+	h := uint64(14695981039346656037)
+	add := func(s string) {
+		for i := 0; i < len(s); i++ {
+			h ^= uint64(s[i])
+			h *= 1099511628211
+		}
+		h ^= 0xff // separator
+		h *= 1099511628211
+	}
+	for _, k := range key {
+		add(k)
+	}
+	for _, l := range labels {
+		add(l.Name)
+		add(l.Value)
+	}
+	return h
+}
+
+// cached returns the metric recorded for exactly key and labels, or nil.
+func (s *MetricSink) cached(key []string, labels []gometrics.Label) any {
+	v, ok := s.cache.Load(sinkHash(key, labels))
+	if !ok {
+		return nil
+	}
+	e := v.(*sinkEntry)
+	if !slices.Equal(e.key, key) || !slices.Equal(e.labels, labels) {
+		return nil
+	}
+	return e.metric
+}
+
+// remember caches metric for key and labels (copied: callers may reuse
+// their slices). On a hash collision the first entry stays.
+func (s *MetricSink) remember(key []string, labels []gometrics.Label, metric any) {
+	s.cache.LoadOrStore(sinkHash(key, labels), &sinkEntry{key: slices.Clone(key), labels: slices.Clone(labels), metric: metric})
+}
 
 // record builds the metric name for key and labels and calls update with it,
 // turning the panics VictoriaMetrics raises for invalid or conflicting names

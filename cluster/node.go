@@ -42,6 +42,11 @@ var (
 	ErrNotReady = errors.New("the node is not ready")
 )
 
+// logCacheEntries is how many recent log entries a node keeps in memory
+// (raft.LogCache); a few group commits' worth covers replication and
+// apply.
+const logCacheEntries = 4096
+
 // Node is one troupe raft node. Its goroutines: raft's own, the leader
 // watcher and the read-index batcher; all end before Shutdown returns.
 type Node struct {
@@ -156,7 +161,14 @@ func Open(cfg Config, logger *slog.Logger, set *metrics.Set, sys *actors.System,
 		}
 	}
 	n.stable = &stableGuard{StableStore: n.wal}
-	n.raft, err = raft.NewRaft(rc, n.fsm, n.wal, n.stable, snaps, n.trans)
+	// Recent entries stay in memory: replication to followers, and a
+	// follower applying what it was sent, read them back from the log
+	// store, which costs raft-wal a read of the disk per entry.
+	logs, err := raft.NewLogCache(logCacheEntries, n.wal)
+	if err != nil {
+		return nil, err
+	}
+	n.raft, err = raft.NewRaft(rc, n.fsm, logs, n.stable, snaps, n.trans)
 	if err != nil {
 		return nil, fmt.Errorf("cannot start raft: %w", err)
 	}

@@ -208,3 +208,30 @@ func TestLinearizableReadsBothPaths(t *testing.T) {
 		wg.Wait()
 	}
 }
+
+// Commands a follower built carry its stamps; the leader stamps them anew,
+// so ids come from the leader's clock, and a batch shares group commits.
+func TestProposeRestamped(t *testing.T) {
+	n, stop := testNode(t, t.TempDir())
+	defer stop()
+	var cmds []*storage.Command
+	for i, email := range []string{"r1@example.com", "r2@example.com", "r1@example.com"} {
+		cmds = append(cmds, &storage.Command{Kind: storage.CmdUserCreate, Stamp: 1, RequestID: fmt.Sprintf("-:fwd-%d", i),
+			Create: &storage.BatchItem{ID: storage.MakeUserID(1, n.Users().HomeShardFor(email)), User: storage.NewUser{Name: "R", Email: email, Role: storage.RoleUser}}})
+	}
+	out := n.ProposeRestamped(cmds, time.Now().Add(5*time.Second))
+	seen := map[string]bool{}
+	for i, p := range out[:2] {
+		if p.Err != nil || p.Result.Err != nil || p.Index == 0 {
+			t.Fatalf("%d: %+v", i, p)
+		}
+		stamp, _, _ := storage.ParseUserID(p.Result.User.ID)
+		if stamp <= 1 || seen[p.Result.User.ID] {
+			t.Fatalf("%d: id %s not from a fresh stamp", i, p.Result.User.ID)
+		}
+		seen[p.Result.User.ID] = true
+	}
+	if r := out[2].Result; out[2].Err != nil || r.Err == nil || r.Err.Kind != storage.KindConflict {
+		t.Fatalf("duplicate email: %+v", out[2])
+	}
+}

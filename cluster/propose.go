@@ -21,16 +21,61 @@ func (n *Node) Stamps(k int) uint64 { return n.stamps.reserve(k, n.fsm.LastStamp
 // result and log index. cmd.Stamp must come from Stamps. The write is
 // acknowledged only after commit on a quorum and apply on this node.
 func (n *Node) Propose(cmd *storage.Command, deadline time.Time) (storage.Result, uint64, error) {
+	if err := n.canPropose(); err != nil {
+		return storage.Result{}, 0, err
+	}
+	return n.await(n.enqueue(cmd, deadline), deadline)
+}
+
+// Proposal is the outcome of one command of ProposeRestamped.
+type Proposal struct {
+	Result storage.Result
+	Index  uint64 // the log index, when known
+	Err    error
+}
+
+// ProposeRestamped proposes commands built on another node (a follower
+// forwarding its writes): each gets fresh stamps from this leader
+// (storage.Command.Restamp), all enter raft's queue before any is waited
+// for, so they share group commits, and out[i] is the outcome of cmds[i].
+func (n *Node) ProposeRestamped(cmds []*storage.Command, deadline time.Time) []Proposal {
+	out := make([]Proposal, len(cmds))
+	if err := n.canPropose(); err != nil {
+		for i := range out {
+			out[i].Err = err
+		}
+		return out
+	}
+	futures := make([]raft.ApplyFuture, len(cmds))
+	for i, cmd := range cmds {
+		cmd.Restamp(n.Stamps(cmd.StampCount()))
+		futures[i] = n.enqueue(cmd, deadline)
+	}
+	for i, f := range futures {
+		out[i].Result, out[i].Index, out[i].Err = n.await(f, deadline)
+	}
+	return out
+}
+
+func (n *Node) canPropose() error {
 	select {
 	case <-n.stop:
-		return storage.Result{}, 0, ErrShutdown
+		return ErrShutdown
 	default:
 	}
 	if n.raft.State() != raft.Leader {
-		return storage.Result{}, 0, ErrNotLeader
+		return ErrNotLeader
 	}
+	return nil
+}
+
+func (n *Node) enqueue(cmd *storage.Command, deadline time.Time) raft.ApplyFuture {
 	data := storage.EncodeCommand(make([]byte, 0, 128), cmd)
-	f := n.raft.Apply(data, time.Until(deadline))
+	return n.raft.Apply(data, time.Until(deadline))
+}
+
+// await waits until the command of f is applied here.
+func (n *Node) await(f raft.ApplyFuture, deadline time.Time) (storage.Result, uint64, error) {
 	if err := f.Error(); err != nil {
 		switch {
 		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout):
@@ -46,6 +91,11 @@ func (n *Node) Propose(cmd *storage.Command, deadline time.Time) (storage.Result
 	p, ok := f.Response().(*actors.Pending)
 	if !ok {
 		return storage.Result{}, 0, fmt.Errorf("unexpected apply response %T", f.Response())
+	}
+	select {
+	case <-p.Done():
+		return p.Result(), f.Index(), nil
+	default:
 	}
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()

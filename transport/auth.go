@@ -94,20 +94,30 @@ func (s *Server) guard(level access, h fasthttp.RequestHandler) fasthttp.Request
 // --insecure a request without a (valid) token acts as admin.
 func (s *Server) authenticate(ctx *fasthttp.RequestCtx) (*caller, *apiError) {
 	raw, hasToken := bearerToken(ctx)
+	c, e := s.tokenCaller(raw, hasToken)
+	switch {
+	case e != nil && !hasToken:
+		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="troupe"`)
+	case e != nil:
+		s.authMetrics.tokenRejected.Inc()
+		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="troupe", error="invalid_token"`)
+	}
+	return c, e
+}
+
+// tokenCaller finds the caller a bearer token (hasToken: an Authorization
+// header was sent) stands for. A forwarded write is checked with it again
+// on the leader, with the token the follower was shown.
+func (s *Server) tokenCaller(raw string, hasToken bool) (*caller, *apiError) {
 	if !hasToken && s.cfg.Insecure {
 		return insecureCaller, nil
 	}
 	if !hasToken {
-		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="troupe"`)
 		return nil, newError("unauthenticated", "this route needs an access token: Authorization: Bearer <token> (POST /v1/auth/login)")
 	}
 	c, e := s.verifyCaller(raw)
 	if e != nil && s.cfg.Insecure {
 		return insecureCaller, nil
-	}
-	if e != nil {
-		s.authMetrics.tokenRejected.Inc()
-		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="troupe", error="invalid_token"`)
 	}
 	return c, e
 }

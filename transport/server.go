@@ -29,6 +29,7 @@ import (
 type Node interface {
 	Stamps(k int) uint64
 	Propose(cmd *storage.Command, deadline time.Time) (storage.Result, uint64, error)
+	ProposeRestamped(cmds []*storage.Command, deadline time.Time) []cluster.Proposal
 	ReadBarrier(c cluster.Consistency, minIndex uint64, deadline time.Time) error
 	Ready() error
 	Status(httpAddr string) cluster.Status
@@ -153,6 +154,7 @@ type Server struct {
 	http    *fasthttp.Server
 	hashSem chan struct{}
 	fwd     forwarder
+	cmdFwd  cmdForwarder
 
 	tokens        *tokenMaker
 	loginThrottle *failureThrottle
@@ -176,6 +178,7 @@ func New(cfg Config, logger *slog.Logger, set *metrics.Set, node Node, users fun
 		loginThrottle: newFailureThrottle(cfg.LoginFailuresPerMinute, 100_000, nil),
 		authMetrics:   newAuthMetrics(set),
 	}
+	s.cmdFwd.s = s
 	s.tokens = newTokenMaker(node.Auth, cfg.AccessTTL, nil)
 	s.http = &fasthttp.Server{
 		Handler:               s.routes(),
@@ -204,6 +207,7 @@ func (s *Server) routes() fasthttp.RequestHandler {
 	// Node to node: these check the cluster secret themselves.
 	route("GET", cluster.IdentityPath, public, s.identity)
 	route("GET", cluster.ReadIndexPath, public, s.readIndex)
+	route("POST", forwardCommandsPath, public, s.forwardedCommands)
 
 	route("POST", "/v1/auth/register", public, s.leaderOnly(s.register))
 	route("POST", "/v1/auth/login", public, s.throttledLogin(s.leaderOnly(s.login)))
@@ -219,7 +223,8 @@ func (s *Server) routes() fasthttp.RequestHandler {
 	route("POST", "/v1/cluster/members", peerOrAdmin, s.leaderOnly(s.addMember))
 	route("DELETE", "/v1/cluster/members/{id}", peerOrAdmin, s.leaderOnly(s.removeMember))
 
-	route("POST", "/v1/users", adminOnly, s.leaderOnly(s.createUser))
+	// A follower validates creates itself and forwards only the command.
+	route("POST", "/v1/users", adminOnly, s.createUser)
 	route("GET", "/v1/users", adminOnly, s.listUsers)
 	route("GET", "/v1/users/count", adminOnly, s.countUsers)
 	route("POST", "/v1/users/batch", adminOnly, s.leaderOnly(s.batchUsers))
@@ -317,6 +322,7 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.http.ShutdownWithContext(ctx)
 	s.fwd.close()
+	s.cmdFwd.close()
 	return err
 }
 

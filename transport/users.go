@@ -3,6 +3,7 @@ package transport
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"hash/fnv"
 	"math"
 	"net/http"
@@ -157,6 +158,11 @@ type writeRequest struct {
 	users Users
 	key   string
 	fp    uint64
+	// forward, if set, lets a follower send the command to the leader (the
+	// handler runs here, not behind leaderOnly); it is the handler to
+	// forward the request to the leader as HTTP instead, should the leader
+	// not take commands.
+	forward fasthttp.RequestHandler
 }
 
 func (s *Server) startWrite(ctx *fasthttp.RequestCtx, req any) (w writeRequest, ok bool) {
@@ -213,11 +219,57 @@ func (s *Server) propose(ctx *fasthttp.RequestCtx, cmd *storage.Command, deadlin
 	return res, true
 }
 
+// proposeVia proposes cmd here or, for a write that may be forwarded as a
+// command and reached a follower, through the leader.
+func (s *Server) proposeVia(ctx *fasthttp.RequestCtx, w writeRequest, cmd *storage.Command, deadline time.Time) (storage.Result, bool) {
+	if w.forward == nil {
+		return s.propose(ctx, cmd, deadline)
+	}
+	var res storage.Result
+	var idx uint64
+	var err error
+	if s.node.IsLeader() {
+		res, idx, err = s.node.Propose(cmd, deadline)
+	} else {
+		err = cluster.ErrNotLeader
+	}
+	if errors.Is(err, cluster.ErrNotLeader) {
+		// Never entered the log here: the leader takes it.
+		if cmd.RequestID == "" {
+			cmd.RequestID = forwardedRequestID(ctx)
+		}
+		res, idx, err = s.forwardCommand(ctx, cmd, deadline)
+		if errors.Is(err, errForwardUnsupported) {
+			// Nothing was applied: the leader takes the request as HTTP.
+			s.forward(ctx, w.forward)
+			return res, false
+		}
+	}
+	setIndex(ctx, idx)
+	if err != nil {
+		writeError(ctx, err)
+		return res, false
+	}
+	if res.Err != nil {
+		writeError(ctx, res.Err)
+		return res, false
+	}
+	return res, true
+}
+
 func (s *Server) createUser(ctx *fasthttp.RequestCtx) {
+	forwarded := len(ctx.Request.Header.Peek(forwardedHeader)) > 0
+	if !forwarded && !s.node.IsLeader() && !s.canForwardCommands() {
+		s.forward(ctx, s.createUser)
+		return
+	}
 	var req createUserRequest
 	w, ok := s.startWrite(ctx, &req)
 	if !ok {
 		return
+	}
+	if !forwarded {
+		w.forward = s.createUser
 	}
 	s.createFrom(ctx, w, &req)
 }
@@ -246,7 +298,7 @@ func (s *Server) createFrom(ctx *fasthttp.RequestCtx, w writeRequest, req *creat
 	stamp := s.node.Stamps(1)
 	cmd := &storage.Command{Kind: storage.CmdUserCreate, Stamp: stamp, RequestID: key, Fingerprint: fp,
 		Create: &storage.BatchItem{ID: storage.MakeUserID(stamp, users.HomeShardFor(nu.Email)), User: nu}}
-	res, ok := s.propose(ctx, cmd, deadline)
+	res, ok := s.proposeVia(ctx, w, cmd, deadline)
 	if !ok {
 		return
 	}
