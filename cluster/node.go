@@ -43,7 +43,7 @@ var (
 )
 
 // logCacheEntries is how many recent log entries a node keeps in memory
-// (raft.LogCache); a few group commits' worth covers replication and
+// (smallLogCache); a few group commits' worth covers replication and
 // apply.
 const logCacheEntries = 4096
 
@@ -161,13 +161,8 @@ func Open(cfg Config, logger *slog.Logger, set *metrics.Set, sys *actors.System,
 		}
 	}
 	n.stable = &stableGuard{StableStore: n.wal}
-	// Recent entries stay in memory: replication to followers, and a
-	// follower applying what it was sent, read them back from the log
-	// store, which costs raft-wal a read of the disk per entry.
-	logs, err := raft.NewLogCache(logCacheEntries, n.wal)
-	if err != nil {
-		return nil, err
-	}
+	// Recent entries stay in memory (see smallLogCache).
+	logs := newSmallLogCache(logCacheEntries, n.wal)
 	n.raft, err = raft.NewRaft(rc, n.fsm, logs, n.stable, snaps, n.trans)
 	if err != nil {
 		return nil, fmt.Errorf("cannot start raft: %w", err)
