@@ -336,8 +336,16 @@ func (g *logGen) command() *storage.Command {
 		c = &storage.Command{Kind: storage.CmdUserPatch, Stamp: g.stamps(1), Patch: p}
 	case x < 82:
 		c = &storage.Command{Kind: storage.CmdUserDelete, Stamp: g.stamps(1), Delete: g.target()}
-	case x < 94:
+	case x < 92:
 		c = &storage.Command{Kind: storage.CmdSession, Stamp: g.stamps(1), Session: g.session()}
+	case x < 94:
+		names := []string{"api", "login", "default", "bad name"}
+		p := &storage.Policy{Name: names[g.r.IntN(len(names))], Limit: uint32(g.r.IntN(100)), WindowMs: g.r.Int64N(5000), Burst: uint32(g.r.IntN(10)), Shadow: g.r.IntN(2) == 0}
+		kind := storage.CmdPolicyPut
+		if g.r.IntN(3) == 0 {
+			kind = storage.CmdPolicyDelete
+		}
+		c = &storage.Command{Kind: kind, Stamp: g.stamps(1), Policy: p}
 	case x < 96:
 		c = &storage.Command{Kind: storage.CmdNoop, Stamp: g.stamps(1)}
 	case x < 98:
@@ -541,6 +549,7 @@ func testDeterminism(t *testing.T, seed uint64) {
 		"init:conflict", "noop:ok", "undecodable:internal",
 		"session:ok", "session:unauthenticated", "session:not_found", "session:bad_request",
 		"auth_setup:ok", "auth_setup:conflict", "key_rotate:ok", "key_rotate:bad_request",
+		"policy_put:ok", "policy_put:bad_request", "policy_delete:ok", "policy_delete:not_found",
 	} {
 		if counts[want] == 0 {
 			t.Errorf("the log never produced %s; outcomes: %v", want, counts)

@@ -34,6 +34,8 @@ type FSM struct {
 	users   atomic.Pointer[actors.Users]
 	members atomic.Pointer[map[string]storage.Member] // replaced, never changed
 	auth    atomic.Pointer[storage.AuthState]         // nil until set up; replaced, never changed
+	// policies are the named rate-limit policies (replaced, never changed).
+	policies atomic.Pointer[map[string]storage.Policy]
 	applied atomic.Uint64
 	stamp   atomic.Uint64 // highest stamp applied, read by proposers
 
@@ -179,6 +181,10 @@ func (f *FSM) dispatch(cmd *storage.Command, now int64) *actors.Pending {
 		return actors.Resolved(f.applyAuthSetup(cmd.Auth, now))
 	case storage.CmdKeyRotate:
 		return actors.Resolved(f.applyKeyRotate(cmd.Key, now))
+	case storage.CmdPolicyPut:
+		return actors.Resolved(f.applyPolicy(cmd.Policy, false))
+	case storage.CmdPolicyDelete:
+		return actors.Resolved(f.applyPolicy(cmd.Policy, true))
 	}
 	u := f.users.Load()
 	if u == nil {
@@ -246,6 +252,47 @@ func (f *FSM) applyKeyRotate(k *storage.SigningKey, now int64) storage.Result {
 	return storage.Result{}
 }
 
+// applyPolicy creates, replaces or deletes a named rate-limit policy.
+// "default" is each node's own (--rate-limit) and cannot be set here.
+func (f *FSM) applyPolicy(p *storage.Policy, remove bool) storage.Result {
+	if p.Name == storage.DefaultPolicy {
+		return storage.Result{Err: &storage.Error{Kind: storage.KindBadRequest, Field: "name",
+			Message: "the default policy is set per node with --rate-limit, not through the API"}}
+	}
+	cur := f.Policies()
+	if remove {
+		if _, ok := cur[p.Name]; !ok {
+			return storage.Result{Err: &storage.Error{Kind: storage.KindNotFound, Message: "no policy named " + p.Name}}
+		}
+	} else {
+		q := *p
+		if err := q.Validate(); err != nil {
+			return storage.Result{Err: err}
+		}
+		p = &q
+	}
+	next := make(map[string]storage.Policy, len(cur)+1)
+	for name, q := range cur {
+		next[name] = q
+	}
+	if remove {
+		delete(next, p.Name)
+	} else {
+		next[p.Name] = *p
+	}
+	f.policies.Store(&next)
+	return storage.Result{}
+}
+
+// Policies returns the named rate-limit policies; the map must not be
+// changed.
+func (f *FSM) Policies() map[string]storage.Policy {
+	if m := f.policies.Load(); m != nil {
+		return *m
+	}
+	return nil
+}
+
 // applyMember changes the member directory (copy on write: readers hold
 // the old map).
 func (f *FSM) applyMember(c *storage.MemberChange) storage.Result {
@@ -310,6 +357,10 @@ func (f *FSM) capture() *storage.Snapshot {
 		s.Meta.Members = append(s.Meta.Members, m)
 	}
 	slices.SortFunc(s.Meta.Members, func(a, b storage.Member) int { return strings.Compare(a.ID, b.ID) })
+	for _, p := range f.Policies() {
+		s.Meta.Policies = append(s.Meta.Policies, p)
+	}
+	slices.SortFunc(s.Meta.Policies, func(a, b storage.Policy) int { return strings.Compare(a.Name, b.Name) })
 	return s
 }
 
@@ -367,6 +418,11 @@ func (f *FSM) restore(snap *storage.Snapshot) error {
 		members[mb.ID] = mb
 	}
 	f.members.Store(&members)
+	policies := make(map[string]storage.Policy, len(m.Policies))
+	for _, p := range m.Policies {
+		policies[p.Name] = p
+	}
+	f.policies.Store(&policies)
 	f.setApplied(m.Index)
 	return nil
 }

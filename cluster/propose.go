@@ -151,6 +151,10 @@ func (n *Node) setupAuth() error {
 // Auth returns the authentication state this node has applied, or nil.
 func (n *Node) Auth() *storage.AuthState { return n.fsm.Auth() }
 
+// Policies returns the named rate-limit policies this node has applied;
+// the map must not be changed.
+func (n *Node) Policies() map[string]storage.Policy { return n.fsm.Policies() }
+
 // RotateKey makes a fresh key the signing key for access tokens; the old
 // one keeps verifying the tokens it signed until they expire. It returns
 // the new key's id.

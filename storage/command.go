@@ -32,6 +32,10 @@ const (
 	CmdKeyRotate CommandKind = 9
 	// CmdSession opens, refreshes or revokes a user's session.
 	CmdSession CommandKind = 10
+	// CmdPolicyPut creates or replaces a named rate-limit policy.
+	CmdPolicyPut CommandKind = 11
+	// CmdPolicyDelete deletes a named rate-limit policy.
+	CmdPolicyDelete CommandKind = 12
 )
 
 func (k CommandKind) String() string {
@@ -56,6 +60,10 @@ func (k CommandKind) String() string {
 		return "key_rotate"
 	case CmdSession:
 		return "session"
+	case CmdPolicyPut:
+		return "policy_put"
+	case CmdPolicyDelete:
+		return "policy_delete"
 	}
 	return fmt.Sprintf("command(%d)", uint8(k))
 }
@@ -82,6 +90,7 @@ type Command struct {
 	Auth    *AuthSetup    // CmdAuthSetup
 	Key     *SigningKey   // CmdKeyRotate: KID and Secret
 	Session *SessionOp    // CmdSession
+	Policy  *Policy       // CmdPolicyPut; CmdPolicyDelete: Name only
 }
 
 // BatchItem is one user to create, with its id decided at the leader.
@@ -174,8 +183,33 @@ func EncodeCommand(dst []byte, c *Command) []byte {
 		e.b = append(e.b, op.Hash[:]...)
 		e.b = append(e.b, op.Next[:]...)
 		e.fixed64(op.PasswordCheck)
+	case CmdPolicyPut:
+		e.policy(c.Policy)
+	case CmdPolicyDelete:
+		e.str(c.Policy.Name)
 	}
 	return e.b
+}
+
+func (e *encoder) policy(p *Policy) {
+	e.str(p.Name)
+	e.uvarint(uint64(p.Limit))
+	e.varint(p.WindowMs)
+	e.uvarint(uint64(p.Burst))
+	e.boolean(p.Shadow)
+}
+
+func (d *decoder) policy() *Policy {
+	p := &Policy{Name: d.str()}
+	limit := d.uvarint()
+	p.WindowMs = d.varint()
+	burst := d.uvarint()
+	p.Shadow = d.boolean()
+	if limit > MaxPolicyLimit || burst > MaxPolicyLimit {
+		d.fail("policy limit %d or burst %d out of range", limit, burst)
+	}
+	p.Limit, p.Burst = uint32(limit), uint32(burst)
+	return p
 }
 
 func (e *encoder) batchItem(it *BatchItem) {
@@ -294,6 +328,10 @@ func DecodeCommand(b []byte) (*Command, error) {
 		d.hash(&op.Next)
 		op.PasswordCheck = d.fixed64()
 		c.Session = op
+	case CmdPolicyPut:
+		c.Policy = d.policy()
+	case CmdPolicyDelete:
+		c.Policy = &Policy{Name: d.str()}
 	default:
 		d.fail("unknown command kind %d", c.Kind)
 	}

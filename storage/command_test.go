@@ -44,6 +44,8 @@ func sampleCommands() []*Command {
 		{Kind: CmdSession, Stamp: stamp + 9, Session: &SessionOp{Action: SessionOpen, UserID: MakeUserID(stamp, 1), Family: "fam", Hash: [32]byte{1, 2}, PasswordCheck: PasswordCheck(hash)}},
 		{Kind: CmdSession, Stamp: stamp + 9, RequestID: "refresh", Fingerprint: 3, Session: &SessionOp{Action: SessionRefresh, UserID: MakeUserID(stamp, 1), Family: "fam", Hash: [32]byte{1, 2}, Next: [32]byte{31: 9}}},
 		{Kind: CmdSession, Stamp: stamp + 9, Session: &SessionOp{Action: SessionRevokeAll, UserID: MakeUserID(stamp, 2)}},
+		{Kind: CmdPolicyPut, Stamp: stamp + 10, Policy: &Policy{Name: "api", Limit: 100, WindowMs: 1000, Burst: 20, Shadow: true}},
+		{Kind: CmdPolicyDelete, Stamp: stamp + 11, RequestID: "del-policy", Fingerprint: 5, Policy: &Policy{Name: "api"}},
 	}
 	for f := PatchFields(0); f <= patchAll; f++ {
 		p := &UserPatch{ID: MakeUserID(stamp, uint16(f)), Fields: f}
@@ -88,7 +90,7 @@ func TestCommandRoundTrip(t *testing.T) {
 			t.Fatalf("%d: header % x", i, b[:2])
 		}
 	}
-	for k := CmdInit; k <= CmdSession; k++ {
+	for k := CmdInit; k <= CmdPolicyDelete; k++ {
 		if !kinds[k] {
 			t.Errorf("no sample of %v", k)
 		}

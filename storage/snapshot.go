@@ -11,8 +11,9 @@ import (
 
 // SnapshotVersion is the snapshot format written by this build. Version
 // 2 added authentication (an auth frame, token epochs and sessions in
-// user records); version 1 is still read.
-const SnapshotVersion = 2
+// user records), version 3 rate-limit policies (a policies frame);
+// versions 1 and 2 are still read.
+const SnapshotVersion = 3
 
 var snapshotMagic = []byte("TROUPE-SNAPSHOT\n")
 
@@ -32,6 +33,7 @@ type Meta struct {
 	Idempotency []IdempotencyEntry
 	Members     []Member   // sorted by id
 	Auth        *AuthState // nil until set up
+	Policies    []Policy   // named rate-limit policies, sorted by name
 }
 
 // IdempotencyEntry is one remembered request id and its result.
@@ -52,6 +54,7 @@ const (
 	frameIdem    = 4 // continues the meta frame's idempotency entries
 	frameMembers = 5
 	frameAuth    = 6
+	framePolicy  = 7
 
 	frameTarget = 64 << 10
 	maxFrame    = 16 << 20
@@ -137,6 +140,17 @@ func WriteSnapshot(w io.Writer, s *Snapshot) error {
 		}
 	}
 
+	if len(m.Policies) > 0 {
+		e.byte1(framePolicy)
+		e.uvarint(uint64(len(m.Policies)))
+		for i := range m.Policies {
+			e.policy(&m.Policies[i])
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+	}
+
 	var total uint64
 	for si, sh := range s.Shards {
 		var err error
@@ -184,7 +198,7 @@ func ReadSnapshot(r io.Reader) (*Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: snapshot header: %v", ErrCorrupt, err)
 	}
-	if v != SnapshotVersion && v != 1 {
+	if v < 1 || v > SnapshotVersion {
 		return nil, fmt.Errorf("%w: snapshot version %d is not supported by this build (it reads versions 1 to %d)", ErrUnsupportedVersion, v, SnapshotVersion)
 	}
 	var buf bytes.Buffer
@@ -294,6 +308,26 @@ func ReadSnapshot(r io.Reader) (*Snapshot, error) {
 				return nil, err
 			}
 			s.Meta.Auth = a
+		case framePolicy:
+			if s.Meta.Policies != nil {
+				return nil, fmt.Errorf("%w: policies given twice", ErrCorrupt)
+			}
+			n := d.count(4)
+			s.Meta.Policies = make([]Policy, 0, n)
+			for i := 0; i < n && d.err == nil; i++ {
+				p := d.policy()
+				if d.err != nil {
+					break
+				}
+				if e := p.Validate(); e != nil || (i > 0 && s.Meta.Policies[i-1].Name >= p.Name) {
+					d.fail("bad or unsorted policy %q", p.Name)
+					break
+				}
+				s.Meta.Policies = append(s.Meta.Policies, *p)
+			}
+			if err := d.end(); err != nil {
+				return nil, err
+			}
 		case frameUsers:
 			si := d.uvarint()
 			if d.err == nil && si >= nShards {
