@@ -19,6 +19,7 @@ func FuzzDecodeRequests(f *testing.F) {
 		`{"name":"Ada","email":"ada@example.com","password_hash":"$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$a2V5a2V5a2V5a2V5a2V5a2V5"}`,
 		`{"users":[{"name":"\u0000","email":"\ud800@x.io"}]}`,
 		`{"email":"ada@example.com","password":"correct horse"}`, `{"refresh_token":"rt.x.y.z"}`, `{"all":true}`,
+		`{"limit":100,"window_ms":1000,"burst":10,"shadow":true}`, `{"policy":"api","key":"k","cost":2}`, `100/1s`, `off`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -45,6 +46,21 @@ func FuzzDecodeRequests(f *testing.F) {
 		}
 		var lo logoutRequest
 		_ = decodeJSON(body, &lo)
+		var pp putPolicyRequest
+		if decodeJSON(body, &pp) == nil && pp.Limit != nil && pp.WindowMs != nil {
+			p := storage.Policy{Name: "fuzz", Limit: *pp.Limit, WindowMs: *pp.WindowMs}
+			if pp.Burst != nil {
+				p.Burst = *pp.Burst
+			}
+			if p.Validate() == nil && (p.Burst == 0 || p.Interval() <= 0) {
+				t.Fatalf("accepted a policy that cannot work: %+v", p)
+			}
+		}
+		var cr checkRequest
+		_ = decodeJSON(body, &cr)
+		if p, on, err := storage.ParseRateLimit("default", string(body)); err == nil && on && p.Validate() != nil {
+			t.Fatalf("--rate-limit %q parsed into an invalid policy", body)
+		}
 		_ = parseIfMatch(body)
 		_, _ = decodeCursor(string(body))
 	})

@@ -11,8 +11,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +45,7 @@ type Node interface {
 	AddMember(m storage.Member, voter bool, deadline time.Time) error
 	RemoveMember(id string, deadline time.Time) error
 	Auth() *storage.AuthState
+	Policies() map[string]storage.Policy
 	RotateKey(deadline time.Time) (kid string, index uint64, err error)
 }
 
@@ -88,6 +91,13 @@ type Config struct {
 	// LoginFailuresPerMinute is how many failed logins an email or a
 	// client address may have a minute before it gets 429.
 	LoginFailuresPerMinute int
+	// RateLimit is the node's default policy (nil: off); Limiter makes
+	// the decisions (nil: no rate limiting and no check route).
+	RateLimit *storage.Policy
+	Limiter   Limiter
+	// TrustedProxies may set X-Forwarded-For: the client address of a
+	// request from one of them is the last untrusted hop.
+	TrustedProxies []netip.Prefix
 }
 
 // DefaultConfig returns the defaults.
@@ -199,6 +209,11 @@ func New(cfg Config, logger *slog.Logger, set *metrics.Set, node Node, users fun
 func (s *Server) routes() fasthttp.RequestHandler {
 	r := router.New()
 	route := func(method, path string, level access, h fasthttp.RequestHandler) {
+		if strings.HasPrefix(path, "/v1/") {
+			// The default policy runs after authentication (it counts
+			// by user when there is one).
+			h = s.limitDefault(h)
+		}
 		r.Handle(method, path, s.handle(method+" "+path, s.guard(level, h)))
 	}
 	route("GET", "/healthz", public, s.healthz)
@@ -228,6 +243,11 @@ func (s *Server) routes() fasthttp.RequestHandler {
 	route("GET", "/v1/users", adminOnly, s.listUsers)
 	route("GET", "/v1/users/count", adminOnly, s.countUsers)
 	route("POST", "/v1/users/batch", adminOnly, s.leaderOnly(s.batchUsers))
+	route("GET", "/v1/ratelimit/policies", adminOnly, s.listPolicies)
+	route("PUT", "/v1/ratelimit/policies/{name}", adminOnly, s.leaderOnly(s.putPolicy))
+	route("DELETE", "/v1/ratelimit/policies/{name}", adminOnly, s.leaderOnly(s.deletePolicy))
+	route("POST", "/v1/ratelimit/check", signedIn, s.check)
+
 	// Self or admin: checked by the handlers, which know the id.
 	route("GET", "/v1/users/{id}", signedIn, s.getUser)
 	route("PATCH", "/v1/users/{id}", signedIn, s.leaderOnly(s.patchUser))

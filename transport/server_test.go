@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,7 +33,15 @@ type testServer struct {
 	node      *cluster.Node
 	validator *api.Validator
 	srv       *Server
+	clock     *limiterClock // the rate limiter's clock
 }
+
+// limiterClock is the rate limiter's clock in tests: it moves only when
+// the test says so.
+type limiterClock struct{ ns atomic.Int64 }
+
+func (c *limiterClock) now() int64              { return c.ns.Load() }
+func (c *limiterClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 var cheapArgon = storage.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16}
 
@@ -72,6 +81,9 @@ func startServerWith(t *testing.T, nodeOpt func(*cluster.Config), opts ...func(*
 	hcfg := DefaultConfig()
 	hcfg.Insecure = true
 	hcfg.Argon2 = cheapArgon
+	clock := &limiterClock{}
+	limiter := actors.NewLimiter(sys, set, actors.LimiterConfig{Now: clock.now, Actors: 4, Sweep: 50 * time.Millisecond})
+	hcfg.Limiter = limiter
 	for _, o := range opts {
 		o(&hcfg)
 	}
@@ -99,13 +111,14 @@ func startServerWith(t *testing.T, nodeOpt func(*cluster.Config), opts ...func(*
 		if err := node.Shutdown(); err != nil {
 			t.Error(err)
 		}
+		limiter.Close()
 		sys.Shutdown()
 	})
 	v, err := api.NewValidator()
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := &testServer{t: t, base: "http://" + ln.Addr().String(), node: node, validator: v, srv: srv}
+	ts := &testServer{t: t, base: "http://" + ln.Addr().String(), node: node, validator: v, srv: srv, clock: clock}
 	deadline := time.Now().Add(10 * time.Second)
 	for node.Ready() != nil {
 		if time.Now().After(deadline) {

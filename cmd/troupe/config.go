@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/troupe-db/troupe/cluster"
+	"github.com/troupe-db/troupe/storage"
 	"github.com/troupe-db/troupe/transport"
 )
 
@@ -42,6 +43,7 @@ type serveConfig struct {
 	CORSOrigins     string
 	RateLimit       string
 	RateLimitMode   string
+	TrustedProxies  string
 
 	// peerTLS is how this node calls other nodes' HTTP APIs when they
 	// serve HTTPS (nil: plain HTTP); derived from the TLS flags.
@@ -71,7 +73,8 @@ func parseServe(args []string, stderr io.Writer, getenv func(string) string) (*s
 	fs.StringVar(&c.HTTPTLSKey, "http-tls-key", "", "HTTPS key for clients")
 	fs.StringVar(&c.CORSOrigins, "cors-origins", "", "origins allowed by CORS")
 	fs.BoolVar(&c.HTTP.Insecure, "insecure", false, "turn authentication off: every request acts as admin (local trials, benchmarks)")
-	fs.StringVar(&c.RateLimit, "rate-limit", "off", "the default rate limit per client, e.g. 100/1s, or off")
+	fs.StringVar(&c.RateLimit, "rate-limit", "100/1s", "the default policy: requests per client (user, else address), e.g. 100/1s, or off")
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "addresses or CIDRs of proxies whose X-Forwarded-For is believed")
 	fs.StringVar(&c.RateLimitMode, "rate-limit-mode", "local", "local or global")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
@@ -174,10 +177,21 @@ func (c *serveConfig) validate() error {
 			notYet(name)
 		}
 	}
-	if c.RateLimit != "off" {
-		errs = append(errs, fmt.Errorf("--rate-limit=%q: rate limiting is not available in this version yet; use off", c.RateLimit))
+	if p, on, err := storage.ParseRateLimit(storage.DefaultPolicy, c.RateLimit); err != nil {
+		errs = append(errs, fmt.Errorf("--rate-limit: %v", err))
+	} else if on {
+		c.HTTP.RateLimit = &p
 	}
-	if c.RateLimitMode != "local" && c.RateLimitMode != "global" {
+	if proxies, err := transport.ParseTrustedProxies(c.TrustedProxies); err != nil {
+		errs = append(errs, fmt.Errorf("--trusted-proxies: %v", err))
+	} else {
+		c.HTTP.TrustedProxies = proxies
+	}
+	switch c.RateLimitMode {
+	case "local":
+	case "global":
+		errs = append(errs, errors.New("--rate-limit-mode=global is not available in this version yet; use local (each node limits the requests it receives)"))
+	default:
 		errs = append(errs, fmt.Errorf("--rate-limit-mode must be local or global, got %q", c.RateLimitMode))
 	}
 	switch c.LogLevel {

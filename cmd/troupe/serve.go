@@ -102,6 +102,9 @@ func runNode(ctx context.Context, cfg *serveConfig, logger *slog.Logger, stdout 
 		}
 		return nil
 	}
+	limiter := actors.NewLimiter(sys, set, actors.LimiterConfig{})
+	defer limiter.Close()
+	cfg.HTTP.Limiter = limiter
 	srv, err := transport.New(cfg.HTTP, logger, set, node, users)
 	if err != nil {
 		return err
