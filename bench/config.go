@@ -27,6 +27,9 @@ type Config struct {
 	Users       int     // users created before read scenarios
 	BatchSize   int     // users per request in users-batch
 	Timeout     time.Duration
+	// Token is sent as "Authorization: Bearer" (secure nodes); the
+	// scenarios that create users or policies need an admin's.
+	Token string
 }
 
 // DefaultConfig returns the defaults.

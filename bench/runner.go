@@ -181,6 +181,7 @@ func (r *Runner) work(w *worker, begin time.Time) {
 		}
 		req.Reset()
 		req.Header.SetHost(w.addr)
+		r.authorize(req)
 		want := r.sc.next(r, w, req)
 		err := w.client.Do(req, resp)
 		lat := time.Since(start)

@@ -51,6 +51,72 @@ var scenarios = map[string]scenario{
 		description: "batch creates (--batch-size users per request, one log entry each)",
 		next:        nextBatch,
 	},
+	"ratelimit-check": {
+		description: "rate-limit decisions (POST /v1/ratelimit/check) over 10k keys of a generous policy",
+		setup:       setupPolicy,
+		next:        nextCheck,
+	},
+}
+
+// benchPolicy is the policy ratelimit-check asks about: generous enough
+// that decisions are mostly "allowed", as on a healthy service.
+const (
+	benchPolicy     = "bench"
+	benchPolicyKeys = 10_000
+)
+
+// setupPolicy creates (or replaces) the bench policy on the cluster.
+func setupPolicy(r *Runner) error {
+	client := r.client(r.cfg.Addrs[0])
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.Header.SetHost(r.cfg.Addrs[0])
+	r.authorize(req)
+	setJSON(req, "PUT", "/v1/ratelimit/policies/"+benchPolicy)
+	req.SetBodyString(`{"limit":1000000,"window_ms":1000}`)
+	if err := client.DoTimeout(req, resp, r.cfg.Timeout); err != nil {
+		return fmt.Errorf("setup: creating the bench policy: %w", err)
+	}
+	if resp.StatusCode() != fasthttp.StatusOK {
+		return fmt.Errorf("setup: creating the bench policy: %d %s", resp.StatusCode(), resp.Body())
+	}
+	// Every target must know the policy before timing starts.
+	for _, addr := range r.cfg.Addrs {
+		c := r.client(addr)
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			req.Reset()
+			req.Header.SetHost(addr)
+			r.authorize(req)
+			setJSON(req, "POST", "/v1/ratelimit/check")
+			req.SetBodyString(`{"policy":"` + benchPolicy + `","key":"setup"}`)
+			if err := c.DoTimeout(req, resp, 5*time.Second); err == nil && resp.StatusCode() == 200 {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("setup: %s does not know the bench policy", addr)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+func nextCheck(r *Runner, w *worker, req *fasthttp.Request) int {
+	setJSON(req, "POST", "/v1/ratelimit/check")
+	b := append(w.buf[:0], `{"policy":"`+benchPolicy+`","key":"k`...)
+	b = strconv.AppendInt(b, int64(w.rng.IntN(benchPolicyKeys)), 10)
+	w.buf = append(b, `"}`...)
+	req.SetBodyRaw(w.buf)
+	return fasthttp.StatusOK
+}
+
+// authorize adds the bearer token, if the run has one.
+func (r *Runner) authorize(req *fasthttp.Request) {
+	if r.cfg.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+r.cfg.Token)
+	}
 }
 
 // ScenarioNames lists the scenarios, sorted.
@@ -126,6 +192,7 @@ func setupUsers(r *Runner) error {
 		n := min(1000, r.cfg.Users-len(r.ids))
 		req.Reset()
 		req.Header.SetHost(r.cfg.Addrs[0])
+		r.authorize(req)
 		setJSON(req, "POST", "/v1/users/batch")
 		b := []byte(`{"users":[`)
 		for i := 0; i < n; i++ {
@@ -167,6 +234,7 @@ func setupUsers(r *Runner) error {
 		for {
 			req.Reset()
 			req.Header.SetHost(addr)
+			r.authorize(req)
 			req.Header.SetMethod("GET")
 			req.SetRequestURI("/v1/users/" + r.ids[len(r.ids)-1] + "?consistency=stale")
 			if err := c.DoTimeout(req, resp, 5*time.Second); err == nil && resp.StatusCode() == 200 {

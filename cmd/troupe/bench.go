@@ -37,6 +37,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Users, "users", cfg.Users, "users created before the read scenarios (not timed)")
 	fs.IntVar(&cfg.BatchSize, "batch-size", cfg.BatchSize, "users per request in users-batch")
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "per-request timeout")
+	fs.StringVar(&cfg.Token, "token", os.Getenv("TROUPE_TOKEN"), "access token for secure nodes (an admin's for scenarios that create users or policies; env TROUPE_TOKEN)")
 	asJSON := fs.Bool("json", false, "print the result as one JSON object on the last line")
 	compare := fs.Bool("compare-floor", false, "also run the scenario against a bare fasthttp server (troupe bench serve-floor) and print the ratio")
 	list := fs.Bool("list", false, "list the scenarios")
