@@ -76,6 +76,7 @@ func suite(bin, out string, d time.Duration, gopkgs []string) error {
 		{label: "users-get-stale, 64 connections", args: append(common, "--scenario", "users-get-stale", "--connections", "64")},
 		{label: "users-mixed (90% get, 10% create), 64 connections", args: append(common, "--scenario", "users-mixed", "--connections", "64")},
 		{label: "users-batch (100 per request), 16 connections", args: append(common, "--scenario", "users-batch", "--connections", "16", "--batch-size", "100")},
+		{label: "ratelimit-check (10k keys), 64 connections", args: append(common, "--scenario", "ratelimit-check", "--connections", "64")},
 	}
 	for _, r := range runs {
 		fmt.Fprintf(os.Stderr, "→ %s\n", r.label)
