@@ -36,8 +36,8 @@ type FSM struct {
 	auth    atomic.Pointer[storage.AuthState]         // nil until set up; replaced, never changed
 	// policies are the named rate-limit policies (replaced, never changed).
 	policies atomic.Pointer[map[string]storage.Policy]
-	applied atomic.Uint64
-	stamp   atomic.Uint64 // highest stamp applied, read by proposers
+	applied  atomic.Uint64
+	stamp    atomic.Uint64 // highest stamp applied, read by proposers
 
 	mu        sync.Mutex // guards appliedCh
 	appliedCh chan struct{}
