@@ -1,0 +1,423 @@
+package storage
+
+import (
+	"fmt"
+	"slices"
+)
+
+// Documents: the replicated state of one collaborative document and the
+// rule that accepts a submit (API.md, "Documents"). A *Doc is immutable: a
+// change returns a new Doc sharing the text's rope, the history and the
+// editors with the old one, so a snapshot can hold a version while the
+// document actor goes on. Everything is decided by the command: the time
+// is the command's, never a clock.
+
+// KindVersionTooOld: a submit's base version, or the version a replay
+// starts after, is older than the document's kept history; the client
+// reloads. Its numeric value is part of the snapshot format, like the
+// other kinds. (Kind.String does not know it yet; the code is
+// "version_too_old", 409.)
+const KindVersionTooOld Kind = 8
+
+// ErrVersionTooOld matches, with errors.Is, any Error of KindVersionTooOld.
+var ErrVersionTooOld = &Error{Kind: KindVersionTooOld}
+
+// Limits of a submit besides those of ValidateOps.
+const (
+	MaxClientIDBytes = 128
+	// MaxTransformWork bounds the primitive pairs (ops × ops of the
+	// changes since the base, an estimate) that one submit may cost to
+	// transform, so that a large list against a far base cannot stall the
+	// document (≈ 30 ns a pair). A submit beyond it gets version_too_old:
+	// against the current version it costs nothing.
+	MaxTransformWork = 1 << 21
+)
+
+// Change is one accepted submit as the log applied it.
+type Change struct {
+	Version  uint64 // the version it produced
+	ClientID string
+	Seq      uint64
+	Ops      []Op // as applied (transformed)
+}
+
+// Doc is a document. Its fields must not be changed in place: use the
+// methods, which return a new Doc.
+type Doc struct {
+	ID    string
+	Title string
+	Owner string // user id
+	// Editors are user ids allowed to edit besides the owner, sorted and
+	// without duplicates.
+	Editors   []string
+	Text      Text
+	Version   uint64 // 0 at creation, +1 per accepted submit
+	CreatedMs int64  // command time, Unix milliseconds
+	UpdatedMs int64
+
+	// The history of the last histLen changes, newest first, as an
+	// immutable linked list so that an accepted submit adds one node and
+	// copies nothing. The chain may run on past histLen (histNodes long
+	// in all); it is cut by copying the kept part once it is twice as
+	// long, which is O(1) per submit amortised.
+	hist      *histNode
+	histLen   int
+	histNodes int
+}
+
+type histNode struct {
+	Change
+	prev *histNode
+}
+
+// NewDoc returns a document at version 0. Content must pass CheckDocText.
+func NewDoc(id, title, owner, content string, nowMs int64) (*Doc, *Error) {
+	if err := CheckDocText("content", content); err != nil {
+		return nil, err
+	}
+	return &Doc{ID: id, Title: title, Owner: owner, Text: NewText(content), CreatedMs: nowMs, UpdatedMs: nowMs}, nil
+}
+
+// WithTitle returns the document retitled at nowMs. A title is not part
+// of the text's version.
+func (d *Doc) WithTitle(title string, nowMs int64) *Doc {
+	n := *d
+	n.Title, n.UpdatedMs = title, nowMs
+	return &n
+}
+
+// WithEditor returns the document with userID among its editors (d itself
+// if it already was).
+func (d *Doc) WithEditor(userID string) *Doc {
+	i, found := slices.BinarySearch(d.Editors, userID)
+	if found {
+		return d
+	}
+	n := *d
+	n.Editors = slices.Insert(slices.Clip(d.Editors), i, userID)
+	return &n
+}
+
+// WithoutEditor returns the document without userID among its editors (d
+// itself if it was not).
+func (d *Doc) WithoutEditor(userID string) *Doc {
+	i, found := slices.BinarySearch(d.Editors, userID)
+	if !found {
+		return d
+	}
+	n := *d
+	n.Editors = slices.Delete(slices.Clone(d.Editors), i, i+1)
+	if len(n.Editors) == 0 {
+		n.Editors = nil
+	}
+	return &n
+}
+
+// CanEdit says whether userID is the owner or an editor (admins are the
+// caller's business).
+func (d *Doc) CanEdit(userID string) bool {
+	if userID == d.Owner {
+		return true
+	}
+	_, found := slices.BinarySearch(d.Editors, userID)
+	return found
+}
+
+// OldestBase is the oldest version a submit may be based on, or a replay
+// start after: every change after it is kept.
+func (d *Doc) OldestBase() uint64 { return d.Version - uint64(d.histLen) }
+
+// History returns the kept changes, oldest first.
+func (d *Doc) History() []Change {
+	cs, _ := d.ChangesSince(d.OldestBase())
+	return cs
+}
+
+// ChangesSince returns the changes after version v, oldest first: an
+// error of KindVersionTooOld if some of them are no longer kept, a bad
+// request if v is beyond the document's version.
+func (d *Doc) ChangesSince(v uint64) ([]Change, *Error) {
+	if v > d.Version {
+		return nil, badRequest("since", "version %d is newer than the document (version %d)", v, d.Version)
+	}
+	if v < d.OldestBase() {
+		return nil, tooOld(v, d.OldestBase())
+	}
+	n := int(d.Version - v)
+	cs := make([]Change, n)
+	h := d.hist
+	for i := n - 1; i >= 0; i-- {
+		cs[i] = h.Change
+		h = h.prev
+	}
+	return cs, nil
+}
+
+func tooOld(v, oldest uint64) *Error {
+	return &Error{Kind: KindVersionTooOld, Field: "base_version",
+		Message: fmt.Sprintf("version %d is older than the kept history (oldest %d); reload the document", v, oldest)}
+}
+
+// lastOf returns the newest kept change of clientID, or nil.
+func (d *Doc) lastOf(clientID string) *Change {
+	h := d.hist
+	for range d.histLen {
+		if h.ClientID == clientID {
+			return &h.Change
+		}
+		h = h.prev
+	}
+	return nil
+}
+
+// SubmitResult answers a submit.
+type SubmitResult struct {
+	Version uint64 // the version the submit produced
+	Ops     []Op   // as applied
+	// Repeated: this (client_id, seq) had been accepted before; the
+	// result is the first one and nothing changed.
+	Repeated bool
+}
+
+// Submit applies a client's op list written against version base (API.md,
+// "Submits"), keeping at most maxHistory changes (values below 1 count as
+// 1). It returns the new document, or d itself for a repeated submit, and
+// never changes d. In order:
+//
+//   - the same seq as the client's last accepted submit: that result,
+//     Repeated, no change; a lower seq: conflict;
+//   - the ops must pass ValidateOps;
+//   - base beyond the version: bad request; base older than the kept
+//     history, or too far behind for this many ops (MaxTransformWork):
+//     version_too_old;
+//   - base older than the version the client's own last change produced:
+//     conflict;
+//   - the ops are transformed against every change after base and applied
+//     all or nothing (out of range: bad request).
+//
+// Per-client state is the client's newest change still in the history: a
+// client is remembered exactly as long as its last change is kept, so it
+// takes no room of its own and at most maxHistory clients are known. That
+// is as long as it is needed: a repeat or an older submit of a forgotten
+// client has a base older than its forgotten change, so older than the
+// history, and is refused with version_too_old rather than applied again.
+func (d *Doc) Submit(clientID string, seq, base uint64, ops []Op, nowMs int64, maxHistory int) (*Doc, SubmitResult, *Error) {
+	if clientID == "" || len(clientID) > MaxClientIDBytes {
+		return nil, SubmitResult{}, badRequest("client_id", "client_id must be 1 to %d bytes", MaxClientIDBytes)
+	}
+	last := d.lastOf(clientID)
+	if last != nil {
+		switch {
+		case seq == last.Seq:
+			return d, SubmitResult{Version: last.Version, Ops: last.Ops, Repeated: true}, nil
+		case seq < last.Seq:
+			return nil, SubmitResult{}, &Error{Kind: KindConflict, Field: "seq",
+				Message: fmt.Sprintf("seq %d is below this client's last accepted seq %d", seq, last.Seq)}
+		}
+	}
+	if err := ValidateOps(ops); err != nil {
+		return nil, SubmitResult{}, err
+	}
+	if base > d.Version {
+		return nil, SubmitResult{}, badRequest("base_version", "base_version %d is newer than the document (version %d)", base, d.Version)
+	}
+	changes, err := d.ChangesSince(base)
+	if err != nil {
+		return nil, SubmitResult{}, err
+	}
+	if last != nil && base < last.Version {
+		return nil, SubmitResult{}, &Error{Kind: KindConflict, Field: "base_version",
+			Message: fmt.Sprintf("base_version %d is older than this client's last change (version %d)", base, last.Version)}
+	}
+	var applied []Op
+	if len(changes) > 0 {
+		committed := make([][]Op, len(changes))
+		for i := range changes {
+			committed[i] = changes[i].Ops
+		}
+		if transformWork(ops, committed) > MaxTransformWork {
+			return nil, SubmitResult{}, &Error{Kind: KindVersionTooOld, Field: "base_version",
+				Message: fmt.Sprintf("too many changes since base_version %d for %d ops; reload the document", base, len(ops))}
+		}
+		applied = TransformAgainst(ops, committed)
+	} else {
+		applied = slices.Clone(ops) // the caller's slice is not ours to keep
+	}
+	text, err := Apply(d.Text, applied)
+	if err != nil {
+		if len(changes) > 0 {
+			err.Field = "ops" // indexes of the transformed list mean nothing to the client
+		}
+		return nil, SubmitResult{}, err
+	}
+	n := *d
+	n.Text = text
+	n.Version = d.Version + 1
+	n.UpdatedMs = nowMs
+	n.pushChange(Change{Version: n.Version, ClientID: clientID, Seq: seq, Ops: applied}, max(maxHistory, 1))
+	return &n, SubmitResult{Version: n.Version, Ops: applied}, nil
+}
+
+// pushChange adds c as the newest change of d (a fresh copy), keeping the
+// newest maxHistory.
+func (d *Doc) pushChange(c Change, maxHistory int) {
+	d.hist = &histNode{Change: c, prev: d.hist}
+	d.histNodes++
+	d.histLen = min(d.histLen+1, maxHistory)
+	if d.histNodes > 2*d.histLen {
+		d.hist = copyChain(d.hist, d.histLen)
+		d.histNodes = d.histLen
+	}
+}
+
+// copyChain copies the newest n nodes of a chain, dropping the rest.
+func copyChain(h *histNode, n int) *histNode {
+	if n == 0 {
+		return nil
+	}
+	nodes := make([]histNode, n) // one allocation for the kept part
+	for i := range n {
+		nodes[i].Change = h.Change
+		if i > 0 {
+			nodes[i-1].prev = &nodes[i]
+		}
+		h = h.prev
+	}
+	return &nodes[0]
+}
+
+// Encoding, for snapshots and commands (see wire.go). A Doc is its fields,
+// the text as one length-prefixed UTF-8 string, then the kept changes
+// oldest first, each without its version (they are consecutive and end at
+// the document's).
+
+func (e *encoder) doc(d *Doc) {
+	e.str(d.ID)
+	e.str(d.Title)
+	e.str(d.Owner)
+	e.uvarint(uint64(len(d.Editors)))
+	for _, u := range d.Editors {
+		e.str(u)
+	}
+	e.uvarint(uint64(d.Text.Size()))
+	e.b = d.Text.AppendTo(e.b)
+	e.uvarint(d.Version)
+	e.varint(d.CreatedMs)
+	e.varint(d.UpdatedMs)
+	e.uvarint(uint64(d.histLen))
+	for _, c := range d.History() {
+		e.str(c.ClientID)
+		e.uvarint(c.Seq)
+		e.ops(c.Ops)
+	}
+}
+
+func (d *decoder) doc() *Doc {
+	doc := &Doc{ID: d.str(), Title: d.str(), Owner: d.str()}
+	if n := d.count(1); n > 0 {
+		doc.Editors = make([]string, n)
+		for i := range doc.Editors {
+			doc.Editors[i] = d.str()
+			if i > 0 && doc.Editors[i] <= doc.Editors[i-1] {
+				d.fail("editors not sorted")
+			}
+		}
+	}
+	text := d.raw()
+	if d.err == nil && CheckDocText("content", string(text)) != nil {
+		d.fail("document text is not valid")
+	}
+	doc.Text = NewText(string(text))
+	doc.Version = d.uvarint()
+	doc.CreatedMs = d.varint()
+	doc.UpdatedMs = d.varint()
+	n := d.count(3)
+	if uint64(n) > doc.Version {
+		d.fail("history of %d changes at version %d", n, doc.Version)
+		return doc
+	}
+	first := doc.Version - uint64(n) + 1
+	for i := 0; i < n && d.err == nil; i++ {
+		c := Change{Version: first + uint64(i), ClientID: d.str(), Seq: d.uvarint(), Ops: d.ops()}
+		doc.hist = &histNode{Change: c, prev: doc.hist}
+	}
+	doc.histLen, doc.histNodes = n, n
+	return doc
+}
+
+// ops writes an op list: per op its kind, position, then the length of a
+// delete or replace and the text of an insert or replace.
+func (e *encoder) ops(ops []Op) {
+	e.uvarint(uint64(len(ops)))
+	for i := range ops {
+		op := &ops[i]
+		e.byte1(byte(op.Kind))
+		e.uvarint(uint64(op.Pos))
+		if op.Kind != OpInsert {
+			e.uvarint(uint64(op.Len))
+		}
+		if op.Kind != OpDelete {
+			e.str(op.Text)
+		}
+	}
+}
+
+// ops reads an op list and fails unless each op is well formed (checkOp),
+// so that nothing decoded can upset a transform.
+func (d *decoder) ops() []Op {
+	n := d.count(3)
+	if n == 0 {
+		return nil
+	}
+	ops := make([]Op, n)
+	for i := range ops {
+		op := &ops[i]
+		op.Kind = OpKind(d.byte1())
+		op.Pos = d.opInt()
+		if op.Kind != OpInsert {
+			op.Len = d.opInt()
+		}
+		if op.Kind != OpDelete {
+			op.Text = d.str()
+		}
+		if d.err != nil {
+			return nil
+		}
+		if err := checkOp(i, op); err != nil {
+			d.fail("%s", err.Error())
+			return nil
+		}
+	}
+	return ops
+}
+
+func (d *decoder) opInt() int {
+	v := d.uvarint()
+	if v > MaxOpPos {
+		d.fail("op position or length %d", v)
+		return 0
+	}
+	return int(v)
+}
+
+// DocSubmit is the payload of a submit command: what a client sent, after
+// the transport's checks.
+type DocSubmit struct {
+	DocID    string
+	ClientID string
+	Seq      uint64
+	Base     uint64
+	Ops      []Op
+}
+
+func (e *encoder) docSubmit(s *DocSubmit) {
+	e.str(s.DocID)
+	e.str(s.ClientID)
+	e.uvarint(s.Seq)
+	e.uvarint(s.Base)
+	e.ops(s.Ops)
+}
+
+func (d *decoder) docSubmit() *DocSubmit {
+	return &DocSubmit{DocID: d.str(), ClientID: d.str(), Seq: d.uvarint(), Base: d.uvarint(), Ops: d.ops()}
+}
