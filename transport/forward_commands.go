@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -65,84 +64,22 @@ type fwdReply struct {
 	err    error // transport failure (status fwdUnknown)
 }
 
-// cmdForwarder batches the commands of one node to its leader(s): a
-// queue and a sender goroutine per leader address.
+// cmdForwarder batches the commands of one node to its leader(s).
 type cmdForwarder struct {
-	s      *Server
-	mu     sync.Mutex
-	queues map[string]*fwdQueue
-	quit   chan struct{}
-	closed bool
+	s *Server
+	b peerBatcher[*fwdItem]
 }
 
-type fwdQueue struct {
-	leader string
-	ch     chan *fwdItem
-	slots  chan struct{}
+func (f *cmdForwarder) init(s *Server) {
+	f.s = s
+	f.b = peerBatcher[*fwdItem]{
+		maxItems: maxForwardBatch, maxBytes: maxForwardBytes, inFlight: forwardBatchesInFl,
+		size: func(it *fwdItem) int { return len(it.cmd) },
+		send: f.send,
+	}
 }
 
-func (f *cmdForwarder) queue(leader string) (*fwdQueue, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.closed {
-		return nil, false
-	}
-	if f.queues == nil {
-		f.queues = map[string]*fwdQueue{}
-		f.quit = make(chan struct{})
-	}
-	q := f.queues[leader]
-	if q == nil {
-		q = &fwdQueue{leader: leader, ch: make(chan *fwdItem, 4096), slots: make(chan struct{}, forwardBatchesInFl)}
-		f.queues[leader] = q
-		go f.run(q)
-	}
-	return q, true
-}
-
-func (f *cmdForwarder) close() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if !f.closed && f.quit != nil {
-		close(f.quit)
-	}
-	f.closed = true
-}
-
-// run sends q's commands: it takes a slot, waits for a command, adds all
-// that are queued behind it, and sends them as one request. While every
-// slot is busy, commands accumulate into the next batch.
-func (f *cmdForwarder) run(q *fwdQueue) {
-	for {
-		select {
-		case q.slots <- struct{}{}:
-		case <-f.quit:
-			return
-		}
-		var first *fwdItem
-		select {
-		case first = <-q.ch:
-		case <-f.quit:
-			return
-		}
-		batch := []*fwdItem{first}
-		size := len(first.cmd)
-	fill:
-		for len(batch) < maxForwardBatch && size < maxForwardBytes {
-			select {
-			case it := <-q.ch:
-				batch = append(batch, it)
-				size += len(it.cmd)
-			default:
-				break fill
-			}
-		}
-		go func() {
-			defer func() { <-q.slots }()
-			f.send(q.leader, batch)
-		}()
-	}
-}
+func (f *cmdForwarder) close() { f.b.close() }
 
 // send makes one request to the leader and answers every item.
 func (f *cmdForwarder) send(leader string, batch []*fwdItem) {
@@ -209,7 +146,7 @@ func (s *Server) forwardCommand(ctx *fasthttp.RequestCtx, cmd *storage.Command, 
 				return res, idx, err
 			}
 		} else if leader := s.node.LeaderHTTP(); leader != "" && leader != s.cfg.AdvertiseHTTP {
-			q, ok := s.cmdFwd.queue(leader)
+			queue, ok := s.cmdFwd.b.queue(leader)
 			if !ok {
 				return storage.Result{}, 0, cluster.ErrShutdown
 			}
@@ -219,7 +156,7 @@ func (s *Server) forwardCommand(ctx *fasthttp.RequestCtx, cmd *storage.Command, 
 			it := &fwdItem{hasToken: hasToken, token: token, cmd: data, reply: make(chan fwdReply, 1)}
 			t := time.NewTimer(time.Until(deadline))
 			select {
-			case q.ch <- it:
+			case queue <- it:
 			case <-t.C:
 				return storage.Result{}, 0, forwardFailure(tried)
 			}

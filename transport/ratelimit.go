@@ -66,7 +66,7 @@ const maxLimitKeyBytes = 512
 // is over it, and the RateLimit headers on every answer. Requests a
 // member forwarded were limited where they arrived.
 func (s *Server) limitDefault(h fasthttp.RequestHandler) fasthttp.RequestHandler {
-	if s.cfg.RateLimit == nil || s.cfg.Limiter == nil {
+	if s.cfg.RateLimit == nil || s.limiter == nil {
 		return h
 	}
 	p := s.cfg.RateLimit
@@ -77,7 +77,7 @@ func (s *Server) limitDefault(h fasthttp.RequestHandler) fasthttp.RequestHandler
 			return
 		}
 		key := s.limitKey(ctx)
-		d, err := s.cfg.Limiter.Decide(actors.Check{Policy: p, Key: key, Cost: 1}, time.Now().Add(time.Second))
+		d, err := s.limiter.Decide(actors.Check{Policy: p, Key: key, Cost: 1}, time.Now().Add(time.Second))
 		if err != nil {
 			// The limiter is shutting down or swamped: fail open, the
 			// request's own path has its timeouts.
@@ -290,11 +290,11 @@ func (s *Server) check(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, badRequest("cost must be from 1 to the policy's burst ("+strconv.FormatUint(uint64(p.Burst), 10)+")", "cost"))
 		return
 	}
-	if s.cfg.Limiter == nil {
+	if s.limiter == nil {
 		writeError(ctx, newError("unavailable", "this node has no rate limiter"))
 		return
 	}
-	d, err := s.cfg.Limiter.Decide(actors.Check{Policy: p, Key: *req.Key, Cost: cost}, s.deadline())
+	d, err := s.limiter.Decide(actors.Check{Policy: p, Key: *req.Key, Cost: cost}, s.deadline())
 	if err != nil {
 		writeError(ctx, newError("unavailable", "the rate limiter did not answer in time"))
 		return

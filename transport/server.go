@@ -95,6 +95,9 @@ type Config struct {
 	// the decisions (nil: no rate limiting and no check route).
 	RateLimit *storage.Policy
 	Limiter   Limiter
+	// RateLimitGlobal makes each key's decisions on the node that owns
+	// it (--rate-limit-mode=global); else every node decides alone.
+	RateLimitGlobal bool
 	// TrustedProxies may set X-Forwarded-For: the client address of a
 	// request from one of them is the last untrusted hop.
 	TrustedProxies []netip.Prefix
@@ -166,6 +169,11 @@ type Server struct {
 	fwd     forwarder
 	cmdFwd  cmdForwarder
 
+	// limiter makes the decisions: the local one, or the global one
+	// that sends them to each key's owner.
+	limiter, localLimiter Limiter
+	global                *globalLimiter
+
 	tokens        *tokenMaker
 	loginThrottle *failureThrottle
 	authMetrics   authMetrics
@@ -188,7 +196,14 @@ func New(cfg Config, logger *slog.Logger, set *metrics.Set, node Node, users fun
 		loginThrottle: newFailureThrottle(cfg.LoginFailuresPerMinute, 100_000, nil),
 		authMetrics:   newAuthMetrics(set),
 	}
-	s.cmdFwd.s = s
+	s.cmdFwd.init(s)
+	if cfg.Limiter != nil {
+		s.limiter, s.localLimiter = cfg.Limiter, cfg.Limiter
+		if cfg.RateLimitGlobal {
+			s.global = newGlobalLimiter(s, cfg.Limiter, set)
+			s.limiter = s.global
+		}
+	}
 	s.tokens = newTokenMaker(node.Auth, cfg.AccessTTL, nil)
 	s.http = &fasthttp.Server{
 		Handler:               s.routes(),
@@ -223,6 +238,7 @@ func (s *Server) routes() fasthttp.RequestHandler {
 	route("GET", cluster.IdentityPath, public, s.identity)
 	route("GET", cluster.ReadIndexPath, public, s.readIndex)
 	route("POST", forwardCommandsPath, public, s.forwardedCommands)
+	route("POST", decidePath, public, s.decide)
 
 	route("POST", "/v1/auth/register", public, s.leaderOnly(s.register))
 	route("POST", "/v1/auth/login", public, s.throttledLogin(s.leaderOnly(s.login)))
@@ -343,6 +359,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.http.ShutdownWithContext(ctx)
 	s.fwd.close()
 	s.cmdFwd.close()
+	if s.global != nil {
+		s.global.close()
+	}
 	return err
 }
 

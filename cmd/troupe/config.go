@@ -75,7 +75,7 @@ func parseServe(args []string, stderr io.Writer, getenv func(string) string) (*s
 	fs.BoolVar(&c.HTTP.Insecure, "insecure", false, "turn authentication off: every request acts as admin (local trials, benchmarks)")
 	fs.StringVar(&c.RateLimit, "rate-limit", "100/1s", "the default policy: requests per client (user, else address), e.g. 100/1s, or off")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "addresses or CIDRs of proxies whose X-Forwarded-For is believed")
-	fs.StringVar(&c.RateLimitMode, "rate-limit-mode", "local", "local or global")
+	fs.StringVar(&c.RateLimitMode, "rate-limit-mode", "local", "local (each node limits what it receives) or global (each key's decisions on the node that owns it)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
 	fs.StringVar(&c.PprofAddr, "pprof", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060; off when empty")
@@ -190,7 +190,7 @@ func (c *serveConfig) validate() error {
 	switch c.RateLimitMode {
 	case "local":
 	case "global":
-		errs = append(errs, errors.New("--rate-limit-mode=global is not available in this version yet; use local (each node limits the requests it receives)"))
+		c.HTTP.RateLimitGlobal = true
 	default:
 		errs = append(errs, fmt.Errorf("--rate-limit-mode must be local or global, got %q", c.RateLimitMode))
 	}

@@ -44,7 +44,7 @@ func TestParseServeRejects(t *testing.T) {
 		"bad log level":         {"--insecure", "--log-level", "loud"},
 		"access ttl too long":   {"--access-token-ttl", "48h"},
 		"bad rate limit":        {"--insecure", "--rate-limit", "lots"},
-		"global mode not yet":   {"--insecure", "--rate-limit-mode", "global"},
+		"bad limit mode":        {"--insecure", "--rate-limit-mode", "planetary"},
 		"bad trusted proxy":     {"--insecure", "--trusted-proxies", "10.0.0.0/33"},
 		"bad address":           {"--insecure", "--http-addr", "nonsense"},
 		"stray argument":        {"--insecure", "extra"},
