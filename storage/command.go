@@ -36,7 +36,17 @@ const (
 	CmdPolicyPut CommandKind = 11
 	// CmdPolicyDelete deletes a named rate-limit policy.
 	CmdPolicyDelete CommandKind = 12
+	// Document commands (DocCommand): create, submit ops, retitle,
+	// delete, add or remove an editor.
+	CmdDocCreate CommandKind = 13
+	CmdDocSubmit CommandKind = 14
+	CmdDocTitle  CommandKind = 15
+	CmdDocDelete CommandKind = 16
+	CmdDocEditor CommandKind = 17
 )
+
+// IsDoc reports whether k is a document command.
+func (k CommandKind) IsDoc() bool { return k >= CmdDocCreate && k <= CmdDocEditor }
 
 func (k CommandKind) String() string {
 	switch k {
@@ -64,6 +74,16 @@ func (k CommandKind) String() string {
 		return "policy_put"
 	case CmdPolicyDelete:
 		return "policy_delete"
+	case CmdDocCreate:
+		return "doc_create"
+	case CmdDocSubmit:
+		return "doc_submit"
+	case CmdDocTitle:
+		return "doc_title"
+	case CmdDocDelete:
+		return "doc_delete"
+	case CmdDocEditor:
+		return "doc_editor"
 	}
 	return fmt.Sprintf("command(%d)", uint8(k))
 }
@@ -91,6 +111,7 @@ type Command struct {
 	Key     *SigningKey   // CmdKeyRotate: KID and Secret
 	Session *SessionOp    // CmdSession
 	Policy  *Policy       // CmdPolicyPut; CmdPolicyDelete: Name only
+	Doc     *DocCommand   // document commands
 }
 
 // BatchItem is one user to create, with its id decided at the leader.
@@ -187,6 +208,8 @@ func EncodeCommand(dst []byte, c *Command) []byte {
 		e.policy(c.Policy)
 	case CmdPolicyDelete:
 		e.str(c.Policy.Name)
+	case CmdDocCreate, CmdDocSubmit, CmdDocTitle, CmdDocDelete, CmdDocEditor:
+		e.docCommand(c.Kind, c.Doc)
 	}
 	return e.b
 }
@@ -332,6 +355,8 @@ func DecodeCommand(b []byte) (*Command, error) {
 		c.Policy = d.policy()
 	case CmdPolicyDelete:
 		c.Policy = &Policy{Name: d.str()}
+	case CmdDocCreate, CmdDocSubmit, CmdDocTitle, CmdDocDelete, CmdDocEditor:
+		c.Doc = d.docCommand(c.Kind)
 	default:
 		d.fail("unknown command kind %d", c.Kind)
 	}

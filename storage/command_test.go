@@ -46,6 +46,12 @@ func sampleCommands() []*Command {
 		{Kind: CmdSession, Stamp: stamp + 9, Session: &SessionOp{Action: SessionRevokeAll, UserID: MakeUserID(stamp, 2)}},
 		{Kind: CmdPolicyPut, Stamp: stamp + 10, Policy: &Policy{Name: "api", Limit: 100, WindowMs: 1000, Burst: 20, Shadow: true}},
 		{Kind: CmdPolicyDelete, Stamp: stamp + 11, RequestID: "del-policy", Fingerprint: 5, Policy: &Policy{Name: "api"}},
+		{Kind: CmdDocCreate, Stamp: stamp + 12, Doc: &DocCommand{DocID: "d1", Caller: "u1", Title: "Notes", Content: "héllo"}},
+		{Kind: CmdDocSubmit, Stamp: stamp + 13, RequestID: "sub", Fingerprint: 6, Doc: &DocCommand{DocID: "d1", Caller: "u1", Admin: true,
+			Submit: &DocSubmit{DocID: "d1", ClientID: "c1", Seq: 7, Base: 3, Ops: []Op{{Kind: OpInsert, Pos: 1, Text: "x"}, {Kind: OpDelete, Pos: 0, Len: 2}, {Kind: OpReplace, Pos: 2, Len: 1, Text: "ü"}}}}},
+		{Kind: CmdDocTitle, Stamp: stamp + 14, Doc: &DocCommand{DocID: "d1", Caller: "u2", Title: "Renamed"}},
+		{Kind: CmdDocDelete, Stamp: stamp + 15, Doc: &DocCommand{DocID: "d1", Admin: true}},
+		{Kind: CmdDocEditor, Stamp: stamp + 16, Doc: &DocCommand{DocID: "d1", Caller: "u1", Editor: "u3", Remove: true}},
 	}
 	for f := PatchFields(0); f <= patchAll; f++ {
 		p := &UserPatch{ID: MakeUserID(stamp, uint16(f)), Fields: f}
@@ -90,7 +96,7 @@ func TestCommandRoundTrip(t *testing.T) {
 			t.Fatalf("%d: header % x", i, b[:2])
 		}
 	}
-	for k := CmdInit; k <= CmdPolicyDelete; k++ {
+	for k := CmdInit; k <= CmdDocEditor; k++ {
 		if !kinds[k] {
 			t.Errorf("no sample of %v", k)
 		}

@@ -15,8 +15,7 @@ import (
 // KindVersionTooOld: a submit's base version, or the version a replay
 // starts after, is older than the document's kept history; the client
 // reloads. Its numeric value is part of the snapshot format, like the
-// other kinds. (Kind.String does not know it yet; the code is
-// "version_too_old", 409.)
+// other kinds; its code is "version_too_old" (409).
 const KindVersionTooOld Kind = 8
 
 // ErrVersionTooOld matches, with errors.Is, any Error of KindVersionTooOld.

@@ -37,6 +37,8 @@ func (k Kind) String() string {
 		return "internal"
 	case KindUnauthenticated:
 		return "unauthenticated"
+	case KindVersionTooOld:
+		return "version_too_old"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }

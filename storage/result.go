@@ -4,18 +4,22 @@ package storage
 // per-item results of a batch. Results are deterministic, so the
 // idempotency window can record and replicate them.
 type Result struct {
-	Err   *Error
-	User  *User
-	Items []Result
+	Err    *Error
+	User   *User
+	Items  []Result
+	Doc    *Doc          // document commands (but submits)
+	Submit *SubmitResult // CmdDocSubmit
 	// Index is the log index of the command; it is filled in by the FSM,
 	// not encoded.
 	Index uint64
 }
 
 const (
-	resErr   = 1
-	resUser  = 2
-	resItems = 4
+	resErr    = 1
+	resUser   = 2
+	resItems  = 4
+	resDoc    = 8
+	resSubmit = 16
 )
 
 func (e *encoder) result(r *Result) {
@@ -28,6 +32,12 @@ func (e *encoder) result(r *Result) {
 	}
 	if r.Items != nil {
 		flags |= resItems
+	}
+	if r.Doc != nil {
+		flags |= resDoc
+	}
+	if r.Submit != nil {
+		flags |= resSubmit
 	}
 	e.byte1(flags)
 	if r.Err != nil {
@@ -44,11 +54,17 @@ func (e *encoder) result(r *Result) {
 			e.result(&r.Items[i])
 		}
 	}
+	if r.Doc != nil {
+		e.doc(r.Doc)
+	}
+	if r.Submit != nil {
+		e.submitResult(r.Submit)
+	}
 }
 
 func (d *decoder) result(r *Result, depth int) {
 	flags := d.byte1()
-	if flags&^(resErr|resUser|resItems) != 0 {
+	if flags&^(resErr|resUser|resItems|resDoc|resSubmit) != 0 {
 		d.fail("bad result flags %#x", flags)
 		return
 	}
@@ -68,6 +84,12 @@ func (d *decoder) result(r *Result, depth int) {
 		for i := 0; i < n && d.err == nil; i++ {
 			d.result(&r.Items[i], depth+1)
 		}
+	}
+	if flags&resDoc != 0 {
+		r.Doc = d.doc()
+	}
+	if flags&resSubmit != 0 {
+		r.Submit = d.submitResult()
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -230,6 +231,19 @@ func TestSnapshotWithAuth(t *testing.T) {
 	s.Meta.Policies = []Policy{
 		{Name: "api", Limit: 100, WindowMs: 1000, Burst: 100},
 		{Name: "login", Limit: 5, WindowMs: 60_000, Burst: 2, Shadow: true},
+	}
+	for i := range 300 {
+		d, err := NewDoc(fmt.Sprintf("doc-%04d", i), "Title", "u1", strings.Repeat("text ", i*10), t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for v := range uint64(i % 5) {
+			d, _, err = d.Submit("c", v+1, v, []Op{{Kind: OpInsert, Pos: 0, Text: "ab"}}, t0+int64(v), 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		s.Docs = append(s.Docs, d.WithEditor("u2"))
 	}
 	b := writeSnap(t, s)
 	got, err := ReadSnapshot(bytes.NewReader(b))

@@ -11,9 +11,9 @@ import (
 
 // SnapshotVersion is the snapshot format written by this build. Version
 // 2 added authentication (an auth frame, token epochs and sessions in
-// user records), version 3 rate-limit policies (a policies frame);
-// versions 1 and 2 are still read.
-const SnapshotVersion = 3
+// user records), version 3 rate-limit policies (a policies frame),
+// version 4 documents (docs frames); older versions are still read.
+const SnapshotVersion = 4
 
 var snapshotMagic = []byte("TROUPE-SNAPSHOT\n")
 
@@ -22,6 +22,7 @@ var snapshotMagic = []byte("TROUPE-SNAPSHOT\n")
 type Snapshot struct {
 	Meta   Meta
 	Shards []*UserShard
+	Docs   []*Doc // sorted by id
 }
 
 // Meta is the replicated state the FSM keeps itself.
@@ -55,6 +56,7 @@ const (
 	frameMembers = 5
 	frameAuth    = 6
 	framePolicy  = 7
+	frameDocs    = 8
 
 	frameTarget = 64 << 10
 	maxFrame    = 16 << 20
@@ -145,6 +147,22 @@ func WriteSnapshot(w io.Writer, s *Snapshot) error {
 		e.uvarint(uint64(len(m.Policies)))
 		for i := range m.Policies {
 			e.policy(&m.Policies[i])
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+	}
+
+	if len(s.Docs) > 0 {
+		e.byte1(frameDocs)
+		for _, d := range s.Docs {
+			if len(e.b) > 1 && len(e.b)+d.Text.Size() >= frameTarget {
+				if err := flush(); err != nil {
+					return err
+				}
+				e.byte1(frameDocs)
+			}
+			e.doc(d)
 		}
 		if err := flush(); err != nil {
 			return err
@@ -327,6 +345,20 @@ func ReadSnapshot(r io.Reader) (*Snapshot, error) {
 			}
 			if err := d.end(); err != nil {
 				return nil, err
+			}
+		case frameDocs:
+			for d.err == nil && len(d.b) > 0 {
+				doc := d.doc()
+				if d.err != nil {
+					break
+				}
+				if n := len(s.Docs); n > 0 && s.Docs[n-1].ID >= doc.ID {
+					return nil, fmt.Errorf("%w: documents out of order at %q", ErrCorrupt, doc.ID)
+				}
+				s.Docs = append(s.Docs, doc)
+			}
+			if d.err != nil {
+				return nil, d.err
 			}
 		case frameUsers:
 			si := d.uvarint()

@@ -115,6 +115,17 @@ func sameState(t testing.TB, got, want *Snapshot) {
 	if len(got.Shards) != len(want.Shards) {
 		t.Fatalf("%d shards, want %d", len(got.Shards), len(want.Shards))
 	}
+	if len(got.Docs) != len(want.Docs) {
+		t.Fatalf("%d documents, want %d", len(got.Docs), len(want.Docs))
+	}
+	for i := range got.Docs {
+		var g, w encoder
+		g.doc(got.Docs[i])
+		w.doc(want.Docs[i])
+		if !bytes.Equal(g.b, w.b) || got.Docs[i].Text.String() != want.Docs[i].Text.String() {
+			t.Fatalf("document %s differs", want.Docs[i].ID)
+		}
+	}
 	for i := range got.Shards {
 		g, w := got.Shards[i], want.Shards[i]
 		gu, wu := g.List(nil, ListQuery{Limit: 1 << 30}), w.List(nil, ListQuery{Limit: 1 << 30})
