@@ -1,0 +1,436 @@
+package actors
+
+import (
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/troupe-db/troupe/storage"
+)
+
+// Docs keeps the collaborative documents: an actor per document while it
+// is in use, owning its state (an immutable *storage.Doc) and its
+// subscribers. An idle document without subscribers passivates: its
+// actor stops and the directory keeps the document's state, so a
+// passivated document costs its Doc value and a directory entry; the
+// next message wakes it (a spawn).
+//
+// Passivation is safe without locks on the hot path: every message to a
+// document is sent under the directory's mutex, which counts it; the
+// actor counts what it handled. An actor asked to passivate does so only
+// if nothing was sent behind the request (the counts agree), handing its
+// state back under the same mutex; otherwise it stays.
+//
+// Ownership: Apply, Views and Restore are called by the FSM goroutine in
+// log order; queries and subscriptions by any goroutine.
+type Docs struct {
+	sys        *System
+	maxHistory int
+	idleAfter  time.Duration
+
+	mu      sync.Mutex
+	entries map[string]*docEntry
+
+	active    atomic.Int64
+	stop      chan struct{}
+	stopOnce  sync.Once
+	wg        sync.WaitGroup
+	dropped   atomic.Int64 // subscribers cut off for falling behind
+	published atomic.Int64 // change events queued to subscribers
+}
+
+type docEntry struct {
+	id   string
+	pid  *actor.PID   // nil while passivated
+	doc  *storage.Doc // the state while passivated
+	sent uint64       // messages sent to pid (under Docs.mu)
+	box  *docBox      // while active
+	// latest is the newest state, published by the actor after each
+	// change, for listings (which need no actor round trip).
+	latest atomic.Pointer[storage.Doc]
+}
+
+// DocsConfig configures Docs.
+type DocsConfig struct {
+	MaxHistory int           // changes kept per document
+	IdleAfter  time.Duration // passivate a document unused this long; default 1 min
+}
+
+// NewDocs returns an empty set of documents.
+func NewDocs(sys *System, cfg DocsConfig) *Docs {
+	if cfg.MaxHistory <= 0 {
+		cfg.MaxHistory = storage.DefaultDocHistory
+	}
+	if cfg.IdleAfter <= 0 {
+		cfg.IdleAfter = time.Minute
+	}
+	d := &Docs{sys: sys, maxHistory: cfg.MaxHistory, idleAfter: cfg.IdleAfter, entries: map[string]*docEntry{}, stop: make(chan struct{})}
+	d.wg.Add(1)
+	go d.sweeper()
+	return d
+}
+
+// Close stops the sweeper and every document actor (subscribers are cut
+// off).
+func (d *Docs) Close() {
+	d.stopOnce.Do(func() {
+		close(d.stop)
+		d.wg.Wait()
+		d.mu.Lock()
+		var pids []*actor.PID
+		for _, e := range d.entries {
+			if e.pid != nil {
+				pids = append(pids, e.pid)
+				e.pid = nil
+			}
+		}
+		d.mu.Unlock()
+		d.sys.stop(pids)
+		d.sys.actorCount.Add(-int64(len(pids)))
+		d.active.Add(-int64(len(pids)))
+	})
+}
+
+// Counts returns the documents held and how many have an active actor.
+func (d *Docs) Counts() (total, active int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.entries), int(d.active.Load())
+}
+
+// Dropped is the number of subscribers cut off for falling behind;
+// Published the change events queued to subscribers.
+func (d *Docs) Dropped() int64   { return d.dropped.Load() }
+func (d *Docs) Published() int64 { return d.published.Load() }
+
+// docMsg runs fn on a document's state in its actor.
+type docMsg struct {
+	run       func(b *docBox)
+	recovered func() // instead of completing run when it panics
+}
+
+type passivateMsg struct{}
+
+// docBox is a document actor's state; it survives a restart after a
+// panic (the producer shares it).
+type docBox struct {
+	d        *Docs
+	e        *docEntry
+	doc      *storage.Doc // nil once deleted
+	done     uint64       // messages handled
+	lastUsed time.Time
+	subs     map[*Subscriber]struct{}
+}
+
+type docActor struct{ box *docBox }
+
+func (a *docActor) Receive(ctx actor.Context) {
+	b := a.box
+	switch m := ctx.Message().(type) {
+	case *docMsg:
+		b.done++
+		b.lastUsed = time.Now()
+		b.d.sys.mailboxDepth.Add(-1)
+		b.run(m)
+	case passivateMsg:
+		b.done++
+		b.d.sys.mailboxDepth.Add(-1)
+		if b.passivate() {
+			ctx.Stop(ctx.Self())
+		}
+	}
+}
+
+func (b *docBox) run(m *docMsg) {
+	defer func() {
+		if r := recover(); r != nil {
+			b.d.sys.panics.Inc()
+			b.d.sys.log.Error("document actor recovered from a panic", slog.String("doc", b.e.id), slog.String("panic", fmt.Sprint(r)))
+			if m.recovered != nil {
+				m.recovered()
+			}
+		}
+	}()
+	m.run(b)
+}
+
+// passivate hands the state back to the directory if the document is
+// idle, has no subscribers, and nothing waits behind this message.
+func (b *docBox) passivate() bool {
+	if len(b.subs) > 0 || time.Since(b.lastUsed) < b.d.idleAfter {
+		return false
+	}
+	b.d.mu.Lock()
+	defer b.d.mu.Unlock()
+	if b.e.sent != b.done || b.e.box != b {
+		return false
+	}
+	b.e.doc, b.e.pid, b.e.box = b.doc, nil, nil
+	b.d.active.Add(-1)
+	b.d.sys.actorCount.Add(-1)
+	return true
+}
+
+// send delivers m to the document's actor, waking it if passivated. It
+// returns false if there is no such document.
+func (d *Docs) send(id string, m any) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e := d.entries[id]
+	if e == nil {
+		return false
+	}
+	if e.pid == nil {
+		box := &docBox{d: d, e: e, doc: e.doc, lastUsed: time.Now(), subs: map[*Subscriber]struct{}{}}
+		e.box, e.doc, e.sent = box, nil, 0
+		e.pid = d.sys.spawn(func() actor.Actor { return &docActor{box: box} })
+		d.active.Add(1)
+		d.sys.actorCount.Add(1)
+	}
+	e.sent++
+	d.sys.mailboxDepth.Add(1)
+	d.sys.root.Send(e.pid, m)
+	return true
+}
+
+func (d *Docs) sweeper() {
+	defer d.wg.Done()
+	t := time.NewTicker(max(d.idleAfter/2, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-d.stop:
+			return
+		case <-t.C:
+			d.mu.Lock()
+			// Each active actor decides whether it is idle.
+			for _, e := range d.entries {
+				if e.pid != nil {
+					e.sent++
+					d.sys.mailboxDepth.Add(1)
+					d.sys.root.Send(e.pid, passivateMsg{})
+				}
+			}
+			d.mu.Unlock()
+		}
+	}
+}
+
+// Apply applies a document command in log order. Creates and deletes
+// change the directory and are applied before Apply returns, so the next
+// command sees them; the others are sent to the document's actor.
+func (d *Docs) Apply(kind storage.CommandKind, c *storage.DocCommand, nowMs int64) *Pending {
+	if kind == storage.CmdDocCreate {
+		d.mu.Lock()
+		_, exists := d.entries[c.DocID]
+		d.mu.Unlock()
+		var cur *storage.Doc
+		if exists {
+			cur = &storage.Doc{ID: c.DocID} // any: create only checks existence
+		}
+		doc, _, err := storage.ApplyDoc(kind, c, cur, nowMs, d.maxHistory)
+		if err != nil {
+			return Resolved(storage.Result{Err: err})
+		}
+		e := &docEntry{id: doc.ID, doc: doc}
+		e.latest.Store(doc)
+		d.mu.Lock()
+		d.entries[doc.ID] = e
+		d.mu.Unlock()
+		return Resolved(storage.Result{Doc: doc})
+	}
+	p := NewPending()
+	deleted := make(chan bool, 1)
+	ok := d.send(c.DocID, &docMsg{
+		run: func(b *docBox) {
+			next, sub, err := storage.ApplyDoc(kind, c, b.doc, nowMs, d.maxHistory)
+			if err != nil {
+				deleted <- false
+				p.resolve(storage.Result{Err: err})
+				return
+			}
+			prev := b.doc
+			b.doc = next
+			if next != nil {
+				b.e.latest.Store(next)
+			}
+			if kind == storage.CmdDocDelete {
+				b.closeSubs(nil)
+				deleted <- true
+				p.resolve(storage.Result{Doc: prev})
+				return
+			}
+			deleted <- false
+			if sub != nil {
+				if !sub.Repeated {
+					b.publish(Event{Kind: EventChange, Change: &storage.Change{Version: sub.Version, ClientID: c.Submit.ClientID, Seq: c.Submit.Seq, Ops: sub.Ops}})
+				}
+				p.resolve(storage.Result{Submit: sub})
+				return
+			}
+			p.resolve(storage.Result{Doc: next})
+		},
+		recovered: func() {
+			deleted <- false
+			p.resolve(internalResult())
+		},
+	})
+	if !ok {
+		return Resolved(storage.Result{Err: &storage.Error{Kind: storage.KindNotFound, Message: "no document with id " + c.DocID}})
+	}
+	if kind == storage.CmdDocDelete {
+		// The directory entry goes now, in log order.
+		if <-deleted {
+			d.mu.Lock()
+			if e := d.entries[c.DocID]; e != nil {
+				delete(d.entries, c.DocID)
+				if e.pid != nil {
+					d.sys.root.Stop(e.pid)
+					d.active.Add(-1)
+					d.sys.actorCount.Add(-1)
+				}
+			}
+			d.mu.Unlock()
+		}
+	}
+	return p
+}
+
+// query runs fn in the document's actor and waits until deadline.
+func (d *Docs) query(id string, deadline time.Time, fn func(b *docBox)) error {
+	done := make(chan bool, 1)
+	if !d.send(id, &docMsg{run: func(b *docBox) { fn(b); done <- true }, recovered: func() { done <- false }}) {
+		return &storage.Error{Kind: storage.KindNotFound, Message: "no document with id " + id}
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case ok := <-done:
+		if !ok {
+			return &storage.Error{Kind: storage.KindInternal, Message: "internal error while reading"}
+		}
+		return nil
+	case <-t.C:
+		return ErrTimeout
+	}
+}
+
+func notFoundDoc(id string) *storage.Error {
+	return &storage.Error{Kind: storage.KindNotFound, Message: "no document with id " + id}
+}
+
+// Get returns the document's current state.
+func (d *Docs) Get(id string, deadline time.Time) (*storage.Doc, error) {
+	var doc *storage.Doc
+	if err := d.query(id, deadline, func(b *docBox) { doc = b.doc }); err != nil {
+		return nil, err
+	}
+	if doc == nil {
+		return nil, notFoundDoc(id)
+	}
+	return doc, nil
+}
+
+// Latest returns the newest state the directory knows, without a round
+// trip to the actor (listings).
+func (d *Docs) Latest(id string) *storage.Doc {
+	d.mu.Lock()
+	e := d.entries[id]
+	d.mu.Unlock()
+	if e == nil {
+		return nil
+	}
+	return e.latest.Load()
+}
+
+// List returns up to limit documents with ids after after, in id order,
+// that pass keep, and whether there are more.
+func (d *Docs) List(after string, limit int, keep func(*storage.Doc) bool) ([]*storage.Doc, bool) {
+	d.mu.Lock()
+	ids := make([]string, 0, len(d.entries))
+	for id := range d.entries {
+		if id > after {
+			ids = append(ids, id)
+		}
+	}
+	entries := make(map[string]*docEntry, len(ids))
+	for _, id := range ids {
+		entries[id] = d.entries[id]
+	}
+	d.mu.Unlock()
+	slices.Sort(ids)
+	var out []*storage.Doc
+	for _, id := range ids {
+		doc := entries[id].latest.Load()
+		if doc == nil || !keep(doc) {
+			continue
+		}
+		if len(out) == limit {
+			return out, true
+		}
+		out = append(out, doc)
+	}
+	return out, false
+}
+
+// Views returns every document's state after every command sent so far:
+// the snapshot barrier (one round trip per active document).
+func (d *Docs) Views() []*storage.Doc {
+	d.mu.Lock()
+	ids := make([]string, 0, len(d.entries))
+	for id := range d.entries {
+		ids = append(ids, id)
+	}
+	d.mu.Unlock()
+	slices.Sort(ids)
+	out := make([]*storage.Doc, 0, len(ids))
+	for _, id := range ids {
+		var doc *storage.Doc
+		done := make(chan struct{})
+		if !d.send(id, &docMsg{run: func(b *docBox) { doc = b.doc; close(done) }, recovered: func() { close(done) }}) {
+			continue
+		}
+		<-done
+		if doc != nil {
+			out = append(out, doc)
+		}
+	}
+	return out
+}
+
+// Restore replaces every document (passivated, subscribers reset).
+func (d *Docs) Restore(docs []*storage.Doc) {
+	d.mu.Lock()
+	old := d.entries
+	d.entries = make(map[string]*docEntry, len(docs))
+	for _, doc := range docs {
+		e := &docEntry{id: doc.ID, doc: doc}
+		e.latest.Store(doc)
+		d.entries[doc.ID] = e
+	}
+	var pids []*actor.PID
+	for _, e := range old {
+		if e.pid != nil {
+			pids = append(pids, e.pid)
+		}
+	}
+	d.mu.Unlock()
+	for _, pid := range pids {
+		done := make(chan struct{})
+		// Subscribers of the old state get a reset with the new one.
+		d.sys.mailboxDepth.Add(1)
+		d.sys.root.Send(pid, &docMsg{run: func(b *docBox) {
+			b.closeSubs(d.Latest(b.e.id))
+			close(done)
+		}, recovered: func() { close(done) }})
+		<-done
+	}
+	d.sys.stop(pids)
+	d.active.Add(-int64(len(pids)))
+	d.sys.actorCount.Add(-int64(len(pids)))
+}

@@ -1,0 +1,194 @@
+package actors
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/troupe-db/troupe/storage"
+)
+
+// Subscribers: a node's SSE and WebSocket clients of a document. The
+// document's actor feeds them as it applies changes, through a bounded
+// queue each: a subscriber that falls behind is cut off with a reset and
+// never slows the actor. Subscribing replays the changes after the
+// client's last version and registers it in one step of the actor, so
+// there is no gap and no duplicate.
+
+// EventKind says what an event is.
+type EventKind uint8
+
+// Event kinds.
+const (
+	EventChange EventKind = iota + 1
+	// EventReset: the client must reload (its version is older than the
+	// kept history, the document was replaced by a restore, or it fell
+	// behind). Doc is the current state, nil if the document is gone.
+	EventReset
+	// EventPresence: someone joined, left or moved their cursor.
+	EventPresence
+)
+
+// Event is one message to a subscriber.
+type Event struct {
+	Kind     EventKind
+	Change   *storage.Change
+	Doc      *storage.Doc
+	Presence *Presence
+}
+
+// Presence is one collaborator's state in a document (node-local,
+// ephemeral: never in the log).
+type Presence struct {
+	User     string // user id
+	ClientID string
+	State    string // join, leave, cursor
+	Pos      int    // cursor position (code points), with State cursor
+}
+
+// SubscriberQueue is how many events a subscriber may have waiting.
+const SubscriberQueue = 1024
+
+// Subscriber receives a document's events on C until it is closed
+// (Done). After a reset event C is closed.
+type Subscriber struct {
+	C    chan Event
+	once sync.Once
+	done chan struct{}
+	// Presence of this subscriber, announced to the others.
+	user, clientID string
+}
+
+// Done is closed when the subscription ends (by Unsubscribe, a reset, or
+// the document going away).
+func (s *Subscriber) Done() <-chan struct{} { return s.done }
+
+func (s *Subscriber) end() { s.once.Do(func() { close(s.done) }) }
+
+// ErrNotYet: the client knows a version this node has not applied yet.
+var ErrNotYet = errors.New("this node has not applied that version of the document yet")
+
+// Subscribe registers a subscriber of document id for the changes after
+// version after (when hasAfter), or from now on. user and clientID name
+// it in presence events (empty: no presence).
+func (d *Docs) Subscribe(id string, after uint64, hasAfter bool, user, clientID string, deadline time.Time) (*Subscriber, error) {
+	s := &Subscriber{C: make(chan Event, SubscriberQueue), done: make(chan struct{}), user: user, clientID: clientID}
+	var subErr error
+	err := d.query(id, deadline, func(b *docBox) {
+		if b.doc == nil {
+			subErr = notFoundDoc(id)
+			return
+		}
+		if hasAfter {
+			if after > b.doc.Version {
+				subErr = ErrNotYet
+				return
+			}
+			changes, err := b.doc.ChangesSince(after)
+			if err != nil {
+				// Too old: a reset with the whole document, then live.
+				s.C <- Event{Kind: EventReset, Doc: b.doc}
+			}
+			for i := range changes {
+				if len(s.C) == cap(s.C) {
+					s.C <- Event{Kind: EventReset, Doc: b.doc} // cannot happen: cap > history
+					break
+				}
+				s.C <- Event{Kind: EventChange, Change: &changes[i]}
+			}
+		}
+		b.subs[s] = struct{}{}
+		// The newcomer learns who is here, and the others learn of it.
+		for other := range b.subs {
+			if other != s && other.clientID != "" {
+				b.offer(s, Event{Kind: EventPresence, Presence: &Presence{User: other.user, ClientID: other.clientID, State: "join"}})
+			}
+		}
+		if clientID != "" {
+			b.publish(Event{Kind: EventPresence, Presence: &Presence{User: user, ClientID: clientID, State: "join"}}, s)
+		}
+	})
+	if err == nil {
+		err = subErr
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Unsubscribe ends a subscription (its presence leaves).
+func (d *Docs) Unsubscribe(id string, s *Subscriber) {
+	d.send(id, &docMsg{run: func(b *docBox) {
+		if _, ok := b.subs[s]; !ok {
+			return
+		}
+		delete(b.subs, s)
+		s.end()
+		if s.clientID != "" {
+			b.publish(Event{Kind: EventPresence, Presence: &Presence{User: s.user, ClientID: s.clientID, State: "leave"}})
+		}
+	}})
+	s.end()
+}
+
+// Cursor announces a subscriber's cursor to the others.
+func (d *Docs) Cursor(id string, s *Subscriber, pos int) {
+	d.send(id, &docMsg{run: func(b *docBox) {
+		if _, ok := b.subs[s]; ok && s.clientID != "" {
+			b.publish(Event{Kind: EventPresence, Presence: &Presence{User: s.user, ClientID: s.clientID, State: "cursor", Pos: pos}}, s)
+		}
+	}})
+}
+
+// Collaborators returns the users present in a document on this node.
+func (d *Docs) Collaborators(id string, deadline time.Time) []string {
+	var users []string
+	_ = d.query(id, deadline, func(b *docBox) {
+		seen := map[string]bool{}
+		for s := range b.subs {
+			if s.user != "" && !seen[s.user] {
+				seen[s.user] = true
+				users = append(users, s.user)
+			}
+		}
+	})
+	return users
+}
+
+// publish queues ev to every subscriber but those in except.
+func (b *docBox) publish(ev Event, except ...*Subscriber) {
+	for s := range b.subs {
+		if len(except) > 0 && s == except[0] {
+			continue
+		}
+		b.offer(s, ev)
+	}
+}
+
+// offer queues ev to s, or cuts s off with a reset if its queue is full.
+func (b *docBox) offer(s *Subscriber, ev Event) {
+	if ev.Kind == EventChange {
+		b.d.published.Add(1)
+	}
+	select {
+	case s.C <- ev:
+	default:
+		b.d.dropped.Add(1)
+		delete(b.subs, s)
+		s.end()
+	}
+}
+
+// closeSubs ends every subscription, with a reset event carrying doc (nil
+// if the document is gone) where there is room.
+func (b *docBox) closeSubs(doc *storage.Doc) {
+	for s := range b.subs {
+		select {
+		case s.C <- Event{Kind: EventReset, Doc: doc}:
+		default:
+		}
+		delete(b.subs, s)
+		s.end()
+	}
+}
