@@ -36,12 +36,14 @@ type Docs struct {
 	mu      sync.Mutex
 	entries map[string]*docEntry
 
-	active    atomic.Int64
-	stop      chan struct{}
-	stopOnce  sync.Once
-	wg        sync.WaitGroup
-	dropped   atomic.Int64 // subscribers cut off for falling behind
-	published atomic.Int64 // change events queued to subscribers
+	active      atomic.Int64
+	stop        chan struct{}
+	stopOnce    sync.Once
+	wg          sync.WaitGroup
+	dropped     atomic.Int64 // subscribers cut off for falling behind
+	published   atomic.Int64 // change events queued to subscribers
+	submits     atomic.Int64 // submits applied (repeats excluded)
+	transformed atomic.Int64 // of which based on an older version (transform conflicts)
 }
 
 type docEntry struct {
@@ -107,6 +109,11 @@ func (d *Docs) Counts() (total, active int) {
 // Published the change events queued to subscribers.
 func (d *Docs) Dropped() int64   { return d.dropped.Load() }
 func (d *Docs) Published() int64 { return d.published.Load() }
+
+// Submits is the number of submits applied on this node; Transformed
+// those that were written against an older version (concurrent edits).
+func (d *Docs) Submits() int64     { return d.submits.Load() }
+func (d *Docs) Transformed() int64 { return d.transformed.Load() }
 
 // docMsg runs fn on a document's state in its actor.
 type docMsg struct {
@@ -268,6 +275,10 @@ func (d *Docs) Apply(kind storage.CommandKind, c *storage.DocCommand, nowMs int6
 			deleted <- false
 			if sub != nil {
 				if !sub.Repeated {
+					d.submits.Add(1)
+					if c.Submit.Base < sub.Version-1 {
+						d.transformed.Add(1)
+					}
 					b.publish(Event{Kind: EventChange, Change: &storage.Change{Version: sub.Version, ClientID: c.Submit.ClientID, Seq: c.Submit.Seq, Ops: sub.Ops}})
 				}
 				p.resolve(storage.Result{Submit: sub})

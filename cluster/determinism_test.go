@@ -336,9 +336,9 @@ func (g *logGen) command() *storage.Command {
 		c = &storage.Command{Kind: storage.CmdUserPatch, Stamp: g.stamps(1), Patch: p}
 	case x < 82:
 		c = &storage.Command{Kind: storage.CmdUserDelete, Stamp: g.stamps(1), Delete: g.target()}
-	case x < 92:
+	case x < 88:
 		c = &storage.Command{Kind: storage.CmdSession, Stamp: g.stamps(1), Session: g.session()}
-	case x < 94:
+	case x < 90:
 		names := []string{"api", "login", "default", "bad name"}
 		p := &storage.Policy{Name: names[g.r.IntN(len(names))], Limit: uint32(g.r.IntN(100)), WindowMs: g.r.Int64N(5000), Burst: uint32(g.r.IntN(10)), Shadow: g.r.IntN(2) == 0}
 		kind := storage.CmdPolicyPut
@@ -346,8 +346,10 @@ func (g *logGen) command() *storage.Command {
 			kind = storage.CmdPolicyDelete
 		}
 		c = &storage.Command{Kind: kind, Stamp: g.stamps(1), Policy: p}
-	case x < 96:
+	case x < 91:
 		c = &storage.Command{Kind: storage.CmdNoop, Stamp: g.stamps(1)}
+	case x < 96:
+		c = g.docCommand()
 	case x < 98:
 		// Auth setup (only the first takes effect) and key rotations.
 		secret := func() []byte {
@@ -377,6 +379,37 @@ func (g *logGen) command() *storage.Command {
 		}
 	}
 	return c
+}
+
+// docCommand makes a document command on a small pool of documents,
+// by their owner, another user or an admin, with ops that may not fit.
+func (g *logGen) docCommand() *storage.Command {
+	kinds := []storage.CommandKind{storage.CmdDocCreate, storage.CmdDocSubmit, storage.CmdDocSubmit, storage.CmdDocSubmit, storage.CmdDocTitle, storage.CmdDocEditor, storage.CmdDocDelete}
+	kind := kinds[g.r.IntN(len(kinds))]
+	dc := &storage.DocCommand{DocID: fmt.Sprint("doc", g.r.IntN(6)), Caller: []string{"owner", "editor", "stranger"}[g.r.IntN(3)], Admin: g.r.IntN(8) == 0}
+	switch kind {
+	case storage.CmdDocCreate:
+		dc.Title, dc.Content = g.name(), strings.Repeat("ab", g.r.IntN(20))
+		dc.Caller = "owner"
+	case storage.CmdDocTitle:
+		dc.Title = g.name()
+	case storage.CmdDocEditor:
+		dc.Editor, dc.Remove = storage.MakeUserID(g.stamp, 1), g.r.IntN(3) == 0
+	case storage.CmdDocSubmit:
+		var ops []storage.Op
+		for range 1 + g.r.IntN(3) {
+			switch g.r.IntN(3) {
+			case 0:
+				ops = append(ops, storage.Op{Kind: storage.OpInsert, Pos: g.r.IntN(30), Text: "xy"})
+			case 1:
+				ops = append(ops, storage.Op{Kind: storage.OpDelete, Pos: g.r.IntN(30), Len: 1 + g.r.IntN(3)})
+			default:
+				ops = append(ops, storage.Op{Kind: storage.OpReplace, Pos: g.r.IntN(30), Len: 1 + g.r.IntN(2), Text: "é"})
+			}
+		}
+		dc.Submit = &storage.DocSubmit{DocID: dc.DocID, ClientID: fmt.Sprint("c", g.r.IntN(3)), Seq: g.r.Uint64N(50), Base: g.r.Uint64N(10), Ops: ops}
+	}
+	return &storage.Command{Kind: kind, Stamp: g.stamps(1), Doc: dc}
 }
 
 // session makes a session change: tokens and families come from small
@@ -550,6 +583,7 @@ func testDeterminism(t *testing.T, seed uint64) {
 		"session:ok", "session:unauthenticated", "session:not_found", "session:bad_request",
 		"auth_setup:ok", "auth_setup:conflict", "key_rotate:ok", "key_rotate:bad_request",
 		"policy_put:ok", "policy_put:bad_request", "policy_delete:ok", "policy_delete:not_found",
+		"doc_create:ok", "doc_create:conflict", "doc_submit:ok", "doc_submit:bad_request", "doc_submit:forbidden", "doc_delete:ok",
 	} {
 		if counts[want] == 0 {
 			t.Errorf("the log never produced %s; outcomes: %v", want, counts)

@@ -32,6 +32,7 @@ type FSM struct {
 	fatal func(error) // called once when the log holds what this build cannot apply
 
 	users   atomic.Pointer[actors.Users]
+	docs    *actors.Docs                              // every document; the directory lives as long as the FSM
 	members atomic.Pointer[map[string]storage.Member] // replaced, never changed
 	auth    atomic.Pointer[storage.AuthState]         // nil until set up; replaced, never changed
 	// policies are the named rate-limit policies (replaced, never changed).
@@ -60,17 +61,28 @@ type FSM struct {
 // fatal is called (once) when a command or snapshot of an unsupported
 // version is met: the node must stop rather than diverge.
 func NewFSM(sys *actors.System, logger *slog.Logger, set *metrics.Set, fatal func(error)) *FSM {
-	return &FSM{
+	f := &FSM{
 		sys: sys, log: logger, fatal: fatal,
 		appliedCh: make(chan struct{}),
 		batchSize: set.NewHistogram(`troupe_fsm_apply_batch_size`),
 		idem:      newIdempotencyWindow(),
+		docs:      actors.NewDocs(sys, actors.DocsConfig{}),
 	}
+	set.NewGauge(`troupe_docs`, func() float64 { n, _ := f.docs.Counts(); return float64(n) })
+	set.NewGauge(`troupe_docs_active`, func() float64 { _, n := f.docs.Counts(); return float64(n) })
+	set.NewGauge(`troupe_docs_passivated`, func() float64 { n, a := f.docs.Counts(); return float64(n - a) })
+	set.NewGauge(`troupe_docs_subscribers_dropped`, func() float64 { return float64(f.docs.Dropped()) })
+	set.NewGauge(`troupe_docs_submits_applied`, func() float64 { return float64(f.docs.Submits()) })
+	set.NewGauge(`troupe_docs_transformed_submits`, func() float64 { return float64(f.docs.Transformed()) })
+	return f
 }
 
 // Auth returns the authentication state (signing keys, session rules), or
 // nil before it is set up. It must not be changed.
 func (f *FSM) Auth() *storage.AuthState { return f.auth.Load() }
+
+// Docs returns the documents.
+func (f *FSM) Docs() *actors.Docs { return f.docs }
 
 // Users returns the user shards, or nil before the cluster is initialised.
 func (f *FSM) Users() *actors.Users { return f.users.Load() }
@@ -87,6 +99,7 @@ func (f *FSM) Close() {
 	if u := f.users.Swap(nil); u != nil {
 		u.Stop()
 	}
+	f.docs.Close()
 }
 
 func (f *FSM) setApplied(index uint64) {
@@ -189,6 +202,12 @@ func (f *FSM) dispatch(cmd *storage.Command, now int64) *actors.Pending {
 	u := f.users.Load()
 	if u == nil {
 		return actors.Resolved(internal("the cluster is not initialised yet"))
+	}
+	if cmd.Kind.IsDoc() {
+		if cmd.Doc == nil {
+			return actors.Resolved(internal("document command without its payload"))
+		}
+		return f.docs.Apply(cmd.Kind, cmd.Doc, now)
 	}
 	switch cmd.Kind {
 	case storage.CmdUserCreate:
@@ -350,6 +369,7 @@ func (f *FSM) capture() *storage.Snapshot {
 	if u := f.users.Load(); u != nil {
 		s.Shards = u.Views()
 	}
+	s.Docs = f.docs.Views()
 	// After the barrier every command sent to an actor has run, so every
 	// recorded result is known.
 	s.Meta.Idempotency = f.idem.entries()
@@ -404,6 +424,7 @@ func (f *FSM) restore(snap *storage.Snapshot) error {
 			return fmt.Errorf("cannot restore snapshot: %w", err)
 		}
 	}
+	f.docs.Restore(snap.Docs)
 	f.init = m.Init
 	f.auth.Store(m.Auth)
 	f.lastMs = m.LastMs
