@@ -151,6 +151,9 @@ func (n *Node) setupAuth() error {
 // Auth returns the authentication state this node has applied, or nil.
 func (n *Node) Auth() *storage.AuthState { return n.fsm.Auth() }
 
+// Docs returns the documents this node holds.
+func (n *Node) Docs() *actors.Docs { return n.fsm.Docs() }
+
 // Policies returns the named rate-limit policies this node has applied;
 // the map must not be changed.
 func (n *Node) Policies() map[string]storage.Policy { return n.fsm.Policies() }

@@ -66,3 +66,7 @@ func ShardOf(key string, n int) uint16 {
 	}
 	return uint16(h & uint64(n-1))
 }
+
+// MakeDocID derives a document's id from the stamp of its create command
+// (the same form as a user id, without a shard).
+func MakeDocID(stamp uint64) string { return MakeUserID(stamp, 0) }

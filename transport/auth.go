@@ -160,10 +160,18 @@ func (s *Server) verifyCaller(raw string) (*caller, *apiError) {
 	return &caller{user: u, admin: u.Role == storage.RoleAdmin, sid: claims.SID}, nil
 }
 
-// bearerToken returns the token of an "Authorization: Bearer" header.
+// bearerToken returns the token of an "Authorization: Bearer" header,
+// or, on the streaming routes (which browsers cannot give headers), of
+// the access_token query parameter (never logged: metrics and logs name
+// routes, not URLs).
 func bearerToken(ctx *fasthttp.RequestCtx) (string, bool) {
 	h := ctx.Request.Header.Peek("Authorization")
 	if len(h) == 0 {
+		if streamingRoute(ctx.Path()) {
+			if t := ctx.QueryArgs().Peek("access_token"); len(t) > 0 {
+				return string(t), true
+			}
+		}
 		return "", false
 	}
 	const prefix = "bearer "
@@ -222,4 +230,10 @@ type authProof = atomic.Pointer[proof]
 func (s *Server) audit(ctx *fasthttp.RequestCtx, msg string, attrs ...any) {
 	attrs = append(attrs, slog.String("client", ctx.RemoteIP().String()))
 	s.log.Info("audit: "+msg, attrs...)
+}
+
+// streamingRoute reports whether path is a document's events or
+// WebSocket route.
+func streamingRoute(path []byte) bool {
+	return bytes.HasPrefix(path, []byte("/v1/docs/")) && (bytes.HasSuffix(path, []byte("/events")) || bytes.HasSuffix(path, []byte("/ws")))
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/fasthttp/router"
 	"github.com/valyala/fasthttp"
 
+	"github.com/troupe-db/troupe/actors"
 	"github.com/troupe-db/troupe/cluster"
 	"github.com/troupe-db/troupe/storage"
 )
@@ -46,6 +47,7 @@ type Node interface {
 	RemoveMember(id string, deadline time.Time) error
 	Auth() *storage.AuthState
 	Policies() map[string]storage.Policy
+	Docs() *actors.Docs
 	RotateKey(deadline time.Time) (kid string, index uint64, err error)
 }
 
@@ -98,6 +100,9 @@ type Config struct {
 	// RateLimitGlobal makes each key's decisions on the node that owns
 	// it (--rate-limit-mode=global); else every node decides alone.
 	RateLimitGlobal bool
+	// StreamKeepAlive is how often a quiet event stream or WebSocket
+	// gets a keep-alive, which is also how a vanished client is noticed.
+	StreamKeepAlive time.Duration
 	// TrustedProxies may set X-Forwarded-For: the client address of a
 	// request from one of them is the last untrusted hop.
 	TrustedProxies []netip.Prefix
@@ -117,6 +122,7 @@ func DefaultConfig() Config {
 		Argon2:          storage.DefaultArgon2,
 		HashConcurrency: runtime.NumCPU(),
 		AccessTTL:       15 * time.Minute,
+		StreamKeepAlive: 5 * time.Second,
 		// API.md: no sooner than 10 failures a minute.
 		LoginFailuresPerMinute: 10,
 	}
@@ -147,6 +153,9 @@ func (c *Config) Validate() error {
 	}
 	if c.HashConcurrency < 1 {
 		errs = append(errs, fmt.Errorf("hash concurrency %d must be at least 1", c.HashConcurrency))
+	}
+	if c.StreamKeepAlive < time.Millisecond {
+		errs = append(errs, fmt.Errorf("stream keep-alive %v must be positive", c.StreamKeepAlive))
 	}
 	if c.AccessTTL < time.Minute || c.AccessTTL > storage.MaxAccessTTL {
 		errs = append(errs, fmt.Errorf("access token lifetime %v must be from 1m to %v", c.AccessTTL, storage.MaxAccessTTL))
@@ -263,6 +272,17 @@ func (s *Server) routes() fasthttp.RequestHandler {
 	route("PUT", "/v1/ratelimit/policies/{name}", adminOnly, s.leaderOnly(s.putPolicy))
 	route("DELETE", "/v1/ratelimit/policies/{name}", adminOnly, s.leaderOnly(s.deletePolicy))
 	route("POST", "/v1/ratelimit/check", signedIn, s.check)
+
+	route("POST", "/v1/docs", signedIn, s.leaderOnly(s.createDoc))
+	route("GET", "/v1/docs", signedIn, s.listDocs)
+	route("GET", "/v1/docs/{id}", signedIn, s.getDoc)
+	route("PATCH", "/v1/docs/{id}", signedIn, s.leaderOnly(s.patchDoc))
+	route("DELETE", "/v1/docs/{id}", signedIn, s.leaderOnly(s.deleteDoc))
+	route("PUT", "/v1/docs/{id}/editors/{user_id}", signedIn, s.leaderOnly(s.docEditor(false)))
+	route("DELETE", "/v1/docs/{id}/editors/{user_id}", signedIn, s.leaderOnly(s.docEditor(true)))
+	route("POST", "/v1/docs/{id}/ops", signedIn, s.leaderOnly(s.submitOps))
+	route("GET", "/v1/docs/{id}/ops", signedIn, s.docChanges)
+	route("GET", "/v1/docs/{id}/events", signedIn, s.docEvents)
 
 	// Self or admin: checked by the handlers, which know the id.
 	route("GET", "/v1/users/{id}", signedIn, s.getUser)
