@@ -134,6 +134,12 @@ func (f *cmdForwarder) send(leader string, batch []*fwdItem) {
 // until the deadline.
 func (s *Server) forwardCommand(ctx *fasthttp.RequestCtx, cmd *storage.Command, deadline time.Time) (storage.Result, uint64, error) {
 	token, hasToken := bearerToken(ctx)
+	return s.forwardCommandAs(token, hasToken, cmd, deadline)
+}
+
+// forwardCommandAs is forwardCommand for a caller known by its token
+// (a WebSocket, whose request context is gone).
+func (s *Server) forwardCommandAs(token string, hasToken bool, cmd *storage.Command, deadline time.Time) (storage.Result, uint64, error) {
 	leaderWait := time.Now().Add(s.cfg.LeaderWait)
 	tried := false // an attempt may have reached a leader's log
 	var data []byte
@@ -239,15 +245,22 @@ func (s *Server) forwardedCommands(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		cmd, err := storage.DecodeCommand(raw)
-		if err != nil || cmd.Kind != storage.CmdUserCreate {
+		if err != nil || (cmd.Kind != storage.CmdUserCreate && cmd.Kind != storage.CmdDocSubmit) || (cmd.Kind == storage.CmdDocSubmit && cmd.Doc == nil) {
 			replies[i].res = storage.Result{Err: &storage.Error{Kind: storage.KindBadRequest, Message: "not a command that may be forwarded"}}
 			continue
 		}
-		// POST /v1/users is for admins: the same check the leader makes
-		// on a forwarded HTTP request.
+		// The caller's rights, as the leader makes them out from the
+		// token: POST /v1/users is for admins; a submit acts as its
+		// caller (apply checks the document's editors).
 		c, e := s.tokenCaller(token, hasToken)
-		if e == nil && !c.admin {
+		if e == nil && cmd.Kind == storage.CmdUserCreate && !c.admin {
 			e = newError("forbidden", "this route is for admins")
+		}
+		if e == nil && cmd.Kind == storage.CmdDocSubmit {
+			cmd.Doc.Caller, cmd.Doc.Admin = "", c.admin
+			if c.user != nil {
+				cmd.Doc.Caller = c.user.ID
+			}
 		}
 		if e != nil {
 			kind := storage.KindUnauthenticated

@@ -182,6 +182,7 @@ type Server struct {
 	// that sends them to each key's owner.
 	limiter, localLimiter Limiter
 	global                *globalLimiter
+	ws                    wsConns // open WebSockets, closed on shutdown
 
 	tokens        *tokenMaker
 	loginThrottle *failureThrottle
@@ -283,6 +284,7 @@ func (s *Server) routes() fasthttp.RequestHandler {
 	route("POST", "/v1/docs/{id}/ops", signedIn, s.leaderOnly(s.submitOps))
 	route("GET", "/v1/docs/{id}/ops", signedIn, s.docChanges)
 	route("GET", "/v1/docs/{id}/events", signedIn, s.docEvents)
+	route("GET", "/v1/docs/{id}/ws", signedIn, s.docWS)
 
 	// Self or admin: checked by the handlers, which know the id.
 	route("GET", "/v1/users/{id}", signedIn, s.getUser)
@@ -376,6 +378,8 @@ func (s *Server) Serve(ln net.Listener) error {
 // Shutdown stops accepting connections and waits for in-flight requests
 // until ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
+	// WebSockets are hijacked: the HTTP server does not wait for them.
+	s.ws.closeAll()
 	err := s.http.ShutdownWithContext(ctx)
 	s.fwd.close()
 	s.cmdFwd.close()

@@ -1,0 +1,297 @@
+package transport
+
+import (
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/fasthttp/websocket"
+	json "github.com/goccy/go-json"
+	"github.com/valyala/fasthttp"
+
+	"github.com/troupe-db/troupe/actors"
+	"github.com/troupe-db/troupe/cluster"
+	"github.com/troupe-db/troupe/storage"
+)
+
+// GET /v1/docs/{id}/ws: the same events as SSE, as JSON messages with a
+// "type" field, plus submits from the client:
+//
+//	→ {"type":"op","client_id"?,"seq","base_version","ops"}   ← {"type":"ack","seq","version","ops"}
+//	→ {"type":"cursor","pos"}                                  (presence to the others)
+//	← {"type":"change",...} {"type":"presence",...} {"type":"reset","doc":{...}}
+//	← {"type":"error","seq"?,"error":{"code","message"}}        (a refused op)
+//
+// A submit from any node goes to the leader (as a forwarded command);
+// its client_id defaults to the one given when connecting (?client_id=).
+// Resume with ?last_event_id=v as with SSE.
+
+const (
+	wsMaxMessage = 1 << 20
+	wsPongWait   = 60 * time.Second
+)
+
+var upgrader = websocket.FastHTTPUpgrader{
+	ReadBufferSize:  4096,
+	WriteBufferSize: 4096,
+	// The browser editor is served by troupe itself; other origins need
+	// a token anyway (no cookies are used), so any origin may connect.
+	CheckOrigin: func(*fasthttp.RequestCtx) bool { return true },
+}
+
+type wsIn struct {
+	Type        string    `json:"type"`
+	ClientID    *string   `json:"client_id"`
+	Seq         *uint64   `json:"seq"`
+	BaseVersion *uint64   `json:"base_version"`
+	Ops         *[]opJSON `json:"ops"`
+	Pos         *int      `json:"pos"`
+}
+
+type wsAck struct {
+	Type    string   `json:"type"`
+	Seq     uint64   `json:"seq"`
+	Version uint64   `json:"version"`
+	Ops     []opJSON `json:"ops"`
+}
+
+type wsError struct {
+	Type  string    `json:"type"`
+	Seq   *uint64   `json:"seq,omitempty"`
+	Error *apiError `json:"error"`
+}
+
+// wsConns tracks open WebSockets: hijacked connections are not the
+// server's to close on shutdown, so it closes them itself.
+type wsConns struct {
+	mu     sync.Mutex
+	conns  map[*websocket.Conn]struct{}
+	closed bool
+}
+
+func (w *wsConns) add(c *websocket.Conn) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return false
+	}
+	if w.conns == nil {
+		w.conns = map[*websocket.Conn]struct{}{}
+	}
+	w.conns[c] = struct{}{}
+	return true
+}
+
+func (w *wsConns) remove(c *websocket.Conn) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.conns, c)
+}
+
+func (w *wsConns) closeAll() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closed = true
+	for c := range w.conns {
+		_ = c.Close()
+	}
+}
+
+func (s *Server) docWS(ctx *fasthttp.RequestCtx) {
+	clientID := string(ctx.QueryArgs().Peek("client_id"))
+	if len(clientID) > storage.MaxClientIDBytes {
+		writeError(ctx, badRequest("client_id is too long", "client_id"))
+		return
+	}
+	d, sub, ok := s.subscribe(ctx, clientID)
+	if !ok {
+		return
+	}
+	// Everything the session needs from the request, taken now: the
+	// context is not ours once the connection is hijacked.
+	token, hasToken := bearerToken(ctx)
+	base := docCommand(ctx, d.ID)
+	id := d.ID
+	docs := s.node.Docs()
+	err := upgrader.Upgrade(ctx, func(conn *websocket.Conn) {
+		defer docs.Unsubscribe(id, sub)
+		if !s.ws.add(conn) {
+			_ = conn.Close()
+			return
+		}
+		defer s.ws.remove(conn)
+		defer conn.Close()
+		conn.SetReadLimit(wsMaxMessage)
+		sess := &wsSession{s: s, conn: conn, docs: docs, id: id, sub: sub, clientID: clientID, base: base, token: token, hasToken: hasToken}
+		sess.run()
+	})
+	if err != nil {
+		docs.Unsubscribe(id, sub)
+		// The upgrader has answered (400) already.
+		s.log.Debug("websocket upgrade failed", "err", err)
+	}
+}
+
+type wsSession struct {
+	s        *Server
+	conn     *websocket.Conn
+	docs     *actors.Docs
+	id       string
+	sub      *actors.Subscriber
+	clientID string
+	base     *storage.DocCommand
+	token    string
+	hasToken bool
+
+	wmu sync.Mutex // one writer at a time
+}
+
+func (w *wsSession) write(v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	_ = w.conn.SetWriteDeadline(time.Now().Add(sseWriteTimeout))
+	return w.conn.WriteMessage(websocket.TextMessage, data)
+}
+
+func (w *wsSession) run() {
+	done := make(chan struct{})
+	go w.pump(done)
+	defer close(done)
+	_ = w.conn.SetReadDeadline(time.Now().Add(wsPongWait))
+	w.conn.SetPongHandler(func(string) error { return w.conn.SetReadDeadline(time.Now().Add(wsPongWait)) })
+	for {
+		_, data, err := w.conn.ReadMessage()
+		if err != nil {
+			return
+		}
+		_ = w.conn.SetReadDeadline(time.Now().Add(wsPongWait))
+		var in wsIn
+		if e := decodeJSON(data, &in); e != nil {
+			_ = w.write(wsError{Type: "error", Error: e})
+			continue
+		}
+		switch in.Type {
+		case "op":
+			w.submit(&in)
+		case "cursor":
+			if in.Pos != nil && *in.Pos >= 0 {
+				w.docs.Cursor(w.id, w.sub, *in.Pos)
+			}
+		default:
+			_ = w.write(wsError{Type: "error", Error: badRequest(`type must be "op" or "cursor"`, "type")})
+		}
+	}
+}
+
+// pump sends the document's events and keep-alive pings until the
+// subscription or the session ends.
+func (w *wsSession) pump(done <-chan struct{}) {
+	ping := time.NewTicker(w.s.cfg.StreamKeepAlive)
+	defer ping.Stop()
+	defer w.conn.Close() // ends the reader too
+	for {
+		select {
+		case ev := <-w.sub.C:
+			if w.write(wsEvent(&ev)) != nil || ev.Kind == actors.EventReset {
+				return
+			}
+		case <-w.sub.Done():
+			for {
+				select {
+				case ev := <-w.sub.C:
+					if w.write(wsEvent(&ev)) != nil || ev.Kind == actors.EventReset {
+						return
+					}
+					continue
+				default:
+				}
+				break
+			}
+			ev := actors.Event{Kind: actors.EventReset, Doc: w.docs.Latest(w.id)}
+			_ = w.write(wsEvent(&ev))
+			return
+		case <-ping.C:
+			w.wmu.Lock()
+			err := w.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(sseWriteTimeout))
+			w.wmu.Unlock()
+			if err != nil {
+				return
+			}
+		case <-done:
+			return
+		}
+	}
+}
+
+// wsEvent is an event as a WebSocket message: the SSE data with a type.
+func wsEvent(ev *actors.Event) any {
+	switch ev.Kind {
+	case actors.EventChange:
+		c := toChangeJSON(ev.Change)
+		return struct {
+			Type string `json:"type"`
+			changeJSON
+		}{"change", c}
+	case actors.EventPresence:
+		return struct {
+			Type string `json:"type"`
+			presenceJSON
+		}{"presence", toPresenceJSON(ev.Presence)}
+	}
+	m := map[string]any{"type": "reset"}
+	if ev.Doc != nil {
+		m["doc"] = toDocJSON(ev.Doc, true, nil)
+	} else {
+		m["deleted"] = true
+	}
+	return m
+}
+
+// submit proposes an op list (on the leader, or forwarded to it) and
+// acknowledges it.
+func (w *wsSession) submit(in *wsIn) {
+	fail := func(e *apiError) { _ = w.write(wsError{Type: "error", Seq: in.Seq, Error: e}) }
+	if in.Seq == nil || in.BaseVersion == nil || in.Ops == nil {
+		fail(badRequest("seq, base_version and ops are required", ""))
+		return
+	}
+	clientID := w.clientID
+	if in.ClientID != nil {
+		clientID = *in.ClientID
+	}
+	ops, e := opsFromJSON(*in.Ops)
+	if e != nil {
+		fail(e)
+		return
+	}
+	dc := *w.base
+	dc.Submit = &storage.DocSubmit{DocID: w.id, ClientID: clientID, Seq: *in.Seq, Base: *in.BaseVersion, Ops: ops}
+	cmd := &storage.Command{Kind: storage.CmdDocSubmit, Stamp: w.s.node.Stamps(1), Doc: &dc,
+		RequestID: "ws:" + dc.Caller + ":" + w.id + ":" + clientID + ":" + strconv.FormatUint(*in.Seq, 10)}
+	deadline := w.s.deadline()
+	var res storage.Result
+	var err error
+	if w.s.node.IsLeader() {
+		res, _, err = w.s.node.Propose(cmd, deadline)
+	} else {
+		err = cluster.ErrNotLeader
+	}
+	if errors.Is(err, cluster.ErrNotLeader) {
+		res, _, err = w.s.forwardCommandAs(w.token, w.hasToken, cmd, deadline)
+	}
+	switch {
+	case err != nil:
+		fail(toAPIError(err))
+	case res.Err != nil:
+		fail(storageError(res.Err))
+	case res.Submit == nil:
+		fail(newError("internal", "no result for the submit"))
+	default:
+		_ = w.write(wsAck{Type: "ack", Seq: *in.Seq, Version: res.Submit.Version, Ops: opsToJSON(res.Submit.Ops)})
+	}
+}
