@@ -29,9 +29,13 @@ import (
 // Ownership: Apply, Views and Restore are called by the FSM goroutine in
 // log order; queries and subscriptions by any goroutine.
 type Docs struct {
-	sys        *System
-	maxHistory int
-	idleAfter  time.Duration
+	sys         *System
+	maxHistory  int
+	idleAfter   time.Duration
+	presenceTTL time.Duration
+	// onPresence, if set, hears of every presence change of this node's
+	// own subscribers (to tell the other nodes). It must not block.
+	onPresence atomic.Pointer[func(docID string, p Presence)]
 
 	mu      sync.Mutex
 	entries map[string]*docEntry
@@ -61,6 +65,9 @@ type docEntry struct {
 type DocsConfig struct {
 	MaxHistory int           // changes kept per document
 	IdleAfter  time.Duration // passivate a document unused this long; default 1 min
+	// PresenceTTL: another node's presence report lasts this long unless
+	// renewed; default 10 s.
+	PresenceTTL time.Duration
 }
 
 // NewDocs returns an empty set of documents.
@@ -71,7 +78,10 @@ func NewDocs(sys *System, cfg DocsConfig) *Docs {
 	if cfg.IdleAfter <= 0 {
 		cfg.IdleAfter = time.Minute
 	}
-	d := &Docs{sys: sys, maxHistory: cfg.MaxHistory, idleAfter: cfg.IdleAfter, entries: map[string]*docEntry{}, stop: make(chan struct{})}
+	if cfg.PresenceTTL <= 0 {
+		cfg.PresenceTTL = 10 * time.Second
+	}
+	d := &Docs{sys: sys, maxHistory: cfg.MaxHistory, idleAfter: cfg.IdleAfter, presenceTTL: cfg.PresenceTTL, entries: map[string]*docEntry{}, stop: make(chan struct{})}
 	d.wg.Add(1)
 	go d.sweeper()
 	return d
@@ -121,7 +131,9 @@ type docMsg struct {
 	recovered func() // instead of completing run when it panics
 }
 
-type passivateMsg struct{}
+// tickMsg is the sweeper's periodic message: expire other nodes'
+// presence, and passivate if idle.
+type tickMsg struct{}
 
 // docBox is a document actor's state; it survives a restart after a
 // panic (the producer shares it).
@@ -132,6 +144,14 @@ type docBox struct {
 	done     uint64       // messages handled
 	lastUsed time.Time
 	subs     map[*Subscriber]struct{}
+	// remote is other nodes' presence in this document, by client id.
+	remote map[string]remotePresence
+	cut    []*Subscriber // cut off while publishing; they leave after
+}
+
+type remotePresence struct {
+	Presence
+	expires time.Time
 }
 
 type docActor struct{ box *docBox }
@@ -144,9 +164,10 @@ func (a *docActor) Receive(ctx actor.Context) {
 		b.lastUsed = time.Now()
 		b.d.sys.mailboxDepth.Add(-1)
 		b.run(m)
-	case passivateMsg:
+	case tickMsg:
 		b.done++
 		b.d.sys.mailboxDepth.Add(-1)
+		b.expirePresence(time.Now())
 		if b.passivate() {
 			ctx.Stop(ctx.Self())
 		}
@@ -183,6 +204,17 @@ func (b *docBox) passivate() bool {
 	return true
 }
 
+// sendIfActive delivers m only if the document's actor is running.
+func (d *Docs) sendIfActive(id string, m any) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if e := d.entries[id]; e != nil && e.pid != nil {
+		e.sent++
+		d.sys.mailboxDepth.Add(1)
+		d.sys.root.Send(e.pid, m)
+	}
+}
+
 // send delivers m to the document's actor, waking it if passivated. It
 // returns false if there is no such document.
 func (d *Docs) send(id string, m any) bool {
@@ -193,7 +225,7 @@ func (d *Docs) send(id string, m any) bool {
 		return false
 	}
 	if e.pid == nil {
-		box := &docBox{d: d, e: e, doc: e.doc, lastUsed: time.Now(), subs: map[*Subscriber]struct{}{}}
+		box := &docBox{d: d, e: e, doc: e.doc, lastUsed: time.Now(), subs: map[*Subscriber]struct{}{}, remote: map[string]remotePresence{}}
 		e.box, e.doc, e.sent = box, nil, 0
 		e.pid = d.sys.spawn(func() actor.Actor { return &docActor{box: box} })
 		d.active.Add(1)
@@ -207,7 +239,7 @@ func (d *Docs) send(id string, m any) bool {
 
 func (d *Docs) sweeper() {
 	defer d.wg.Done()
-	t := time.NewTicker(max(d.idleAfter/2, 10*time.Millisecond))
+	t := time.NewTicker(min(max(d.idleAfter/2, 10*time.Millisecond), time.Second, d.presenceTTL/4))
 	defer t.Stop()
 	for {
 		select {
@@ -220,7 +252,7 @@ func (d *Docs) sweeper() {
 				if e.pid != nil {
 					e.sent++
 					d.sys.mailboxDepth.Add(1)
-					d.sys.root.Send(e.pid, passivateMsg{})
+					d.sys.root.Send(e.pid, tickMsg{})
 				}
 			}
 			d.mu.Unlock()

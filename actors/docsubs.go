@@ -2,6 +2,7 @@ package actors
 
 import (
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -98,14 +99,19 @@ func (d *Docs) Subscribe(id string, after uint64, hasAfter bool, user, clientID 
 			}
 		}
 		b.subs[s] = struct{}{}
-		// The newcomer learns who is here, and the others learn of it.
+		// The newcomer learns who is here (on any node), and the others
+		// learn of it.
 		for other := range b.subs {
 			if other != s && other.clientID != "" {
 				b.offer(s, Event{Kind: EventPresence, Presence: &Presence{User: other.user, ClientID: other.clientID, State: "join"}})
 			}
 		}
+		for _, rp := range b.remote {
+			p := rp.Presence
+			b.offer(s, Event{Kind: EventPresence, Presence: &p})
+		}
 		if clientID != "" {
-			b.publish(Event{Kind: EventPresence, Presence: &Presence{User: user, ClientID: clientID, State: "join"}}, s)
+			b.localPresence(Presence{User: user, ClientID: clientID, State: "join"}, s)
 		}
 	})
 	if err == nil {
@@ -126,7 +132,7 @@ func (d *Docs) Unsubscribe(id string, s *Subscriber) {
 		delete(b.subs, s)
 		s.end()
 		if s.clientID != "" {
-			b.publish(Event{Kind: EventPresence, Presence: &Presence{User: s.user, ClientID: s.clientID, State: "leave"}})
+			b.localPresence(Presence{User: s.user, ClientID: s.clientID, State: "leave"}, nil)
 		}
 	}})
 	s.end()
@@ -136,33 +142,99 @@ func (d *Docs) Unsubscribe(id string, s *Subscriber) {
 func (d *Docs) Cursor(id string, s *Subscriber, pos int) {
 	d.send(id, &docMsg{run: func(b *docBox) {
 		if _, ok := b.subs[s]; ok && s.clientID != "" {
-			b.publish(Event{Kind: EventPresence, Presence: &Presence{User: s.user, ClientID: s.clientID, State: "cursor", Pos: pos}}, s)
+			b.localPresence(Presence{User: s.user, ClientID: s.clientID, State: "cursor", Pos: pos}, s)
 		}
 	}})
 }
 
-// Collaborators returns the users present in a document on this node.
+// Collaborators returns the users present in a document, on this node
+// and (as last reported) on the others, sorted.
 func (d *Docs) Collaborators(id string, deadline time.Time) []string {
 	var users []string
 	_ = d.query(id, deadline, func(b *docBox) {
 		seen := map[string]bool{}
-		for s := range b.subs {
-			if s.user != "" && !seen[s.user] {
-				seen[s.user] = true
-				users = append(users, s.user)
+		add := func(u string) {
+			if u != "" && !seen[u] {
+				seen[u] = true
+				users = append(users, u)
 			}
 		}
+		for s := range b.subs {
+			add(s.user)
+		}
+		for _, rp := range b.remote {
+			add(rp.User)
+		}
 	})
+	slices.Sort(users)
 	return users
 }
 
-// publish queues ev to every subscriber but those in except.
+// OnPresence sets the function told of every presence change of this
+// node's own subscribers (to relay them to the other nodes). It must not
+// block: it runs in the document's actor.
+func (d *Docs) OnPresence(fn func(docID string, p Presence)) { d.onPresence.Store(&fn) }
+
+// RemotePresence records a presence reported by another node (join and
+// cursor renew it for the presence TTL; leave ends it) and tells this
+// node's subscribers when something changed. A document without an
+// active actor has no subscribers here: the report is dropped.
+func (d *Docs) RemotePresence(id string, p Presence) {
+	d.sendIfActive(id, &docMsg{run: func(b *docBox) {
+		if p.ClientID == "" {
+			return
+		}
+		cur, known := b.remote[p.ClientID]
+		if p.State == "leave" {
+			if known {
+				delete(b.remote, p.ClientID)
+				b.publish(Event{Kind: EventPresence, Presence: &p})
+			}
+			return
+		}
+		b.remote[p.ClientID] = remotePresence{Presence: p, expires: time.Now().Add(d.presenceTTL)}
+		// A renewal of what everyone knows says nothing new.
+		if known && cur.User == p.User && (cur.State == p.State || p.State == "join") && (p.State != "cursor" || cur.Pos == p.Pos) {
+			return
+		}
+		b.publish(Event{Kind: EventPresence, Presence: &p})
+	}})
+}
+
+// expirePresence drops other nodes' presence not renewed in time.
+func (b *docBox) expirePresence(now time.Time) {
+	for id, rp := range b.remote {
+		if now.After(rp.expires) {
+			delete(b.remote, id)
+			b.publish(Event{Kind: EventPresence, Presence: &Presence{User: rp.User, ClientID: rp.ClientID, State: "leave"}})
+		}
+	}
+}
+
+// localPresence tells this node's subscribers (but except) and the other
+// nodes of a change in a local subscriber's presence.
+func (b *docBox) localPresence(p Presence, except *Subscriber) {
+	b.publish(Event{Kind: EventPresence, Presence: &p}, except)
+	if fn := b.d.onPresence.Load(); fn != nil {
+		(*fn)(b.e.id, p)
+	}
+}
+
+// publish queues ev to every subscriber but except; subscribers cut off
+// for falling behind leave.
 func (b *docBox) publish(ev Event, except ...*Subscriber) {
 	for s := range b.subs {
 		if len(except) > 0 && s == except[0] {
 			continue
 		}
 		b.offer(s, ev)
+	}
+	for len(b.cut) > 0 {
+		s := b.cut[0]
+		b.cut = b.cut[1:]
+		if s.clientID != "" {
+			b.localPresence(Presence{User: s.user, ClientID: s.clientID, State: "leave"}, nil)
+		}
 	}
 }
 
@@ -177,6 +249,7 @@ func (b *docBox) offer(s *Subscriber, ev Event) {
 		b.d.dropped.Add(1)
 		delete(b.subs, s)
 		s.end()
+		b.cut = append(b.cut, s)
 	}
 }
 

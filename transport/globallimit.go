@@ -4,8 +4,6 @@ import (
 	"hash/fnv"
 	"net/http"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -35,6 +33,34 @@ const (
 	remoteDecideWait  = 500 * time.Millisecond // then the local share decides
 	membersRefreshAge = time.Second
 )
+
+// memberView returns the current members with an HTTP address (cached
+// for membersRefreshAge: raft's configuration is read through its main
+// loop).
+func (s *Server) memberView() *ownerSet {
+	if o := s.members.Load(); o != nil && time.Since(o.at) < membersRefreshAge {
+		return o
+	}
+	s.membersMu.Lock()
+	defer s.membersMu.Unlock()
+	if o := s.members.Load(); o != nil && time.Since(o.at) < membersRefreshAge {
+		return o
+	}
+	st := s.node.Status(s.cfg.AdvertiseHTTP)
+	o := &ownerSet{at: time.Now(), self: -1}
+	for _, m := range st.Members {
+		if m.HTTPAddr == "" {
+			continue
+		}
+		if m.ID == st.NodeID {
+			o.self = len(o.ids)
+		}
+		o.ids = append(o.ids, m.ID)
+		o.addrs = append(o.addrs, m.HTTPAddr)
+	}
+	s.members.Store(o)
+	return o
+}
 
 // ownerSet is a view of the members that may own keys.
 type ownerSet struct {
@@ -98,32 +124,7 @@ func newGlobalLimiter(s *Server, local Limiter, set *metrics.Set) *globalLimiter
 		remote:    set.NewCounter(`troupe_ratelimit_remote_decisions_total`),
 		fallbacks: set.NewCounter(`troupe_ratelimit_fallback_decisions_total`),
 	}
-	var cached atomic.Pointer[ownerSet]
-	var mu sync.Mutex
-	g.members = func() *ownerSet {
-		if o := cached.Load(); o != nil && time.Since(o.at) < membersRefreshAge {
-			return o
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if o := cached.Load(); o != nil && time.Since(o.at) < membersRefreshAge {
-			return o
-		}
-		st := s.node.Status(s.cfg.AdvertiseHTTP)
-		o := &ownerSet{at: time.Now(), self: -1}
-		for _, m := range st.Members {
-			if m.HTTPAddr == "" {
-				continue
-			}
-			if m.ID == st.NodeID {
-				o.self = len(o.ids)
-			}
-			o.ids = append(o.ids, m.ID)
-			o.addrs = append(o.addrs, m.HTTPAddr)
-		}
-		cached.Store(o)
-		return o
-	}
+	g.members = s.memberView
 	g.b = peerBatcher[*decideItem]{
 		maxItems: maxDecideBatch, maxBytes: 1 << 20, inFlight: decideInFlight,
 		size: func(it *decideItem) int { return len(it.check.Key) + 64 },

@@ -183,6 +183,9 @@ type Server struct {
 	limiter, localLimiter Limiter
 	global                *globalLimiter
 	ws                    wsConns // open WebSockets, closed on shutdown
+	presence              *presenceRelay
+	members               atomic.Pointer[ownerSet] // see memberView
+	membersMu             sync.Mutex
 
 	tokens        *tokenMaker
 	loginThrottle *failureThrottle
@@ -207,6 +210,7 @@ func New(cfg Config, logger *slog.Logger, set *metrics.Set, node Node, users fun
 		authMetrics:   newAuthMetrics(set),
 	}
 	s.cmdFwd.init(s)
+	s.presence = newPresenceRelay(s)
 	if cfg.Limiter != nil {
 		s.limiter, s.localLimiter = cfg.Limiter, cfg.Limiter
 		if cfg.RateLimitGlobal {
@@ -249,6 +253,7 @@ func (s *Server) routes() fasthttp.RequestHandler {
 	route("GET", cluster.ReadIndexPath, public, s.readIndex)
 	route("POST", forwardCommandsPath, public, s.forwardedCommands)
 	route("POST", decidePath, public, s.decide)
+	route("POST", presencePath, public, s.receivePresence)
 
 	route("POST", "/v1/auth/register", public, s.leaderOnly(s.register))
 	route("POST", "/v1/auth/login", public, s.throttledLogin(s.leaderOnly(s.login)))
@@ -381,6 +386,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// WebSockets are hijacked: the HTTP server does not wait for them.
 	s.ws.closeAll()
 	err := s.http.ShutdownWithContext(ctx)
+	s.presence.close()
 	s.fwd.close()
 	s.cmdFwd.close()
 	if s.global != nil {
