@@ -47,6 +47,7 @@ type Docs struct {
 	dropped     atomic.Int64 // subscribers cut off for falling behind
 	published   atomic.Int64 // change events queued to subscribers
 	submits     atomic.Int64 // submits applied (repeats excluded)
+	subscribers atomic.Int64 // open subscriptions on this node
 	transformed atomic.Int64 // of which based on an older version (transform conflicts)
 }
 
@@ -122,7 +123,10 @@ func (d *Docs) Published() int64 { return d.published.Load() }
 
 // Submits is the number of submits applied on this node; Transformed
 // those that were written against an older version (concurrent edits).
-func (d *Docs) Submits() int64     { return d.submits.Load() }
+func (d *Docs) Submits() int64 { return d.submits.Load() }
+
+// Subscribers is the number of open subscriptions on this node.
+func (d *Docs) Subscribers() int64 { return d.subscribers.Load() }
 func (d *Docs) Transformed() int64 { return d.transformed.Load() }
 
 // docMsg runs fn on a document's state in its actor.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"testing"
 	"time"
 
@@ -185,4 +186,35 @@ func TestDocSubscribers(t *testing.T) {
 	if d.Dropped() == 0 {
 		t.Fatal("the cut-off was not counted")
 	}
+}
+
+// TestIdleDocMemory measures what a passivated document costs beyond its
+// text: the Doc value, its directory entry and map slot (target: well
+// under 2 KiB; the aim is 0.5 KiB).
+func TestIdleDocMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocates 100k documents")
+	}
+	d := newTestDocs(t, time.Hour)
+	const n = 100_000
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = storage.MakeDocID(storage.StampAt(1_700_000_000_000) + uint64(i))
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for _, id := range ids {
+		if r := d.Apply(storage.CmdDocCreate, &storage.DocCommand{DocID: id, Caller: "owner", Title: "T", Content: "x"}, 1000); r.Result().Err != nil {
+			t.Fatal(r.Result().Err)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	perDoc := float64(after.HeapAlloc-before.HeapAlloc) / n
+	t.Logf("%.0f bytes per idle document (title 1 character, text 1 byte, ids 16)", perDoc)
+	if perDoc > 2048 {
+		t.Fatalf("%.0f bytes per idle document, bound 2 KiB", perDoc)
+	}
+	runtime.KeepAlive(ids)
 }

@@ -99,6 +99,7 @@ func (d *Docs) Subscribe(id string, after uint64, hasAfter bool, user, clientID 
 			}
 		}
 		b.subs[s] = struct{}{}
+		d.subscribers.Add(1)
 		// The newcomer learns who is here (on any node), and the others
 		// learn of it.
 		for other := range b.subs {
@@ -130,6 +131,7 @@ func (d *Docs) Unsubscribe(id string, s *Subscriber) {
 			return
 		}
 		delete(b.subs, s)
+		b.d.subscribers.Add(-1)
 		s.end()
 		if s.clientID != "" {
 			b.localPresence(Presence{User: s.user, ClientID: s.clientID, State: "leave"}, nil)
@@ -248,6 +250,7 @@ func (b *docBox) offer(s *Subscriber, ev Event) {
 	default:
 		b.d.dropped.Add(1)
 		delete(b.subs, s)
+		b.d.subscribers.Add(-1)
 		s.end()
 		b.cut = append(b.cut, s)
 	}
@@ -262,6 +265,7 @@ func (b *docBox) closeSubs(doc *storage.Doc) {
 		default:
 		}
 		delete(b.subs, s)
+		b.d.subscribers.Add(-1)
 		s.end()
 	}
 }

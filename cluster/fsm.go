@@ -71,6 +71,7 @@ func NewFSM(sys *actors.System, logger *slog.Logger, set *metrics.Set, fatal fun
 	set.NewGauge(`troupe_docs`, func() float64 { n, _ := f.docs.Counts(); return float64(n) })
 	set.NewGauge(`troupe_docs_active`, func() float64 { _, n := f.docs.Counts(); return float64(n) })
 	set.NewGauge(`troupe_docs_passivated`, func() float64 { n, a := f.docs.Counts(); return float64(n - a) })
+	set.NewGauge(`troupe_docs_subscribers`, func() float64 { return float64(f.docs.Subscribers()) })
 	set.NewGauge(`troupe_docs_subscribers_dropped`, func() float64 { return float64(f.docs.Dropped()) })
 	set.NewGauge(`troupe_docs_submits_applied`, func() float64 { return float64(f.docs.Submits()) })
 	set.NewGauge(`troupe_docs_transformed_submits`, func() float64 { return float64(f.docs.Transformed()) })

@@ -19,7 +19,8 @@ func FuzzDecodeRequests(f *testing.F) {
 		`{"name":"Ada","email":"ada@example.com","password_hash":"$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$a2V5a2V5a2V5a2V5a2V5a2V5"}`,
 		`{"users":[{"name":"\u0000","email":"\ud800@x.io"}]}`,
 		`{"email":"ada@example.com","password":"correct horse"}`, `{"refresh_token":"rt.x.y.z"}`, `{"all":true}`,
-		`{"limit":100,"window_ms":1000,"burst":10,"shadow":true}`, `{"policy":"api","key":"k","cost":2}`, `100/1s`, `off`,
+		`{"limit":100,"window_ms":1000,"burst":10,"shadow":true}`,
+		`{"client_id":"c","seq":1,"base_version":0,"ops":[{"op":"insert","pos":0,"text":"x"},{"op":"delete","pos":1,"len":2},{"op":"replace","pos":0,"len":1,"text":"é"}]}`, `{"policy":"api","key":"k","cost":2}`, `100/1s`, `off`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -58,6 +59,14 @@ func FuzzDecodeRequests(f *testing.F) {
 		}
 		var cr checkRequest
 		_ = decodeJSON(body, &cr)
+		var sr submitRequest
+		if decodeJSON(body, &sr) == nil && sr.Ops != nil {
+			if ops, e := opsFromJSON(*sr.Ops); e == nil {
+				if _, err := storage.Apply(storage.NewText("hello wörld"), ops); err != nil && err.Kind != storage.KindBadRequest {
+					t.Fatalf("ops %q: %v", body, err)
+				}
+			}
+		}
 		if p, on, err := storage.ParseRateLimit("default", string(body)); err == nil && on && p.Validate() != nil {
 			t.Fatalf("--rate-limit %q parsed into an invalid policy", body)
 		}
