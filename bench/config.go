@@ -27,6 +27,9 @@ type Config struct {
 	Users       int     // users created before read scenarios
 	BatchSize   int     // users per request in users-batch
 	Timeout     time.Duration
+	// Docs is how many documents docs-ops edits (connections spread
+	// over them).
+	Docs int
 	// Token is sent as "Authorization: Bearer" (secure nodes); the
 	// scenarios that create users or policies need an admin's.
 	Token string
@@ -42,6 +45,7 @@ func DefaultConfig() Config {
 		Warmup:      2 * time.Second,
 		Users:       1000,
 		BatchSize:   100,
+		Docs:        64,
 		Timeout:     10 * time.Second,
 	}
 }
@@ -91,8 +95,8 @@ func (c *Config) Validate() error {
 	if c.Warmup < 0 || c.Rate < 0 || c.Requests < 0 {
 		errs = append(errs, errors.New("warmup, rate and requests must not be negative"))
 	}
-	if c.Users < 1 || c.BatchSize < 1 || c.BatchSize > 1000 {
-		errs = append(errs, errors.New("users must be ≥ 1 and batch size 1..1000"))
+	if c.Users < 1 || c.BatchSize < 1 || c.BatchSize > 1000 || c.Docs < 1 || c.Docs > 10_000 {
+		errs = append(errs, errors.New("users must be ≥ 1, batch size 1..1000 and docs 1..10000"))
 	}
 	if c.Timeout <= 0 {
 		errs = append(errs, errors.New("timeout must be positive"))

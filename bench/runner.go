@@ -23,8 +23,10 @@ type Runner struct {
 	cfg   Config
 	sc    scenario
 	runID string
-	ids   []string // users a read scenario reads
-	floor bool     // the target is a floor server: no setup
+	// docIDs are the documents docs-ops edits (set up before timing).
+	docIDs []string
+	ids    []string // users a read scenario reads
+	floor  bool     // the target is a floor server: no setup
 
 	workers  []*worker
 	total    atomic.Int64 // measured requests finished
@@ -41,6 +43,11 @@ type worker struct {
 	buf    []byte
 	client *fasthttp.HostClient
 	addr   string
+
+	// docs-ops: the version this worker last had acknowledged, per
+	// document it edits, and its next seq.
+	docVersion uint64
+	docSeq     uint64
 
 	mu       sync.Mutex // guards the fields below; read by the progress reporter
 	hist     *hdrhistogram.Histogram
@@ -185,6 +192,9 @@ func (r *Runner) work(w *worker, begin time.Time) {
 		want := r.sc.next(r, w, req)
 		err := w.client.Do(req, resp)
 		lat := time.Since(start)
+		if r.sc.after != nil && err == nil {
+			r.sc.after(r, w, resp)
+		}
 		measuring := r.measured.Load()
 		if !measuring {
 			continue

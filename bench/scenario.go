@@ -18,6 +18,8 @@ type scenario struct {
 	description string
 	setup       func(r *Runner) error
 	next        func(r *Runner, w *worker, req *fasthttp.Request) int
+	// after, if set, sees each answer (not timed), e.g. to track state.
+	after func(r *Runner, w *worker, resp *fasthttp.Response)
 }
 
 var scenarios = map[string]scenario{
@@ -50,6 +52,12 @@ var scenarios = map[string]scenario{
 	"users-batch": {
 		description: "batch creates (--batch-size users per request, one log entry each)",
 		next:        nextBatch,
+	},
+	"docs-ops": {
+		description: "collaborative edits: each connection is a client inserting into one of --docs documents against the version it last had acknowledged (transformed past the others')",
+		setup:       setupDocs,
+		next:        nextDocOp,
+		after:       afterDocOp,
 	},
 	"ratelimit-check": {
 		description: "rate-limit decisions (POST /v1/ratelimit/check) over 10k keys of a generous policy",
@@ -110,6 +118,93 @@ func nextCheck(r *Runner, w *worker, req *fasthttp.Request) int {
 	w.buf = append(b, `"}`...)
 	req.SetBodyRaw(w.buf)
 	return fasthttp.StatusOK
+}
+
+// setupDocs creates cfg.Docs documents. Documents need an owner: without
+// a token (an --insecure node) it registers a bench user and uses its.
+func setupDocs(r *Runner) error {
+	client := r.client(r.cfg.Addrs[0])
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	do := func(method, path, body string, want int) error {
+		req.Reset()
+		req.Header.SetHost(r.cfg.Addrs[0])
+		r.authorize(req)
+		setJSON(req, method, path)
+		req.SetBodyString(body)
+		if err := client.DoTimeout(req, resp, r.cfg.Timeout); err != nil {
+			return fmt.Errorf("setup: %s %s: %w", method, path, err)
+		}
+		if resp.StatusCode() != want {
+			return fmt.Errorf("setup: %s %s: %d %s", method, path, resp.StatusCode(), resp.Body())
+		}
+		return nil
+	}
+	if r.cfg.Token == "" {
+		email := "bench-" + r.runID + "@bench.example.com"
+		if err := do("POST", "/v1/auth/register", `{"name":"Bench","email":"`+email+`","password":"bench password"}`, 201); err != nil {
+			return err
+		}
+		if err := do("POST", "/v1/auth/login", `{"email":"`+email+`","password":"bench password"}`, 200); err != nil {
+			return err
+		}
+		var tk struct {
+			AccessToken string `json:"access_token"`
+		}
+		if err := json.Unmarshal(resp.Body(), &tk); err != nil {
+			return fmt.Errorf("setup: login: %w", err)
+		}
+		r.cfg.Token = tk.AccessToken
+	}
+	for i := 0; i < r.cfg.Docs; i++ {
+		if err := do("POST", "/v1/docs", `{"title":"Bench `+strconv.Itoa(i)+`"}`, 201); err != nil {
+			return err
+		}
+		var d struct {
+			ID string `json:"id"`
+		}
+		if err := json.Unmarshal(resp.Body(), &d); err != nil {
+			return fmt.Errorf("setup: %w", err)
+		}
+		r.docIDs = append(r.docIDs, d.ID)
+	}
+	return nil
+}
+
+func nextDocOp(r *Runner, w *worker, req *fasthttp.Request) int {
+	id := r.docIDs[w.id%len(r.docIDs)]
+	setJSON(req, "POST", "/v1/docs/"+id+"/ops")
+	if w.docSeq == 0 {
+		w.docSeq = 1
+	}
+	b := append(w.buf[:0], `{"client_id":"`...)
+	b = append(b, r.runID...)
+	b = append(b, '-')
+	b = strconv.AppendInt(b, int64(w.id), 10)
+	b = append(b, `","seq":`...)
+	b = strconv.AppendUint(b, w.docSeq, 10)
+	b = append(b, `,"base_version":`...)
+	b = strconv.AppendUint(b, w.docVersion, 10)
+	b = append(b, `,"ops":[{"op":"insert","pos":0,"text":"x"}]}`...)
+	w.buf = b
+	req.SetBodyRaw(w.buf)
+	return fasthttp.StatusOK
+}
+
+// afterDocOp moves the worker on after an acknowledged submit (a refused
+// one is tried again with the same seq).
+func afterDocOp(_ *Runner, w *worker, resp *fasthttp.Response) {
+	if resp.StatusCode() != fasthttp.StatusOK {
+		return
+	}
+	var res struct {
+		Version uint64 `json:"version"`
+	}
+	if json.Unmarshal(resp.Body(), &res) == nil {
+		w.docVersion = res.Version
+		w.docSeq++
+	}
 }
 
 // authorize adds the bearer token, if the run has one.

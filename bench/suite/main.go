@@ -77,6 +77,8 @@ func suite(bin, out string, d time.Duration, gopkgs []string) error {
 		{label: "users-mixed (90% get, 10% create), 64 connections", args: append(common, "--scenario", "users-mixed", "--connections", "64")},
 		{label: "users-batch (100 per request), 16 connections", args: append(common, "--scenario", "users-batch", "--connections", "16", "--batch-size", "100")},
 		{label: "ratelimit-check (10k keys), 64 connections", args: append(common, "--scenario", "ratelimit-check", "--connections", "64")},
+		{label: "docs-ops, 64 clients on 1 document (HTTP)", args: append(common, "--scenario", "docs-ops", "--docs", "1", "--connections", "64")},
+		{label: "docs-ops, 64 clients on 64 documents (HTTP)", args: append(common, "--scenario", "docs-ops", "--docs", "64", "--connections", "64")},
 	}
 	for _, r := range runs {
 		fmt.Fprintf(os.Stderr, "→ %s\n", r.label)
