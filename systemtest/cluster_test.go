@@ -276,3 +276,21 @@ func TestRejoinAfterAddressChange(t *testing.T) {
 	})
 	sameHashes(t, nodes["a"], nodes["b"], nodes["c"])
 }
+
+// startCluster starts three insecure nodes, a bootstrapping and b and c
+// joining it, with quick raft timeouts and extra flags, and waits until
+// a counts three members.
+func startCluster(t *testing.T, extra ...string) []*node {
+	t.Helper()
+	flags := append([]string{"--raft-heartbeat-timeout", "400ms", "--raft-election-timeout", "400ms"}, extra...)
+	ca := newNodeConfig(t, "a")
+	ca.ExtraArgs = append(append(ca.ExtraArgs, "--bootstrap"), flags...)
+	nodes := []*node{startNode(t, ca)}
+	for _, id := range []string{"b", "c"} {
+		c := newNodeConfig(t, id)
+		c.ExtraArgs = append(append(c.ExtraArgs, "--join", "http://"+ca.HTTPAddr), flags...)
+		nodes = append(nodes, startNode(t, c))
+	}
+	eventually(t, "three members", 30*time.Second, func() bool { return len(status(t, nodes[0]).Members) == 3 })
+	return nodes
+}

@@ -16,16 +16,7 @@ import (
 func TestPresenceAcrossNodes(t *testing.T) {
 	t.Parallel()
 	requireBinary(t)
-	flags := []string{"--raft-heartbeat-timeout", "400ms", "--raft-election-timeout", "400ms"}
-	ca := newNodeConfig(t, "a")
-	ca.ExtraArgs = append(append(ca.ExtraArgs, "--bootstrap"), flags...)
-	nodes := []*node{startNode(t, ca)}
-	for _, id := range []string{"b", "c"} {
-		c := newNodeConfig(t, id)
-		c.ExtraArgs = append(append(c.ExtraArgs, "--join", "http://"+ca.HTTPAddr), flags...)
-		nodes = append(nodes, startNode(t, c))
-	}
-	eventually(t, "three members", 30*time.Second, func() bool { return len(status(t, nodes[0]).Members) == 3 })
+	nodes := startCluster(t)
 	// --insecure without a token has no user to own a document: register
 	// one and use its token.
 	expectStatus(t, nodes[0].do(t, "POST", "/v1/auth/register", map[string]string{"name": "Ada", "email": "ada@example.com", "password": "correct horse"}, nil), 201)

@@ -16,16 +16,7 @@ import (
 func TestGlobalRateLimit(t *testing.T) {
 	t.Parallel()
 	requireBinary(t)
-	flags := []string{"--raft-heartbeat-timeout", "400ms", "--raft-election-timeout", "400ms", "--rate-limit-mode", "global"}
-	ca := newNodeConfig(t, "a")
-	ca.ExtraArgs = append(append(ca.ExtraArgs, "--bootstrap"), flags...)
-	nodes := []*node{startNode(t, ca)}
-	for _, id := range []string{"b", "c"} {
-		c := newNodeConfig(t, id)
-		c.ExtraArgs = append(append(c.ExtraArgs, "--join", "http://"+ca.HTTPAddr), flags...)
-		nodes = append(nodes, startNode(t, c))
-	}
-	eventually(t, "three members", 30*time.Second, func() bool { return len(status(t, nodes[0]).Members) == 3 })
+	nodes := startCluster(t, "--rate-limit-mode", "global")
 	const limit = 9
 	expectStatus(t, nodes[1].do(t, "PUT", "/v1/ratelimit/policies/api", map[string]any{"limit": limit, "window_ms": 3_600_000}, nil), 200)
 	check := func(n *node, key string) bool {

@@ -1,6 +1,30 @@
 package transport
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/valyala/fasthttp"
+)
+
+// peerPost makes req a POST of body to another node's internal route at
+// addr, carrying this node's membership proof (the forwarding proof and,
+// when set, the cluster secret; over HTTPS also its certificate).
+func (s *Server) peerPost(req *fasthttp.Request, addr, path, contentType string, body []byte) {
+	scheme := "http://"
+	if s.fwd.tls != nil {
+		scheme = "https://"
+	}
+	req.SetRequestURI(scheme + addr + path)
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.Header.SetContentType(contentType)
+	if proof := s.forwardProof(); proof != "" {
+		req.Header.Set(forwardedHeader, proof)
+	}
+	if s.cfg.ClusterSecret != "" {
+		req.Header.Set("X-Troupe-Cluster-Secret", s.cfg.ClusterSecret)
+	}
+	req.SetBodyRaw(body)
+}
 
 // peerBatcher sends items to other nodes in batches: a queue and a sender
 // goroutine per address. The sender takes one of inFlight slots, waits

@@ -87,17 +87,6 @@ func (f *cmdForwarder) send(leader string, batch []*fwdItem) {
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	scheme := "http://"
-	if s.fwd.tls != nil {
-		scheme = "https://"
-	}
-	req.SetRequestURI(scheme + leader + forwardCommandsPath)
-	req.Header.SetMethod(fasthttp.MethodPost)
-	req.Header.SetContentType("application/octet-stream")
-	req.Header.Set(forwardedHeader, s.forwardProof())
-	if s.cfg.ClusterSecret != "" {
-		req.Header.Set("X-Troupe-Cluster-Secret", s.cfg.ClusterSecret)
-	}
 	body := binary.AppendUvarint(make([]byte, 0, 64*len(batch)), uint64(len(batch)))
 	for _, it := range batch {
 		if it.hasToken {
@@ -108,7 +97,7 @@ func (f *cmdForwarder) send(leader string, batch []*fwdItem) {
 		body = appendBytes(body, []byte(it.token))
 		body = appendBytes(body, it.cmd)
 	}
-	req.SetBodyRaw(body)
+	s.peerPost(req, leader, forwardCommandsPath, "application/octet-stream", body)
 	err := s.fwd.client(leader).DoTimeout(req, resp, s.cfg.RequestTimeout+5*time.Second)
 	var replies []fwdReply
 	switch {

@@ -219,20 +219,7 @@ func (g *globalLimiter) send(addr string, batch []*decideItem) {
 		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 		defer fasthttp.ReleaseRequest(req)
 		defer fasthttp.ReleaseResponse(resp)
-		scheme := "http://"
-		if s.fwd.tls != nil {
-			scheme = "https://"
-		}
-		req.SetRequestURI(scheme + addr + decidePath)
-		req.Header.SetMethod(fasthttp.MethodPost)
-		req.Header.SetContentType("application/json")
-		if proof := s.forwardProof(); proof != "" {
-			req.Header.Set(forwardedHeader, proof)
-		}
-		if s.cfg.ClusterSecret != "" {
-			req.Header.Set("X-Troupe-Cluster-Secret", s.cfg.ClusterSecret)
-		}
-		req.SetBodyRaw(data)
+		s.peerPost(req, addr, decidePath, "application/json", data)
 		err = s.fwd.client(addr).DoTimeout(req, resp, remoteDecideWait)
 		switch {
 		case err != nil:

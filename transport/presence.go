@@ -130,20 +130,7 @@ func (r *presenceRelay) send(addr string, batch []presenceItem) {
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	scheme := "http://"
-	if s.fwd.tls != nil {
-		scheme = "https://"
-	}
-	req.SetRequestURI(scheme + addr + presencePath)
-	req.Header.SetMethod(fasthttp.MethodPost)
-	req.Header.SetContentType("application/json")
-	if proof := s.forwardProof(); proof != "" {
-		req.Header.Set(forwardedHeader, proof)
-	}
-	if s.cfg.ClusterSecret != "" {
-		req.Header.Set("X-Troupe-Cluster-Secret", s.cfg.ClusterSecret)
-	}
-	req.SetBodyRaw(data)
+	s.peerPost(req, addr, presencePath, "application/json", data)
 	if err := s.fwd.client(addr).DoTimeout(req, resp, time.Second); err != nil {
 		s.log.Debug("presence not delivered", slog.String("to", addr), slog.Any("err", err))
 	}
