@@ -58,8 +58,12 @@ func benchUsers(b *testing.B, n int) (*Users, []string) {
 	return u, ids
 }
 
-// BenchmarkUsersGet is a read's round trip: a message with a closure and
-// a reply channel to the owning shard actor, the lookup, the reply.
+// BenchmarkUsersGet is a read by id. "serial" and "parallel" take the
+// path a read takes on an idle shard: it reads the shard itself, under the
+// shard's mutex, without a message. "actor" and "actor-parallel" force
+// the path of a read that finds its shard busy: a shardRead (recycled,
+// with its reply channel and timer) through the shard actor's mailbox, the
+// lookup in the actor, the reply.
 func BenchmarkUsersGet(b *testing.B) {
 	b.Run("serial", func(b *testing.B) {
 		u, ids := benchUsers(b, 1000)
@@ -81,6 +85,44 @@ func BenchmarkUsersGet(b *testing.B) {
 			i := 0
 			for pb.Next() {
 				if _, err := u.Get(ids[i%len(ids)], deadline); err != nil {
+					b.Error(err)
+					return
+				}
+				i += 7
+			}
+		})
+	})
+	actorGet := func(u *Users, id string, deadline time.Time) error {
+		r := getRead(readUser, id)
+		if err := u.askActor(u.homeShard(id), r, deadline); err != nil {
+			return err
+		}
+		if r.usr == nil {
+			return notFound(id)
+		}
+		release(r)
+		return nil
+	}
+	b.Run("actor", func(b *testing.B) {
+		u, ids := benchUsers(b, 1000)
+		deadline := time.Now().Add(time.Hour)
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if err := actorGet(u, ids[i%len(ids)], deadline); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	b.Run("actor-parallel", func(b *testing.B) {
+		u, ids := benchUsers(b, 1000)
+		deadline := time.Now().Add(time.Hour)
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			i := 0
+			for pb.Next() {
+				if err := actorGet(u, ids[i%len(ids)], deadline); err != nil {
 					b.Error(err)
 					return
 				}

@@ -16,7 +16,7 @@ import (
 // goroutine of its own rather than block the sender.
 type workerDispatcher struct {
 	work       chan func()
-	quit       chan struct{}
+	workers    int
 	wg         sync.WaitGroup
 	throughput int
 	stopOnce   sync.Once
@@ -26,7 +26,7 @@ func newWorkerDispatcher(workers, queue, throughput int) *workerDispatcher {
 	if workers <= 0 {
 		workers = max(4, 2*runtime.GOMAXPROCS(0))
 	}
-	d := &workerDispatcher{work: make(chan func(), queue), quit: make(chan struct{}), throughput: throughput}
+	d := &workerDispatcher{work: make(chan func(), queue), workers: workers, throughput: throughput}
 	d.wg.Add(workers)
 	for range workers {
 		go d.run()
@@ -34,15 +34,16 @@ func newWorkerDispatcher(workers, queue, throughput int) *workerDispatcher {
 	return d
 }
 
+// run takes mailbox runs until it takes a nil, stop's signal. A plain
+// receive rather than a select over a quit channel too: a select locks
+// every channel it waits on, and this runs once per mailbox run.
 func (d *workerDispatcher) run() {
 	defer d.wg.Done()
-	for {
-		select {
-		case fn := <-d.work:
-			fn()
-		case <-d.quit:
+	for fn := range d.work {
+		if fn == nil {
 			return
 		}
+		fn()
 	}
 }
 
@@ -59,10 +60,14 @@ func (d *workerDispatcher) Schedule(fn func()) {
 // process before yielding its worker.
 func (d *workerDispatcher) Throughput() int { return d.throughput }
 
-// stop ends the workers; call it after the actors have stopped.
+// stop ends the workers once they have run what is queued; call it after
+// the actors have stopped. A nil per worker ends it; the channel is never
+// closed, so a late Schedule cannot panic.
 func (d *workerDispatcher) stop() {
 	d.stopOnce.Do(func() {
-		close(d.quit)
+		for range d.workers {
+			d.work <- nil
+		}
 		d.wg.Wait()
 	})
 }

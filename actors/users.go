@@ -2,6 +2,7 @@ package actors
 
 import (
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -23,6 +24,7 @@ import (
 type Users struct {
 	sys    *System
 	pids   []*actor.PID
+	boxes  []*shardBox
 	admins map[string]struct{} // FSM goroutine only
 }
 
@@ -31,9 +33,10 @@ var ErrTimeout = errors.New("actor did not answer in time")
 
 // NewUsers spawns n (a power of two) empty user shards.
 func NewUsers(sys *System, n int) *Users {
-	u := &Users{sys: sys, pids: make([]*actor.PID, n), admins: map[string]struct{}{}}
+	u := &Users{sys: sys, pids: make([]*actor.PID, n), boxes: make([]*shardBox, n), admins: map[string]struct{}{}}
 	for i := range u.pids {
 		box := &shardBox{shard: storage.NewUserShard(), sys: sys, index: i}
+		u.boxes[i] = box
 		u.pids[i] = sys.spawn(func() actor.Actor { return &shardActor{box: box} })
 	}
 	sys.actorCount.Add(int64(n))
@@ -45,11 +48,22 @@ func (u *Users) Shards() int { return len(u.pids) }
 
 // Stop stops the shard actors and waits for them.
 func (u *Users) Stop() {
+	for _, b := range u.boxes {
+		b.mu.Lock()
+		b.stopped = true
+		b.mu.Unlock()
+	}
 	u.sys.stop(u.pids)
 	u.sys.actorCount.Add(-int64(len(u.pids)))
 }
 
 func (u *Users) send(shard int, m *shardMsg) {
+	u.boxes[shard].sent.Add(1)
+	u.post(shard, m)
+}
+
+// post sends any message to a shard actor; shardMsgs go through send.
+func (u *Users) post(shard int, m any) {
 	u.sys.mailboxDepth.Add(1)
 	u.sys.root.Send(u.pids[shard], m)
 }
@@ -374,24 +388,65 @@ func (u *Users) Restore(shards []*storage.UserShard) error {
 // AdminCount is the number of admins (FSM goroutine only).
 func (u *Users) AdminCount() int { return len(u.admins) }
 
-// query runs fn on a shard and waits for it until deadline.
-func (u *Users) query(shard int, deadline time.Time, fn func(*storage.UserShard)) error {
-	done := make(chan bool, 1)
-	u.send(shard, &shardMsg{
-		run:       func(s *storage.UserShard) { fn(s); done <- true },
-		recovered: func() { done <- false },
-	})
-	t := time.NewTimer(time.Until(deadline))
-	defer t.Stop()
-	select {
-	case ok := <-done:
-		if !ok {
-			return &storage.Error{Kind: storage.KindInternal, Message: "internal error while reading"}
-		}
-		return nil
-	case <-t.C:
+var errReadPanicked = &storage.Error{Kind: storage.KindInternal, Message: "internal error while reading"}
+
+// reads recycles shardReads with their reply channels and timers. Only a
+// read answered in time, whose timer was stopped before it fired, goes
+// back: any other may still receive a late answer or expiry, so it is left
+// to the garbage collector.
+var reads = sync.Pool{New: func() any {
+	r := &shardRead{done: make(chan readState, 2)}
+	return r
+}}
+
+func getRead(op readOp, key string) *shardRead {
+	r := reads.Get().(*shardRead)
+	r.op, r.key = op, key
+	return r
+}
+
+// ask answers r: at once if the shard is idle (tryRead), else by sending
+// it to the shard actor and waiting for the answer until deadline. After
+// ErrTimeout r is abandoned: the caller must not touch or recycle it.
+func (u *Users) ask(shard int, r *shardRead, deadline time.Time) error {
+	if ok, err := u.boxes[shard].tryRead(r); ok {
+		r.direct = true
+		return err
+	}
+	return u.askActor(shard, r, deadline)
+}
+
+// askActor sends r to the shard actor and waits for the answer until
+// deadline.
+func (u *Users) askActor(shard int, r *shardRead, deadline time.Time) error {
+	r.direct = false
+	d := time.Until(deadline)
+	if d <= 0 {
 		return ErrTimeout
 	}
+	if r.timer == nil {
+		r.timer = time.AfterFunc(d, r.expire)
+	} else {
+		r.timer.Reset(d)
+	}
+	u.post(shard, r)
+	switch <-r.done {
+	case readExpired:
+		return ErrTimeout
+	case readPanicked:
+		return errReadPanicked
+	}
+	return nil
+}
+
+// release recycles r once its answers have been read, unless its timer
+// has fired or is firing (then an expiry may still be on its way).
+func release(r *shardRead) {
+	if !r.direct && !r.timer.Stop() {
+		return
+	}
+	r.key, r.usr, r.owner, r.found = "", nil, "", false
+	reads.Put(r)
 }
 
 // Get returns the user with id, or a not-found *storage.Error.
@@ -400,11 +455,15 @@ func (u *Users) Get(id string, deadline time.Time) (*storage.User, error) {
 	if home < 0 {
 		return nil, notFound(id)
 	}
-	var usr *storage.User
-	err := u.query(home, deadline, func(s *storage.UserShard) { usr, _ = s.Get(id) })
-	if err != nil {
+	r := getRead(readUser, id)
+	if err := u.ask(home, r, deadline); err != nil {
+		if !errors.Is(err, ErrTimeout) {
+			release(r)
+		}
 		return nil, err
 	}
+	usr := r.usr
+	release(r)
 	if usr == nil {
 		return nil, notFound(id)
 	}
@@ -413,12 +472,15 @@ func (u *Users) Get(id string, deadline time.Time) (*storage.User, error) {
 
 // FindEmail returns the user holding an email address, if any.
 func (u *Users) FindEmail(email string, deadline time.Time) (*storage.User, error) {
-	key := storage.EmailKey(email)
-	var id string
-	var found bool
-	if err := u.query(u.emailShard(email), deadline, func(s *storage.UserShard) { id, found = s.EmailOwner(key) }); err != nil {
+	r := getRead(readEmail, storage.EmailKey(email))
+	if err := u.ask(u.emailShard(email), r, deadline); err != nil {
+		if !errors.Is(err, ErrTimeout) {
+			release(r)
+		}
 		return nil, err
 	}
+	id, found := r.owner, r.found
+	release(r)
 	if !found {
 		return nil, nil
 	}

@@ -365,8 +365,7 @@ func (s *Server) getUser(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, err)
 		return
 	}
-	ctx.Response.Header.Set("ETag", etag(u.Version))
-	writeJSON(ctx, http.StatusOK, toUserJSON(u))
+	writeUser(ctx, http.StatusOK, u)
 }
 
 // parseIfMatch turns an If-Match header into the version it requires:
