@@ -26,6 +26,7 @@ import (
 	"github.com/troupe-db/troupe/actors"
 	"github.com/troupe-db/troupe/cluster"
 	"github.com/troupe-db/troupe/storage"
+	"github.com/troupe-db/troupe/transport/web"
 )
 
 // Node is what the transport needs from the cluster.
@@ -248,6 +249,8 @@ func (s *Server) routes() fasthttp.RequestHandler {
 	route("GET", "/healthz", public, s.healthz)
 	route("GET", "/readyz", public, s.readyz)
 	route("GET", "/metrics", public, s.metrics)
+	route("GET", "/", public, web.Handler())
+	route("GET", "/assets/{file}", public, web.Handler())
 	// Node to node: these check the cluster secret themselves.
 	route("GET", cluster.IdentityPath, public, s.identity)
 	route("GET", cluster.ReadIndexPath, public, s.readIndex)

@@ -1,0 +1,145 @@
+// Package web serves troupe's browser editor: one page and its scripts
+// and styles, embedded in the binary (no build step, nothing fetched from
+// elsewhere). The page talks to the /v1 API of the node that served it.
+//
+// GET / answers index.html with Cache-Control: no-cache (always
+// revalidated, by ETag). The page names its assets with ?v=<content
+// hash>, so GET /assets/{file}?v=<that hash> may be cached for a year;
+// any other asset request is revalidated by ETag. Anything else is 404 in
+// the API's error shape.
+package web
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"encoding/json"
+	"path"
+	"strings"
+
+	"github.com/valyala/fasthttp"
+)
+
+//go:embed index.html app.js style.css selftest.js
+var files embed.FS
+
+// asset is one file as served.
+type asset struct {
+	body        []byte
+	contentType string
+	etag        string // quoted
+	version     string // content hash, the ?v= of the page's links
+}
+
+var (
+	index  asset
+	assets = map[string]*asset{}
+)
+
+func init() {
+	for _, name := range []string{"app.js", "style.css", "selftest.js"} {
+		assets[name] = load(name)
+	}
+	index = *load("index.html")
+	// Point the page at the current version of each asset.
+	for name, a := range assets {
+		ref := []byte(`"/assets/` + name + `"`)
+		index.body = bytes.ReplaceAll(index.body, ref, []byte(`"/assets/`+name+`?v=`+a.version+`"`))
+	}
+	index.etag, index.version = tag(index.body)
+}
+
+func load(name string) *asset {
+	body, err := files.ReadFile(name)
+	if err != nil {
+		panic("web: embedded file missing: " + name)
+	}
+	a := &asset{body: body, contentType: contentType(name)}
+	a.etag, a.version = tag(body)
+	return a
+}
+
+func tag(body []byte) (etag, version string) {
+	sum := sha256.Sum256(body)
+	version = hex.EncodeToString(sum[:8])
+	return `"` + version + `"`, version
+}
+
+func contentType(name string) string {
+	switch path.Ext(name) {
+	case ".html":
+		return "text/html; charset=utf-8"
+	case ".js":
+		return "text/javascript; charset=utf-8"
+	case ".css":
+		return "text/css; charset=utf-8"
+	}
+	return "application/octet-stream"
+}
+
+// contentSecurityPolicy allows the page's own scripts, styles and API
+// (WebSockets to the same host included) and nothing else.
+const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+// Handler serves GET / and GET /assets/{file}.
+func Handler() fasthttp.RequestHandler {
+	return serve
+}
+
+func serve(ctx *fasthttp.RequestCtx) {
+	p := string(ctx.Path())
+	switch {
+	case p == "/":
+		ctx.Response.Header.Set("Content-Security-Policy", contentSecurityPolicy)
+		ctx.Response.Header.Set("Referrer-Policy", "no-referrer")
+		write(ctx, &index, "no-cache")
+	case strings.HasPrefix(p, "/assets/"):
+		a, ok := assets[strings.TrimPrefix(p, "/assets/")]
+		if !ok {
+			notFound(ctx, "no such asset: "+p)
+			return
+		}
+		cache := "no-cache"
+		if string(ctx.QueryArgs().Peek("v")) == a.version {
+			cache = "public, max-age=31536000, immutable"
+		}
+		write(ctx, a, cache)
+	default:
+		notFound(ctx, "no such page: "+p)
+	}
+}
+
+func write(ctx *fasthttp.RequestCtx, a *asset, cache string) {
+	h := &ctx.Response.Header
+	h.Set("Cache-Control", cache)
+	h.Set("ETag", a.etag)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.SetContentType(a.contentType)
+	if match := ctx.Request.Header.Peek("If-None-Match"); len(match) > 0 && etagMatches(string(match), a.etag) {
+		ctx.SetStatusCode(fasthttp.StatusNotModified)
+		return
+	}
+	ctx.SetStatusCode(fasthttp.StatusOK)
+	ctx.SetBody(a.body)
+}
+
+// etagMatches reports whether an If-None-Match list names etag (weak
+// comparison, as RFC 9110 asks for If-None-Match).
+func etagMatches(list, etag string) bool {
+	for _, t := range strings.Split(list, ",") {
+		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
+		if t == "*" || t == etag {
+			return true
+		}
+	}
+	return false
+}
+
+func notFound(ctx *fasthttp.RequestCtx, msg string) {
+	body, _ := json.Marshal(map[string]map[string]string{"error": {"code": "not_found", "message": msg}})
+	ctx.SetStatusCode(fasthttp.StatusNotFound)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(body)
+}

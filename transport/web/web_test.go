@@ -1,0 +1,117 @@
+package web
+
+import (
+	"encoding/json"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+)
+
+func get(t *testing.T, uri string, header map[string]string) *fasthttp.Response {
+	t.Helper()
+	var ctx fasthttp.RequestCtx
+	ctx.Request.Header.SetMethod("GET")
+	ctx.Request.SetRequestURI(uri)
+	for k, v := range header {
+		ctx.Request.Header.Set(k, v)
+	}
+	Handler()(&ctx)
+	var resp fasthttp.Response
+	ctx.Response.CopyTo(&resp)
+	return &resp
+}
+
+func TestIndex(t *testing.T) {
+	r := get(t, "/", nil)
+	if r.StatusCode() != 200 {
+		t.Fatalf("status %d", r.StatusCode())
+	}
+	if ct := string(r.Header.ContentType()); ct != "text/html; charset=utf-8" {
+		t.Fatalf("content type %q", ct)
+	}
+	if cc := string(r.Header.Peek("Cache-Control")); cc != "no-cache" {
+		t.Fatalf("cache control %q", cc)
+	}
+	if csp := string(r.Header.Peek("Content-Security-Policy")); !strings.Contains(csp, "script-src 'self'") {
+		t.Fatalf("content security policy %q", csp)
+	}
+	body := string(r.Body())
+	// The page names each asset with its content hash, and nothing from
+	// elsewhere.
+	for name, a := range assets {
+		if name == "selftest.js" {
+			continue
+		}
+		if !strings.Contains(body, `"/assets/`+name+`?v=`+a.version+`"`) {
+			t.Errorf("index does not link %s at version %s", name, a.version)
+		}
+	}
+	if m := regexp.MustCompile(`(?i)(src|href)="(https?:)?//`).FindString(body); m != "" {
+		t.Fatalf("index loads something from elsewhere: %s", m)
+	}
+	etag := string(r.Header.Peek("ETag"))
+	if r := get(t, "/", map[string]string{"If-None-Match": etag}); r.StatusCode() != 304 || len(r.Body()) != 0 {
+		t.Fatalf("revalidation: %d, %d bytes", r.StatusCode(), len(r.Body()))
+	}
+}
+
+func TestAssets(t *testing.T) {
+	cases := map[string]string{
+		"app.js":      "text/javascript; charset=utf-8",
+		"selftest.js": "text/javascript; charset=utf-8",
+		"style.css":   "text/css; charset=utf-8",
+	}
+	for name, ct := range cases {
+		a := assets[name]
+		r := get(t, "/assets/"+name+"?v="+a.version, nil)
+		if r.StatusCode() != 200 || string(r.Header.ContentType()) != ct {
+			t.Fatalf("%s: %d %q", name, r.StatusCode(), r.Header.ContentType())
+		}
+		if cc := string(r.Header.Peek("Cache-Control")); !strings.Contains(cc, "max-age=31536000") || !strings.Contains(cc, "immutable") {
+			t.Fatalf("%s: versioned cache control %q", name, cc)
+		}
+		if string(r.Header.Peek("X-Content-Type-Options")) != "nosniff" {
+			t.Fatalf("%s: no nosniff", name)
+		}
+		etag := string(r.Header.Peek("ETag"))
+		if etag != `"`+a.version+`"` || len(r.Body()) != len(a.body) {
+			t.Fatalf("%s: etag %s, %d bytes", name, etag, len(r.Body()))
+		}
+		// Without the version (or with an old one) it is revalidated.
+		for _, uri := range []string{"/assets/" + name, "/assets/" + name + "?v=old"} {
+			if cc := string(get(t, uri, nil).Header.Peek("Cache-Control")); cc != "no-cache" {
+				t.Fatalf("%s: cache control %q", uri, cc)
+			}
+		}
+		for _, inm := range []string{etag, "W/" + etag, `"x", ` + etag, "*"} {
+			if r := get(t, "/assets/"+name, map[string]string{"If-None-Match": inm}); r.StatusCode() != 304 {
+				t.Fatalf("%s: If-None-Match %s: %d", name, inm, r.StatusCode())
+			}
+		}
+		if r := get(t, "/assets/"+name, map[string]string{"If-None-Match": `"other"`}); r.StatusCode() != 200 {
+			t.Fatalf("%s: a stale ETag got %d", name, r.StatusCode())
+		}
+	}
+}
+
+func TestNotFound(t *testing.T) {
+	for _, uri := range []string{"/assets/nope.js", "/assets/", "/assets/../web.go", "/assets/index.html", "/index.html", "/assets/app.js/x"} {
+		r := get(t, uri, nil)
+		if r.StatusCode() != 404 || string(r.Header.ContentType()) != "application/json" {
+			t.Fatalf("%s: %d %q", uri, r.StatusCode(), r.Header.ContentType())
+		}
+		var body struct {
+			Error struct {
+				Code    string `json:"code"`
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		dec := json.NewDecoder(strings.NewReader(string(r.Body())))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&body); err != nil || body.Error.Code != "not_found" || body.Error.Message == "" {
+			t.Fatalf("%s: body %s (%v)", uri, r.Body(), err)
+		}
+	}
+}
