@@ -464,6 +464,9 @@ func (d *Docs) Restore(docs []*storage.Doc) {
 	for _, e := range old {
 		if e.pid != nil {
 			pids = append(pids, e.pid)
+			// Retire it: an actor whose entry no longer names it never
+			// passivates (it must be there to take the message below).
+			e.box = nil
 		}
 	}
 	d.mu.Unlock()
