@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -426,17 +427,22 @@ func (d *Docs) List(after string, limit int, keep func(*storage.Doc) bool) ([]*s
 }
 
 // Views returns every document's state after every command sent so far:
-// the snapshot barrier (one round trip per active document).
+// the snapshot barrier. A passivated document's state is the directory's;
+// an active one is asked (one round trip each), so a snapshot wakes
+// nothing.
 func (d *Docs) Views() []*storage.Doc {
 	d.mu.Lock()
-	ids := make([]string, 0, len(d.entries))
-	for id := range d.entries {
-		ids = append(ids, id)
+	out := make([]*storage.Doc, 0, len(d.entries))
+	var active []string
+	for id, e := range d.entries {
+		if e.pid == nil {
+			out = append(out, e.doc)
+		} else {
+			active = append(active, id)
+		}
 	}
 	d.mu.Unlock()
-	slices.Sort(ids)
-	out := make([]*storage.Doc, 0, len(ids))
-	for _, id := range ids {
+	for _, id := range active {
 		var doc *storage.Doc
 		done := make(chan struct{})
 		if !d.send(id, &docMsg{run: func(b *docBox) { doc = b.doc; close(done) }, recovered: func() { close(done) }}) {
@@ -447,6 +453,7 @@ func (d *Docs) Views() []*storage.Doc {
 			out = append(out, doc)
 		}
 	}
+	slices.SortFunc(out, func(a, b *storage.Doc) int { return strings.Compare(a.ID, b.ID) })
 	return out
 }
 
