@@ -20,11 +20,15 @@ import (
 //
 //	→ {"type":"op","client_id"?,"seq","base_version","ops"}   ← {"type":"ack","seq","version","ops"}
 //	→ {"type":"cursor","pos"}                                  (presence to the others)
+//	→ {"type":"auth","access_token"}                           ← {"type":"auth_ok"} (a fresh token)
 //	← {"type":"change",...} {"type":"presence",...} {"type":"reset","doc":{...}}
 //	← {"type":"error","seq"?,"error":{"code","message"}}        (a refused op)
 //
 // A submit from any node goes to the leader (as a forwarded command);
 // its client_id defaults to the one given when connecting (?client_id=).
+// Every submit checks the token again; "auth" gives the session a fresh
+// one. An ack may arrive before changes committed ahead of it: clients
+// advance their version with change messages only.
 // Resume with ?last_event_id=v as with SSE.
 
 const (
@@ -42,6 +46,7 @@ var upgrader = websocket.FastHTTPUpgrader{
 
 type wsIn struct {
 	Type        string    `json:"type"`
+	AccessToken *string   `json:"access_token"` // type auth
 	ClientID    *string   `json:"client_id"`
 	Seq         *uint64   `json:"seq"`
 	BaseVersion *uint64   `json:"base_version"`
@@ -182,8 +187,10 @@ func (w *wsSession) run() {
 			if in.Pos != nil && *in.Pos >= 0 {
 				w.docs.Cursor(w.id, w.sub, *in.Pos)
 			}
+		case "auth":
+			w.reauth(&in)
 		default:
-			_ = w.write(wsError{Type: "error", Error: badRequest(`type must be "op" or "cursor"`, "type")})
+			_ = w.write(wsError{Type: "error", Error: badRequest(`type must be "op", "cursor" or "auth"`, "type")})
 		}
 	}
 }
@@ -252,6 +259,25 @@ func wsEvent(ev *actors.Event) any {
 	return m
 }
 
+// reauth replaces the session's token with a fresh one of the same user
+// (an access token expires long before an editing session ends).
+func (w *wsSession) reauth(in *wsIn) {
+	if in.AccessToken == nil {
+		_ = w.write(wsError{Type: "error", Error: badRequest("access_token is required", "access_token")})
+		return
+	}
+	c, ae := w.s.tokenCaller(*in.AccessToken, true)
+	if ae == nil && (c.user == nil || c.user.ID != w.base.Caller) {
+		ae = newError("forbidden", "the token is another user's")
+	}
+	if ae != nil {
+		_ = w.write(wsError{Type: "error", Error: ae})
+		return
+	}
+	w.token, w.hasToken = *in.AccessToken, true
+	_ = w.write(map[string]string{"type": "auth_ok"})
+}
+
 // submit proposes an op list (on the leader, or forwarded to it) and
 // acknowledges it.
 func (w *wsSession) submit(in *wsIn) {
@@ -269,7 +295,18 @@ func (w *wsSession) submit(in *wsIn) {
 		fail(e)
 		return
 	}
+	// The token is checked again for every submit, as a request would
+	// be: a socket outlives its token, a logout, a new password or role.
+	c, ae := w.s.tokenCaller(w.token, w.hasToken)
+	if ae != nil {
+		fail(ae)
+		return
+	}
 	dc := *w.base
+	dc.Caller, dc.Admin = "", c.admin
+	if c.user != nil {
+		dc.Caller = c.user.ID
+	}
 	dc.Submit = &storage.DocSubmit{DocID: w.id, ClientID: clientID, Seq: *in.Seq, Base: *in.BaseVersion, Ops: ops}
 	cmd := &storage.Command{Kind: storage.CmdDocSubmit, Stamp: w.s.node.Stamps(1), Doc: &dc,
 		RequestID: "ws:" + dc.Caller + ":" + w.id + ":" + clientID + ":" + strconv.FormatUint(*in.Seq, 10)}

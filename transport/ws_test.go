@@ -142,6 +142,24 @@ func TestWebSocketEditing(t *testing.T) {
 	if m := next(t, b, "ack"); m.Version != ackB.Version {
 		t.Fatalf("repeat: %+v, first %+v", m, ackB)
 	}
+	// Logout everywhere: the open socket's token no longer works; a fresh
+	// one given over the socket does.
+	leader.expect(leader.do("POST", "/v1/auth/logout", `{"all":true}`, bearer(tk.AccessToken), true), 204, "")
+	if err := a.WriteJSON(map[string]any{"type": "op", "seq": 3, "base_version": 2, "ops": []map[string]any{{"op": "insert", "pos": 0, "text": "Q"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if m := next(t, a, "error"); m.Seq != 3 || !strings.Contains(string(m.Error), "unauthenticated") {
+		t.Fatalf("op after logout: %+v %s", m, m.Error)
+	}
+	fresh := leader.login("ada@example.com", "correct horse")
+	if err := a.WriteJSON(map[string]any{"type": "auth", "access_token": fresh.AccessToken}); err != nil {
+		t.Fatal(err)
+	}
+	next(t, a, "auth_ok")
+	if err := a.WriteJSON(map[string]any{"type": "op", "seq": 3, "base_version": 2, "ops": []map[string]any{{"op": "insert", "pos": 0, "text": "Q"}}}); err != nil {
+		t.Fatal(err)
+	}
+	next(t, a, "ack")
 	// B leaves: A sees it.
 	b.Close()
 	if m := next(t, a, "presence"); m.State != "leave" || m.ClientID != "B" {
