@@ -164,9 +164,19 @@ func (w *wsSession) write(v any) error {
 }
 
 func (w *wsSession) run() {
-	done := make(chan struct{})
-	go w.pump(done)
-	defer close(done)
+	done, pumped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(pumped)
+		w.pump(done)
+	}()
+	// The connection is fasthttp's again once the handler returns: the
+	// pump must be gone by then (closing the connection ends a write it
+	// may be blocked in).
+	defer func() {
+		close(done)
+		_ = w.conn.Close()
+		<-pumped
+	}()
 	_ = w.conn.SetReadDeadline(time.Now().Add(wsPongWait))
 	w.conn.SetPongHandler(func(string) error { return w.conn.SetReadDeadline(time.Now().Add(wsPongWait)) })
 	for {
