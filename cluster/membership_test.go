@@ -30,7 +30,9 @@ func startMemberWith(t *testing.T, id string, mode Mode, dir, raftAddr string, t
 	cfg := DefaultConfig()
 	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.Mode = id, dir, raftAddr, mode
 	cfg.AdvertiseHTTP = "127.0.0.1:1" + raftAddr[len(raftAddr)-4:] // a stand-in: no HTTP here
-	cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 300*time.Millisecond, 300*time.Millisecond, 150*time.Millisecond
+	// Generous timeouts (with -race on two shared cores, 300 ms let
+	// leadership move in the middle of tests that write through one node).
+	cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = time.Second, time.Second, 500*time.Millisecond
 	cfg.UserShards = 4
 	if tune != nil {
 		tune(&cfg)
