@@ -33,25 +33,7 @@ func login(t *testing.T, n *node, email, password string) tokenPair {
 func TestTokensAcrossCluster(t *testing.T) {
 	t.Parallel()
 	requireBinary(t)
-	const secret = "systemtest-secret"
-	flags := []string{"--raft-heartbeat-timeout", "400ms", "--raft-election-timeout", "400ms", "--cluster-secret", secret,
-		"--argon2-memory-kib", "1024", "--argon2-time", "1"}
-	ca := newNodeConfig(t, "a")
-	ca.Secure = true
-	ca.ExtraArgs = append(append(ca.ExtraArgs, "--bootstrap"), flags...)
-	nodes := []*node{startNode(t, ca)}
-	for _, id := range []string{"b", "c"} {
-		c := newNodeConfig(t, id)
-		c.Secure = true
-		c.ExtraArgs = append(append(c.ExtraArgs, "--join", "http://"+ca.HTTPAddr), flags...)
-		nodes = append(nodes, startNode(t, c))
-	}
-	peer := map[string]string{"X-Troupe-Cluster-Secret": secret}
-	eventually(t, "three voters", 30*time.Second, func() bool {
-		r := nodes[0].do(t, "GET", "/v1/cluster", nil, peer)
-		var st clusterStatus
-		return r.Status == 200 && json.Unmarshal(r.Body, &st) == nil && len(st.Members) == 3
-	})
+	nodes, peer := startSecureCluster(t)
 	// Anonymous requests are refused everywhere.
 	for _, n := range nodes {
 		expectError(t, n.do(t, "GET", "/v1/users/count", nil, nil), 401, "unauthenticated")

@@ -282,15 +282,38 @@ func TestRejoinAfterAddressChange(t *testing.T) {
 // a counts three members.
 func startCluster(t *testing.T, extra ...string) []*node {
 	t.Helper()
+	return startThree(t, false, nil, extra...)
+}
+
+// testClusterSecret is the cluster secret of secure test clusters.
+const testClusterSecret = "systemtest-secret"
+
+// startSecureCluster starts three nodes with authentication on, sharing
+// testClusterSecret (and cheap password hashing); peer is the header
+// that proves a caller a member.
+func startSecureCluster(t *testing.T) (nodes []*node, peer map[string]string) {
+	t.Helper()
+	peer = map[string]string{"X-Troupe-Cluster-Secret": testClusterSecret}
+	return startThree(t, true, peer, "--cluster-secret", testClusterSecret, "--argon2-memory-kib", "1024", "--argon2-time", "1"), peer
+}
+
+func startThree(t *testing.T, secure bool, header map[string]string, extra ...string) []*node {
+	t.Helper()
 	flags := append([]string{"--raft-heartbeat-timeout", "400ms", "--raft-election-timeout", "400ms"}, extra...)
 	ca := newNodeConfig(t, "a")
+	ca.Secure = secure
 	ca.ExtraArgs = append(append(ca.ExtraArgs, "--bootstrap"), flags...)
 	nodes := []*node{startNode(t, ca)}
 	for _, id := range []string{"b", "c"} {
 		c := newNodeConfig(t, id)
+		c.Secure = secure
 		c.ExtraArgs = append(append(c.ExtraArgs, "--join", "http://"+ca.HTTPAddr), flags...)
 		nodes = append(nodes, startNode(t, c))
 	}
-	eventually(t, "three members", 30*time.Second, func() bool { return len(status(t, nodes[0]).Members) == 3 })
+	eventually(t, "three members", 30*time.Second, func() bool {
+		r, err := nodes[0].send(t.Context(), "GET", "/v1/cluster", nil, header)
+		var st clusterStatus
+		return err == nil && r.Status == 200 && json.Unmarshal(r.Body, &st) == nil && len(st.Members) == 3
+	})
 	return nodes
 }

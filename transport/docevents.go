@@ -48,11 +48,16 @@ func toPresenceJSON(p *actors.Presence) presenceJSON {
 // subscribe subscribes the caller to a document's events after the
 // version the client gives (Last-Event-ID header, or last_event_id), or
 // answers an error.
-func (s *Server) subscribe(ctx *fasthttp.RequestCtx, clientID string) (*storage.Doc, *actors.Subscriber, bool) {
+func (s *Server) subscribe(ctx *fasthttp.RequestCtx) (d *storage.Doc, sub *actors.Subscriber, clientID string, ok bool) {
+	clientID = string(ctx.QueryArgs().Peek("client_id"))
+	if len(clientID) > storage.MaxClientIDBytes {
+		writeError(ctx, badRequest("client_id is too long", "client_id"))
+		return nil, nil, "", false
+	}
 	deadline := s.deadline()
-	d, ok := s.readableDoc(ctx, deadline)
+	d, ok = s.readableDoc(ctx, deadline)
 	if !ok {
-		return nil, nil, false
+		return nil, nil, "", false
 	}
 	last := string(ctx.Request.Header.Peek("Last-Event-ID"))
 	if last == "" {
@@ -63,7 +68,7 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx, clientID string) (*storage.
 		n, err := strconv.ParseUint(last, 10, 64)
 		if err != nil {
 			writeError(ctx, badRequest("Last-Event-ID must be a document version", "Last-Event-ID"))
-			return nil, nil, false
+			return nil, nil, "", false
 		}
 		after = n
 	}
@@ -80,23 +85,18 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx, clientID string) (*storage.
 		}
 		if errors.Is(err, actors.ErrNotYet) {
 			writeError(ctx, newError("unavailable", "this node has not applied version "+last+" of the document yet; retry"))
-			return nil, nil, false
+			return nil, nil, "", false
 		}
 		if err != nil {
 			writeError(ctx, err)
-			return nil, nil, false
+			return nil, nil, "", false
 		}
-		return d, sub, true
+		return d, sub, clientID, true
 	}
 }
 
 func (s *Server) docEvents(ctx *fasthttp.RequestCtx) {
-	clientID := string(ctx.QueryArgs().Peek("client_id"))
-	if len(clientID) > storage.MaxClientIDBytes {
-		writeError(ctx, badRequest("client_id is too long", "client_id"))
-		return
-	}
-	d, sub, ok := s.subscribe(ctx, clientID)
+	d, sub, _, ok := s.subscribe(ctx)
 	if !ok {
 		return
 	}

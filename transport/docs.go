@@ -222,17 +222,11 @@ func (s *Server) getDoc(ctx *fasthttp.RequestCtx) {
 }
 
 func (s *Server) listDocs(ctx *fasthttp.RequestCtx) {
-	args := ctx.QueryArgs()
-	limit := defaultListLimit
-	if v := args.Peek("limit"); len(v) > 0 {
-		n, err := strconv.Atoi(string(v))
-		if err != nil || n < 1 || n > maxListLimit {
-			writeError(ctx, badRequest("limit must be an integer from 1 to 1000", "limit"))
-			return
-		}
-		limit = n
+	limit, ok := listLimit(ctx)
+	if !ok {
+		return
 	}
-	after := string(args.Peek("after"))
+	after := string(ctx.QueryArgs().Peek("after"))
 	if !s.readGate(ctx, s.deadline()) {
 		return
 	}

@@ -515,6 +515,20 @@ func decodeCursor(c string) (string, bool) {
 	return string(b), true
 }
 
+// listLimit reads ?limit= (default 50, at most 1000), or answers 400.
+func listLimit(ctx *fasthttp.RequestCtx) (int, bool) {
+	v := ctx.QueryArgs().Peek("limit")
+	if len(v) == 0 {
+		return defaultListLimit, true
+	}
+	n, err := strconv.Atoi(string(v))
+	if err != nil || n < 1 || n > maxListLimit {
+		writeError(ctx, badRequest("limit must be an integer from 1 to 1000", "limit"))
+		return 0, false
+	}
+	return n, true
+}
+
 // Listing limits (API.md).
 const (
 	defaultListLimit = 50
@@ -528,14 +542,9 @@ func (s *Server) listUsers(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	args := ctx.QueryArgs()
-	limit := defaultListLimit
-	if v := args.Peek("limit"); len(v) > 0 {
-		n, err := strconv.Atoi(string(v))
-		if err != nil || n < 1 || n > maxListLimit {
-			writeError(ctx, badRequest("limit must be an integer from 1 to 1000", "limit"))
-			return
-		}
-		limit = n
+	limit, ok := listLimit(ctx)
+	if !ok {
+		return
 	}
 	after := ""
 	if v := args.Peek("after"); len(v) > 0 {

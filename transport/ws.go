@@ -104,12 +104,7 @@ func (w *wsConns) closeAll() {
 }
 
 func (s *Server) docWS(ctx *fasthttp.RequestCtx) {
-	clientID := string(ctx.QueryArgs().Peek("client_id"))
-	if len(clientID) > storage.MaxClientIDBytes {
-		writeError(ctx, badRequest("client_id is too long", "client_id"))
-		return
-	}
-	d, sub, ok := s.subscribe(ctx, clientID)
+	d, sub, clientID, ok := s.subscribe(ctx)
 	if !ok {
 		return
 	}
