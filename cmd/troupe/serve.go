@@ -181,7 +181,7 @@ func runNode(ctx context.Context, cfg *serveConfig, logger *slog.Logger, stdout 
 	}()
 	url := cfg.peerScheme() + ln.Addr().String()
 	logger.Info("troupe is serving", slog.String("url", url), slog.String("node_id", cfg.Node.NodeID), slog.String("data", cfg.Node.DataDir))
-	fmt.Fprintf(stdout, "troupe %s is serving on %s\n", version, url)
+	fmt.Fprintf(stdout, "troupe %s is serving on %s  (the editor: open %s/ in a browser)\n", version, url, url)
 	if cfg.HTTP.Insecure {
 		fmt.Fprintf(stdout, "  authentication is off; try: curl %s/v1/users\n", url)
 	} else {
