@@ -439,7 +439,7 @@ func (g *logGen) next() *raft.Log {
 		// Undecodable bytes of the current version: every node fails the
 		// command the same way.
 		g.index++
-		return &raft.Log{Index: g.index, Term: 1, Type: raft.LogCommand, Data: []byte{storage.CommandVersion, 0xee, 1, 2, 3}}
+		return &raft.Log{Index: g.index, Term: 1, Type: raft.LogCommand, Data: []byte{storage.CommandVersion, byte(storage.CmdNoop), 0, 0, 1, 2, 3}}
 	case x < 100 && len(g.reqs) > 0:
 		// A retry of an earlier request id.
 		old := g.reqs[max(0, len(g.reqs)-1-g.r.IntN(300))]

@@ -45,6 +45,9 @@ const (
 	CmdDocEditor CommandKind = 17
 )
 
+// lastKind is the highest kind this build knows.
+const lastKind = CmdDocEditor
+
 // IsDoc reports whether k is a document command.
 func (k CommandKind) IsDoc() bool { return k >= CmdDocCreate && k <= CmdDocEditor }
 
@@ -358,6 +361,11 @@ func DecodeCommand(b []byte) (*Command, error) {
 	case CmdDocCreate, CmdDocSubmit, CmdDocTitle, CmdDocDelete, CmdDocEditor:
 		c.Doc = d.docCommand(c.Kind)
 	default:
+		if d.err == nil && c.Kind > lastKind {
+			// A kind this build does not know was written by a newer one:
+			// stop rather than skip it and diverge.
+			return nil, fmt.Errorf("%w: command kind %d is not known to this build; upgrade this node", ErrUnsupportedVersion, c.Kind)
+		}
 		d.fail("unknown command kind %d", c.Kind)
 	}
 	if err := d.end(); err != nil {
