@@ -490,3 +490,28 @@ func (u *Users) FindEmail(email string, deadline time.Time) (*storage.User, erro
 	}
 	return usr, err
 }
+
+// EmailTakenIfIdle is FindEmail for an optimistic check that must not
+// wait: it reports whether a user other than exceptID holds email, reading
+// the shards involved only if they are idle (see tryRead). A busy shard or
+// a failed read answers false ("not taken"), as a failed FindEmail would.
+func (u *Users) EmailTakenIfIdle(email, exceptID string) bool {
+	r := getRead(readEmail, storage.EmailKey(email))
+	ok, err := u.boxes[u.emailShard(email)].tryRead(r)
+	r.direct = true
+	id, found := r.owner, r.found
+	release(r)
+	if !ok || err != nil || !found || id == exceptID {
+		return false
+	}
+	home := u.homeShard(id)
+	if home < 0 {
+		return false
+	}
+	r = getRead(readUser, id)
+	ok, err = u.boxes[home].tryRead(r)
+	r.direct = true
+	usr := r.usr
+	release(r)
+	return ok && err == nil && usr != nil && usr.ID != exceptID
+}

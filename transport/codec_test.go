@@ -132,3 +132,22 @@ func BenchmarkWriteUser(b *testing.B) {
 		}
 	})
 }
+
+// The one-call path of decodeJSON must refuse what the stream decoder
+// refuses: an unknown field, data after the object.
+func TestDecodeJSONUnknownField(t *testing.T) {
+	var r createUserRequest
+	if err := json.UnmarshalWithOption([]byte(`{"name":"a","nope":1}`), &r, disallowUnknownFields); err == nil {
+		t.Fatal("UnmarshalWithOption(disallowUnknownFields) accepted an unknown field")
+	}
+	for _, body := range []string{`{"name":"a","nope":1}`, `{"name":"a"} {}`, `{"name":1}`} {
+		r = createUserRequest{}
+		if err := decodeJSON([]byte(body), &r); err == nil {
+			t.Errorf("decodeJSON(%s) accepted it", body)
+		}
+	}
+	r = createUserRequest{}
+	if err := decodeJSON([]byte(" {\"name\":\"Ada\",\"email\":\"a@b.c\"}\n"), &r); err != nil || r.Name == nil || *r.Name != "Ada" {
+		t.Errorf("decodeJSON of a valid body: %v %+v", err, r)
+	}
+}

@@ -57,6 +57,7 @@ type Users interface {
 	HomeShardFor(email string) uint16
 	Get(id string, deadline time.Time) (*storage.User, error)
 	FindEmail(email string, deadline time.Time) (*storage.User, error)
+	EmailTakenIfIdle(email, exceptID string) bool
 	List(after, q string, limit int, deadline time.Time) ([]*storage.User, bool, error)
 	Count(q string, deadline time.Time) (int, error)
 }

@@ -104,10 +104,11 @@ var errEmailTaken = &storage.Error{Kind: storage.KindConflict, Field: "email", M
 // emailTaken is the optimistic uniqueness check on this node's state: a
 // conflict caught here costs no log entry (a retry under an
 // Idempotency-Key skips it, to get the first answer). Apply makes the
-// authoritative check. A failed lookup says "not taken".
-func emailTaken(users Users, email, exceptID string, deadline time.Time) bool {
-	found, err := users.FindEmail(email, deadline)
-	return err == nil && found != nil && found.ID != exceptID
+// authoritative check, with the same error. It reads only shards that are
+// idle, never waiting on a busy one: a busy shard, like a failed lookup,
+// says "not taken" and leaves the decision to apply.
+func emailTaken(users Users, email, exceptID string) bool {
+	return users.EmailTakenIfIdle(email, exceptID)
 }
 
 // hashPassword derives an argon2id hash on this node, before proposing,
@@ -283,7 +284,7 @@ func (s *Server) createFrom(ctx *fasthttp.RequestCtx, w writeRequest, req *creat
 		return
 	}
 	deadline := s.deadline()
-	if key == "" && emailTaken(users, nu.Email, "", deadline) {
+	if key == "" && emailTaken(users, nu.Email, "") {
 		writeError(ctx, errEmailTaken)
 		return
 	}
@@ -302,9 +303,9 @@ func (s *Server) createFrom(ctx *fasthttp.RequestCtx, w writeRequest, req *creat
 	if !ok {
 		return
 	}
-	ctx.Response.Header.Set("Location", "/v1/users/"+res.User.ID)
-	ctx.Response.Header.Set("ETag", etag(res.User.Version))
-	writeJSON(ctx, http.StatusCreated, toUserJSON(res.User))
+	var loc [64]byte
+	ctx.Response.Header.SetBytesV("Location", append(append(loc[:0], "/v1/users/"...), res.User.ID...))
+	writeUser(ctx, http.StatusCreated, res.User)
 }
 
 // readOptions parses ?consistency= and ?min_index=.
@@ -458,7 +459,7 @@ func (s *Server) patchUser(ctx *fasthttp.RequestCtx) {
 			return
 		}
 	}
-	if p.Fields&storage.PatchEmail != 0 && key == "" && emailTaken(users, p.Email, id, deadline) {
+	if p.Fields&storage.PatchEmail != 0 && key == "" && emailTaken(users, p.Email, id) {
 		writeError(ctx, errEmailTaken)
 		return
 	}
