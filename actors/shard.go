@@ -31,6 +31,13 @@ type shardMsg struct {
 	// that the waiter gets a deterministic internal error rather than
 	// hanging. It must not panic.
 	recovered func()
+
+	// Without run: the creation of create at nowMs, resolving pending
+	// (with the internal error if it panics). A typed message, so that a
+	// create allocates no closures.
+	create  *storage.BatchItem
+	nowMs   int64
+	pending *Pending
 }
 
 // shardActor is recreated by the supervisor after an unrecovered panic;
@@ -81,9 +88,16 @@ func (b *shardBox) run(m *shardMsg) {
 			b.sys.log.Error("user shard recovered from a panic", slog.Int("shard", b.index), slog.String("panic", fmt.Sprint(r)))
 			if m.recovered != nil {
 				m.recovered()
+			} else if m.run == nil {
+				m.pending.resolve(internalResult())
 			}
 		}
 	}()
+	if m.run == nil {
+		usr, err := b.shard.Create(m.create.ID, &m.create.User, m.nowMs)
+		m.pending.resolve(storage.Result{User: usr, Err: err})
+		return
+	}
 	m.run(b.shard)
 }
 

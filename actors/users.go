@@ -111,13 +111,7 @@ func (u *Users) Create(it *storage.BatchItem, nowMs int64) *Pending {
 		p.resolve(storage.Result{Err: &storage.Error{Kind: storage.KindInternal, Message: "user id does not match the email's shard"}})
 		return p
 	}
-	u.send(shard, &shardMsg{
-		run: func(s *storage.UserShard) {
-			usr, err := s.Create(it.ID, &it.User, nowMs)
-			p.resolve(storage.Result{User: usr, Err: err})
-		},
-		recovered: func() { p.resolve(internalResult()) },
-	})
+	u.send(shard, &shardMsg{create: it, nowMs: nowMs, pending: p})
 	if it.User.Role == storage.RoleAdmin {
 		<-p.Done()
 		if r := p.Result(); r.Err == nil {

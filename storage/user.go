@@ -126,11 +126,13 @@ func NormalizeEmail(field, s string) (string, *Error) {
 			return bad("character not allowed in local part")
 		}
 	}
-	labels := strings.Split(domain, ".")
-	if len(labels) < 2 {
+	if strings.IndexByte(domain, '.') < 0 {
 		return bad("domain needs a dot")
 	}
-	for _, l := range labels {
+	// The labels between the dots, in order (strings.Split without its slice).
+	for rest, more := domain, true; more; {
+		var l string
+		l, rest, more = strings.Cut(rest, ".")
 		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
 			return bad("bad domain label")
 		}
