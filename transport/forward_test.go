@@ -2,7 +2,6 @@ package transport
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"io"
 	"log/slog"
@@ -53,29 +52,8 @@ func startFollower(t *testing.T, leader *testServer, opts ...func(*Config)) *tes
 	for _, o := range opts {
 		o(&hcfg)
 	}
-	hcfg.HTTPAddr = ln.Addr().String()
 	node := &followerNode{Node: leader.node, leaderHTTP: strings.TrimPrefix(leader.base, "http://")}
-	srv, err := New(hcfg, logger, metrics.NewSet(), node, func() Users {
-		if u := leader.node.Users(); u != nil {
-			return u
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Error(err)
-		}
-		if err := <-done; err != nil {
-			t.Log(err)
-		}
-	})
+	srv := serveForTest(t, ln, hcfg, logger, metrics.NewSet(), node, leader.node, nil)
 	v, err := api.NewValidator()
 	if err != nil {
 		t.Fatal(err)

@@ -87,27 +87,7 @@ func startServerWith(t *testing.T, nodeOpt func(*cluster.Config), opts ...func(*
 	for _, o := range opts {
 		o(&hcfg)
 	}
-	hcfg.HTTPAddr = ln.Addr().String()
-	srv, err := New(hcfg, logger, set, node, func() Users {
-		if u := node.Users(); u != nil {
-			return u
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Error(err)
-		}
-		if err := <-done; err != nil {
-			t.Log(err)
-		}
+	srv := serveForTest(t, ln, hcfg, logger, set, node, node, func() {
 		if err := node.Shutdown(); err != nil {
 			t.Error(err)
 		}
@@ -681,4 +661,37 @@ func testLogOutput() io.Writer {
 		return os.Stderr
 	}
 	return io.Discard
+}
+
+// serveForTest serves the API of node on ln until the test ends, then
+// shuts the server down and runs after (nil: nothing). Users come from
+// state's shards.
+func serveForTest(t *testing.T, ln net.Listener, hcfg Config, logger *slog.Logger, set *metrics.Set, node Node, state *cluster.Node, after func()) *Server {
+	t.Helper()
+	hcfg.HTTPAddr = ln.Addr().String()
+	srv, err := New(hcfg, logger, set, node, func() Users {
+		if u := state.Users(); u != nil {
+			return u
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Error(err)
+		}
+		if err := <-done; err != nil {
+			t.Log(err)
+		}
+		if after != nil {
+			after()
+		}
+	})
+	return srv
 }
