@@ -90,25 +90,10 @@ func setupPolicy(r *Runner) error {
 		return fmt.Errorf("setup: creating the bench policy: %d %s", resp.StatusCode(), resp.Body())
 	}
 	// Every target must know the policy before timing starts.
-	for _, addr := range r.cfg.Addrs {
-		c := r.client(addr)
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			req.Reset()
-			req.Header.SetHost(addr)
-			r.authorize(req)
-			setJSON(req, "POST", "/v1/ratelimit/check")
-			req.SetBodyString(`{"policy":"` + benchPolicy + `","key":"setup"}`)
-			if err := c.DoTimeout(req, resp, 5*time.Second); err == nil && resp.StatusCode() == 200 {
-				break
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("setup: %s does not know the bench policy", addr)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	return nil
+	return r.waitEveryNode("know the bench policy", func(req *fasthttp.Request) {
+		setJSON(req, "POST", "/v1/ratelimit/check")
+		req.SetBodyString(`{"policy":"` + benchPolicy + `","key":"setup"}`)
+	})
 }
 
 func nextCheck(r *Runner, w *worker, req *fasthttp.Request) int {
@@ -326,6 +311,18 @@ func setupUsers(r *Runner) error {
 	}
 	// Reads after setup must find every user on every node: wait until
 	// each target has applied the setup (a stale read of the last id).
+	return r.waitEveryNode("catch up with the setup", func(req *fasthttp.Request) {
+		req.Header.SetMethod("GET")
+		req.SetRequestURI("/v1/users/" + r.ids[len(r.ids)-1] + "?consistency=stale")
+	})
+}
+
+// waitEveryNode repeats the request fill builds against every target
+// until it answers 200 (30 s at most each), before timing starts.
+func (r *Runner) waitEveryNode(what string, fill func(req *fasthttp.Request)) error {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
 	for _, addr := range r.cfg.Addrs {
 		c := r.client(addr)
 		deadline := time.Now().Add(30 * time.Second)
@@ -333,13 +330,12 @@ func setupUsers(r *Runner) error {
 			req.Reset()
 			req.Header.SetHost(addr)
 			r.authorize(req)
-			req.Header.SetMethod("GET")
-			req.SetRequestURI("/v1/users/" + r.ids[len(r.ids)-1] + "?consistency=stale")
+			fill(req)
 			if err := c.DoTimeout(req, resp, 5*time.Second); err == nil && resp.StatusCode() == 200 {
 				break
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("node %s did not catch up with the setup", addr)
+				return fmt.Errorf("setup: %s did not %s", addr, what)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}

@@ -7,10 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -19,10 +17,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/anishathalye/porcupine"
-
-	"github.com/troupe-db/troupe/cluster/clustertest"
 )
 
 // TestLinearizableUnderPartitions runs a three-process cluster, each
@@ -80,15 +74,13 @@ func TestLinearizableUnderPartitions(t *testing.T) {
 
 	var (
 		mu       sync.Mutex
-		history  []porcupine.Operation
+		regs     = newRegisters()
 		created  []string              // ids of acknowledged creates
 		outcomes = map[string]*tally{} // "PATCH 200", "GET client timeout", ...
 		failures []string              // the first few failed requests, for the log
 		slow     []string              // the first few answers slower than slowAnswer
 		seq      atomic.Int64
 		stop     atomic.Bool
-		acked    atomic.Int64
-		unknowns atomic.Int64
 		wg       sync.WaitGroup
 	)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -138,44 +130,18 @@ func TestLinearizableUnderPartitions(t *testing.T) {
 		mu.Unlock()
 		return r, err
 	}
-	now := func() int64 { return int64(time.Since(start)) }
 	for c := range 6 {
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(seed, uint64(c)))
 			for !stop.Load() {
 				n := nodes[rng.IntN(len(nodes))]
 				key := ids[rng.IntN(len(ids))]
-				op := porcupine.Operation{ClientId: c, Call: now()}
+				via := func(method, path string, body any) (response, error) { return send(n, method, path, body) }
 				if rng.IntN(2) == 0 {
-					v := fmt.Sprintf("v%d", seq.Add(1))
-					op.Input = clustertest.RegOp{Key: key, Write: true, Value: v}
-					r, err := send(n, "PATCH", userPath(key), map[string]string{"name": v})
-					if err == nil && r.Status == 200 {
-						op.Return = now()
-						acked.Add(1)
-					} else {
-						// Unknown outcome: the write may take effect at any
-						// time after its call, or never.
-						op.Return = math.MaxInt64
-						unknowns.Add(1)
-					}
-					op.Output = ""
+					regs.write(c, via, key, fmt.Sprintf("v%d", seq.Add(1)))
 				} else {
-					op.Input = clustertest.RegOp{Key: key}
-					r, err := send(n, "GET", userPath(key), nil)
-					if err != nil || r.Status != 200 {
-						continue // a failed read says nothing
-					}
-					var u user
-					if json.Unmarshal(r.Body, &u) != nil {
-						continue
-					}
-					op.Return = now()
-					op.Output = u.Name
+					regs.read(c, via, key)
 				}
-				mu.Lock()
-				history = append(history, op)
-				mu.Unlock()
 			}
 		})
 	}
@@ -255,25 +221,7 @@ func TestLinearizableUnderPartitions(t *testing.T) {
 		t.Logf("answers slower than %v (--request-timeout is 3s):\n%s", slowAnswer, strings.Join(slow, "\n"))
 	}
 
-	checkStart := time.Now()
-	res, info := porcupine.CheckOperationsVerbose(clustertest.RegisterModel, history, 60*time.Second)
-	t.Logf("checked %d operations in %v (%d acknowledged writes, %d writes with unknown outcome): %v",
-		len(history), time.Since(checkStart).Round(time.Millisecond), acked.Load(), unknowns.Load(), res)
-	if res != porcupine.Ok {
-		if res == porcupine.Illegal {
-			// Kept after the test, unlike t.TempDir.
-			if dir, err := os.MkdirTemp("", "troupe-partitions-"); err == nil {
-				path := filepath.Join(dir, "linearizability.html")
-				if err := porcupine.VisualizePath(clustertest.RegisterModel, info, path); err == nil {
-					t.Logf("visualization: %s", path)
-				}
-			}
-		}
-		t.Fatalf("history is not linearizable (%v); seed %d", res, seed)
-	}
-	if acked.Load() == 0 {
-		t.Fatal("no write was acknowledged: the test checked nothing")
-	}
+	regs.check(t, fmt.Sprintf("seed %d", seed))
 
 	// Once the replicas report one applied index, that index is at least
 	// that of every acknowledged create (the leader that acknowledged one
