@@ -2,9 +2,19 @@ package bench
 
 import (
 	"context"
+	"errors"
+	"io"
+	"log/slog"
 	"net"
 	"testing"
 	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/troupe-db/troupe/actors"
+	"github.com/troupe-db/troupe/cluster"
+	"github.com/troupe-db/troupe/storage"
+	"github.com/troupe-db/troupe/transport"
 )
 
 func startFloor(t *testing.T) string {
@@ -26,6 +36,12 @@ func TestRunAgainstFloor(t *testing.T) {
 		cfg.Addrs, cfg.Scenario, cfg.Connections = []string{addr}, sc, 3
 		cfg.Duration, cfg.Warmup = 300*time.Millisecond, 50*time.Millisecond
 		r, err := NewRunner(cfg, true)
+		if !HasFloor(sc) {
+			if err == nil {
+				t.Fatalf("%s accepted against the floor", sc)
+			}
+			continue
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -80,5 +96,155 @@ func TestParseAddrsAndValidate(t *testing.T) {
 	cfg.Scenario = "nope"
 	if cfg.Validate() == nil {
 		t.Fatal("unknown scenario accepted")
+	}
+}
+
+var cheapArgon = storage.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16}
+
+// startNode runs a one-node troupe in process (as `troupe serve
+// --insecure --rate-limit off`, with cheap password hashing) on loopback
+// and returns its HTTP address.
+func startNode(t *testing.T) string {
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	set := metrics.NewSet()
+	sys := actors.NewSystem(logger, set)
+	ncfg := cluster.DefaultConfig()
+	ncfg.DataDir = t.TempDir()
+	ncfg.UserShards = 4
+	raft, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ncfg.RaftAddr = raft.Addr().String()
+	raft.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ncfg.AdvertiseHTTP = ln.Addr().String()
+	adminHash := storage.HashPassword("admin-password", []byte("0123456789abcdef"), cheapArgon)
+	node, err := cluster.Open(ncfg, logger, set, sys, func() (storage.NewUser, error) {
+		return storage.NewUser{Name: "Admin", Email: "admin@troupe.local", Role: storage.RoleAdmin, PasswordHash: adminHash}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	limiter := actors.NewLimiter(sys, set, actors.LimiterConfig{})
+	hcfg := transport.DefaultConfig()
+	hcfg.HTTPAddr, hcfg.Insecure, hcfg.Argon2, hcfg.Limiter = ln.Addr().String(), true, cheapArgon, limiter
+	srv, err := transport.New(hcfg, logger, set, node, func() transport.Users {
+		if u := node.Users(); u != nil {
+			return u
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Error(err)
+		}
+		if err := <-served; err != nil {
+			t.Log(err)
+		}
+		if err := node.Shutdown(); err != nil {
+			t.Error(err)
+		}
+		limiter.Close()
+		sys.Shutdown()
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for node.Ready() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("node not ready: %v", node.Ready())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return ln.Addr().String()
+}
+
+func TestDocsWSAgainstNode(t *testing.T) {
+	addr := startNode(t)
+	cfg := DefaultConfig()
+	cfg.Addrs, cfg.Scenario, cfg.Connections, cfg.Docs = []string{addr}, "docs-ws", 6, 2
+	cfg.Duration, cfg.Warmup, cfg.Requests = 30*time.Second, 0, 300
+	r, err := NewRunner(cfg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Run(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acks := res.ByStatus["ack"]
+	if res.Errors != 0 || acks < 300 || res.Requests != acks || res.ThroughputRPS <= 0 || res.LatencyUS.Max == 0 || res.Docs != 2 {
+		t.Fatalf("%+v", res)
+	}
+	// Three clients on each document: each op reaches all three of them
+	// (the ops in flight at the end may not have come back yet).
+	events := res.EventsRPS * res.DurationS
+	if events < 2*float64(acks) {
+		t.Fatalf("%.0f events for %d acks: %+v", events, acks, res)
+	}
+}
+
+func TestLengthChangeAndEdgeRates(t *testing.T) {
+	ops := []wsOp{{Op: "insert", Text: "hé🙂"}, {Op: "delete", Len: 2}, {Op: "replace", Len: 1, Text: "ab"}}
+	if n := lengthChange(ops); n != 2 {
+		t.Fatalf("lengthChange %d, want 2", n)
+	}
+	// 20 steps of 50 ms: a tenth is 2 steps; the partial step after the
+	// last whole one is left out.
+	tl := make([]int64, 21)
+	for i := range tl {
+		tl[i] = int64(i + 1)
+	}
+	first, last := edgeRates(tl, 20*timelineStep+timelineStep/2)
+	if first != float64(1+2)/0.1 || last != float64(19+20)/0.1 {
+		t.Fatalf("edge rates %v %v", first, last)
+	}
+	if f, l := edgeRates(tl, timelineStep); f != 0 || l != 0 {
+		t.Fatalf("a one-step run has edge rates %v %v", f, l)
+	}
+}
+
+// TestDocsWSClientState feeds a client the messages of the protocol and
+// checks the version, length and readiness it keeps.
+func TestDocsWSClientState(t *testing.T) {
+	r := &Runner{cfg: DefaultConfig()}
+	c := &wsClient{r: r, w: &worker{failures: map[string]int64{}}, seq: 1, inflight: true}
+	feed := func(m wsMessage) error {
+		c.msg = m
+		return c.handle()
+	}
+	ins := func(text string) []wsOp { return []wsOp{{Op: "insert", Text: text}} }
+	// The ack overtakes a change committed before this client's: the
+	// next op waits until the stream reaches the acked version.
+	if feed(wsMessage{Type: "ack", Seq: 1, Version: 2}) != nil || c.inflight || c.awaiting != 2 {
+		t.Fatalf("after ack: %+v", c)
+	}
+	if feed(wsMessage{Type: "change", Version: 1, Ops: ins("ab")}) != nil || c.version != 1 || c.length != 2 {
+		t.Fatalf("after change 1: %+v", c)
+	}
+	if feed(wsMessage{Type: "change", Version: 1, Ops: ins("ab")}) != nil || c.length != 2 {
+		t.Fatalf("a replayed change counted twice: %+v", c)
+	}
+	if feed(wsMessage{Type: "change", Version: 2, Ops: ins("x")}) != nil || c.version != 2 || c.length != 3 {
+		t.Fatalf("after change 2: %+v", c)
+	}
+	if !errors.Is(feed(wsMessage{Type: "change", Version: 4}), errBroken) || c.version != 2 {
+		t.Fatalf("a gap was not noticed: %+v", c)
+	}
+	if !errors.Is(feed(wsMessage{Type: "reset", Doc: &wsDoc{Version: 9, Content: "héllo"}}), errBroken) || c.version != 9 || c.length != 5 {
+		t.Fatalf("after reset: %+v", c)
+	}
+	if !errors.Is(feed(wsMessage{Type: "reset", Deleted: true}), errDocGone) {
+		t.Fatal("a deleted document was not noticed")
 	}
 }

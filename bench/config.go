@@ -4,7 +4,8 @@
 // fixed rate, latency measured from each request's intended start so that
 // stalls cannot hide), and reports throughput and latency percentiles
 // (HdrHistogram) next to the floor: the same scenario against a bare
-// fasthttp server.
+// fasthttp server. The docs-ws scenario drives documents over WebSockets
+// instead (closed loop, no floor; docsws.go).
 package bench
 
 import (
@@ -27,8 +28,8 @@ type Config struct {
 	Users       int     // users created before read scenarios
 	BatchSize   int     // users per request in users-batch
 	Timeout     time.Duration
-	// Docs is how many documents docs-ops edits (connections spread
-	// over them).
+	// Docs is how many documents docs-ops and docs-ws edit
+	// (connections spread over them round-robin).
 	Docs int
 	// Token is sent as "Authorization: Bearer" (secure nodes); the
 	// scenarios that create users or policies need an admin's.
@@ -94,6 +95,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Warmup < 0 || c.Rate < 0 || c.Requests < 0 {
 		errs = append(errs, errors.New("warmup, rate and requests must not be negative"))
+	}
+	if sc, ok := scenarios[c.Scenario]; ok && sc.loop != nil && c.Rate > 0 {
+		errs = append(errs, fmt.Errorf("scenario %s is closed loop only (no --rate)", c.Scenario))
 	}
 	if c.Users < 1 || c.BatchSize < 1 || c.BatchSize > 1000 || c.Docs < 1 || c.Docs > 10_000 {
 		errs = append(errs, errors.New("users must be ≥ 1, batch size 1..1000 and docs 1..10000"))

@@ -11,6 +11,12 @@ import (
 // WriteTable prints a human-readable report.
 func WriteTable(w io.Writer, r *Result) {
 	fmt.Fprintf(w, "\nscenario %s against %s, %d connections", r.Scenario, strings.Join(r.Targets, ","), r.Connections)
+	switch {
+	case r.Docs == 1:
+		fmt.Fprint(w, " on 1 document")
+	case r.Docs > 1:
+		fmt.Fprintf(w, " on %d documents", r.Docs)
+	}
 	if r.Rate > 0 {
 		fmt.Fprintf(w, ", open loop at %.0f req/s", r.Rate)
 	}
@@ -42,6 +48,12 @@ func writeOne(w io.Writer, label string, r *Result) {
 	l := r.LatencyUS
 	fmt.Fprintf(w, "  %slatency    p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n", label,
 		us(l.P50), us(l.P90), us(l.P99), us(l.P999), us(l.Max))
+	if r.FirstRPS > 0 || r.LastRPS > 0 {
+		fmt.Fprintf(w, "  %sover time  first tenth %.0f req/s, last tenth %.0f req/s\n", label, r.FirstRPS, r.LastRPS)
+	}
+	if r.EventsRPS > 0 || r.Resets > 0 {
+		fmt.Fprintf(w, "  %sevents     %.0f changes/s received by the clients (%d resets)\n", label, r.EventsRPS, r.Resets)
+	}
 }
 
 func us(v int64) string {

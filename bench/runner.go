@@ -5,20 +5,23 @@ import (
 	crand "crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/fasthttp/websocket"
 	"github.com/valyala/fasthttp"
 )
 
 // Runner runs one scenario. Each connection is a worker goroutine with its
-// own HostClient (MaxConns 1), so --connections is exactly the number of
-// TCP connections.
+// own HostClient (MaxConns 1), or its own WebSocket in docs-ws, so
+// --connections is exactly the number of TCP connections.
 type Runner struct {
 	cfg   Config
 	sc    scenario
@@ -48,17 +51,39 @@ type worker struct {
 	// document it edits, and its next seq.
 	docVersion uint64
 	docSeq     uint64
+	// docs-ws: the worker's open WebSocket, closed by Run at stop.
+	ws atomic.Pointer[websocket.Conn]
 
 	mu       sync.Mutex // guards the fields below; read by the progress reporter
 	hist     *hdrhistogram.Histogram
 	statuses map[int]int64
 	failures map[string]int64 // transport errors by kind
+	// timeline counts successes per timelineStep of measured time.
+	timeline []int64
+	// docs-ws: ops acknowledged, change events received, resets.
+	acks, events, resets int64
+}
+
+// timelineStep is the resolution of the throughput over time (the first
+// and last tenth of a run).
+const timelineStep = 50 * time.Millisecond
+
+// countOK counts a success that ended at t in the timeline (w.mu held).
+func (w *worker) countOK(r *Runner, t time.Time) {
+	i := max(0, int(t.Sub(r.startAt)/timelineStep))
+	for len(w.timeline) <= i {
+		w.timeline = append(w.timeline, 0)
+	}
+	w.timeline[i]++
 }
 
 // NewRunner prepares a run; floor says the target is a floor server.
 func NewRunner(cfg Config, floor bool) (*Runner, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if floor && !HasFloor(cfg.Scenario) {
+		return nil, fmt.Errorf("scenario %s has no floor (the floor server speaks plain HTTP only)", cfg.Scenario)
 	}
 	var b [4]byte
 	_, _ = crand.Read(b[:])
@@ -111,6 +136,10 @@ func (r *Runner) Run(ctx context.Context, progress func(Live)) (*Result, error) 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if r.sc.loop != nil {
+				r.sc.loop(r, w)
+				return
+			}
 			r.work(w, begin)
 		}()
 	}
@@ -139,6 +168,12 @@ loop:
 		}
 	}
 	r.stop.Store(true)
+	for _, w := range r.workers {
+		// Ends a WebSocket read that would wait for the timeout.
+		if c := w.ws.Load(); c != nil {
+			_ = c.Close()
+		}
+	}
 	<-done
 	elapsed := time.Since(r.startAt)
 	if r.cfg.Duration > 0 && elapsed > r.cfg.Duration {
@@ -157,9 +192,12 @@ func (r *Runner) beginMeasuring() {
 		w.hist.Reset()
 		clear(w.statuses)
 		clear(w.failures)
+		w.timeline = w.timeline[:0]
+		w.acks, w.events, w.resets = 0, 0, 0
 		w.mu.Unlock()
 	}
 	r.total.Store(0)
+	// Workers read startAt only once they see measured set (after it).
 	r.startAt = time.Now()
 	r.measured.Store(true)
 }
@@ -208,6 +246,7 @@ func (r *Runner) work(w *worker, begin time.Time) {
 			w.statuses[resp.StatusCode()]++
 		default:
 			w.statuses[want]++
+			w.countOK(r, start.Add(lat))
 		}
 		w.mu.Unlock()
 		n := r.total.Add(1)
@@ -280,9 +319,20 @@ func (r *Runner) result(elapsed time.Duration) *Result {
 		Scenario: r.cfg.Scenario, Connections: r.cfg.Connections, Targets: r.cfg.Addrs,
 		DurationS: elapsed.Seconds(), Rate: r.cfg.Rate, ByStatus: map[string]int64{},
 	}
+	var timeline []int64
+	var acks, events int64
 	for _, w := range r.workers {
 		w.mu.Lock()
 		h.Merge(w.hist)
+		for len(timeline) < len(w.timeline) {
+			timeline = append(timeline, 0)
+		}
+		for i, n := range w.timeline {
+			timeline[i] += n
+		}
+		acks += w.acks
+		events += w.events
+		res.Resets += w.resets
 		for code, n := range w.statuses {
 			res.ByStatus[strconv.Itoa(code)] += n
 			if code < 200 || code >= 300 {
@@ -299,6 +349,20 @@ func (r *Runner) result(elapsed time.Duration) *Result {
 	if res.DurationS > 0 {
 		res.ThroughputRPS = float64(res.Requests-res.Errors) / res.DurationS
 	}
+	if r.sc.loop != nil {
+		// WebSocket failures need not answer an op: count the acks.
+		if acks > 0 {
+			res.ByStatus["ack"] = acks
+		}
+		if res.DurationS > 0 {
+			res.ThroughputRPS = float64(acks) / res.DurationS
+			res.EventsRPS = float64(events) / res.DurationS
+		}
+	}
+	if strings.HasPrefix(r.cfg.Scenario, "docs-") {
+		res.Docs = r.cfg.Docs
+		res.FirstRPS, res.LastRPS = edgeRates(timeline, elapsed)
+	}
 	res.LatencyUS = Latency{
 		P50: h.ValueAtQuantile(50), P90: h.ValueAtQuantile(90), P99: h.ValueAtQuantile(99),
 		P999: h.ValueAtQuantile(99.9), Max: h.Max(),
@@ -307,6 +371,28 @@ func (r *Runner) result(elapsed time.Duration) *Result {
 		res.ItemsPerRequest = r.cfg.BatchSize
 	}
 	return res
+}
+
+// edgeRates is the throughput in the first and last tenth of the measured
+// time (whole timeline steps, at least one), from successes counted per
+// step; zero for runs shorter than two steps.
+func edgeRates(timeline []int64, elapsed time.Duration) (first, last float64) {
+	n := int(elapsed / timelineStep)
+	if n < 2 {
+		return 0, 0
+	}
+	k := max(1, n/10)
+	var a, b int64
+	for i := range k {
+		if i < len(timeline) {
+			a += timeline[i]
+		}
+		if j := n - k + i; j < len(timeline) {
+			b += timeline[j]
+		}
+	}
+	window := (time.Duration(k) * timelineStep).Seconds()
+	return float64(a) / window, float64(b) / window
 }
 
 // Result is the outcome of one run.
@@ -321,9 +407,21 @@ type Result struct {
 	ByStatus        map[string]int64 `json:"by_status"`
 	ThroughputRPS   float64          `json:"throughput_rps"`
 	ItemsPerRequest int              `json:"items_per_request,omitempty"`
-	LatencyUS       Latency          `json:"latency_us"`
-	Floor           *Result          `json:"floor,omitempty"`
-	FloorRatio      float64          `json:"floor_ratio,omitempty"`
+	// Docs is the number of documents of a docs-* scenario.
+	Docs int `json:"docs,omitempty"`
+	// EventsRPS (docs-ws): change events received per second by all
+	// clients together; each op reaches every client of its document.
+	EventsRPS float64 `json:"events_rps,omitempty"`
+	// Resets (docs-ws): resets received (a client fell behind its
+	// stream or was too far behind to replay; it reloads from the reset).
+	Resets int64 `json:"resets,omitempty"`
+	// FirstRPS and LastRPS (docs-*): the throughput in the first and last
+	// tenth of the measured time, to see whether it holds over a run.
+	FirstRPS   float64 `json:"first_rps,omitempty"`
+	LastRPS    float64 `json:"last_rps,omitempty"`
+	LatencyUS  Latency `json:"latency_us"`
+	Floor      *Result `json:"floor,omitempty"`
+	FloorRatio float64 `json:"floor_ratio,omitempty"`
 }
 
 // Latency percentiles in microseconds.

@@ -20,6 +20,10 @@ type scenario struct {
 	next        func(r *Runner, w *worker, req *fasthttp.Request) int
 	// after, if set, sees each answer (not timed), e.g. to track state.
 	after func(r *Runner, w *worker, resp *fasthttp.Response)
+	// loop, if set, drives a worker in place of next and after: a
+	// scenario that is not one HTTP request per turn (docs-ws). It
+	// returns when r.stop is set; closed loop only, and no floor.
+	loop func(r *Runner, w *worker)
 }
 
 var scenarios = map[string]scenario{
@@ -58,6 +62,11 @@ var scenarios = map[string]scenario{
 		setup:       setupDocs,
 		next:        nextDocOp,
 		after:       afterDocOp,
+	},
+	"docs-ws": {
+		description: "collaborative edits over WebSockets: each connection is a client of one of --docs documents, one insert in flight (latency to its ack), reading every change of its document (events_rps)",
+		setup:       setupDocs,
+		loop:        docsWSLoop,
 	},
 	"ratelimit-check": {
 		description: "rate-limit decisions (POST /v1/ratelimit/check) over 10k keys of a generous policy",
@@ -105,7 +114,7 @@ func nextCheck(r *Runner, w *worker, req *fasthttp.Request) int {
 	return fasthttp.StatusOK
 }
 
-// setupDocs creates cfg.Docs documents. Documents need an owner: without
+// setupDocs creates cfg.Docs documents (empty, at version 0). Documents need an owner: without
 // a token (an --insecure node) it registers a bench user and uses its.
 func setupDocs(r *Runner) error {
 	client := r.client(r.cfg.Addrs[0])
@@ -214,6 +223,10 @@ func ScenarioNames() []string {
 
 // ScenarioDescription describes a scenario.
 func ScenarioDescription(name string) string { return scenarios[name].description }
+
+// HasFloor says whether a scenario can run against the floor server (a
+// plain HTTP one: not the WebSocket scenario).
+func HasFloor(name string) bool { return scenarios[name].loop == nil }
 
 func setJSON(req *fasthttp.Request, method, path string) {
 	req.Header.SetMethod(method)

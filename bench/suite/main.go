@@ -36,6 +36,10 @@ type result struct {
 	} `json:"latency_us"`
 	Floor      *result `json:"floor"`
 	FloorRatio float64 `json:"floor_ratio"`
+	Docs       int     `json:"docs"`
+	EventsRPS  float64 `json:"events_rps"`
+	FirstRPS   float64 `json:"first_rps"`
+	LastRPS    float64 `json:"last_rps"`
 }
 
 type run struct {
@@ -69,6 +73,7 @@ func suite(bin, out string, d time.Duration, gopkgs []string) error {
 	dur := d.String()
 	url := "http://" + addr
 	common := []string{"bench", "--addr", url, "--duration", dur, "--warmup", "1s", "--json", "--compare-floor"}
+	ws := []string{"bench", "--addr", url, "--duration", dur, "--warmup", "1s", "--json", "--scenario", "docs-ws", "--connections", "64"}
 	runs := []*run{
 		{label: "users-create, 64 connections", args: append(common, "--scenario", "users-create", "--connections", "64")},
 		{label: "users-create, 1 connection", args: append(common, "--scenario", "users-create", "--connections", "1")},
@@ -79,6 +84,9 @@ func suite(bin, out string, d time.Duration, gopkgs []string) error {
 		{label: "ratelimit-check (10k keys), 64 connections", args: append(common, "--scenario", "ratelimit-check", "--connections", "64")},
 		{label: "docs-ops, 64 clients on 1 document (HTTP)", args: append(common, "--scenario", "docs-ops", "--docs", "1", "--connections", "64")},
 		{label: "docs-ops, 64 clients on 64 documents (HTTP)", args: append(common, "--scenario", "docs-ops", "--docs", "64", "--connections", "64")},
+		// The floor server speaks no WebSocket: these rows have none.
+		{label: "docs-ws, 64 clients on 1 document (WebSocket, every op to all 64)", args: append(ws, "--docs", "1")},
+		{label: "docs-ws, 64 clients on 64 documents (WebSocket)", args: append(ws, "--docs", "64")},
 	}
 	var open *run
 	for i, r := range runs {

@@ -49,7 +49,20 @@ func writeReport(path string, runs []*run, open *run, fsync time.Duration, mem *
 	if fsync > 0 {
 		w("- creates at 1 connection / (1 / fsync latency): **%.2f** (target ≥ 0.6)\n", runs[1].res.ThroughputRPS*fsync.Seconds())
 	}
-	w("- p99 at half the maximum create throughput (open loop): **%s ms** (target ≤ 5 ms)\n\n", ms(open.res.LatencyUS.P99))
+	w("- p99 at half the maximum create throughput (open loop): **%s ms** (target ≤ 5 ms)\n", ms(open.res.LatencyUS.P99))
+	for _, r := range runs {
+		if r.res.Scenario != "docs-ws" {
+			continue
+		}
+		switch r.res.Docs {
+		case 1:
+			w("- collaborative edits, 64 clients on 1 document (WebSocket): **%.0f ops/s**, p99 **%s ms** (target ≥ 2,000/s, p99 ≤ 30 ms);\n", r.res.ThroughputRPS, ms(r.res.LatencyUS.P99))
+		default:
+			w("- collaborative edits, 64 clients on %d documents (WebSocket): **%.0f ops/s** (target ≥ 36,000/s);\n", r.res.Docs, r.res.ThroughputRPS)
+		}
+		w("  %.0f changes/s delivered to the clients; first / last tenth of the run %.0f / %.0f ops/s\n", r.res.EventsRPS, r.res.FirstRPS, r.res.LastRPS)
+	}
+	w("\n")
 
 	w("## Memory and restart\n\n")
 	w("%d users loaded in batches of 1000 (%.0f users/s): live heap %.0f MB after a forced GC, %.0f B per\n",

@@ -36,7 +36,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	fs.Int64Var(&cfg.Requests, "requests", 0, "stop after this many measured requests (0: no limit)")
 	fs.IntVar(&cfg.Users, "users", cfg.Users, "users created before the read scenarios (not timed)")
 	fs.IntVar(&cfg.BatchSize, "batch-size", cfg.BatchSize, "users per request in users-batch")
-	fs.IntVar(&cfg.Docs, "docs", cfg.Docs, "documents docs-ops edits (connections are spread over them)")
+	fs.IntVar(&cfg.Docs, "docs", cfg.Docs, "documents docs-ops and docs-ws edit (connections are spread over them)")
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "per-request timeout")
 	fs.StringVar(&cfg.Token, "token", os.Getenv("TROUPE_TOKEN"), "access token for secure nodes (an admin's for scenarios that create users or policies; env TROUPE_TOKEN)")
 	asJSON := fs.Bool("json", false, "print the result as one JSON object on the last line")
@@ -61,6 +61,10 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(stderr, "troupe bench: %v\n", err)
+		return 2
+	}
+	if *compare && !bench.HasFloor(cfg.Scenario) {
+		fmt.Fprintf(stderr, "troupe bench: --compare-floor: scenario %s has no floor (the floor server speaks plain HTTP only)\n", cfg.Scenario)
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
