@@ -15,11 +15,21 @@ import (
 // the raft log: appends of batches of 100-byte entries, each batch
 // fsynced, as raft's leader loop does for every group commit. raft-boltdb
 // v1 is the alternative that builds with raft v1.8 (v2 does not).
+// "raft-wal-zeroed" is raft-wal as the node opens it, on segment files
+// zeroed ahead of the log and synced with fdatasync (walfs_linux.go).
 func BenchmarkLogStore(b *testing.B) {
 	stores := map[string]func(dir string) (raft.LogStore, func()){
 		"raft-wal": func(dir string) (raft.LogStore, func()) {
 			meta := &metadb.BoltMetaDB{}
 			w, err := wal.Open(dir, wal.WithMetaStore(meta))
+			if err != nil {
+				b.Fatal(err)
+			}
+			return w, func() { w.Close(); meta.Close() }
+		},
+		"raft-wal-zeroed": func(dir string) (raft.LogStore, func()) {
+			meta := &metadb.BoltMetaDB{}
+			w, err := wal.Open(dir, wal.WithMetaStore(meta), wal.WithSegmentFiler(segmentFiler(dir)))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -33,7 +43,7 @@ func BenchmarkLogStore(b *testing.B) {
 			return s, func() { s.Close() }
 		},
 	}
-	for _, name := range []string{"raft-wal", "raft-boltdb"} {
+	for _, name := range []string{"raft-wal", "raft-wal-zeroed", "raft-boltdb"} {
 		for _, batch := range []int{1, 32} {
 			b.Run(fmt.Sprintf("%s/batch%d", name, batch), func(b *testing.B) {
 				store, closeStore := stores[name](b.TempDir())

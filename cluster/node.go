@@ -200,11 +200,11 @@ func openStores(dataDir string, segmentSize int, logger *slog.Logger) (*wal.WAL,
 	meta := &metadb.BoltMetaDB{}
 	var w *wal.WAL
 	var err error
-	if segmentSize > 0 {
-		w, err = wal.Open(walDir, wal.WithMetaStore(meta), wal.WithLogger(NewHclog(logger, "raft.wal")), wal.WithSegmentSize(segmentSize))
-	} else {
-		w, err = wal.Open(walDir, wal.WithMetaStore(meta), wal.WithLogger(NewHclog(logger, "raft.wal")))
+	if segmentSize <= 0 {
+		segmentSize = wal.DefaultSegmentSize
 	}
+	w, err = wal.Open(walDir, wal.WithMetaStore(meta), wal.WithLogger(NewHclog(logger, "raft.wal")),
+		wal.WithSegmentSize(segmentSize), wal.WithSegmentFiler(segmentFiler(walDir)))
 	if err != nil {
 		meta.Close()
 		return nil, nil, nil, fmt.Errorf("cannot open raft log in %q: %w", walDir, err)

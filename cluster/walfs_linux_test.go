@@ -1,0 +1,125 @@
+package cluster
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/hashicorp/raft-wal/fs"
+)
+
+// The zeroer never writes where the log has: after appends of random
+// sizes racing it, every byte reads back as the log wrote it, and the
+// space past the log's end reads as zeros.
+func TestSegmentFileZeroingKeepsTheLog(t *testing.T) {
+	dir := t.TempDir()
+	const size = 8 << 20
+	wf, err := segmentFS{fs.New()}.Create(dir, "seg.wal", size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	var want []byte
+	for len(want) < 6<<20 {
+		p := make([]byte, 1+rng.IntN(64<<10))
+		for i := range p {
+			p[i] = byte(1 + rng.IntN(255)) // never zero, so a stray zero shows
+		}
+		if _, err := wf.WriteAt(p, int64(len(want))); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, p...)
+		if rng.IntN(8) == 0 {
+			if err := wf.Sync(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := wf.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := wf.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "seg.wal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != size {
+		t.Fatalf("file is %d bytes, want %d", len(got), size)
+	}
+	if !bytes.Equal(got[:len(want)], want) {
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("byte %d is %d, the log wrote %d", i, got[i], want[i])
+			}
+		}
+	}
+	if bytes.ContainsFunc(got[len(want):], func(r rune) bool { return r != 0 }) {
+		t.Fatal("space past the log's end is not zero")
+	}
+}
+
+// The zeroer keeps a window ahead of the log, not the whole file: a
+// quiet node's new segment costs a few MiB of writes, not its size.
+func TestSegmentFileZeroesOnlyAhead(t *testing.T) {
+	dir := t.TempDir()
+	wf, err := segmentFS{fs.New()}.Create(dir, "seg.wal", 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sf := wf.(*segmentFile)
+	if _, err := wf.WriteAt([]byte("header"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := wf.Close(); err != nil { // waits for the zeroer
+		t.Fatal(err)
+	}
+	if sf.zeroed > 6+zeroAhead {
+		t.Fatalf("zeroed %d bytes ahead of a 6-byte log, want at most %d", sf.zeroed, zeroAhead)
+	}
+}
+
+// A reopened segment is written and synced in place, without a zeroer.
+func TestSegmentFileReopen(t *testing.T) {
+	dir := t.TempDir()
+	vfs := segmentFS{fs.New()}
+	wf, err := vfs.Create(dir, "seg.wal", 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wf.WriteAt([]byte("one"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := wf.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := wf.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wf, err = vfs.OpenWriter(dir, "seg.wal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wf.WriteAt([]byte("two"), 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := wf.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 7)
+	if _, err := wf.ReadAt(buf, 0); err != nil {
+		t.Fatal(err)
+	}
+	if string(buf) != "onetwo\x00" {
+		t.Fatalf("read %q", buf)
+	}
+	if err := wf.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := vfs.Create(dir, "seg.wal", 1<<20); err == nil {
+		t.Fatal("Create over an existing segment succeeded")
+	}
+}
