@@ -1,9 +1,11 @@
 package transport
 
 import (
+	"encoding/binary"
 	"errors"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fasthttp/websocket"
@@ -201,22 +203,42 @@ func (w *wsSession) run() {
 }
 
 // pump sends the document's events and keep-alive pings until the
-// subscription or the session ends.
+// subscription or the session ends. Events queued together go out in one
+// write: a busy document sends each subscriber many events a
+// millisecond, and a write per event was most of the node's work.
 func (w *wsSession) pump(done <-chan struct{}) {
 	ping := time.NewTicker(w.s.cfg.StreamKeepAlive)
 	defer ping.Stop()
 	defer w.conn.Close() // ends the reader too
+	var buf []byte
+	// send writes ev and whatever is queued behind it; false ends the
+	// pump (a failed write, or a reset, after which C is closed).
+	send := func(ev actors.Event) bool {
+		buf = appendWSEvent(buf[:0], &ev)
+		last := ev.Kind == actors.EventReset
+		for !last && len(buf) < wsBatchBytes {
+			select {
+			case ev = <-w.sub.C:
+				buf = appendWSEvent(buf, &ev)
+				last = ev.Kind == actors.EventReset
+				continue
+			default:
+			}
+			break
+		}
+		return w.writeFrames(buf) == nil && !last
+	}
 	for {
 		select {
 		case ev := <-w.sub.C:
-			if w.write(wsEvent(&ev)) != nil || ev.Kind == actors.EventReset {
+			if !send(ev) {
 				return
 			}
 		case <-w.sub.Done():
 			for {
 				select {
 				case ev := <-w.sub.C:
-					if w.write(wsEvent(&ev)) != nil || ev.Kind == actors.EventReset {
+					if !send(ev) {
 						return
 					}
 					continue
@@ -224,8 +246,7 @@ func (w *wsSession) pump(done <-chan struct{}) {
 				}
 				break
 			}
-			ev := actors.Event{Kind: actors.EventReset, Doc: w.docs.Latest(w.id)}
-			_ = w.write(wsEvent(&ev))
+			_ = w.writeFrames(appendWSEvent(buf[:0], &actors.Event{Kind: actors.EventReset, Doc: w.docs.Latest(w.id)}))
 			return
 		case <-ping.C:
 			w.wmu.Lock()
@@ -238,6 +259,78 @@ func (w *wsSession) pump(done <-chan struct{}) {
 			return
 		}
 	}
+}
+
+// wsBatchBytes bounds the events written at once (a slow reader's
+// backlog goes in several writes, each under the write timeout).
+const wsBatchBytes = 64 << 10
+
+// writeFrames writes whole frames (appendWSFrame) to the connection in
+// one write. The session's writes hold wmu and the websocket library
+// writes only whole frames, so frames never interleave.
+func (w *wsSession) writeFrames(frames []byte) error {
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	nc := w.conn.NetConn()
+	_ = nc.SetWriteDeadline(time.Now().Add(sseWriteTimeout))
+	_, err := nc.Write(frames)
+	return err
+}
+
+// appendWSFrame appends payload as one unfragmented text frame from the
+// server (RFC 6455 §5.2: FIN and opcode 1, the payload length in 7, 7+16
+// or 7+64 bits, no mask).
+func appendWSFrame(b, payload []byte) []byte {
+	b = append(b, 0x81)
+	switch n := len(payload); {
+	case n < 126:
+		b = append(b, byte(n))
+	case n <= 0xffff:
+		b = append(b, 126, byte(n>>8), byte(n))
+	default:
+		b = append(b, 127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	return append(b, payload...)
+}
+
+// appendWSEvent appends ev as a frame. A change is encoded once for all
+// the subscribers that send it (wsChangeFrames).
+func appendWSEvent(b []byte, ev *actors.Event) []byte {
+	if ev.Kind == actors.EventChange {
+		return append(b, wsChangeFrame(ev.Change)...)
+	}
+	js, err := json.Marshal(wsEvent(ev))
+	if err != nil {
+		js = []byte(`{"type":"error","error":{"code":"internal","message":"unencodable event"}}`)
+	}
+	return appendWSFrame(b, js)
+}
+
+// wsChangeFrames holds the frames of recent changes, each under its
+// change (the *storage.Change every subscriber of the document gets):
+// the first subscriber to send a change encodes it, the others copy the
+// bytes. A slot holds one change; two changes meeting in a slot only
+// cost an encoding.
+var wsChangeFrames [256]atomic.Pointer[changeFrame]
+
+type changeFrame struct {
+	change *storage.Change
+	frame  []byte // never changed once stored
+}
+
+func wsChangeFrame(c *storage.Change) []byte {
+	slot := &wsChangeFrames[c.Version%uint64(len(wsChangeFrames))]
+	if f := slot.Load(); f != nil && f.change == c {
+		return f.frame
+	}
+	js, err := json.Marshal(wsEvent(&actors.Event{Kind: actors.EventChange, Change: c}))
+	if err != nil { // cannot happen: plain fields
+		js = []byte(`{"type":"error","error":{"code":"internal","message":"unencodable change"}}`)
+	}
+	f := &changeFrame{change: c, frame: appendWSFrame(nil, js)}
+	slot.Store(f)
+	return f.frame
 }
 
 // wsEvent is an event as a WebSocket message: the SSE data with a type.

@@ -171,3 +171,36 @@ func TestWebSocketEditing(t *testing.T) {
 		t.Fatalf("anonymous: %v %v", err, resp)
 	}
 }
+
+// TestWebSocketBatchedFrames: changes queued for a subscriber go out
+// several to a write, as frames the session builds itself; a client
+// library reads every one, in order and intact, whatever its length
+// (the three length forms of RFC 6455).
+func TestWebSocketBatchedFrames(t *testing.T) {
+	ts := startServer(t, secure)
+	ts.register("Ada", "ada@example.com", "correct horse")
+	tk := ts.login("ada@example.com", "correct horse")
+	r := ts.do("POST", "/v1/docs", `{"title":"Pad"}`, bearer(tk.AccessToken), true)
+	var d docResp
+	r.json(t, &d)
+	path := "/v1/docs/" + d.ID
+	// Texts whose change messages are under 126 bytes, between 126 and
+	// 65535, and over 65535.
+	texts := []string{"a", strings.Repeat("b", 300), strings.Repeat("c", 70000)}
+	const n = 60
+	for i := range n {
+		text := texts[i%len(texts)]
+		body := fmt.Sprintf(`{"client_id":"w","seq":%d,"base_version":%d,"ops":[{"op":"insert","pos":0,"text":%q}]}`, i+1, i, text)
+		ts.expect(ts.do("POST", path+"/ops", body, bearer(tk.AccessToken), true), 200, "")
+	}
+	// The reader connects after the writes: its replay is queued at
+	// once, so the pump sends it in batches.
+	c := dialWS(t, ts, path, "last_event_id=0", tk.AccessToken)
+	for i := range n {
+		m := next(t, c, "change")
+		want := texts[i%len(texts)]
+		if m.Version != uint64(i+1) || len(m.Ops) != 1 || m.Ops[0].Text == nil || *m.Ops[0].Text != want {
+			t.Fatalf("change %d: version %d, %d ops", i+1, m.Version, len(m.Ops))
+		}
+	}
+}
