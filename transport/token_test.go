@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -186,5 +187,69 @@ func TestRefreshTokenFormat(t *testing.T) {
 		if _, ok := parseRefreshToken(bad); ok {
 			t.Errorf("accepted %q", bad)
 		}
+	}
+}
+
+// A token verified once is remembered, but only under the keys it was
+// verified with and only while its times hold.
+func TestVerifiedTokenMemory(t *testing.T) {
+	auth := testAuth(t)
+	now := tokenT0
+	current := auth
+	tm := newTokenMaker(func() *storage.AuthState { return current }, 15*time.Minute, func() time.Time { return now })
+	tok, err := tm.issue(testUser(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := tm.verify(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := tm.verify(tok)
+	if err != nil || again != first {
+		t.Fatalf("second verify: %v (remembered: %v)", err, again == first)
+	}
+	// Another string is verified on its own, however close.
+	if _, err := tm.verify(tok[:len(tok)-1] + "A"); err == nil {
+		t.Fatal("a changed signature was accepted")
+	}
+	// Past its expiry (and the leeway) it fails from memory too.
+	now = tokenT0.Add(15*time.Minute + tokenLeeway + time.Second)
+	if _, err := tm.verify(tok); err == nil {
+		t.Fatal("an expired remembered token was accepted")
+	}
+	now = tokenT0.Add(time.Minute)
+	if _, err := tm.verify(tok); err != nil {
+		t.Fatal(err)
+	}
+	// Keys that no longer hold the token's key: the memory is not used.
+	other, err := storage.NewAuthState(&storage.AuthSetup{
+		Params:     storage.AuthParams{SessionTTLms: 3_600_000, GraceMs: 10_000, MaxSessions: 4},
+		RefreshKey: bytes.Repeat([]byte{9}, storage.SecretBytes),
+		Key:        storage.SigningKey{KID: "k9", Secret: bytes.Repeat([]byte{7}, storage.SecretBytes)},
+	}, tokenT0.UnixMilli())
+	if err != nil {
+		t.Fatal(err)
+	}
+	current = other
+	if _, err := tm.verify(tok); err == nil {
+		t.Fatal("a token of an unknown key was accepted from memory")
+	}
+	// The memory is bounded.
+	current = auth
+	for i := range maxVerifiedTokens + 10 {
+		u := testUser()
+		u.Name = fmt.Sprint(i)
+		now = tokenT0.Add(time.Duration(i) * time.Second)
+		tk, err := tm.issue(u, fmt.Sprint(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tm.verify(tk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(tm.verified); n > maxVerifiedTokens {
+		t.Fatalf("%d tokens remembered", n)
 	}
 }
