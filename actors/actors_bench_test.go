@@ -172,6 +172,47 @@ func BenchmarkUsersCreate(b *testing.B) {
 	})
 }
 
+// BenchmarkActorRoundTrip is one request/reply with a troupe actor as
+// the node spawns it (System.spawn: its mailbox on the node's warm
+// workers): a typed message sent to it, answered on a reply channel the
+// message carries and the sender reuses. It is BenchmarkUsersGet/actor
+// without the user lookup, the shard mutex and the deadline timer; the
+// parallel form keeps one request in flight per goroutine, one actor per
+// goroutine.
+func BenchmarkActorRoundTrip(b *testing.B) {
+	spawn := func(sys *System) *actor.PID {
+		return sys.spawn(func() actor.Actor {
+			return actor.ReceiveFunc(func(c actor.Context) {
+				if m, ok := c.Message().(*benchPing); ok {
+					m.reply <- 1
+				}
+			})
+		})
+	}
+	b.Run("serial", func(b *testing.B) {
+		sys := benchSystem(b)
+		pid := spawn(sys)
+		msg := &benchPing{reply: make(chan int, 1)}
+		b.ReportAllocs()
+		for b.Loop() {
+			sys.root.Send(pid, msg)
+			<-msg.reply
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		sys := benchSystem(b)
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			pid := spawn(sys)
+			msg := &benchPing{reply: make(chan int, 1)}
+			for pb.Next() {
+				sys.root.Send(pid, msg)
+				<-msg.reply
+			}
+		})
+	})
+}
+
 // The raw protoactor baseline for BenchmarkUsersGet: a trivial actor
 // answering by RequestFuture, and one answering on a reply channel that
 // the message carries.
