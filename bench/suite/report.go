@@ -4,9 +4,27 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 )
+
+// benchNs finds a Go benchmark's ns/op in go test's output.
+func benchNs(out, name string) (float64, bool) {
+	for line := range strings.Lines(out) {
+		f := strings.Fields(line)
+		if len(f) < 4 || !strings.HasPrefix(f[0], name+"-") {
+			continue
+		}
+		for i := 2; i+1 < len(f); i++ {
+			if f[i+1] == "ns/op" {
+				v, err := strconv.ParseFloat(f[i], 64)
+				return v, err == nil
+			}
+		}
+	}
+	return 0, false
+}
 
 func ms(us int64) string { return fmt.Sprintf("%.2f", float64(us)/1000) }
 
@@ -50,6 +68,9 @@ func writeReport(path string, runs []*run, open *run, fsync time.Duration, mem *
 		w("- creates at 1 connection / (1 / fsync latency): **%.2f** (target ≥ 0.6)\n", runs[1].res.ThroughputRPS*fsync.Seconds())
 	}
 	w("- p99 at half the maximum create throughput (open loop): **%s ms** (target ≤ 5 ms)\n", ms(open.res.LatencyUS.P99))
+	if ns, ok := benchNs(goOut, "BenchmarkActorRoundTrip/serial"); ok {
+		w("- actor request/reply round trip (`BenchmarkActorRoundTrip/serial`, below): **%.2f µs** (target ≤ 1 µs, aim ≤ 0.5 µs)\n", ns/1000)
+	}
 	for _, r := range runs {
 		if r.res.Scenario != "docs-ws" {
 			continue
