@@ -24,7 +24,9 @@ import (
 // the reader looked — every command up to the index its read barrier
 // waited for — has then been applied, so it sees what a read queued in
 // the mailbox would have seen, without the two goroutine switches. A
-// reader that finds the shard busy queues a shardRead as before.
+// reader that finds the shard busy queues a shardRead as before. A
+// create from the FSM does the same (tryRun): on an idle shard the FSM's
+// goroutine runs it, in log order since nothing is queued before it.
 type shardMsg struct {
 	run func(*storage.UserShard)
 	// recovered is called instead of completing run when run panics, so
@@ -80,6 +82,28 @@ func (a *shardActor) Receive(ctx actor.Context) {
 // panic leaves the state as it was.
 func (b *shardBox) run(m *shardMsg) {
 	b.mu.Lock()
+	b.runLocked(m)
+}
+
+// tryRun runs m in the caller's goroutine if the shard is idle, as
+// tryRead does for reads: nobody holds it and every shardMsg sent to it
+// has been applied, so m runs exactly where the actor would have run it.
+// false means m was not run and must be sent.
+func (b *shardBox) tryRun(m *shardMsg) bool {
+	if !b.mu.TryLock() {
+		return false
+	}
+	if b.stopped || b.applied != b.sent.Load() {
+		b.mu.Unlock()
+		return false
+	}
+	b.sent.Add(1)
+	b.runLocked(m)
+	return true
+}
+
+// runLocked runs m with mu held, and releases it.
+func (b *shardBox) runLocked(m *shardMsg) {
 	defer func() {
 		b.applied++
 		b.mu.Unlock()
