@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,8 +36,8 @@ type Runner struct {
 	total    atomic.Int64 // measured requests finished
 	measured atomic.Bool
 	stop     atomic.Bool
-	startAt  time.Time // start of measurement
-	seq      atomic.Int64
+	startAt  time.Time      // start of measurement
+	due      chan time.Time // open loop: requests as they fall due (pace)
 }
 
 type worker struct {
@@ -131,6 +132,10 @@ func (r *Runner) Run(ctx context.Context, progress func(Live)) (*Result, error) 
 	begin := time.Now()
 	r.startAt = begin.Add(r.cfg.Warmup)
 	r.measured.Store(r.cfg.Warmup == 0)
+	if r.cfg.Rate > 0 && r.sc.loop == nil {
+		r.due = make(chan time.Time, dueBuffer)
+		go r.pace(begin)
+	}
 	var wg sync.WaitGroup
 	for _, w := range r.workers {
 		wg.Add(1)
@@ -140,7 +145,7 @@ func (r *Runner) Run(ctx context.Context, progress func(Live)) (*Result, error) 
 				r.sc.loop(r, w)
 				return
 			}
-			r.work(w, begin)
+			r.work(w)
 		}()
 	}
 
@@ -202,27 +207,43 @@ func (r *Runner) beginMeasuring() {
 	r.measured.Store(true)
 }
 
-func (r *Runner) work(w *worker, begin time.Time) {
+// dueBuffer bounds the requests an open loop lets fall due before the
+// workers take them (a second's worth at 64k req/s): when the target
+// stalls they queue here, stamped with when they were due.
+const dueBuffer = 1 << 16
+
+// pace is the open loop's clock: request k falls due at begin +
+// k·interval, whether or not earlier ones have answered, and goes to the
+// workers stamped with that time, from which its latency counts (so
+// coordinated omission cannot hide stalls). One goroutine on a thread of
+// its own sleeps precisely between requests (preciseSleep): 64 workers
+// each in time.Sleep woke 0.6 ms late at the median and 10 ms at the
+// p99 on an idle machine, which every open-loop figure then carried.
+func (r *Runner) pace(begin time.Time) {
+	runtime.LockOSThread()
+	defer close(r.due)
+	interval := time.Duration(float64(time.Second) / r.cfg.Rate)
+	for k := int64(0); !r.stop.Load(); k++ {
+		at := begin.Add(time.Duration(k) * interval)
+		if d := time.Until(at); d > 0 {
+			preciseSleep(d)
+		}
+		r.due <- at
+	}
+}
+
+func (r *Runner) work(w *worker) {
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	var interval time.Duration
-	if r.cfg.Rate > 0 {
-		interval = time.Duration(float64(time.Second) / r.cfg.Rate)
-	}
 	for !r.stop.Load() {
 		start := time.Now()
-		if interval > 0 {
-			// Open loop: request k is due at begin + k·interval whether or
-			// not earlier ones have answered; latency counts from then.
-			k := r.seq.Add(1) - 1
-			start = begin.Add(time.Duration(k) * interval)
-			if d := time.Until(start); d > 0 {
-				time.Sleep(d)
-			}
-			if r.stop.Load() {
+		if r.due != nil {
+			at, ok := <-r.due
+			if !ok || r.stop.Load() {
 				return
 			}
+			start = at
 		}
 		req.Reset()
 		req.Header.SetHost(w.addr)
