@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -111,6 +112,13 @@ func suite(bin, out string, d time.Duration, gopkgs []string) error {
 	}
 	fsync := measureFsync()
 
+	// The same open loop on a node that trades memory for latency: the
+	// garbage collector off until a memory limit (OPERATIONS.md).
+	tuned, err := runOpenTuned(bin, dur, open)
+	if err != nil {
+		return err
+	}
+
 	fmt.Fprintln(os.Stderr, "→ users-create on a three-node cluster")
 	three, err := runThreeNode(bin, dur)
 	if err != nil {
@@ -129,7 +137,7 @@ func suite(bin, out string, d time.Duration, gopkgs []string) error {
 	if err != nil {
 		return err
 	}
-	return writeReport(out, runs, open, fsync, mem, goOut, goCmd)
+	return writeReport(out, runs, []*run{open, tuned}, fsync, mem, goOut, goCmd)
 }
 
 func freeAddr() string {
@@ -145,6 +153,7 @@ func freeAddr() string {
 type node struct {
 	bin, dir, addr, raftAddr, pprofAddr string
 	extra                               []string
+	env                                 []string // added to the environment
 	cmd                                 *exec.Cmd
 }
 
@@ -163,6 +172,9 @@ func (n *node) start() (time.Duration, error) {
 		"--http-addr", n.addr, "--raft-addr", n.raftAddr, "--pprof", n.pprofAddr, "--log-level", "warn"}
 	n.cmd = exec.Command(n.bin, append(args, n.extra...)...)
 	n.cmd.Stderr = os.Stderr
+	if len(n.env) > 0 {
+		n.cmd.Env = append(os.Environ(), n.env...)
+	}
 	if err := n.cmd.Start(); err != nil {
 		return 0, err
 	}
@@ -195,6 +207,38 @@ func (n *node) stop() {
 func (n *node) remove() {
 	n.stop()
 	os.RemoveAll(n.dir)
+}
+
+// tunedGC is the environment of the node behind the second open-loop
+// row: no collection until the heap nears the limit.
+var tunedGC = []string{"GOGC=off", "GOMEMLIMIT=2GiB"}
+
+// runOpenTuned repeats open's measurement on a fresh node run with
+// tunedGC: closed-loop creates first (the same state), then the open
+// loop at open's rate.
+func runOpenTuned(bin, dur string, open *run) (*run, error) {
+	n, err := newNode(bin)
+	if err != nil {
+		return nil, err
+	}
+	n.env = tunedGC
+	defer n.remove()
+	if _, err := n.start(); err != nil {
+		return nil, err
+	}
+	url := "http://" + n.addr
+	fmt.Fprintf(os.Stderr, "→ open loop again with %s\n", strings.Join(tunedGC, " "))
+	if _, _, err := runBench(bin, []string{"bench", "--addr", url, "--duration", dur, "--warmup", "1s", "--json",
+		"--scenario", "users-create", "--connections", "64"}); err != nil {
+		return nil, err
+	}
+	r := &run{label: open.label + ", node run with " + strings.Join(tunedGC, " "), args: slices.Clone(open.args)}
+	r.args[2] = url
+	if r.res, r.cmd, err = runBench(bin, r.args); err != nil {
+		return nil, err
+	}
+	r.cmd = strings.Join(tunedGC, " ") + " troupe serve …; " + r.cmd
+	return r, nil
 }
 
 func startNode(bin string) (string, func(), error) {
