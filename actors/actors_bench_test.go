@@ -191,13 +191,7 @@ func BenchmarkActorRoundTrip(b *testing.B) {
 	}
 	b.Run("serial", func(b *testing.B) {
 		sys := benchSystem(b)
-		pid := spawn(sys)
-		msg := &benchPing{reply: make(chan int, 1)}
-		b.ReportAllocs()
-		for b.Loop() {
-			sys.root.Send(pid, msg)
-			<-msg.reply
-		}
+		pingLoop(b, sys, spawn(sys))
 	})
 	b.Run("parallel", func(b *testing.B) {
 		sys := benchSystem(b)
@@ -218,6 +212,17 @@ func BenchmarkActorRoundTrip(b *testing.B) {
 // the message carries.
 
 type benchPing struct{ reply chan int }
+
+// pingLoop sends one reused benchPing to pid and waits for its reply, b.N
+// times.
+func pingLoop(b *testing.B, sys *System, pid *actor.PID) {
+	msg := &benchPing{reply: make(chan int, 1)}
+	b.ReportAllocs()
+	for b.Loop() {
+		sys.root.Send(pid, msg)
+		<-msg.reply
+	}
+}
 
 func BenchmarkProtoactorBaseline(b *testing.B) {
 	b.Run("RequestFuture", func(b *testing.B) {
@@ -255,12 +260,7 @@ func BenchmarkProtoactorBaseline(b *testing.B) {
 				}
 			}, opts...))
 			b.Cleanup(func() { _ = sys.root.StopFuture(pid).Wait() })
-			msg := &benchPing{reply: make(chan int, 1)}
-			b.ReportAllocs()
-			for b.Loop() {
-				sys.root.Send(pid, msg)
-				<-msg.reply
-			}
+			pingLoop(b, sys, pid)
 		})
 	}
 	b.Run("SendReplyChanFresh", func(b *testing.B) {

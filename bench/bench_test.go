@@ -3,18 +3,11 @@ package bench
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"net"
 	"testing"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
-
-	"github.com/troupe-db/troupe/actors"
-	"github.com/troupe-db/troupe/cluster"
-	"github.com/troupe-db/troupe/storage"
-	"github.com/troupe-db/troupe/transport"
+	"github.com/troupe-db/troupe/transport/transporttest"
 )
 
 func startFloor(t *testing.T) string {
@@ -99,75 +92,8 @@ func TestParseAddrsAndValidate(t *testing.T) {
 	}
 }
 
-var cheapArgon = storage.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16}
-
-// startNode runs a one-node troupe in process (as `troupe serve
-// --insecure --rate-limit off`, with cheap password hashing) on loopback
-// and returns its HTTP address.
-func startNode(t *testing.T) string {
-	t.Helper()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	set := metrics.NewSet()
-	sys := actors.NewSystem(logger, set)
-	ncfg := cluster.DefaultConfig()
-	ncfg.DataDir = t.TempDir()
-	ncfg.UserShards = 4
-	raft, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ncfg.RaftAddr = raft.Addr().String()
-	raft.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ncfg.AdvertiseHTTP = ln.Addr().String()
-	adminHash := storage.HashPassword("admin-password", []byte("0123456789abcdef"), cheapArgon)
-	node, err := cluster.Open(ncfg, logger, set, sys, func() (storage.NewUser, error) {
-		return storage.NewUser{Name: "Admin", Email: "admin@troupe.local", Role: storage.RoleAdmin, PasswordHash: adminHash}, nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	limiter := actors.NewLimiter(sys, set, actors.LimiterConfig{})
-	hcfg := transport.DefaultConfig()
-	hcfg.HTTPAddr, hcfg.Insecure, hcfg.Argon2, hcfg.Limiter = ln.Addr().String(), true, cheapArgon, limiter
-	srv, err := transport.New(hcfg, logger, set, node, func() transport.Users {
-		if u := node.Users(); u != nil {
-			return u
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Error(err)
-		}
-		if err := <-served; err != nil {
-			t.Log(err)
-		}
-		if err := node.Shutdown(); err != nil {
-			t.Error(err)
-		}
-		limiter.Close()
-		sys.Shutdown()
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for node.Ready() != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("node not ready: %v", node.Ready())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return ln.Addr().String()
-}
+// startNode runs a one-node troupe in process and returns its address.
+func startNode(t *testing.T) string { return transporttest.StartNode(t, 4) }
 
 func TestDocsWSAgainstNode(t *testing.T) {
 	addr := startNode(t)

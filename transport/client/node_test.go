@@ -3,91 +3,15 @@ package client
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"testing"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
-
-	"github.com/troupe-db/troupe/actors"
-	"github.com/troupe-db/troupe/cluster"
-	"github.com/troupe-db/troupe/storage"
-	"github.com/troupe-db/troupe/transport"
+	"github.com/troupe-db/troupe/transport/transporttest"
 )
 
-// startNode runs a real one-node troupe (raft in a temp dir, actors,
-// the fasthttp server on 127.0.0.1, --insecure, cheap argon2) until the
-// test ends, and returns its base URL once it is ready.
-func startNode(t *testing.T) string {
-	t.Helper()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	set := metrics.NewSet()
-	sys := actors.NewSystem(logger, set)
-	ncfg := cluster.DefaultConfig()
-	ncfg.DataDir = t.TempDir()
-	ncfg.RaftAddr = freeAddr(t)
-	ncfg.UserShards = 8
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ncfg.AdvertiseHTTP = ln.Addr().String()
-	node, err := cluster.Open(ncfg, logger, set, sys, func() (storage.NewUser, error) {
-		return storage.NewUser{Name: "Admin", Email: "admin@troupe.local", Role: storage.RoleAdmin}, nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hcfg := transport.DefaultConfig()
-	hcfg.Insecure = true
-	hcfg.Argon2 = storage.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16}
-	hcfg.HTTPAddr = ln.Addr().String()
-	srv, err := transport.New(hcfg, logger, set, node, func() transport.Users {
-		if u := node.Users(); u != nil {
-			return u
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Error(err)
-		}
-		if err := <-done; err != nil {
-			t.Log(err)
-		}
-		if err := node.Shutdown(); err != nil {
-			t.Error(err)
-		}
-		sys.Shutdown()
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for node.Ready() != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("not ready: %v", node.Ready())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return "http://" + ln.Addr().String()
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+// startNode runs a real one-node troupe (transporttest) until the test
+// ends, and returns its base URL once it is ready.
+func startNode(t *testing.T) string { return "http://" + transporttest.StartNode(t, 8) }
 
 // testConfig is a config for tests: short idle connections (so that the
 // connection cleaners end soon after Close) and short backoff.
