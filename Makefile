@@ -30,7 +30,7 @@ test:
 ## deadline with "context deadline exceeded" and no failing input,
 ## go.dev/issue/75804)
 FUZZ_EXECS ?= 20000x
-FUZZ_PKGS := ./storage/ ./transport/
+FUZZ_PKGS := ./storage/ ./transport/ ./bench/
 fuzz-smoke:
 	@for pkg in $(FUZZ_PKGS); do \
 		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
@@ -39,7 +39,7 @@ fuzz-smoke:
 		done; \
 	done
 
-## bench: the load scenarios next to their floor and the Go benchmarks; writes docs/BENCHMARKS.md (≈ 3 min)
+## bench: the load scenarios next to their floor and the Go benchmarks; writes docs/BENCHMARKS.md (≈ 6 min)
 bench: build
 	$(GO) run ./bench/suite --troupe $(BIN) --out docs/BENCHMARKS.md
 

@@ -3,9 +3,12 @@ package bench
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"net"
 	"testing"
 	"time"
+
+	json "github.com/goccy/go-json"
 
 	"github.com/troupe-db/troupe/transport/transporttest"
 )
@@ -173,4 +176,38 @@ func TestDocsWSClientState(t *testing.T) {
 	if !errors.Is(feed(wsMessage{Type: "reset", Deleted: true}), errDocGone) {
 		t.Fatal("a deleted document was not noticed")
 	}
+}
+
+// FuzzDocsWSMessage: whatever a server sends, the docs-ws client decodes
+// it or reports it, and its next op is well formed.
+func FuzzDocsWSMessage(f *testing.F) {
+	for _, seed := range []string{
+		`{"type":"change","version":1,"ops":[{"op":"insert","pos":0,"text":"ab"}]}`,
+		`{"type":"change","version":1,"ops":[{"op":"delete","pos":0,"len":99}]}`,
+		`{"type":"change","version":1,"ops":[{"op":"replace","pos":0,"len":-9223372036854775808,"text":"x"}]}`,
+		`{"type":"ack","seq":1,"version":3}`,
+		`{"type":"error","seq":1,"error":{"code":"version_too_old","message":"x"}}`,
+		`{"type":"reset","doc":{"version":7,"content":"héllo"}}`,
+		`{"type":"reset","deleted":true}`,
+		`{"type":42}`, `[]`, ``,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := &Runner{cfg: DefaultConfig()}
+		c := &wsClient{r: r, w: &worker{failures: map[string]int64{}, rng: rand.New(rand.NewPCG(1, 2))}, seq: 1, inflight: true, length: 3}
+		c.msg = wsMessage{}
+		if json.Unmarshal(data, &c.msg) != nil {
+			return
+		}
+		_ = c.handle()
+		if c.length < 0 {
+			t.Fatalf("length %d", c.length)
+		}
+		c.nextOp()
+		var op map[string]any
+		if err := json.Unmarshal(c.out, &op); err != nil {
+			t.Fatalf("next op %q: %v", c.out, err)
+		}
+	})
 }

@@ -59,6 +59,10 @@ type wsOp struct {
 	Text string `json:"text"`
 }
 
+// maxDocRunes bounds the lengths the client believes (a document holds
+// at most 8 MiB), so that no message can overflow them.
+const maxDocRunes = 8 << 20
+
 // lengthChange is how many code points ops add to the text.
 func lengthChange(ops []wsOp) int {
 	n := 0
@@ -67,10 +71,11 @@ func lengthChange(ops []wsOp) int {
 		case "insert":
 			n += utf8.RuneCountInString(op.Text)
 		case "delete":
-			n -= op.Len
+			n -= min(max(op.Len, 0), maxDocRunes)
 		case "replace":
-			n += utf8.RuneCountInString(op.Text) - op.Len
+			n += utf8.RuneCountInString(op.Text) - min(max(op.Len, 0), maxDocRunes)
 		}
+		n = min(max(n, -maxDocRunes), maxDocRunes)
 	}
 	return n
 }
@@ -252,7 +257,9 @@ func (c *wsClient) handle() error {
 			return errBroken
 		}
 		c.version = m.Version
-		c.length += lengthChange(m.Ops)
+		// A server that reports more deleted than there was (a bug)
+		// must not make the next op's position negative.
+		c.length = max(0, c.length+lengthChange(m.Ops))
 		c.countEvent()
 	case "ack":
 		if !c.inflight || m.Seq != c.seq {
