@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -137,8 +136,8 @@ func sameState(t testing.TB, got, want *Snapshot) {
 				t.Fatalf("shard %d: %+v, want %+v", i, *gu[j], *wu[j])
 			}
 		}
-		if !maps.Equal(g.byEmail, w.byEmail) {
-			t.Fatalf("shard %d: email index differs (%d vs %d entries)", i, len(g.byEmail), len(w.byEmail))
+		if !g.byEmail.equal(w.byEmail) {
+			t.Fatalf("shard %d: email index differs (%d vs %d entries)", i, g.byEmail.len(), w.byEmail.len())
 		}
 	}
 }

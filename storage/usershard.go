@@ -20,8 +20,9 @@ type UserShard struct {
 	byID *btree.BTreeG[*User]
 	// byEmail maps an email key to a user id. It is derivable from the
 	// records of all shards (RebuildEmailIndexes), so snapshots do not
-	// carry it and views do not hold it: a plain map, no cloning.
-	byEmail map[string]string
+	// carry it and views do not hold it: no cloning. Pointer-free for
+	// the garbage collector (emailIndex).
+	byEmail *emailIndex
 	// key is a reusable search key, so lookups allocate nothing. Each
 	// UserShard value (the live one, each view) has its own.
 	key User
@@ -35,7 +36,7 @@ func lessUser(a, b *User) bool { return a.ID < b.ID }
 func NewUserShard() *UserShard {
 	return &UserShard{
 		byID:    btree.NewG(btreeDegree, lessUser),
-		byEmail: map[string]string{},
+		byEmail: newEmailIndex(0),
 	}
 }
 
@@ -63,8 +64,7 @@ func (s *UserShard) Get(id string) (*User, bool) {
 
 // EmailOwner returns the id indexed under an email key.
 func (s *UserShard) EmailOwner(key string) (string, bool) {
-	id, ok := s.byEmail[key]
-	return id, ok
+	return s.byEmail.get(key)
 }
 
 // Put inserts or replaces a record. The record must not be changed after.
@@ -83,14 +83,14 @@ func (s *UserShard) IndexEmail(key, id string) *Error {
 	if owner, ok := s.EmailOwner(key); ok && owner != id {
 		return &Error{Kind: KindConflict, Field: "email", Message: "a user with this email already exists"}
 	}
-	s.byEmail[key] = id
+	s.byEmail.put(key, id)
 	return nil
 }
 
 // UnindexEmail removes key if it maps to id.
 func (s *UserShard) UnindexEmail(key, id string) {
 	if owner, ok := s.EmailOwner(key); ok && owner == id {
-		delete(s.byEmail, key)
+		s.byEmail.remove(key)
 	}
 }
 
@@ -102,7 +102,7 @@ func (s *UserShard) Create(id string, in *NewUser, nowMs int64) (*User, *Error) 
 		return nil, err
 	}
 	key := EmailKey(in.Email)
-	if _, taken := s.byEmail[key]; taken {
+	if s.byEmail.has(key) {
 		return nil, &Error{Kind: KindConflict, Field: "email", Message: "a user with this email already exists"}
 	}
 	u := &User{
@@ -116,7 +116,7 @@ func (s *UserShard) Create(id string, in *NewUser, nowMs int64) (*User, *Error) 
 		s.byID.ReplaceOrInsert(old)
 		return nil, errorf(KindConflict, "user id %s already exists", id)
 	}
-	s.byEmail[key] = id
+	s.byEmail.put(key, id)
 	return u, nil
 }
 
@@ -186,7 +186,7 @@ func (s *UserShard) Admins(dst []string) []string {
 // address. It changes no records, so it may run on views.
 func RebuildEmailIndexes(shards []*UserShard) error {
 	for _, s := range shards {
-		s.byEmail = make(map[string]string, s.Len())
+		s.byEmail = newEmailIndex(s.Len())
 	}
 	for _, s := range shards {
 		var err error

@@ -1,0 +1,54 @@
+package storage
+
+import (
+	"fmt"
+	"hash/maphash"
+	"testing"
+)
+
+// The index answers like a map[string]string under any sequence of puts
+// and removes, including keys whose first hashes collide (forced here
+// with a weak first hash) and ids that are not canonical user ids.
+func TestEmailIndexLikeAMap(t *testing.T) {
+	seed := maphash.MakeSeed()
+	weak := func(key string) (uint64, uint64) { return uint64(len(key) % 3), maphash.String(seed, key) }
+	for _, hash := range []func(string) (uint64, uint64){emailHashes, weak} {
+		x := newEmailIndex(0)
+		x.hash = hash
+		want := map[string]string{}
+		keys := []string{"a@x.io", "bb@x.io", "ccc@x.io", "dddd@x.io", "e@x.io", "ff@x.io"}
+		ids := []string{MakeUserID(1, 0), MakeUserID(2, 7), MakeUserID(1<<40, 4095), "not-an-id", MakeUserID(5, 1) + "x"}
+		for step := range 400 {
+			key, id := keys[(step*7)%len(keys)], ids[(step*5)%len(ids)]
+			if step%3 == 2 {
+				x.remove(key)
+				delete(want, key)
+			} else {
+				x.put(key, id)
+				want[key] = id
+			}
+			for _, k := range keys {
+				got, ok := x.get(k)
+				w, wok := want[k]
+				if got != w || ok != wok || x.has(k) != wok {
+					t.Fatalf("step %d: get(%q) = %q %v, want %q %v", step, k, got, ok, w, wok)
+				}
+			}
+			if x.len() != len(want) {
+				t.Fatalf("step %d: %d entries, want %d", step, x.len(), len(want))
+			}
+		}
+	}
+}
+
+// Canonical ids of distinct addresses all go to the integer map, which
+// holds nothing the collector walks.
+func TestEmailIndexHoldsNoStrings(t *testing.T) {
+	x := newEmailIndex(1000)
+	for i := range 1000 {
+		x.put(fmt.Sprintf("user%d@example.com", i), MakeUserID(uint64(i+1), uint16(i%64)))
+	}
+	if len(x.other) != 0 || len(x.m) != 1000 {
+		t.Fatalf("%d entries in the map, %d elsewhere", len(x.m), len(x.other))
+	}
+}
