@@ -16,12 +16,16 @@ import (
 )
 
 // testAuth is an auth state with one key, "k1", set up at t0.
-func testAuth(t testing.TB) *storage.AuthState {
+func testAuth(t testing.TB) *storage.AuthState { return testAuthWithKey(t, "k1", 1) }
+
+// testAuthWithKey is an AuthState whose signing key is kid, its secret
+// made of the byte b.
+func testAuthWithKey(t testing.TB, kid string, b byte) *storage.AuthState {
 	t.Helper()
 	a, err := storage.NewAuthState(&storage.AuthSetup{
 		Params:     storage.AuthParams{SessionTTLms: 3_600_000, GraceMs: 10_000, MaxSessions: 4},
 		RefreshKey: bytes.Repeat([]byte{9}, storage.SecretBytes),
-		Key:        storage.SigningKey{KID: "k1", Secret: bytes.Repeat([]byte{1}, storage.SecretBytes)},
+		Key:        storage.SigningKey{KID: kid, Secret: bytes.Repeat([]byte{b}, storage.SecretBytes)},
 	}, tokenT0.UnixMilli())
 	if err != nil {
 		t.Fatal(err)
@@ -223,15 +227,7 @@ func TestVerifiedTokenMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Keys that no longer hold the token's key: the memory is not used.
-	other, err := storage.NewAuthState(&storage.AuthSetup{
-		Params:     storage.AuthParams{SessionTTLms: 3_600_000, GraceMs: 10_000, MaxSessions: 4},
-		RefreshKey: bytes.Repeat([]byte{9}, storage.SecretBytes),
-		Key:        storage.SigningKey{KID: "k9", Secret: bytes.Repeat([]byte{7}, storage.SecretBytes)},
-	}, tokenT0.UnixMilli())
-	if err != nil {
-		t.Fatal(err)
-	}
-	current = other
+	current = testAuthWithKey(t, "k9", 7)
 	if _, err := tm.verify(tok); err == nil {
 		t.Fatal("a token of an unknown key was accepted from memory")
 	}
