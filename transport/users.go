@@ -208,16 +208,23 @@ func selfOrAdmin(ctx *fasthttp.RequestCtx, id string) (*caller, bool) {
 // it failed. It sets X-Troupe-Index whenever the index is known.
 func (s *Server) propose(ctx *fasthttp.RequestCtx, cmd *storage.Command, deadline time.Time) (storage.Result, bool) {
 	res, idx, err := s.node.Propose(cmd, deadline)
+	return res, settled(ctx, res, idx, err)
+}
+
+// settled sets X-Troupe-Index (when idx is known) and writes the error
+// response of a proposal that failed or was refused; true means it
+// succeeded and the caller answers.
+func settled(ctx *fasthttp.RequestCtx, res storage.Result, idx uint64, err error) bool {
 	setIndex(ctx, idx)
 	if err != nil {
 		writeError(ctx, err)
-		return res, false
+		return false
 	}
 	if res.Err != nil {
 		writeError(ctx, res.Err)
-		return res, false
+		return false
 	}
-	return res, true
+	return true
 }
 
 // proposeVia proposes cmd here or, for a write that may be forwarded as a
@@ -246,16 +253,7 @@ func (s *Server) proposeVia(ctx *fasthttp.RequestCtx, w writeRequest, cmd *stora
 			return res, false
 		}
 	}
-	setIndex(ctx, idx)
-	if err != nil {
-		writeError(ctx, err)
-		return res, false
-	}
-	if res.Err != nil {
-		writeError(ctx, res.Err)
-		return res, false
-	}
-	return res, true
+	return res, settled(ctx, res, idx, err)
 }
 
 func (s *Server) createUser(ctx *fasthttp.RequestCtx) {
