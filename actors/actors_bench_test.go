@@ -65,33 +65,10 @@ func benchUsers(b *testing.B, n int) (*Users, []string) {
 // with its reply channel and timer) through the shard actor's mailbox, the
 // lookup in the actor, the reply.
 func BenchmarkUsersGet(b *testing.B) {
-	b.Run("serial", func(b *testing.B) {
-		u, ids := benchUsers(b, 1000)
-		deadline := time.Now().Add(time.Hour)
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			if _, err := u.Get(ids[i%len(ids)], deadline); err != nil {
-				b.Fatal(err)
-			}
-			i++
-		}
-	})
-	b.Run("parallel", func(b *testing.B) {
-		u, ids := benchUsers(b, 1000)
-		deadline := time.Now().Add(time.Hour)
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			i := 0
-			for pb.Next() {
-				if _, err := u.Get(ids[i%len(ids)], deadline); err != nil {
-					b.Error(err)
-					return
-				}
-				i += 7
-			}
-		})
-	})
+	direct := func(u *Users, id string, deadline time.Time) error {
+		_, err := u.Get(id, deadline)
+		return err
+	}
 	actorGet := func(u *Users, id string, deadline time.Time) error {
 		r := getRead(readUser, id)
 		if err := u.askActor(u.homeShard(id), r, deadline); err != nil {
@@ -103,33 +80,42 @@ func BenchmarkUsersGet(b *testing.B) {
 		release(r)
 		return nil
 	}
-	b.Run("actor", func(b *testing.B) {
-		u, ids := benchUsers(b, 1000)
-		deadline := time.Now().Add(time.Hour)
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			if err := actorGet(u, ids[i%len(ids)], deadline); err != nil {
-				b.Fatal(err)
-			}
-			i++
-		}
-	})
-	b.Run("actor-parallel", func(b *testing.B) {
-		u, ids := benchUsers(b, 1000)
-		deadline := time.Now().Add(time.Hour)
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
+	for _, c := range []struct {
+		name string
+		get  func(*Users, string, time.Time) error
+	}{{"serial", direct}, {"actor", actorGet}} {
+		b.Run(c.name, func(b *testing.B) {
+			u, ids := benchUsers(b, 1000)
+			deadline := time.Now().Add(time.Hour)
+			b.ReportAllocs()
 			i := 0
-			for pb.Next() {
-				if err := actorGet(u, ids[i%len(ids)], deadline); err != nil {
-					b.Error(err)
-					return
+			for b.Loop() {
+				if err := c.get(u, ids[i%len(ids)], deadline); err != nil {
+					b.Fatal(err)
 				}
-				i += 7
+				i++
 			}
 		})
-	})
+		parallel := "parallel"
+		if c.name == "actor" {
+			parallel = "actor-parallel"
+		}
+		b.Run(parallel, func(b *testing.B) {
+			u, ids := benchUsers(b, 1000)
+			deadline := time.Now().Add(time.Hour)
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				i := 0
+				for pb.Next() {
+					if err := c.get(u, ids[i%len(ids)], deadline); err != nil {
+						b.Error(err)
+						return
+					}
+					i += 7
+				}
+			})
+		})
+	}
 }
 
 // BenchmarkUsersCreate applies creates as the FSM does, through the shard
