@@ -120,18 +120,8 @@ func TestDocConvergence(t *testing.T) {
 	t.Parallel()
 	requireBinary(t)
 	nodes := startCluster(t)
-	expectStatus(t, nodes[0].do(t, "POST", "/v1/auth/register", map[string]string{"name": "Ada", "email": "ada@example.com", "password": "correct horse"}, nil), 201)
-	tok := login(t, nodes[0], "ada@example.com", "correct horse").AccessToken
 	const initial = "Once upon a time, in a replicated log."
-	r := nodes[0].do(t, "POST", "/v1/docs", map[string]string{"title": "Story", "content": initial}, bearer(tok))
-	expectStatus(t, r, 201)
-	var doc struct {
-		ID string `json:"id"`
-	}
-	if err := json.Unmarshal(r.Body, &doc); err != nil {
-		t.Fatal(err)
-	}
-	path := "/v1/docs/" + doc.ID
+	tok, path := userWithDoc(t, nodes[0], nodes[0], map[string]string{"title": "Story", "content": initial})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -260,4 +250,23 @@ func randomOps(rng *rand.Rand, n int, client string, seq int) []map[string]any {
 		}
 	}
 	return ops
+}
+
+// userWithDoc registers Ada through reg, and through at creates a
+// document with body as her; it returns her access token and the
+// document's path. (--insecure without a token has no user to own a
+// document.)
+func userWithDoc(t *testing.T, reg, at *node, body map[string]string) (token, path string) {
+	t.Helper()
+	expectStatus(t, reg.do(t, "POST", "/v1/auth/register", map[string]string{"name": "Ada", "email": "ada@example.com", "password": "correct horse"}, nil), 201)
+	token = login(t, reg, "ada@example.com", "correct horse").AccessToken
+	r := at.do(t, "POST", "/v1/docs", body, bearer(token))
+	expectStatus(t, r, 201)
+	var doc struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(r.Body, &doc); err != nil {
+		t.Fatal(err)
+	}
+	return token, "/v1/docs/" + doc.ID
 }

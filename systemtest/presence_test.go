@@ -3,7 +3,6 @@ package systemtest
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -17,19 +16,7 @@ func TestPresenceAcrossNodes(t *testing.T) {
 	t.Parallel()
 	requireBinary(t)
 	nodes := startCluster(t)
-	// --insecure without a token has no user to own a document: register
-	// one and use its token.
-	expectStatus(t, nodes[0].do(t, "POST", "/v1/auth/register", map[string]string{"name": "Ada", "email": "ada@example.com", "password": "correct horse"}, nil), 201)
-	tok := login(t, nodes[0], "ada@example.com", "correct horse").AccessToken
-	r := nodes[1].do(t, "POST", "/v1/docs", map[string]string{"title": "Shared"}, bearer(tok))
-	expectStatus(t, r, 201)
-	var doc struct {
-		ID string `json:"id"`
-	}
-	if err := json.Unmarshal(r.Body, &doc); err != nil {
-		t.Fatal(err)
-	}
-	path := "/v1/docs/" + doc.ID
+	tok, path := userWithDoc(t, nodes[0], nodes[1], map[string]string{"title": "Shared"})
 
 	type event struct{ name, data string }
 	stream := func(n *node, client string) (<-chan event, func()) {
