@@ -311,7 +311,7 @@ func appendWSEvent(b []byte, ev *actors.Event) []byte {
 // change (the *storage.Change every subscriber of the document gets):
 // the first subscriber to send a change encodes it, the others copy the
 // bytes. A slot holds one change; two changes meeting in a slot only
-// cost an encoding.
+// cost an encoding. Frames over wsCachedFrameMax are not kept.
 var wsChangeFrames [256]atomic.Pointer[changeFrame]
 
 type changeFrame struct {
@@ -328,10 +328,17 @@ func wsChangeFrame(c *storage.Change) []byte {
 	if err != nil { // cannot happen: plain fields
 		js = []byte(`{"type":"error","error":{"code":"internal","message":"unencodable change"}}`)
 	}
-	f := &changeFrame{change: c, frame: appendWSFrame(nil, js)}
-	slot.Store(f)
-	return f.frame
+	frame := appendWSFrame(nil, js)
+	if len(frame) <= wsCachedFrameMax {
+		slot.Store(&changeFrame{change: c, frame: frame})
+	}
+	return frame
 }
+
+// wsCachedFrameMax bounds the frames wsChangeFrames keeps (each with its
+// change): at most 256 × 2 × 64 KiB stay alive. A bigger change is
+// encoded by each subscriber that sends it.
+const wsCachedFrameMax = 64 << 10
 
 // wsEvent is an event as a WebSocket message: the SSE data with a type.
 func wsEvent(ev *actors.Event) any {
