@@ -52,3 +52,40 @@ func (g *gather) partDone() {
 		g.p.resolve(storage.Result{Items: g.items})
 	}
 }
+
+// All returns a Pending resolved, once every one of ps is, with their
+// results in order as Items. A goroutine waits for those not resolved
+// yet.
+func All(ps []*Pending) *Pending {
+	all := NewPending()
+	items := make([]storage.Result, len(ps))
+	waitFrom := len(ps)
+	for i, p := range ps {
+		if !p.resolved() {
+			waitFrom = i
+			break
+		}
+		items[i] = p.Result()
+	}
+	if waitFrom == len(ps) {
+		all.resolve(storage.Result{Items: items})
+		return all
+	}
+	go func() {
+		for i := waitFrom; i < len(ps); i++ {
+			<-ps[i].Done()
+			items[i] = ps[i].Result()
+		}
+		all.resolve(storage.Result{Items: items})
+	}()
+	return all
+}
+
+func (p *Pending) resolved() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}

@@ -457,6 +457,24 @@ func (g *logGen) next() *raft.Log {
 		l := g.log(c)
 		g.reqs = append(g.reqs, sentReq{id: c.RequestID, fp: c.Fingerprint, data: l.Data})
 		return l
+	case x < 450:
+		// Commands forwarded together: one entry, applied in order as if
+		// each had its own.
+		m := &storage.Command{Kind: storage.CmdMulti}
+		for range 2 + g.r.IntN(4) {
+			c := g.command()
+			if c.Kind == storage.CmdInit {
+				continue
+			}
+			if g.r.IntN(2) == 0 {
+				c.RequestID, c.Fingerprint = fmt.Sprintf("multi-%d-%d", g.index, len(m.Multi)), g.r.Uint64()
+			}
+			m.Multi = append(m.Multi, c)
+		}
+		if len(m.Multi) == 0 {
+			return g.log(g.command())
+		}
+		return g.log(m)
 	}
 	return g.log(g.command())
 }
@@ -584,6 +602,7 @@ func testDeterminism(t *testing.T, seed uint64) {
 		"auth_setup:ok", "auth_setup:conflict", "key_rotate:ok", "key_rotate:bad_request",
 		"policy_put:ok", "policy_put:bad_request", "policy_delete:ok", "policy_delete:not_found",
 		"doc_create:ok", "doc_create:conflict", "doc_submit:ok", "doc_submit:bad_request", "doc_submit:forbidden", "doc_delete:ok",
+		"multi:item:ok", "multi:item:conflict",
 	} {
 		if counts[want] == 0 {
 			t.Errorf("the log never produced %s; outcomes: %v", want, counts)

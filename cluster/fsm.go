@@ -158,6 +158,20 @@ func (f *FSM) applyCommand(l *raft.Log) *actors.Pending {
 		f.log.Error("undecodable command in the log", slog.Uint64("index", l.Index), slog.Any("err", err))
 		return actors.Resolved(internal("undecodable command"))
 	}
+	if cmd.Kind == storage.CmdMulti {
+		// Each as if in an entry of its own; the entry's result holds
+		// theirs, in order, as Items.
+		ps := make([]*actors.Pending, len(cmd.Multi))
+		for i, sub := range cmd.Multi {
+			ps[i] = f.applyDecoded(sub)
+		}
+		return actors.All(ps)
+	}
+	return f.applyDecoded(cmd)
+}
+
+// applyDecoded applies one command (not a CmdMulti).
+func (f *FSM) applyDecoded(cmd *storage.Command) *actors.Pending {
 	// Command time never goes backwards, whatever the leaders' clocks.
 	now := max(storage.StampMillis(cmd.Stamp), f.lastMs)
 	f.lastMs = now

@@ -46,13 +46,31 @@ func (n *Node) ProposeRestamped(cmds []*storage.Command, deadline time.Time) []P
 		}
 		return out
 	}
-	futures := make([]raft.ApplyFuture, len(cmds))
-	for i, cmd := range cmds {
+	for _, cmd := range cmds {
 		cmd.Restamp(n.Stamps(cmd.StampCount()))
-		futures[i] = n.enqueue(cmd, deadline)
 	}
-	for i, f := range futures {
-		out[i].Result, out[i].Index, out[i].Err = n.await(f, deadline)
+	if len(cmds) == 1 {
+		out[0].Result, out[0].Index, out[0].Err = n.await(n.enqueue(cmds[0], deadline), deadline)
+		return out
+	}
+	// One log entry for all of them: raft replicates, stores and hands
+	// over one entry instead of len(cmds).
+	for from := 0; from < len(cmds); from += storage.MaxMulti {
+		part := cmds[from:min(from+storage.MaxMulti, len(cmds))]
+		res, idx, err := n.await(n.enqueue(&storage.Command{Kind: storage.CmdMulti, Multi: part}, deadline), deadline)
+		for i := range part {
+			p := &out[from+i]
+			p.Index, p.Err = idx, err
+			switch {
+			case err != nil:
+			case len(res.Items) == len(part):
+				p.Result = res.Items[i]
+			case res.Err != nil: // refused as a whole (a node that stopped applying)
+				p.Result = res
+			default:
+				p.Err = fmt.Errorf("%w: %d results for %d commands", ErrOutcomeUnknown, len(res.Items), len(part))
+			}
+		}
 	}
 	return out
 }

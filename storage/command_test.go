@@ -72,6 +72,11 @@ func sampleCommands() []*Command {
 		q.IfVersion = uint64(f) * 1000
 		cmds = append(cmds, &Command{Kind: CmdUserPatch, Stamp: stamp + 30 + uint64(f), RequestID: fmt.Sprint("patch-", f), Fingerprint: uint64(f) << 60, Patch: &q})
 	}
+	// Forwarded commands travel as one entry.
+	cmds = append(cmds, &Command{Kind: CmdMulti, Multi: []*Command{
+		{Kind: CmdUserCreate, Stamp: stamp + 50, Create: &BatchItem{ID: MakeUserID(stamp+50, 1), User: NewUser{Name: "M", Email: "m@example.com", Role: RoleUser}}},
+		{Kind: CmdUserCreate, Stamp: stamp + 51, RequestID: "fwd-1", Fingerprint: 7, Create: &BatchItem{ID: MakeUserID(stamp+51, 2), User: NewUser{Name: "N", Email: "n@example.com", Role: RoleUser}}},
+	}})
 	return cmds
 }
 
@@ -96,7 +101,7 @@ func TestCommandRoundTrip(t *testing.T) {
 			t.Fatalf("%d: header % x", i, b[:2])
 		}
 	}
-	for k := CmdInit; k <= CmdDocEditor; k++ {
+	for k := CmdInit; k <= lastKind; k++ {
 		if !kinds[k] {
 			t.Errorf("no sample of %v", k)
 		}
@@ -227,5 +232,31 @@ func TestInitParamsValidate(t *testing.T) {
 		if err := p.Validate(); err == nil {
 			t.Errorf("case %d: %+v accepted", i, p)
 		}
+	}
+}
+
+func TestMultiCommandLimits(t *testing.T) {
+	create := &Command{Kind: CmdUserCreate, Stamp: 1, Create: &BatchItem{ID: MakeUserID(1, 0), User: NewUser{Name: "A", Email: "a@b.c"}}}
+	if _, err := DecodeCommand(EncodeCommand(nil, &Command{Kind: CmdMulti})); err == nil {
+		t.Error("an empty multi command decoded")
+	}
+	nested := &Command{Kind: CmdMulti, Multi: []*Command{create, {Kind: CmdMulti, Multi: []*Command{create}}}}
+	if _, err := DecodeCommand(EncodeCommand(nil, nested)); err == nil {
+		t.Error("a nested multi command decoded")
+	}
+	many := &Command{Kind: CmdMulti}
+	for range MaxMulti + 1 {
+		many.Multi = append(many.Multi, create)
+	}
+	if _, err := DecodeCommand(EncodeCommand(nil, many)); err == nil {
+		t.Errorf("a multi command of %d decoded", len(many.Multi))
+	}
+	// A newer command inside says so, as it would alone: the node stops.
+	b := EncodeCommand(nil, &Command{Kind: CmdMulti, Multi: []*Command{create}})
+	inner := EncodeCommand(nil, create)
+	i := bytes.Index(b, inner)
+	b[i]++ // the inner command's version byte
+	if _, err := DecodeCommand(b); !errors.Is(err, ErrUnsupportedVersion) {
+		t.Errorf("a newer command inside: %v", err)
 	}
 }
