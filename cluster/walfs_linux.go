@@ -52,16 +52,14 @@ func (segmentFS) Create(dir, name string, size uint64) (types.WritableFile, erro
 	if size == 0 {
 		return &segmentFile{f: f, dir: dir}, nil
 	}
-	{
-		// Reserve the space first, as raft-wal does, so a full disk
-		// shows now rather than mid-segment.
-		if err := unix.Fallocate(int(f.Fd()), 0, 0, int64(size)); err != nil && err != unix.EOPNOTSUPP {
-			_ = f.Close()
-			_ = os.Remove(f.Name())
-			return nil, err
-		}
+	// Reserve the space first, as raft-wal does, so a full disk shows
+	// now rather than mid-segment.
+	if err := unix.Fallocate(int(f.Fd()), 0, 0, int64(size)); err != nil && err != unix.EOPNOTSUPP {
+		_ = f.Close()
+		_ = os.Remove(f.Name())
+		return nil, err
 	}
-	sf := &segmentFile{f: f, dir: dir, zero: size > 0, size: int64(size), wake: make(chan struct{}, 1), done: make(chan struct{})}
+	sf := &segmentFile{f: f, dir: dir, size: int64(size), wake: make(chan struct{}, 1), done: make(chan struct{})}
 	go sf.zeroer()
 	sf.wakeZeroer()
 	return sf, nil
@@ -82,7 +80,6 @@ func (segmentFS) OpenWriter(dir, name string) (types.WritableFile, error) {
 type segmentFile struct {
 	f         *os.File
 	dir       string
-	zero      bool // a new file, with a zeroer
 	dirSynced bool // only raft-wal's writer goroutine touches it
 
 	mu      sync.Mutex
@@ -92,7 +89,7 @@ type segmentFile struct {
 	closing bool
 
 	wake chan struct{}
-	done chan struct{} // closed when the zeroer returns
+	done chan struct{} // closed when the zeroer returns; nil without one
 }
 
 func (s *segmentFile) WriteAt(p []byte, off int64) (int, error) {
@@ -125,7 +122,7 @@ func (s *segmentFile) Sync() error {
 }
 
 func (s *segmentFile) Close() error {
-	if s.zero {
+	if s.done != nil { // a new file, with a zeroer
 		s.mu.Lock()
 		s.closing = true
 		s.mu.Unlock()
@@ -156,8 +153,7 @@ func (s *segmentFile) zeroer() {
 				s.mu.Unlock()
 				return
 			}
-			from := max(s.zeroed, s.end)
-			to := min(s.size, s.end+zeroAhead, from+zeroChunk)
+			from, to := zeroRange(s.zeroed, s.end, s.size)
 			if from >= to {
 				s.mu.Unlock()
 				break
@@ -183,6 +179,14 @@ func (s *segmentFile) zeroer() {
 			unsynced = 0
 		}
 	}
+}
+
+// zeroRange is the next chunk to zero: from what is written already (by
+// the log or zeros), to at most zeroAhead past the log's end and the
+// file's size; empty (from ≥ to) when the window is written.
+func zeroRange(zeroed, end, size int64) (from, to int64) {
+	from = max(zeroed, end)
+	return from, min(size, end+zeroAhead, from+zeroChunk)
 }
 
 func fdatasync(f *os.File) error {

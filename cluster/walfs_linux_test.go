@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft-wal/fs"
 )
@@ -62,8 +63,25 @@ func TestSegmentFileZeroingKeepsTheLog(t *testing.T) {
 	}
 }
 
+func TestZeroRange(t *testing.T) {
+	const size = 64 << 20
+	for _, c := range []struct{ zeroed, end, from, to int64 }{
+		{0, 0, 0, zeroChunk},                                   // a new file
+		{zeroAhead - 10, 0, zeroAhead - 10, zeroAhead},         // the window's last bytes
+		{zeroAhead, 0, zeroAhead, zeroAhead},                   // written: nothing more
+		{zeroAhead, 3 << 20, zeroAhead, zeroAhead + zeroChunk}, // the log moved on
+		{1 << 20, 5 << 20, 5 << 20, 5<<20 + zeroChunk},         // the log outran the zeroer
+		{size - 5, size - 100, size - 5, size},                 // never past the file
+	} {
+		if from, to := zeroRange(c.zeroed, c.end, size); from != c.from || to != c.to {
+			t.Errorf("zeroRange(%d, %d) = %d..%d, want %d..%d", c.zeroed, c.end, from, to, c.from, c.to)
+		}
+	}
+}
+
 // The zeroer keeps a window ahead of the log, not the whole file: a
-// quiet node's new segment costs a few MiB of writes, not its size.
+// quiet node's new segment costs a few MiB of writes, not its size, and
+// the window moves with the log. (Where a chunk ends is TestZeroRange's.)
 func TestSegmentFileZeroesOnlyAhead(t *testing.T) {
 	dir := t.TempDir()
 	wf, err := segmentFS{fs.New()}.Create(dir, "seg.wal", 64<<20)
@@ -71,14 +89,41 @@ func TestSegmentFileZeroesOnlyAhead(t *testing.T) {
 		t.Fatal(err)
 	}
 	sf := wf.(*segmentFile)
-	if _, err := wf.WriteAt([]byte("header"), 0); err != nil {
+	zeroed := func() int64 {
+		sf.mu.Lock()
+		defer sf.mu.Unlock()
+		return sf.zeroed
+	}
+	// reach waits until the zeroer has got exactly to want, failing if it
+	// goes past it.
+	reach := func(want int64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			switch z := zeroed(); {
+			case z > want:
+				t.Fatalf("zeroed up to %d, past the window's end %d", z, want)
+			case z == want:
+				return
+			case time.Now().After(deadline):
+				t.Fatalf("zeroed up to %d, never reached %d", z, want)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// A new file: the window ahead of an empty log.
+	reach(zeroAhead)
+	// The log moves on past half the window: the window follows.
+	end := int64(3 << 20)
+	if _, err := wf.WriteAt(make([]byte, end), 0); err != nil {
 		t.Fatal(err)
 	}
+	reach(end + zeroAhead)
 	if err := wf.Close(); err != nil { // waits for the zeroer
 		t.Fatal(err)
 	}
-	if sf.zeroed > 6+zeroAhead {
-		t.Fatalf("zeroed %d bytes ahead of a 6-byte log, want at most %d", sf.zeroed, zeroAhead)
+	if z := sf.zeroed; z != end+zeroAhead {
+		t.Fatalf("zeroed up to %d after close, want %d", z, end+zeroAhead)
 	}
 }
 
