@@ -299,7 +299,7 @@ func (c *wsClient) handle() error {
 // The counters below count only once measuring has begun.
 
 func (c *wsClient) ack() {
-	if !c.r.measured.Load() {
+	if !c.r.counting() {
 		return
 	}
 	now := time.Now()
@@ -310,14 +310,14 @@ func (c *wsClient) ack() {
 	w.countOK(c.r, now)
 	w.mu.Unlock()
 	if n := c.r.total.Add(1); c.r.cfg.Requests > 0 && n >= c.r.cfg.Requests {
-		c.r.stop.Store(true)
+		c.r.halt()
 	}
 }
 
 // fail counts a failure of kind; answered says it answers the op in
 // flight (its latency is recorded as for a failed HTTP request).
 func (c *wsClient) fail(kind string, answered bool) {
-	if !c.r.measured.Load() {
+	if !c.r.counting() {
 		return
 	}
 	w := c.w
@@ -330,7 +330,7 @@ func (c *wsClient) fail(kind string, answered bool) {
 }
 
 func (c *wsClient) countEvent() {
-	if c.r.measured.Load() {
+	if c.r.counting() {
 		c.w.mu.Lock()
 		c.w.events++
 		c.w.mu.Unlock()
@@ -338,7 +338,7 @@ func (c *wsClient) countEvent() {
 }
 
 func (c *wsClient) countReset() {
-	if c.r.measured.Load() {
+	if c.r.counting() {
 		c.w.mu.Lock()
 		c.w.resets++
 		c.w.mu.Unlock()

@@ -32,12 +32,13 @@ type Runner struct {
 	ids    []string // users a read scenario reads
 	floor  bool     // the target is a floor server: no setup
 
-	workers  []*worker
-	total    atomic.Int64 // measured requests finished
-	measured atomic.Bool
-	stop     atomic.Bool
-	startAt  time.Time      // start of measurement
-	due      chan time.Time // open loop: requests as they fall due (pace)
+	workers   []*worker
+	total     atomic.Int64 // measured requests finished
+	measured  atomic.Bool
+	stop      atomic.Bool
+	stoppedAt atomic.Int64   // UnixNano of the halt
+	startAt   time.Time      // start of measurement
+	due       chan time.Time // open loop: requests as they fall due (pace)
 }
 
 type worker struct {
@@ -172,7 +173,7 @@ loop:
 			}
 		}
 	}
-	r.stop.Store(true)
+	r.halt()
 	for _, w := range r.workers {
 		// Ends a WebSocket read that would wait for the timeout.
 		if c := w.ws.Load(); c != nil {
@@ -180,15 +181,26 @@ loop:
 		}
 	}
 	<-done
-	elapsed := time.Since(r.startAt)
-	if r.cfg.Duration > 0 && elapsed > r.cfg.Duration {
-		elapsed = r.cfg.Duration
-	}
+	// The window from the start of measuring to the halt: what finished
+	// in it is what was counted. (Capping it at --duration, as before,
+	// divided up to a quarter second more of requests by the duration.)
+	elapsed := time.Duration(r.stoppedAt.Load() - r.startAt.UnixNano())
 	if !r.measured.Load() {
 		return nil, errors.New("the run ended before measuring began (warmup longer than the run?)")
 	}
 	return r.result(elapsed), nil
 }
+
+// halt ends the run, once: the measured window closes now.
+func (r *Runner) halt() {
+	if r.stop.CompareAndSwap(false, true) {
+		r.stoppedAt.Store(time.Now().UnixNano())
+	}
+}
+
+// counting reports whether a result that comes in now is measured: after
+// the warmup and before the halt.
+func (r *Runner) counting() bool { return r.measured.Load() && !r.stop.Load() }
 
 // beginMeasuring discards what the warmup recorded.
 func (r *Runner) beginMeasuring() {
@@ -254,8 +266,7 @@ func (r *Runner) work(w *worker) {
 		if r.sc.after != nil && err == nil {
 			r.sc.after(r, w, resp)
 		}
-		measuring := r.measured.Load()
-		if !measuring {
+		if !r.counting() {
 			continue
 		}
 		w.mu.Lock()
@@ -272,7 +283,7 @@ func (r *Runner) work(w *worker) {
 		w.mu.Unlock()
 		n := r.total.Add(1)
 		if r.cfg.Requests > 0 && n >= r.cfg.Requests {
-			r.stop.Store(true)
+			r.halt()
 		}
 		if err != nil && !r.stop.Load() {
 			time.Sleep(10 * time.Millisecond) // do not spin on a dead target
