@@ -1,9 +1,6 @@
 package storage
 
-import (
-	"hash/maphash"
-	"maps"
-)
+import "hash/maphash"
 
 // emailIndex maps email keys to user ids in memory the garbage collector
 // need not walk. A map[string]string of a million entries cost every
@@ -61,13 +58,6 @@ func (x *emailIndex) has(key string) bool {
 	e, ok := x.m[h]
 	return ok && e.check == check
 }
-
-// equal reports whether x and y hold the same keys and ids.
-func (x *emailIndex) equal(y *emailIndex) bool {
-	return maps.Equal(x.m, y.m) && maps.Equal(x.other, y.other)
-}
-
-func (x *emailIndex) len() int { return len(x.m) + len(x.other) }
 
 func (x *emailIndex) put(key, id string) {
 	if _, ok := x.other[key]; ok {

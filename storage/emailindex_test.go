@@ -3,6 +3,7 @@ package storage
 import (
 	"fmt"
 	"hash/maphash"
+	"maps"
 	"testing"
 )
 
@@ -52,3 +53,10 @@ func TestEmailIndexHoldsNoStrings(t *testing.T) {
 		t.Fatalf("%d entries in the map, %d elsewhere", len(x.m), len(x.other))
 	}
 }
+
+// equal reports whether x and y hold the same keys and ids.
+func (x *emailIndex) equal(y *emailIndex) bool {
+	return maps.Equal(x.m, y.m) && maps.Equal(x.other, y.other)
+}
+
+func (x *emailIndex) len() int { return len(x.m) + len(x.other) }

@@ -17,7 +17,6 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -46,6 +45,7 @@ type result struct {
 type run struct {
 	label string
 	args  []string
+	rate  float64 // open loop: the rate in args
 	res   *result
 	cmd   string
 }
@@ -102,9 +102,7 @@ func suite(bin, out string, d time.Duration, gopkgs []string) error {
 		// target), right after it: on the same state, before the later
 		// scenarios (the batch one adds millions of users) change it.
 		half := runs[0].res.ThroughputRPS / 2
-		openArgs := []string{"bench", "--addr", url, "--duration", dur, "--warmup", "1s", "--json", "--scenario", "users-create",
-			"--connections", "64", "--rate", fmt.Sprintf("%.0f", half)}
-		open = &run{label: fmt.Sprintf("users-create, open loop at %.0f req/s (half the closed-loop maximum)", half), args: openArgs}
+		open = &run{label: fmt.Sprintf("users-create, open loop at %.0f req/s (half the closed-loop maximum)", half), args: createArgs(url, dur, half), rate: half}
 		fmt.Fprintf(os.Stderr, "→ %s\n", open.label)
 		if open.res, open.cmd, err = runBench(bin, open.args); err != nil {
 			return err
@@ -209,6 +207,16 @@ func (n *node) remove() {
 	os.RemoveAll(n.dir)
 }
 
+// createArgs is users-create at 64 connections against url: a closed
+// loop, or an open one at rate requests/s.
+func createArgs(url, dur string, rate float64) []string {
+	args := []string{"bench", "--addr", url, "--duration", dur, "--warmup", "1s", "--json", "--scenario", "users-create", "--connections", "64"}
+	if rate > 0 {
+		args = append(args, "--rate", fmt.Sprintf("%.0f", rate))
+	}
+	return args
+}
+
 // tunedGC is the environment of the node behind the second open-loop
 // row: no collection until the heap nears the limit.
 var tunedGC = []string{"GOGC=off", "GOMEMLIMIT=2GiB"}
@@ -228,12 +236,10 @@ func runOpenTuned(bin, dur string, open *run) (*run, error) {
 	}
 	url := "http://" + n.addr
 	fmt.Fprintf(os.Stderr, "→ open loop again with %s\n", strings.Join(tunedGC, " "))
-	if _, _, err := runBench(bin, []string{"bench", "--addr", url, "--duration", dur, "--warmup", "1s", "--json",
-		"--scenario", "users-create", "--connections", "64"}); err != nil {
+	if _, _, err := runBench(bin, createArgs(url, dur, 0)); err != nil {
 		return nil, err
 	}
-	r := &run{label: open.label + ", node run with " + strings.Join(tunedGC, " "), args: slices.Clone(open.args)}
-	r.args[2] = url
+	r := &run{label: open.label + ", node run with " + strings.Join(tunedGC, " "), args: createArgs(url, dur, open.rate)}
 	if r.res, r.cmd, err = runBench(bin, r.args); err != nil {
 		return nil, err
 	}
