@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"encoding/binary"
 	"hash/fnv"
 	"math/rand/v2"
 	"slices"
@@ -134,4 +135,28 @@ func TestShardOf(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzParseUserID checks the table decoder against the definition: the
+// base32hex decoding of exactly 16 characters, canonical spelling only.
+func FuzzParseUserID(f *testing.F) {
+	for _, s := range []string{"", MakeUserID(0, 0), MakeUserID(^uint64(0), ^uint16(0)), MakeUserID(StampAt(1_700_000_000_000), 7),
+		"vvvvvvvvvvvvvvvv", "vvvvvvvvvvvvvvvw", "0000000000000000\n", "000000000000000=", "ÿÿÿÿÿÿÿÿ"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		stamp, shard, ok := ParseUserID(s)
+		b := make([]byte, idEncoding.DecodedLen(len(s))+10)
+		n, err := idEncoding.Decode(b, []byte(s))
+		want := len(s) == UserIDLen && err == nil && n == 10 && idEncoding.EncodeToString(b[:10]) == s
+		if ok != want {
+			t.Fatalf("ParseUserID(%q) ok = %v, want %v", s, ok, want)
+		}
+		if ok && (stamp != binary.BigEndian.Uint64(b[:8]) || shard != binary.BigEndian.Uint16(b[8:])) {
+			t.Fatalf("ParseUserID(%q) = %d, %d", s, stamp, shard)
+		}
+		if ok && MakeUserID(stamp, shard) != s {
+			t.Fatalf("%q does not round-trip", s)
+		}
+	})
 }

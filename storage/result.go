@@ -108,14 +108,24 @@ func (e *encoder) user(u *User) {
 // user decodes a record with its authentication state (which version 1
 // snapshots do not have).
 func (d *decoder) user() *User {
-	u := &User{
-		ID: d.str(), Name: d.str(), Email: d.str(), PasswordHash: d.str(),
-		Role: Role(d.byte1()), Version: d.uvarint(), CreatedMs: d.varint(), UpdatedMs: d.varint(),
-	}
+	u := &User{}
+	d.userInto(u)
+	return u
+}
+
+// userInto decodes a record into u, replacing all of it.
+func (d *decoder) userInto(u *User) {
+	d.userFields(u)
+	u.Auth = nil
 	if !d.v1 {
 		u.Auth = d.auth()
 	}
-	return u
+}
+
+// userFields decodes a record's fields up to its authentication state.
+func (d *decoder) userFields(u *User) {
+	u.ID, u.Name, u.Email, u.PasswordHash = d.str(), d.str(), d.str(), d.str()
+	u.Role, u.Version, u.CreatedMs, u.UpdatedMs = Role(d.byte1()), d.uvarint(), d.varint(), d.varint()
 }
 
 // auth writes a user's authentication state: whether there is one, the

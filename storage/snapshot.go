@@ -177,8 +177,8 @@ func WriteSnapshot(w io.Writer, s *Snapshot) error {
 			e.uvarint(uint64(si))
 		}
 		start()
-		sh.Ascend(func(u *User) bool {
-			e.user(u)
+		sh.ascendRecords(func(rec []byte) bool {
+			e.b = append(e.b, rec...) // a record is stored as e.user encodes it
 			total++
 			if len(e.b) >= frameTarget {
 				if err = flush(); err != nil {
@@ -365,12 +365,15 @@ func ReadSnapshot(r io.Reader) (*Snapshot, error) {
 			if d.err == nil && si >= nShards {
 				return nil, fmt.Errorf("%w: shard %d out of range", ErrCorrupt, si)
 			}
+			// The shard copies each record, so its strings may alias the
+			// frame, which the next frame overwrites.
+			d.alias = true
+			var u User
 			for d.err == nil && len(d.b) > 0 {
-				u := d.user()
-				if d.err != nil {
+				if d.userInto(&u); d.err != nil {
 					break
 				}
-				if err := s.restoreUser(int(si), u); err != nil {
+				if err := s.restoreUser(int(si), &u); err != nil {
 					return nil, err
 				}
 				total++
@@ -404,7 +407,7 @@ func (s *Snapshot) restoreUser(home int, u *User) error {
 	case u.Role != RoleUser && u.Role != RoleAdmin, u.Version == 0:
 		return fmt.Errorf("%w: user %s has a bad role or version", ErrCorrupt, u.ID)
 	}
-	if _, dup := s.Shards[home].Get(u.ID); dup {
+	if s.Shards[home].has(u.ID) {
 		return fmt.Errorf("%w: user %s appears twice", ErrCorrupt, u.ID)
 	}
 	s.Shards[home].Put(u)

@@ -315,8 +315,11 @@ func TestReadSnapshotCorrupt(t *testing.T) {
 		wrongShard.Shards[0].Remove(u.ID)
 		wrongShard.Shards[1].Put(&u)
 	}
+	// A shard holds canonical ids only, so a malformed one is written
+	// over a good one of the same length.
 	badID := testSnapshot(t, 2, 0)
-	badID.Shards[0].Put(&User{ID: "not-an-id", Email: "a@b.c", Role: RoleUser, Version: 1})
+	badID.Shards[0].Put(&User{ID: MakeUserID(1, 0), Email: "a@b.c", Role: RoleUser, Version: 1})
+	badIDBytes := bytes.Replace(writeSnap(t, badID), []byte(MakeUserID(1, 0)), []byte("not-an-id-at-all"), 1)
 	badRole := testSnapshot(t, 2, 0)
 	badRole.Shards[0].Put(&User{ID: MakeUserID(1, 0), Email: "a@b.c", Role: 3, Version: 1})
 	badVersion := testSnapshot(t, 2, 0)
@@ -334,7 +337,6 @@ func TestReadSnapshotCorrupt(t *testing.T) {
 	for name, s := range map[string]*Snapshot{
 		"duplicate email across shards": dupEmail,
 		"user in the wrong shard":       wrongShard,
-		"malformed id":                  badID,
 		"bad role":                      badRole,
 		"version 0":                     badVersion,
 		"id names a missing shard":      shardOutOfRange,
@@ -346,6 +348,9 @@ func TestReadSnapshotCorrupt(t *testing.T) {
 		if got != nil || !errors.Is(err, ErrCorrupt) {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+	if got, err := ReadSnapshot(bytes.NewReader(badIDBytes)); got != nil || !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "not-an-id-at-all") {
+		t.Errorf("malformed id: %v", err)
 	}
 
 	// Damaged framing.

@@ -305,24 +305,37 @@ func BenchmarkShardOf(b *testing.B) {
 // users in 64 shards (records, B-trees, email indexes): what every
 // collection of a node holding them must mark, and what requests wait
 // behind on two cores. ms/op is the figure; it grows with the users.
+// It also reports the live heap the users take, per user, beyond the
+// bytes of their id, name and email (heap-B/user-beyond-raw).
 func BenchmarkCollect200kUsers(b *testing.B) {
 	const n, shards = 200_000, 64
+	heap := func() uint64 {
+		var m runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	before := heap()
 	ss := make([]*UserShard, shards)
 	for i := range ss {
 		ss[i] = NewUserShard()
 	}
+	raw := 0
 	for i := range n {
 		email := "user" + strconv.Itoa(i) + "@example.com"
 		home := ShardOf(email, shards)
-		if _, err := ss[home].Create(MakeUserID(StampAt(benchT0)+uint64(i), home), &NewUser{Name: "Name " + strconv.Itoa(i), Email: email, Role: RoleUser}, benchT0); err != nil {
+		in := NewUser{Name: "Name " + strconv.Itoa(i), Email: email, Role: RoleUser}
+		if _, err := ss[home].Create(MakeUserID(StampAt(benchT0)+uint64(i), home), &in, benchT0); err != nil {
 			b.Fatal(err)
 		}
+		raw += UserIDLen + len(in.Name) + len(in.Email)
 	}
-	runtime.GC()
+	perUser := (float64(heap()) - float64(before) - float64(raw)) / n
 	b.ResetTimer()
 	for b.Loop() {
 		runtime.GC()
 	}
 	b.StopTimer()
 	runtime.KeepAlive(ss)
+	b.ReportMetric(perUser, "heap-B/user-beyond-raw") // after the loop: ResetTimer drops metrics
 }

@@ -36,9 +36,10 @@ func ParseRole(s string) (Role, *Error) {
 	return 0, badRequest("role", "role must be \"user\" or \"admin\"")
 }
 
-// User is one user record. A *User held by a shard is immutable: a change
-// makes a new record, so that snapshot views can share records with the
-// live state without copying.
+// User is one user record. A shard keeps its records as bytes and hands
+// out a fresh *User per read, whose strings alias those bytes; a change
+// is a new record passed to UserShard.Put. Treat a *User that a result
+// carries as immutable: several readers may share it.
 type User struct {
 	ID           string
 	Name         string

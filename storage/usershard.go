@@ -12,30 +12,61 @@ import (
 // create (with its uniqueness check) touches one shard; after an email
 // change the record stays home and only the index entry moves.
 //
-// UserShard is not safe for concurrent use: exactly one actor owns it. Its
-// trees are copy-on-write: View returns an O(1) immutable view that
-// another goroutine may read (one at a time: lookups reuse a search key)
-// while the owner goes on changing the shard.
+// Records live as bytes in an arena and are found by a B-tree of plain
+// integers, so the garbage collector walks neither (see arena). Get and
+// the other readers hand out a fresh *User whose strings alias the
+// arena's immutable bytes: callers may keep it, and changing it changes
+// nothing in the shard.
+//
+// UserShard is not safe for concurrent use: exactly one actor owns it.
+// Its tree is copy-on-write and its arena append-only: View returns, at
+// the cost of copying a few chunk headers, an immutable view that other
+// goroutines may read while the owner goes on changing the shard.
 type UserShard struct {
-	byID *btree.BTreeG[*User]
+	byID  *btree.BTreeG[userRef]
+	arena arena
 	// byEmail maps an email key to a user id. It is derivable from the
 	// records of all shards (RebuildEmailIndexes), so snapshots do not
 	// carry it and views do not hold it: no cloning. Pointer-free for
 	// the garbage collector (emailIndex).
 	byEmail *emailIndex
-	// key is a reusable search key, so lookups allocate nothing. Each
-	// UserShard value (the live one, each view) has its own.
-	key User
+	// scratch is the owner's encoding buffer for records.
+	scratch encoder
+}
+
+// A userRef finds a record: its id (a shard's ids differ in their stamps
+// only, but any home is allowed) and where its bytes are in the arena.
+type userRef struct {
+	stamp uint64
+	x     uint64 // the id's home shard (high 16 bits) and the arena location
+}
+
+func makeRef(stamp uint64, shard uint16, loc uint64) userRef {
+	return userRef{stamp: stamp, x: uint64(shard)<<locBits | loc}
+}
+
+func (r userRef) home() uint16 { return uint16(r.x >> locBits) }
+func (r userRef) loc() uint64  { return r.x & (1<<locBits - 1) }
+
+// lessRef orders records by id: ids encode stamp and shard big-endian in
+// a sortable alphabet, so their order is that of (stamp, shard).
+func lessRef(a, b userRef) bool {
+	return a.stamp < b.stamp || a.stamp == b.stamp && a.home() < b.home()
+}
+
+// refOf is the search key of a canonical id; ok is false for any other
+// string, which no record can have.
+func refOf(id string) (userRef, bool) {
+	stamp, shard, ok := ParseUserID(id)
+	return makeRef(stamp, shard, 0), ok
 }
 
 const btreeDegree = 32
 
-func lessUser(a, b *User) bool { return a.ID < b.ID }
-
 // NewUserShard returns an empty shard.
 func NewUserShard() *UserShard {
 	return &UserShard{
-		byID:    btree.NewG(btreeDegree, lessUser),
+		byID:    btree.NewG(btreeDegree, lessRef),
 		byEmail: newEmailIndex(0),
 	}
 }
@@ -44,7 +75,7 @@ func NewUserShard() *UserShard {
 // structure with it; later changes to s do not show in the view, and vice
 // versa. A view has no email index (see RebuildEmailIndexes).
 func (s *UserShard) View() *UserShard {
-	return &UserShard{byID: s.byID.Clone()}
+	return &UserShard{byID: s.byID.Clone(), arena: s.arena.view()}
 }
 
 // HasEmailIndex reports whether the shard holds its email index (a view
@@ -56,10 +87,48 @@ func (s *UserShard) Len() int { return s.byID.Len() }
 
 // Get returns the record with id.
 func (s *UserShard) Get(id string) (*User, bool) {
-	s.key.ID = id
-	u, ok := s.byID.Get(&s.key)
-	s.key.ID = ""
-	return u, ok
+	k, ok := refOf(id)
+	if !ok {
+		return nil, false
+	}
+	r, ok := s.byID.Get(k)
+	if !ok {
+		return nil, false
+	}
+	u := &User{}
+	s.decode(r, u)
+	return u, true
+}
+
+// has reports whether a record with id exists.
+func (s *UserShard) has(id string) bool {
+	k, ok := refOf(id)
+	return ok && s.byID.Has(k)
+}
+
+// decode fills u with the record r refers to, strings aliasing the arena.
+func (s *UserShard) decode(r userRef, u *User) {
+	d := decoder{b: s.arena.record(r.loc()), alias: true}
+	d.userInto(u)
+	mustDecode(&d)
+}
+
+// fields is decode without the authentication state, for filters that
+// look at a record and drop it: it allocates nothing.
+func (s *UserShard) fields(r userRef, u *User) {
+	d := decoder{b: s.arena.record(r.loc()), alias: true}
+	d.userFields(u)
+	if d.err != nil {
+		mustDecode(&d)
+	}
+}
+
+// mustDecode panics if a record the shard wrote does not decode: the
+// arena is damaged, which no input can cause.
+func mustDecode(d *decoder) {
+	if err := d.end(); err != nil {
+		panic(fmt.Sprintf("storage: user record in the arena: %v", err))
+	}
 }
 
 // EmailOwner returns the id indexed under an email key.
@@ -67,14 +136,54 @@ func (s *UserShard) EmailOwner(key string) (string, bool) {
 	return s.byEmail.get(key)
 }
 
-// Put inserts or replaces a record. The record must not be changed after.
-func (s *UserShard) Put(u *User) { s.byID.ReplaceOrInsert(u) }
+// Put inserts or replaces a record; the shard keeps a copy. Its id must
+// be canonical (MakeUserID), as the ids of all users are.
+func (s *UserShard) Put(u *User) {
+	k, ok := refOf(u.ID)
+	if !ok {
+		panic(fmt.Sprintf("storage: user id %q is not canonical", u.ID))
+	}
+	if old, existed := s.byID.ReplaceOrInsert(s.write(k, u)); existed {
+		s.arena.free(old.loc())
+		s.compactIfWasteful()
+	}
+}
+
+// write copies u into the arena and returns its reference.
+func (s *UserShard) write(k userRef, u *User) userRef {
+	s.scratch.b = s.scratch.b[:0]
+	s.scratch.user(u)
+	return makeRef(k.stamp, k.home(), s.arena.add(s.scratch.b))
+}
 
 // Remove deletes a record.
 func (s *UserShard) Remove(id string) {
-	s.key.ID = id
-	s.byID.Delete(&s.key)
-	s.key.ID = ""
+	k, ok := refOf(id)
+	if !ok {
+		return
+	}
+	if old, existed := s.byID.Delete(k); existed {
+		s.arena.free(old.loc())
+		s.compactIfWasteful()
+	}
+}
+
+// compactIfWasteful copies the live records to a fresh arena once most of
+// the arena is garbage, so that it stays within twice the live bytes.
+// Each record is copied after at least as many bytes of changes as it
+// holds, so the copying costs O(1) per byte changed. Views keep the old
+// arena alive as long as they need it.
+func (s *UserShard) compactIfWasteful() {
+	if !s.arena.garbage() {
+		return
+	}
+	fresh := sizedFor(s.arena.live)
+	tree := btree.NewG(btreeDegree, lessRef)
+	s.byID.Ascend(func(r userRef) bool {
+		tree.ReplaceOrInsert(makeRef(r.stamp, r.home(), fresh.add(s.arena.record(r.loc()))))
+		return true
+	})
+	s.byID, s.arena = tree, fresh
 }
 
 // IndexEmail maps key to id. It fails with a conflict when another user
@@ -96,10 +205,14 @@ func (s *UserShard) UnindexEmail(key, id string) {
 
 // Create adds a new user whose home and email shard is s. It is a
 // single-shard operation: the uniqueness check and the insert happen in
-// one step.
+// one step. The record returned is the caller's; the shard keeps a copy.
 func (s *UserShard) Create(id string, in *NewUser, nowMs int64) (*User, *Error) {
 	if err := in.Validate(); err != nil {
 		return nil, err
+	}
+	k, ok := refOf(id)
+	if !ok {
+		return nil, errorf(KindInternal, "user id %q is not canonical", id)
 	}
 	key := EmailKey(in.Email)
 	if s.byEmail.has(key) {
@@ -112,8 +225,10 @@ func (s *UserShard) Create(id string, in *NewUser, nowMs int64) (*User, *Error) 
 	// One traversal: insert, and put back what was there if the id
 	// existed. Ids are unique by construction (stamps); an existing one
 	// means a clock or leadership anomaly, reported deterministically.
-	if old, existed := s.byID.ReplaceOrInsert(u); existed {
+	r := s.write(k, u)
+	if old, existed := s.byID.ReplaceOrInsert(r); existed {
 		s.byID.ReplaceOrInsert(old)
+		s.arena.free(r.loc())
 		return nil, errorf(KindConflict, "user id %s already exists", id)
 	}
 	s.byEmail.put(key, id)
@@ -122,7 +237,7 @@ func (s *UserShard) Create(id string, in *NewUser, nowMs int64) (*User, *Error) 
 
 // ListQuery selects records for a page of a list.
 type ListQuery struct {
-	After string // exclusive lower bound on id; "" = from the start
+	After string // exclusive lower bound, a user id; "" = from the start
 	Q     string // lower-case substring of name or email; "" = all
 	Limit int
 }
@@ -133,21 +248,30 @@ func (s *UserShard) List(dst []*User, q ListQuery) []*User {
 		return dst
 	}
 	n := 0
-	visit := func(u *User) bool {
-		if u.ID == q.After {
-			return true
+	var u User
+	visit := func(r userRef) bool {
+		if q.Q != "" {
+			if s.fields(r, &u); !containsFold(u.Name, q.Q) && !containsFold(u.Email, q.Q) {
+				return true
+			}
 		}
-		if q.Q == "" || containsFold(u.Name, q.Q) || containsFold(u.Email, q.Q) {
-			dst = append(dst, u)
-			n++
-		}
+		match := &User{}
+		s.decode(r, match)
+		dst = append(dst, match)
+		n++
 		return n < q.Limit
 	}
 	if q.After == "" {
 		s.byID.Ascend(visit)
-	} else {
-		s.byID.AscendGreaterOrEqual(&User{ID: q.After}, visit)
+		return dst
 	}
+	after, ok := refOf(q.After)
+	if !ok {
+		return dst // no id follows a string that is not one
+	}
+	s.byID.AscendGreaterOrEqual(after, func(r userRef) bool {
+		return !lessRef(after, r) || visit(r)
+	})
 	return dst
 }
 
@@ -157,7 +281,9 @@ func (s *UserShard) Count(q string) int {
 		return s.byID.Len()
 	}
 	n := 0
-	s.byID.Ascend(func(u *User) bool {
+	var u User
+	s.byID.Ascend(func(r userRef) bool {
+		s.fields(r, &u)
 		if containsFold(u.Name, q) || containsFold(u.Email, q) {
 			n++
 		}
@@ -167,13 +293,26 @@ func (s *UserShard) Count(q string) int {
 }
 
 // Ascend calls fn for every record in id order until it returns false.
-func (s *UserShard) Ascend(fn func(*User) bool) { s.byID.Ascend(fn) }
+func (s *UserShard) Ascend(fn func(*User) bool) {
+	s.byID.Ascend(func(r userRef) bool {
+		u := &User{}
+		s.decode(r, u)
+		return fn(u)
+	})
+}
+
+// ascendRecords calls fn with the encoding of every record (encoder.user)
+// in id order until it returns false. The bytes alias the arena.
+func (s *UserShard) ascendRecords(fn func(rec []byte) bool) {
+	s.byID.Ascend(func(r userRef) bool { return fn(s.arena.record(r.loc())) })
+}
 
 // Admins appends the ids of this shard's admins.
 func (s *UserShard) Admins(dst []string) []string {
-	s.byID.Ascend(func(u *User) bool {
-		if u.Role == RoleAdmin {
-			dst = append(dst, u.ID)
+	var u User
+	s.byID.Ascend(func(r userRef) bool {
+		if s.fields(r, &u); u.Role == RoleAdmin {
+			dst = append(dst, MakeUserID(r.stamp, r.home()))
 		}
 		return true
 	})
@@ -190,7 +329,9 @@ func RebuildEmailIndexes(shards []*UserShard) error {
 	}
 	for _, s := range shards {
 		var err error
-		s.byID.Ascend(func(u *User) bool {
+		var u User
+		s.byID.Ascend(func(r userRef) bool {
+			s.fields(r, &u)
 			key := EmailKey(u.Email)
 			if e := shards[ShardOf(key, len(shards))].IndexEmail(key, u.ID); e != nil {
 				err = fmt.Errorf("%w: email of user %s is not unique", ErrCorrupt, u.ID)

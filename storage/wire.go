@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"unsafe"
 )
 
 // The binary encoding shared by commands and snapshots: unsigned varints,
@@ -37,6 +38,10 @@ type decoder struct {
 	// v1 is set while reading a version 1 snapshot: its users carry no
 	// authentication state.
 	v1 bool
+	// alias: strings alias the input instead of copying it. Only for
+	// input whose bytes never change while the strings live (an arena),
+	// or strings that are dropped before the input is reused.
+	alias bool
 }
 
 func (d *decoder) fail(format string, args ...any) {
@@ -123,8 +128,15 @@ func (d *decoder) raw() []byte {
 	return p
 }
 
-// str copies: decoded values outlive the input buffer.
-func (d *decoder) str() string { return string(d.raw()) }
+// str copies, since decoded values outlive the input buffer, unless the
+// decoder aliases.
+func (d *decoder) str() string {
+	p := d.raw()
+	if d.alias {
+		return unsafe.String(unsafe.SliceData(p), len(p))
+	}
+	return string(p)
+}
 
 // bytes copies, like str; an empty value decodes as nil.
 func (d *decoder) bytes() []byte {
