@@ -208,11 +208,13 @@ func (n *node) remove() {
 }
 
 // createArgs is users-create at 64 connections against url: a closed
-// loop, or an open one at rate requests/s.
+// loop, or an open one at rate requests/s. An open loop runs against the
+// floor too: the floor's p99 at the same rate is this machine's own tail
+// (client, kernel, scheduling), next to which the node's stands.
 func createArgs(url, dur string, rate float64) []string {
 	args := []string{"bench", "--addr", url, "--duration", dur, "--warmup", "1s", "--json", "--scenario", "users-create", "--connections", "64"}
 	if rate > 0 {
-		args = append(args, "--rate", fmt.Sprintf("%.0f", rate))
+		args = append(args, "--rate", fmt.Sprintf("%.0f", rate), "--compare-floor")
 	}
 	return args
 }
