@@ -30,14 +30,16 @@ type arena struct {
 }
 
 // Chunks start small, so an almost empty shard costs little, and double
-// up to maxChunk. An entry larger than a chunk gets one of its own.
+// up to maxChunk. An entry larger than a chunk gets one of its own. The
+// last chunk of each shard is half empty on average, so maxChunk is
+// small: 64 shards with 1 MiB chunks left ≈ 32 MB unused.
 const (
 	minChunk = 4 << 10
-	maxChunk = 1 << 20
+	maxChunk = 64 << 10
 
 	// A location is the chunk's index and the entry's offset in it.
 	// Entries start below maxChunk (a larger one starts a chunk), so 24
-	// bits of offset suffice.
+	// bits of offset are plenty.
 	locOffsetBits = 24
 	locChunkBits  = 24
 	locBits       = locChunkBits + locOffsetBits

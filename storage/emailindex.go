@@ -8,11 +8,12 @@ import "hash/maphash"
 // pointers), a third of the time a collection took with a million
 // users, and requests queue while it runs.
 //
-// Each key is stored as two independent 64-bit hashes of it (maphash,
-// with seeds random per process) and each id as its stamp and shard, all
-// plain integers. Two keys are taken as equal when both hashes are: the
-// chance that two different addresses agree on 128 random bits is
-// negligible, and the seeds are secret, so they cannot be chosen to.
+// Each key is stored as two independent hashes of it (maphash, with
+// seeds random per process; 64 bits of the first, 48 of the second) and
+// each id as its stamp and shard, all plain integers. Two keys are taken
+// as equal when both hashes are: the chance that two different addresses
+// agree on 112 random bits is negligible, and the seeds are secret, so
+// they cannot be chosen to.
 // Two keys that share only the first hash, and ids that are not
 // canonical user ids (some tests use others), go to a small ordinary map.
 type emailIndex struct {
@@ -21,11 +22,21 @@ type emailIndex struct {
 	hash  func(key string) (uint64, uint64)
 }
 
+// emailEntry is 16 bytes, so that a map slot is 24: the id's stamp, and
+// its shard beside 48 bits of the key's second hash.
 type emailEntry struct {
-	check uint64 // the key's second hash
-	stamp uint64 // the id's stamp and shard (MakeUserID)
-	shard uint16
+	stamp      uint64 // the id's stamp and shard (MakeUserID)
+	checkShard uint64 // the second hash's top 48 bits, then the shard
 }
+
+func makeEmailEntry(check, stamp uint64, shard uint16) emailEntry {
+	return emailEntry{stamp: stamp, checkShard: check&^0xffff | uint64(shard)}
+}
+
+func (e emailEntry) shard() uint16 { return uint16(e.checkShard) }
+
+// matches reports whether the entry is for the key with second hash check.
+func (e emailEntry) matches(check uint64) bool { return e.checkShard>>16 == check>>16 }
 
 var emailSeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
 
@@ -44,8 +55,8 @@ func (x *emailIndex) get(key string) (string, bool) {
 		}
 	}
 	h, check := x.hash(key)
-	if e, ok := x.m[h]; ok && e.check == check {
-		return MakeUserID(e.stamp, e.shard), true
+	if e, ok := x.m[h]; ok && e.matches(check) {
+		return MakeUserID(e.stamp, e.shard()), true
 	}
 	return "", false
 }
@@ -56,7 +67,7 @@ func (x *emailIndex) has(key string) bool {
 	}
 	h, check := x.hash(key)
 	e, ok := x.m[h]
-	return ok && e.check == check
+	return ok && e.matches(check)
 }
 
 func (x *emailIndex) put(key, id string) {
@@ -66,14 +77,14 @@ func (x *emailIndex) put(key, id string) {
 	}
 	h, check := x.hash(key)
 	stamp, shard, ok := ParseUserID(id)
-	if e, taken := x.m[h]; !ok || taken && e.check != check {
+	if e, taken := x.m[h]; !ok || taken && !e.matches(check) {
 		if x.other == nil {
 			x.other = map[string]string{}
 		}
 		x.other[key] = id
 		return
 	}
-	x.m[h] = emailEntry{check: check, stamp: stamp, shard: shard}
+	x.m[h] = makeEmailEntry(check, stamp, shard)
 }
 
 func (x *emailIndex) remove(key string) {
@@ -82,7 +93,7 @@ func (x *emailIndex) remove(key string) {
 		return
 	}
 	h, check := x.hash(key)
-	if e, ok := x.m[h]; ok && e.check == check {
+	if e, ok := x.m[h]; ok && e.matches(check) {
 		delete(x.m, h)
 	}
 }

@@ -81,7 +81,7 @@ func writeReport(path string, runs []*run, opens []*run, fsync time.Duration, me
 	}
 	w("- p99 at half the maximum create throughput (open loop): **%s ms** (target ≤ 5 ms); on a node run with %s: **%s ms**.\n",
 		ms(open.res.LatencyUS.P99), strings.Join(tunedGC, " "), ms(tuned.res.LatencyUS.P99))
-	w("  The floor at the same rates, this machine's own tail: p99 %s and %s\n", floorP99(open.res), floorP99(tuned.res))
+	w("  The floor at the same rates, this machine's own tail: %s and %s\n", floorP99(open.res), floorP99(tuned.res))
 	if ns, ok := benchNs(goOut, "BenchmarkActorRoundTrip/serial"); ok {
 		w("- actor request/reply round trip (`BenchmarkActorRoundTrip/serial`, below): **%.2f µs** (target ≤ 1 µs, aim ≤ 0.5 µs)\n", ns/1000)
 	}
