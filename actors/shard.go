@@ -166,9 +166,8 @@ const (
 	readEmail               // the owner of email key
 )
 
-// read answers one query in the actor. It takes mu too (a direct reader
-// may hold it, and storage lookups reuse a search key in the shard) and
-// releases it before answering.
+// read answers one query in the actor. It takes mu, as every access to
+// the shard does, and releases it before answering.
 func (b *shardBox) read(m *shardRead) {
 	m.done <- b.lockedLookup(m)
 }

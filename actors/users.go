@@ -359,7 +359,8 @@ func (u *Users) Views() []*storage.UserShard {
 
 // Restore replaces every shard's state (len(shards) must equal Shards())
 // and rebuilds the admins set from it. Shards without email indexes
-// (views) get them rebuilt first.
+// (views) get them rebuilt first. The shards' records stay unchanged
+// whatever the actors do next; their email indexes are taken over.
 func (u *Users) Restore(shards []*storage.UserShard) error {
 	for _, s := range shards {
 		if !s.HasEmailIndex() {
@@ -374,7 +375,7 @@ func (u *Users) Restore(shards []*storage.UserShard) error {
 		repl := shards[i]
 		var admins []string
 		u.exec(i, func(s *storage.UserShard) {
-			*s = *repl
+			s.TakeOver(repl)
 			admins = s.Admins(nil)
 		})
 		for _, id := range admins {

@@ -13,10 +13,11 @@ import (
 // requests queue while it runs; as arena bytes they cost nothing to mark.
 //
 // An arena is append-only: the bytes of a record never change once
-// written, so strings handed out may alias them (userFromRecord) and a
-// view may share the chunks written so far. A changed record is written
-// anew and the old bytes become garbage, which UserShard.compact reclaims
-// by copying the live records to a fresh arena.
+// written, so a filter may read strings that alias them
+// (UserShard.fields) and a view may share the chunks written so far. A
+// changed record is written anew and the old bytes become garbage, which
+// UserShard.compactIfWasteful reclaims by copying the live records to a
+// fresh arena.
 //
 // Each entry is a uvarint length followed by the record's encoding
 // (encoder.user), the same bytes a snapshot carries.

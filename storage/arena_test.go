@@ -165,3 +165,40 @@ func binaryAppendUvarint(v uint64) []byte {
 	e.uvarint(v)
 	return e.b
 }
+
+// Two shards that take over the same view and then change share nothing
+// they write: each reads its own records, and the view keeps its own.
+// (The view has no email index, which would be theirs to share.)
+func TestUserShardTakeOver(t *testing.T) {
+	src, all := listShard(t, 120)
+	v := src.View()
+	var a, b UserShard
+	a.TakeOver(v)
+	b.TakeOver(v)
+	for i, s := range []*UserShard{&a, &b} {
+		u, _ := s.Get(all[i])
+		next := *u
+		next.Name = fmt.Sprint("changed by ", i)
+		s.Put(&next)
+		s.Put(&User{ID: MakeUserID(StampAt(t0)+100_000, 0), Name: fmt.Sprint("new in ", i), Email: "new@example.com", Role: RoleUser, Version: 1})
+	}
+	for i, s := range []*UserShard{&a, &b} {
+		if u, _ := s.Get(all[i]); u.Name != fmt.Sprint("changed by ", i) {
+			t.Fatalf("shard %d reads %q", i, u.Name)
+		}
+		if u, _ := s.Get(MakeUserID(StampAt(t0)+100_000, 0)); u == nil || u.Name != fmt.Sprint("new in ", i) {
+			t.Fatalf("shard %d reads another's record: %+v", i, u)
+		}
+		if u, _ := s.Get(all[1-i]); u.Name != fmt.Sprint("User ", 1-i) {
+			t.Fatalf("shard %d sees the other's change", i)
+		}
+	}
+	if v.Len() != 120 {
+		t.Fatalf("view has %d records", v.Len())
+	}
+	for i := range 2 {
+		if u, _ := v.Get(all[i]); u.Name != fmt.Sprint("User ", i) {
+			t.Fatalf("the view changed: %q", u.Name)
+		}
+	}
+}

@@ -1,6 +1,9 @@
 package storage
 
-import "hash/maphash"
+import (
+	"hash/maphash"
+	"strings"
+)
 
 // emailIndex maps email keys to user ids in memory the garbage collector
 // need not walk. A map[string]string of a million entries cost every
@@ -72,19 +75,25 @@ func (x *emailIndex) has(key string) bool {
 
 func (x *emailIndex) put(key, id string) {
 	if _, ok := x.other[key]; ok {
-		x.other[key] = id
+		x.other[key] = strings.Clone(id)
 		return
 	}
 	h, check := x.hash(key)
 	stamp, shard, ok := ParseUserID(id)
-	if e, taken := x.m[h]; !ok || taken && !e.matches(check) {
-		if x.other == nil {
-			x.other = map[string]string{}
-		}
-		x.other[key] = id
+	e, taken := x.m[h]
+	if ok && (!taken || e.matches(check)) {
+		x.m[h] = makeEmailEntry(check, stamp, shard)
 		return
 	}
-	x.m[h] = makeEmailEntry(check, stamp, shard)
+	if taken && e.matches(check) {
+		delete(x.m, h) // the key moves to other with its new id
+	}
+	if x.other == nil {
+		x.other = map[string]string{}
+	}
+	// Copies: the strings may alias a shard's arena (RebuildEmailIndexes),
+	// whose chunks they would keep alive.
+	x.other[strings.Clone(key)] = strings.Clone(id)
 }
 
 func (x *emailIndex) remove(key string) {

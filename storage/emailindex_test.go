@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"maps"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -19,9 +20,10 @@ func TestEmailIndexLikeAMap(t *testing.T) {
 		want := map[string]string{}
 		keys := []string{"a@x.io", "bb@x.io", "ccc@x.io", "dddd@x.io", "e@x.io", "ff@x.io"}
 		ids := []string{MakeUserID(1, 0), MakeUserID(2, 7), MakeUserID(1<<40, 4095), "not-an-id", MakeUserID(5, 1) + "x"}
-		for step := range 400 {
-			key, id := keys[(step*7)%len(keys)], ids[(step*5)%len(ids)]
-			if step%3 == 2 {
+		r := rand.New(rand.NewPCG(7, 8))
+		for step := range 2000 {
+			key, id := keys[r.IntN(len(keys))], ids[r.IntN(len(ids))]
+			if r.IntN(3) == 0 {
 				x.remove(key)
 				delete(want, key)
 			} else {

@@ -37,8 +37,8 @@ func ParseRole(s string) (Role, *Error) {
 }
 
 // User is one user record. A shard keeps its records as bytes and hands
-// out a fresh *User per read, whose strings alias those bytes; a change
-// is a new record passed to UserShard.Put. Treat a *User that a result
+// out a fresh *User per read; a change is a new record passed to
+// UserShard.Put. Treat a *User that a result
 // carries as immutable: several readers may share it.
 type User struct {
 	ID           string

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"fmt"
 
 	"github.com/google/btree"
@@ -14,9 +15,9 @@ import (
 //
 // Records live as bytes in an arena and are found by a B-tree of plain
 // integers, so the garbage collector walks neither (see arena). Get and
-// the other readers hand out a fresh *User whose strings alias the
-// arena's immutable bytes: callers may keep it, and changing it changes
-// nothing in the shard.
+// the other readers hand out a fresh *User with its own copy of the
+// record's bytes: callers may keep it, and changing it changes nothing
+// in the shard.
 //
 // UserShard is not safe for concurrent use: exactly one actor owns it.
 // Its tree is copy-on-write and its arena append-only: View returns, at
@@ -78,6 +79,14 @@ func (s *UserShard) View() *UserShard {
 	return &UserShard{byID: s.byID.Clone(), arena: s.arena.view()}
 }
 
+// TakeOver makes s hold from's records and email index. The two share
+// no bytes or tree nodes either may write, so from's records stay as
+// they were whatever s does; from's email index becomes s's, and from
+// must not use it again.
+func (s *UserShard) TakeOver(from *UserShard) {
+	*s = UserShard{byID: from.byID.Clone(), arena: from.arena.view(), byEmail: from.byEmail}
+}
+
 // HasEmailIndex reports whether the shard holds its email index (a view
 // does not).
 func (s *UserShard) HasEmailIndex() bool { return s.byEmail != nil }
@@ -106,15 +115,19 @@ func (s *UserShard) has(id string) bool {
 	return ok && s.byID.Has(k)
 }
 
-// decode fills u with the record r refers to, strings aliasing the arena.
+// decode fills u with the record r refers to. Its strings alias a copy
+// of the record's bytes, not the arena: a *User may be kept for minutes
+// (results stay in the idempotency window), and strings into the arena
+// would keep a whole chunk alive past the compaction that freed it.
 func (s *UserShard) decode(r userRef, u *User) {
-	d := decoder{b: s.arena.record(r.loc()), alias: true}
+	d := decoder{b: bytes.Clone(s.arena.record(r.loc())), alias: true}
 	d.userInto(u)
 	mustDecode(&d)
 }
 
-// fields is decode without the authentication state, for filters that
-// look at a record and drop it: it allocates nothing.
+// fields is decode without the authentication state and without the
+// copy, for filters that look at a record and drop it: it allocates
+// nothing, and its strings must not outlive the call.
 func (s *UserShard) fields(r userRef, u *User) {
 	d := decoder{b: s.arena.record(r.loc()), alias: true}
 	d.userFields(u)
