@@ -5,10 +5,13 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	json "github.com/goccy/go-json"
+	"github.com/valyala/fasthttp"
 
 	"github.com/troupe-db/troupe/transport/transporttest"
 )
@@ -210,4 +213,59 @@ func FuzzDocsWSMessage(f *testing.F) {
 			t.Fatalf("next op %q: %v", c.out, err)
 		}
 	})
+}
+
+// With FollowLeader, each connection moves to the target its answers
+// name in X-Troupe-Leader, and never to an address that is not a target.
+func TestFollowLeader(t *testing.T) {
+	serve := func(leader func() string) (string, *atomic.Int64) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n atomic.Int64
+		srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+			n.Add(1)
+			ctx.Response.Header.Set("X-Troupe-Leader", leader())
+			ctx.SetStatusCode(fasthttp.StatusCreated)
+			ctx.SetBodyString(`{"id":"0000000000000000"}`)
+		}}
+		go func() { _ = srv.Serve(ln) }()
+		t.Cleanup(func() { _ = srv.Shutdown() })
+		return ln.Addr().String(), &n
+	}
+	var leaderAddr string
+	follower, atFollower := serve(func() string { return "http://" + leaderAddr })
+	leaderAddr, atLeader := serve(func() string { return leaderAddr })
+	outsider, atOutsider := serve(func() string { return "" })
+	// A third target names an address that is no target: ignored.
+	stray, atStray := serve(func() string { return outsider })
+
+	cfg := DefaultConfig()
+	cfg.Addrs, cfg.Scenario, cfg.Connections = []string{follower, leaderAddr, stray}, "users-create", 6
+	cfg.Duration, cfg.Warmup, cfg.Requests, cfg.FollowLeader = time.Minute, 0, 300, true
+	r, err := NewRunner(cfg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Run(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Errors != 0 || !res.FollowLeader {
+		t.Fatalf("%+v", res)
+	}
+	// The two connections that started at the follower moved after their
+	// first answer; those at the stray target stayed.
+	if got := atFollower.Load(); got != 2 || res.LeaderMoves != 2 {
+		t.Fatalf("the follower answered %d requests, %d moves; want 2 and 2", got, res.LeaderMoves)
+	}
+	if atOutsider.Load() != 0 || atStray.Load() == 0 || atLeader.Load() < 100 {
+		t.Fatalf("leader %d, stray %d, outsider %d", atLeader.Load(), atStray.Load(), atOutsider.Load())
+	}
+
+	cfg.Scenario = "users-get"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "follow-leader") {
+		t.Fatalf("follow-leader with a read scenario: %v", err)
+	}
 }

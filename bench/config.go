@@ -34,6 +34,11 @@ type Config struct {
 	// Token is sent as "Authorization: Bearer" (secure nodes); the
 	// scenarios that create users or policies need an admin's.
 	Token string
+	// FollowLeader moves each connection of a write scenario to the node
+	// its answers name in X-Troupe-Leader, if that is one of Addrs: the
+	// Go client sends writes to the leader so, saving followers the
+	// forwarding hop.
+	FollowLeader bool
 }
 
 // DefaultConfig returns the defaults.
@@ -104,6 +109,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Timeout <= 0 {
 		errs = append(errs, errors.New("timeout must be positive"))
+	}
+	if sc, ok := scenarios[c.Scenario]; ok && c.FollowLeader && !sc.writes {
+		errs = append(errs, fmt.Errorf("--follow-leader applies to the write scenarios (%s), not %s", strings.Join(writeScenarios(), ", "), c.Scenario))
 	}
 	return errors.Join(errs...)
 }

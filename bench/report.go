@@ -20,6 +20,9 @@ func WriteTable(w io.Writer, r *Result) {
 	if r.Rate > 0 {
 		fmt.Fprintf(w, ", open loop at %.0f req/s", r.Rate)
 	}
+	if r.FollowLeader {
+		fmt.Fprintf(w, ", following the leader (%d moves)", r.LeaderMoves)
+	}
 	fmt.Fprintf(w, ", %.1f s measured\n", r.DurationS)
 	writeOne(w, "", r)
 	if r.Floor != nil {

@@ -48,6 +48,7 @@ type worker struct {
 	buf    []byte
 	client *fasthttp.HostClient
 	addr   string
+	moves  int // FollowLeader: times the connection moved to a leader
 
 	// docs-ops: the version this worker last had acknowledged, per
 	// document it edits, and its next seq.
@@ -266,6 +267,9 @@ func (r *Runner) work(w *worker) {
 		if r.sc.after != nil && err == nil {
 			r.sc.after(r, w, resp)
 		}
+		if r.cfg.FollowLeader && err == nil {
+			r.follow(w, resp.Header.Peek("X-Troupe-Leader"))
+		}
 		if !r.counting() {
 			continue
 		}
@@ -287,6 +291,27 @@ func (r *Runner) work(w *worker) {
 		}
 		if err != nil && !r.stop.Load() {
 			time.Sleep(10 * time.Millisecond) // do not spin on a dead target
+		}
+	}
+}
+
+// follow moves w's connection to the node leader names (an
+// X-Troupe-Leader value), if that is another of the targets; any other
+// address is ignored, so a run never reaches beyond --addr.
+func (r *Runner) follow(w *worker, leader []byte) {
+	if len(leader) == 0 || string(leader) == w.addr {
+		return
+	}
+	addrs, err := ParseAddrs(string(leader))
+	if err != nil || len(addrs) != 1 || addrs[0] == w.addr {
+		return
+	}
+	for _, a := range r.cfg.Addrs {
+		if a == addrs[0] {
+			w.client.CloseIdleConnections()
+			w.addr, w.client = a, r.client(a)
+			w.moves++
+			return
 		}
 	}
 }
@@ -350,6 +375,7 @@ func (r *Runner) result(elapsed time.Duration) *Result {
 	res := &Result{
 		Scenario: r.cfg.Scenario, Connections: r.cfg.Connections, Targets: r.cfg.Addrs,
 		DurationS: elapsed.Seconds(), Rate: r.cfg.Rate, ByStatus: map[string]int64{},
+		FollowLeader: r.cfg.FollowLeader,
 	}
 	var timeline []int64
 	var acks, events int64
@@ -365,6 +391,7 @@ func (r *Runner) result(elapsed time.Duration) *Result {
 		acks += w.acks
 		events += w.events
 		res.Resets += w.resets
+		res.LeaderMoves += w.moves
 		for code, n := range w.statuses {
 			res.ByStatus[strconv.Itoa(code)] += n
 			if code < 200 || code >= 300 {
@@ -439,6 +466,10 @@ type Result struct {
 	ByStatus        map[string]int64 `json:"by_status"`
 	ThroughputRPS   float64          `json:"throughput_rps"`
 	ItemsPerRequest int              `json:"items_per_request,omitempty"`
+	// FollowLeader: the run followed X-Troupe-Leader (--follow-leader);
+	// LeaderMoves: how many times a connection moved to the leader.
+	FollowLeader bool `json:"follow_leader,omitempty"`
+	LeaderMoves  int  `json:"leader_moves,omitempty"`
 	// Docs is the number of documents of a docs-* scenario.
 	Docs int `json:"docs,omitempty"`
 	// EventsRPS (docs-ws): change events received per second by all

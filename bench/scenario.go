@@ -24,12 +24,15 @@ type scenario struct {
 	// scenario that is not one HTTP request per turn (docs-ws). It
 	// returns when r.stop is set; closed loop only, and no floor.
 	loop func(r *Runner, w *worker)
+	// writes: every request is a write (Config.FollowLeader applies).
+	writes bool
 }
 
 var scenarios = map[string]scenario{
 	"users-create": {
 		description: "durable user creates, one per request",
 		next:        nextCreate,
+		writes:      true,
 	},
 	"users-get": {
 		description: "linearizable reads of existing users by id",
@@ -56,12 +59,14 @@ var scenarios = map[string]scenario{
 	"users-batch": {
 		description: "batch creates (--batch-size users per request, one log entry each)",
 		next:        nextBatch,
+		writes:      true,
 	},
 	"docs-ops": {
 		description: "collaborative edits: each connection is a client inserting into one of --docs documents against the version it last had acknowledged (transformed past the others')",
 		setup:       setupDocs,
 		next:        nextDocOp,
 		after:       afterDocOp,
+		writes:      true,
 	},
 	"docs-ws": {
 		description: "collaborative edits over WebSockets: each connection is a client of one of --docs documents, one insert in flight (latency to its ack), reading every change of its document (events_rps)",
@@ -223,6 +228,17 @@ func ScenarioNames() []string {
 
 // ScenarioDescription describes a scenario.
 func ScenarioDescription(name string) string { return scenarios[name].description }
+
+// writeScenarios lists the scenarios whose every request is a write.
+func writeScenarios() []string {
+	var out []string
+	for _, n := range ScenarioNames() {
+		if scenarios[n].writes {
+			out = append(out, n)
+		}
+	}
+	return out
+}
 
 // HasFloor says whether a scenario can run against the floor server (a
 // plain HTTP one: not the WebSocket scenario).

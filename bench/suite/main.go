@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -117,12 +118,11 @@ func suite(bin, out string, d time.Duration, gopkgs []string) error {
 		return err
 	}
 
-	fmt.Fprintln(os.Stderr, "→ users-create on a three-node cluster")
 	three, err := runThreeNode(bin, dur)
 	if err != nil {
 		return err
 	}
-	runs = append(runs, three)
+	runs = append(runs, three...)
 
 	fmt.Fprintf(os.Stderr, "→ memory and restart with %d users\n", memUsers)
 	mem, err := measureMemory(bin, memUsers)
@@ -358,7 +358,7 @@ func goVersion() string {
 // runThreeNode forms a three-node cluster of processes on this machine
 // and drives users-create at 64 connections spread over the three nodes
 // (followers forward to the leader), next to the floor.
-func runThreeNode(bin, dur string) (*run, error) {
+func runThreeNode(bin, dur string) ([]*run, error) {
 	var nodes []*node
 	defer func() {
 		for _, n := range nodes {
@@ -383,10 +383,19 @@ func runThreeNode(bin, dur string) (*run, error) {
 		}
 		urls = append(urls, "http://"+n.addr)
 	}
-	r := &run{label: "users-create, 3-node cluster, 64 connections over the 3 nodes",
-		args: []string{"bench", "--addr", strings.Join(urls, ","), "--duration", dur, "--warmup", "1s", "--json",
-			"--compare-floor", "--scenario", "users-create", "--connections", "64"}}
-	var err error
-	r.res, r.cmd, err = runBench(bin, r.args)
-	return r, err
+	args := []string{"bench", "--addr", strings.Join(urls, ","), "--duration", dur, "--warmup", "1s", "--json",
+		"--compare-floor", "--scenario", "users-create", "--connections", "64"}
+	spread := &run{label: "users-create, 3-node cluster, 64 connections over the 3 nodes", args: args}
+	// The same connections, each moving to the leader its first answer
+	// names, as the Go client sends writes: no forwarding hop.
+	leader := &run{label: "users-create, 3-node cluster, 64 connections over the 3 nodes, each following X-Troupe-Leader (`--follow-leader`, as the Go client does)",
+		args: append(slices.Clip(args), "--follow-leader")}
+	for _, r := range []*run{spread, leader} {
+		fmt.Fprintf(os.Stderr, "→ %s\n", r.label)
+		var err error
+		if r.res, r.cmd, err = runBench(bin, r.args); err != nil {
+			return nil, err
+		}
+	}
+	return []*run{spread, leader}, nil
 }
