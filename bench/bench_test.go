@@ -28,6 +28,20 @@ func startFloor(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// mustRun runs cfg to the end (against a floor server if floor).
+func mustRun(t *testing.T, cfg Config, floor bool) *Result {
+	t.Helper()
+	r, err := NewRunner(cfg, floor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Run(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
 func TestRunAgainstFloor(t *testing.T) {
 	addr := startFloor(t)
 	for _, sc := range ScenarioNames() {
@@ -60,21 +74,13 @@ func TestRequestLimitAndOpenLoop(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Addrs, cfg.Scenario, cfg.Connections = []string{addr}, "users-create", 2
 	cfg.Duration, cfg.Warmup, cfg.Requests = time.Minute, 0, 500
-	r, _ := NewRunner(cfg, true)
-	res, err := r.Run(context.Background(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := mustRun(t, cfg, true)
 	// Each connection may finish the request it had in flight.
 	if res.Requests < 500 || res.Requests > 502 {
 		t.Fatalf("requests %d, want 500..502", res.Requests)
 	}
 	cfg.Requests, cfg.Rate, cfg.Duration = 0, 400, 500*time.Millisecond
-	r, _ = NewRunner(cfg, true)
-	res, err = r.Run(context.Background(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res = mustRun(t, cfg, true)
 	// An open loop sends no more than its schedule allows.
 	if res.Requests == 0 || res.Requests > 400*3/4+int64(cfg.Connections) {
 		t.Fatalf("open loop sent %d requests in %.2fs at 400/s", res.Requests, res.DurationS)
@@ -106,14 +112,7 @@ func TestDocsWSAgainstNode(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Addrs, cfg.Scenario, cfg.Connections, cfg.Docs = []string{addr}, "docs-ws", 6, 2
 	cfg.Duration, cfg.Warmup, cfg.Requests = 30*time.Second, 0, 300
-	r, err := NewRunner(cfg, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := r.Run(context.Background(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := mustRun(t, cfg, false)
 	acks := res.ByStatus["ack"]
 	if res.Errors != 0 || acks < 300 || res.Requests != acks || res.ThroughputRPS <= 0 || res.LatencyUS.Max == 0 || res.Docs != 2 {
 		t.Fatalf("%+v", res)
@@ -244,14 +243,7 @@ func TestFollowLeader(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Addrs, cfg.Scenario, cfg.Connections = []string{follower, leaderAddr, stray}, "users-create", 6
 	cfg.Duration, cfg.Warmup, cfg.Requests, cfg.FollowLeader = time.Minute, 0, 300, true
-	r, err := NewRunner(cfg, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := r.Run(context.Background(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := mustRun(t, cfg, false)
 	if res.Errors != 0 || !res.FollowLeader {
 		t.Fatalf("%+v", res)
 	}
