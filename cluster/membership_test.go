@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/troupe-db/troupe/cluster/clustertest"
 	"github.com/troupe-db/troupe/storage"
 )
 
@@ -80,7 +81,7 @@ func TestThreeNodeCluster(t *testing.T) {
 		if id == "n1" {
 			mode = Bootstrap
 		}
-		addrs[id] = freeAddr(t)
+		addrs[id] = clustertest.FreeAddr(t)
 		c.nodes[id], c.stops[id] = startMember(t, id, mode, t.TempDir(), addrs[id])
 	}
 	n1 := c.nodes["n1"]
@@ -167,7 +168,7 @@ func TestThreeNodeCluster(t *testing.T) {
 // follower: it catches up by installing the leader's snapshot.
 func TestLaggingNodeCatchesUpBySnapshot(t *testing.T) {
 	dirs := map[string]string{"n1": t.TempDir(), "n2": t.TempDir(), "n3": t.TempDir()}
-	addrs := map[string]string{"n1": freeAddr(t), "n2": freeAddr(t), "n3": freeAddr(t)}
+	addrs := map[string]string{"n1": clustertest.FreeAddr(t), "n2": clustertest.FreeAddr(t), "n3": clustertest.FreeAddr(t)}
 	start := func(id string, mode Mode) (*Node, func()) {
 		return startMemberWith(t, id, mode, dirs[id], addrs[id], func(c *Config) {
 			c.WALSegmentSize = 64 << 10
@@ -213,15 +214,15 @@ func TestLaggingNodeCatchesUpBySnapshot(t *testing.T) {
 // fresh data dir, as an operator replacing a node would) three times,
 // writing in between; every node ends with the same state.
 func TestJoinRemoveRejoinCycles(t *testing.T) {
-	n1, stop1 := startMember(t, "n1", Bootstrap, t.TempDir(), freeAddr(t))
+	n1, stop1 := startMember(t, "n1", Bootstrap, t.TempDir(), clustertest.FreeAddr(t))
 	defer stop1()
-	n2, stop2 := startMember(t, "n2", Join, t.TempDir(), freeAddr(t))
+	n2, stop2 := startMember(t, "n2", Join, t.TempDir(), clustertest.FreeAddr(t))
 	defer stop2()
 	waitFor(t, "n1 to lead", func() bool { return n1.Ready() == nil })
 	if err := n1.AddMember(n2.self(), true, time.Now().Add(10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	addr3 := freeAddr(t)
+	addr3 := clustertest.FreeAddr(t)
 	for cycle := range 3 {
 		n3, stop3 := startMember(t, "n3", Join, t.TempDir(), addr3)
 		if err := n1.AddMember(n3.self(), true, time.Now().Add(10*time.Second)); err != nil {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -13,18 +12,9 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/troupe-db/troupe/actors"
+	"github.com/troupe-db/troupe/cluster/clustertest"
 	"github.com/troupe-db/troupe/storage"
 )
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // openTestNode opens a node with cfg, its own logger, metrics and actor
 // system; the returned stop shuts all of it down, once.
@@ -56,7 +46,7 @@ func testNode(t testing.TB, dir string) (*Node, func()) {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.DataDir = dir
-	cfg.RaftAddr = freeAddr(t)
+	cfg.RaftAddr = clustertest.FreeAddr(t)
 	cfg.UserShards = 4
 	n, stop := openTestNode(t, cfg)
 	if err := n.WaitInitialised(time.Now().Add(10*time.Second), true); err != nil {
@@ -164,7 +154,7 @@ func TestUserShardsMismatchIsRefused(t *testing.T) {
 	stop()
 	cfg := DefaultConfig()
 	cfg.DataDir = dir
-	cfg.RaftAddr = freeAddr(t)
+	cfg.RaftAddr = clustertest.FreeAddr(t)
 	cfg.UserShards = 8
 	n, stop := openTestNode(t, cfg)
 	defer stop()

@@ -24,7 +24,7 @@ func TestClusterOverMutualTLS(t *testing.T) {
 		if i == 0 {
 			mode = Bootstrap
 		}
-		n, stop := startMemberWith(t, id, mode, t.TempDir(), freeAddr(t), func(c *Config) { c.TLS = files })
+		n, stop := startMemberWith(t, id, mode, t.TempDir(), clustertest.FreeAddr(t), func(c *Config) { c.TLS = files })
 		defer stop()
 		nodes = append(nodes, n)
 	}

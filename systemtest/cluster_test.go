@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/troupe-db/troupe/cluster/clustertest"
 )
 
 type clusterStatus struct {
@@ -264,7 +266,7 @@ func TestRejoinAfterAddressChange(t *testing.T) {
 		expectStatus(t, a.do(t, "POST", "/v1/users", map[string]string{"name": "M", "email": fmt.Sprintf("moved%d@example.com", i)}, nil), 201)
 	}
 	moved := cfgs["c"]
-	moved.RaftAddr = freeAddr(t) // the host came back elsewhere
+	moved.RaftAddr = clustertest.FreeAddr(t) // the host came back elsewhere
 	nodes["c"] = startNode(t, moved)
 	eventually(t, "c at its new raft address", 30*time.Second, func() bool {
 		for _, m := range status(t, a).Members {

@@ -9,7 +9,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/troupe-db/troupe/cluster/clustertest"
 )
 
 const (
@@ -56,24 +57,14 @@ func newNodeConfig(t testing.TB, id string) nodeConfig {
 	t.Helper()
 	return nodeConfig{
 		ID:       id,
-		HTTPAddr: freeAddr(t),
-		RaftAddr: freeAddr(t),
+		HTTPAddr: clustertest.FreeAddr(t),
+		RaftAddr: clustertest.FreeAddr(t),
 		DataDir:  t.TempDir(),
 		// The default per-node rate limit would throttle the load these
 		// tests drive from one client address (API.md, Rate limits).
 		ExtraArgs: []string{"--rate-limit", "off"},
 		fresh:     true,
 	}
-}
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("cannot find a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // node is a running (or exited) troupe process.
@@ -103,7 +94,7 @@ func startNode(t testing.TB, cfg nodeConfig) *node {
 		}
 		if n != nil && cfg.fresh && cfg.NetNS == "" && attempt < attempts && n.exited() && strings.Contains(n.logTail(), "address already in use") {
 			t.Logf("node %s: ports %s/%s were taken, retrying with others", cfg.ID, cfg.HTTPAddr, cfg.RaftAddr)
-			cfg.HTTPAddr, cfg.RaftAddr = freeAddr(t), freeAddr(t)
+			cfg.HTTPAddr, cfg.RaftAddr = clustertest.FreeAddr(t), clustertest.FreeAddr(t)
 			continue
 		}
 		t.Fatalf("node %s did not become ready: %v", cfg.ID, err)

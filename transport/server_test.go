@@ -21,6 +21,7 @@ import (
 	"github.com/troupe-db/troupe/actors"
 	"github.com/troupe-db/troupe/api"
 	"github.com/troupe-db/troupe/cluster"
+	"github.com/troupe-db/troupe/cluster/clustertest"
 	"github.com/troupe-db/troupe/storage"
 )
 
@@ -61,7 +62,7 @@ func startServerWith(t *testing.T, nodeOpt func(*cluster.Config), opts ...func(*
 	sys := actors.NewSystem(logger, set)
 	ncfg := cluster.DefaultConfig()
 	ncfg.DataDir = t.TempDir()
-	ncfg.RaftAddr = freeAddr(t)
+	ncfg.RaftAddr = clustertest.FreeAddr(t)
 	ncfg.UserShards = 8
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -107,15 +108,6 @@ func startServerWith(t *testing.T, nodeOpt func(*cluster.Config), opts ...func(*
 		time.Sleep(5 * time.Millisecond)
 	}
 	return ts
-}
-
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 type response struct {

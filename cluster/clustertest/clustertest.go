@@ -1,6 +1,8 @@
 // Package clustertest holds helpers that the tests of several packages
-// share: a throwaway PKI for TLS tests and the register model that
-// porcupine checks histories against. It is imported only by tests.
+// share: free loopback addresses, a throwaway PKI for TLS tests and the
+// register model that porcupine checks histories against. It imports
+// nothing of troupe, so any package's tests may use it; only tests and
+// test helpers (transporttest) do.
 package clustertest
 
 import (
@@ -116,4 +118,15 @@ var RegisterModel = porcupine.Model{
 		}
 		return "get(" + in.Key + ") → " + output.(string)
 	},
+}
+
+// FreeAddr returns a loopback address that nobody listens on now.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("cannot find a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/troupe-db/troupe/transport/transporttest"
+	"github.com/troupe-db/troupe/cluster/clustertest"
 	"github.com/valyala/fasthttp"
 )
 
@@ -109,7 +109,7 @@ const userJSON = `{"id":"u1","name":"Ada","email":"ada@example.com","role":"user
 
 // closedAddr is a 127.0.0.1 port that nothing listens on (for a while:
 // the kernel hands out ports in sequence, so it is not soon reused).
-func closedAddr(t *testing.T) string { return transporttest.FreeAddr(t) }
+func closedAddr(t *testing.T) string { return clustertest.FreeAddr(t) }
 
 // sleepRecorder is an injected Sleep: it records each wait and returns
 // at once.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/troupe-db/troupe/actors"
 	"github.com/troupe-db/troupe/cluster"
+	"github.com/troupe-db/troupe/cluster/clustertest"
 	"github.com/troupe-db/troupe/storage"
 	"github.com/troupe-db/troupe/transport"
 )
@@ -38,7 +39,7 @@ func StartNode(t testing.TB, userShards int) string {
 	ncfg := cluster.DefaultConfig()
 	ncfg.DataDir = t.TempDir()
 	ncfg.UserShards = userShards
-	ncfg.RaftAddr = FreeAddr(t)
+	ncfg.RaftAddr = clustertest.FreeAddr(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -90,15 +91,4 @@ func StartNode(t testing.TB, userShards int) string {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return ln.Addr().String()
-}
-
-// FreeAddr returns a loopback address nobody listens on now.
-func FreeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
