@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft-wal/fs"
+	"github.com/hashicorp/raft-wal/types"
 )
 
 // The zeroer never writes where the log has: after appends of random
@@ -127,6 +128,17 @@ func TestSegmentFileZeroesOnlyAhead(t *testing.T) {
 	}
 }
 
+// writeSynced writes p at off and syncs it.
+func writeSynced(t *testing.T, wf types.WritableFile, p string, off int64) {
+	t.Helper()
+	if _, err := wf.WriteAt([]byte(p), off); err != nil {
+		t.Fatal(err)
+	}
+	if err := wf.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A reopened segment is written and synced in place, without a zeroer.
 func TestSegmentFileReopen(t *testing.T) {
 	dir := t.TempDir()
@@ -135,12 +147,7 @@ func TestSegmentFileReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := wf.WriteAt([]byte("one"), 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := wf.Sync(); err != nil {
-		t.Fatal(err)
-	}
+	writeSynced(t, wf, "one", 0)
 	if err := wf.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -148,12 +155,7 @@ func TestSegmentFileReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := wf.WriteAt([]byte("two"), 3); err != nil {
-		t.Fatal(err)
-	}
-	if err := wf.Sync(); err != nil {
-		t.Fatal(err)
-	}
+	writeSynced(t, wf, "two", 3)
 	buf := make([]byte, 7)
 	if _, err := wf.ReadAt(buf, 0); err != nil {
 		t.Fatal(err)
