@@ -224,4 +224,21 @@ func TestProposeRestamped(t *testing.T) {
 	if r := out[2].Result; out[2].Err != nil || r.Err == nil || r.Err.Kind != storage.KindConflict {
 		t.Fatalf("duplicate email: %+v", out[2])
 	}
+
+	// More than MaxMulti: one entry per MaxMulti, every result in place.
+	cmds = cmds[:0]
+	for i := range storage.MaxMulti + 44 {
+		email := fmt.Sprintf("many%d@example.com", i)
+		cmds = append(cmds, &storage.Command{Kind: storage.CmdUserCreate, Stamp: 1, RequestID: fmt.Sprintf("-:many-%d", i),
+			Create: &storage.BatchItem{ID: storage.MakeUserID(1, n.Users().HomeShardFor(email)), User: storage.NewUser{Name: "M", Email: email, Role: storage.RoleUser}}})
+	}
+	out = n.ProposeRestamped(cmds, time.Now().Add(5*time.Second))
+	for i, p := range out {
+		if p.Err != nil || p.Result.Err != nil || p.Result.User.Email != cmds[i].Create.User.Email {
+			t.Fatalf("%d: %+v", i, p)
+		}
+	}
+	if first, last := out[0].Index, out[len(out)-1].Index; out[storage.MaxMulti-1].Index != first || out[storage.MaxMulti].Index != last || first == last {
+		t.Fatalf("indexes %d, %d, %d, %d: want one entry per %d commands", first, out[storage.MaxMulti-1].Index, out[storage.MaxMulti].Index, last, storage.MaxMulti)
+	}
 }

@@ -53,11 +53,18 @@ func (n *Node) ProposeRestamped(cmds []*storage.Command, deadline time.Time) []P
 		out[0].Result, out[0].Index, out[0].Err = n.await(n.enqueue(cmds[0], deadline), deadline)
 		return out
 	}
-	// One log entry for all of them: raft replicates, stores and hands
-	// over one entry instead of len(cmds).
+	// One log entry per MaxMulti of them: raft replicates, stores and
+	// hands over one entry instead of each command's. All entries are
+	// enqueued before any is awaited, so they share a group commit.
+	var futures []raft.ApplyFuture
 	for from := 0; from < len(cmds); from += storage.MaxMulti {
 		part := cmds[from:min(from+storage.MaxMulti, len(cmds))]
-		res, idx, err := n.await(n.enqueue(&storage.Command{Kind: storage.CmdMulti, Multi: part}, deadline), deadline)
+		futures = append(futures, n.enqueue(&storage.Command{Kind: storage.CmdMulti, Multi: part}, deadline))
+	}
+	for k, f := range futures {
+		from := k * storage.MaxMulti
+		part := cmds[from:min(from+storage.MaxMulti, len(cmds))]
+		res, idx, err := n.await(f, deadline)
 		for i := range part {
 			p := &out[from+i]
 			p.Index, p.Err = idx, err
