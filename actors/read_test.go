@@ -154,23 +154,3 @@ func TestNoDirectReadAfterStop(t *testing.T) {
 		t.Fatal("read a stopped shard directly")
 	}
 }
-
-func TestPendingAll(t *testing.T) {
-	a, b, c := Resolved(storage.Result{Index: 1}), NewPending(), NewPending()
-	all := All([]*Pending{a, b, c})
-	select {
-	case <-all.Done():
-		t.Fatal("resolved before its parts")
-	default:
-	}
-	c.resolve(storage.Result{Index: 3})
-	b.resolve(storage.Result{Index: 2})
-	<-all.Done()
-	items := all.Result().Items
-	if len(items) != 3 || items[0].Index != 1 || items[1].Index != 2 || items[2].Index != 3 {
-		t.Fatalf("items %+v", items)
-	}
-	if r := All([]*Pending{a}); !r.resolved() || r.Result().Items[0].Index != 1 {
-		t.Fatal("All of resolved parts is not resolved at once")
-	}
-}

@@ -50,9 +50,10 @@ func (d *detFSM) close() {
 }
 
 // apply hands logs to the FSM in batches of random size, as raft does, and
-// returns the apply responses without waiting for them.
-func (d *detFSM) apply(t *testing.T, logs []*raft.Log, r *rand.Rand) []*actors.Pending {
-	out := make([]*actors.Pending, 0, len(logs))
+// returns the apply responses without waiting for them: an
+// *actors.Pending per log, or for a CmdMulti entry one per command.
+func (d *detFSM) apply(t *testing.T, logs []*raft.Log, r *rand.Rand) []any {
+	out := make([]any, 0, len(logs))
 	for len(logs) > 0 {
 		n := min(len(logs), 1+r.IntN(64))
 		resp := d.fsm.ApplyBatch(logs[:n])
@@ -61,12 +62,13 @@ func (d *detFSM) apply(t *testing.T, logs []*raft.Log, r *rand.Rand) []*actors.P
 			return out
 		}
 		for i, x := range resp {
-			p, ok := x.(*actors.Pending)
-			if !ok {
+			switch x.(type) {
+			case *actors.Pending, []*actors.Pending:
+			default:
 				t.Errorf("index %d: response %T", logs[i].Index, x)
 				return out
 			}
-			out = append(out, p)
+			out = append(out, x)
 		}
 		if got, want := d.fsm.AppliedIndex(), logs[n-1].Index; got != want {
 			t.Errorf("applied index %d after a batch up to %d", got, want)
@@ -80,7 +82,7 @@ func (d *detFSM) apply(t *testing.T, logs []*raft.Log, r *rand.Rand) []*actors.P
 // and with its own batch sizes, waits for every result and returns them.
 func applyAll(t *testing.T, logs []*raft.Log, seed uint64, fsms ...*detFSM) [][]storage.Result {
 	t.Helper()
-	pend := make([][]*actors.Pending, len(fsms))
+	pend := make([][]any, len(fsms))
 	var wg sync.WaitGroup
 	for i, d := range fsms {
 		wg.Go(func() {
@@ -94,13 +96,26 @@ func applyAll(t *testing.T, logs []*raft.Log, seed uint64, fsms ...*detFSM) [][]
 		if len(ps) != len(logs) {
 			t.Fatalf("fsm %d: %d responses for %d logs", i, len(ps), len(logs))
 		}
-		for j, p := range ps {
-			select {
-			case <-p.Done():
-			case <-deadline:
-				t.Fatalf("fsm %d: the result of index %d never came", i, logs[j].Index)
+		for j, x := range ps {
+			wait := func(p *actors.Pending) storage.Result {
+				select {
+				case <-p.Done():
+				case <-deadline:
+					t.Fatalf("fsm %d: the result of index %d never came", i, logs[j].Index)
+				}
+				return p.Result()
 			}
-			res[i] = append(res[i], p.Result())
+			switch x := x.(type) {
+			case *actors.Pending:
+				res[i] = append(res[i], wait(x))
+			case []*actors.Pending:
+				// A multi entry: its commands' results as Items.
+				items := make([]storage.Result, len(x))
+				for k, p := range x {
+					items[k] = wait(p)
+				}
+				res[i] = append(res[i], storage.Result{Items: items})
+			}
 		}
 	}
 	return res

@@ -20,7 +20,8 @@ import (
 // FSM is troupe's raft state machine. It decodes each committed command,
 // settles what must be settled in log order (command time, idempotency),
 // and hands the command to the owning actors without waiting; the apply
-// response is an *actors.Pending that the proposer waits on.
+// response is an *actors.Pending that the proposer waits on (for a
+// CmdMulti entry, one per command it carries).
 //
 // Ownership: raft calls ApplyBatch, Snapshot and Restore from one
 // goroutine; that goroutine alone touches the fields below the line. The
@@ -142,7 +143,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	return out
 }
 
-func (f *FSM) applyCommand(l *raft.Log) *actors.Pending {
+// applyCommand returns the command's *actors.Pending, or for a CmdMulti
+// one per command it carries ([]*actors.Pending), in order.
+func (f *FSM) applyCommand(l *raft.Log) any {
 	if f.failed {
 		return actors.Resolved(internal("this node stopped applying commands"))
 	}
@@ -159,13 +162,12 @@ func (f *FSM) applyCommand(l *raft.Log) *actors.Pending {
 		return actors.Resolved(internal("undecodable command"))
 	}
 	if cmd.Kind == storage.CmdMulti {
-		// Each as if in an entry of its own; the entry's result holds
-		// theirs, in order, as Items.
+		// Each as if in an entry of its own, each with its own result.
 		ps := make([]*actors.Pending, len(cmd.Multi))
 		for i, sub := range cmd.Multi {
 			ps[i] = f.applyDecoded(sub)
 		}
-		return actors.All(ps)
+		return ps
 	}
 	return f.applyDecoded(cmd)
 }

@@ -6,21 +6,28 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// smallLogCache keeps the most recent small log entries in memory in
-// front of the log store: replication to followers, and a follower
-// applying what it was sent, read entries back by index, and raft-wal
-// pays a read of the disk for each. Unlike raft.LogCache it holds only
-// entries of at most maxCachedEntryBytes (single writes, the hot case), so
-// its memory stays bounded by slots × that size however large batches
-// get; large entries are read from the store, their cost shared by the
-// many writes they carry.
+// smallLogCache keeps the most recent log entries in memory in front of
+// the log store: replication to followers, and a follower applying what
+// it was sent, read entries back by index, and raft-wal pays a read of the
+// disk for each. Unlike raft.LogCache it bounds the bytes it holds
+// (cacheBudget; the oldest entries leave first) and skips entries larger
+// than maxCachedEntryBytes (user batches): those are read from the store,
+// their cost shared by the many writes they carry.
 type smallLogCache struct {
 	store raft.LogStore
-	mu    sync.RWMutex
-	ring  []*raft.Log
+	// stored, if set, is called after each StoreLogs that succeeded (on
+	// a leader, raft's leader loop is about to take its next entries).
+	stored func()
+	mu     sync.RWMutex
+	ring   []*raft.Log
+	bytes  int    // Data and Extensions of the entries in ring
+	oldest uint64 // no entry below this index is in ring
 }
 
-const maxCachedEntryBytes = 1024
+const (
+	maxCachedEntryBytes = 64 << 10
+	cacheBudget         = 16 << 20
+)
 
 var _ raft.MonotonicLogStore = (*smallLogCache)(nil)
 
@@ -52,17 +59,46 @@ func (c *smallLogCache) StoreLogs(logs []*raft.Log) error {
 		return err
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	for _, l := range logs {
-		slot := l.Index % uint64(len(c.ring))
-		if len(l.Data)+len(l.Extensions) <= maxCachedEntryBytes {
-			c.ring[slot] = l
-		} else {
-			c.ring[slot] = nil
-		}
+		c.put(l)
+	}
+	c.mu.Unlock()
+	if c.stored != nil {
+		c.stored()
 	}
 	return nil
 }
+
+// put caches l in its slot (or empties the slot, for a large entry) and
+// then drops the oldest entries while over budget; c.mu is held.
+func (c *smallLogCache) put(l *raft.Log) {
+	slot := &c.ring[l.Index%uint64(len(c.ring))]
+	if *slot != nil {
+		c.bytes -= entryBytes(*slot)
+		*slot = nil
+	}
+	if entryBytes(l) > maxCachedEntryBytes {
+		return
+	}
+	*slot = l
+	c.bytes += entryBytes(l)
+	// Entries a whole ring behind l are gone from it already.
+	floor := l.Index - min(l.Index, uint64(len(c.ring))-1)
+	if c.oldest == 0 || l.Index < c.oldest {
+		c.oldest = l.Index
+	}
+	c.oldest = max(c.oldest, floor)
+	for c.bytes > cacheBudget && c.oldest < l.Index {
+		old := &c.ring[c.oldest%uint64(len(c.ring))]
+		if *old != nil && (*old).Index == c.oldest {
+			c.bytes -= entryBytes(*old)
+			*old = nil
+		}
+		c.oldest++
+	}
+}
+
+func entryBytes(l *raft.Log) int { return len(l.Data) + len(l.Extensions) }
 
 func (c *smallLogCache) FirstIndex() (uint64, error) { return c.store.FirstIndex() }
 func (c *smallLogCache) LastIndex() (uint64, error)  { return c.store.LastIndex() }
@@ -70,6 +106,7 @@ func (c *smallLogCache) LastIndex() (uint64, error)  { return c.store.LastIndex(
 func (c *smallLogCache) DeleteRange(lo, hi uint64) error {
 	c.mu.Lock()
 	clear(c.ring)
+	c.bytes, c.oldest = 0, 0
 	c.mu.Unlock()
 	return c.store.DeleteRange(lo, hi)
 }

@@ -41,3 +41,46 @@ func TestSmallLogCache(t *testing.T) {
 		t.Fatalf("after delete: %+v %v", l, err)
 	}
 }
+
+func TestSmallLogCacheBudget(t *testing.T) {
+	store := raft.NewInmemStore()
+	c := newSmallLogCache(1024, store)
+	entry := bytes.Repeat([]byte("y"), maxCachedEntryBytes)
+	n := uint64(cacheBudget/maxCachedEntryBytes) + 10
+	for i := uint64(1); i <= n; i++ {
+		if err := c.StoreLogs([]*raft.Log{{Index: i, Term: 1, Data: entry}}); err != nil {
+			t.Fatal(err)
+		}
+		if c.bytes > cacheBudget {
+			t.Fatalf("after %d entries the cache holds %d bytes", i, c.bytes)
+		}
+	}
+	// The newest entries fill the budget; the oldest left it.
+	cached := 0
+	for _, l := range c.ring {
+		if l != nil {
+			cached++
+			if l.Index <= n-cacheBudget/maxCachedEntryBytes {
+				t.Fatalf("entry %d still cached", l.Index)
+			}
+		}
+	}
+	if cached != cacheBudget/maxCachedEntryBytes {
+		t.Fatalf("%d entries cached, want %d", cached, cacheBudget/maxCachedEntryBytes)
+	}
+	for i := uint64(1); i <= n; i++ {
+		var l raft.Log
+		if err := c.GetLog(i, &l); err != nil || l.Index != i {
+			t.Fatalf("entry %d: %v", i, err)
+		}
+	}
+	// Small entries wrapping the ring keep the count of bytes right.
+	for i := n + 1; i <= n+3000; i++ {
+		if err := c.StoreLogs([]*raft.Log{{Index: i, Term: 1, Data: []byte{1, 2, 3}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c.bytes != 3*len(c.ring) {
+		t.Fatalf("cache counts %d bytes for %d small entries", c.bytes, len(c.ring))
+	}
+}

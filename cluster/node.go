@@ -61,6 +61,7 @@ type Node struct {
 	meta   *metadb.BoltMetaDB
 	trans  *raft.NetworkTransport
 	stamps stampClock
+	group  proposalGroup
 
 	// leaderTerm is the term in which this node, as leader, completed a
 	// barrier: only then may it serve linearizable reads.
@@ -163,6 +164,7 @@ func Open(cfg Config, logger *slog.Logger, set *metrics.Set, sys *actors.System,
 	n.stable = &stableGuard{StableStore: n.wal}
 	// Recent entries stay in memory (see smallLogCache).
 	logs := newSmallLogCache(logCacheEntries, n.wal)
+	logs.stored = n.group.stored
 	n.raft, err = raft.NewRaft(rc, n.fsm, logs, n.stable, snaps, n.trans)
 	if err != nil {
 		return nil, fmt.Errorf("cannot start raft: %w", err)

@@ -242,3 +242,72 @@ func TestProposeRestamped(t *testing.T) {
 		t.Fatalf("indexes %d, %d, %d, %d: want one entry per %d commands", first, out[storage.MaxMulti-1].Index, out[storage.MaxMulti].Index, last, storage.MaxMulti)
 	}
 }
+
+// Concurrent proposals share log entries (group.go) and each still gets
+// its own result, forwarded batches among them.
+func TestGroupProposals(t *testing.T) {
+	n, stop := testNode(t, t.TempDir())
+	defer stop()
+	before := n.raft.LastIndex()
+	const writers, each = 32, 20
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ids := map[string]string{} // id → email
+	record := func(t *testing.T, r storage.Result, err error, email string) {
+		if err != nil || r.Err != nil || r.User == nil || r.User.Email != email {
+			t.Errorf("%s: %+v %v", email, r, err)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if other, dup := ids[r.User.ID]; dup {
+			t.Errorf("id %s given to %s and %s", r.User.ID, other, email)
+		}
+		ids[r.User.ID] = email
+	}
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				email := fmt.Sprintf("g%d-%d@example.com", w, i)
+				if w%8 == 0 {
+					// A forwarded batch of three, the last a duplicate.
+					var cmds []*storage.Command
+					for _, e := range []string{email, "x" + email, email} {
+						cmds = append(cmds, &storage.Command{Kind: storage.CmdUserCreate, Stamp: 1,
+							Create: &storage.BatchItem{ID: storage.MakeUserID(1, n.Users().HomeShardFor(e)), User: storage.NewUser{Name: "F", Email: e, Role: storage.RoleUser}}})
+					}
+					out := n.ProposeRestamped(cmds, time.Now().Add(10*time.Second))
+					record(t, out[0].Result, out[0].Err, email)
+					record(t, out[1].Result, out[1].Err, "x"+email)
+					if r := out[2].Result; out[2].Err != nil || r.Err == nil || r.Err.Kind != storage.KindConflict {
+						t.Errorf("duplicate %s: %+v", email, out[2])
+					}
+					continue
+				}
+				stamp := n.Stamps(1)
+				cmd := &storage.Command{Kind: storage.CmdUserCreate, Stamp: stamp,
+					Create: &storage.BatchItem{ID: storage.MakeUserID(stamp, n.Users().HomeShardFor(email)), User: storage.NewUser{Name: "G", Email: email, Role: storage.RoleUser}}}
+				r, idx, err := n.Propose(cmd, time.Now().Add(10*time.Second))
+				if err == nil && idx <= before {
+					t.Errorf("%s: index %d", email, idx)
+				}
+				record(t, r, err, email)
+			}
+		})
+	}
+	wg.Wait()
+	users := writers*each + writers/8*each
+	if len(ids) != users {
+		t.Fatalf("%d users created, want %d", len(ids), users)
+	}
+	for id, email := range ids {
+		u, err := n.Users().Get(id, time.Now().Add(time.Second))
+		if err != nil || u == nil || u.Email != email {
+			t.Fatalf("%s: %+v %v", id, u, err)
+		}
+	}
+	commands := writers*each + writers/8*each*2
+	if entries := n.raft.LastIndex() - before; entries >= uint64(commands) {
+		t.Fatalf("%d commands took %d log entries: none shared one", commands, entries)
+	}
+}

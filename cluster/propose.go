@@ -20,11 +20,15 @@ func (n *Node) Stamps(k int) uint64 { return n.stamps.reserve(k, n.fsm.LastStamp
 // Propose replicates cmd, waits until it is applied here, and returns its
 // result and log index. cmd.Stamp must come from Stamps. The write is
 // acknowledged only after commit on a quorum and apply on this node.
+// Commands proposed together share log entries (see group.go).
 func (n *Node) Propose(cmd *storage.Command, deadline time.Time) (storage.Result, uint64, error) {
 	if err := n.canPropose(); err != nil {
 		return storage.Result{}, 0, err
 	}
-	return n.await(n.enqueue(cmd, deadline), deadline)
+	p := &proposal{cmds: [][]byte{storage.EncodeCommand(make([]byte, 0, 128), cmd)}, deadline: deadline,
+		wake: make(chan wakeReason, 1), out: make([]outcome, 1)}
+	n.submit(p)
+	return p.out[0].result(deadline)
 }
 
 // Proposal is the outcome of one command of ProposeRestamped.
@@ -36,8 +40,9 @@ type Proposal struct {
 
 // ProposeRestamped proposes commands built on another node (a follower
 // forwarding its writes): each gets fresh stamps from this leader
-// (storage.Command.Restamp), all enter raft's queue before any is waited
-// for, so they share group commits, and out[i] is the outcome of cmds[i].
+// (storage.Command.Restamp), they enter the log together and in order,
+// sharing entries with whatever else is proposed meanwhile, and out[i] is
+// the outcome of cmds[i].
 func (n *Node) ProposeRestamped(cmds []*storage.Command, deadline time.Time) []Proposal {
 	out := make([]Proposal, len(cmds))
 	if err := n.canPropose(); err != nil {
@@ -46,38 +51,15 @@ func (n *Node) ProposeRestamped(cmds []*storage.Command, deadline time.Time) []P
 		}
 		return out
 	}
-	for _, cmd := range cmds {
+	p := &proposal{cmds: make([][]byte, len(cmds)), deadline: deadline,
+		wake: make(chan wakeReason, 1), out: make([]outcome, len(cmds))}
+	for i, cmd := range cmds {
 		cmd.Restamp(n.Stamps(cmd.StampCount()))
+		p.cmds[i] = storage.EncodeCommand(make([]byte, 0, 128), cmd)
 	}
-	if len(cmds) == 1 {
-		out[0].Result, out[0].Index, out[0].Err = n.await(n.enqueue(cmds[0], deadline), deadline)
-		return out
-	}
-	// One log entry per MaxMulti of them: raft replicates, stores and
-	// hands over one entry instead of each command's. All entries are
-	// enqueued before any is awaited, so they share a group commit.
-	var futures []raft.ApplyFuture
-	for from := 0; from < len(cmds); from += storage.MaxMulti {
-		part := cmds[from:min(from+storage.MaxMulti, len(cmds))]
-		futures = append(futures, n.enqueue(&storage.Command{Kind: storage.CmdMulti, Multi: part}, deadline))
-	}
-	for k, f := range futures {
-		from := k * storage.MaxMulti
-		part := cmds[from:min(from+storage.MaxMulti, len(cmds))]
-		res, idx, err := n.await(f, deadline)
-		for i := range part {
-			p := &out[from+i]
-			p.Index, p.Err = idx, err
-			switch {
-			case err != nil:
-			case len(res.Items) == len(part):
-				p.Result = res.Items[i]
-			case res.Err != nil: // refused as a whole (a node that stopped applying)
-				p.Result = res
-			default:
-				p.Err = fmt.Errorf("%w: %d results for %d commands", ErrOutcomeUnknown, len(res.Items), len(part))
-			}
-		}
+	n.submit(p)
+	for i := range out {
+		out[i].Result, out[i].Index, out[i].Err = p.out[i].result(deadline)
 	}
 	return out
 }
@@ -94,42 +76,25 @@ func (n *Node) canPropose() error {
 	return nil
 }
 
-func (n *Node) enqueue(cmd *storage.Command, deadline time.Time) raft.ApplyFuture {
-	data := storage.EncodeCommand(make([]byte, 0, 128), cmd)
-	return n.raft.Apply(data, time.Until(deadline))
+// futureError waits for f and maps raft's error to this package's.
+func futureError(f raft.ApplyFuture) error {
+	err := f.Error()
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout):
+		// Never entered the log: safe to report as not applied.
+		return ErrNotLeader
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return ErrShutdown
+	default:
+		// ErrLeadershipLost and anything else: it may commit later.
+		return errOutcome("%v", err)
+	}
 }
 
-// await waits until the command of f is applied here.
-func (n *Node) await(f raft.ApplyFuture, deadline time.Time) (storage.Result, uint64, error) {
-	if err := f.Error(); err != nil {
-		switch {
-		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout):
-			// Never entered the log: safe to report as not applied.
-			return storage.Result{}, 0, ErrNotLeader
-		case errors.Is(err, raft.ErrRaftShutdown):
-			return storage.Result{}, 0, ErrShutdown
-		default:
-			// ErrLeadershipLost and anything else: it may commit later.
-			return storage.Result{}, 0, fmt.Errorf("%w: %v", ErrOutcomeUnknown, err)
-		}
-	}
-	p, ok := f.Response().(*actors.Pending)
-	if !ok {
-		return storage.Result{}, 0, fmt.Errorf("unexpected apply response %T", f.Response())
-	}
-	select {
-	case <-p.Done():
-		return p.Result(), f.Index(), nil
-	default:
-	}
-	t := time.NewTimer(time.Until(deadline))
-	defer t.Stop()
-	select {
-	case <-p.Done():
-		return p.Result(), f.Index(), nil
-	case <-t.C:
-		return storage.Result{}, f.Index(), fmt.Errorf("%w: committed at index %d but not applied in time", ErrOutcomeUnknown, f.Index())
-	}
+func errOutcome(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrOutcomeUnknown}, args...)...)
 }
 
 // initialise proposes the cluster parameters and the first admin.

@@ -237,6 +237,22 @@ func EncodeCommand(dst []byte, c *Command) []byte {
 	return e.b
 }
 
+// EncodeMulti appends the binary form of a CmdMulti carrying the commands
+// encoded in subs (by EncodeCommand; none a CmdMulti) to dst: the same
+// bytes as EncodeCommand of the decoded commands, without decoding them.
+func EncodeMulti(dst []byte, subs [][]byte) []byte {
+	e := encoder{b: dst}
+	e.byte1(CommandVersion)
+	e.byte1(byte(CmdMulti))
+	e.uvarint(0)
+	e.str("")
+	e.uvarint(uint64(len(subs)))
+	for _, sub := range subs {
+		e.bytes(sub)
+	}
+	return e.b
+}
+
 func (e *encoder) policy(p *Policy) {
 	e.str(p.Name)
 	e.uvarint(uint64(p.Limit))

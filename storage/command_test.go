@@ -114,6 +114,28 @@ func TestCommandRoundTrip(t *testing.T) {
 	}
 }
 
+// EncodeMulti of encoded commands is the encoding of the CmdMulti that
+// carries them.
+func TestEncodeMulti(t *testing.T) {
+	var subs []*Command
+	var encoded [][]byte
+	for _, c := range sampleCommands() {
+		if c.Kind == CmdMulti {
+			continue
+		}
+		subs = append(subs, c)
+		encoded = append(encoded, EncodeCommand(nil, c))
+	}
+	want := EncodeCommand([]byte("pre"), &Command{Kind: CmdMulti, Multi: subs})
+	if got := EncodeMulti([]byte("pre"), encoded); !bytes.Equal(got, want) {
+		t.Fatalf("EncodeMulti differs from EncodeCommand of the multi")
+	}
+	got, err := DecodeCommand(want[3:])
+	if err != nil || !reflect.DeepEqual(got.Multi, subs) {
+		t.Fatalf("decoded %v: %+v", err, got)
+	}
+}
+
 func TestCommandFingerprintNeedsRequestID(t *testing.T) {
 	// The fingerprint is only meaningful with a request id and is only
 	// encoded with one.
