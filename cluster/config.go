@@ -92,7 +92,7 @@ func DefaultConfig() Config {
 		ElectionTimeout:      1000 * time.Millisecond,
 		LeaderLeaseTimeout:   500 * time.Millisecond,
 		SoloTimeout:          100 * time.Millisecond,
-		MaxAppendEntries:     1024,
+		MaxAppendEntries:     64,
 		SnapshotThreshold:    65536,
 		SnapshotInterval:     60 * time.Second,
 		TrailingLogs:         10240,
