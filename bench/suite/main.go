@@ -41,6 +41,9 @@ type result struct {
 	EventsRPS  float64 `json:"events_rps"`
 	FirstRPS   float64 `json:"first_rps"`
 	LastRPS    float64 `json:"last_rps"`
+	// Steal is the share of the machine's CPU time the hypervisor gave
+	// to other machines while the command ran (floor included), or -1.
+	Steal float64 `json:"-"`
 }
 
 type run struct {
@@ -265,14 +268,17 @@ func runBench(bin string, args []string) (*result, string, error) {
 	cmd := exec.Command(bin, args...)
 	var stdout bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, os.Stderr
+	before, okBefore := readCPU()
 	if err := cmd.Run(); err != nil {
 		return nil, "", fmt.Errorf("troupe %s: %w", strings.Join(args, " "), err)
 	}
+	after, okAfter := readCPU()
 	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
 	var r result
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
 		return nil, "", fmt.Errorf("cannot parse the bench result: %w", err)
 	}
+	r.Steal = stolen(before, after, okBefore, okAfter)
 	shown := append([]string{"troupe"}, args...)
 	for i, a := range shown {
 		if !strings.HasPrefix(a, "http://127.0.0.1:") {

@@ -28,6 +28,14 @@ func benchNs(out, name string) (float64, bool) {
 
 func ms(us int64) string { return fmt.Sprintf("%.2f", float64(us)/1000) }
 
+// pct shows a share of CPU time stolen, or — when unknown.
+func pct(share float64) string {
+	if share < 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.0f%%", share*100)
+}
+
 // floorP99 describes an open-loop run's floor: its p99 at the same rate.
 func floorP99(r *result) string {
 	if r.Floor == nil {
@@ -44,13 +52,15 @@ func writeReport(path string, runs []*run, opens []*run, fsync time.Duration, me
 	w("**floor** — the same scenario, client and connections against `troupe bench serve-floor`, a bare\n")
 	w("fasthttp server answering a user-sized body at once — measured in the same run, and the ratio.\n")
 	w("The load generator shares the machine with the node, as TARGETS.md prescribes. Figures are\n")
-	w("noisy on shared machines: compare ratios, not absolute numbers, between runs.\n\n")
+	w("noisy on shared machines: compare ratios, not absolute numbers, between runs. The last column is\n")
+	w("the share of the machine's CPU time the hypervisor gave to other machines during the row (steal,\n")
+	w("from /proc/stat): a row with more than a few percent was measured on a contended machine.\n\n")
 	w("Machine: %d cores (`nproc`), %s, %s. Durable writes: fsync of a 4 KiB append here took\n", runtime.NumCPU(), cpuModel(), goVersion())
 	w("%.2f ms on average (so one writer at a time could do at most %.0f writes/s).\n\n", float64(fsync.Microseconds())/1000, 1/fsync.Seconds())
 	w("Node: `troupe serve --insecure --rate-limit off` with a fresh data dir, one-node cluster, 64 user shards.\n\n")
 
 	w("## Load (`troupe bench`)\n\n")
-	w("| scenario | req/s | p50 ms | p99 ms | p99.9 ms | floor req/s (open loops: its p99 at the same rate) | ratio |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	w("| scenario | req/s | p50 ms | p99 ms | p99.9 ms | floor req/s (open loops: its p99 at the same rate) | ratio | stolen |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range runs {
 		fr, ratio := "—", "—"
 		if r.res.Floor != nil {
@@ -60,12 +70,12 @@ func writeReport(path string, runs []*run, opens []*run, fsync time.Duration, me
 		if r.res.Items > 0 {
 			extra = fmt.Sprintf(" (%.0f users/s)", r.res.ThroughputRPS*float64(r.res.Items))
 		}
-		w("| %s | %.0f%s | %s | %s | %s | %s | %s |\n", r.label, r.res.ThroughputRPS, extra,
-			ms(r.res.LatencyUS.P50), ms(r.res.LatencyUS.P99), ms(r.res.LatencyUS.P999), fr, ratio)
+		w("| %s | %.0f%s | %s | %s | %s | %s | %s | %s |\n", r.label, r.res.ThroughputRPS, extra,
+			ms(r.res.LatencyUS.P50), ms(r.res.LatencyUS.P99), ms(r.res.LatencyUS.P999), fr, ratio, pct(r.res.Steal))
 	}
 	for _, o := range opens {
-		w("| %s | %.0f | %s | %s | %s | %s | — |\n", o.label, o.res.ThroughputRPS,
-			ms(o.res.LatencyUS.P50), ms(o.res.LatencyUS.P99), ms(o.res.LatencyUS.P999), floorP99(o.res))
+		w("| %s | %.0f | %s | %s | %s | %s | — | %s |\n", o.label, o.res.ThroughputRPS,
+			ms(o.res.LatencyUS.P50), ms(o.res.LatencyUS.P99), ms(o.res.LatencyUS.P999), floorP99(o.res), pct(o.res.Steal))
 	}
 	w("\n")
 	open, tuned := opens[0], opens[1]
