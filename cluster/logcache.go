@@ -80,7 +80,11 @@ func (c *smallLogCache) put(l *raft.Log) {
 	if entryBytes(l) > maxCachedEntryBytes {
 		return
 	}
-	*slot = l
+	// A copy: on a leader, l lives inside raft's future for the entry,
+	// which holds the apply response (every command's result) until the
+	// cache lets go of it.
+	cp := *l
+	*slot = &cp
 	c.bytes += entryBytes(l)
 	// Entries a whole ring behind l are gone from it already.
 	floor := l.Index - min(l.Index, uint64(len(c.ring))-1)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -25,11 +26,24 @@ func (n *Node) Propose(cmd *storage.Command, deadline time.Time) (storage.Result
 	if err := n.canPropose(); err != nil {
 		return storage.Result{}, 0, err
 	}
-	p := &proposal{cmds: [][]byte{storage.EncodeCommand(make([]byte, 0, 128), cmd)}, deadline: deadline,
-		wake: make(chan wakeReason, 1), out: make([]outcome, 1)}
+	p := singles.Get().(*proposal)
+	p.cmds[0], p.deadline = storage.EncodeCommand(make([]byte, 0, 128), cmd), deadline
 	n.submit(p)
-	return p.out[0].result(deadline)
+	res, index, err := p.out[0].result(deadline)
+	// Nothing refers to p now: whoever settled its entry woke it last.
+	// The command's bytes are not reused (raft may hold them as the
+	// entry's data).
+	*p = proposal{cmds: p.cmds[:1], wake: p.wake, out: p.out[:1]}
+	p.cmds[0], p.out[0] = nil, outcome{}
+	singles.Put(p)
+	return res, index, err
 }
+
+// singles recycles the proposals of one command: a create allocates
+// little else on its way through the node.
+var singles = sync.Pool{New: func() any {
+	return &proposal{cmds: make([][]byte, 1), wake: make(chan wakeReason, 1), out: make([]outcome, 1)}
+}}
 
 // Proposal is the outcome of one command of ProposeRestamped.
 type Proposal struct {
