@@ -4,6 +4,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/hashicorp/raft"
 
 	"github.com/troupe-db/troupe/actors"
@@ -72,6 +73,9 @@ type proposalGroup struct {
 	// leading is set while a woken lead has not proposed yet: the store
 	// must not wake a second one.
 	leading bool
+	// commands counts the commands of each group entry proposed
+	// (troupe_raft_entry_commands): group commit at work.
+	commands *metrics.Histogram
 }
 
 // submit queues p and, if the gate is open, proposes the queue in the
@@ -178,6 +182,7 @@ func (n *Node) proposeEntries(batch []*proposal) []groupEntry {
 			data = storage.EncodeMulti(make([]byte, 0, size+16), cmds)
 		}
 		entries = append(entries, groupEntry{future: n.raft.Apply(data, timeout), parts: parts})
+		n.group.commands.Update(float64(len(cmds)))
 		cmds, parts, size = nil, nil, 0
 	}
 	for _, p := range batch {

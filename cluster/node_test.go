@@ -249,6 +249,11 @@ func TestGroupProposals(t *testing.T) {
 	n, stop := testNode(t, t.TempDir())
 	defer stop()
 	before := n.raft.LastIndex()
+	counted := func() (c uint64) {
+		n.group.commands.VisitNonZeroBuckets(func(_ string, k uint64) { c += k })
+		return c
+	}
+	countedBefore := counted()
 	const writers, each = 32, 20
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -307,7 +312,11 @@ func TestGroupProposals(t *testing.T) {
 		}
 	}
 	commands := writers*each + writers/8*each*2
-	if entries := n.raft.LastIndex() - before; entries >= uint64(commands) {
+	entries := n.raft.LastIndex() - before
+	if entries >= uint64(commands) {
 		t.Fatalf("%d commands took %d log entries: none shared one", commands, entries)
+	}
+	if c := counted() - countedBefore; c != entries {
+		t.Fatalf("troupe_raft_entry_commands counted %d entries, the log grew by %d", c, entries)
 	}
 }
