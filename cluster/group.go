@@ -29,9 +29,12 @@ import (
 // for the next. A proposer that finds the gate open and nothing queued
 // proposes its command at once, so a lone writer waits for nothing.
 //
-// Whoever proposes an entry (the lead) waits for it to be applied and
-// hands every command of it its outcome, so the FSM wakes one goroutine
-// per entry rather than one per command.
+// Whoever proposes a batch (the lead) starts a goroutine that waits for
+// its entries to be applied and hands every command its outcome, so the
+// FSM wakes one goroutine per entry rather than one per command. The
+// proposers wait for that hand-over or for the node to stop: raft leaves
+// a future unanswered if it shuts down while the future sits in its
+// queues, and a proposer must not wait for it forever.
 
 // maxEntryBytes bounds a group entry; a command larger than it goes in an
 // entry of its own.
@@ -79,21 +82,33 @@ type proposalGroup struct {
 }
 
 // submit queues p and, if the gate is open, proposes the queue in the
-// caller's goroutine. It returns once p's outcomes are in.
-func (n *Node) submit(p *proposal) {
+// caller's goroutine. It returns true once p's outcomes are in, false if
+// the node stopped first (p may then still be written to, and woken).
+func (n *Node) submit(p *proposal) bool {
 	g := &n.group
 	g.mu.Lock()
 	g.queue = append(g.queue, p)
 	if g.inGate || g.leading {
 		g.mu.Unlock()
-		if <-p.wake == wakeDone {
-			return
+		select {
+		case w := <-p.wake:
+			if w == wakeDone {
+				return true
+			}
+		case <-n.stop:
+			return false
 		}
 		g.mu.Lock()
 	}
 	batch, seq := g.take()
 	g.mu.Unlock()
-	n.lead(batch, seq)
+	go n.settleBatch(batch, n.proposeEntries(batch), seq)
+	select {
+	case <-p.wake: // wakeDone: the lead is settled like the others
+		return true
+	case <-n.stop:
+		return false
+	}
 }
 
 // take empties the queue into a batch and closes the gate behind the
@@ -129,12 +144,10 @@ func (g *proposalGroup) open(seq uint64) {
 	}
 }
 
-// lead proposes batch (the caller's own proposal is in it) as group
-// entries, waits for each to be applied and hands every proposal its
-// outcomes, then wakes them; the caller's own is filled in, not woken.
-func (n *Node) lead(batch []*proposal, seq uint64) {
+// settleBatch waits until the entries proposed for batch are applied here
+// (or failed), hands every proposal its outcomes and wakes them all.
+func (n *Node) settleBatch(batch []*proposal, entries []groupEntry, seq uint64) {
 	g := &n.group
-	entries := n.proposeEntries(batch)
 	for _, e := range entries {
 		n.settle(e)
 	}
@@ -143,11 +156,8 @@ func (n *Node) lead(batch []*proposal, seq uint64) {
 	g.mu.Lock()
 	g.open(seq)
 	g.mu.Unlock()
-	self := batch[0]
 	for _, p := range batch {
-		if p != self {
-			p.wake <- wakeDone
-		}
+		p.wake <- wakeDone
 	}
 }
 
@@ -160,9 +170,12 @@ type groupEntry struct {
 // proposeEntries puts batch into raft's queue as entries of at most
 // storage.MaxMulti commands and maxEntryBytes each, in order.
 func (n *Node) proposeEntries(batch []*proposal) []groupEntry {
+	// How long raft may take to find room for the entries in its queue:
+	// until the latest deadline, so that one caller about to give up does
+	// not fail the others.
 	deadline := batch[0].deadline
 	for _, p := range batch[1:] {
-		if p.deadline.Before(deadline) {
+		if p.deadline.After(deadline) {
 			deadline = p.deadline
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -318,5 +319,40 @@ func TestGroupProposals(t *testing.T) {
 	}
 	if c := counted() - countedBefore; c != entries {
 		t.Fatalf("troupe_raft_entry_commands counted %d entries, the log grew by %d", c, entries)
+	}
+}
+
+// Proposers caught by a shutdown return: raft may leave a future it had
+// queued unanswered, and neither its proposer nor those queued behind it
+// may wait for it forever.
+func TestProposersReturnOnShutdown(t *testing.T) {
+	for round := range 3 {
+		n, stop := testNode(t, t.TempDir())
+		var wg sync.WaitGroup
+		var blocked atomic.Int64
+		for w := range 32 {
+			blocked.Add(1)
+			wg.Go(func() {
+				defer blocked.Add(-1)
+				for i := 0; ; i++ {
+					email := fmt.Sprintf("s%d-%d-%d@example.com", round, w, i)
+					stamp := n.Stamps(1)
+					cmd := &storage.Command{Kind: storage.CmdUserCreate, Stamp: stamp,
+						Create: &storage.BatchItem{ID: storage.MakeUserID(stamp, n.Users().HomeShardFor(email)), User: storage.NewUser{Name: "S", Email: email, Role: storage.RoleUser}}}
+					if _, _, err := n.Propose(cmd, time.Now().Add(2*time.Second)); err != nil {
+						return
+					}
+				}
+			})
+		}
+		time.Sleep(100 * time.Millisecond)
+		stop()
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: %d proposers still waiting 10 s after shutdown", round, blocked.Load())
+		}
 	}
 }

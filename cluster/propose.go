@@ -28,16 +28,23 @@ func (n *Node) Propose(cmd *storage.Command, deadline time.Time) (storage.Result
 	}
 	p := singles.Get().(*proposal)
 	p.cmds[0], p.deadline = storage.EncodeCommand(make([]byte, 0, 128), cmd), deadline
-	n.submit(p)
+	if !n.submit(p) {
+		// p stays with its batch's settler, which may still write and
+		// wake it: it is not recycled.
+		return storage.Result{}, 0, errStopped
+	}
 	res, index, err := p.out[0].result(deadline)
-	// Nothing refers to p now: whoever settled its entry woke it last.
-	// The command's bytes are not reused (raft may hold them as the
-	// entry's data).
+	// Nothing refers to p now: its settler woke it last. The command's
+	// bytes are not reused (raft may hold them as the entry's data).
 	*p = proposal{cmds: p.cmds[:1], wake: p.wake, out: p.out[:1]}
 	p.cmds[0], p.out[0] = nil, outcome{}
 	singles.Put(p)
 	return res, index, err
 }
+
+// errStopped is the outcome of a proposal the node stopped waiting for:
+// it may have been committed, or not.
+var errStopped = fmt.Errorf("%w: the node stopped before the write was confirmed", ErrOutcomeUnknown)
 
 // singles recycles the proposals of one command: a create allocates
 // little else on its way through the node.
@@ -71,7 +78,12 @@ func (n *Node) ProposeRestamped(cmds []*storage.Command, deadline time.Time) []P
 		cmd.Restamp(n.Stamps(cmd.StampCount()))
 		p.cmds[i] = storage.EncodeCommand(make([]byte, 0, 128), cmd)
 	}
-	n.submit(p)
+	if !n.submit(p) {
+		for i := range out {
+			out[i].Err = errStopped
+		}
+		return out
+	}
 	for i := range out {
 		out[i].Result, out[i].Index, out[i].Err = p.out[i].result(deadline)
 	}
@@ -96,7 +108,8 @@ func futureError(f raft.ApplyFuture) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout):
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout),
+		errors.Is(err, raft.ErrLeadershipTransferInProgress):
 		// Never entered the log: safe to report as not applied.
 		return ErrNotLeader
 	case errors.Is(err, raft.ErrRaftShutdown):
