@@ -29,12 +29,15 @@ import (
 // for the next. A proposer that finds the gate open and nothing queued
 // proposes its command at once, so a lone writer waits for nothing.
 //
-// Whoever proposes a batch (the lead) starts a goroutine that waits for
-// its entries to be applied and hands every command its outcome, so the
-// FSM wakes one goroutine per entry rather than one per command. The
-// proposers wait for that hand-over or for the node to stop: raft leaves
-// a future unanswered if it shuts down while the future sits in its
-// queues, and a proposer must not wait for it forever.
+// Whoever proposes a batch (the lead) waits for its entries to be applied
+// and hands every command its outcome, so the FSM wakes one goroutine per
+// entry rather than one per command.
+//
+// Stopping: raft v1.8 leaves a future unanswered if it shuts down while
+// the future sits in its apply or FSM queue. So the node closes the group
+// first (no new batch is taken), waits while raft still runs until every
+// batch in flight is settled (close), and only then stops raft; proposers
+// still queued are let go with an unknown outcome.
 
 // maxEntryBytes bounds a group entry; a command larger than it goes in an
 // entry of its own.
@@ -79,14 +82,29 @@ type proposalGroup struct {
 	// commands counts the commands of each group entry proposed
 	// (troupe_raft_entry_commands): group commit at work.
 	commands *metrics.Histogram
+
+	closed   bool           // no batch may be taken any more
+	flight   sync.WaitGroup // batches taken and not settled
+	abandon  chan struct{}  // closed when queued proposers are let go
+	initOnce sync.Once
+}
+
+func (g *proposalGroup) abandoned() chan struct{} {
+	g.initOnce.Do(func() { g.abandon = make(chan struct{}) })
+	return g.abandon
 }
 
 // submit queues p and, if the gate is open, proposes the queue in the
 // caller's goroutine. It returns true once p's outcomes are in, false if
-// the node stopped first (p may then still be written to, and woken).
+// the node let it go while stopping (p may then still be written to, and
+// woken).
 func (n *Node) submit(p *proposal) bool {
 	g := &n.group
 	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return false
+	}
 	g.queue = append(g.queue, p)
 	if g.inGate || g.leading {
 		g.mu.Unlock()
@@ -95,20 +113,38 @@ func (n *Node) submit(p *proposal) bool {
 			if w == wakeDone {
 				return true
 			}
-		case <-n.stop:
+		case <-g.abandoned():
 			return false
 		}
 		g.mu.Lock()
+		if g.closed {
+			// Woken to lead as the group closed: the queue is let go.
+			g.leading = false
+			g.mu.Unlock()
+			return false
+		}
 	}
 	batch, seq := g.take()
 	g.mu.Unlock()
-	go n.settleBatch(batch, n.proposeEntries(batch), seq)
+	n.lead(batch, seq)
+	return true
+}
+
+// close takes no more batches, waits up to wait for those in flight to
+// be settled (raft must still run), then lets queued proposers go.
+func (g *proposalGroup) close(wait time.Duration) {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+	done := make(chan struct{})
+	go func() { g.flight.Wait(); close(done) }()
+	t := time.NewTimer(wait)
+	defer t.Stop()
 	select {
-	case <-p.wake: // wakeDone: the lead is settled like the others
-		return true
-	case <-n.stop:
-		return false
+	case <-done:
+	case <-t.C:
 	}
+	close(g.abandoned())
 }
 
 // take empties the queue into a batch and closes the gate behind the
@@ -117,6 +153,7 @@ func (g *proposalGroup) take() (batch []*proposal, seq uint64) {
 	batch = g.queue
 	g.queue = nil
 	g.leading = false
+	g.flight.Add(1)
 	g.seq++
 	g.inGate, g.gate = true, g.seq
 	return batch, g.seq
@@ -144,11 +181,13 @@ func (g *proposalGroup) open(seq uint64) {
 	}
 }
 
-// settleBatch waits until the entries proposed for batch are applied here
-// (or failed), hands every proposal its outcomes and wakes them all.
-func (n *Node) settleBatch(batch []*proposal, entries []groupEntry, seq uint64) {
+// lead proposes batch (the caller's own proposal is in it) as group
+// entries, waits for each to be applied and hands every proposal its
+// outcomes, then wakes them; the caller's own is filled in, not woken.
+func (n *Node) lead(batch []*proposal, seq uint64) {
 	g := &n.group
-	for _, e := range entries {
+	defer g.flight.Done()
+	for _, e := range n.proposeEntries(batch) {
 		n.settle(e)
 	}
 	// An entry that never reached the log store (refused, or raft shut
@@ -156,7 +195,7 @@ func (n *Node) settleBatch(batch []*proposal, entries []groupEntry, seq uint64) 
 	g.mu.Lock()
 	g.open(seq)
 	g.mu.Unlock()
-	for _, p := range batch {
+	for _, p := range batch[1:] {
 		p.wake <- wakeDone
 	}
 }

@@ -305,6 +305,8 @@ func (n *Node) Shutdown() error {
 	n.stopOnce.Do(func() {
 		n.handOver()
 		close(n.stop)
+		// Proposals in flight settle while raft still runs (group.go).
+		n.group.close(n.cfg.ApplyTimeout)
 		// Raft first: its shutdown fails the futures that the leader
 		// watcher or the read batcher may be waiting on, so they end.
 		if n.raft != nil {

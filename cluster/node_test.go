@@ -328,6 +328,7 @@ func TestGroupProposals(t *testing.T) {
 func TestProposersReturnOnShutdown(t *testing.T) {
 	for round := range 3 {
 		n, stop := testNode(t, t.TempDir())
+		users := n.Users() // n.Users is nil once the node has stopped
 		var wg sync.WaitGroup
 		var blocked atomic.Int64
 		for w := range 32 {
@@ -338,7 +339,7 @@ func TestProposersReturnOnShutdown(t *testing.T) {
 					email := fmt.Sprintf("s%d-%d-%d@example.com", round, w, i)
 					stamp := n.Stamps(1)
 					cmd := &storage.Command{Kind: storage.CmdUserCreate, Stamp: stamp,
-						Create: &storage.BatchItem{ID: storage.MakeUserID(stamp, n.Users().HomeShardFor(email)), User: storage.NewUser{Name: "S", Email: email, Role: storage.RoleUser}}}
+						Create: &storage.BatchItem{ID: storage.MakeUserID(stamp, users.HomeShardFor(email)), User: storage.NewUser{Name: "S", Email: email, Role: storage.RoleUser}}}
 					if _, _, err := n.Propose(cmd, time.Now().Add(2*time.Second)); err != nil {
 						return
 					}

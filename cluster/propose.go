@@ -29,20 +29,20 @@ func (n *Node) Propose(cmd *storage.Command, deadline time.Time) (storage.Result
 	p := singles.Get().(*proposal)
 	p.cmds[0], p.deadline = storage.EncodeCommand(make([]byte, 0, 128), cmd), deadline
 	if !n.submit(p) {
-		// p stays with its batch's settler, which may still write and
-		// wake it: it is not recycled.
+		// A lead may still write and wake p: it is not recycled.
 		return storage.Result{}, 0, errStopped
 	}
 	res, index, err := p.out[0].result(deadline)
-	// Nothing refers to p now: its settler woke it last. The command's
-	// bytes are not reused (raft may hold them as the entry's data).
+	// Nothing refers to p now: whoever settled its entry woke it last.
+	// The command's bytes are not reused (raft may hold them as the
+	// entry's data).
 	*p = proposal{cmds: p.cmds[:1], wake: p.wake, out: p.out[:1]}
 	p.cmds[0], p.out[0] = nil, outcome{}
 	singles.Put(p)
 	return res, index, err
 }
 
-// errStopped is the outcome of a proposal the node stopped waiting for:
+// errStopped is the outcome of a proposal the node let go while stopping:
 // it may have been committed, or not.
 var errStopped = fmt.Errorf("%w: the node stopped before the write was confirmed", ErrOutcomeUnknown)
 

@@ -4,8 +4,6 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
-
-	"github.com/troupe-db/troupe/cluster/clustertest"
 )
 
 // Every test stops its node and server; no goroutine may outlive them.
@@ -13,13 +11,11 @@ import (
 // and the worker-pool cleaner, which sees the stop only when its sleep
 // (MaxIdleWorkerDuration) ends; likewise the idle-connection cleaner of
 // the node-to-node clients (forwarding), which ends after its sleep
-// (MaxIdleConnDuration). A batch settler may wait for good on a future
-// raft dropped at shutdown (clustertest.StrandedSettler).
+// (MaxIdleConnDuration).
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m,
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner"),
-		goleak.IgnoreAnyFunction(clustertest.StrandedSettler),
 	)
 }

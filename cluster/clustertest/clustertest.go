@@ -130,10 +130,3 @@ func FreeAddr(t testing.TB) string {
 	defer l.Close()
 	return l.Addr().String()
 }
-
-// StrandedSettler is the function of the goroutines that goleak must let
-// outlive a node: hashicorp/raft v1.8 never answers a future that sits in
-// its apply queue or FSM queue when it shuts down, so the goroutine that
-// settles the entry's batch (cluster's group proposer) waits on it for
-// good. The proposers themselves return when the node stops.
-const StrandedSettler = "github.com/troupe-db/troupe/cluster.(*Node).settleBatch"

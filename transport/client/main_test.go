@@ -4,8 +4,6 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
-
-	"github.com/troupe-db/troupe/cluster/clustertest"
 )
 
 // Every test closes its clients, servers and nodes; no goroutine may
@@ -13,12 +11,10 @@ import (
 // transport's tests: the process-wide Date header ticker, and the
 // worker-pool cleaner, which sees the stop only when its sleep ends.
 // The clients' own connection cleaners end within IdleConnTimeout of
-// Close, which the tests keep short. A batch settler may wait for good on
-// a future raft dropped at shutdown (clustertest.StrandedSettler).
+// Close, which the tests keep short.
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m,
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
-		goleak.IgnoreAnyFunction(clustertest.StrandedSettler),
 	)
 }
