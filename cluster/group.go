@@ -83,15 +83,9 @@ type proposalGroup struct {
 	// (troupe_raft_entry_commands): group commit at work.
 	commands *metrics.Histogram
 
-	closed   bool           // no batch may be taken any more
-	flight   sync.WaitGroup // batches taken and not settled
-	abandon  chan struct{}  // closed when queued proposers are let go
-	initOnce sync.Once
-}
-
-func (g *proposalGroup) abandoned() chan struct{} {
-	g.initOnce.Do(func() { g.abandon = make(chan struct{}) })
-	return g.abandon
+	closed  bool           // no batch may be taken any more
+	flight  sync.WaitGroup // batches taken and not settled
+	abandon chan struct{}  // closed when queued proposers are let go
 }
 
 // submit queues p and, if the gate is open, proposes the queue in the
@@ -113,7 +107,7 @@ func (n *Node) submit(p *proposal) bool {
 			if w == wakeDone {
 				return true
 			}
-		case <-g.abandoned():
+		case <-g.abandon:
 			return false
 		}
 		g.mu.Lock()
@@ -144,7 +138,7 @@ func (g *proposalGroup) close(wait time.Duration) {
 	case <-done:
 	case <-t.C:
 	}
-	close(g.abandoned())
+	close(g.abandon)
 }
 
 // take empties the queue into a batch and closes the gate behind the

@@ -100,6 +100,7 @@ func Open(cfg Config, logger *slog.Logger, set *metrics.Set, sys *actors.System,
 	}()
 	n.fsm = NewFSM(sys, logger.With("component", "fsm"), set, n.fatal)
 	n.group.commands = set.NewHistogram(`troupe_raft_entry_commands`)
+	n.group.abandon = make(chan struct{})
 
 	var snaps *raft.FileSnapshotStore
 	if n.wal, n.meta, snaps, err = openStores(cfg.DataDir, cfg.WALSegmentSize, logger); err != nil {
