@@ -24,10 +24,9 @@ import (
 // The gate: at most one entry of the group waits for the leader's log
 // store at a time. Commands arriving meanwhile queue; when the store
 // returns (raft's dispatchLogs, seen by the log store wrapper), the
-// first queued proposer is woken to propose the whole queue, and the
-// entry it makes is in raft's queue by the time the leader loop looks
-// for the next. A proposer that finds the gate open and nothing queued
-// proposes its command at once, so a lone writer waits for nothing.
+// first queued proposer is woken to propose the whole queue as the next
+// entry. A proposer that finds the gate open and nothing queued proposes
+// its command at once, so a lone writer waits for nothing.
 //
 // Whoever proposes a batch (the lead) waits for its entries to be applied
 // and hands every command its outcome, so the FSM wakes one goroutine per
