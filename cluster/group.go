@@ -72,9 +72,8 @@ type outcome struct {
 type proposalGroup struct {
 	mu     sync.Mutex
 	queue  []*proposal
-	inGate bool   // an entry of the group waits for the log store
-	gate   uint64 // the sequence of that entry
-	seq    uint64 // sequence of the latest entry
+	inGate bool   // a group entry waits for the log store
+	seq    uint64 // sequence of the latest entry, the one behind a shut gate
 	// leading is set while a woken lead has not proposed yet: the store
 	// must not wake a second one.
 	leading bool
@@ -148,7 +147,7 @@ func (g *proposalGroup) take() (batch []*proposal, seq uint64) {
 	g.leading = false
 	g.flight.Add(1)
 	g.seq++
-	g.inGate, g.gate = true, g.seq
+	g.inGate = true
 	return batch, g.seq
 }
 
@@ -157,14 +156,14 @@ func (g *proposalGroup) take() (batch []*proposal, seq uint64) {
 // next entry. The first queued proposer is woken to propose the queue.
 func (g *proposalGroup) stored() {
 	g.mu.Lock()
-	g.open(g.gate)
+	g.open(g.seq)
 	g.mu.Unlock()
 }
 
 // open opens the gate if entry seq is the one behind it and wakes the
 // first queued proposer to lead; g.mu is held.
 func (g *proposalGroup) open(seq uint64) {
-	if !g.inGate || g.gate != seq {
+	if !g.inGate || g.seq != seq {
 		return
 	}
 	g.inGate = false

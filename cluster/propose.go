@@ -27,7 +27,7 @@ func (n *Node) Propose(cmd *storage.Command, deadline time.Time) (storage.Result
 		return storage.Result{}, 0, err
 	}
 	p := singles.Get().(*proposal)
-	p.cmds[0], p.deadline = storage.EncodeCommand(make([]byte, 0, 128), cmd), deadline
+	p.cmds[0], p.deadline = encode(cmd), deadline
 	if !n.submit(p) {
 		// A lead may still write and wake p: it is not recycled.
 		return storage.Result{}, 0, errStopped
@@ -36,7 +36,7 @@ func (n *Node) Propose(cmd *storage.Command, deadline time.Time) (storage.Result
 	// Nothing refers to p now: whoever settled its entry woke it last.
 	// The command's bytes are not reused (raft may hold them as the
 	// entry's data).
-	*p = proposal{cmds: p.cmds[:1], wake: p.wake, out: p.out[:1]}
+	*p = proposal{cmds: p.cmds, wake: p.wake, out: p.out}
 	p.cmds[0], p.out[0] = nil, outcome{}
 	singles.Put(p)
 	return res, index, err
@@ -44,13 +44,17 @@ func (n *Node) Propose(cmd *storage.Command, deadline time.Time) (storage.Result
 
 // errStopped is the outcome of a proposal the node let go while stopping:
 // it may have been committed, or not.
-var errStopped = fmt.Errorf("%w: the node stopped before the write was confirmed", ErrOutcomeUnknown)
+var errStopped = errOutcome("the node stopped before the write was confirmed")
 
 // singles recycles the proposals of one command: a create allocates
 // little else on its way through the node.
-var singles = sync.Pool{New: func() any {
-	return &proposal{cmds: make([][]byte, 1), wake: make(chan wakeReason, 1), out: make([]outcome, 1)}
-}}
+var singles = sync.Pool{New: func() any { return newProposal(1) }}
+
+func newProposal(cmds int) *proposal {
+	return &proposal{cmds: make([][]byte, cmds), wake: make(chan wakeReason, 1), out: make([]outcome, cmds)}
+}
+
+func encode(cmd *storage.Command) []byte { return storage.EncodeCommand(make([]byte, 0, 128), cmd) }
 
 // Proposal is the outcome of one command of ProposeRestamped.
 type Proposal struct {
@@ -72,11 +76,11 @@ func (n *Node) ProposeRestamped(cmds []*storage.Command, deadline time.Time) []P
 		}
 		return out
 	}
-	p := &proposal{cmds: make([][]byte, len(cmds)), deadline: deadline,
-		wake: make(chan wakeReason, 1), out: make([]outcome, len(cmds))}
+	p := newProposal(len(cmds))
+	p.deadline = deadline
 	for i, cmd := range cmds {
 		cmd.Restamp(n.Stamps(cmd.StampCount()))
-		p.cmds[i] = storage.EncodeCommand(make([]byte, 0, 128), cmd)
+		p.cmds[i] = encode(cmd)
 	}
 	if !n.submit(p) {
 		for i := range out {
