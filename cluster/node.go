@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -87,54 +86,41 @@ type Node struct {
 // latest snapshot, and bootstraps a one-node cluster if the directory holds
 // no raft state. admin supplies the first admin when this node initialises
 // the cluster (it may hash a password; it is called at most once).
-func Open(cfg Config, logger *slog.Logger, set *metrics.Set, sys *actors.System, admin func() (storage.NewUser, error)) (n *Node, err error) {
+func Open(cfg Config, logger *slog.Logger, set *metrics.Set, sys *actors.System, admin func() (storage.NewUser, error)) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n = &Node{cfg: cfg, log: logger, admin: admin, sys: sys, stop: make(chan struct{}), fatalCh: make(chan error, 1)}
-	defer func() {
+	// Bind first: a taken port must fail before the stores are created.
+	if cfg.StreamLayer == nil {
+		sl, err := ListenRaft(cfg)
 		if err != nil {
+			return nil, err
+		}
+		cfg.StreamLayer = sl
+	}
+	n := &Node{cfg: cfg, log: logger, admin: admin, sys: sys, stop: make(chan struct{}), fatalCh: make(chan error, 1)}
+	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: cfg.StreamLayer, MaxPool: 8, Timeout: 10 * time.Second, Logger: NewHclog(logger, "raft.net"),
+	})
+	if cfg.TLS.Enabled() {
+		logger.Info("raft traffic uses mutual TLS")
+	}
+	n.fsm = NewFSM(sys, logger.With("component", "fsm"), set, n.fatal)
+	n.group.commands = set.NewHistogram(`troupe_raft_entry_commands`)
+	n.group.abandon = make(chan struct{})
+	started := false
+	defer func() {
+		if !started {
 			n.closeStores()
 			n.fsm.Close()
 		}
 	}()
-	n.fsm = NewFSM(sys, logger.With("component", "fsm"), set, n.fatal)
-	n.group.commands = set.NewHistogram(`troupe_raft_entry_commands`)
-	n.group.abandon = make(chan struct{})
 
 	var snaps *raft.FileSnapshotStore
+	var err error
 	if n.wal, n.meta, snaps, err = openStores(cfg.DataDir, cfg.WALSegmentSize, logger); err != nil {
 		return nil, err
 	}
-	advertise := cfg.AdvertiseRaft
-	if advertise == "" {
-		advertise = cfg.RaftAddr
-	}
-	advAddr, err := net.ResolveTCPAddr("tcp", advertise)
-	if err != nil {
-		return nil, fmt.Errorf("cannot resolve advertised raft address %q: %w", advertise, err)
-	}
-	if cfg.TLS.Enabled() && cfg.StreamLayer == nil {
-		tcfg, err := cfg.TLS.Config()
-		if err != nil {
-			return nil, err
-		}
-		if cfg.StreamLayer, err = NewTLSStreamLayer(cfg.RaftAddr, advAddr, tcfg); err != nil {
-			return nil, err
-		}
-		logger.Info("raft traffic uses mutual TLS")
-	}
-	if cfg.StreamLayer != nil {
-		n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-			Stream: cfg.StreamLayer, MaxPool: 8, Timeout: 10 * time.Second, Logger: NewHclog(logger, "raft.net"),
-		})
-	} else {
-		n.trans, err = raft.NewTCPTransportWithLogger(cfg.RaftAddr, advAddr, 8, 10*time.Second, NewHclog(logger, "raft.net"))
-		if err != nil {
-			return nil, fmt.Errorf("cannot listen for raft on %q: %w", cfg.RaftAddr, err)
-		}
-	}
-
 	hasState, err := raft.HasExistingState(n.wal, n.wal, snaps)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read raft state: %w", err)
@@ -190,6 +176,7 @@ func Open(cfg Config, logger *slog.Logger, set *metrics.Set, sys *actors.System,
 	n.wg.Add(2)
 	go n.watchLeadership()
 	go n.reads.run(n)
+	started = true
 	return n, nil
 }
 

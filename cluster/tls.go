@@ -30,11 +30,11 @@ func (f TLSFiles) Config() (*tls.Config, error) {
 	}
 	cert, err := tls.LoadX509KeyPair(f.Cert, f.Key)
 	if err != nil {
-		return nil, fmt.Errorf("cannot load the node certificate: %w", err)
+		return nil, fmt.Errorf("cannot load the node certificate (--tls-cert, --tls-key): %w", err)
 	}
 	pem, err := os.ReadFile(f.CA)
 	if err != nil {
-		return nil, fmt.Errorf("cannot read the CA: %w", err)
+		return nil, fmt.Errorf("cannot read the CA (--tls-ca): %w", err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
@@ -61,7 +61,7 @@ type tlsStreamLayer struct {
 func NewTLSStreamLayer(bind string, advertise net.Addr, cfg *tls.Config) (raft.StreamLayer, error) {
 	ln, err := tls.Listen("tcp", bind, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("cannot listen for raft on %q: %w", bind, err)
+		return nil, fmt.Errorf("cannot listen for raft on %s (--raft-addr): %w", bind, causeOf(err))
 	}
 	return &tlsStreamLayer{Listener: ln, advertise: advertise, config: cfg}, nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"flag"
@@ -55,7 +56,9 @@ type serveConfig struct {
 func parseServe(args []string, stderr io.Writer, getenv func(string) string) (*serveConfig, error) {
 	c := &serveConfig{Node: cluster.DefaultConfig(), HTTP: transport.DefaultConfig(), Explicit: map[string]bool{}}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// The usage goes out for -h only: a bad flag is one line of error.
+	var usage bytes.Buffer
+	fs.SetOutput(&usage)
 	fs.StringVar(&c.Node.NodeID, "node-id", c.Node.NodeID, "this node's id, unique in its cluster (kept in the data dir)")
 	fs.StringVar(&c.HTTP.HTTPAddr, "http-addr", c.HTTP.HTTPAddr, "address to serve the HTTP API on")
 	fs.StringVar(&c.Node.RaftAddr, "raft-addr", c.Node.RaftAddr, "address for raft traffic between nodes")
@@ -90,7 +93,11 @@ func parseServe(args []string, stderr io.Writer, getenv func(string) string) (*s
 	argonMem := fs.Uint("argon2-memory-kib", uint(c.HTTP.Argon2.MemoryKiB), "argon2id memory per password hash, KiB (OWASP: 19456)")
 	argonTime := fs.Uint("argon2-time", uint(c.HTTP.Argon2.Time), "argon2id iterations (OWASP: 2)")
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			_, _ = usage.WriteTo(stderr)
+			return nil, err
+		}
+		return nil, fmt.Errorf("%v (troupe serve -h lists the flags)", err)
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))

@@ -31,6 +31,12 @@ func recoverCmd(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	id := strings.TrimSpace(string(b))
+	release, err := cluster.LockDataDir(*data)
+	if err != nil {
+		fmt.Fprintf(stderr, "troupe recover: %v\n", err)
+		return 1
+	}
+	defer release()
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	conf, err := cluster.Recover(*data, *peers, id, logger)
 	if err != nil {

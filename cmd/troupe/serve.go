@@ -33,8 +33,8 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		if errors.Is(err, errHelp) {
 			return 0
 		}
-		fmt.Fprintf(stderr, "troupe serve: %v\n", err)
-		return 2
+		fmt.Fprintf(stderr, "troupe: cannot start: %s\n", oneLine(err))
+		return 1
 	}
 	logger := newLogger(cfg, stderr)
 	if os.Getenv("GOGC") == "" {
@@ -57,10 +57,25 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := runNode(ctx, cfg, logger, stdout); err != nil {
-		logger.Error("troupe stopped with an error", slog.Any("err", err))
+		var se startError
+		if !errors.As(err, &se) {
+			logger.Error("troupe stopped with an error", slog.Any("err", err))
+		}
+		fmt.Fprintf(stderr, "troupe: %s\n", oneLine(err))
 		return 1
 	}
 	return 0
+}
+
+// startError is a failure to start: the operator reads it as one line,
+// "troupe: cannot <what>: <cause>", naming the flag or path to fix.
+type startError struct{ error }
+
+func (e startError) Unwrap() error { return e.error }
+
+// oneLine joins the lines of err (errors.Join puts each on its own).
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
 }
 
 func newLogger(cfg *serveConfig, w io.Writer) *slog.Logger {
@@ -76,12 +91,59 @@ func newLogger(cfg *serveConfig, w io.Writer) *slog.Logger {
 // runNode starts the components in order — actors, raft node, HTTP — and
 // stops them in reverse when ctx ends or the node cannot go on.
 func runNode(ctx context.Context, cfg *serveConfig, logger *slog.Logger, stdout io.Writer) (err error) {
-	if err := os.MkdirAll(cfg.Node.DataDir, 0o700); err != nil {
-		return fmt.Errorf("cannot create data dir %q: %w", cfg.Node.DataDir, err)
+	// Everything that may fail for a reason the operator fixes — a taken
+	// port, a data dir that is not ours or is in use — fails before a
+	// byte is written into the data dir; a first start that fails leaves
+	// the data dir as it found it.
+	dir := cfg.Node.DataDir
+	if err := cluster.CheckDataDir(dir); err != nil {
+		return startError{err}
 	}
-	if cfg.Node.NodeID, err = settleNodeID(cfg.Node.DataDir, cfg.Node.NodeID, cfg.Explicit["node-id"]); err != nil {
-		return err
+	fresh := dataDirEmpty(dir)
+	ln, err := net.Listen("tcp", cfg.HTTP.HTTPAddr)
+	if err != nil {
+		return startError{fmt.Errorf("cannot listen for HTTP on %s (--http-addr): %w", cfg.HTTP.HTTPAddr, netCause(err))}
 	}
+	serving := false
+	defer func() {
+		if !serving {
+			ln.Close()
+		}
+	}()
+	raftLayer, err := cluster.ListenRaft(cfg.Node)
+	if err != nil {
+		return startError{err}
+	}
+	opened := false
+	defer func() {
+		if !opened {
+			raftLayer.Close()
+		}
+	}()
+	if cfg.PprofAddr != "" {
+		stopPprof, err := servePprof(cfg.PprofAddr, logger)
+		if err != nil {
+			return startError{err}
+		}
+		defer stopPprof()
+	}
+	release, err := cluster.LockDataDir(dir)
+	if err != nil {
+		return startError{err}
+	}
+	defer release()
+	defer func() {
+		if err != nil && !serving && fresh {
+			// Nothing of this start is worth keeping: leave the directory
+			// empty, so that the same command succeeds once the cause is
+			// fixed.
+			clearDataDir(dir, logger)
+		}
+	}()
+	if cfg.Node.NodeID, err = settleNodeID(dir, cfg.Node.NodeID, cfg.Explicit["node-id"]); err != nil {
+		return startError{err}
+	}
+	cfg.Node.StreamLayer = raftLayer
 	if cfg.HTTP.Insecure {
 		logger.Warn("AUTHENTICATION IS OFF (--insecure): every request acts as admin; use only on a trusted network")
 	}
@@ -97,9 +159,13 @@ func runNode(ctx context.Context, cfg *serveConfig, logger *slog.Logger, stdout 
 	defer sys.Shutdown()
 
 	admin := func() (storage.NewUser, error) { return firstAdmin(cfg, logger) }
+	opened = true // from here the node closes the raft listener
 	node, err := cluster.Open(cfg.Node, logger, set, sys, admin)
 	if err != nil {
-		return err
+		if !strings.HasPrefix(err.Error(), "cannot ") {
+			err = fmt.Errorf("cannot open the node: %w", err)
+		}
+		return startError{err}
 	}
 	defer func() {
 		if serr := node.Shutdown(); serr != nil && err == nil {
@@ -119,12 +185,9 @@ func runNode(ctx context.Context, cfg *serveConfig, logger *slog.Logger, stdout 
 	cfg.HTTP.Limiter = limiter
 	srv, err := transport.New(cfg.HTTP, logger, set, node, users)
 	if err != nil {
-		return err
+		return startError{fmt.Errorf("cannot start the HTTP server: %w", err)}
 	}
-	ln, err := net.Listen("tcp", cfg.HTTP.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("cannot listen on %s: %w", cfg.HTTP.HTTPAddr, err)
-	}
+	serving = true // Serve owns the listener now
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	defer func() {
@@ -138,14 +201,6 @@ func runNode(ctx context.Context, cfg *serveConfig, logger *slog.Logger, stdout 
 		}
 		logger.Info("HTTP server stopped")
 	}()
-
-	if cfg.PprofAddr != "" {
-		stopPprof, err := servePprof(cfg.PprofAddr, logger)
-		if err != nil {
-			return err
-		}
-		defer stopPprof()
-	}
 
 	joinCtx, cancelJoin := context.WithCancel(ctx)
 	defer cancelJoin()
@@ -223,6 +278,36 @@ func runNode(ctx context.Context, cfg *serveConfig, logger *slog.Logger, stdout 
 			joinErr = nil
 		}
 	}
+}
+
+// dataDirEmpty reports whether dir is absent or empty (a first start).
+func dataDirEmpty(dir string) bool {
+	entries, err := os.ReadDir(dir)
+	return errors.Is(err, fs.ErrNotExist) || err == nil && len(entries) == 0
+}
+
+// clearDataDir removes what a failed first start wrote into dir, which
+// was empty before it.
+func clearDataDir(dir string, logger *slog.Logger) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			logger.Warn("cannot clear the data dir after a failed start", slog.Any("err", err))
+		}
+	}
+}
+
+// netCause is the cause of a failed listen ("address already in use"),
+// without the address the message names already.
+func netCause(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err
+	}
+	return err
 }
 
 // settleNodeID keeps the node id in the data dir: a restarted node must
