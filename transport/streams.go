@@ -113,6 +113,13 @@ func (st *streams) close() {
 	<-st.done
 }
 
+// count is the number of streams open (or being opened).
+func (st *streams) count() int {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.total
+}
+
 // admit reserves a place for a new stream of key, or says why not.
 func (st *streams) admit(key string) *apiError {
 	st.mu.Lock()

@@ -309,3 +309,135 @@ func TestPresenceLimit(t *testing.T) {
 		t.Fatal("presence refusal not counted")
 	}
 }
+
+// TestWebSocketMessagesAreRateLimited: every message spends the user's
+// default bucket, the one its requests spend; over the limit a message is
+// refused with its seq and retry_after_ms and not applied, and a socket
+// that keeps on past WSOverLimitClose is closed (1008).
+func TestWebSocketMessagesAreRateLimited(t *testing.T) {
+	// The limiter's clock stands still unless the test moves it.
+	f := newRevocationFixture(t, withDefaultLimit(5, time.Second), func(c *Config) { c.WSOverLimitClose = 300 * time.Millisecond })
+	ts := f.ts
+	ts.clock.advance(time.Hour) // the fixture's requests are forgotten
+	c := dialWS(t, ts, f.docPath, "client_id=w", f.bob.AccessToken) // 1 of 5
+	// Three cursors and an op pass.
+	for i := range 3 {
+		if err := c.WriteJSON(map[string]any{"type": "cursor", "pos": i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	op := func(seq int) {
+		if err := c.WriteJSON(map[string]any{"type": "op", "seq": seq, "base_version": 0, "ops": []map[string]any{{"op": "insert", "pos": 0, "text": "x"}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	op(1)
+	next(t, c, "ack")
+	// The next op is refused, with its seq, and not applied.
+	op(2)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		var m struct {
+			Type  string `json:"type"`
+			Seq   *int   `json:"seq"`
+			Error struct {
+				Code    string `json:"code"`
+				Details struct {
+					RetryAfterMs *int64 `json:"retry_after_ms"`
+				} `json:"details"`
+			} `json:"error"`
+		}
+		if err := c.ReadJSON(&m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Type == "ack" && m.Seq != nil && *m.Seq == 2 {
+			t.Fatal("an op over the limit was applied")
+		}
+		if m.Type != "error" {
+			continue
+		}
+		if m.Error.Code != "rate_limited" || m.Seq == nil || *m.Seq != 2 || m.Error.Details.RetryAfterMs == nil || *m.Error.Details.RetryAfterMs <= 0 {
+			t.Fatalf("refusal: %+v", m)
+		}
+		break
+	}
+	// The same bucket as the user's requests.
+	ts.expect(ts.do("GET", f.docPath, "", bearer(f.bob.AccessToken), true), 429, "rate_limited")
+	var d docResp
+	ts.clock.advance(time.Hour)
+	r := ts.do("GET", f.docPath, "", f.adaAuth, true)
+	r.json(t, &d)
+	if d.Version != 1 {
+		t.Fatalf("version %d: the refused op was applied", d.Version)
+	}
+	// Keep sending over the limit: closed after WSOverLimitClose.
+	for range 5 { // spend the refilled burst
+		op(3)
+	}
+	start := time.Now()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for time.Since(start) < 5*time.Second {
+			if c.WriteJSON(map[string]any{"type": "cursor", "pos": 1}) != nil {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	expectWSClosed(t, c, "rate_limited")
+	<-done
+	if metricValue(t, ts, `troupe_ws_messages_refused_total{reason="rate_limited"}`) < 2 {
+		t.Fatal("refusals not counted")
+	}
+}
+
+// TestCursorsAreCoalesced: a socket's cursor positions reach the others
+// at most every cursorGap, the newest last.
+func TestCursorsAreCoalesced(t *testing.T) {
+	f := newRevocationFixture(t)
+	watcher := dialWS(t, f.ts, f.docPath, "client_id=watcher", f.ada.AccessToken)
+	mover := dialWS(t, f.ts, f.docPath, "client_id=mover", f.bob.AccessToken)
+	if m := next(t, watcher, "presence"); m.ClientID != "mover" || m.State != "join" {
+		t.Fatalf("join: %+v", m)
+	}
+	const n = 200
+	start := time.Now()
+	for i := range n {
+		if err := mover.WriteJSON(map[string]any{"type": "cursor", "pos": i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []int
+	for len(got) == 0 || got[len(got)-1] != n-1 {
+		m := next(t, watcher, "presence")
+		if m.State == "cursor" && m.Pos != nil {
+			got = append(got, *m.Pos)
+		}
+	}
+	elapsed := time.Since(start)
+	if max := int(elapsed/cursorGap) + 2; len(got) > max {
+		t.Fatalf("%d cursors reached the watcher in %v (at most %d expected)", len(got), elapsed, max)
+	}
+	t.Logf("%d cursor messages sent, %d delivered in %v", n, len(got), elapsed)
+}
+
+// TestWebSocketMessageSize: a message over 1 MiB ends the socket and is
+// counted.
+func TestWebSocketMessageSize(t *testing.T) {
+	f := newRevocationFixture(t)
+	c := dialWS(t, f.ts, f.docPath, "", f.bob.AccessToken)
+	big := `{"type":"cursor","pos":1,"x":"` + strings.Repeat("a", wsMaxMessage) + `"}`
+	if err := c.WriteMessage(websocket.TextMessage, []byte(big)); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		if _, _, err := c.ReadMessage(); err != nil {
+			break
+		}
+	}
+	if metricValue(t, f.ts, `troupe_ws_messages_refused_total{reason="too_large"}`) != 1 {
+		t.Fatal("not counted")
+	}
+}
