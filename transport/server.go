@@ -188,10 +188,10 @@ func (c *Config) Validate() error {
 		name      string
 		v, lo, hi int
 	}{
-		{"max connections", c.MaxConnections, 1, 1_000_000},
-		{"max streams", c.MaxStreams, 1, 1_000_000},
-		{"max streams per user", c.MaxStreamsPerUser, 1, 100_000},
-		{"max presence per document", c.MaxPresence, 1, 100_000},
+		{"max-connections", c.MaxConnections, 1, 1_000_000},
+		{"max-streams", c.MaxStreams, 1, 1_000_000},
+		{"max-streams-per-user", c.MaxStreamsPerUser, 1, 100_000},
+		{"max-presence-per-document", c.MaxPresence, 1, 100_000},
 	} {
 		if l.v < l.lo || l.v > l.hi {
 			errs = append(errs, fmt.Errorf("%s %d must be from %d to %d", l.name, l.v, l.lo, l.hi))

@@ -318,7 +318,7 @@ func TestWebSocketMessagesAreRateLimited(t *testing.T) {
 	// The limiter's clock stands still unless the test moves it.
 	f := newRevocationFixture(t, withDefaultLimit(5, time.Second), func(c *Config) { c.WSOverLimitClose = 300 * time.Millisecond })
 	ts := f.ts
-	ts.clock.advance(time.Hour) // the fixture's requests are forgotten
+	ts.clock.advance(time.Hour)                                     // the fixture's requests are forgotten
 	c := dialWS(t, ts, f.docPath, "client_id=w", f.bob.AccessToken) // 1 of 5
 	// Three cursors and an op pass.
 	for i := range 3 {
