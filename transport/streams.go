@@ -288,6 +288,12 @@ func (st *streams) revoker() {
 
 // check ends the stream if its holder may no longer read its document.
 func (st *streams) check(x *stream) {
+	x.mu.Lock()
+	closed := x.closed
+	x.mu.Unlock()
+	if closed {
+		return
+	}
 	if reason := st.s.streamDenied(x); reason != "" {
 		st.s.node.Docs().Revoke(x.docID, x.sub, reason)
 	}
@@ -385,6 +391,9 @@ func (s *Server) openStream(ctx *fasthttp.RequestCtx) (x *stream, d *storage.Doc
 		user = c.user.ID
 	}
 	s.streams.add(x, user, s.tokenExpiry(token, hasToken))
+	// A right lost between the request's authentication and the
+	// registration above was told to nobody: check once now.
+	s.streams.check(x)
 	return x, d, clientID, true
 }
 

@@ -437,7 +437,5 @@ func TestWebSocketMessageSize(t *testing.T) {
 			break
 		}
 	}
-	if metricValue(t, f.ts, `troupe_ws_messages_refused_total{reason="too_large"}`) != 1 {
-		t.Fatal("not counted")
-	}
+	waitFor(t, "the refusal to be counted", func() bool { return f.ts.srv.wsMetrics.tooLarge.Get() == 1 })
 }
