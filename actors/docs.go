@@ -40,7 +40,7 @@ type Docs struct {
 	// onNarrowed, if set, hears of every document whose readers lost
 	// someone while it had subscribers here (an editor removed). It must
 	// not block.
-	onNarrowed  atomic.Pointer[func(docID string)]
+	onNarrowed  Hooks[string]
 	maxPresence atomic.Int64
 
 	mu      sync.Mutex
@@ -159,10 +159,11 @@ func (d *Docs) SetMaxPresence(n int) {
 	}
 }
 
-// OnReadersNarrowed sets the function told of every document that lost a
+// OnReadersNarrowed adds a function told of every document that lost a
 // reader (an editor removed, the owner changed) while it had subscribers
-// on this node, so their rights can be checked again.
-func (d *Docs) OnReadersNarrowed(fn func(docID string)) { d.onNarrowed.Store(&fn) }
+// on this node, so their rights can be checked again; it must not block.
+// The returned function removes it.
+func (d *Docs) OnReadersNarrowed(fn func(docID string)) (remove func()) { return d.onNarrowed.Add(fn) }
 
 // Subscribers is the number of open subscriptions on this node.
 func (d *Docs) Subscribers() int64 { return d.subscribers.Load() }
@@ -348,10 +349,8 @@ func (d *Docs) Apply(kind storage.CommandKind, c *storage.DocCommand, nowMs int6
 				return
 			}
 			deleted <- false
-			if prev != nil && next != nil && len(b.subs) > 0 && readersNarrowed(prev, next) {
-				if fn := d.onNarrowed.Load(); fn != nil {
-					(*fn)(b.e.id)
-				}
+			if prev != nil && next != nil && len(b.subs) > 0 && !d.onNarrowed.Empty() && readersNarrowed(prev, next) {
+				d.onNarrowed.Call(b.e.id)
 			}
 			if sub != nil {
 				if !sub.Repeated {

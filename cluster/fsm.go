@@ -42,7 +42,7 @@ type FSM struct {
 	stamp    atomic.Uint64 // highest stamp applied, read by proposers
 	// narrowed hears of users whose tokens may have lost rights ("":
 	// anyone's, after a restore); see OnAuthNarrowed.
-	narrowed atomic.Pointer[func(userID string)]
+	narrowed actors.Hooks[string]
 
 	mu        sync.Mutex // guards appliedCh
 	appliedCh chan struct{}
@@ -89,17 +89,14 @@ func (f *FSM) Auth() *storage.AuthState { return f.auth.Load() }
 // Docs returns the documents.
 func (f *FSM) Docs() *actors.Docs { return f.docs }
 
-// OnAuthNarrowed sets the function told, as this node applies it, of
-// every change that may take rights away from a user's tokens (deleted,
-// a new role or token epoch, a session ended), with the user's id, or ""
-// after a restore (anyone's). It must not block.
-func (f *FSM) OnAuthNarrowed(fn func(userID string)) { f.narrowed.Store(&fn) }
+// OnAuthNarrowed adds a function told, as this node applies it, of every
+// change that may take rights away from a user's tokens (deleted, a new
+// role or token epoch, a session ended), with the user's id, or "" after
+// a restore (anyone's). It must not block. The returned function removes
+// it.
+func (f *FSM) OnAuthNarrowed(fn func(userID string)) (remove func()) { return f.narrowed.Add(fn) }
 
-func (f *FSM) authNarrowed(userID string) {
-	if fn := f.narrowed.Load(); fn != nil {
-		(*fn)(userID)
-	}
-}
+func (f *FSM) authNarrowed(userID string) { f.narrowed.Call(userID) }
 
 // Users returns the user shards, or nil before the cluster is initialised.
 func (f *FSM) Users() *actors.Users { return f.users.Load() }

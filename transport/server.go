@@ -49,9 +49,10 @@ type Node interface {
 	Auth() *storage.AuthState
 	Policies() map[string]storage.Policy
 	Docs() *actors.Docs
-	// OnAuthNarrowed sets the function told of users whose tokens may
-	// have lost rights, as this node applies the change ("": anyone's).
-	OnAuthNarrowed(fn func(userID string))
+	// OnAuthNarrowed adds a function told of users whose tokens may have
+	// lost rights, as this node applies the change ("": anyone's); the
+	// returned function removes it.
+	OnAuthNarrowed(fn func(userID string)) (remove func())
 	RotateKey(deadline time.Time) (kid string, index uint64, err error)
 }
 
@@ -224,6 +225,7 @@ type Server struct {
 	global                *globalLimiter
 	ws                    wsConns // open WebSockets, closed on shutdown
 	streams               *streams
+	unhook                []func() // removes the hooks New added to the node
 	conns                 *connLimit
 	wsMetrics             wsMetrics
 	presence              *presenceRelay
@@ -259,8 +261,7 @@ func New(cfg Config, logger *slog.Logger, set *metrics.Set, node Node, users fun
 	s.wsMetrics = newWSMetrics(set)
 	docs := node.Docs()
 	docs.SetMaxPresence(cfg.MaxPresence)
-	docs.OnReadersNarrowed(s.streams.docNarrowed)
-	node.OnAuthNarrowed(s.streams.userNarrowed)
+	s.unhook = append(s.unhook, docs.OnReadersNarrowed(s.streams.docNarrowed), node.OnAuthNarrowed(s.streams.userNarrowed))
 	set.NewGauge(`troupe_presence_refused_total`, func() float64 { return float64(docs.PresenceRefused()) })
 	if cfg.Limiter != nil {
 		s.limiter, s.localLimiter = cfg.Limiter, cfg.Limiter
@@ -440,6 +441,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.ws.closeAll()
 	err := s.http.ShutdownWithContext(ctx)
 	s.presence.close()
+	for _, remove := range s.unhook {
+		remove()
+	}
 	s.streams.close()
 	s.conns.wait()
 	s.fwd.close()

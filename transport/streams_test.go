@@ -128,11 +128,15 @@ func expectBothClosed(t *testing.T, s *sseStream, c *websocket.Conn, reason stri
 func TestStreamsEndWhenAnEditorIsRemoved(t *testing.T) {
 	f := newRevocationFixture(t)
 	s, c := f.bothStreams(t, f.bob.AccessToken)
+	// A second server on the node (a follower's front end) is told too.
+	follower := startFollower(t, f.ts, secure, noBackstop)
+	atFollower := openSSE(t, follower, f.docPath, "", f.bob.AccessToken)
 	// The owner's own stream is not touched.
 	own := openSSE(t, f.ts, f.docPath, "", f.ada.AccessToken)
 	start := time.Now()
 	f.ts.expect(f.ts.do("DELETE", f.docPath+"/editors/"+f.bobID, "", f.adaAuth, true), 204, "")
 	expectBothClosed(t, s, c, "access_revoked", start)
+	expectSSEClosed(t, atFollower, "access_revoked")
 	f.ts.expect(f.ts.do("POST", f.docPath+"/ops", `{"client_id":"a","seq":1,"base_version":0,"ops":[{"op":"insert","pos":0,"text":"x"}]}`, f.adaAuth, true), 200, "")
 	for {
 		if ev := readSSE(t, own.sc); ev.name == "change" {
