@@ -17,9 +17,14 @@ import (
 // 503 unavailable (Retry-After: 1) and closed, without reaching fasthttp.
 // The answer is written by a goroutine of its own (over TLS it needs a
 // handshake), at most refusalWriters at once; beyond that a refused
-// connection is closed without a word.
+// connection is closed without a word. Connections from another member's
+// address (forwarded writes, read indexes, presence) are let in over the
+// limit: a flood of clients must not cut a node off from its cluster.
 type connLimit struct {
-	max     int64
+	max int64
+	// exempt reports whether a connection from addr comes from another
+	// member; asked only over the limit.
+	exempt  func(addr net.Addr) bool
 	open    atomic.Int64
 	writers chan struct{}
 	wg      sync.WaitGroup // refusals being written
@@ -57,7 +62,7 @@ func (ll *limitedListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		l := ll.l
-		if l.open.Add(1) <= l.max {
+		if l.open.Add(1) <= l.max || l.exempt != nil && l.exempt(c.RemoteAddr()) {
 			lc := &limitedConn{Conn: c, l: l}
 			if tc, ok := c.(*tls.Conn); ok {
 				// fasthttp recognises TLS (IsTLS, client certificates)

@@ -258,6 +258,7 @@ func New(cfg Config, logger *slog.Logger, set *metrics.Set, node Node, users fun
 	s.presence = newPresenceRelay(s)
 	s.streams = newStreams(s, set)
 	s.conns = newConnLimit(cfg.MaxConnections, set)
+	s.conns.exempt = s.fromMember
 	s.wsMetrics = newWSMetrics(set)
 	docs := node.Docs()
 	docs.SetMaxPresence(cfg.MaxPresence)

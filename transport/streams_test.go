@@ -443,3 +443,11 @@ func TestWebSocketMessageSize(t *testing.T) {
 	}
 	waitFor(t, "the refusal to be counted", func() bool { return f.ts.srv.wsMetrics.tooLarge.Get() == 1 })
 }
+
+func TestStreamsEndOnANewPassword(t *testing.T) {
+	f := newRevocationFixture(t)
+	s, c := f.bothStreams(t, f.bob.AccessToken)
+	start := time.Now()
+	f.ts.expect(f.ts.do("PATCH", "/v1/users/"+f.bobID, `{"password":"a brand new one","current_password":"battery staple"}`, bearer(f.bob.AccessToken), true), 200, "")
+	expectBothClosed(t, s, c, "access_revoked", start)
+}
