@@ -3,6 +3,7 @@ package transport
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -66,10 +67,17 @@ func TestConnectionLimit(t *testing.T) {
 // waitFor polls cond until it holds, for at most 10 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	waitForWithin(t, 10*time.Second, what, cond, func() string { return "" })
+}
+
+// waitForWithin polls cond until it holds, for at most d; state says
+// what was seen instead.
+func waitForWithin(t *testing.T, d time.Duration, what string, cond func() bool, state func() string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			t.Fatalf("timed out waiting for %s %s", what, state())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -156,11 +164,15 @@ func TestThousandStreamsLeaveNothing(t *testing.T) {
 		for err := range errs {
 			t.Fatal(err)
 		}
-		waitFor(t, "every stream to be subscribed", func() bool { return docs.Subscribers() == int64(n) })
+		waitForWithin(t, time.Minute, "every stream to be subscribed", func() bool {
+			return docs.Subscribers() == int64(n) && ts.srv.streams.count() == n
+		}, func() string { return fmt.Sprintf("subscribers %d, streams %d", docs.Subscribers(), ts.srv.streams.count()) })
 		for _, c := range closers {
 			c()
 		}
-		waitFor(t, "every stream to end", func() bool { return docs.Subscribers() == 0 && ts.srv.streams.count() == 0 })
+		waitForWithin(t, time.Minute, "every stream to end", func() bool {
+			return docs.Subscribers() == 0 && ts.srv.streams.count() == 0
+		}, func() string { return fmt.Sprintf("subscribers %d, streams %d", docs.Subscribers(), ts.srv.streams.count()) })
 	}
 	cycle(20) // warm up: pools, buffers, lazily started goroutines
 	client.CloseIdleConnections()
