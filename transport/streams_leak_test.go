@@ -166,13 +166,17 @@ func TestThousandStreamsLeaveNothing(t *testing.T) {
 		}
 		waitForWithin(t, time.Minute, "every stream to be subscribed", func() bool {
 			return docs.Subscribers() == int64(n) && ts.srv.streams.count() == n
-		}, func() string { return fmt.Sprintf("subscribers %d, streams %d", docs.Subscribers(), ts.srv.streams.count()) })
+		}, func() string {
+			return fmt.Sprintf("subscribers %d, streams %d", docs.Subscribers(), ts.srv.streams.count())
+		})
 		for _, c := range closers {
 			c()
 		}
 		waitForWithin(t, time.Minute, "every stream to end", func() bool {
 			return docs.Subscribers() == 0 && ts.srv.streams.count() == 0
-		}, func() string { return fmt.Sprintf("subscribers %d, streams %d", docs.Subscribers(), ts.srv.streams.count()) })
+		}, func() string {
+			return fmt.Sprintf("subscribers %d, streams %d", docs.Subscribers(), ts.srv.streams.count())
+		})
 	}
 	cycle(20) // warm up: pools, buffers, lazily started goroutines
 	client.CloseIdleConnections()
