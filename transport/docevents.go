@@ -20,7 +20,9 @@ import (
 // a version older than the kept history gets a reset with the whole
 // document. A subscriber that falls behind is cut off with a reset.
 // Keep-alive comments go out every Config.StreamKeepAlive (5 s), which is
-// also how a vanished client is noticed (and its presence leaves).
+// also how a vanished client is noticed (and its presence leaves). A
+// stream whose holder loses the document ends with a "closed" event
+// (streams.go).
 
 const (
 	sseWriteTimeout = 30 * time.Second

@@ -25,8 +25,12 @@ import (
 //	→ {"type":"cursor","pos"}                                  (presence to the others)
 //	→ {"type":"auth","access_token"}                           ← {"type":"auth_ok"} (a fresh token)
 //	← {"type":"change",...} {"type":"presence",...} {"type":"reset","doc":{...}}
-//	← {"type":"error","seq"?,"error":{"code","message"}}        (a refused op)
+//	← {"type":"error","seq"?,"error":{"code","message"}}        (a refused op or message)
+//	← {"type":"closed","reason"}                                (then a close frame, 1008)
 //
+// Every message spends the user's default rate-limit bucket (charge);
+// cursors are coalesced to one per cursorGap; the stream ends with its
+// rights (streams.go).
 // A submit from any node goes to the leader (as a forwarded command);
 // its client_id defaults to the one given when connecting (?client_id=).
 // Every submit checks the token again; "auth" gives the session a fresh
