@@ -3,8 +3,12 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/troupe-db/troupe/storage"
 )
@@ -81,4 +85,48 @@ func TestRevokeAndNarrowing(t *testing.T) {
 	if ev := <-s2.C; ev.Kind != EventReset || ev.Doc != nil || s2.Reason() != ReasonDeleted {
 		t.Fatalf("after delete: %+v, reason %q", ev, s2.Reason())
 	}
+}
+
+// TestSlowSubscriberResumesWithoutGap: a subscriber that stops reading is
+// cut off when its queue is full; what it did get, then a subscription
+// after the last version it saw, give every change exactly once.
+func TestSlowSubscriberResumesWithoutGap(t *testing.T) {
+	sys := NewSystem(slog.New(slog.NewTextHandler(io.Discard, nil)), metrics.NewSet())
+	d := NewDocs(sys, DocsConfig{MaxHistory: 4 * SubscriberQueue, IdleAfter: time.Hour})
+	t.Cleanup(func() { d.Close(); sys.Shutdown() })
+	deadline := time.Now().Add(5 * time.Second)
+	waitResult(t, d.Apply(storage.CmdDocCreate, &storage.DocCommand{DocID: "d1", Caller: "owner", Title: "T"}, 1000))
+	slow, err := d.Subscribe("d1", 0, true, "u", "", deadline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = SubscriberQueue + 100
+	for i := range n {
+		submit(t, d, "d1", "a", uint64(i+1), uint64(i), ins(0, "x"))
+	}
+	<-slow.Done()
+	var seen []uint64
+	for len(slow.C) > 0 {
+		if ev := <-slow.C; ev.Kind == EventChange {
+			seen = append(seen, ev.Change.Version)
+		}
+	}
+	last := seen[len(seen)-1]
+	again, err := d.Subscribe("d1", last, true, "u", "", deadline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for len(seen) < n {
+		ev := <-again.C
+		if ev.Kind != EventChange {
+			t.Fatalf("resumed with %v", ev.Kind)
+		}
+		seen = append(seen, ev.Change.Version)
+	}
+	for i, v := range seen {
+		if v != uint64(i+1) {
+			t.Fatalf("version %d at %d: a gap or a duplicate", v, i)
+		}
+	}
+	d.Unsubscribe("d1", again)
 }
