@@ -37,6 +37,11 @@ type Docs struct {
 	// onPresence, if set, hears of every presence change of this node's
 	// own subscribers (to tell the other nodes). It must not block.
 	onPresence atomic.Pointer[func(docID string, p Presence)]
+	// onNarrowed, if set, hears of every document whose readers lost
+	// someone while it had subscribers here (an editor removed). It must
+	// not block.
+	onNarrowed  Hooks[string]
+	maxPresence atomic.Int64
 
 	mu      sync.Mutex
 	entries map[string]*docEntry
@@ -50,6 +55,9 @@ type Docs struct {
 	submits     atomic.Int64 // submits applied (repeats excluded)
 	subscribers atomic.Int64 // open subscriptions on this node
 	transformed atomic.Int64 // of which based on an older version (transform conflicts)
+	// presenceRefused counts clients refused (and other nodes' reports
+	// dropped) because a document had MaxPresence present.
+	presenceRefused atomic.Int64
 }
 
 type docEntry struct {
@@ -70,7 +78,15 @@ type DocsConfig struct {
 	// PresenceTTL: another node's presence report lasts this long unless
 	// renewed; default 10 s.
 	PresenceTTL time.Duration
+	// MaxPresence bounds the clients present in a document (this node's
+	// subscribers with a client id and other nodes' reports); default
+	// DefaultMaxPresence.
+	MaxPresence int
 }
+
+// DefaultMaxPresence is the default bound on the clients present in a
+// document.
+const DefaultMaxPresence = 1000
 
 // NewDocs returns an empty set of documents.
 func NewDocs(sys *System, cfg DocsConfig) *Docs {
@@ -83,7 +99,12 @@ func NewDocs(sys *System, cfg DocsConfig) *Docs {
 	if cfg.PresenceTTL <= 0 {
 		cfg.PresenceTTL = 10 * time.Second
 	}
-	d := &Docs{sys: sys, maxHistory: cfg.MaxHistory, idleAfter: cfg.IdleAfter, presenceTTL: cfg.PresenceTTL, entries: map[string]*docEntry{}, stop: make(chan struct{})}
+	if cfg.MaxPresence <= 0 {
+		cfg.MaxPresence = DefaultMaxPresence
+	}
+	d := &Docs{sys: sys, maxHistory: cfg.MaxHistory, idleAfter: cfg.IdleAfter, presenceTTL: cfg.PresenceTTL,
+		entries: map[string]*docEntry{}, stop: make(chan struct{})}
+	d.maxPresence.Store(int64(cfg.MaxPresence))
 	d.wg.Add(1)
 	go d.sweeper()
 	return d
@@ -125,6 +146,24 @@ func (d *Docs) Published() int64 { return d.published.Load() }
 // Submits is the number of submits applied on this node; Transformed
 // those that were written against an older version (concurrent edits).
 func (d *Docs) Submits() int64 { return d.submits.Load() }
+
+// PresenceRefused is the number of clients refused presence (and other
+// nodes' reports dropped) because their document was full.
+func (d *Docs) PresenceRefused() int64 { return d.presenceRefused.Load() }
+
+// SetMaxPresence changes the bound on the clients present in a document
+// (for documents' next joins); n < 1 keeps the current bound.
+func (d *Docs) SetMaxPresence(n int) {
+	if n >= 1 {
+		d.maxPresence.Store(int64(n))
+	}
+}
+
+// OnReadersNarrowed adds a function told of every document that lost a
+// reader (an editor removed, the owner changed) while it had subscribers
+// on this node, so their rights can be checked again; it must not block.
+// The returned function removes it.
+func (d *Docs) OnReadersNarrowed(fn func(docID string)) (remove func()) { return d.onNarrowed.Add(fn) }
 
 // Subscribers is the number of open subscriptions on this node.
 func (d *Docs) Subscribers() int64 { return d.subscribers.Load() }
@@ -310,6 +349,9 @@ func (d *Docs) Apply(kind storage.CommandKind, c *storage.DocCommand, nowMs int6
 				return
 			}
 			deleted <- false
+			if prev != nil && next != nil && len(b.subs) > 0 && !d.onNarrowed.Empty() && readersNarrowed(prev, next) {
+				d.onNarrowed.Call(b.e.id)
+			}
 			if sub != nil {
 				if !sub.Repeated {
 					d.submits.Add(1)
@@ -347,6 +389,20 @@ func (d *Docs) Apply(kind storage.CommandKind, c *storage.DocCommand, nowMs int6
 		}
 	}
 	return p
+}
+
+// readersNarrowed reports whether someone who could read prev cannot
+// read next (admins aside, who read everything).
+func readersNarrowed(prev, next *storage.Doc) bool {
+	if prev.Owner != next.Owner && !next.CanEdit(prev.Owner) {
+		return true
+	}
+	for _, e := range prev.Editors {
+		if !next.CanEdit(e) {
+			return true
+		}
+	}
+	return false
 }
 
 // query runs fn in the document's actor and waits until deadline.

@@ -2,8 +2,10 @@ package actors
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/troupe-db/troupe/storage"
@@ -58,13 +60,44 @@ type Subscriber struct {
 	done chan struct{}
 	// Presence of this subscriber, announced to the others.
 	user, clientID string
+	// reason, once set, says why the subscription was ended for its
+	// holder's sake (ReasonDeleted, or what Revoke was given); it is
+	// set before Done is closed.
+	reason atomic.Pointer[string]
 }
+
+// Reasons a subscription is ended other than falling behind.
+const (
+	ReasonDeleted = "document_deleted"
+)
 
 // Done is closed when the subscription ends (by Unsubscribe, a reset, or
 // the document going away).
 func (s *Subscriber) Done() <-chan struct{} { return s.done }
 
+// Reason says why the subscription was ended ("" if it was not: it fell
+// behind, or its holder left). Read it after Done is closed, or after a
+// reset event.
+func (s *Subscriber) Reason() string {
+	if r := s.reason.Load(); r != nil {
+		return *r
+	}
+	return ""
+}
+
+// User is the user id the subscriber was registered with.
+func (s *Subscriber) User() string { return s.user }
+
+func (s *Subscriber) setReason(r string) { s.reason.CompareAndSwap(nil, &r) }
+
 func (s *Subscriber) end() { s.once.Do(func() { close(s.done) }) }
+
+// ErrPresenceFull: a document holds its maximum of present clients.
+type ErrPresenceFull struct{ Limit int }
+
+func (e *ErrPresenceFull) Error() string {
+	return fmt.Sprintf("the document has its maximum of %d clients present", e.Limit)
+}
 
 // ErrNotYet: the client knows a version this node has not applied yet.
 var ErrNotYet = errors.New("this node has not applied that version of the document yet")
@@ -98,6 +131,11 @@ func (d *Docs) Subscribe(id string, after uint64, hasAfter bool, user, clientID 
 				s.C <- Event{Kind: EventChange, Change: &changes[i]}
 			}
 		}
+		if limit := int(d.maxPresence.Load()); clientID != "" && b.presentCount() >= limit {
+			d.presenceRefused.Add(1)
+			subErr = &ErrPresenceFull{Limit: limit}
+			return
+		}
 		b.subs[s] = struct{}{}
 		d.subscribers.Add(1)
 		// The newcomer learns who is here (on any node), and the others
@@ -122,6 +160,26 @@ func (d *Docs) Subscribe(id string, after uint64, hasAfter bool, user, clientID 
 		return nil, err
 	}
 	return s, nil
+}
+
+// presentCount is the number of clients present in the document: this
+// node's subscribers that gave a client id, and other nodes' reports.
+func (b *docBox) presentCount() int {
+	n := len(b.remote)
+	for s := range b.subs {
+		if s.clientID != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// Revoke ends a subscription for reason (its holder lost the right to
+// read): Done closes at once, with Reason set; events still queued are
+// not the holder's to read.
+func (d *Docs) Revoke(id string, s *Subscriber, reason string) {
+	s.setReason(reason)
+	d.Unsubscribe(id, s)
 }
 
 // Unsubscribe ends a subscription (its presence leaves).
@@ -194,6 +252,10 @@ func (d *Docs) RemotePresence(id string, p Presence) {
 			}
 			return
 		}
+		if !known && b.presentCount() >= int(d.maxPresence.Load()) {
+			d.presenceRefused.Add(1) // the reporting node's own cap keeps it in bounds
+			return
+		}
 		b.remote[p.ClientID] = remotePresence{Presence: p, expires: time.Now().Add(d.presenceTTL)}
 		// A renewal of what everyone knows says nothing new.
 		if known && cur.User == p.User && (cur.State == p.State || p.State == "join") && (p.State != "cursor" || cur.Pos == p.Pos) {
@@ -257,9 +319,13 @@ func (b *docBox) offer(s *Subscriber, ev Event) {
 }
 
 // closeSubs ends every subscription, with a reset event carrying doc (nil
-// if the document is gone) where there is room.
+// if the document is gone: the reason is then ReasonDeleted) where there
+// is room.
 func (b *docBox) closeSubs(doc *storage.Doc) {
 	for s := range b.subs {
+		if doc == nil {
+			s.setReason(ReasonDeleted)
+		}
 		select {
 		case s.C <- Event{Kind: EventReset, Doc: doc}:
 		default:

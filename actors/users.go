@@ -3,6 +3,7 @@ package actors
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -26,6 +27,20 @@ type Users struct {
 	pids   []*actor.PID
 	boxes  []*shardBox
 	admins map[string]struct{} // FSM goroutine only
+	// narrowed, if set, hears of every change that may take rights away
+	// from a user's tokens (storage.AuthNarrowed), from the shard's
+	// actor: it must not block.
+	narrowed atomic.Pointer[func(userID string)]
+}
+
+// OnAuthNarrowed sets the function told of every user whose tokens may
+// have lost rights: deleted, a new role or token epoch, a session ended.
+func (u *Users) OnAuthNarrowed(fn func(userID string)) { u.narrowed.Store(&fn) }
+
+func (u *Users) authChanged(cur, next *storage.User) {
+	if fn := u.narrowed.Load(); fn != nil && storage.AuthNarrowed(cur, next) {
+		(*fn)(cur.ID)
+	}
 }
 
 // ErrTimeout is returned by queries that did not get an answer in time.
@@ -212,6 +227,7 @@ func (u *Users) Patch(pt *storage.UserPatch, nowMs int64) *Pending {
 				next, err := pt.Apply(cur, nowMs)
 				if err == nil && next != cur {
 					s.Put(next)
+					u.authChanged(cur, next)
 				}
 				p.resolve(storage.Result{User: next, Err: err})
 			},
@@ -243,6 +259,7 @@ func (u *Users) Session(op *storage.SessionOp, nowMs int64, params storage.AuthP
 			next, err := op.Apply(cur, nowMs, params)
 			if next != nil && next != cur {
 				s.Put(next)
+				u.authChanged(cur, next)
 			}
 			if err != nil {
 				next = nil
@@ -289,6 +306,7 @@ func (u *Users) patchAcross(pt *storage.UserPatch, home int, nowMs int64) storag
 	}
 	// From here on the steps cannot fail: the checks are done.
 	u.exec(home, func(s *storage.UserShard) { s.Put(next) })
+	u.authChanged(cur, next)
 	if oldKey != newKey {
 		os := int(storage.ShardOf(oldKey, len(u.pids)))
 		u.exec(os, func(s *storage.UserShard) { s.UnindexEmail(oldKey, pt.ID) })
@@ -343,6 +361,7 @@ func (u *Users) Delete(id string) *Pending {
 		u.exec(otherShard, func(s *storage.UserShard) { s.UnindexEmail(key, id) })
 	}
 	delete(u.admins, id)
+	u.authChanged(cur, nil)
 	return Resolved(storage.Result{User: cur})
 }
 

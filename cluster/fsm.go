@@ -40,6 +40,9 @@ type FSM struct {
 	policies atomic.Pointer[map[string]storage.Policy]
 	applied  atomic.Uint64
 	stamp    atomic.Uint64 // highest stamp applied, read by proposers
+	// narrowed hears of users whose tokens may have lost rights ("":
+	// anyone's, after a restore); see OnAuthNarrowed.
+	narrowed actors.Hooks[string]
 
 	mu        sync.Mutex // guards appliedCh
 	appliedCh chan struct{}
@@ -85,6 +88,15 @@ func (f *FSM) Auth() *storage.AuthState { return f.auth.Load() }
 
 // Docs returns the documents.
 func (f *FSM) Docs() *actors.Docs { return f.docs }
+
+// OnAuthNarrowed adds a function told, as this node applies it, of every
+// change that may take rights away from a user's tokens (deleted, a new
+// role or token epoch, a session ended), with the user's id, or "" after
+// a restore (anyone's). It must not block. The returned function removes
+// it.
+func (f *FSM) OnAuthNarrowed(fn func(userID string)) (remove func()) { return f.narrowed.Add(fn) }
+
+func (f *FSM) authNarrowed(userID string) { f.narrowed.Call(userID) }
 
 // Users returns the user shards, or nil before the cluster is initialised.
 func (f *FSM) Users() *actors.Users { return f.users.Load() }
@@ -256,6 +268,7 @@ func (f *FSM) applyInit(p *storage.InitParams, now int64) *actors.Pending {
 	}
 	f.init = p
 	u := actors.NewUsers(f.sys, int(p.UserShards))
+	u.OnAuthNarrowed(f.authNarrowed)
 	f.users.Store(u)
 	return u.Create(&p.Admin, now)
 }
@@ -428,6 +441,7 @@ func (f *FSM) restore(snap *storage.Snapshot) error {
 		}
 	case old == nil || old.Shards() != len(snap.Shards):
 		u := actors.NewUsers(f.sys, len(snap.Shards))
+		u.OnAuthNarrowed(f.authNarrowed)
 		if err := u.Restore(snap.Shards); err != nil {
 			u.Stop()
 			return fmt.Errorf("cannot restore snapshot: %w", err)
@@ -442,6 +456,7 @@ func (f *FSM) restore(snap *storage.Snapshot) error {
 		}
 	}
 	f.docs.Restore(snap.Docs)
+	f.authNarrowed("")
 	f.init = m.Init
 	f.auth.Store(m.Auth)
 	f.lastMs = m.LastMs

@@ -175,6 +175,12 @@ func (n *Node) Auth() *storage.AuthState { return n.fsm.Auth() }
 // Docs returns the documents this node holds.
 func (n *Node) Docs() *actors.Docs { return n.fsm.Docs() }
 
+// OnAuthNarrowed adds a function told of users whose tokens may have lost
+// rights as this node applies the change (FSM.OnAuthNarrowed).
+func (n *Node) OnAuthNarrowed(fn func(userID string)) (remove func()) {
+	return n.fsm.OnAuthNarrowed(fn)
+}
+
 // Policies returns the named rate-limit policies this node has applied;
 // the map must not be changed.
 func (n *Node) Policies() map[string]storage.Policy { return n.fsm.Policies() }

@@ -198,3 +198,43 @@ func equalHash(a, b [32]byte) bool {
 	var zero [32]byte
 	return a != zero && subtle.ConstantTimeCompare(a[:], b[:]) == 1
 }
+
+// HasSession reports whether u holds the session (refresh-token family)
+// family. Families are random and never reused, so a session that is gone
+// never comes back: an access token naming it is revoked for good.
+func (u *User) HasSession(family string) bool {
+	if u.Auth == nil {
+		return false
+	}
+	for i := range u.Auth.Sessions {
+		if u.Auth.Sessions[i].Family == family {
+			return true
+		}
+	}
+	return false
+}
+
+// AuthNarrowed reports whether a change of a user's record from cur to
+// next (nil: deleted) may take rights away from tokens cur's access
+// tokens held: the user is gone, its role or token epoch changed, or one
+// of its sessions ended. Logins and refreshes narrow nothing.
+func AuthNarrowed(cur, next *User) bool {
+	if cur == nil {
+		return false
+	}
+	if next == nil {
+		return true
+	}
+	if cur.Role != next.Role || cur.TokenEpoch() != next.TokenEpoch() {
+		return true
+	}
+	if cur.Auth == nil {
+		return false
+	}
+	for i := range cur.Auth.Sessions {
+		if !next.HasSession(cur.Auth.Sessions[i].Family) {
+			return true
+		}
+	}
+	return false
+}

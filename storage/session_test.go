@@ -275,3 +275,35 @@ func TestReadSnapshotVersion1(t *testing.T) {
 		t.Fatalf("a newer version: %v", err)
 	}
 }
+
+func TestAuthNarrowed(t *testing.T) {
+	base := &User{ID: "u", Role: RoleUser, Auth: &UserAuth{Epoch: 1, Sessions: []Session{{Family: "a"}, {Family: "b"}}}}
+	with := func(f func(u *User)) *User {
+		u := *base
+		a := *base.Auth
+		u.Auth = &a
+		f(&u)
+		return &u
+	}
+	cases := map[string]struct {
+		next *User
+		want bool
+	}{
+		"deleted":          {nil, true},
+		"unchanged":        {with(func(*User) {}), false},
+		"login":            {with(func(u *User) { u.Auth.Sessions = append(u.Auth.Sessions, Session{Family: "c"}) }), false},
+		"session ended":    {with(func(u *User) { u.Auth.Sessions = u.Auth.Sessions[1:] }), true},
+		"new epoch":        {with(func(u *User) { u.Auth.Epoch = 2 }), true},
+		"new role":         {with(func(u *User) { u.Role = RoleAdmin }), true},
+		"another name":     {with(func(u *User) { u.Name = "x" }), false},
+		"sessions reorder": {with(func(u *User) { u.Auth.Sessions = []Session{{Family: "b"}, {Family: "a"}} }), false},
+	}
+	for name, c := range cases {
+		if got := AuthNarrowed(base, c.next); got != c.want {
+			t.Errorf("%s: %v, want %v", name, got, c.want)
+		}
+	}
+	if !base.HasSession("a") || base.HasSession("z") || (&User{}).HasSession("") {
+		t.Error("HasSession")
+	}
+}

@@ -123,8 +123,9 @@ func (s *Server) tokenCaller(raw string, hasToken bool) (*caller, *apiError) {
 }
 
 // verifyCaller checks an access token against the keys and the user's
-// current state on this node: a deleted user, or one whose token epoch
-// moved on (logout everywhere, new password, new role), is refused.
+// current state on this node: a deleted user, one whose token epoch moved
+// on (logout everywhere, new password, new role), or a token whose session
+// (refresh family) has ended (logout, reuse detected, evicted) is refused.
 func (s *Server) verifyCaller(raw string) (*caller, *apiError) {
 	claims, err := s.tokens.verify(raw)
 	if errors.Is(err, errAuthNotReady) {
@@ -139,10 +140,11 @@ func (s *Server) verifyCaller(raw string) (*caller, *apiError) {
 	}
 	deadline := s.deadline()
 	u, err := users.Get(claims.Subject, deadline)
-	if errors.Is(err, storage.ErrNotFound) || err == nil && u.TokenEpoch() < claims.Epoch {
+	if errors.Is(err, storage.ErrNotFound) || err == nil && (u.TokenEpoch() < claims.Epoch ||
+		u.TokenEpoch() == claims.Epoch && !u.HasSession(claims.SID)) {
 		// This node may lag the one that issued the token (a user who
-		// just registered elsewhere, a token of a newer epoch): catch
-		// up to the leader's commit index and look again.
+		// just registered or logged in elsewhere, a token of a newer
+		// epoch): catch up to the leader's commit index and look again.
 		if err := s.node.ReadBarrier(cluster.Linearizable, 0, deadline); err != nil {
 			return nil, toAPIError(err)
 		}
@@ -154,10 +156,21 @@ func (s *Server) verifyCaller(raw string) (*caller, *apiError) {
 	if err != nil {
 		return nil, toAPIError(err)
 	}
-	if u.TokenEpoch() != claims.Epoch {
-		return nil, newError("unauthenticated", "the access token was revoked; refresh it or log in again")
+	if e := tokenHolds(u, claims); e != nil {
+		return nil, e
 	}
 	return &caller{user: u, admin: u.Role == storage.RoleAdmin, sid: claims.SID}, nil
+}
+
+// tokenHolds checks an access token's claims against its user's record:
+// the same token epoch, and its session still open. Sessions are never
+// reopened and epochs never go back, so once this fails on a node that
+// has seen the token pass, it fails for good.
+func tokenHolds(u *storage.User, claims *accessClaims) *apiError {
+	if u.TokenEpoch() != claims.Epoch || !u.HasSession(claims.SID) {
+		return newError("unauthenticated", "the access token was revoked; refresh it or log in again")
+	}
+	return nil
 }
 
 // bearerToken returns the token of an "Authorization: Bearer" header,

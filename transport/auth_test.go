@@ -111,11 +111,13 @@ func TestAuthFlow(t *testing.T) {
 	}
 	ts.expect(ts.do("GET", "/v1/auth/me", "", bearer(tk2.AccessToken), true), 200, "")
 
-	// Logout of this session: its refresh token no longer works, the
-	// access token lives until it expires (epoch unchanged).
+	// Logout of this session: neither its refresh token nor its access
+	// tokens work any more; another session's do.
+	other := ts.login("ada@example.com", "correct horse")
 	ts.expect(ts.do("POST", "/v1/auth/logout", fmt.Sprintf(`{"refresh_token":%q}`, tk2.RefreshToken), bearer(tk2.AccessToken), true), 204, "")
 	ts.expect(ts.do("POST", "/v1/auth/refresh", fmt.Sprintf(`{"refresh_token":%q}`, tk2.RefreshToken), nil, true), 401, "unauthenticated")
-	ts.expect(ts.do("GET", "/v1/auth/me", "", bearer(tk2.AccessToken), true), 200, "")
+	ts.expect(ts.do("GET", "/v1/auth/me", "", bearer(tk2.AccessToken), true), 401, "unauthenticated")
+	ts.expect(ts.do("GET", "/v1/auth/me", "", bearer(other.AccessToken), true), 200, "")
 
 	// Logout everywhere: every access token of the user stops working.
 	tk3 := ts.login("ada@example.com", "correct horse")
@@ -185,6 +187,11 @@ func TestRefreshReuseRevokesFamily(t *testing.T) {
 		t.Fatalf("reuse not reported: %s", r.body)
 	}
 	ts.expect(ts.do("POST", "/v1/auth/refresh", fmt.Sprintf(`{"refresh_token":%q}`, next.RefreshToken), nil, true), 401, "unauthenticated")
+	// The family's access tokens end with it, the successor's included.
+	for _, a := range []string{tk.AccessToken, next.AccessToken} {
+		ts.expect(ts.do("GET", "/v1/auth/me", "", bearer(a), true), 401, "unauthenticated")
+	}
+	ts.expect(ts.do("GET", "/v1/auth/me", "", bearer(other.AccessToken), true), 200, "")
 	// The other session is not affected.
 	ts.expect(ts.do("POST", "/v1/auth/refresh", fmt.Sprintf(`{"refresh_token":%q}`, other.RefreshToken), nil, true), 200, "")
 	if got := metricValue(t, ts, `troupe_auth_refreshes_total{result="reuse_detected"}`); got != 1 {

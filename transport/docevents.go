@@ -20,7 +20,9 @@ import (
 // a version older than the kept history gets a reset with the whole
 // document. A subscriber that falls behind is cut off with a reset.
 // Keep-alive comments go out every Config.StreamKeepAlive (5 s), which is
-// also how a vanished client is noticed (and its presence leaves).
+// also how a vanished client is noticed (and its presence leaves). A
+// stream whose holder loses the document ends with a "closed" event
+// (streams.go).
 
 const (
 	sseWriteTimeout = 30 * time.Second
@@ -87,6 +89,15 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx) (d *storage.Doc, sub *actor
 			writeError(ctx, newError("unavailable", "this node has not applied version "+last+" of the document yet; retry"))
 			return nil, nil, "", false
 		}
+		var full *actors.ErrPresenceFull
+		if errors.As(err, &full) {
+			s.streams.refusedPresence.Inc()
+			e := newError("rate_limited", full.Error()+"; retry later")
+			e.Details = map[string]any{"limit": full.Limit}
+			ctx.Response.Header.Set("Retry-After", "1")
+			writeError(ctx, e)
+			return nil, nil, "", false
+		}
 		if err != nil {
 			writeError(ctx, err)
 			return nil, nil, "", false
@@ -96,10 +107,11 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx) (d *storage.Doc, sub *actor
 }
 
 func (s *Server) docEvents(ctx *fasthttp.RequestCtx) {
-	d, sub, _, ok := s.subscribe(ctx)
+	x, d, _, ok := s.openStream(ctx)
 	if !ok {
 		return
 	}
+	sub := x.sub
 	docs := s.node.Docs()
 	id := d.ID
 	conn := ctx.Conn()
@@ -109,7 +121,7 @@ func (s *Server) docEvents(ctx *fasthttp.RequestCtx) {
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	ctx.Response.Header.Set("X-Accel-Buffering", "no")
 	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
-		defer docs.Unsubscribe(id, sub)
+		defer s.closeStream(x)
 		send := func(b []byte) bool {
 			// The server's write timeout covers a whole response; a
 			// stream extends it per event.
@@ -125,6 +137,14 @@ func (s *Server) docEvents(ctx *fasthttp.RequestCtx) {
 		keepAlive := time.NewTicker(s.cfg.StreamKeepAlive)
 		defer keepAlive.Stop()
 		var buf []byte
+		// closed says why the stream ends, if it was ended for its
+		// holder's sake.
+		closed := func() {
+			if r := sub.Reason(); r != "" {
+				s.streams.ended(r)
+				send(appendSSEClosed(buf[:0], r))
+			}
+		}
 		for {
 			select {
 			case ev, open := <-sub.C:
@@ -132,15 +152,28 @@ func (s *Server) docEvents(ctx *fasthttp.RequestCtx) {
 					return
 				}
 				buf = appendSSE(buf[:0], &ev)
-				if !send(buf) || ev.Kind == actors.EventReset {
+				if !send(buf) {
+					return
+				}
+				if ev.Kind == actors.EventReset {
+					closed()
 					return
 				}
 			case <-sub.Done():
+				if revokedReason(sub.Reason()) {
+					// Nothing more of the document: its reader lost it.
+					closed()
+					return
+				}
 				// Drain what was queued, then say why it ended.
 				for {
 					select {
 					case ev := <-sub.C:
-						if !send(appendSSE(buf[:0], &ev)) || ev.Kind == actors.EventReset {
+						if !send(appendSSE(buf[:0], &ev)) {
+							return
+						}
+						if ev.Kind == actors.EventReset {
+							closed()
 							return
 						}
 						continue
@@ -149,17 +182,31 @@ func (s *Server) docEvents(ctx *fasthttp.RequestCtx) {
 					break
 				}
 				ev := actors.Event{Kind: actors.EventReset, Doc: docs.Latest(id)}
-				send(appendSSE(buf[:0], &ev))
+				if send(appendSSE(buf[:0], &ev)) {
+					closed()
+				}
 				return
 			case <-keepAlive.C:
 				if !send([]byte(": keep-alive\n\n")) {
 					return
 				}
+				s.streams.check(x) // the backstop of the revocation events
 			case <-shutdown:
 				return
 			}
 		}
 	})
+}
+
+// revokedReason reports whether a subscription ended for reason ends
+// without another word about the document (only "closed").
+func revokedReason(reason string) bool { return reason != "" && reason != actors.ReasonDeleted }
+
+// appendSSEClosed appends the event that ends a stream for reason.
+func appendSSEClosed(b []byte, reason string) []byte {
+	b = append(b, "event: closed\ndata: {\"reason\":\""...)
+	b = append(b, reason...)
+	return append(b, "\"}\n\n"...)
 }
 
 // appendSSE appends one event in the text/event-stream form.

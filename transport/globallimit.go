@@ -2,6 +2,7 @@ package transport
 
 import (
 	"hash/fnv"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -60,6 +61,26 @@ func (s *Server) memberView() *ownerSet {
 	}
 	s.members.Store(o)
 	return o
+}
+
+// fromMember reports whether addr is the host of another member's HTTP
+// address (given as an IP).
+func (s *Server) fromMember(addr net.Addr) bool {
+	ta, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return false
+	}
+	o := s.memberView()
+	for i, a := range o.addrs {
+		if i == o.self {
+			continue
+		}
+		host, _, err := net.SplitHostPort(a)
+		if ip := net.ParseIP(host); err == nil && ip != nil && ip.Equal(ta.IP) {
+			return true
+		}
+	}
+	return false
 }
 
 // ownerSet is a view of the members that may own keys.

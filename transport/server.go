@@ -49,6 +49,10 @@ type Node interface {
 	Auth() *storage.AuthState
 	Policies() map[string]storage.Policy
 	Docs() *actors.Docs
+	// OnAuthNarrowed adds a function told of users whose tokens may have
+	// lost rights, as this node applies the change ("": anyone's); the
+	// returned function removes it.
+	OnAuthNarrowed(fn func(userID string)) (remove func())
 	RotateKey(deadline time.Time) (kid string, index uint64, err error)
 }
 
@@ -108,23 +112,42 @@ type Config struct {
 	// TrustedProxies may set X-Forwarded-For: the client address of a
 	// request from one of them is the last untrusted hop.
 	TrustedProxies []netip.Prefix
+	// MaxConnections bounds the client connections the node holds open
+	// (WebSockets included); the next is answered 503 and closed.
+	MaxConnections int
+	// MaxStreams bounds the node's open SSE and WebSocket streams (503
+	// beyond); MaxStreamsPerUser those of one user (or, without one,
+	// one client address) on this node (429 beyond).
+	MaxStreams        int
+	MaxStreamsPerUser int
+	// MaxPresence bounds the clients present in one document (429 for
+	// the next that gives a client_id).
+	MaxPresence int
+	// WSOverLimitClose: a WebSocket whose messages have been refused by
+	// the rate limit for this long without a break is closed (1008).
+	WSOverLimitClose time.Duration
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		HTTPAddr:        "127.0.0.1:8080",
-		MaxBodyBytes:    1 << 20,
-		RequestTimeout:  10 * time.Second,
-		LeaderWait:      3 * time.Second,
-		ReadTimeout:     30 * time.Second,
-		WriteTimeout:    30 * time.Second,
-		IdleTimeout:     120 * time.Second,
-		ShutdownGrace:   15 * time.Second,
-		Argon2:          storage.DefaultArgon2,
-		HashConcurrency: runtime.NumCPU(),
-		AccessTTL:       15 * time.Minute,
-		StreamKeepAlive: 5 * time.Second,
+		HTTPAddr:          "127.0.0.1:8080",
+		MaxBodyBytes:      1 << 20,
+		RequestTimeout:    10 * time.Second,
+		LeaderWait:        3 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ShutdownGrace:     15 * time.Second,
+		Argon2:            storage.DefaultArgon2,
+		HashConcurrency:   runtime.NumCPU(),
+		AccessTTL:         15 * time.Minute,
+		StreamKeepAlive:   5 * time.Second,
+		MaxConnections:    10_000,
+		MaxStreams:        10_000,
+		MaxStreamsPerUser: 32,
+		MaxPresence:       actors.DefaultMaxPresence,
+		WSOverLimitClose:  10 * time.Second,
 		// API.md: no sooner than 10 failures a minute.
 		LoginFailuresPerMinute: 10,
 	}
@@ -162,6 +185,22 @@ func (c *Config) Validate() error {
 	if c.AccessTTL < time.Minute || c.AccessTTL > storage.MaxAccessTTL {
 		errs = append(errs, fmt.Errorf("access token lifetime %v must be from 1m to %v", c.AccessTTL, storage.MaxAccessTTL))
 	}
+	for _, l := range []struct {
+		name      string
+		v, lo, hi int
+	}{
+		{"max-connections", c.MaxConnections, 1, 1_000_000},
+		{"max-streams", c.MaxStreams, 1, 1_000_000},
+		{"max-streams-per-user", c.MaxStreamsPerUser, 1, 100_000},
+		{"max-presence-per-document", c.MaxPresence, 1, 100_000},
+	} {
+		if l.v < l.lo || l.v > l.hi {
+			errs = append(errs, fmt.Errorf("%s %d must be from %d to %d", l.name, l.v, l.lo, l.hi))
+		}
+	}
+	if c.WSOverLimitClose < time.Millisecond {
+		errs = append(errs, fmt.Errorf("websocket over-limit close %v must be positive", c.WSOverLimitClose))
+	}
 	if c.LoginFailuresPerMinute < 10 {
 		errs = append(errs, fmt.Errorf("login failures per minute %d must be at least 10", c.LoginFailuresPerMinute))
 	}
@@ -185,6 +224,10 @@ type Server struct {
 	limiter, localLimiter Limiter
 	global                *globalLimiter
 	ws                    wsConns // open WebSockets, closed on shutdown
+	streams               *streams
+	unhook                []func() // removes the hooks New added to the node
+	conns                 *connLimit
+	wsMetrics             wsMetrics
 	presence              *presenceRelay
 	members               atomic.Pointer[ownerSet] // see memberView
 	membersMu             sync.Mutex
@@ -213,6 +256,14 @@ func New(cfg Config, logger *slog.Logger, set *metrics.Set, node Node, users fun
 	}
 	s.cmdFwd.init(s)
 	s.presence = newPresenceRelay(s)
+	s.streams = newStreams(s, set)
+	s.conns = newConnLimit(cfg.MaxConnections, set)
+	s.conns.exempt = s.fromMember
+	s.wsMetrics = newWSMetrics(set)
+	docs := node.Docs()
+	docs.SetMaxPresence(cfg.MaxPresence)
+	s.unhook = append(s.unhook, docs.OnReadersNarrowed(s.streams.docNarrowed), node.OnAuthNarrowed(s.streams.userNarrowed))
+	set.NewGauge(`troupe_presence_refused_total`, func() float64 { return float64(docs.PresenceRefused()) })
 	if cfg.Limiter != nil {
 		s.limiter, s.localLimiter = cfg.Limiter, cfg.Limiter
 		if cfg.RateLimitGlobal {
@@ -379,9 +430,9 @@ func (s *Server) parseError(ctx *fasthttp.RequestCtx, err error) {
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
 	if s.cfg.TLS != nil {
-		return s.http.Serve(tls.NewListener(ln, s.cfg.TLS))
+		ln = tls.NewListener(ln, s.cfg.TLS)
 	}
-	return s.http.Serve(ln)
+	return s.http.Serve(s.conns.listener(ln))
 }
 
 // Shutdown stops accepting connections and waits for in-flight requests
@@ -391,6 +442,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.ws.closeAll()
 	err := s.http.ShutdownWithContext(ctx)
 	s.presence.close()
+	for _, remove := range s.unhook {
+		remove()
+	}
+	s.streams.close()
+	s.conns.wait()
 	s.fwd.close()
 	s.cmdFwd.close()
 	if s.global != nil {

@@ -155,6 +155,9 @@ func (t *tokenMaker) remember(a *storage.AuthState, raw string, c *accessClaims)
 	t.verified[raw] = c
 }
 
+// expiresAt is when a token with claims c stops being accepted.
+func (t *tokenMaker) expiresAt(c *accessClaims) time.Time { return c.ExpiresAt.Add(tokenLeeway) }
+
 // inTime makes the parser's time checks (exp, nbf, iat, with the
 // leeway) for a token verified before.
 func (t *tokenMaker) inTime(c *accessClaims) bool {

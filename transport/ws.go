@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/fasthttp/websocket"
 	json "github.com/goccy/go-json"
 	"github.com/valyala/fasthttp"
@@ -24,8 +25,12 @@ import (
 //	→ {"type":"cursor","pos"}                                  (presence to the others)
 //	→ {"type":"auth","access_token"}                           ← {"type":"auth_ok"} (a fresh token)
 //	← {"type":"change",...} {"type":"presence",...} {"type":"reset","doc":{...}}
-//	← {"type":"error","seq"?,"error":{"code","message"}}        (a refused op)
+//	← {"type":"error","seq"?,"error":{"code","message"}}        (a refused op or message)
+//	← {"type":"closed","reason"}                                (then a close frame, 1008)
 //
+// Every message spends the user's default rate-limit bucket (charge);
+// cursors are coalesced to one per cursorGap; the stream ends with its
+// rights (streams.go).
 // A submit from any node goes to the leader (as a forwarded command);
 // its client_id defaults to the one given when connecting (?client_id=).
 // Every submit checks the token again; "auth" gives the session a fresh
@@ -106,18 +111,17 @@ func (w *wsConns) closeAll() {
 }
 
 func (s *Server) docWS(ctx *fasthttp.RequestCtx) {
-	d, sub, clientID, ok := s.subscribe(ctx)
+	x, d, clientID, ok := s.openStream(ctx)
 	if !ok {
 		return
 	}
 	// Everything the session needs from the request, taken now: the
 	// context is not ours once the connection is hijacked.
-	token, hasToken := bearerToken(ctx)
 	base := docCommand(ctx, d.ID)
-	id := d.ID
+	limitKey := s.limitKey(ctx)
 	docs := s.node.Docs()
 	err := upgrader.Upgrade(ctx, func(conn *websocket.Conn) {
-		defer docs.Unsubscribe(id, sub)
+		defer s.closeStream(x)
 		if !s.ws.add(conn) {
 			_ = conn.Close()
 			return
@@ -125,11 +129,11 @@ func (s *Server) docWS(ctx *fasthttp.RequestCtx) {
 		defer s.ws.remove(conn)
 		defer conn.Close()
 		conn.SetReadLimit(wsMaxMessage)
-		sess := &wsSession{s: s, conn: conn, docs: docs, id: id, sub: sub, clientID: clientID, base: base, token: token, hasToken: hasToken}
+		sess := &wsSession{s: s, conn: conn, docs: docs, id: x.docID, sub: x.sub, x: x, clientID: clientID, base: base, limitKey: limitKey}
 		sess.run()
 	})
 	if err != nil {
-		docs.Unsubscribe(id, sub)
+		s.closeStream(x)
 		// The upgrader has answered (400) already.
 		s.log.Debug("websocket upgrade failed", "err", err)
 	}
@@ -141,12 +145,29 @@ type wsSession struct {
 	docs     *actors.Docs
 	id       string
 	sub      *actors.Subscriber
+	x        *stream // its token, replaced by "auth"
 	clientID string
 	base     *storage.DocCommand
-	token    string
-	hasToken bool
+	limitKey string
+
+	// overSince: when the rate limit began refusing this socket's
+	// messages without a break (zero: it is not refusing). Reader only.
+	overSince time.Time
+
+	cursorMu    sync.Mutex
+	cursorSent  time.Time   // when the last cursor went to the document
+	cursorPos   int         // the newest position not sent yet
+	cursorTimer *time.Timer // sends cursorPos when due; nil if none is waiting
+	cursorDone  bool
 
 	wmu sync.Mutex // one writer at a time
+}
+
+// token is the access token the session acts with.
+func (w *wsSession) token() (string, bool) {
+	w.x.mu.Lock()
+	defer w.x.mu.Unlock()
+	return w.x.token, w.x.hasToken
 }
 
 func (w *wsSession) write(v any) error {
@@ -160,6 +181,16 @@ func (w *wsSession) write(v any) error {
 	return w.conn.WriteMessage(websocket.TextMessage, data)
 }
 
+// closeWith sends {"type":"closed","reason"} and closes the socket with
+// 1008 (policy violation).
+func (w *wsSession) closeWith(reason string) {
+	w.s.streams.ended(reason)
+	_ = w.write(map[string]string{"type": "closed", "reason": reason})
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	_ = w.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, reason), time.Now().Add(time.Second))
+}
+
 func (w *wsSession) run() {
 	done, pumped := make(chan struct{}), make(chan struct{})
 	go func() {
@@ -170,6 +201,7 @@ func (w *wsSession) run() {
 	// pump must be gone by then (closing the connection ends a write it
 	// may be blocked in).
 	defer func() {
+		w.stopCursor()
 		close(done)
 		_ = w.conn.Close()
 		<-pumped
@@ -179,11 +211,22 @@ func (w *wsSession) run() {
 	for {
 		_, data, err := w.conn.ReadMessage()
 		if err != nil {
+			if errors.Is(err, websocket.ErrReadLimit) {
+				w.s.wsMetrics.tooLarge.Inc()
+			}
 			return
 		}
 		_ = w.conn.SetReadDeadline(time.Now().Add(wsPongWait))
 		var in wsIn
-		if e := decodeJSON(data, &in); e != nil {
+		e := decodeJSON(data, &in)
+		if !w.charge(&in) {
+			if !w.overSince.IsZero() && time.Since(w.overSince) >= w.s.cfg.WSOverLimitClose {
+				w.closeWith(reasonRateLimited)
+				return
+			}
+			continue
+		}
+		if e != nil {
 			_ = w.write(wsError{Type: "error", Error: e})
 			continue
 		}
@@ -192,13 +235,80 @@ func (w *wsSession) run() {
 			w.submit(&in)
 		case "cursor":
 			if in.Pos != nil && *in.Pos >= 0 {
-				w.docs.Cursor(w.id, w.sub, *in.Pos)
+				w.cursor(*in.Pos)
 			}
 		case "auth":
 			w.reauth(&in)
 		default:
 			_ = w.write(wsError{Type: "error", Error: badRequest(`type must be "op", "cursor" or "auth"`, "type")})
 		}
+	}
+}
+
+// charge counts a message against the caller's default rate-limit
+// bucket, the one its HTTP requests spend. A refused message is
+// answered rate_limited (with its seq, if it has one) and not applied.
+func (w *wsSession) charge(in *wsIn) bool {
+	s := w.s
+	if s.cfg.RateLimit == nil || s.limiter == nil {
+		return true
+	}
+	d, err := s.limiter.Decide(actors.Check{Policy: s.cfg.RateLimit, Key: w.limitKey, Cost: 1}, time.Now().Add(time.Second))
+	if err != nil || d.Allowed {
+		// A limiter that cannot answer fails open, as for requests.
+		w.overSince = time.Time{}
+		return true
+	}
+	if w.overSince.IsZero() {
+		w.overSince = time.Now()
+	}
+	s.wsMetrics.rateLimited.Inc()
+	e := newError("rate_limited", "too many messages; slow down")
+	e.Details = map[string]any{"policy": storage.DefaultPolicy, "retry_after_ms": ceilDiv(d.RetryAfterNs, int64(time.Millisecond))}
+	_ = w.write(wsError{Type: "error", Seq: in.Seq, Error: e})
+	return false
+}
+
+// cursorGap is the least time between two cursor positions of one socket
+// reaching the others (≈20 a second); positions sent faster are
+// coalesced: the newest goes when the gap has passed.
+const cursorGap = 50 * time.Millisecond
+
+func (w *wsSession) cursor(pos int) {
+	w.cursorMu.Lock()
+	defer w.cursorMu.Unlock()
+	if w.cursorTimer != nil {
+		w.cursorPos = pos // the waiting one takes the newest position
+		w.s.wsMetrics.cursorsCoalesced.Inc()
+		return
+	}
+	if wait := cursorGap - time.Since(w.cursorSent); wait > 0 {
+		w.cursorPos = pos
+		w.cursorTimer = time.AfterFunc(wait, w.flushCursor)
+		return
+	}
+	w.cursorSent = time.Now()
+	w.docs.Cursor(w.id, w.sub, pos)
+}
+
+func (w *wsSession) flushCursor() {
+	w.cursorMu.Lock()
+	defer w.cursorMu.Unlock()
+	w.cursorTimer = nil
+	if w.cursorDone {
+		return
+	}
+	w.cursorSent = time.Now()
+	w.docs.Cursor(w.id, w.sub, w.cursorPos)
+}
+
+func (w *wsSession) stopCursor() {
+	w.cursorMu.Lock()
+	defer w.cursorMu.Unlock()
+	w.cursorDone = true
+	if w.cursorTimer != nil {
+		w.cursorTimer.Stop()
+		w.cursorTimer = nil
 	}
 }
 
@@ -211,6 +321,7 @@ func (w *wsSession) pump(done <-chan struct{}) {
 	defer ping.Stop()
 	defer w.conn.Close() // ends the reader too
 	var buf []byte
+	reset := false // a reset went out: the subscription is over
 	// send writes ev and whatever is queued behind it; false ends the
 	// pump (a failed write, or a reset, after which C is closed).
 	send := func(ev actors.Event) bool {
@@ -226,19 +337,34 @@ func (w *wsSession) pump(done <-chan struct{}) {
 			}
 			break
 		}
+		reset = reset || last
 		return w.writeFrames(buf) == nil && !last
+	}
+	// ended: after a reset, a subscription ended for its holder's sake
+	// says why (a deleted document).
+	ended := func() {
+		if r := w.sub.Reason(); reset && r != "" {
+			w.closeWith(r)
+		}
 	}
 	for {
 		select {
 		case ev := <-w.sub.C:
 			if !send(ev) {
+				ended()
 				return
 			}
 		case <-w.sub.Done():
+			if revokedReason(w.sub.Reason()) {
+				// Nothing more of the document: its reader lost it.
+				w.closeWith(w.sub.Reason())
+				return
+			}
 			for {
 				select {
 				case ev := <-w.sub.C:
 					if !send(ev) {
+						ended()
 						return
 					}
 					continue
@@ -246,7 +372,10 @@ func (w *wsSession) pump(done <-chan struct{}) {
 				}
 				break
 			}
-			_ = w.writeFrames(appendWSEvent(buf[:0], &actors.Event{Kind: actors.EventReset, Doc: w.docs.Latest(w.id)}))
+			if w.writeFrames(appendWSEvent(buf[:0], &actors.Event{Kind: actors.EventReset, Doc: w.docs.Latest(w.id)})) == nil {
+				reset = true
+				ended()
+			}
 			return
 		case <-ping.C:
 			w.wmu.Lock()
@@ -255,6 +384,7 @@ func (w *wsSession) pump(done <-chan struct{}) {
 			if err != nil {
 				return
 			}
+			w.s.streams.check(w.x) // the backstop of the revocation events
 		case <-done:
 			return
 		}
@@ -379,7 +509,10 @@ func (w *wsSession) reauth(in *wsIn) {
 		_ = w.write(wsError{Type: "error", Error: ae})
 		return
 	}
-	w.token, w.hasToken = *in.AccessToken, true
+	w.x.mu.Lock()
+	w.x.token, w.x.hasToken = *in.AccessToken, true
+	w.x.mu.Unlock()
+	w.x.setExpiry(w.s.streams, w.s.tokenExpiry(*in.AccessToken, true))
 	_ = w.write(map[string]string{"type": "auth_ok"})
 }
 
@@ -402,7 +535,8 @@ func (w *wsSession) submit(in *wsIn) {
 	}
 	// The token is checked again for every submit, as a request would
 	// be: a socket outlives its token, a logout, a new password or role.
-	c, ae := w.s.tokenCaller(w.token, w.hasToken)
+	token, hasToken := w.token()
+	c, ae := w.s.tokenCaller(token, hasToken)
 	if ae != nil {
 		fail(ae)
 		return
@@ -424,7 +558,7 @@ func (w *wsSession) submit(in *wsIn) {
 		err = cluster.ErrNotLeader
 	}
 	if errors.Is(err, cluster.ErrNotLeader) {
-		res, _, err = w.s.forwardCommandAs(w.token, w.hasToken, cmd, deadline)
+		res, _, err = w.s.forwardCommandAs(token, hasToken, cmd, deadline)
 	}
 	switch {
 	case err != nil:
@@ -435,5 +569,18 @@ func (w *wsSession) submit(in *wsIn) {
 		fail(newError("internal", "no result for the submit"))
 	default:
 		_ = w.write(wsAck{Type: "ack", Seq: *in.Seq, Version: res.Submit.Version, Ops: opsToJSON(res.Submit.Ops)})
+	}
+}
+
+// wsMetrics count what the WebSocket sessions refuse and coalesce.
+type wsMetrics struct {
+	rateLimited, tooLarge, cursorsCoalesced *metrics.Counter
+}
+
+func newWSMetrics(set *metrics.Set) wsMetrics {
+	return wsMetrics{
+		rateLimited:      set.NewCounter(`troupe_ws_messages_refused_total{reason="rate_limited"}`),
+		tooLarge:         set.NewCounter(`troupe_ws_messages_refused_total{reason="too_large"}`),
+		cursorsCoalesced: set.NewCounter(`troupe_ws_cursors_coalesced_total`),
 	}
 }

@@ -142,15 +142,7 @@ func TestWebSocketEditing(t *testing.T) {
 	if m := next(t, b, "ack"); m.Version != ackB.Version {
 		t.Fatalf("repeat: %+v, first %+v", m, ackB)
 	}
-	// Logout everywhere: the open socket's token no longer works; a fresh
-	// one given over the socket does.
-	leader.expect(leader.do("POST", "/v1/auth/logout", `{"all":true}`, bearer(tk.AccessToken), true), 204, "")
-	if err := a.WriteJSON(map[string]any{"type": "op", "seq": 3, "base_version": 2, "ops": []map[string]any{{"op": "insert", "pos": 0, "text": "Q"}}}); err != nil {
-		t.Fatal(err)
-	}
-	if m := next(t, a, "error"); m.Seq != 3 || !strings.Contains(string(m.Error), "unauthenticated") {
-		t.Fatalf("op after logout: %+v %s", m, m.Error)
-	}
+	// A fresh token of the same user is taken over the socket.
 	fresh := leader.login("ada@example.com", "correct horse")
 	if err := a.WriteJSON(map[string]any{"type": "auth", "access_token": fresh.AccessToken}); err != nil {
 		t.Fatal(err)
@@ -165,10 +157,40 @@ func TestWebSocketEditing(t *testing.T) {
 	if m := next(t, a, "presence"); m.State != "leave" || m.ClientID != "B" {
 		t.Fatalf("leave: %+v", m)
 	}
+	// Logout everywhere: the open socket is told why and closed.
+	leader.expect(leader.do("POST", "/v1/auth/logout", `{"all":true}`, bearer(fresh.AccessToken), true), 204, "")
+	expectWSClosed(t, a, "access_revoked")
 	// Without a token, no WebSocket.
 	url := "ws" + strings.TrimPrefix(leader.base, "http") + path + "/ws"
 	if _, resp, err := websocket.DefaultDialer.Dial(url, nil); err == nil || resp == nil || resp.StatusCode != 401 {
 		t.Fatalf("anonymous: %v %v", err, resp)
+	}
+}
+
+// expectWSClosed reads until the server's {"type":"closed"} message,
+// which must give reason, and then the close frame (1008).
+func expectWSClosed(t *testing.T, c *websocket.Conn, reason string) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		var m struct {
+			Type   string `json:"type"`
+			Reason string `json:"reason"`
+		}
+		if err := c.ReadJSON(&m); err != nil {
+			t.Fatalf("waiting for closed (%s): %v", reason, err)
+		}
+		if m.Type != "closed" {
+			continue
+		}
+		if m.Reason != reason {
+			t.Fatalf("closed for %q, want %q", m.Reason, reason)
+		}
+		break
+	}
+	_, _, err := c.ReadMessage()
+	if !websocket.IsCloseError(err, websocket.ClosePolicyViolation) {
+		t.Fatalf("after closed: %v, want close 1008", err)
 	}
 }
 

@@ -169,7 +169,9 @@ func newNode(bin string) (*node, error) {
 // start runs the node and returns how long it took to become ready.
 func (n *node) start() (time.Duration, error) {
 	begin := time.Now()
-	args := []string{"serve", "--insecure", "--rate-limit", "off", "--data", n.dir,
+	// Every bench client is one user (or one address): it may hold as
+	// many streams as the scenario opens.
+	args := []string{"serve", "--insecure", "--rate-limit", "off", "--max-streams-per-user", "100000", "--data", n.dir,
 		"--http-addr", n.addr, "--raft-addr", n.raftAddr, "--pprof", n.pprofAddr, "--log-level", "warn"}
 	n.cmd = exec.Command(n.bin, append(args, n.extra...)...)
 	n.cmd.Stderr = os.Stderr

@@ -57,7 +57,7 @@ func writeReport(path string, runs []*run, opens []*run, fsync time.Duration, me
 	w("from /proc/stat): a row with more than a few percent was measured on a contended machine.\n\n")
 	w("Machine: %d cores (`nproc`), %s, %s. Durable writes: fsync of a 4 KiB append here took\n", runtime.NumCPU(), cpuModel(), goVersion())
 	w("%.2f ms on average (so one writer at a time could do at most %.0f writes/s).\n\n", float64(fsync.Microseconds())/1000, 1/fsync.Seconds())
-	w("Node: `troupe serve --insecure --rate-limit off` with a fresh data dir, one-node cluster, 64 user shards.\n\n")
+	w("Node: `troupe serve --insecure --rate-limit off --max-streams-per-user 100000` with a fresh data dir, one-node cluster, 64 user shards.\n\n")
 
 	w("## Load (`troupe bench`)\n\n")
 	w("| scenario | req/s | p50 ms | p99 ms | p99.9 ms | floor req/s (open loops: its p99 at the same rate) | ratio | stolen |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")

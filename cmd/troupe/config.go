@@ -90,6 +90,10 @@ func parseServe(args []string, stderr io.Writer, getenv func(string) string) (*s
 	fs.DurationVar(&c.Node.HeartbeatTimeout, "raft-heartbeat-timeout", c.Node.HeartbeatTimeout, "raft heartbeat timeout of multi-node clusters")
 	fs.DurationVar(&c.Node.ElectionTimeout, "raft-election-timeout", c.Node.ElectionTimeout, "raft election timeout of multi-node clusters")
 	fs.Uint64Var(&c.Node.SnapshotThreshold, "snapshot-threshold", c.Node.SnapshotThreshold, "log entries between automatic snapshots")
+	fs.IntVar(&c.HTTP.MaxConnections, "max-connections", c.HTTP.MaxConnections, "client connections this node holds open, WebSockets included (1 to 1000000); the next gets 503")
+	fs.IntVar(&c.HTTP.MaxStreams, "max-streams", c.HTTP.MaxStreams, "SSE and WebSocket streams open on this node (1 to 1000000); the next gets 503")
+	fs.IntVar(&c.HTTP.MaxStreamsPerUser, "max-streams-per-user", c.HTTP.MaxStreamsPerUser, "streams one user (else one client address) may hold open on this node (1 to 100000); the next gets 429")
+	fs.IntVar(&c.HTTP.MaxPresence, "max-presence-per-document", c.HTTP.MaxPresence, "clients present in one document (streams with a client_id, 1 to 100000); the next gets 429")
 	argonMem := fs.Uint("argon2-memory-kib", uint(c.HTTP.Argon2.MemoryKiB), "argon2id memory per password hash, KiB (OWASP: 19456)")
 	argonTime := fs.Uint("argon2-time", uint(c.HTTP.Argon2.Time), "argon2id iterations (OWASP: 2)")
 	if err := fs.Parse(args); err != nil {

@@ -51,11 +51,19 @@ func TestParseServeRejects(t *testing.T) {
 		"tiny argon2":           {"--insecure", "--argon2-memory-kib", "1"},
 		"bad node id":           {"--insecure", "--node-id", "a b"},
 		"unspecified advertise": {"--insecure", "--advertise-raft", "0.0.0.0:7080"},
+		"no connections":        {"--insecure", "--max-connections", "0"},
+		"too many streams":      {"--insecure", "--max-streams", "1000001"},
+		"no streams per user":   {"--insecure", "--max-streams-per-user", "0"},
+		"no presence":           {"--insecure", "--max-presence-per-document", "0"},
 	}
 	for name, args := range cases {
 		if _, err := parseServe(args, io.Discard, env(nil)); err == nil {
 			t.Errorf("%s: accepted %v", name, args)
 		}
+	}
+	if _, err := parseServe([]string{"--insecure", "--max-streams-per-user", "0"}, io.Discard, env(nil)); err == nil ||
+		!strings.Contains(err.Error(), "max-streams-per-user 0 must be from 1 to 100000") {
+		t.Errorf("out of range: %v", err)
 	}
 	if _, err := parseServe([]string{"--insecure"}, io.Discard, env(map[string]string{"TROUPE_USER_SHARDS": "many"})); err == nil ||
 		!strings.Contains(err.Error(), "TROUPE_USER_SHARDS") {

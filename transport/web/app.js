@@ -327,6 +327,8 @@ function setTokens(t) {
   S.tokens = { access: t.access_token || t.access, refresh: t.refresh_token || t.refresh,
     expiresAt: t.expiresAt || Date.now() + (t.expires_in || 900) * 1000 };
   sessionStorage.setItem('troupe.tokens', JSON.stringify(S.tokens));
+  // An open socket ends when its token expires: hand it the new one.
+  if (S.ws && S.ws.readyState === WebSocket.OPEN) S.ws.send(JSON.stringify({ type: 'auth', access_token: S.tokens.access }));
   // Refresh at 80% of the lifetime, so a token never expires in use.
   const left = S.tokens.expiresAt - Date.now();
   S.refreshTimer = setTimeout(() => refreshTokens(), Math.max(1000, left * 0.8));
