@@ -92,6 +92,9 @@ type Config struct {
 	HashConcurrency int
 	// AccessTTL is how long an access token is valid.
 	AccessTTL time.Duration
+	// TokenLeeway is the clock skew between nodes an access token's
+	// times are given (--token-leeway): accepted this long past its exp.
+	TokenLeeway time.Duration
 	// LoginFailuresPerMinute is how many failed logins an email or a
 	// client address may have a minute before it gets 429.
 	LoginFailuresPerMinute int
@@ -110,6 +113,12 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 }
 
+// Token leeway: the default and the most --token-leeway accepts.
+const (
+	DefaultTokenLeeway = 5 * time.Second
+	MaxTokenLeeway     = 5 * time.Minute
+)
+
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
@@ -124,6 +133,7 @@ func DefaultConfig() Config {
 		Argon2:          storage.DefaultArgon2,
 		HashConcurrency: runtime.NumCPU(),
 		AccessTTL:       15 * time.Minute,
+		TokenLeeway:     DefaultTokenLeeway,
 		StreamKeepAlive: 5 * time.Second,
 		// API.md: no sooner than 10 failures a minute.
 		LoginFailuresPerMinute: 10,
@@ -161,6 +171,9 @@ func (c *Config) Validate() error {
 	}
 	if c.AccessTTL < time.Minute || c.AccessTTL > storage.MaxAccessTTL {
 		errs = append(errs, fmt.Errorf("access token lifetime %v must be from 1m to %v", c.AccessTTL, storage.MaxAccessTTL))
+	}
+	if c.TokenLeeway < 0 || c.TokenLeeway > MaxTokenLeeway {
+		errs = append(errs, fmt.Errorf("token leeway %v must be from 0s to %v", c.TokenLeeway, MaxTokenLeeway))
 	}
 	if c.LoginFailuresPerMinute < 10 {
 		errs = append(errs, fmt.Errorf("login failures per minute %d must be at least 10", c.LoginFailuresPerMinute))
@@ -220,7 +233,7 @@ func New(cfg Config, logger *slog.Logger, set *metrics.Set, node Node, users fun
 			s.limiter = s.global
 		}
 	}
-	s.tokens = newTokenMaker(node.Auth, cfg.AccessTTL, nil)
+	s.tokens = newTokenMaker(node.Auth, cfg.AccessTTL, cfg.TokenLeeway, nil)
 	s.http = &fasthttp.Server{
 		Handler:               s.routes(),
 		Name:                  "troupe",

@@ -24,11 +24,9 @@ import (
 // ("rt.<user>.<family>.<secret>"), so neither kind can pass for the other.
 
 const (
-	tokenIssuer   = "troupe"
-	tokenAudience = "troupe"
-	accessTyp     = "at+jwt"
-	// tokenLeeway absorbs clock differences between nodes.
-	tokenLeeway    = 30 * time.Second
+	tokenIssuer    = "troupe"
+	tokenAudience  = "troupe"
+	accessTyp      = "at+jwt"
 	maxTokenBytes  = 4096
 	refreshPrefix  = "rt"
 	familyHexBytes = 12
@@ -51,8 +49,12 @@ type accessClaims struct {
 type tokenMaker struct {
 	auth      func() *storage.AuthState // nil until set up
 	accessTTL time.Duration
-	now       func() time.Time
-	parser    *jwt.Parser
+	// leeway absorbs clock differences between nodes (--token-leeway):
+	// a token is accepted this long past its exp, and this long before
+	// its nbf and iat.
+	leeway time.Duration
+	now    func() time.Time
+	parser *jwt.Parser
 
 	// verified remembers tokens that passed verify, so a client that
 	// sends the same token with every request (a WebSocket with every
@@ -69,18 +71,18 @@ type tokenMaker struct {
 // forgotten all at once (and verified again on their next use).
 const maxVerifiedTokens = 4096
 
-func newTokenMaker(auth func() *storage.AuthState, accessTTL time.Duration, now func() time.Time) *tokenMaker {
+func newTokenMaker(auth func() *storage.AuthState, accessTTL, leeway time.Duration, now func() time.Time) *tokenMaker {
 	if now == nil {
 		now = time.Now
 	}
-	t := &tokenMaker{auth: auth, accessTTL: accessTTL, now: now}
+	t := &tokenMaker{auth: auth, accessTTL: accessTTL, leeway: leeway, now: now}
 	t.parser = jwt.NewParser(
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
 		jwt.WithIssuer(tokenIssuer),
 		jwt.WithAudience(tokenAudience),
-		jwt.WithLeeway(tokenLeeway),
+		jwt.WithLeeway(leeway),
 		jwt.WithTimeFunc(func() time.Time { return t.now() }),
 		jwt.WithStrictDecoding(),
 	)
@@ -159,9 +161,9 @@ func (t *tokenMaker) remember(a *storage.AuthState, raw string, c *accessClaims)
 // leeway) for a token verified before.
 func (t *tokenMaker) inTime(c *accessClaims) bool {
 	now := t.now()
-	return now.Before(c.ExpiresAt.Add(tokenLeeway)) &&
-		(c.NotBefore == nil || !now.Add(tokenLeeway).Before(c.NotBefore.Time)) &&
-		!now.Add(tokenLeeway).Before(c.IssuedAt.Time)
+	return now.Before(c.ExpiresAt.Add(t.leeway)) &&
+		(c.NotBefore == nil || !now.Add(t.leeway).Before(c.NotBefore.Time)) &&
+		!now.Add(t.leeway).Before(c.IssuedAt.Time)
 }
 
 // verifyFully is verify without the memory: the token's signature,
