@@ -76,8 +76,11 @@ type Config struct {
 	PeerTLS *tls.Config
 	// ClusterSecret, if set, must be shown (X-Troupe-Cluster-Secret) to
 	// add or remove members.
-	ClusterSecret  string
-	MaxBodyBytes   int
+	ClusterSecret string
+	MaxBodyBytes  int
+	// MaxHeaderBytes bounds the request line and headers together;
+	// beyond it a request gets 431.
+	MaxHeaderBytes int
 	RequestTimeout time.Duration // how long a request may wait on the cluster
 	// LeaderWait bounds how long a write on a follower waits for a leader
 	// to be known (during an election) before answering 503.
@@ -113,6 +116,10 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 }
 
+// DefaultMaxHeaderBytes bounds a request's line and headers (API.md): an
+// access token in a header or the query is well under 1 KiB.
+const DefaultMaxHeaderBytes = 8 << 10
+
 // Token leeway: the default and the most --token-leeway accepts.
 const (
 	DefaultTokenLeeway = 5 * time.Second
@@ -124,6 +131,7 @@ func DefaultConfig() Config {
 	return Config{
 		HTTPAddr:        "127.0.0.1:8080",
 		MaxBodyBytes:    1 << 20,
+		MaxHeaderBytes:  DefaultMaxHeaderBytes,
 		RequestTimeout:  10 * time.Second,
 		LeaderWait:      3 * time.Second,
 		ReadTimeout:     30 * time.Second,
@@ -150,6 +158,9 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.AdvertiseHTTP); err != nil {
 			errs = append(errs, fmt.Errorf("advertised http address %q: %v", c.AdvertiseHTTP, err))
 		}
+	}
+	if c.MaxHeaderBytes < 1024 || c.MaxHeaderBytes > 1<<20 {
+		errs = append(errs, fmt.Errorf("max header size %d must be from 1024 to %d bytes", c.MaxHeaderBytes, 1<<20))
 	}
 	if c.MaxBodyBytes < 1024 {
 		errs = append(errs, fmt.Errorf("max body size %d too small", c.MaxBodyBytes))
@@ -239,13 +250,16 @@ func New(cfg Config, logger *slog.Logger, set *metrics.Set, node Node, users fun
 		Name:                  "troupe",
 		NoDefaultServerHeader: true,
 		MaxRequestBodySize:    cfg.MaxBodyBytes,
-		ReadTimeout:           cfg.ReadTimeout,
-		WriteTimeout:          cfg.WriteTimeout,
-		IdleTimeout:           cfg.IdleTimeout,
-		CloseOnShutdown:       true,
-		ErrorHandler:          s.parseError,
-		Logger:                fasthttpLogger{logger},
-		TLSConfig:             cfg.TLS,
+		// fasthttp reads the request line and headers into this buffer;
+		// what does not fit is ErrSmallBuffer (parseError: 431).
+		ReadBufferSize:  cfg.MaxHeaderBytes,
+		ReadTimeout:     cfg.ReadTimeout,
+		WriteTimeout:    cfg.WriteTimeout,
+		IdleTimeout:     cfg.IdleTimeout,
+		CloseOnShutdown: true,
+		ErrorHandler:    s.parseError,
+		Logger:          fasthttpLogger{logger},
+		TLSConfig:       cfg.TLS,
 	}
 	return s, nil
 }
@@ -379,6 +393,11 @@ func (s *Server) handle(route string, h fasthttp.RequestHandler) fasthttp.Reques
 func (s *Server) parseError(ctx *fasthttp.RequestCtx, err error) {
 	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
 		writeError(ctx, newError("payload_too_large", fmt.Sprintf("the request body exceeds %d bytes", s.cfg.MaxBodyBytes)))
+		return
+	}
+	var small *fasthttp.ErrSmallBuffer
+	if errors.As(err, &small) {
+		writeError(ctx, newError("request_header_fields_too_large", fmt.Sprintf("the request line and headers exceed %d bytes", s.cfg.MaxHeaderBytes)))
 		return
 	}
 	var netErr net.Error
