@@ -23,6 +23,9 @@ func decodeJSON(body []byte, v any) *apiError {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return badRequest("the request body must be a JSON object", "")
 	}
+	if !utf8.Valid(body) {
+		return badUTF8(body)
+	}
 	// The common case, a valid body, is decoded in one call without a
 	// stream decoder (whose buffer is an allocation per request). Any
 	// error is worded by the stream decoder below, from a zeroed v, so the

@@ -170,6 +170,10 @@ func (s *Server) createDoc(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, newError("unauthenticated", "a document needs an owner: log in (--insecure without a token has no user)"))
 		return
 	}
+	if err := storage.CheckLabel("title", *req.Title); err != nil {
+		writeError(ctx, err)
+		return
+	}
 	dc.Title = *req.Title
 	if req.Content != nil {
 		if err := storage.CheckDocText("content", *req.Content); err != nil {
@@ -266,6 +270,10 @@ func (s *Server) patchDoc(ctx *fasthttp.RequestCtx) {
 	}
 	if req.Title == nil {
 		writeError(ctx, badRequest("title is required", "title"))
+		return
+	}
+	if err := storage.CheckLabel("title", *req.Title); err != nil {
+		writeError(ctx, err)
 		return
 	}
 	dc := docCommand(ctx, docID(ctx))

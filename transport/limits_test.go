@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // TestHeadersOverTheLimit: a request whose headers pass the limit gets 431
@@ -49,4 +51,100 @@ func (ts *testServer) rawRequest(t *testing.T, req string) *response {
 		t.Fatal(fmt.Errorf("reading the answer: %w", err))
 	}
 	return &response{status: resp.StatusCode, header: resp.Header, body: body}
+}
+
+// TestLabelsRefuseHiddenCharacters: names, emails, titles and policy
+// names with invalid UTF-8, control characters or bidirectional
+// formatting get 400 naming the field; document text may hold them.
+func TestLabelsRefuseHiddenCharacters(t *testing.T) {
+	ts := startServer(t)
+	user := ts.create("Ada", "ada@example.com")
+	id := user["id"].(string)
+	r := ts.do("POST", "/v1/docs", `{"title":"Plan"}`, bearer(ts.login("admin@troupe.local", testAdminPassword).AccessToken), true)
+	ts.expect(r, 201, "")
+	var doc map[string]any
+	r.json(t, &doc)
+	docPath := "/v1/docs/" + doc["id"].(string)
+	admin := bearer(ts.login("admin@troupe.local", testAdminPassword).AccessToken)
+
+	// str is a JSON string holding s byte for byte (json.Marshal would
+	// replace invalid UTF-8).
+	str := func(s string) string {
+		if !utf8.ValidString(s) {
+			return `"` + s + `"`
+		}
+		b, _ := json.Marshal(s)
+		return string(b)
+	}
+	for _, bad := range []string{"Ad\xffa", "Ad\x01a", "Ad\ta", "Ad\u0085a", "Ad\u202ea", "Ad\u202aa", "Ad\u2066a", "Ad\u2069a"} {
+		email := strings.Replace("ad@example.com", "d", bad[2:len(bad)-1], 1)
+		for _, c := range []struct{ method, path, body, field string }{
+			{"POST", "/v1/users", `{"name":` + str(bad) + `,"email":"x@example.com"}`, "name"},
+			{"POST", "/v1/users", `{"name":"X","email":` + str(email) + `}`, "email"},
+			{"POST", "/v1/auth/register", `{"name":` + str(bad) + `,"email":"x@example.com","password":"correct horse"}`, "name"},
+			{"PATCH", "/v1/users/" + id, `{"name":` + str(bad) + `}`, "name"},
+			{"PATCH", "/v1/users/" + id, `{"email":` + str(email) + `}`, "email"},
+			{"POST", "/v1/users/batch", `{"users":[{"name":` + str(bad) + `,"email":"x@example.com"}]}`, "users[0].name"},
+			{"POST", "/v1/docs", `{"title":` + str(bad) + `}`, "title"},
+			{"PATCH", docPath, `{"title":` + str(bad) + `}`, "title"},
+			{"POST", "/v1/ratelimit/check", `{"policy":` + str(bad) + `,"key":"k"}`, "policy"},
+		} {
+			r := ts.do(c.method, c.path, c.body, admin, false)
+			if c.path == "/v1/users/batch" && utf8.ValidString(bad) { // else the whole body is refused
+				if r.status != 200 || !strings.Contains(string(r.body), `"field":"`+c.field+`"`) || !strings.Contains(string(r.body), `"status":400`) {
+					t.Errorf("%s %s %q: %d %s", c.method, c.path, bad, r.status, r.body)
+				}
+				continue
+			}
+			if r.status != 400 || r.errorCode(t) != "bad_request" || !strings.Contains(string(r.body), `"field":"`+c.field+`"`) {
+				t.Errorf("%s %s %q: %d %s", c.method, c.path, bad, r.status, r.body)
+			}
+		}
+	}
+	// A policy name is checked in the path too.
+	ts.expect(ts.do("PUT", "/v1/ratelimit/policies/a%E2%80%AEb", `{"limit":1,"window_ms":1000}`, admin, false), 400, "bad_request")
+	// Document text is not a label: bidi characters and controls stay.
+	text := "abc\u202edef\tghi\u0085"
+	r = ts.do("POST", "/v1/docs", `{"title":"Text","content":`+str(text)+`}`, admin, true)
+	ts.expect(r, 201, "")
+	if !strings.Contains(string(r.body), `def\tghi`) {
+		t.Fatalf("content: %s", r.body)
+	}
+	// Surrounding white space is still trimmed, not refused.
+	if u := ts.create("  Grace \n", "grace@example.com"); u["name"] != "Grace" {
+		t.Fatalf("trimmed name: %v", u["name"])
+	}
+}
+
+func TestInvalidUTF8Field(t *testing.T) {
+	for body, want := range map[string]string{
+		`{"name":"a` + "\xff" + `"}`:                                       "name",
+		`{"users":[{"name":"ok","email":"x"},{"email":"` + "\xc3" + `"}]}`: "users[1].email",
+		`{"a":{"b":[1,"x",{"c":"` + "\xff" + `"}]},"d":"ok"}`:              "a.b[2].c",
+		`{"a":[[1],[2,"` + "\xfe" + `"]]}`:                                 "a[1][1]",
+		`{"k` + "\xff" + `":1}`:                                            "k\ufffd",
+		`"` + "\xff" + `"`:                                                 "",
+		`{"name":"fine"}`:                                                  "",
+		`{"name":` + "\xff":                                                "",
+	} {
+		if got := invalidUTF8Field([]byte(body)); got != want {
+			t.Errorf("%q: %q, want %q", body, got, want)
+		}
+	}
+	if e := decodeJSON([]byte("{\"name\":\"\xff\"}"), &struct{ Name string }{}); e == nil || e.Details["field"] != "name" {
+		t.Fatalf("decodeJSON: %+v", e)
+	}
+}
+
+// FuzzInvalidUTF8Field: any body, never a panic; a field is named only
+// for a body that is not valid UTF-8.
+func FuzzInvalidUTF8Field(f *testing.F) {
+	for _, s := range []string{`{"a":"` + "\xff" + `"}`, `[{"b":["` + "\xc3" + `"]}]`, `{"a":1}`, `{`, `{"a":{"b":` + "\xff"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if field := invalidUTF8Field(body); field != "" && utf8.Valid(body) {
+			t.Fatalf("%q: field %q for a valid body", body, field)
+		}
+	})
 }

@@ -198,6 +198,10 @@ func (s *Server) putPolicy(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	name, _ := ctx.UserValue("name").(string)
+	if e := storage.CheckLabel("name", name); e != nil {
+		writeError(ctx, e)
+		return
+	}
 	if req.Limit == nil || req.WindowMs == nil {
 		writeError(ctx, badRequest("limit and window_ms are required", ""))
 		return
@@ -297,6 +301,10 @@ func (s *Server) check(ctx *fasthttp.RequestCtx) {
 	}
 	if req.Policy == nil || req.Key == nil {
 		writeError(ctx, badRequest("policy and key are required", ""))
+		return
+	}
+	if e := storage.CheckLabel("policy", *req.Policy); e != nil {
+		writeError(ctx, e)
 		return
 	}
 	if *req.Key == "" || len(*req.Key) > maxLimitKeyBytes {
