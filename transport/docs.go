@@ -336,7 +336,7 @@ func (s *Server) docChanges(ctx *fasthttp.RequestCtx) {
 	if v := ctx.QueryArgs().Peek("since"); len(v) > 0 {
 		n, err := strconv.ParseUint(string(v), 10, 64)
 		if err != nil {
-			writeError(ctx, badRequest("since must be a non-negative integer", "since"))
+			writeError(ctx, badRequest("since must be an integer from 0 to the document's version", "since"))
 			return
 		}
 		since = n
@@ -347,7 +347,7 @@ func (s *Server) docChanges(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if since > d.Version {
-		writeError(ctx, badRequest("since is newer than the document's version "+strconv.FormatUint(d.Version, 10), "since"))
+		writeError(ctx, badRequest("since must be from 0 to the document's version, "+strconv.FormatUint(d.Version, 10), "since"))
 		return
 	}
 	changes, err := d.ChangesSince(since)

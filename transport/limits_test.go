@@ -148,3 +148,59 @@ func FuzzInvalidUTF8Field(f *testing.F) {
 		}
 	})
 }
+
+// TestNumbersOutOfRange: every number a client sends out of its range
+// gets 400 with a message naming the range, whether or not it fits the
+// field's type.
+func TestNumbersOutOfRange(t *testing.T) {
+	ts := startServer(t, withDefaultLimit(1000, time.Second))
+	ts.expect(ts.do("PUT", "/v1/ratelimit/policies/api", `{"limit":5,"window_ms":1000}`, nil, true), 200, "")
+	r := ts.do("POST", "/v1/docs", `{"title":"T","content":"abc"}`, bearer(ts.login("admin@troupe.local", testAdminPassword).AccessToken), true)
+	ts.expect(r, 201, "")
+	var doc map[string]any
+	r.json(t, &doc)
+	docPath := "/v1/docs/" + doc["id"].(string)
+	admin := bearer(ts.login("admin@troupe.local", testAdminPassword).AccessToken)
+	for _, c := range []struct {
+		method, path, body string
+		header             map[string]string
+		field, want        string
+	}{
+		{"GET", "/v1/users?limit=0", "", nil, "limit", "from 1 to 1000"},
+		{"GET", "/v1/users?limit=99999999999999999999", "", nil, "limit", "from 1 to 1000"},
+		{"GET", "/v1/docs?limit=-1", "", admin, "limit", "from 1 to 1000"},
+		{"GET", "/v1/users/count?min_index=-1", "", nil, "min_index", "from 0 to 18446744073709551615"},
+		{"GET", "/v1/users/count?min_index=18446744073709551616", "", nil, "min_index", "from 0 to 18446744073709551615"},
+		{"GET", docPath + "/ops?since=-1", "", admin, "since", "from 0 to the document's version"},
+		{"GET", docPath + "/ops?since=7", "", admin, "since", "from 0 to the document's version, 0"},
+		{"GET", docPath + "/events?last_event_id=x", "", admin, "Last-Event-ID", "from 0 to 18446744073709551615"},
+		{"PUT", "/v1/ratelimit/policies/p", `{"limit":0,"window_ms":1000}`, nil, "limit", "from 1 to 1000000000"},
+		{"PUT", "/v1/ratelimit/policies/p", `{"limit":-1,"window_ms":1000}`, nil, "limit", "from 1 to 1000000000"},
+		{"PUT", "/v1/ratelimit/policies/p", `{"limit":1e30,"window_ms":1000}`, nil, "limit", "from 1 to 1000000000"},
+		{"PUT", "/v1/ratelimit/policies/p", `{"limit":1,"window_ms":-5}`, nil, "window_ms", "from 1 to 86400000"},
+		{"PUT", "/v1/ratelimit/policies/p", `{"limit":1,"window_ms":1e300}`, nil, "window_ms", "from 1 to 86400000"},
+		{"PUT", "/v1/ratelimit/policies/p", `{"limit":1,"window_ms":1000,"burst":0}`, nil, "burst", "from 1 to 1000000000"},
+		{"PUT", "/v1/ratelimit/policies/p", `{"limit":1,"window_ms":1000,"burst":4294967296}`, nil, "burst", "from 1 to 1000000000"},
+		{"POST", "/v1/ratelimit/check", `{"policy":"api","key":"k","cost":0}`, nil, "cost", "from 1 to the policy's burst (5)"},
+		{"POST", "/v1/ratelimit/check", `{"policy":"api","key":"k","cost":-1}`, nil, "cost", "from 1 to the policy's burst"},
+		{"POST", docPath + "/ops", `{"client_id":"c","seq":-1,"base_version":0,"ops":[]}`, admin, "seq", "from 0 to 18446744073709551615"},
+		{"POST", docPath + "/ops", `{"client_id":"c","seq":1,"base_version":-1,"ops":[]}`, admin, "base_version", "from 0 to the document's version"},
+		{"POST", docPath + "/ops", `{"client_id":"c","seq":1,"base_version":0,"ops":[{"op":"insert","pos":-1,"text":"x"}]}`, admin, "ops[0].pos", "between 0 and 2147483647"},
+		{"POST", docPath + "/ops", `{"client_id":"c","seq":1,"base_version":0,"ops":[{"op":"insert","pos":1e20,"text":"x"}]}`, admin, "pos", "from 0 to 2147483647"},
+		{"POST", docPath + "/ops", `{"client_id":"c","seq":1,"base_version":0,"ops":[{"op":"delete","pos":0,"len":0}]}`, admin, "ops[0].len", "between 1 and 2147483647"},
+		{"POST", docPath + "/ops", `{"client_id":"c","seq":1,"base_version":0,"ops":[{"op":"delete","pos":0,"len":1.5}]}`, admin, "len", "from 1 to 2147483647"},
+	} {
+		r := ts.do(c.method, c.path, c.body, c.header, false)
+		var e struct {
+			Error struct {
+				Code    string            `json:"code"`
+				Message string            `json:"message"`
+				Details map[string]string `json:"details"`
+			} `json:"error"`
+		}
+		_ = json.Unmarshal(r.body, &e)
+		if r.status != 400 || e.Error.Code != "bad_request" || !strings.Contains(e.Error.Message, c.want) || !strings.Contains(e.Error.Details["field"], c.field) {
+			t.Errorf("%s %s %s: %d %s; want 400 naming %q in field %s", c.method, c.path, c.body, r.status, r.body, c.want, c.field)
+		}
+	}
+}

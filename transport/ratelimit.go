@@ -209,7 +209,7 @@ func (s *Server) putPolicy(ctx *fasthttp.RequestCtx) {
 	p := storage.Policy{Name: name, Limit: *req.Limit, WindowMs: *req.WindowMs}
 	if req.Burst != nil {
 		if *req.Burst == 0 {
-			writeError(ctx, badRequest("burst must be at least 1 (omit it for the default, limit)", "burst"))
+			writeError(ctx, badRequest("burst must be from 1 to "+strconv.Itoa(storage.MaxPolicyLimit)+" (omit it for the default, limit)", "burst"))
 			return
 		}
 		p.Burst = *req.Burst

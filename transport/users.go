@@ -327,7 +327,7 @@ func readOptions(ctx *fasthttp.RequestCtx) (cluster.Consistency, uint64, *apiErr
 	if v := args.Peek("min_index"); len(v) > 0 {
 		n, err := strconv.ParseUint(string(v), 10, 64)
 		if err != nil {
-			return c, 0, badRequest("min_index must be a non-negative integer", "min_index")
+			return c, 0, badRequest("min_index must be an integer from 0 to "+maxUint64Text, "min_index")
 		}
 		minIndex = n
 	}
