@@ -76,11 +76,8 @@ type Config struct {
 	PeerTLS *tls.Config
 	// ClusterSecret, if set, must be shown (X-Troupe-Cluster-Secret) to
 	// add or remove members.
-	ClusterSecret string
-	MaxBodyBytes  int
-	// MaxHeaderBytes bounds the request line and headers together;
-	// beyond it a request gets 431.
-	MaxHeaderBytes int
+	ClusterSecret  string
+	MaxBodyBytes   int
 	RequestTimeout time.Duration // how long a request may wait on the cluster
 	// LeaderWait bounds how long a write on a follower waits for a leader
 	// to be known (during an election) before answering 503.
@@ -98,6 +95,9 @@ type Config struct {
 	// TokenLeeway is the clock skew between nodes an access token's
 	// times are given (--token-leeway): accepted this long past its exp.
 	TokenLeeway time.Duration
+	// MaxHeaderBytes bounds the request line and headers together;
+	// beyond it a request gets 431.
+	MaxHeaderBytes int
 	// LoginFailuresPerMinute is how many failed logins an email or a
 	// client address may have a minute before it gets 429.
 	LoginFailuresPerMinute int

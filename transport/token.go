@@ -24,9 +24,10 @@ import (
 // ("rt.<user>.<family>.<secret>"), so neither kind can pass for the other.
 
 const (
-	tokenIssuer    = "troupe"
-	tokenAudience  = "troupe"
-	accessTyp      = "at+jwt"
+	tokenIssuer   = "troupe"
+	tokenAudience = "troupe"
+	accessTyp     = "at+jwt"
+	// The leeway for clock skew is Config.TokenLeeway (--token-leeway).
 	maxTokenBytes  = 4096
 	refreshPrefix  = "rt"
 	familyHexBytes = 12

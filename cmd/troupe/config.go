@@ -32,25 +32,26 @@ type serveConfig struct {
 	// Warnings are logged once the logger is set up (a secret given on
 	// the command line).
 	Warnings []string
-	// secretOnArgv: --cluster-secret was a flag, not TROUPE_CLUSTER_SECRET.
-	secretOnArgv bool
+	// ClusterSecretFile holds the cluster secret, which then stays off
+	// the command line; secretOnArgv: --cluster-secret was a flag, not
+	// TROUPE_CLUSTER_SECRET.
+	ClusterSecretFile string
+	secretOnArgv      bool
 
 	// Accepted for the documented interface; refused until implemented.
 	Join            string
 	BootstrapExpect int
 	Bootstrap       bool
 	ClusterSecret   string
-	// ClusterSecretFile holds the cluster secret (not on argv).
-	ClusterSecretFile string
-	TLSCert           string
-	TLSKey            string
-	TLSCA             string
-	HTTPTLSCert       string
-	HTTPTLSKey        string
-	CORSOrigins       string
-	RateLimit         string
-	RateLimitMode     string
-	TrustedProxies    string
+	TLSCert         string
+	TLSKey          string
+	TLSCA           string
+	HTTPTLSCert     string
+	HTTPTLSKey      string
+	CORSOrigins     string
+	RateLimit       string
+	RateLimitMode   string
+	TrustedProxies  string
 
 	// peerTLS is how this node calls other nodes' HTTP APIs when they
 	// serve HTTPS (nil: plain HTTP); derived from the TLS flags.
