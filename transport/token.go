@@ -50,12 +50,9 @@ type accessClaims struct {
 type tokenMaker struct {
 	auth      func() *storage.AuthState // nil until set up
 	accessTTL time.Duration
-	// leeway absorbs clock differences between nodes (--token-leeway):
-	// a token is accepted this long past its exp, and this long before
-	// its nbf and iat.
-	leeway time.Duration
-	now    func() time.Time
-	parser *jwt.Parser
+	leeway    time.Duration // clock skew allowed past exp, before nbf and iat (--token-leeway)
+	now       func() time.Time
+	parser    *jwt.Parser
 
 	// verified remembers tokens that passed verify, so a client that
 	// sends the same token with every request (a WebSocket with every
