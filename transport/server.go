@@ -184,7 +184,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("access token lifetime %v must be from 1m to %v", c.AccessTTL, storage.MaxAccessTTL))
 	}
 	if c.TokenLeeway < 0 || c.TokenLeeway > MaxTokenLeeway {
-		errs = append(errs, fmt.Errorf("token leeway %v must be from 0s to %v", c.TokenLeeway, MaxTokenLeeway))
+		errs = append(errs, fmt.Errorf("--token-leeway %v must be from 0s to %v", c.TokenLeeway, MaxTokenLeeway))
 	}
 	if c.LoginFailuresPerMinute < 10 {
 		errs = append(errs, fmt.Errorf("login failures per minute %d must be at least 10", c.LoginFailuresPerMinute))
