@@ -2,6 +2,8 @@ package systemtest
 
 import (
 	"encoding/json"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -75,4 +77,27 @@ func TestRateLimitCheckScope(t *testing.T) {
 		}
 	}
 	scoped(n)
+}
+
+// TestLoginThrottleBehindProxy: behind a proxy listed in
+// --trusted-proxies, failed logins are counted per forwarded client
+// address, so one client's failures do not lock out the others.
+func TestLoginThrottleBehindProxy(t *testing.T) {
+	t.Parallel()
+	cfg := newNodeConfig(t, "n1")
+	cfg.Secure = true
+	cfg.ExtraArgs = append(cfg.ExtraArgs, "--trusted-proxies", "127.0.0.1", "--argon2-memory-kib", "1024", "--argon2-time", "1")
+	n := startNode(t, cfg)
+	fail := func(i int, client string) response {
+		body := map[string]string{"email": "nobody" + strconv.Itoa(i) + "@example.com", "password": "wrong horse"}
+		return n.do(t, "POST", "/v1/auth/login", body, map[string]string{"X-Forwarded-For": client})
+	}
+	for i := range 10 {
+		expectError(t, fail(i, "203.0.113.7"), 401, "unauthenticated")
+	}
+	expectError(t, fail(10, "203.0.113.7"), 429, "rate_limited")
+	expectError(t, fail(11, "203.0.113.8"), 401, "unauthenticated")
+	if !strings.Contains(n.logTail(), "client=203.0.113.7") {
+		t.Fatal("the audit log does not name the forwarded client")
+	}
 }
