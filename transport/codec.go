@@ -90,7 +90,9 @@ var maxUint64Text = strconv.FormatUint(math.MaxUint64, 10)
 // numberRanges are the documented ranges of the numeric body fields
 // (API.md), named when a number does not even fit the field's type (a
 // negative count, 1e30, 1.5); numbers that fit are checked, with the
-// same ranges, by the handlers and storage.
+// same ranges, by the handlers and storage. Keyed by the field's name,
+// which means the same thing in every body that has it (a cursor's pos
+// is an op's pos).
 var numberRanges = map[string]string{
 	"limit":        "1 to " + strconv.Itoa(storage.MaxPolicyLimit),
 	"window_ms":    "1 to " + strconv.Itoa(storage.MaxWindowMs),
