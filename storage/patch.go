@@ -61,8 +61,8 @@ func (p *UserPatch) Apply(cur *User, nowMs int64) (*User, *Error) {
 		next.PasswordHash = p.PasswordHash
 	}
 	if p.Fields&PatchRole != 0 {
-		if p.Role != RoleUser && p.Role != RoleAdmin {
-			return nil, badRequest("role", "role must be \"user\" or \"admin\"")
+		if !p.Role.Valid() {
+			return nil, errRole()
 		}
 		next.Role = p.Role
 	}

@@ -404,7 +404,7 @@ func (s *Snapshot) restoreUser(home int, u *User) error {
 	switch {
 	case !ok || int(shard) != home:
 		return fmt.Errorf("%w: user id %q does not belong to shard %d", ErrCorrupt, u.ID, home)
-	case u.Role != RoleUser && u.Role != RoleAdmin, u.Version == 0:
+	case !u.Role.Valid(), u.Version == 0:
 		return fmt.Errorf("%w: user %s has a bad role or version", ErrCorrupt, u.ID)
 	}
 	if s.Shards[home].has(u.ID) {

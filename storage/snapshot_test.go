@@ -321,7 +321,7 @@ func TestReadSnapshotCorrupt(t *testing.T) {
 	badID.Shards[0].Put(&User{ID: MakeUserID(1, 0), Email: "a@b.c", Role: RoleUser, Version: 1})
 	badIDBytes := bytes.Replace(writeSnap(t, badID), []byte(MakeUserID(1, 0)), []byte("not-an-id-at-all"), 1)
 	badRole := testSnapshot(t, 2, 0)
-	badRole.Shards[0].Put(&User{ID: MakeUserID(1, 0), Email: "a@b.c", Role: 3, Version: 1})
+	badRole.Shards[0].Put(&User{ID: MakeUserID(1, 0), Email: "a@b.c", Role: RoleService + 1, Version: 1})
 	badVersion := testSnapshot(t, 2, 0)
 	badVersion.Shards[0].Put(&User{ID: MakeUserID(1, 0), Email: "a@b.c", Role: RoleUser})
 	shardOutOfRange := testSnapshot(t, 2, 0)

@@ -13,6 +13,9 @@ type Role uint8
 const (
 	RoleUser  Role = 1
 	RoleAdmin Role = 2
+	// RoleService is a backend that uses troupe as its rate limiter: it
+	// may check any key of the named policies, and is otherwise a user.
+	RoleService Role = 3
 )
 
 func (r Role) String() string {
@@ -21,19 +24,31 @@ func (r Role) String() string {
 		return "user"
 	case RoleAdmin:
 		return "admin"
+	case RoleService:
+		return "service"
 	}
 	return "unknown"
 }
 
-// ParseRole accepts the API spellings "user" and "admin".
+// Valid reports whether r is one of the roles above.
+func (r Role) Valid() bool { return r >= RoleUser && r <= RoleService }
+
+// errRole is the answer to a role that is not one of ours.
+func errRole() *Error {
+	return badRequest("role", "role must be \"user\", \"admin\" or \"service\"")
+}
+
+// ParseRole accepts the API spellings "user", "admin" and "service".
 func ParseRole(s string) (Role, *Error) {
 	switch s {
 	case "user":
 		return RoleUser, nil
 	case "admin":
 		return RoleAdmin, nil
+	case "service":
+		return RoleService, nil
 	}
-	return 0, badRequest("role", "role must be \"user\" or \"admin\"")
+	return 0, errRole()
 }
 
 // User is one user record. A shard keeps its records as bytes and hands
@@ -207,8 +222,8 @@ func (n *NewUser) Validate() *Error {
 	} else if email != n.Email {
 		return badRequest("email", "email is not normalised")
 	}
-	if n.Role != RoleUser && n.Role != RoleAdmin {
-		return badRequest("role", "role must be \"user\" or \"admin\"")
+	if !n.Role.Valid() {
+		return errRole()
 	}
 	if n.PasswordHash != "" {
 		if _, err := ParsePHC(n.PasswordHash); err != nil {

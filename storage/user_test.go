@@ -234,7 +234,7 @@ func TestNewUserValidate(t *testing.T) {
 		{func(n *NewUser) { n.Name = " " }, "name"},
 		{func(n *NewUser) { n.Email = "nope" }, "email"},
 		{func(n *NewUser) { n.Role = 0 }, "role"},
-		{func(n *NewUser) { n.Role = 3 }, "role"},
+		{func(n *NewUser) { n.Role = RoleService + 1 }, "role"},
 		{func(n *NewUser) { n.PasswordHash = "$argon2i$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$a2V5a2V5a2V5a2V5a2V5aw" }, "password_hash"},
 		{func(n *NewUser) { n.PasswordHash = "plain text" }, "password_hash"},
 		// Not normalised: apply stores and indexes values as given.

@@ -197,7 +197,7 @@ func parseUser(data []byte) (user, error) {
 	if u.Email == "" {
 		problems = append(problems, "empty email")
 	}
-	if u.Role != "user" && u.Role != "admin" {
+	if u.Role != "user" && u.Role != "admin" && u.Role != "service" {
 		problems = append(problems, fmt.Sprintf("role %q", u.Role))
 	}
 	if u.Version < 1 {

@@ -241,7 +241,7 @@ type authProof = atomic.Pointer[proof]
 
 // audit writes one line of the audit log: who did what, never a secret.
 func (s *Server) audit(ctx *fasthttp.RequestCtx, msg string, attrs ...any) {
-	attrs = append(attrs, slog.String("client", ctx.RemoteIP().String()))
+	attrs = append(attrs, slog.String("client", s.clientAddr(ctx)))
 	s.log.Info("audit: "+msg, attrs...)
 }
 

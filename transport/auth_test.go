@@ -308,6 +308,38 @@ func TestLoginThrottle(t *testing.T) {
 	}
 }
 
+// TestLoginThrottleBehindProxy: behind a trusted proxy each client
+// address has its own failures; X-Forwarded-For from anyone else is
+// ignored.
+func TestLoginThrottleBehindProxy(t *testing.T) {
+	proxies, err := ParseTrustedProxies("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, trusted := range []bool{true, false} {
+		opts := []func(*Config){secure}
+		if trusted {
+			opts = append(opts, func(c *Config) { c.TrustedProxies = proxies })
+		}
+		ts := startServer(t, opts...)
+		from := func(addr string) map[string]string { return map[string]string{"X-Forwarded-For": addr} }
+		fail := func(i int, hdr map[string]string) *response {
+			// A new email each time: only the address is counted.
+			return ts.do("POST", "/v1/auth/login", fmt.Sprintf(`{"email":"nobody%d@example.com","password":"wrong horse"}`, i), hdr, true)
+		}
+		for i := range 10 {
+			ts.expect(fail(i, from("203.0.113.1")), 401, "unauthenticated")
+		}
+		ts.expect(fail(10, from("203.0.113.1")), 429, "rate_limited")
+		if trusted {
+			ts.expect(fail(11, from("203.0.113.2")), 401, "unauthenticated")
+		} else {
+			// The header is not believed: one address, the proxy's.
+			ts.expect(fail(11, from("203.0.113.2")), 429, "rate_limited")
+		}
+	}
+}
+
 func TestKeyRotationKeepsOldTokens(t *testing.T) {
 	ts := startServer(t, secure)
 	admin := ts.login("admin@troupe.local", testAdminPassword)

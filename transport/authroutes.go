@@ -98,7 +98,9 @@ func (s *Server) throttledLogin(h fasthttp.RequestHandler) fasthttp.RequestHandl
 		if decodeJSON(ctx.PostBody(), &req) == nil && req.Email != nil {
 			emailKey = "email:" + storage.EmailKey(*req.Email)
 		}
-		addrKey := "addr:" + ctx.RemoteIP().String()
+		// The client address as the default policy counts it: behind a
+		// trusted proxy, the client's, not the proxy's.
+		addrKey := "addr:" + s.clientAddr(ctx)
 		wait, blocked := s.loginThrottle.blocked(addrKey)
 		if emailKey != "" {
 			if w, b := s.loginThrottle.blocked(emailKey); b {

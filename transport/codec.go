@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"reflect"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -23,6 +25,9 @@ func decodeJSON(body []byte, v any) *apiError {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return badRequest("the request body must be a JSON object", "")
 	}
+	if !utf8.Valid(body) {
+		return badUTF8(body)
+	}
 	// The common case, a valid body, is decoded in one call without a
 	// stream decoder (whose buffer is an allocation per request). Any
 	// error is worded by the stream decoder below, from a zeroed v, so the
@@ -36,7 +41,12 @@ func decodeJSON(body []byte, v any) *apiError {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return badRequest("invalid JSON body: "+jsonErrorText(err), "")
+		field := ""
+		var ute *json.UnmarshalTypeError
+		if errors.As(err, &ute) {
+			field = ute.Field
+		}
+		return badRequest("invalid JSON body: "+jsonErrorText(err), field)
 	}
 	var extra json.RawMessage
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
@@ -56,6 +66,13 @@ func jsonErrorText(err error) string {
 	var ute *json.UnmarshalTypeError
 	if errors.As(err, &ute) {
 		if ute.Field != "" {
+			leaf := ute.Field[strings.LastIndexByte(ute.Field, '.')+1:]
+			if r, ok := numberRanges[leaf]; ok {
+				return fmt.Sprintf("field %q must be an integer from %s", ute.Field, r)
+			}
+			if lo, hi, ok := integerRange(ute.Type); ok {
+				return fmt.Sprintf("field %q must be an integer from %s to %s", ute.Field, lo, hi)
+			}
 			return fmt.Sprintf("field %q must be %s", ute.Field, jsonType(ute.Type.Kind().String()))
 		}
 		return "the body must be a JSON object"
@@ -65,6 +82,37 @@ func jsonErrorText(err error) string {
 		s = s[:200]
 	}
 	return s
+}
+
+// maxUint64Text is the largest version or index, for messages.
+var maxUint64Text = strconv.FormatUint(math.MaxUint64, 10)
+
+// numberRanges are the documented ranges of the numeric body fields
+// (API.md), named when a number does not even fit the field's type (a
+// negative count, 1e30, 1.5); numbers that fit are checked, with the
+// same ranges, by the handlers and storage. Keyed by the field's name,
+// which means the same thing in every body that has it (a cursor's pos
+// is an op's pos).
+var numberRanges = map[string]string{
+	"limit":        "1 to " + strconv.Itoa(storage.MaxPolicyLimit),
+	"window_ms":    "1 to " + strconv.Itoa(storage.MaxWindowMs),
+	"burst":        "1 to " + strconv.Itoa(storage.MaxPolicyLimit),
+	"cost":         "1 to the policy's burst",
+	"pos":          "0 to " + strconv.Itoa(storage.MaxOpPos),
+	"len":          "1 to " + strconv.Itoa(storage.MaxOpPos),
+	"seq":          "0 to " + maxUint64Text,
+	"base_version": "0 to the document's version",
+}
+
+// integerRange is the range of an integer type, for messages.
+func integerRange(t reflect.Type) (lo, hi string, ok bool) {
+	switch t.Kind() {
+	case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uint:
+		return "0", strconv.FormatUint(1<<t.Bits()-1, 10), true
+	case reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Int:
+		return strconv.FormatInt(-1<<(t.Bits()-1), 10), strconv.FormatInt(1<<(t.Bits()-1)-1, 10), true
+	}
+	return "", "", false
 }
 
 func jsonType(kind string) string {

@@ -69,7 +69,7 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx) (d *storage.Doc, sub *actor
 	if last != "" {
 		n, err := strconv.ParseUint(last, 10, 64)
 		if err != nil {
-			writeError(ctx, badRequest("Last-Event-ID must be a document version", "Last-Event-ID"))
+			writeError(ctx, badRequest("Last-Event-ID must be a document version, an integer from 0 to "+maxUint64Text, "Last-Event-ID"))
 			return nil, nil, "", false
 		}
 		after = n

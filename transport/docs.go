@@ -170,6 +170,10 @@ func (s *Server) createDoc(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, newError("unauthenticated", "a document needs an owner: log in (--insecure without a token has no user)"))
 		return
 	}
+	if err := storage.CheckLabel("title", *req.Title); err != nil {
+		writeError(ctx, err)
+		return
+	}
 	dc.Title = *req.Title
 	if req.Content != nil {
 		if err := storage.CheckDocText("content", *req.Content); err != nil {
@@ -268,6 +272,10 @@ func (s *Server) patchDoc(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, badRequest("title is required", "title"))
 		return
 	}
+	if err := storage.CheckLabel("title", *req.Title); err != nil {
+		writeError(ctx, err)
+		return
+	}
 	dc := docCommand(ctx, docID(ctx))
 	dc.Title = *req.Title
 	s.docWrite(ctx, w, storage.CmdDocTitle, dc, func(res storage.Result) {
@@ -328,7 +336,7 @@ func (s *Server) docChanges(ctx *fasthttp.RequestCtx) {
 	if v := ctx.QueryArgs().Peek("since"); len(v) > 0 {
 		n, err := strconv.ParseUint(string(v), 10, 64)
 		if err != nil {
-			writeError(ctx, badRequest("since must be a non-negative integer", "since"))
+			writeError(ctx, badRequest("since must be an integer from 0 to the document's version", "since"))
 			return
 		}
 		since = n
@@ -339,7 +347,7 @@ func (s *Server) docChanges(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if since > d.Version {
-		writeError(ctx, badRequest("since is newer than the document's version "+strconv.FormatUint(d.Version, 10), "since"))
+		writeError(ctx, badRequest("since must be from 0 to the document's version, "+strconv.FormatUint(d.Version, 10), "since"))
 		return
 	}
 	changes, err := d.ChangesSince(since)

@@ -42,6 +42,9 @@ var codeStatus = map[string]int{
 	"internal":            http.StatusInternalServerError,
 	"unavailable":         http.StatusServiceUnavailable,
 	"timeout":             http.StatusGatewayTimeout,
+
+	// Answered by parseError: the request line and headers were too big.
+	"request_header_fields_too_large": http.StatusRequestHeaderFieldsTooLarge,
 }
 
 func newError(code, message string) *apiError {

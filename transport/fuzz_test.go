@@ -81,7 +81,7 @@ func FuzzDecodeRequests(f *testing.F) {
 func FuzzTokens(f *testing.F) {
 	auth := testAuth(f)
 	now := tokenT0.Add(time.Minute)
-	tm := newTokenMaker(func() *storage.AuthState { return auth }, 15*time.Minute, func() time.Time { return now })
+	tm := newTokenMaker(func() *storage.AuthState { return auth }, 15*time.Minute, DefaultTokenLeeway, func() time.Time { return now })
 	u := testUser()
 	good, err := tm.issue(u, "fam")
 	if err != nil {

@@ -11,12 +11,12 @@ import (
 // twoOwners starts two nodes in global mode that see each other as the
 // members owning keys (each is its own one-node cluster; they prove
 // themselves to each other with the cluster secret).
-func twoOwners(t *testing.T) (a, b *testServer, set *ownerSet) {
+func twoOwners(t *testing.T, extra ...func(*Config)) (a, b *testServer, set *ownerSet) {
 	t.Helper()
-	opts := []func(*Config){withDefaultLimit(1000, time.Second), func(c *Config) {
+	opts := append([]func(*Config){withDefaultLimit(1000, time.Second), func(c *Config) {
 		c.RateLimitGlobal = true
 		c.ClusterSecret = "global-secret"
-	}}
+	}}, extra...)
 	a, b = startServer(t, opts...), startServer(t, opts...)
 	set = &ownerSet{at: time.Now().Add(time.Hour), ids: []string{"a", "b"},
 		addrs: []string{strings.TrimPrefix(a.base, "http://"), strings.TrimPrefix(b.base, "http://")}}
@@ -25,7 +25,7 @@ func twoOwners(t *testing.T) (a, b *testServer, set *ownerSet) {
 		view.self = i
 		ts.srv.global.members = func() *ownerSet { return &view }
 		// Two one-node clusters: the policy is put on each.
-		ts.expect(ts.do("PUT", "/v1/ratelimit/policies/api", `{"limit":5,"window_ms":60000}`, nil, true), 200, "")
+		ts.expect(ts.do("PUT", "/v1/ratelimit/policies/api", `{"limit":5,"window_ms":60000}`, ts.adminToken(), true), 200, "")
 	}
 	return a, b, set
 }

@@ -198,6 +198,10 @@ func (s *Server) putPolicy(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	name, _ := ctx.UserValue("name").(string)
+	if e := storage.CheckLabel("name", name); e != nil {
+		writeError(ctx, e)
+		return
+	}
 	if req.Limit == nil || req.WindowMs == nil {
 		writeError(ctx, badRequest("limit and window_ms are required", ""))
 		return
@@ -205,7 +209,7 @@ func (s *Server) putPolicy(ctx *fasthttp.RequestCtx) {
 	p := storage.Policy{Name: name, Limit: *req.Limit, WindowMs: *req.WindowMs}
 	if req.Burst != nil {
 		if *req.Burst == 0 {
-			writeError(ctx, badRequest("burst must be at least 1 (omit it for the default, limit)", "burst"))
+			writeError(ctx, badRequest("burst must be from 1 to "+strconv.Itoa(storage.MaxPolicyLimit)+" (omit it for the default, limit)", "burst"))
 			return
 		}
 		p.Burst = *req.Burst
@@ -262,6 +266,32 @@ func (s *Server) listPolicies(ctx *fasthttp.RequestCtx) {
 	writeJSON(ctx, http.StatusOK, map[string][]policyJSON{"items": append(items, named...)})
 }
 
+// mayCheck says whether a caller may spend a key of a policy: an admin
+// any key; anyone the keys of its own namespace, "user:<id>" and
+// "user:<id>:..." (the first is its bucket of the default policy); a
+// service any key of the named policies, never another user's default
+// bucket. Checked before the policy is looked up, so a refusal does not
+// tell which policies exist.
+func mayCheck(c *caller, policy, key string) *apiError {
+	if c.admin {
+		return nil
+	}
+	if c.user == nil {
+		return newError("forbidden", "only users may check rate limits")
+	}
+	own := "user:" + c.user.ID
+	if key == own || strings.HasPrefix(key, own+":") {
+		return nil
+	}
+	if c.user.Role == storage.RoleService {
+		if policy != storage.DefaultPolicy {
+			return nil
+		}
+		return newError("forbidden", "only admins may check the default policy's keys of others; a service checks the named policies")
+	}
+	return newError("forbidden", "a user may check only its own keys: "+strconv.Quote(own)+" or keys starting with "+strconv.Quote(own+":"))
+}
+
 // check answers "may key spend cost under policy?" (node-local decision).
 func (s *Server) check(ctx *fasthttp.RequestCtx) {
 	var req checkRequest
@@ -273,8 +303,16 @@ func (s *Server) check(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, badRequest("policy and key are required", ""))
 		return
 	}
+	if e := storage.CheckLabel("policy", *req.Policy); e != nil {
+		writeError(ctx, e)
+		return
+	}
 	if *req.Key == "" || len(*req.Key) > maxLimitKeyBytes {
 		writeError(ctx, badRequest("key must be 1 to 512 bytes", "key"))
+		return
+	}
+	if e := mayCheck(callerOf(ctx), *req.Policy, *req.Key); e != nil {
+		writeError(ctx, e)
 		return
 	}
 	cost := uint32(1)

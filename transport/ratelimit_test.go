@@ -62,8 +62,9 @@ func TestDefaultPolicy(t *testing.T) {
 func TestPoliciesAndCheck(t *testing.T) {
 	ts := startServer(t, secure, withDefaultLimit(1000, time.Second))
 	admin := bearer(ts.login("admin@troupe.local", testAdminPassword).AccessToken)
-	ts.register("Ada", "ada@example.com", "correct horse")
+	ada := ts.register("Ada", "ada@example.com", "correct horse")
 	user := bearer(ts.login("ada@example.com", "correct horse").AccessToken)
+	k := func(name string) string { return "user:" + ada + ":" + name } // a key of Ada's own
 
 	r := ts.do("PUT", "/v1/ratelimit/policies/api", `{"limit":3,"window_ms":1000}`, admin, true)
 	ts.expect(r, 200, "")
@@ -100,23 +101,23 @@ func TestPoliciesAndCheck(t *testing.T) {
 		return c
 	}
 	for i := range 3 {
-		if c := check(`{"policy":"api","key":"k1"}`); !c.Allowed || c.Remaining != uint32(2-i) || c.Limit != 3 {
+		if c := check(fmt.Sprintf(`{"policy":"api","key":%q}`, k("k1"))); !c.Allowed || c.Remaining != uint32(2-i) || c.Limit != 3 {
 			t.Fatalf("check %d: %+v", i, c)
 		}
 	}
-	if c := check(`{"policy":"api","key":"k1"}`); c.Allowed || c.RetryAfterMs != 334 || c.ResetMs < 1000 || c.ResetMs > 1001 {
+	if c := check(fmt.Sprintf(`{"policy":"api","key":%q}`, k("k1"))); c.Allowed || c.RetryAfterMs != 334 || c.ResetMs < 1000 || c.ResetMs > 1001 {
 		t.Fatalf("over the limit: %+v", c)
 	}
-	if c := check(`{"policy":"api","key":"k2","cost":3}`); !c.Allowed || c.Remaining != 0 {
+	if c := check(fmt.Sprintf(`{"policy":"api","key":%q,"cost":3}`, k("k2"))); !c.Allowed || c.Remaining != 0 {
 		t.Fatalf("another key, cost 3: %+v", c)
 	}
-	ts.expect(ts.do("POST", "/v1/ratelimit/check", `{"policy":"api","key":"k3","cost":4}`, user, true), 400, "bad_request")
-	ts.expect(ts.do("POST", "/v1/ratelimit/check", `{"policy":"nope","key":"k"}`, user, true), 404, "not_found")
+	ts.expect(ts.do("POST", "/v1/ratelimit/check", fmt.Sprintf(`{"policy":"api","key":%q,"cost":4}`, k("k3")), user, true), 400, "bad_request")
+	ts.expect(ts.do("POST", "/v1/ratelimit/check", fmt.Sprintf(`{"policy":"nope","key":%q}`, k("k")), user, true), 404, "not_found")
 	ts.expect(ts.do("POST", "/v1/ratelimit/check", `{"policy":"api"}`, user, false), 400, "bad_request")
-	ts.expect(ts.do("POST", "/v1/ratelimit/check", `{"policy":"api","key":"k"}`, nil, true), 401, "unauthenticated")
+	ts.expect(ts.do("POST", "/v1/ratelimit/check", fmt.Sprintf(`{"policy":"api","key":%q}`, k("k")), nil, true), 401, "unauthenticated")
 	// A shadow policy counts but never denies.
-	check(`{"policy":"shadowed","key":"k"}`)
-	if c := check(`{"policy":"shadowed","key":"k"}`); !c.Allowed || c.RetryAfterMs == 0 {
+	check(fmt.Sprintf(`{"policy":"shadowed","key":%q}`, k("k")))
+	if c := check(fmt.Sprintf(`{"policy":"shadowed","key":%q}`, k("k"))); !c.Allowed || c.RetryAfterMs == 0 {
 		t.Fatalf("shadow: %+v", c)
 	}
 	// Decisions reach the metrics on the next sweep.
@@ -131,7 +132,7 @@ func TestPoliciesAndCheck(t *testing.T) {
 	ts.expect(ts.do("DELETE", "/v1/ratelimit/policies/api", "", admin, true), 204, "")
 	ts.expect(ts.do("DELETE", "/v1/ratelimit/policies/api", "", admin, true), 404, "not_found")
 	ts.expect(ts.do("DELETE", "/v1/ratelimit/policies/default", "", admin, true), 400, "bad_request")
-	ts.expect(ts.do("POST", "/v1/ratelimit/check", `{"policy":"api","key":"k1"}`, user, true), 404, "not_found")
+	ts.expect(ts.do("POST", "/v1/ratelimit/check", fmt.Sprintf(`{"policy":"api","key":%q}`, k("k1")), user, true), 404, "not_found")
 }
 
 func TestClientAddrBehindTrustedProxy(t *testing.T) {

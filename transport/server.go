@@ -96,6 +96,12 @@ type Config struct {
 	HashConcurrency int
 	// AccessTTL is how long an access token is valid.
 	AccessTTL time.Duration
+	// TokenLeeway is the clock skew between nodes an access token's
+	// times are given (--token-leeway): accepted this long past its exp.
+	TokenLeeway time.Duration
+	// MaxHeaderBytes bounds the request line and headers together;
+	// beyond it a request gets 431.
+	MaxHeaderBytes int
 	// LoginFailuresPerMinute is how many failed logins an email or a
 	// client address may have a minute before it gets 429.
 	LoginFailuresPerMinute int
@@ -128,11 +134,22 @@ type Config struct {
 	WSOverLimitClose time.Duration
 }
 
+// DefaultMaxHeaderBytes bounds a request's line and headers (API.md): an
+// access token in a header or the query is well under 1 KiB.
+const DefaultMaxHeaderBytes = 8 << 10
+
+// Token leeway: the default and the most --token-leeway accepts.
+const (
+	DefaultTokenLeeway = 5 * time.Second
+	MaxTokenLeeway     = 5 * time.Minute
+)
+
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
 		HTTPAddr:          "127.0.0.1:8080",
 		MaxBodyBytes:      1 << 20,
+		MaxHeaderBytes:    DefaultMaxHeaderBytes,
 		RequestTimeout:    10 * time.Second,
 		LeaderWait:        3 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -142,6 +159,7 @@ func DefaultConfig() Config {
 		Argon2:            storage.DefaultArgon2,
 		HashConcurrency:   runtime.NumCPU(),
 		AccessTTL:         15 * time.Minute,
+		TokenLeeway:       DefaultTokenLeeway,
 		StreamKeepAlive:   5 * time.Second,
 		MaxConnections:    10_000,
 		MaxStreams:        10_000,
@@ -163,6 +181,9 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.AdvertiseHTTP); err != nil {
 			errs = append(errs, fmt.Errorf("advertised http address %q: %v", c.AdvertiseHTTP, err))
 		}
+	}
+	if c.MaxHeaderBytes < 1024 || c.MaxHeaderBytes > 1<<20 {
+		errs = append(errs, fmt.Errorf("max header size %d must be from 1024 to %d bytes", c.MaxHeaderBytes, 1<<20))
 	}
 	if c.MaxBodyBytes < 1024 {
 		errs = append(errs, fmt.Errorf("max body size %d too small", c.MaxBodyBytes))
@@ -195,11 +216,14 @@ func (c *Config) Validate() error {
 		{"max-presence-per-document", c.MaxPresence, 1, 100_000},
 	} {
 		if l.v < l.lo || l.v > l.hi {
-			errs = append(errs, fmt.Errorf("%s %d must be from %d to %d", l.name, l.v, l.lo, l.hi))
+			errs = append(errs, fmt.Errorf("--%s %d must be from %d to %d", l.name, l.v, l.lo, l.hi))
 		}
 	}
 	if c.WSOverLimitClose < time.Millisecond {
 		errs = append(errs, fmt.Errorf("websocket over-limit close %v must be positive", c.WSOverLimitClose))
+	}
+	if c.TokenLeeway < 0 || c.TokenLeeway > MaxTokenLeeway {
+		errs = append(errs, fmt.Errorf("--token-leeway %v must be from 0s to %v", c.TokenLeeway, MaxTokenLeeway))
 	}
 	if c.LoginFailuresPerMinute < 10 {
 		errs = append(errs, fmt.Errorf("login failures per minute %d must be at least 10", c.LoginFailuresPerMinute))
@@ -271,19 +295,22 @@ func New(cfg Config, logger *slog.Logger, set *metrics.Set, node Node, users fun
 			s.limiter = s.global
 		}
 	}
-	s.tokens = newTokenMaker(node.Auth, cfg.AccessTTL, nil)
+	s.tokens = newTokenMaker(node.Auth, cfg.AccessTTL, cfg.TokenLeeway, nil)
 	s.http = &fasthttp.Server{
 		Handler:               s.routes(),
 		Name:                  "troupe",
 		NoDefaultServerHeader: true,
 		MaxRequestBodySize:    cfg.MaxBodyBytes,
-		ReadTimeout:           cfg.ReadTimeout,
-		WriteTimeout:          cfg.WriteTimeout,
-		IdleTimeout:           cfg.IdleTimeout,
-		CloseOnShutdown:       true,
-		ErrorHandler:          s.parseError,
-		Logger:                fasthttpLogger{logger},
-		TLSConfig:             cfg.TLS,
+		// fasthttp reads the request line and headers into this buffer;
+		// what does not fit is ErrSmallBuffer (parseError: 431).
+		ReadBufferSize:  cfg.MaxHeaderBytes,
+		ReadTimeout:     cfg.ReadTimeout,
+		WriteTimeout:    cfg.WriteTimeout,
+		IdleTimeout:     cfg.IdleTimeout,
+		CloseOnShutdown: true,
+		ErrorHandler:    s.parseError,
+		Logger:          fasthttpLogger{logger},
+		TLSConfig:       cfg.TLS,
 	}
 	return s, nil
 }
@@ -417,6 +444,11 @@ func (s *Server) handle(route string, h fasthttp.RequestHandler) fasthttp.Reques
 func (s *Server) parseError(ctx *fasthttp.RequestCtx, err error) {
 	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
 		writeError(ctx, newError("payload_too_large", fmt.Sprintf("the request body exceeds %d bytes", s.cfg.MaxBodyBytes)))
+		return
+	}
+	var small *fasthttp.ErrSmallBuffer
+	if errors.As(err, &small) {
+		writeError(ctx, newError("request_header_fields_too_large", fmt.Sprintf("the request line and headers exceed %d bytes", s.cfg.MaxHeaderBytes)))
 		return
 	}
 	var netErr net.Error

@@ -223,7 +223,7 @@ func shortLivedToken(t *testing.T, ts *testServer, token string, life time.Durat
 	now := time.Now()
 	claims.IssuedAt = jwt.NewNumericDate(now.Add(-time.Minute))
 	claims.NotBefore = claims.IssuedAt
-	claims.ExpiresAt = jwt.NewNumericDate(now.Add(life - tokenLeeway))
+	claims.ExpiresAt = jwt.NewNumericDate(now.Add(life - ts.srv.cfg.TokenLeeway))
 	k := ts.node.Auth().Current()
 	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claims)
 	tok.Header["kid"] = k.KID

@@ -27,8 +27,7 @@ const (
 	tokenIssuer   = "troupe"
 	tokenAudience = "troupe"
 	accessTyp     = "at+jwt"
-	// tokenLeeway absorbs clock differences between nodes.
-	tokenLeeway    = 30 * time.Second
+	// The leeway for clock skew is Config.TokenLeeway (--token-leeway).
 	maxTokenBytes  = 4096
 	refreshPrefix  = "rt"
 	familyHexBytes = 12
@@ -51,6 +50,7 @@ type accessClaims struct {
 type tokenMaker struct {
 	auth      func() *storage.AuthState // nil until set up
 	accessTTL time.Duration
+	leeway    time.Duration // clock skew allowed past exp, before nbf and iat (--token-leeway)
 	now       func() time.Time
 	parser    *jwt.Parser
 
@@ -69,18 +69,18 @@ type tokenMaker struct {
 // forgotten all at once (and verified again on their next use).
 const maxVerifiedTokens = 4096
 
-func newTokenMaker(auth func() *storage.AuthState, accessTTL time.Duration, now func() time.Time) *tokenMaker {
+func newTokenMaker(auth func() *storage.AuthState, accessTTL, leeway time.Duration, now func() time.Time) *tokenMaker {
 	if now == nil {
 		now = time.Now
 	}
-	t := &tokenMaker{auth: auth, accessTTL: accessTTL, now: now}
+	t := &tokenMaker{auth: auth, accessTTL: accessTTL, leeway: leeway, now: now}
 	t.parser = jwt.NewParser(
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
 		jwt.WithIssuer(tokenIssuer),
 		jwt.WithAudience(tokenAudience),
-		jwt.WithLeeway(tokenLeeway),
+		jwt.WithLeeway(leeway),
 		jwt.WithTimeFunc(func() time.Time { return t.now() }),
 		jwt.WithStrictDecoding(),
 	)
@@ -156,15 +156,15 @@ func (t *tokenMaker) remember(a *storage.AuthState, raw string, c *accessClaims)
 }
 
 // expiresAt is when a token with claims c stops being accepted.
-func (t *tokenMaker) expiresAt(c *accessClaims) time.Time { return c.ExpiresAt.Add(tokenLeeway) }
+func (t *tokenMaker) expiresAt(c *accessClaims) time.Time { return c.ExpiresAt.Add(t.leeway) }
 
 // inTime makes the parser's time checks (exp, nbf, iat, with the
 // leeway) for a token verified before.
 func (t *tokenMaker) inTime(c *accessClaims) bool {
 	now := t.now()
-	return now.Before(c.ExpiresAt.Add(tokenLeeway)) &&
-		(c.NotBefore == nil || !now.Add(tokenLeeway).Before(c.NotBefore.Time)) &&
-		!now.Add(tokenLeeway).Before(c.IssuedAt.Time)
+	return now.Before(c.ExpiresAt.Add(t.leeway)) &&
+		(c.NotBefore == nil || !now.Add(t.leeway).Before(c.NotBefore.Time)) &&
+		!now.Add(t.leeway).Before(c.IssuedAt.Time)
 }
 
 // verifyFully is verify without the memory: the token's signature,

@@ -60,7 +60,7 @@ func sign(t *testing.T, method jwt.SigningMethod, key any, header map[string]any
 func TestAccessTokenDefects(t *testing.T) {
 	auth := testAuth(t)
 	now := tokenT0.Add(time.Minute)
-	tm := newTokenMaker(func() *storage.AuthState { return auth }, 15*time.Minute, func() time.Time { return now })
+	tm := newTokenMaker(func() *storage.AuthState { return auth }, 15*time.Minute, DefaultTokenLeeway, func() time.Time { return now })
 	u := testUser()
 	good, err := tm.issue(u, "fam")
 	if err != nil {
@@ -138,7 +138,7 @@ func TestAccessTokenDefects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tm2 := newTokenMaker(func() *storage.AuthState { return auth2 }, 15*time.Minute, func() time.Time { return now })
+	tm2 := newTokenMaker(func() *storage.AuthState { return auth2 }, 15*time.Minute, DefaultTokenLeeway, func() time.Time { return now })
 	if _, err := tm2.verify(good); err != nil {
 		t.Fatalf("a token of the retired key: %v", err)
 	}
@@ -161,7 +161,7 @@ func TestAccessTokenDefects(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Expiry with the clock.
-	tm2.now = func() time.Time { return late.Add(15*time.Minute + tokenLeeway + time.Second) }
+	tm2.now = func() time.Time { return late.Add(15*time.Minute + DefaultTokenLeeway + time.Second) }
 	if _, err := tm2.verify(fresh); err == nil {
 		t.Fatal("an expired token was accepted")
 	}
@@ -200,7 +200,7 @@ func TestVerifiedTokenMemory(t *testing.T) {
 	auth := testAuth(t)
 	now := tokenT0
 	current := auth
-	tm := newTokenMaker(func() *storage.AuthState { return current }, 15*time.Minute, func() time.Time { return now })
+	tm := newTokenMaker(func() *storage.AuthState { return current }, 15*time.Minute, DefaultTokenLeeway, func() time.Time { return now })
 	tok, err := tm.issue(testUser(), "")
 	if err != nil {
 		t.Fatal(err)
@@ -218,7 +218,7 @@ func TestVerifiedTokenMemory(t *testing.T) {
 		t.Fatal("a changed signature was accepted")
 	}
 	// Past its expiry (and the leeway) it fails from memory too.
-	now = tokenT0.Add(15*time.Minute + tokenLeeway + time.Second)
+	now = tokenT0.Add(15*time.Minute + DefaultTokenLeeway + time.Second)
 	if _, err := tm.verify(tok); err == nil {
 		t.Fatal("an expired remembered token was accepted")
 	}
@@ -247,5 +247,42 @@ func TestVerifiedTokenMemory(t *testing.T) {
 	}
 	if n := len(tm.verified); n > maxVerifiedTokens {
 		t.Fatalf("%d tokens remembered", n)
+	}
+}
+
+// TestTokenLeeway: --token-leeway is the skew given to a token's times,
+// on the first verification and from memory alike.
+func TestTokenLeeway(t *testing.T) {
+	auth := testAuth(t)
+	for _, leeway := range []time.Duration{0, DefaultTokenLeeway, 2 * time.Minute} {
+		now := tokenT0.Add(time.Minute)
+		clock := func() time.Time { return now }
+		tm := newTokenMaker(func() *storage.AuthState { return auth }, 15*time.Minute, leeway, clock)
+		issued := now
+		tok, err := tm.issue(testUser(), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tm.verify(tok); err != nil { // now remembered by tm
+			t.Fatal(err)
+		}
+		expires := issued.Add(15 * time.Minute)
+		for _, tc := range []struct {
+			at   time.Time
+			want bool
+		}{
+			{expires.Add(leeway - time.Second), true},
+			{expires.Add(leeway + time.Second), false},
+			{issued.Add(-leeway), true},                // a node whose clock is behind
+			{issued.Add(-leeway - time.Second), false}, // too far behind
+		} {
+			now = tc.at
+			fresh := newTokenMaker(func() *storage.AuthState { return auth }, 15*time.Minute, leeway, clock)
+			_, errFresh := fresh.verify(tok)
+			_, errMem := tm.verify(tok)
+			if (errFresh == nil) != tc.want || (errMem == nil) != tc.want {
+				t.Errorf("leeway %v, at issue%+v: accepted %v (from memory %v), want %v", leeway, tc.at.Sub(issued), errFresh == nil, errMem == nil, tc.want)
+			}
+		}
 	}
 }

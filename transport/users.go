@@ -69,7 +69,13 @@ func validateNewUser(r *createUserRequest, allowHash bool) (storage.NewUser, *st
 		return nu, &storage.Error{Kind: storage.KindBadRequest, Field: "email", Message: "email is required"}
 	}
 	var err *storage.Error
+	if err = storage.CheckLabel("name", *r.Name); err != nil {
+		return nu, err
+	}
 	if nu.Name, err = storage.NormalizeName("name", *r.Name); err != nil {
+		return nu, err
+	}
+	if err = storage.CheckLabel("email", *r.Email); err != nil {
 		return nu, err
 	}
 	if nu.Email, err = storage.NormalizeEmail("email", *r.Email); err != nil {
@@ -321,7 +327,7 @@ func readOptions(ctx *fasthttp.RequestCtx) (cluster.Consistency, uint64, *apiErr
 	if v := args.Peek("min_index"); len(v) > 0 {
 		n, err := strconv.ParseUint(string(v), 10, 64)
 		if err != nil {
-			return c, 0, badRequest("min_index must be a non-negative integer", "min_index")
+			return c, 0, badRequest("min_index must be an integer from 0 to "+maxUint64Text, "min_index")
 		}
 		minIndex = n
 	}
@@ -406,6 +412,10 @@ func (s *Server) patchUser(ctx *fasthttp.RequestCtx) {
 	var serr *storage.Error
 	if req.Name != nil {
 		p.Fields |= storage.PatchName
+		if serr = storage.CheckLabel("name", *req.Name); serr != nil {
+			writeError(ctx, serr)
+			return
+		}
 		if p.Name, serr = storage.NormalizeName("name", *req.Name); serr != nil {
 			writeError(ctx, serr)
 			return
@@ -413,6 +423,10 @@ func (s *Server) patchUser(ctx *fasthttp.RequestCtx) {
 	}
 	if req.Email != nil {
 		p.Fields |= storage.PatchEmail
+		if serr = storage.CheckLabel("email", *req.Email); serr != nil {
+			writeError(ctx, serr)
+			return
+		}
 		if p.Email, serr = storage.NormalizeEmail("email", *req.Email); serr != nil {
 			writeError(ctx, serr)
 			return

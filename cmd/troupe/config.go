@@ -30,6 +30,14 @@ type serveConfig struct {
 	// Explicit records which flags the operator set (flag or env), e.g. to
 	// tell a chosen --user-shards from the default.
 	Explicit map[string]bool
+	// Warnings are logged once the logger is set up (a secret given on
+	// the command line).
+	Warnings []string
+	// ClusterSecretFile holds the cluster secret, which then stays off
+	// the command line; secretOnArgv: --cluster-secret was a flag, not
+	// TROUPE_CLUSTER_SECRET.
+	ClusterSecretFile string
+	secretOnArgv      bool
 
 	// Accepted for the documented interface; refused until implemented.
 	Join            string
@@ -68,7 +76,8 @@ func parseServe(args []string, stderr io.Writer, getenv func(string) string) (*s
 	fs.BoolVar(&c.Bootstrap, "bootstrap", false, "bootstrap a new cluster with this node as its first member")
 	fs.StringVar(&c.Join, "join", "", "join the cluster of these members (URL[,URL])")
 	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", 0, "form a cluster once this many nodes know each other")
-	fs.StringVar(&c.ClusterSecret, "cluster-secret", "", "shared secret a joining node must prove")
+	fs.StringVar(&c.ClusterSecret, "cluster-secret", "", "shared secret a joining node must prove (visible in the process list: prefer --cluster-secret-file or TROUPE_CLUSTER_SECRET)")
+	fs.StringVar(&c.ClusterSecretFile, "cluster-secret-file", "", "file holding the cluster secret (its content, trimmed)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "node-to-node TLS certificate")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "node-to-node TLS key")
 	fs.StringVar(&c.TLSCA, "tls-ca", "", "CA that node-to-node certificates must chain to")
@@ -85,6 +94,7 @@ func parseServe(args []string, stderr io.Writer, getenv func(string) string) (*s
 	fs.IntVar(&c.Node.UserShards, "user-shards", c.Node.UserShards, "user shards of a new cluster (a power of two; fixed at creation)")
 	fs.DurationVar(&c.Node.IdempotencyRetention, "idempotency-retention", c.Node.IdempotencyRetention, "how long Idempotency-Keys are remembered in a new cluster (fixed at creation)")
 	fs.DurationVar(&c.HTTP.AccessTTL, "access-token-ttl", c.HTTP.AccessTTL, "how long an access token is valid (1m to 24h)")
+	fs.DurationVar(&c.HTTP.TokenLeeway, "token-leeway", c.HTTP.TokenLeeway, "clock skew between nodes allowed for access tokens' times (0s to 5m)")
 	fs.DurationVar(&c.HTTP.RequestTimeout, "request-timeout", c.HTTP.RequestTimeout, "how long a request may wait for the cluster")
 	fs.DurationVar(&c.HTTP.ShutdownGrace, "shutdown-grace", c.HTTP.ShutdownGrace, "how long in-flight requests may take on shutdown")
 	fs.DurationVar(&c.Node.HeartbeatTimeout, "raft-heartbeat-timeout", c.Node.HeartbeatTimeout, "raft heartbeat timeout of multi-node clusters")
@@ -107,6 +117,7 @@ func parseServe(args []string, stderr io.Writer, getenv func(string) string) (*s
 		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
 	fs.Visit(func(f *flag.Flag) { c.Explicit[f.Name] = true })
+	c.secretOnArgv = c.Explicit["cluster-secret"]
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
 		if c.Explicit[f.Name] {
@@ -154,6 +165,11 @@ func (c *serveConfig) validate() error {
 		case c.Bootstrap:
 			errs = append(errs, errors.New("--bootstrap-expect and --bootstrap exclude each other"))
 		}
+	}
+	if secret, warnings, err := settleClusterSecret(c.ClusterSecret, c.ClusterSecretFile, c.secretOnArgv); err != nil {
+		errs = append(errs, err)
+	} else {
+		c.ClusterSecret, c.Warnings = secret, append(c.Warnings, warnings...)
 	}
 	c.HTTP.ClusterSecret = c.ClusterSecret
 	c.Node.ClusterSecret = c.ClusterSecret

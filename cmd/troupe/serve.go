@@ -37,6 +37,9 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	logger := newLogger(cfg, stderr)
+	for _, w := range cfg.Warnings {
+		logger.Warn(w)
+	}
 	if os.Getenv("GOGC") == "" {
 		// The heap is mostly long-lived records: collecting at 5× the live
 		// heap instead of 2× costs memory but buys ~10% more creates and a

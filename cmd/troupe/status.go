@@ -40,7 +40,12 @@ type credentials struct {
 
 func (c *credentials) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.token, "token", os.Getenv("TROUPE_TOKEN"), "an admin's access token (env TROUPE_TOKEN)")
-	fs.StringVar(&c.secret, "cluster-secret", os.Getenv("TROUPE_CLUSTER_SECRET"), "the cluster secret, if the cluster has one (env TROUPE_CLUSTER_SECRET)")
+	fs.StringVar(&c.secret, "cluster-secret", os.Getenv("TROUPE_CLUSTER_SECRET"), "the cluster secret, if the cluster has one (env TROUPE_CLUSTER_SECRET; visible in the process list as a flag)")
+	fs.Func("cluster-secret-file", "file holding the cluster secret", func(path string) error {
+		s, _, err := readSecretFile("cluster-secret-file", path)
+		c.secret = s
+		return err
+	})
 }
 
 // options are the per-call options that carry the credentials.

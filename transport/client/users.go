@@ -16,7 +16,7 @@ type User struct {
 	ID        string    `json:"id"`
 	Name      string    `json:"name"`
 	Email     string    `json:"email"`
-	Role      string    `json:"role"` // "user" or "admin"
+	Role      string    `json:"role"` // "user", "admin" or "service"
 	Version   uint64    `json:"version"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
@@ -26,6 +26,8 @@ type User struct {
 const (
 	RoleUser  = "user"
 	RoleAdmin = "admin"
+	// RoleService may check any key of the named rate-limit policies.
+	RoleService = "service"
 )
 
 // NewUser is the body of a create. Password and Role are optional (Role
