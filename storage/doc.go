@@ -290,7 +290,12 @@ func copyChain(h *histNode, n int) *histNode {
 // oldest first, each without its version (they are consecutive and end at
 // the document's).
 
-func (e *encoder) doc(d *Doc) {
+func (e *encoder) doc(d *Doc) { e.docSpilling(d, nil) }
+
+// docSpilling encodes d as doc does, calling spill (if set) after each
+// piece of the text and each change, so that a writer can hand the bytes
+// on in chunks instead of holding a large document in one buffer.
+func (e *encoder) docSpilling(d *Doc, spill func()) {
 	e.str(d.ID)
 	e.str(d.Title)
 	e.str(d.Owner)
@@ -299,7 +304,11 @@ func (e *encoder) doc(d *Doc) {
 		e.str(u)
 	}
 	e.uvarint(uint64(d.Text.Size()))
-	e.b = d.Text.AppendTo(e.b)
+	if spill == nil {
+		e.b = d.Text.AppendTo(e.b)
+	} else {
+		walkLeaves(d.Text.root, func(s string) { e.b = append(e.b, s...); spill() })
+	}
 	e.uvarint(d.Version)
 	e.varint(d.CreatedMs)
 	e.varint(d.UpdatedMs)
@@ -308,6 +317,9 @@ func (e *encoder) doc(d *Doc) {
 		e.str(c.ClientID)
 		e.uvarint(c.Seq)
 		e.ops(c.Ops)
+		if spill != nil {
+			spill()
+		}
 	}
 }
 
