@@ -22,7 +22,11 @@ const (
 	resSubmit = 16
 )
 
-func (e *encoder) result(r *Result) {
+func (e *encoder) result(r *Result) { e.resultSpilling(r, nil) }
+
+// resultSpilling encodes r as result does, calling spill (if set) as
+// docSpilling does and after each item of a batch.
+func (e *encoder) resultSpilling(r *Result, spill func()) {
 	var flags byte
 	if r.Err != nil {
 		flags |= resErr
@@ -51,11 +55,14 @@ func (e *encoder) result(r *Result) {
 	if r.Items != nil {
 		e.uvarint(uint64(len(r.Items)))
 		for i := range r.Items {
-			e.result(&r.Items[i])
+			e.resultSpilling(&r.Items[i], spill)
+			if spill != nil {
+				spill()
+			}
 		}
 	}
 	if r.Doc != nil {
-		e.doc(r.Doc)
+		e.docSpilling(r.Doc, spill)
 	}
 	if r.Submit != nil {
 		e.submitResult(r.Submit)

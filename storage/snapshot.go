@@ -112,7 +112,7 @@ func WriteSnapshot(w io.Writer, s *Snapshot) error {
 		e.str(ie.RequestID)
 		e.fixed64(ie.Fingerprint)
 		e.varint(ie.AtMs)
-		e.result(&ie.Result)
+		e.resultSpilling(&ie.Result, rw.spill)
 		rw.spill()
 	}
 	e.uvarint(uint64(len(s.Shards)))
