@@ -20,6 +20,9 @@ const (
 	resItems  = 4
 	resDoc    = 8
 	resSubmit = 16
+	// resLimit: the error carries a limit (written only when it does, so
+	// results without one encode as before).
+	resLimit = 32
 )
 
 func (e *encoder) result(r *Result) { e.resultSpilling(r, nil) }
@@ -30,6 +33,9 @@ func (e *encoder) resultSpilling(r *Result, spill func()) {
 	var flags byte
 	if r.Err != nil {
 		flags |= resErr
+		if r.Err.Limit != 0 {
+			flags |= resLimit
+		}
 	}
 	if r.User != nil {
 		flags |= resUser
@@ -48,6 +54,9 @@ func (e *encoder) resultSpilling(r *Result, spill func()) {
 		e.byte1(byte(r.Err.Kind))
 		e.str(r.Err.Message)
 		e.str(r.Err.Field)
+		if r.Err.Limit != 0 {
+			e.uvarint(r.Err.Limit)
+		}
 	}
 	if r.User != nil {
 		e.user(r.User)
@@ -71,12 +80,17 @@ func (e *encoder) resultSpilling(r *Result, spill func()) {
 
 func (d *decoder) result(r *Result, depth int) {
 	flags := d.byte1()
-	if flags&^(resErr|resUser|resItems|resDoc|resSubmit) != 0 {
+	if flags&^(resErr|resUser|resItems|resDoc|resSubmit|resLimit) != 0 || flags&(resErr|resLimit) == resLimit {
 		d.fail("bad result flags %#x", flags)
 		return
 	}
 	if flags&resErr != 0 {
 		r.Err = &Error{Kind: Kind(d.byte1()), Message: d.str(), Field: d.str()}
+		if flags&resLimit != 0 {
+			if r.Err.Limit = d.uvarint(); r.Err.Limit == 0 && d.err == nil {
+				d.fail("a limit of 0")
+			}
+		}
 	}
 	if flags&resUser != 0 {
 		r.User = d.user()
