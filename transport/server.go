@@ -108,6 +108,12 @@ type Config struct {
 	// TrustedProxies may set X-Forwarded-For: the client address of a
 	// request from one of them is the last untrusted hop.
 	TrustedProxies []netip.Prefix
+	// MaxDocumentsPerUser is how many documents a user may own (0: no
+	// limit); DocumentHistoryBytes bounds a document's kept history by
+	// bytes (0: count only). Both travel in the commands this node
+	// proposes, so every node applies the proposer's value.
+	MaxDocumentsPerUser  int
+	DocumentHistoryBytes int
 }
 
 // DefaultConfig returns the defaults.
@@ -127,8 +133,17 @@ func DefaultConfig() Config {
 		StreamKeepAlive: 5 * time.Second,
 		// API.md: no sooner than 10 failures a minute.
 		LoginFailuresPerMinute: 10,
+		MaxDocumentsPerUser:    storage.DefaultMaxDocsPerUser,
+		DocumentHistoryBytes:   storage.DefaultDocHistoryBytes,
 	}
 }
+
+// Ranges of the document limits.
+const (
+	maxDocsPerUserLimit   = 10_000_000
+	minDocHistoryBytes    = 1 << 20
+	maxDocHistoryBytesArg = 1 << 30
+)
 
 // Validate rejects unusable settings.
 func (c *Config) Validate() error {
@@ -165,6 +180,12 @@ func (c *Config) Validate() error {
 	if c.LoginFailuresPerMinute < 10 {
 		errs = append(errs, fmt.Errorf("login failures per minute %d must be at least 10", c.LoginFailuresPerMinute))
 	}
+	if c.MaxDocumentsPerUser < 1 || c.MaxDocumentsPerUser > maxDocsPerUserLimit {
+		errs = append(errs, fmt.Errorf("documents per user (--max-documents-per-user) %d must be from 1 to %d", c.MaxDocumentsPerUser, maxDocsPerUserLimit))
+	}
+	if c.DocumentHistoryBytes < minDocHistoryBytes || c.DocumentHistoryBytes > maxDocHistoryBytesArg {
+		errs = append(errs, fmt.Errorf("document history bytes (--document-history-bytes) %d must be from %d (1 MiB) to %d (1 GiB)", c.DocumentHistoryBytes, minDocHistoryBytes, maxDocHistoryBytesArg))
+	}
 	return errors.Join(errs...)
 }
 
@@ -192,6 +213,7 @@ type Server struct {
 	tokens        *tokenMaker
 	loginThrottle *failureThrottle
 	authMetrics   authMetrics
+	docLimits     docLimitMetrics
 	proof         authProof
 	dummyHashState
 
@@ -210,6 +232,7 @@ func New(cfg Config, logger *slog.Logger, set *metrics.Set, node Node, users fun
 		hashSem: make(chan struct{}, cfg.HashConcurrency), fwd: forwarder{timeout: cfg.RequestTimeout + 5*time.Second, tls: cfg.PeerTLS},
 		loginThrottle: newFailureThrottle(cfg.LoginFailuresPerMinute, 100_000, nil),
 		authMetrics:   newAuthMetrics(set),
+		docLimits:     newDocLimitMetrics(set),
 	}
 	s.cmdFwd.init(s)
 	s.presence = newPresenceRelay(s)
