@@ -86,6 +86,8 @@ func parseServe(args []string, stderr io.Writer, getenv func(string) string) (*s
 	fs.DurationVar(&c.HTTP.ShutdownGrace, "shutdown-grace", c.HTTP.ShutdownGrace, "how long in-flight requests may take on shutdown")
 	fs.DurationVar(&c.Node.HeartbeatTimeout, "raft-heartbeat-timeout", c.Node.HeartbeatTimeout, "raft heartbeat timeout of multi-node clusters")
 	fs.DurationVar(&c.Node.ElectionTimeout, "raft-election-timeout", c.Node.ElectionTimeout, "raft election timeout of multi-node clusters")
+	fs.IntVar(&c.HTTP.MaxDocumentsPerUser, "max-documents-per-user", c.HTTP.MaxDocumentsPerUser, "documents one user may own (1 to 10000000); over it a create gets 403 quota_exceeded")
+	fs.IntVar(&c.HTTP.DocumentHistoryBytes, "document-history-bytes", c.HTTP.DocumentHistoryBytes, "bytes of changes a document keeps for late submits and replays (1048576 to 1073741824); older changes drop out")
 	fs.Uint64Var(&c.Node.SnapshotThreshold, "snapshot-threshold", c.Node.SnapshotThreshold, "log entries between automatic snapshots")
 	argonMem := fs.Uint("argon2-memory-kib", uint(c.HTTP.Argon2.MemoryKiB), "argon2id memory per password hash, KiB (OWASP: 19456)")
 	argonTime := fs.Uint("argon2-time", uint(c.HTTP.Argon2.Time), "argon2id iterations (OWASP: 2)")

@@ -29,6 +29,9 @@ func TestParseServeFlagsEnvDefaults(t *testing.T) {
 	if c.Node.DataDir != "./troupe-data" || c.Node.RaftAddr != "127.0.0.1:7080" || c.Explicit["data"] {
 		t.Fatalf("defaults: %+v", c.Node)
 	}
+	if c.HTTP.MaxDocumentsPerUser != 10_000 || c.HTTP.DocumentHistoryBytes != 16<<20 {
+		t.Fatalf("document limits: %d, %d", c.HTTP.MaxDocumentsPerUser, c.HTTP.DocumentHistoryBytes)
+	}
 }
 
 func TestParseServeRejects(t *testing.T) {
@@ -51,6 +54,9 @@ func TestParseServeRejects(t *testing.T) {
 		"tiny argon2":           {"--insecure", "--argon2-memory-kib", "1"},
 		"bad node id":           {"--insecure", "--node-id", "a b"},
 		"unspecified advertise": {"--insecure", "--advertise-raft", "0.0.0.0:7080"},
+		"no documents per user": {"--insecure", "--max-documents-per-user", "0"},
+		"tiny document history": {"--insecure", "--document-history-bytes", "1000"},
+		"huge document history": {"--insecure", "--document-history-bytes", "2147483648"},
 	}
 	for name, args := range cases {
 		if _, err := parseServe(args, io.Discard, env(nil)); err == nil {
