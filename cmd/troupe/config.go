@@ -89,6 +89,8 @@ func parseServe(args []string, stderr io.Writer, getenv func(string) string) (*s
 	fs.IntVar(&c.HTTP.MaxDocumentsPerUser, "max-documents-per-user", c.HTTP.MaxDocumentsPerUser, "documents one user may own (1 to 10000000); over it a create gets 403 quota_exceeded")
 	fs.IntVar(&c.HTTP.DocumentHistoryBytes, "document-history-bytes", c.HTTP.DocumentHistoryBytes, "bytes of changes a document keeps for late submits and replays (1048576 to 1073741824); older changes drop out")
 	fs.Uint64Var(&c.Node.SnapshotThreshold, "snapshot-threshold", c.Node.SnapshotThreshold, "log entries between automatic snapshots")
+	fs.Uint64Var(&c.Node.TrailingLogs, "raft-trailing-logs", c.Node.TrailingLogs, "log entries kept behind a snapshot for followers that lag (0 to 16777216); one further behind gets the snapshot")
+	fs.IntVar(&c.Node.WALSegmentSize, "raft-wal-segment-size", 64<<20, "bytes of a raft log segment file (65536 to 1073741824); the log is truncated after a snapshot by whole segments")
 	argonMem := fs.Uint("argon2-memory-kib", uint(c.HTTP.Argon2.MemoryKiB), "argon2id memory per password hash, KiB (OWASP: 19456)")
 	argonTime := fs.Uint("argon2-time", uint(c.HTTP.Argon2.Time), "argon2id iterations (OWASP: 2)")
 	if err := fs.Parse(args); err != nil {

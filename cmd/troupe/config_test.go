@@ -55,6 +55,8 @@ func TestParseServeRejects(t *testing.T) {
 		"bad node id":           {"--insecure", "--node-id", "a b"},
 		"unspecified advertise": {"--insecure", "--advertise-raft", "0.0.0.0:7080"},
 		"no documents per user": {"--insecure", "--max-documents-per-user", "0"},
+		"tiny wal segments":     {"--insecure", "--raft-wal-segment-size", "1000"},
+		"many trailing logs":    {"--insecure", "--raft-trailing-logs", "20000000"},
 		"tiny document history": {"--insecure", "--document-history-bytes", "1000"},
 		"huge document history": {"--insecure", "--document-history-bytes", "2147483648"},
 	}
