@@ -183,3 +183,32 @@ func appendUvarint(b []byte, v uint64) []byte {
 	e.uvarint(v)
 	return e.b
 }
+
+// BenchmarkSnapshotLargeDocument writes and reads a snapshot holding one
+// document of 8 MiB of text and 16 MiB of history.
+func BenchmarkSnapshotLargeDocument(b *testing.B) {
+	s := &Snapshot{Docs: []*Doc{bigDoc(b, "doc", 8<<20, 16, 1<<20)}}
+	var buf bytes.Buffer
+	if err := WriteSnapshot(&buf, s); err != nil {
+		b.Fatal(err)
+	}
+	data := buf.Bytes()
+	b.Run("write", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := WriteSnapshot(io.Discard, s); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("read", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := ReadSnapshot(bytes.NewReader(data)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

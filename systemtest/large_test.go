@@ -1,6 +1,7 @@
 package systemtest
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -23,8 +25,11 @@ func TestLargeDocumentsSurvive(t *testing.T) {
 	t.Parallel()
 	requireBinary(t)
 	// Short log segments and few trailing entries: a snapshot truncates
-	// the log, so a follower without data needs the snapshot.
-	nodes := startCluster(t, "--snapshot-threshold", "16", "--raft-trailing-logs", "2", "--raft-wal-segment-size", strconv.Itoa(2<<20))
+	// the log, so a follower without data needs the snapshot. Entries of
+	// megabytes on two shared cores: raft timeouts of 400 ms are too
+	// short to be sure of one leader throughout.
+	nodes := startCluster(t, "--snapshot-threshold", "16", "--raft-trailing-logs", "2", "--raft-wal-segment-size", strconv.Itoa(2<<20),
+		"--raft-heartbeat-timeout", "2s", "--raft-election-timeout", "2s")
 	lead := leaderOf(t, nodes)
 	start := time.Now()
 
@@ -36,45 +41,39 @@ func TestLargeDocumentsSurvive(t *testing.T) {
 		inserts  = 6         // the text grows to 7 MB
 		replaces = 10        // then changes in place: 16 changes of history
 	)
+	// One writer per document: their writes share the log's appends.
 	want := map[string]string{} // path → text
 	total := 0
+	var mu sync.Mutex
+	errs := make(chan error, docs)
 	for d := range docs {
-		piece := func(k int) string { return strings.Repeat(string(rune('a'+(d*7+k)%26)), opBytes) }
-		text := piece(0)
-		r := lead.do(t, "POST", "/v1/docs", map[string]string{"title": fmt.Sprint("Big ", d), "content": text}, ada)
-		expectStatus(t, r, 201)
-		var doc struct {
-			ID string `json:"id"`
-		}
-		if err := json.Unmarshal(r.Body, &doc); err != nil {
+		go func() {
+			path, text, err := writeLargeDoc(lead, ada, d, opBytes, inserts, replaces)
+			if err == nil {
+				mu.Lock()
+				want[path] = text
+				total += len(text) + (inserts+replaces)*opBytes
+				mu.Unlock()
+			}
+			errs <- err
+		}()
+	}
+	for range docs {
+		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
-		path := "/v1/docs/" + doc.ID
-		for v := range inserts + replaces {
-			op := map[string]any{"op": "insert", "pos": len(text), "text": piece(v + 1)}
-			if v >= inserts {
-				op = map[string]any{"op": "replace", "pos": 0, "len": opBytes, "text": piece(v + 1)}
-			}
-			r := lead.do(t, "POST", path+"/ops", map[string]any{"client_id": "c", "seq": v + 1, "base_version": v, "ops": []any{op}}, ada)
-			expectStatus(t, r, 200)
-			if v < inserts {
-				text += piece(v + 1)
-			} else {
-				text = piece(v+1) + text[opBytes:]
-			}
-			total += opBytes
-		}
-		want[path] = text
-		total += len(text)
 	}
 	t.Logf("%d documents, %.1f MiB of text and history, written in %v", docs, float64(total)/(1<<20), time.Since(start).Round(time.Millisecond))
 
 	sameHashes(t, nodes...)
 	before := hashOf(t, lead)
+	phase := time.Now()
 	for _, n := range nodes {
 		expectStatus(t, n.do(t, "POST", "/v1/cluster/snapshot", nil, nil), 200)
 	}
+	t.Logf("snapshots on three nodes: %v", time.Since(phase).Round(time.Millisecond))
 	checkTexts(t, lead, want)
+	phase = time.Now()
 
 	// A restart reads the snapshot back.
 	var followers []*node
@@ -87,6 +86,8 @@ func TestLargeDocumentsSurvive(t *testing.T) {
 	f.Stop(t)
 	followers[0] = f.Restart(t)
 	checkTexts(t, followers[0], want)
+	t.Logf("restart: %v", time.Since(phase).Round(time.Millisecond))
+	phase = time.Now()
 
 	// A follower that lost its data dir installs the leader's snapshot.
 	w := followers[1]
@@ -105,6 +106,8 @@ func TestLargeDocumentsSurvive(t *testing.T) {
 	if h := hashOf(t, followers[1]); h.Hash != before.Hash {
 		t.Fatalf("state after catch-up %+v, before %+v", h, before)
 	}
+	t.Logf("catch-up of a wiped follower: %v", time.Since(phase).Round(time.Millisecond))
+	phase = time.Now()
 
 	// A backup, restored into a new node, holds the same state.
 	file := filepath.Join(t.TempDir(), "troupe.backup")
@@ -120,7 +123,44 @@ func TestLargeDocumentsSurvive(t *testing.T) {
 		t.Fatalf("restored state %+v, before %+v", h, before)
 	}
 	checkTexts(t, restored, want)
+	t.Logf("backup and restore: %v", time.Since(phase).Round(time.Millisecond))
 	t.Logf("whole test: %v", time.Since(start).Round(time.Millisecond))
+}
+
+// writeLargeDoc creates document d with a text of opBytes, grows it by
+// inserts more, then replaces its start replaces times, one request of
+// opBytes each; it returns the document's path and its text.
+func writeLargeDoc(n *node, auth map[string]string, d, opBytes, inserts, replaces int) (string, string, error) {
+	ctx := context.Background()
+	piece := func(k int) string { return strings.Repeat(string(rune('a'+(d*7+k)%26)), opBytes) }
+	text := piece(0)
+	r, err := n.send(ctx, "POST", "/v1/docs", map[string]string{"title": fmt.Sprint("Big ", d), "content": text}, auth)
+	if err != nil || r.Status != 201 {
+		return "", "", fmt.Errorf("create: %v %s", err, r)
+	}
+	var doc struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(r.Body, &doc); err != nil {
+		return "", "", err
+	}
+	path := "/v1/docs/" + doc.ID
+	for v := range inserts + replaces {
+		op := map[string]any{"op": "insert", "pos": len(text), "text": piece(v + 1)}
+		if v >= inserts {
+			op = map[string]any{"op": "replace", "pos": 0, "len": opBytes, "text": piece(v + 1)}
+		}
+		r, err := n.send(ctx, "POST", path+"/ops", map[string]any{"client_id": "c", "seq": v + 1, "base_version": v, "ops": []any{op}}, auth)
+		if err != nil || r.Status != 200 {
+			return "", "", fmt.Errorf("submit %d to %s: %v %s", v+1, path, err, r)
+		}
+		if v < inserts {
+			text += piece(v + 1)
+		} else {
+			text = piece(v+1) + text[opBytes:]
+		}
+	}
+	return path, text, nil
 }
 
 // leaderOf returns the node that leads the cluster of nodes.
