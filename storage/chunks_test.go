@@ -33,14 +33,19 @@ func bigDoc(t testing.TB, id string, textBytes, changes, changeBytes int) *Doc {
 func TestSnapshotLargeDocuments(t *testing.T) {
 	s := testSnapshot(t, 2, 20)
 	s.Docs = []*Doc{
-		bigDoc(t, "doc-a", 8<<20, 12, 1<<20), // 8 MiB of text, 12 MiB of history
+		bigDoc(t, "doc-a", 2<<20, 16, 1<<20), // 2 MiB of text, 16 MiB of history
 		bigDoc(t, "doc-b", 1000, 3, 10),
-		bigDoc(t, "doc-c", 3<<20, 0, 0),
+		bigDoc(t, "doc-c", 300<<10, 0, 0),
 	}
-	// A keyed result holding a whole document.
-	s.Meta.Idempotency = append(s.Meta.Idempotency, IdempotencyEntry{RequestID: "r-doc", AtMs: t0, Result: Result{Doc: s.Docs[0]}})
-	b := writeSnap(t, s)
-	if len(b) < 2*(8+12)<<20 {
+	// A keyed result holding a whole document (writing it in chunks is
+	// TestWriteSnapshotLargeDocumentMemory's).
+	s.Meta.Idempotency = append(s.Meta.Idempotency, IdempotencyEntry{RequestID: "r-doc", AtMs: t0, Result: Result{Doc: s.Docs[2]}})
+	buf := bytes.NewBuffer(make([]byte, 0, 20<<20))
+	if err := WriteSnapshot(buf, s); err != nil {
+		t.Fatal(err)
+	}
+	b := buf.Bytes()
+	if len(b) < maxFrame {
 		t.Fatalf("snapshot of %d bytes", len(b))
 	}
 	_, fs := frames(t, b) // every chunk within the target
@@ -61,11 +66,11 @@ func TestSnapshotLargeDocuments(t *testing.T) {
 	// result's document by its encoding.
 	var g, w encoder
 	g.doc(got.Meta.Idempotency[len(got.Meta.Idempotency)-1].Result.Doc)
-	w.doc(s.Docs[0])
+	w.doc(s.Docs[2])
 	if !bytes.Equal(g.b, w.b) {
 		t.Fatal("the keyed result's document differs")
 	}
-	got.Meta.Idempotency[len(got.Meta.Idempotency)-1].Result.Doc = s.Docs[0]
+	got.Meta.Idempotency[len(got.Meta.Idempotency)-1].Result.Doc = s.Docs[2]
 	sameState(t, got, s)
 	for i, d := range got.Docs {
 		if d.Text.String() != s.Docs[i].Text.String() || d.OldestBase() != s.Docs[i].OldestBase() {
