@@ -184,6 +184,13 @@ func (s *Server) createDoc(ctx *fasthttp.RequestCtx) {
 		dc.Content = *req.Content
 	}
 	dc.MaxDocs = uint64(s.cfg.MaxDocumentsPerUser)
+	// Checked here first so that a refusal costs no log entry; apply
+	// checks again, in log order.
+	if err := storage.CheckDocQuota(s.node.Docs().Owned(dc.Caller), dc.MaxDocs); err != nil {
+		s.docLimits.count(err)
+		writeError(ctx, err)
+		return
+	}
 	stamp := s.node.Stamps(1)
 	dc.DocID = storage.MakeDocID(stamp)
 	res, ok := s.propose(ctx, &storage.Command{Kind: storage.CmdDocCreate, Stamp: stamp, RequestID: w.key, Fingerprint: w.fp, Doc: dc}, s.deadline())
