@@ -206,9 +206,11 @@ func (c *serveConfig) validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("--log-format must be text or json, got %q", c.LogFormat))
 	}
-	if c.Node.LeaderLeaseTimeout > c.Node.HeartbeatTimeout {
-		c.Node.LeaderLeaseTimeout = c.Node.HeartbeatTimeout / 2
-	}
+	// The leader's lease follows the heartbeat timeout (500 ms at the
+	// default 1 s), so a longer heartbeat for a slow or loaded host also
+	// keeps a leader from stepping down while its followers sync large
+	// entries.
+	c.Node.LeaderLeaseTimeout = c.Node.HeartbeatTimeout / 2
 	if err := c.Node.Validate(); err != nil {
 		errs = append(errs, err)
 	}

@@ -29,6 +29,12 @@ func TestParseServeFlagsEnvDefaults(t *testing.T) {
 	if c.Node.DataDir != "./troupe-data" || c.Node.RaftAddr != "127.0.0.1:7080" || c.Explicit["data"] {
 		t.Fatalf("defaults: %+v", c.Node)
 	}
+	if c.Node.LeaderLeaseTimeout != 500*time.Millisecond {
+		t.Fatalf("leader lease %v", c.Node.LeaderLeaseTimeout)
+	}
+	if c, err := parseServe([]string{"--insecure", "--raft-heartbeat-timeout", "3s", "--raft-election-timeout", "3s"}, io.Discard, env(nil)); err != nil || c.Node.LeaderLeaseTimeout != 1500*time.Millisecond {
+		t.Fatalf("leader lease with a 3s heartbeat: %v", err)
+	}
 	if c.HTTP.MaxDocumentsPerUser != 10_000 || c.HTTP.DocumentHistoryBytes != 16<<20 {
 		t.Fatalf("document limits: %d, %d", c.HTTP.MaxDocumentsPerUser, c.HTTP.DocumentHistoryBytes)
 	}
