@@ -45,6 +45,9 @@ type Docs struct {
 
 	mu      sync.Mutex
 	entries map[string]*docEntry
+	// owned counts each user's documents, for the quota a create carries
+	// (changed in log order, by the FSM goroutine, under mu).
+	owned map[string]int
 
 	active      atomic.Int64
 	stop        chan struct{}
@@ -103,7 +106,7 @@ func NewDocs(sys *System, cfg DocsConfig) *Docs {
 		cfg.MaxPresence = DefaultMaxPresence
 	}
 	d := &Docs{sys: sys, maxHistory: cfg.MaxHistory, idleAfter: cfg.IdleAfter, presenceTTL: cfg.PresenceTTL,
-		entries: map[string]*docEntry{}, stop: make(chan struct{})}
+		entries: map[string]*docEntry{}, owned: map[string]int{}, stop: make(chan struct{})}
 	d.maxPresence.Store(int64(cfg.MaxPresence))
 	d.wg.Add(1)
 	go d.sweeper()
@@ -311,12 +314,16 @@ func (d *Docs) Apply(kind storage.CommandKind, c *storage.DocCommand, nowMs int6
 	if kind == storage.CmdDocCreate {
 		d.mu.Lock()
 		_, exists := d.entries[c.DocID]
+		owned := d.owned[c.Caller]
 		d.mu.Unlock()
 		var cur *storage.Doc
 		if exists {
 			cur = &storage.Doc{ID: c.DocID} // any: create only checks existence
 		}
 		doc, _, err := storage.ApplyDoc(kind, c, cur, nowMs, d.maxHistory)
+		if err == nil {
+			err = storage.CheckDocQuota(owned, c.MaxDocs)
+		}
 		if err != nil {
 			return Resolved(storage.Result{Err: err})
 		}
@@ -324,6 +331,7 @@ func (d *Docs) Apply(kind storage.CommandKind, c *storage.DocCommand, nowMs int6
 		e.latest.Store(doc)
 		d.mu.Lock()
 		d.entries[doc.ID] = e
+		d.owned[doc.Owner]++
 		d.mu.Unlock()
 		return Resolved(storage.Result{Doc: doc})
 	}
@@ -379,6 +387,9 @@ func (d *Docs) Apply(kind storage.CommandKind, c *storage.DocCommand, nowMs int6
 			d.mu.Lock()
 			if e := d.entries[c.DocID]; e != nil {
 				delete(d.entries, c.DocID)
+				if last := e.latest.Load(); last != nil {
+					d.disown(last.Owner)
+				}
 				if e.pid != nil {
 					d.sys.root.Stop(e.pid)
 					d.active.Add(-1)
@@ -403,6 +414,20 @@ func readersNarrowed(prev, next *storage.Doc) bool {
 		}
 	}
 	return false
+}
+
+// disown counts one document less for owner; under mu.
+func (d *Docs) disown(owner string) {
+	if d.owned[owner]--; d.owned[owner] <= 0 {
+		delete(d.owned, owner)
+	}
+}
+
+// Owned is the number of documents userID owns.
+func (d *Docs) Owned(userID string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.owned[userID]
 }
 
 // query runs fn in the document's actor and waits until deadline.
@@ -518,10 +543,12 @@ func (d *Docs) Restore(docs []*storage.Doc) {
 	d.mu.Lock()
 	old := d.entries
 	d.entries = make(map[string]*docEntry, len(docs))
+	d.owned = map[string]int{}
 	for _, doc := range docs {
 		e := &docEntry{id: doc.ID, doc: doc}
 		e.latest.Store(doc)
 		d.entries[doc.ID] = e
+		d.owned[doc.Owner]++
 	}
 	var pids []*actor.PID
 	for _, e := range old {

@@ -160,7 +160,10 @@ func (c *Config) Validate() error {
 		bad("snapshot threshold (%d) and interval (%v) too small", c.SnapshotThreshold, c.SnapshotInterval)
 	}
 	if c.WALSegmentSize != 0 && (c.WALSegmentSize < 64<<10 || c.WALSegmentSize > 1<<30) {
-		bad("WAL segment size %d out of range 64 KiB..1 GiB", c.WALSegmentSize)
+		bad("raft WAL segment size (--raft-wal-segment-size) %d must be from 65536 (64 KiB) to 1073741824 (1 GiB)", c.WALSegmentSize)
+	}
+	if c.TrailingLogs > 1<<24 {
+		bad("raft trailing logs (--raft-trailing-logs) %d must be from 0 to 16777216", c.TrailingLogs)
 	}
 	if c.ApplyTimeout < 10*time.Millisecond {
 		bad("apply timeout %v too small", c.ApplyTimeout)

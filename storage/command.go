@@ -6,8 +6,10 @@ import (
 )
 
 // CommandVersion is the version of the command encoding written by this
-// build. A node that meets a newer version stops instead of diverging.
-const CommandVersion = 1
+// build. A node that meets a newer version stops instead of diverging;
+// older ones are read as they were written. Version 2 added the limits a
+// document command carries (DocCommand.MaxDocs, HistoryBytes).
+const CommandVersion = 2
 
 // CommandKind says what a command does.
 type CommandKind uint8
@@ -315,8 +317,8 @@ func (d *decoder) batchItem(it *BatchItem) {
 func DecodeCommand(b []byte) (*Command, error) {
 	d := decoder{b: b}
 	v := d.byte1()
-	if d.err == nil && v != CommandVersion {
-		return nil, fmt.Errorf("%w: command version %d is not supported by this build (it writes version %d); upgrade this node", ErrUnsupportedVersion, v, CommandVersion)
+	if d.err == nil && (v < 1 || v > CommandVersion) {
+		return nil, fmt.Errorf("%w: command version %d is not supported by this build (it reads versions 1 to %d); upgrade this node", ErrUnsupportedVersion, v, CommandVersion)
 	}
 	c := &Command{Kind: CommandKind(d.byte1())}
 	c.Stamp = d.uvarint()
@@ -395,7 +397,7 @@ func DecodeCommand(b []byte) (*Command, error) {
 	case CmdPolicyDelete:
 		c.Policy = &Policy{Name: d.str()}
 	case CmdDocCreate, CmdDocSubmit, CmdDocTitle, CmdDocDelete, CmdDocEditor:
-		c.Doc = d.docCommand(c.Kind)
+		c.Doc = d.docCommand(c.Kind, v)
 	case CmdMulti:
 		n := d.count(3)
 		if d.err == nil && (n == 0 || n > MaxMulti) {

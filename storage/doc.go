@@ -62,12 +62,29 @@ type Doc struct {
 	hist      *histNode
 	histLen   int
 	histNodes int
+	histBytes int // HistoryBytes of the kept changes
 }
 
 type histNode struct {
 	Change
+	size int // HistoryBytes(&Change)
 	prev *histNode
 }
+
+// HistoryBytes is what a change counts against a document's history
+// bytes: its client id and the text of its ops, plus 16 for the change
+// and each op (versions, positions, lengths).
+func HistoryBytes(c *Change) int {
+	n := 16 + len(c.ClientID)
+	for i := range c.Ops {
+		n += 16 + len(c.Ops[i].Text)
+	}
+	return n
+}
+
+// KeptHistory is the number of changes kept and what they count in
+// HistoryBytes.
+func (d *Doc) KeptHistory() (changes, bytes int) { return d.histLen, d.histBytes }
 
 // NewDoc returns a document at version 0. Content must pass CheckDocText.
 func NewDoc(id, title, owner, content string, nowMs int64) (*Doc, *Error) {
@@ -201,6 +218,15 @@ type SubmitResult struct {
 // client has a base older than its forgotten change, so older than the
 // history, and is refused with version_too_old rather than applied again.
 func (d *Doc) Submit(clientID string, seq, base uint64, ops []Op, nowMs int64, maxHistory int) (*Doc, SubmitResult, *Error) {
+	return d.SubmitBounded(clientID, seq, base, ops, nowMs, maxHistory, 0)
+}
+
+// SubmitBounded is Submit keeping, besides at most maxHistory changes,
+// only the newest changes whose HistoryBytes sum to at most
+// maxHistoryBytes (0: no bound by bytes). The newest change is always
+// kept; older ones drop out, and a client based on them gets
+// version_too_old as with the bound by count.
+func (d *Doc) SubmitBounded(clientID string, seq, base uint64, ops []Op, nowMs int64, maxHistory, maxHistoryBytes int) (*Doc, SubmitResult, *Error) {
 	if clientID == "" || len(clientID) > MaxClientIDBytes {
 		return nil, SubmitResult{}, badRequest("client_id", "client_id must be 1 to %d bytes", MaxClientIDBytes)
 	}
@@ -253,16 +279,31 @@ func (d *Doc) Submit(clientID string, seq, base uint64, ops []Op, nowMs int64, m
 	n.Text = text
 	n.Version = d.Version + 1
 	n.UpdatedMs = nowMs
-	n.pushChange(Change{Version: n.Version, ClientID: clientID, Seq: seq, Ops: applied}, max(maxHistory, 1))
+	n.pushChange(Change{Version: n.Version, ClientID: clientID, Seq: seq, Ops: applied}, max(maxHistory, 1), maxHistoryBytes)
 	return &n, SubmitResult{Version: n.Version, Ops: applied}, nil
 }
 
 // pushChange adds c as the newest change of d (a fresh copy), keeping the
-// newest maxHistory.
-func (d *Doc) pushChange(c Change, maxHistory int) {
-	d.hist = &histNode{Change: c, prev: d.hist}
+// newest maxHistory whose sizes sum to at most maxBytes (0: any), and
+// always the newest. Over a bound, it walks the kept changes once, as
+// lastOf does on every submit.
+func (d *Doc) pushChange(c Change, maxHistory, maxBytes int) {
+	size := HistoryBytes(&c)
+	d.hist = &histNode{Change: c, size: size, prev: d.hist}
 	d.histNodes++
-	d.histLen = min(d.histLen+1, maxHistory)
+	d.histLen++
+	d.histBytes += size
+	if d.histLen > maxHistory || (maxBytes > 0 && d.histBytes > maxBytes) {
+		k, sum := 0, 0
+		for h := d.hist; k < d.histLen; h = h.prev {
+			if k == maxHistory || (k > 0 && maxBytes > 0 && sum+h.size > maxBytes) {
+				break
+			}
+			k++
+			sum += h.size
+		}
+		d.histLen, d.histBytes = k, sum
+	}
 	if d.histNodes > 2*d.histLen {
 		d.hist = copyChain(d.hist, d.histLen)
 		d.histNodes = d.histLen
@@ -276,7 +317,7 @@ func copyChain(h *histNode, n int) *histNode {
 	}
 	nodes := make([]histNode, n) // one allocation for the kept part
 	for i := range n {
-		nodes[i].Change = h.Change
+		nodes[i].Change, nodes[i].size = h.Change, h.size
 		if i > 0 {
 			nodes[i-1].prev = &nodes[i]
 		}
@@ -290,7 +331,12 @@ func copyChain(h *histNode, n int) *histNode {
 // oldest first, each without its version (they are consecutive and end at
 // the document's).
 
-func (e *encoder) doc(d *Doc) {
+func (e *encoder) doc(d *Doc) { e.docSpilling(d, nil) }
+
+// docSpilling encodes d as doc does, calling spill (if set) after each
+// piece of the text and each change, so that a writer can hand the bytes
+// on in chunks instead of holding a large document in one buffer.
+func (e *encoder) docSpilling(d *Doc, spill func()) {
 	e.str(d.ID)
 	e.str(d.Title)
 	e.str(d.Owner)
@@ -299,7 +345,11 @@ func (e *encoder) doc(d *Doc) {
 		e.str(u)
 	}
 	e.uvarint(uint64(d.Text.Size()))
-	e.b = d.Text.AppendTo(e.b)
+	if spill == nil {
+		e.b = d.Text.AppendTo(e.b)
+	} else {
+		walkLeaves(d.Text.root, func(s string) { e.b = append(e.b, s...); spill() })
+	}
 	e.uvarint(d.Version)
 	e.varint(d.CreatedMs)
 	e.varint(d.UpdatedMs)
@@ -308,6 +358,9 @@ func (e *encoder) doc(d *Doc) {
 		e.str(c.ClientID)
 		e.uvarint(c.Seq)
 		e.ops(c.Ops)
+		if spill != nil {
+			spill()
+		}
 	}
 }
 
@@ -338,7 +391,8 @@ func (d *decoder) doc() *Doc {
 	first := doc.Version - uint64(n) + 1
 	for i := 0; i < n && d.err == nil; i++ {
 		c := Change{Version: first + uint64(i), ClientID: d.str(), Seq: d.uvarint(), Ops: d.ops()}
-		doc.hist = &histNode{Change: c, prev: doc.hist}
+		doc.hist = &histNode{Change: c, size: HistoryBytes(&c), prev: doc.hist}
+		doc.histBytes += doc.hist.size
 	}
 	doc.histLen, doc.histNodes = n, n
 	return doc

@@ -1,5 +1,7 @@
 package storage
 
+import "fmt"
+
 // Document commands: what the log carries for documents, and the rules
 // apply checks on every node (who may do what is part of the replicated
 // decision: the caller and whether it acts as an admin are decided on
@@ -16,14 +18,25 @@ type DocCommand struct {
 	Submit  *DocSubmit // CmdDocSubmit (its DocID is DocID)
 	Editor  string     // CmdDocEditor: the user id
 	Remove  bool       // CmdDocEditor: remove instead of add
+
+	// Limits decided by the proposing node (its flags) and carried in the
+	// command, so that every node applies the same one; 0, as in commands
+	// of version 1, means none.
+	MaxDocs      uint64 // CmdDocCreate: documents the caller may own
+	HistoryBytes uint64 // CmdDocSubmit: bound on the kept history's HistoryBytes
 }
 
 // Document limits.
 const (
 	MaxDocTitleRunes = 200
-	// MaxDocBytes bounds a document's text (UTF-8 bytes): a snapshot
-	// frame holds a whole document.
+	// MaxDocBytes bounds a document's text (UTF-8 bytes); a create or a
+	// submit beyond it gets payload_too_large.
 	MaxDocBytes = 8 << 20
+	// DefaultDocHistoryBytes is the default bound on a document's kept
+	// history by bytes (HistoryBytes), --document-history-bytes.
+	DefaultDocHistoryBytes = 16 << 20
+	// DefaultMaxDocsPerUser is the default of --max-documents-per-user.
+	DefaultMaxDocsPerUser = 10_000
 	// DefaultDocHistory is how many changes a document keeps for
 	// transforms and replays unless the cluster was created with another.
 	DefaultDocHistory = 1000
@@ -50,8 +63,8 @@ func ApplyDoc(kind CommandKind, c *DocCommand, cur *Doc, nowMs int64, maxHistory
 		if err != nil {
 			return nil, nil, err
 		}
-		if len(c.Content) > MaxDocBytes {
-			return nil, nil, badRequest("content", "content must be at most %d bytes", MaxDocBytes)
+		if err := CheckDocSize("content", len(c.Content)); err != nil {
+			return nil, nil, err
 		}
 		d, err := NewDoc(c.DocID, title, c.Caller, c.Content, nowMs)
 		return d, nil, err
@@ -69,12 +82,13 @@ func ApplyDoc(kind CommandKind, c *DocCommand, cur *Doc, nowMs int64, maxHistory
 		if s == nil {
 			return nil, nil, badRequest("", "submit without ops")
 		}
-		next, res, err := cur.Submit(s.ClientID, s.Seq, s.Base, s.Ops, max(nowMs, cur.UpdatedMs), maxHistory)
+		next, res, err := cur.SubmitBounded(s.ClientID, s.Seq, s.Base, s.Ops, max(nowMs, cur.UpdatedMs), maxHistory, int(min(c.HistoryBytes, 1<<40)))
 		if err != nil {
 			return nil, nil, err
 		}
 		if next.Text.Size() > MaxDocBytes {
-			return nil, nil, badRequest("ops", "the document would exceed %d bytes", MaxDocBytes)
+			return nil, nil, &Error{Kind: KindPayloadTooLarge, Field: "ops",
+				Message: fmt.Sprintf("the document would hold %d bytes of text; at most %d", next.Text.Size(), MaxDocBytes)}
 		}
 		return next, &res, nil
 	case CmdDocTitle:
@@ -109,6 +123,25 @@ func ApplyDoc(kind CommandKind, c *DocCommand, cur *Doc, nowMs int64, maxHistory
 	return nil, nil, badRequest("", "not a document command")
 }
 
+// CheckDocSize refuses a document text of n bytes beyond MaxDocBytes.
+func CheckDocSize(field string, n int) *Error {
+	if n > MaxDocBytes {
+		return &Error{Kind: KindPayloadTooLarge, Field: field,
+			Message: fmt.Sprintf("%s must be at most %d bytes of UTF-8, got %d", field, MaxDocBytes, n)}
+	}
+	return nil
+}
+
+// CheckDocQuota refuses a create by a caller who owns owned documents
+// when the command's limit is max (0: none).
+func CheckDocQuota(owned int, max uint64) *Error {
+	if max > 0 && uint64(owned) >= max {
+		return &Error{Kind: KindQuotaExceeded, Limit: max,
+			Message: fmt.Sprintf("you own %d documents, the most a user may; delete one first", owned)}
+	}
+	return nil
+}
+
 func (e *encoder) docCommand(kind CommandKind, c *DocCommand) {
 	e.str(c.DocID)
 	e.str(c.Caller)
@@ -117,6 +150,7 @@ func (e *encoder) docCommand(kind CommandKind, c *DocCommand) {
 	case CmdDocCreate:
 		e.str(c.Title)
 		e.str(c.Content)
+		e.uvarint(c.MaxDocs) // from version 2
 	case CmdDocTitle:
 		e.str(c.Title)
 	case CmdDocSubmit:
@@ -128,22 +162,30 @@ func (e *encoder) docCommand(kind CommandKind, c *DocCommand) {
 		e.uvarint(s.Seq)
 		e.uvarint(s.Base)
 		e.ops(s.Ops)
+		e.uvarint(c.HistoryBytes) // from version 2
 	case CmdDocEditor:
 		e.str(c.Editor)
 		e.boolean(c.Remove)
 	}
 }
 
-func (d *decoder) docCommand(kind CommandKind) *DocCommand {
+// docCommand reads a document command of command version v.
+func (d *decoder) docCommand(kind CommandKind, v byte) *DocCommand {
 	c := &DocCommand{DocID: d.str(), Caller: d.str(), Admin: d.boolean()}
 	switch kind {
 	case CmdDocCreate:
 		c.Title = d.str()
 		c.Content = d.str()
+		if v >= 2 {
+			c.MaxDocs = d.uvarint()
+		}
 	case CmdDocTitle:
 		c.Title = d.str()
 	case CmdDocSubmit:
 		c.Submit = &DocSubmit{DocID: c.DocID, ClientID: d.str(), Seq: d.uvarint(), Base: d.uvarint(), Ops: d.ops()}
+		if v >= 2 {
+			c.HistoryBytes = d.uvarint()
+		}
 	case CmdDocEditor:
 		c.Editor = d.str()
 		c.Remove = d.boolean()

@@ -19,6 +19,13 @@ const (
 	KindForbidden          Kind = 5
 	KindInternal           Kind = 6
 	KindUnauthenticated    Kind = 7
+	// KindPayloadTooLarge: a value would pass a size cap (a document's
+	// text beyond MaxDocBytes); code "payload_too_large" (413).
+	KindPayloadTooLarge Kind = 9
+	// KindQuotaExceeded: the caller holds as many of something as it may
+	// (documents per user); Error.Limit says how many. Code
+	// "quota_exceeded" (403).
+	KindQuotaExceeded Kind = 10
 )
 
 func (k Kind) String() string {
@@ -39,6 +46,10 @@ func (k Kind) String() string {
 		return "unauthenticated"
 	case KindVersionTooOld:
 		return "version_too_old"
+	case KindPayloadTooLarge:
+		return "payload_too_large"
+	case KindQuotaExceeded:
+		return "quota_exceeded"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -51,6 +62,8 @@ type Error struct {
 	Message string
 	// Field names the offending input field, if any ("email", "users[3].name").
 	Field string
+	// Limit is the limit a KindQuotaExceeded error met (details.limit).
+	Limit uint64
 }
 
 func (e *Error) Error() string { return e.Kind.String() + ": " + e.Message }
@@ -71,6 +84,8 @@ var (
 	ErrForbidden          = &Error{Kind: KindForbidden}
 	ErrInternal           = &Error{Kind: KindInternal}
 	ErrUnauthenticated    = &Error{Kind: KindUnauthenticated}
+	ErrPayloadTooLarge    = &Error{Kind: KindPayloadTooLarge}
+	ErrQuotaExceeded      = &Error{Kind: KindQuotaExceeded}
 )
 
 func badRequest(field, format string, args ...any) *Error {

@@ -1,9 +1,13 @@
 package storage
 
 import (
+	"bufio"
 	"bytes"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -177,6 +181,89 @@ func FuzzNormalizeEmail(f *testing.F) {
 		}
 		if ShardOf(key, 64) >= 64 {
 			t.Fatal("shard")
+		}
+	})
+}
+
+// FuzzReadSnapshotChunks re-chunks a valid snapshot (with a document and
+// a keyed result) at any size, then may give one chunk a header claiming
+// any length and cut the stream anywhere: the reader reads what is
+// whole, and fails with ErrCorrupt, never a panic, on the rest.
+func FuzzReadSnapshotChunks(f *testing.F) {
+	s := tinySnapshot(2, 3)
+	d, err := NewDoc("d", "T", MakeUserID(1, 0), "héllo", 1)
+	if err != nil {
+		f.Fatal(err)
+	}
+	d, _, _ = d.Submit("c", 1, 0, []Op{{Kind: OpInsert, Pos: 1, Text: "abc"}}, 2, 10)
+	s.Docs = []*Doc{d}
+	s.Meta.Idempotency = append(s.Meta.Idempotency, IdempotencyEntry{RequestID: "d", Result: Result{Doc: d}})
+	hdr, fs := frames(f, writeSnap(f, s))
+	whole := writeSnap(f, s)
+	f.Add(uint16(0), uint8(0), uint64(0), uint32(1<<31))
+	f.Add(uint16(1), uint8(3), uint64(0), uint32(1<<31))
+	f.Add(uint16(5), uint8(2), uint64(1<<62), uint32(1<<31))
+	f.Add(uint16(7), uint8(1), uint64(maxSnapChunk<<1|1), uint32(1<<31))
+	f.Add(uint16(7), uint8(1), uint64((maxSnapChunk+1)<<1), uint32(1<<31))
+	f.Add(uint16(9), uint8(4), uint64(1), uint32(40))
+	f.Add(uint16(0), uint8(0), uint64(0), uint32(100))
+	f.Fuzz(func(t *testing.T, chunk uint16, at uint8, claim uint64, cut uint32) {
+		b := joinChunked(hdr, int(chunk%512), fs...)
+		damaged := false
+		if claim != 0 {
+			_, bounds := chunkBounds(t, b)
+			i := bounds[int(at)%len(bounds)]
+			h, n := binary.Uvarint(b[i:])
+			if claim != h {
+				b = append(binary.AppendUvarint(slices.Clone(b[:i]), claim), b[i+n:]...)
+				damaged = true
+			}
+		}
+		if int(cut) < len(b) {
+			b, damaged = b[:cut], true
+		}
+		got, err := ReadSnapshot(bytes.NewReader(b))
+		switch {
+		case err != nil && !errors.Is(err, ErrCorrupt):
+			t.Fatalf("not a corrupt error: %v", err)
+		case err == nil && got == nil, err != nil && got != nil:
+			t.Fatal("a snapshot and an error, or neither")
+		case err == nil && !damaged:
+			if again := writeSnap(t, got); !bytes.Equal(again, whole) {
+				t.Fatal("re-chunked snapshot reads otherwise")
+			}
+		case err != nil && !damaged:
+			t.Fatalf("re-chunked at %d: %v", chunk%512, err)
+		}
+	})
+}
+
+// FuzzSnapshotRecords reads arbitrary bytes as chunked records: every
+// failure is ErrCorrupt, and the reader's buffer never grows beyond what
+// arrived, whatever a header claims.
+func FuzzSnapshotRecords(f *testing.F) {
+	f.Add([]byte{})
+	f.Add([]byte{0})
+	f.Add([]byte{3, 1, 2, 4, 1, 2})
+	f.Add(binary.AppendUvarint(nil, maxSnapChunk<<1|1))
+	f.Add(binary.AppendUvarint(nil, 1<<63))
+	f.Add(append(binary.AppendUvarint(nil, maxSnapChunk<<1), 1, 2, 3))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rr := &recordReader{r: bufio.NewReaderSize(bytes.NewReader(b), 16), chunked: true}
+		for {
+			rec, err := rr.next()
+			if c := rr.buf.Cap(); c > 2*len(b)+4096 {
+				t.Fatalf("buffer of %d bytes for %d bytes of input", c, len(b))
+			}
+			if err != nil {
+				if !errors.Is(err, ErrCorrupt) {
+					t.Fatalf("not a corrupt error: %v", err)
+				}
+				return
+			}
+			if len(rec) == 0 {
+				t.Fatal("an empty record")
+			}
 		}
 	})
 }

@@ -20,12 +20,22 @@ const (
 	resItems  = 4
 	resDoc    = 8
 	resSubmit = 16
+	// resLimit: the error carries a limit (written only when it does, so
+	// results without one encode as before).
+	resLimit = 32
 )
 
-func (e *encoder) result(r *Result) {
+func (e *encoder) result(r *Result) { e.resultSpilling(r, nil) }
+
+// resultSpilling encodes r as result does, calling spill (if set) as
+// docSpilling does and after each item of a batch.
+func (e *encoder) resultSpilling(r *Result, spill func()) {
 	var flags byte
 	if r.Err != nil {
 		flags |= resErr
+		if r.Err.Limit != 0 {
+			flags |= resLimit
+		}
 	}
 	if r.User != nil {
 		flags |= resUser
@@ -44,6 +54,9 @@ func (e *encoder) result(r *Result) {
 		e.byte1(byte(r.Err.Kind))
 		e.str(r.Err.Message)
 		e.str(r.Err.Field)
+		if r.Err.Limit != 0 {
+			e.uvarint(r.Err.Limit)
+		}
 	}
 	if r.User != nil {
 		e.user(r.User)
@@ -51,11 +64,14 @@ func (e *encoder) result(r *Result) {
 	if r.Items != nil {
 		e.uvarint(uint64(len(r.Items)))
 		for i := range r.Items {
-			e.result(&r.Items[i])
+			e.resultSpilling(&r.Items[i], spill)
+			if spill != nil {
+				spill()
+			}
 		}
 	}
 	if r.Doc != nil {
-		e.doc(r.Doc)
+		e.docSpilling(r.Doc, spill)
 	}
 	if r.Submit != nil {
 		e.submitResult(r.Submit)
@@ -64,12 +80,17 @@ func (e *encoder) result(r *Result) {
 
 func (d *decoder) result(r *Result, depth int) {
 	flags := d.byte1()
-	if flags&^(resErr|resUser|resItems|resDoc|resSubmit) != 0 {
+	if flags&^(resErr|resUser|resItems|resDoc|resSubmit|resLimit) != 0 || flags&(resErr|resLimit) == resLimit {
 		d.fail("bad result flags %#x", flags)
 		return
 	}
 	if flags&resErr != 0 {
 		r.Err = &Error{Kind: Kind(d.byte1()), Message: d.str(), Field: d.str()}
+		if flags&resLimit != 0 {
+			if r.Err.Limit = d.uvarint(); r.Err.Limit == 0 && d.err == nil {
+				d.fail("a limit of 0")
+			}
+		}
 	}
 	if flags&resUser != 0 {
 		r.User = d.user()

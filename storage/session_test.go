@@ -199,7 +199,10 @@ func TestKeyRotation(t *testing.T) {
 	}
 }
 
-func TestSnapshotWithAuth(t *testing.T) {
+// richSnapshot has a bit of every part of the state: users with
+// sessions, auth keys, policies and documents with history
+// (testdata/snapshot-v4.bin holds it as version 4 wrote it).
+func richSnapshot(t testing.TB) *Snapshot {
 	s := testSnapshot(t, 2, 40)
 	a, err := NewAuthState(&AuthSetup{Params: testAuthParams, RefreshKey: bytes.Repeat([]byte{7}, SecretBytes), Key: SigningKey{KID: "k1", Secret: bytes.Repeat([]byte{1}, SecretBytes)}}, t0)
 	if err != nil {
@@ -245,6 +248,11 @@ func TestSnapshotWithAuth(t *testing.T) {
 		}
 		s.Docs = append(s.Docs, d.WithEditor("u2"))
 	}
+	return s
+}
+
+func TestSnapshotWithAuth(t *testing.T) {
+	s := richSnapshot(t)
 	b := writeSnap(t, s)
 	got, err := ReadSnapshot(bytes.NewReader(b))
 	if err != nil {

@@ -2,9 +2,7 @@ package storage
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/binary"
-
 	"fmt"
 	"io"
 )
@@ -12,8 +10,10 @@ import (
 // SnapshotVersion is the snapshot format written by this build. Version
 // 2 added authentication (an auth frame, token epochs and sessions in
 // user records), version 3 rate-limit policies (a policies frame),
-// version 4 documents (docs frames); older versions are still read.
-const SnapshotVersion = 4
+// version 4 documents (docs frames), version 5 carries every record in
+// bounded chunks (chunks.go) so that no value has a size limit of the
+// format's own; older versions are still read.
+const SnapshotVersion = 5
 
 var snapshotMagic = []byte("TROUPE-SNAPSHOT\n")
 
@@ -45,9 +45,24 @@ type IdempotencyEntry struct {
 	Result      Result
 }
 
-// The stream is a magic header, then frames: a uvarint length and that
-// many bytes, whose first byte is the frame type. Users come in frames of
-// bounded size, so neither side ever holds the whole state as one buffer.
+// The stream is a magic header, the version (a uvarint), then records,
+// each carried in chunks (chunks.go; up to version 4, one frame each: a
+// uvarint length and that many bytes). A record's first byte is its type:
+//
+//	meta      cluster parameters, index, last stamp and time, the
+//	          idempotency window (continued in idem records), the shard count
+//	idem      more idempotency entries
+//	members   the member directory
+//	auth      signing keys and session rules
+//	policies  named rate-limit policies
+//	docs      documents in id order, each with its text and kept history
+//	users     a shard index, then that shard's user records
+//	end       the number of users, as a check
+//
+// Records of many small values (users, idempotency entries, documents)
+// are cut near recordTarget, so the reader's buffer stays small; a record
+// holding one large value (a document with its history, a keyed result
+// with many users) is as long as the value, in as many chunks as it takes.
 const (
 	frameMeta    = 1
 	frameUsers   = 2
@@ -58,11 +73,12 @@ const (
 	framePolicy  = 7
 	frameDocs    = 8
 
-	frameTarget = 64 << 10
-	maxFrame    = 16 << 20
+	recordTarget = 64 << 10
+	// maxFrame bounds a frame of versions 1 to 4, which wrote none longer.
+	maxFrame = 16 << 20
 )
 
-// WriteSnapshot streams s to w.
+// WriteSnapshot streams s to w in the current format.
 func WriteSnapshot(w io.Writer, s *Snapshot) error {
 	bw := bufio.NewWriterSize(w, 256<<10)
 	if _, err := bw.Write(snapshotMagic); err != nil {
@@ -72,16 +88,8 @@ func WriteSnapshot(w io.Writer, s *Snapshot) error {
 	if _, err := bw.Write(hdr[:binary.PutUvarint(hdr[:], SnapshotVersion)]); err != nil {
 		return err
 	}
-	var e encoder
-	flush := func() error {
-		n := binary.PutUvarint(hdr[:], uint64(len(e.b)))
-		if _, err := bw.Write(hdr[:n]); err != nil {
-			return err
-		}
-		_, err := bw.Write(e.b)
-		e.b = e.b[:0]
-		return err
-	}
+	rw := &recordWriter{w: bw}
+	e := &rw.e
 
 	e.byte1(frameMeta)
 	m := &s.Meta
@@ -94,10 +102,8 @@ func WriteSnapshot(w io.Writer, s *Snapshot) error {
 	e.varint(m.LastMs)
 	e.uvarint(uint64(len(m.Idempotency)))
 	for i := range m.Idempotency {
-		// The window may hold far more than maxFrame (batch results carry
-		// whole users): it continues in idempotency frames.
-		if len(e.b) >= frameTarget {
-			if err := flush(); err != nil {
+		if rw.size() >= recordTarget {
+			if err := rw.end(); err != nil {
 				return err
 			}
 			e.byte1(frameIdem)
@@ -106,10 +112,11 @@ func WriteSnapshot(w io.Writer, s *Snapshot) error {
 		e.str(ie.RequestID)
 		e.fixed64(ie.Fingerprint)
 		e.varint(ie.AtMs)
-		e.result(&ie.Result)
+		e.resultSpilling(&ie.Result, rw.spill)
+		rw.spill()
 	}
 	e.uvarint(uint64(len(s.Shards)))
-	if err := flush(); err != nil {
+	if err := rw.end(); err != nil {
 		return err
 	}
 	if len(m.Members) > 0 {
@@ -118,7 +125,7 @@ func WriteSnapshot(w io.Writer, s *Snapshot) error {
 		for i := range m.Members {
 			e.member(&m.Members[i])
 		}
-		if err := flush(); err != nil {
+		if err := rw.end(); err != nil {
 			return err
 		}
 	}
@@ -137,7 +144,7 @@ func WriteSnapshot(w io.Writer, s *Snapshot) error {
 			e.varint(k.CreatedMs)
 			e.varint(k.RetiredMs)
 		}
-		if err := flush(); err != nil {
+		if err := rw.end(); err != nil {
 			return err
 		}
 	}
@@ -148,40 +155,45 @@ func WriteSnapshot(w io.Writer, s *Snapshot) error {
 		for i := range m.Policies {
 			e.policy(&m.Policies[i])
 		}
-		if err := flush(); err != nil {
+		if err := rw.end(); err != nil {
 			return err
 		}
 	}
 
 	if len(s.Docs) > 0 {
+		// A record of documents ends before the one that would take it
+		// past the target, so a large document has a record of its own.
 		e.byte1(frameDocs)
 		for _, d := range s.Docs {
-			if len(e.b) > 1 && len(e.b)+d.Text.Size() >= frameTarget {
-				if err := flush(); err != nil {
+			if rw.size() > 1 && rw.size()+d.Text.Size() >= recordTarget {
+				if err := rw.end(); err != nil {
 					return err
 				}
 				e.byte1(frameDocs)
 			}
-			e.doc(d)
+			e.docSpilling(d, rw.spill)
+			if rw.err != nil {
+				return rw.err
+			}
 		}
-		if err := flush(); err != nil {
+		if err := rw.end(); err != nil {
 			return err
 		}
 	}
 
 	var total uint64
 	for si, sh := range s.Shards {
-		var err error
 		start := func() {
 			e.byte1(frameUsers)
 			e.uvarint(uint64(si))
 		}
 		start()
+		var err error
 		sh.ascendRecords(func(rec []byte) bool {
 			e.b = append(e.b, rec...) // a record is stored as e.user encodes it
 			total++
-			if len(e.b) >= frameTarget {
-				if err = flush(); err != nil {
+			if rw.size() >= recordTarget {
+				if err = rw.end(); err != nil {
 					return false
 				}
 				start()
@@ -191,13 +203,13 @@ func WriteSnapshot(w io.Writer, s *Snapshot) error {
 		if err != nil {
 			return err
 		}
-		if err := flush(); err != nil {
+		if err := rw.end(); err != nil {
 			return err
 		}
 	}
 	e.byte1(frameEnd)
 	e.uvarint(total)
-	if err := flush(); err != nil {
+	if err := rw.end(); err != nil {
 		return err
 	}
 	return bw.Flush()
@@ -219,22 +231,13 @@ func ReadSnapshot(r io.Reader) (*Snapshot, error) {
 	if v < 1 || v > SnapshotVersion {
 		return nil, fmt.Errorf("%w: snapshot version %d is not supported by this build (it reads versions 1 to %d)", ErrUnsupportedVersion, v, SnapshotVersion)
 	}
-	var buf bytes.Buffer
+	rr := &recordReader{r: br, chunked: v >= 5}
 	next := func() (*decoder, byte, error) {
-		n, err := binary.ReadUvarint(br)
+		b, err := rr.next()
 		if err != nil {
-			return nil, 0, fmt.Errorf("%w: frame length: %v", ErrCorrupt, err)
+			return nil, 0, err
 		}
-		if n == 0 || n > maxFrame {
-			return nil, 0, fmt.Errorf("%w: frame length %d", ErrCorrupt, n)
-		}
-		// The buffer grows with the bytes that arrive, not with the length
-		// claimed, so a damaged length cannot make the reader allocate.
-		buf.Reset()
-		if _, err := io.CopyN(&buf, br, int64(n)); err != nil {
-			return nil, 0, fmt.Errorf("%w: truncated frame: %v", ErrCorrupt, err)
-		}
-		d := &decoder{b: buf.Bytes(), v1: v == 1}
+		d := &decoder{b: b, v1: v == 1}
 		return d, d.byte1(), nil
 	}
 

@@ -79,28 +79,69 @@ func writeSnap(t testing.TB, s *Snapshot) []byte {
 	return b.Bytes()
 }
 
-// frames splits a snapshot stream into its header and frames.
+// frames splits a snapshot stream into its header and records, and
+// checks the chunking: every chunk 1 to snapChunkTarget bytes.
 func frames(t testing.TB, b []byte) (hdr []byte, fs [][]byte) {
 	t.Helper()
-	rest := b[len(snapshotMagic):]
-	_, n := binary.Uvarint(rest)
-	hdr, rest = b[:len(snapshotMagic)+n], rest[n:]
-	for len(rest) > 0 {
-		l, n := binary.Uvarint(rest)
-		if n <= 0 || uint64(len(rest)-n) < l {
-			t.Fatalf("bad framing at %d", len(b)-len(rest))
+	hdr, bounds := chunkBounds(t, b)
+	var rec []byte
+	for i, at := range bounds {
+		h, n := binary.Uvarint(b[at:])
+		l := int(h >> 1)
+		if l == 0 || l > snapChunkTarget {
+			t.Fatalf("chunk %d of %d bytes", i, l)
 		}
-		fs = append(fs, rest[n:n+int(l)])
-		rest = rest[n+int(l):]
+		rec = append(rec, b[at+n:at+n+l]...)
+		if h&1 == 0 {
+			fs = append(fs, rec)
+			rec = nil
+		}
+	}
+	if rec != nil {
+		t.Fatal("the last record does not end")
 	}
 	return hdr, fs
 }
 
-func joinFrames(hdr []byte, fs ...[]byte) []byte {
+// chunkBounds returns the header and where each chunk starts.
+func chunkBounds(t testing.TB, b []byte) (hdr []byte, bounds []int) {
+	t.Helper()
+	rest := b[len(snapshotMagic):]
+	_, n := binary.Uvarint(rest)
+	hdr = b[:len(snapshotMagic)+n]
+	for at := len(hdr); at < len(b); {
+		h, n := binary.Uvarint(b[at:])
+		if n <= 0 || uint64(len(b)-at-n) < h>>1 {
+			t.Fatalf("bad chunking at %d", at)
+		}
+		bounds = append(bounds, at)
+		at += n + int(h>>1)
+	}
+	return hdr, bounds
+}
+
+// joinFrames writes records as chunks of up to chunk bytes (one chunk
+// each if chunk is 0).
+func joinFrames(hdr []byte, fs ...[]byte) []byte { return joinChunked(hdr, 0, fs...) }
+
+func joinChunked(hdr []byte, chunk int, fs ...[]byte) []byte {
 	out := slices.Clone(hdr)
 	for _, f := range fs {
-		out = binary.AppendUvarint(out, uint64(len(f)))
-		out = append(out, f...)
+		for {
+			n := len(f)
+			if chunk > 0 {
+				n = min(n, chunk)
+			}
+			more := uint64(0)
+			if n < len(f) {
+				more = 1
+			}
+			out = binary.AppendUvarint(out, uint64(n)<<1|more)
+			out = append(out, f[:n]...)
+			if f = f[n:]; len(f) == 0 {
+				break
+			}
+		}
 	}
 	return out
 }
@@ -145,7 +186,7 @@ func sameState(t testing.TB, got, want *Snapshot) {
 func TestSnapshotRoundTrip(t *testing.T) {
 	s := testSnapshot(t, 4, 3000)
 	b := writeSnap(t, s)
-	if len(b) < 3*frameTarget {
+	if len(b) < 3*recordTarget {
 		t.Fatalf("snapshot of %d bytes: want several frames", len(b))
 	}
 	_, fs := frames(t, b)
@@ -154,7 +195,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		if f[0] == frameUsers {
 			usersFrames++
 		}
-		if len(f) > frameTarget+1024 {
+		if len(f) > recordTarget+1024 {
 			t.Errorf("frame of %d bytes", len(f))
 		}
 	}
@@ -224,14 +265,9 @@ func TestSnapshotLargeIdempotencyWindow(t *testing.T) {
 		s.Meta.Idempotency = append(s.Meta.Idempotency, IdempotencyEntry{RequestID: fmt.Sprint("r", i), AtMs: int64(i), Result: Result{Items: res}})
 	}
 	b := writeSnap(t, s)
-	_, fs := frames(t, b)
-	for _, f := range fs {
-		if len(f) > maxFrame {
-			t.Fatalf("frame of %d bytes > %d", len(f), maxFrame)
-		}
-	}
+	_, fs := frames(t, b) // checks every chunk's size
 	if len(fs) < entries/2 || fs[1][0] != frameIdem {
-		t.Fatalf("meta not split: %d frames", len(fs))
+		t.Fatalf("meta not split: %d records", len(fs))
 	}
 	got, err := ReadSnapshot(bytes.NewReader(b))
 	if err != nil {
@@ -240,25 +276,21 @@ func TestSnapshotLargeIdempotencyWindow(t *testing.T) {
 	if len(got.Meta.Idempotency) != entries || !reflect.DeepEqual(got.Meta.Idempotency[entries-1], s.Meta.Idempotency[entries-1]) {
 		t.Fatal("idempotency window lost")
 	}
-	// Cut at and around every frame boundary of a smaller window.
+	// Cut at and around every chunk boundary of a smaller window.
 	s.Meta.Idempotency = s.Meta.Idempotency[:20]
 	for i := range s.Meta.Idempotency {
 		s.Meta.Idempotency[i].Result.Items = res[:100]
 	}
 	b = writeSnap(t, s)
-	hdr, fs := frames(t, b)
-	if len(fs) < 4 {
-		t.Fatalf("%d frames", len(fs))
+	_, bounds := chunkBounds(t, b)
+	if len(bounds) < 4 {
+		t.Fatalf("%d chunks", len(bounds))
 	}
-	for cut := len(hdr); ; {
+	for _, cut := range bounds {
 		for _, n := range []int{cut - 1, cut, cut + 1} {
 			if _, err := ReadSnapshot(bytes.NewReader(b[:n])); !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("cut at %d of %d: %v", n, len(b), err)
 			}
-		}
-		l, k := binary.Uvarint(b[cut:])
-		if cut += k + int(l); cut >= len(b) {
-			break
 		}
 	}
 }
@@ -361,9 +393,16 @@ func TestReadSnapshotCorrupt(t *testing.T) {
 	}
 	badEnd := append([]byte{frameEnd}, binary.AppendUvarint(nil, 11)...)
 	usersOut := append([]byte{frameUsers, 2}, users0[2:]...)
-	bigLen := binary.AppendUvarint(slices.Clone(hdr), maxFrame+1)
+	bigLen := binary.AppendUvarint(slices.Clone(hdr), (maxSnapChunk+1)<<1)
 	bigLen = append(bigLen, make([]byte, 100)...)
 	zeroLen := append(slices.Clone(hdr), 0)
+	zeroMore := append(slices.Clone(hdr), 1)
+	hugeClaim := binary.AppendUvarint(slices.Clone(hdr), 1<<62|1)
+	badVarint := append(slices.Clone(hdr), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01)
+	unfinished := joinChunked(hdr, 0, meta, users0, users1, end)
+	unfinished = unfinished[:len(unfinished)-len(end)-1]
+	unfinished = append(unfinished, byte(len(end))<<1|1) // "more" on the last chunk, then nothing
+	unfinished = append(unfinished, end...)
 	trunc := slices.Clone(users0)
 	trunc = trunc[:len(trunc)-3]
 	for name, b := range map[string][]byte{
@@ -377,8 +416,12 @@ func TestReadSnapshotCorrupt(t *testing.T) {
 		"truncated user":      joinFrames(hdr, meta, trunc, users1, end),
 		"trailing in meta":    joinFrames(hdr, append(slices.Clone(meta), 0), users0, users1, end),
 		"trailing in end":     joinFrames(hdr, meta, users0, users1, append(slices.Clone(end), 0)),
-		"frame too long":      bigLen,
-		"frame length 0":      zeroLen,
+		"chunk too long":      bigLen,
+		"chunk length 0":      zeroLen,
+		"empty chunk, more":   zeroMore,
+		"huge claimed chunk":  hugeClaim,
+		"chunk header varint": badVarint,
+		"record never ends":   unfinished,
 	} {
 		got, err := ReadSnapshot(bytes.NewReader(b))
 		if got != nil || !errors.Is(err, ErrCorrupt) {

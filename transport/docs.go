@@ -176,16 +176,30 @@ func (s *Server) createDoc(ctx *fasthttp.RequestCtx) {
 	}
 	dc.Title = *req.Title
 	if req.Content != nil {
-		if err := storage.CheckDocText("content", *req.Content); err != nil {
+		err := storage.CheckDocSize("content", len(*req.Content))
+		if err == nil {
+			err = storage.CheckDocText("content", *req.Content)
+		}
+		if err != nil {
+			s.docLimits.count(err)
 			writeError(ctx, err)
 			return
 		}
 		dc.Content = *req.Content
 	}
+	dc.MaxDocs = uint64(s.cfg.MaxDocumentsPerUser)
+	// Checked here first so that a refusal costs no log entry; apply
+	// checks again, in log order.
+	if err := storage.CheckDocQuota(s.node.Docs().Owned(dc.Caller), dc.MaxDocs); err != nil {
+		s.docLimits.count(err)
+		writeError(ctx, err)
+		return
+	}
 	stamp := s.node.Stamps(1)
 	dc.DocID = storage.MakeDocID(stamp)
 	res, ok := s.propose(ctx, &storage.Command{Kind: storage.CmdDocCreate, Stamp: stamp, RequestID: w.key, Fingerprint: w.fp, Doc: dc}, s.deadline())
 	if !ok {
+		s.docLimits.count(res.Err)
 		return
 	}
 	ctx.Response.Header.Set("Location", "/v1/docs/"+res.Doc.ID)
@@ -256,9 +270,14 @@ func (s *Server) listDocs(ctx *fasthttp.RequestCtx) {
 
 // docWrite proposes a document command and answers with fn on success.
 func (s *Server) docWrite(ctx *fasthttp.RequestCtx, w writeRequest, kind storage.CommandKind, dc *storage.DocCommand, ok func(storage.Result)) {
+	if kind == storage.CmdDocSubmit {
+		dc.HistoryBytes = uint64(s.cfg.DocumentHistoryBytes)
+	}
 	res, done := s.propose(ctx, &storage.Command{Kind: kind, Stamp: s.node.Stamps(1), RequestID: w.key, Fingerprint: w.fp, Doc: dc}, s.deadline())
 	if done {
 		ok(res)
+	} else {
+		s.docLimits.count(res.Err)
 	}
 }
 

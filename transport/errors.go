@@ -38,6 +38,7 @@ var codeStatus = map[string]int{
 	"version_too_old":     http.StatusConflict,
 	"precondition_failed": http.StatusPreconditionFailed,
 	"payload_too_large":   http.StatusRequestEntityTooLarge,
+	"quota_exceeded":      http.StatusForbidden,
 	"rate_limited":        http.StatusTooManyRequests,
 	"internal":            http.StatusInternalServerError,
 	"unavailable":         http.StatusServiceUnavailable,
@@ -96,6 +97,12 @@ func storageError(se *storage.Error) *apiError {
 	e := newError(code, se.Message)
 	if se.Field != "" {
 		e.Details = map[string]any{"field": se.Field}
+	}
+	if se.Limit != 0 {
+		if e.Details == nil {
+			e.Details = map[string]any{}
+		}
+		e.Details["limit"] = se.Limit
 	}
 	return e
 }

@@ -132,6 +132,12 @@ type Config struct {
 	// WSOverLimitClose: a WebSocket whose messages have been refused by
 	// the rate limit for this long without a break is closed (1008).
 	WSOverLimitClose time.Duration
+	// MaxDocumentsPerUser is how many documents a user may own (0: no
+	// limit); DocumentHistoryBytes bounds a document's kept history by
+	// bytes (0: count only). Both travel in the commands this node
+	// proposes, so every node applies the proposer's value.
+	MaxDocumentsPerUser  int
+	DocumentHistoryBytes int
 }
 
 // DefaultMaxHeaderBytes bounds a request's line and headers (API.md): an
@@ -168,8 +174,17 @@ func DefaultConfig() Config {
 		WSOverLimitClose:  10 * time.Second,
 		// API.md: no sooner than 10 failures a minute.
 		LoginFailuresPerMinute: 10,
+		MaxDocumentsPerUser:    storage.DefaultMaxDocsPerUser,
+		DocumentHistoryBytes:   storage.DefaultDocHistoryBytes,
 	}
 }
+
+// Ranges of the document limits.
+const (
+	maxDocsPerUserLimit   = 10_000_000
+	minDocHistoryBytes    = 1 << 20
+	maxDocHistoryBytesArg = 1 << 30
+)
 
 // Validate rejects unusable settings.
 func (c *Config) Validate() error {
@@ -228,6 +243,12 @@ func (c *Config) Validate() error {
 	if c.LoginFailuresPerMinute < 10 {
 		errs = append(errs, fmt.Errorf("login failures per minute %d must be at least 10", c.LoginFailuresPerMinute))
 	}
+	if c.MaxDocumentsPerUser < 1 || c.MaxDocumentsPerUser > maxDocsPerUserLimit {
+		errs = append(errs, fmt.Errorf("documents per user (--max-documents-per-user) %d must be from 1 to %d", c.MaxDocumentsPerUser, maxDocsPerUserLimit))
+	}
+	if c.DocumentHistoryBytes < minDocHistoryBytes || c.DocumentHistoryBytes > maxDocHistoryBytesArg {
+		errs = append(errs, fmt.Errorf("document history bytes (--document-history-bytes) %d must be from %d (1 MiB) to %d (1 GiB)", c.DocumentHistoryBytes, minDocHistoryBytes, maxDocHistoryBytesArg))
+	}
 	return errors.Join(errs...)
 }
 
@@ -259,6 +280,7 @@ type Server struct {
 	tokens        *tokenMaker
 	loginThrottle *failureThrottle
 	authMetrics   authMetrics
+	docLimits     docLimitMetrics
 	proof         authProof
 	dummyHashState
 
@@ -277,6 +299,7 @@ func New(cfg Config, logger *slog.Logger, set *metrics.Set, node Node, users fun
 		hashSem: make(chan struct{}, cfg.HashConcurrency), fwd: forwarder{timeout: cfg.RequestTimeout + 5*time.Second, tls: cfg.PeerTLS},
 		loginThrottle: newFailureThrottle(cfg.LoginFailuresPerMinute, 100_000, nil),
 		authMetrics:   newAuthMetrics(set),
+		docLimits:     newDocLimitMetrics(set),
 	}
 	s.cmdFwd.init(s)
 	s.presence = newPresenceRelay(s)

@@ -547,6 +547,7 @@ func (w *wsSession) submit(in *wsIn) {
 		dc.Caller = c.user.ID
 	}
 	dc.Submit = &storage.DocSubmit{DocID: w.id, ClientID: clientID, Seq: *in.Seq, Base: *in.BaseVersion, Ops: ops}
+	dc.HistoryBytes = uint64(w.s.cfg.DocumentHistoryBytes)
 	cmd := &storage.Command{Kind: storage.CmdDocSubmit, Stamp: w.s.node.Stamps(1), Doc: &dc,
 		RequestID: "ws:" + dc.Caller + ":" + w.id + ":" + clientID + ":" + strconv.FormatUint(*in.Seq, 10)}
 	deadline := w.s.deadline()
@@ -564,6 +565,7 @@ func (w *wsSession) submit(in *wsIn) {
 	case err != nil:
 		fail(toAPIError(err))
 	case res.Err != nil:
+		w.s.docLimits.count(res.Err)
 		fail(storageError(res.Err))
 	case res.Submit == nil:
 		fail(newError("internal", "no result for the submit"))

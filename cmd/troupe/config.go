@@ -99,11 +99,15 @@ func parseServe(args []string, stderr io.Writer, getenv func(string) string) (*s
 	fs.DurationVar(&c.HTTP.ShutdownGrace, "shutdown-grace", c.HTTP.ShutdownGrace, "how long in-flight requests may take on shutdown")
 	fs.DurationVar(&c.Node.HeartbeatTimeout, "raft-heartbeat-timeout", c.Node.HeartbeatTimeout, "raft heartbeat timeout of multi-node clusters")
 	fs.DurationVar(&c.Node.ElectionTimeout, "raft-election-timeout", c.Node.ElectionTimeout, "raft election timeout of multi-node clusters")
+	fs.IntVar(&c.HTTP.MaxDocumentsPerUser, "max-documents-per-user", c.HTTP.MaxDocumentsPerUser, "documents one user may own (1 to 10000000); over it a create gets 403 quota_exceeded")
+	fs.IntVar(&c.HTTP.DocumentHistoryBytes, "document-history-bytes", c.HTTP.DocumentHistoryBytes, "bytes of changes a document keeps for late submits and replays (1048576 to 1073741824); older changes drop out")
 	fs.Uint64Var(&c.Node.SnapshotThreshold, "snapshot-threshold", c.Node.SnapshotThreshold, "log entries between automatic snapshots")
 	fs.IntVar(&c.HTTP.MaxConnections, "max-connections", c.HTTP.MaxConnections, "client connections this node holds open, WebSockets included (1 to 1000000); the next gets 503")
 	fs.IntVar(&c.HTTP.MaxStreams, "max-streams", c.HTTP.MaxStreams, "SSE and WebSocket streams open on this node (1 to 1000000); the next gets 503")
 	fs.IntVar(&c.HTTP.MaxStreamsPerUser, "max-streams-per-user", c.HTTP.MaxStreamsPerUser, "streams one user (else one client address) may hold open on this node (1 to 100000); the next gets 429")
 	fs.IntVar(&c.HTTP.MaxPresence, "max-presence-per-document", c.HTTP.MaxPresence, "clients present in one document (streams with a client_id, 1 to 100000); the next gets 429")
+	fs.Uint64Var(&c.Node.TrailingLogs, "raft-trailing-logs", c.Node.TrailingLogs, "log entries kept behind a snapshot for followers that lag (0 to 16777216); one further behind gets the snapshot")
+	fs.IntVar(&c.Node.WALSegmentSize, "raft-wal-segment-size", 64<<20, "bytes of a raft log segment file (65536 to 1073741824); the log is truncated after a snapshot by whole segments")
 	argonMem := fs.Uint("argon2-memory-kib", uint(c.HTTP.Argon2.MemoryKiB), "argon2id memory per password hash, KiB (OWASP: 19456)")
 	argonTime := fs.Uint("argon2-time", uint(c.HTTP.Argon2.Time), "argon2id iterations (OWASP: 2)")
 	if err := fs.Parse(args); err != nil {
@@ -229,9 +233,11 @@ func (c *serveConfig) validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("--log-format must be text or json, got %q", c.LogFormat))
 	}
-	if c.Node.LeaderLeaseTimeout > c.Node.HeartbeatTimeout {
-		c.Node.LeaderLeaseTimeout = c.Node.HeartbeatTimeout / 2
-	}
+	// The leader's lease follows the heartbeat timeout (500 ms at the
+	// default 1 s), so a longer heartbeat for a slow or loaded host also
+	// keeps a leader from stepping down while its followers sync large
+	// entries.
+	c.Node.LeaderLeaseTimeout = c.Node.HeartbeatTimeout / 2
 	if err := c.Node.Validate(); err != nil {
 		errs = append(errs, err)
 	}

@@ -29,6 +29,15 @@ func TestParseServeFlagsEnvDefaults(t *testing.T) {
 	if c.Node.DataDir != "./troupe-data" || c.Node.RaftAddr != "127.0.0.1:7080" || c.Explicit["data"] {
 		t.Fatalf("defaults: %+v", c.Node)
 	}
+	if c.Node.LeaderLeaseTimeout != 500*time.Millisecond {
+		t.Fatalf("leader lease %v", c.Node.LeaderLeaseTimeout)
+	}
+	if c, err := parseServe([]string{"--insecure", "--raft-heartbeat-timeout", "3s", "--raft-election-timeout", "3s"}, io.Discard, env(nil)); err != nil || c.Node.LeaderLeaseTimeout != 1500*time.Millisecond {
+		t.Fatalf("leader lease with a 3s heartbeat: %v", err)
+	}
+	if c.HTTP.MaxDocumentsPerUser != 10_000 || c.HTTP.DocumentHistoryBytes != 16<<20 {
+		t.Fatalf("document limits: %d, %d", c.HTTP.MaxDocumentsPerUser, c.HTTP.DocumentHistoryBytes)
+	}
 }
 
 func TestParseServeRejects(t *testing.T) {
@@ -55,6 +64,11 @@ func TestParseServeRejects(t *testing.T) {
 		"too many streams":      {"--insecure", "--max-streams", "1000001"},
 		"no streams per user":   {"--insecure", "--max-streams-per-user", "0"},
 		"no presence":           {"--insecure", "--max-presence-per-document", "0"},
+		"no documents per user": {"--insecure", "--max-documents-per-user", "0"},
+		"tiny wal segments":     {"--insecure", "--raft-wal-segment-size", "1000"},
+		"many trailing logs":    {"--insecure", "--raft-trailing-logs", "20000000"},
+		"tiny document history": {"--insecure", "--document-history-bytes", "1000"},
+		"huge document history": {"--insecure", "--document-history-bytes", "2147483648"},
 	}
 	for name, args := range cases {
 		if _, err := parseServe(args, io.Discard, env(nil)); err == nil {
