@@ -71,7 +71,8 @@ type Config struct {
 
 // The range of Config.IdempotencyRetention (--idempotency-retention): long
 // enough to cover a client's retries, short enough that the window (about
-// 150 bytes a key beyond the results) stays a bounded share of memory.
+// 140 bytes a key beside the key and its result's data) stays a bounded
+// share of memory.
 const (
 	MinIdempotencyRetention = 10 * time.Second
 	MaxIdempotencyRetention = 24 * time.Hour
