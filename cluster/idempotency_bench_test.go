@@ -3,6 +3,8 @@
 package cluster
 
 import (
+	"os"
+	"runtime/debug"
 	"strconv"
 	"syscall"
 	"testing"
@@ -19,9 +21,17 @@ import (
 // key expires, on average, for each one added: the window stays at its
 // size and turns over as it runs. One op is one command; the two sizes
 // should cost the same per command. cpu-ns/op is the process's CPU time
-// per command over the timed parts (see processCPU).
+// per command over the timed parts (see processCPU). The GC runs at
+// troupe serve's target (400%) unless TROUPE_BENCH_GOGC says otherwise.
 func BenchmarkFSMApplyKeyed(b *testing.B) {
 	const batch, chunk = 64, 64 // commands are encoded chunk batches at a time, off the clock
+	// The GC target troupe serve sets (cmd/troupe/serve.go); TROUPE_BENCH_GOGC
+	// overrides it, e.g. 100 for Go's default.
+	gogc := 400
+	if v, err := strconv.Atoi(os.Getenv("TROUPE_BENCH_GOGC")); err == nil {
+		gogc = v
+	}
+	defer debug.SetGCPercent(debug.SetGCPercent(gogc))
 	for _, bc := range []struct {
 		name string
 		kept int
@@ -99,4 +109,34 @@ func BenchmarkIdempotencyWindowMemory(b *testing.B) {
 	}
 	b.ReportMetric(per, "B/key")
 	b.ReportMetric(per-64, "B/key-beyond-result")
+}
+
+// BenchmarkIdempotencyWindow is the window alone, as apply uses it for a
+// keyed command: expire what fell out of the retention, look the key up,
+// add it. Each op expires one key and adds one.
+func BenchmarkIdempotencyWindow(b *testing.B) {
+	for _, kept := range []int{1_000, 1_000_000} {
+		b.Run("kept="+strconv.Itoa(kept/1000)+"k", func(b *testing.B) {
+			w := newIdempotencyWindow()
+			for i := range kept {
+				w.add("fill-"+strconv.Itoa(i), 0, int64(i), nil, storage.Result{})
+			}
+			keys := make([]string, b.N)
+			for i := range keys {
+				keys[i] = "key-" + strconv.Itoa(i)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			c0 := processCPU()
+			for i, k := range keys {
+				now := int64(kept + i)
+				w.expire(now - int64(kept) + 1)
+				if _, ok := w.get(k); ok {
+					b.Fatal("a new key is known")
+				}
+				w.add(k, 0, now, nil, storage.Result{})
+			}
+			b.ReportMetric(float64((processCPU()-c0).Nanoseconds())/float64(b.N), "cpu-ns/op")
+		})
+	}
 }
