@@ -25,8 +25,20 @@ func FuzzApply(f *testing.F) {
 	for range 64 {
 		f.Add(g.next().Data)
 	}
+	var (
+		once sync.Once
+		st   *fuzzFSM
+	)
+	f.Cleanup(func() {
+		if st != nil {
+			st.d.close()
+		}
+	})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		st := populatedFSM(t)
+		once.Do(func() { st = populatedFSM() })
+		if st.populatePanics != 0 {
+			t.Fatalf("populating the state machine panicked in an actor")
+		}
 		if _, err := storage.DecodeCommand(data); err != nil {
 			return
 		}
@@ -64,38 +76,31 @@ func FuzzApply(f *testing.F) {
 // fuzzFSM is one state machine per fuzzing process, populated once; the
 // inputs apply on top of each other, which only makes the state richer.
 type fuzzFSM struct {
-	mu     sync.Mutex
-	d      *detFSM
-	index  uint64
-	panics *metrics.Counter
-	fatal  error
+	mu             sync.Mutex
+	d              *detFSM
+	index          uint64
+	panics         *metrics.Counter
+	populatePanics uint64
+	fatal          error
 }
 
-var (
-	fuzzOnce  sync.Once
-	fuzzState *fuzzFSM
-)
-
-func populatedFSM(t *testing.T) *fuzzFSM {
-	fuzzOnce.Do(func() {
-		st := &fuzzFSM{}
-		logger := slog.New(slog.DiscardHandler)
-		set := metrics.NewSet()
-		sys := actors.NewSystem(logger, set)
-		st.panics = set.GetOrCreateCounter(`troupe_actor_panics_total`)
-		st.d = &detFSM{fsm: NewFSM(sys, logger, set, func(err error) { st.fatal = err }), sys: sys}
-		g := newLogGen(3)
-		logs := append([]*raft.Log{g.init()}, g.logs(600)...)
-		for _, p := range st.d.fsm.ApplyBatch(logs) {
-			waitAll(p)
-		}
-		st.index = g.index
-		fuzzState = st
-	})
-	if fuzzState.panics.Get() != 0 {
-		t.Fatalf("populating the state machine panicked in an actor")
+// populatedFSM makes a state machine holding users, sessions, documents
+// and policies, from a generated log.
+func populatedFSM() *fuzzFSM {
+	st := &fuzzFSM{}
+	logger := slog.New(slog.DiscardHandler)
+	set := metrics.NewSet()
+	sys := actors.NewSystem(logger, set)
+	st.panics = set.GetOrCreateCounter(`troupe_actor_panics_total`)
+	st.d = &detFSM{fsm: NewFSM(sys, logger, set, func(err error) { st.fatal = err }), sys: sys}
+	g := newLogGen(3)
+	logs := append([]*raft.Log{g.init()}, g.logs(600)...)
+	for _, p := range st.d.fsm.ApplyBatch(logs) {
+		waitAll(p)
 	}
-	return fuzzState
+	st.index = g.index
+	st.populatePanics = st.panics.Get()
+	return st
 }
 
 // waitAll waits for an apply response's results.
