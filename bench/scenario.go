@@ -26,12 +26,17 @@ type scenario struct {
 	loop func(r *Runner, w *worker)
 	// writes: every request is a write (Config.FollowLeader applies).
 	writes bool
+	// paced: a loop scenario that takes --rate (its ops wait for r.due).
+	paced bool
+	// acked, if set, reports an acknowledged write to Config.OnAck.
+	acked func(r *Runner, resp *fasthttp.Response)
 }
 
 var scenarios = map[string]scenario{
 	"users-create": {
 		description: "durable user creates, one per request",
 		next:        nextCreate,
+		acked:       ackedUser,
 		writes:      true,
 	},
 	"users-get": {
@@ -72,6 +77,7 @@ var scenarios = map[string]scenario{
 		description: "collaborative edits over WebSockets: each connection is a client of one of --docs documents, one insert in flight (latency to its ack), reading every change of its document (events_rps)",
 		setup:       setupDocs,
 		loop:        docsWSLoop,
+		paced:       true,
 	},
 	"ratelimit-check": {
 		description: "rate-limit decisions (POST /v1/ratelimit/check) over 10k keys of a generous policy",
@@ -270,6 +276,16 @@ func nextCreate(r *Runner, w *worker, req *fasthttp.Request) int {
 	w.buf = appendUser(w.buf[:0], r, w)
 	req.SetBodyRaw(w.buf)
 	return fasthttp.StatusCreated
+}
+
+// ackedUser reports the id of a created user.
+func ackedUser(r *Runner, resp *fasthttp.Response) {
+	var u struct {
+		ID string `json:"id"`
+	}
+	if json.Unmarshal(resp.Body(), &u) == nil && u.ID != "" {
+		r.cfg.OnAck(Ack{User: u.ID})
+	}
 }
 
 func nextBatch(r *Runner, w *worker, req *fasthttp.Request) int {
