@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -259,5 +260,81 @@ func TestFollowLeader(t *testing.T) {
 	cfg.Scenario = "users-get"
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "follow-leader") {
 		t.Fatalf("follow-leader with a read scenario: %v", err)
+	}
+}
+
+// With Idempotency, every write carries a key no other request had, and
+// reads carry none.
+func TestIdempotencyKeys(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	keys := map[string]int{}
+	var writes, reads, keyedReads int
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		key := string(ctx.Request.Header.Peek("Idempotency-Key"))
+		mu.Lock()
+		if ctx.IsGet() {
+			reads++
+			if key != "" {
+				keyedReads++
+			}
+		} else {
+			writes++
+			keys[key]++
+		}
+		mu.Unlock()
+		if ctx.IsGet() {
+			ctx.SetStatusCode(fasthttp.StatusOK)
+		} else {
+			ctx.SetStatusCode(fasthttp.StatusCreated)
+		}
+		ctx.SetBodyString(`{"id":"0000000000000000"}`)
+	}}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+
+	cfg := DefaultConfig()
+	cfg.Addrs, cfg.Scenario, cfg.Connections = []string{ln.Addr().String()}, "users-mixed", 4
+	cfg.Duration, cfg.Warmup, cfg.Requests, cfg.Idempotency = time.Minute, 0, 2000, true
+	// As a floor run: no setup, the server answers every path.
+	res := mustRun(t, cfg, true)
+	if !res.Idempotency {
+		t.Fatalf("%+v", res)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if writes == 0 || reads == 0 || keyedReads != 0 {
+		t.Fatalf("%d writes, %d reads, %d reads with a key", writes, reads, keyedReads)
+	}
+	for k, n := range keys {
+		if k == "" || n != 1 || len(k) > 255 {
+			t.Fatalf("key %q sent %d times", k, n)
+		}
+	}
+	if len(keys) != writes {
+		t.Fatalf("%d keys for %d writes", len(keys), writes)
+	}
+
+	for _, sc := range []string{"users-get", "ratelimit-check", "docs-ws"} {
+		cfg.Scenario = sc
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--idempotency") {
+			t.Errorf("--idempotency with %s: %v", sc, err)
+		}
+	}
+}
+
+// Keyed creates against a node: every one is created (a fresh key each,
+// so none is answered from another's result).
+func TestIdempotencyAgainstNode(t *testing.T) {
+	addr := startNode(t)
+	cfg := DefaultConfig()
+	cfg.Addrs, cfg.Scenario, cfg.Connections = []string{addr}, "users-create", 4
+	cfg.Duration, cfg.Warmup, cfg.Requests, cfg.Idempotency = time.Minute, 0, 400, true
+	res := mustRun(t, cfg, false)
+	if res.Errors != 0 || res.ByStatus["201"] != res.Requests || res.Requests < 400 {
+		t.Fatalf("%+v", res)
 	}
 }

@@ -39,6 +39,11 @@ type Config struct {
 	// Go client sends writes to the leader so, saving followers the
 	// forwarding hop.
 	FollowLeader bool
+	// Idempotency sends a fresh Idempotency-Key (unique to the run,
+	// connection and request) with every write of a scenario that
+	// writes over HTTP, as clients that retry safely do: the node keeps
+	// each key's result for its retention window.
+	Idempotency bool
 	// OnAck, if set, is called with every write the cluster acknowledged
 	// (warmup included), from the worker goroutines at once: users-create
 	// reports each created user's id, docs-ws each acknowledged op. A
@@ -125,6 +130,9 @@ func (c *Config) Validate() error {
 	}
 	if sc, ok := scenarios[c.Scenario]; ok && c.FollowLeader && !sc.writes {
 		errs = append(errs, fmt.Errorf("--follow-leader applies to the write scenarios (%s), not %s", strings.Join(writeScenarios(), ", "), c.Scenario))
+	}
+	if sc, ok := scenarios[c.Scenario]; ok && c.Idempotency && !sc.keyed {
+		errs = append(errs, fmt.Errorf("--idempotency applies to the scenarios that write over HTTP (%s), not %s", strings.Join(KeyedScenarios(), ", "), c.Scenario))
 	}
 	return errors.Join(errs...)
 }

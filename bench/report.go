@@ -23,6 +23,9 @@ func WriteTable(w io.Writer, r *Result) {
 	if r.FollowLeader {
 		fmt.Fprintf(w, ", following the leader (%d moves)", r.LeaderMoves)
 	}
+	if r.Idempotency {
+		fmt.Fprint(w, ", a fresh Idempotency-Key on every write")
+	}
 	fmt.Fprintf(w, ", %.1f s measured\n", r.DurationS)
 	writeOne(w, "", r)
 	if r.Floor != nil {

@@ -49,6 +49,9 @@ type worker struct {
 	client *fasthttp.HostClient
 	addr   string
 	moves  int // FollowLeader: times the connection moved to a leader
+	// Idempotency: keys sent so far and the buffer of the last.
+	keys   uint64
+	keyBuf []byte
 
 	// docs-ops: the version this worker last had acknowledged, per
 	// document it edits, and its next seq.
@@ -267,6 +270,9 @@ func (r *Runner) work(w *worker) {
 		req.Header.SetHost(w.addr)
 		r.authorize(req)
 		want := r.sc.next(r, w, req)
+		if r.cfg.Idempotency && !req.Header.IsGet() {
+			r.setIdempotencyKey(w, req)
+		}
 		err := w.client.Do(req, resp)
 		lat := time.Since(start)
 		if r.sc.after != nil && err == nil {
@@ -386,7 +392,7 @@ func (r *Runner) result(elapsed time.Duration) *Result {
 	res := &Result{
 		Scenario: r.cfg.Scenario, Connections: r.cfg.Connections, Targets: r.cfg.Addrs,
 		DurationS: elapsed.Seconds(), Rate: r.cfg.Rate, ByStatus: map[string]int64{},
-		FollowLeader: r.cfg.FollowLeader,
+		FollowLeader: r.cfg.FollowLeader, Idempotency: r.cfg.Idempotency,
 	}
 	var timeline []int64
 	var acks, events int64
@@ -481,6 +487,8 @@ type Result struct {
 	// LeaderMoves: how many times a connection moved to the leader.
 	FollowLeader bool `json:"follow_leader,omitempty"`
 	LeaderMoves  int  `json:"leader_moves,omitempty"`
+	// Idempotency: every write carried a fresh Idempotency-Key.
+	Idempotency bool `json:"idempotency,omitempty"`
 	// Docs is the number of documents of a docs-* scenario.
 	Docs int `json:"docs,omitempty"`
 	// EventsRPS (docs-ws): change events received per second by all

@@ -30,6 +30,9 @@ type scenario struct {
 	paced bool
 	// acked, if set, reports an acknowledged write to Config.OnAck.
 	acked func(r *Runner, resp *fasthttp.Response)
+	// keyed: the scenario writes over HTTP, so its writes can carry an
+	// Idempotency-Key (Config.Idempotency applies).
+	keyed bool
 }
 
 var scenarios = map[string]scenario{
@@ -38,6 +41,7 @@ var scenarios = map[string]scenario{
 		next:        nextCreate,
 		acked:       ackedUser,
 		writes:      true,
+		keyed:       true,
 	},
 	"users-get": {
 		description: "linearizable reads of existing users by id",
@@ -60,11 +64,13 @@ var scenarios = map[string]scenario{
 			}
 			return nextGet(r, w, req, "")
 		},
+		keyed: true,
 	},
 	"users-batch": {
 		description: "batch creates (--batch-size users per request, one log entry each)",
 		next:        nextBatch,
 		writes:      true,
+		keyed:       true,
 	},
 	"docs-ops": {
 		description: "collaborative edits: each connection is a client inserting into one of --docs documents against the version it last had acknowledged (transformed past the others')",
@@ -72,6 +78,7 @@ var scenarios = map[string]scenario{
 		next:        nextDocOp,
 		after:       afterDocOp,
 		writes:      true,
+		keyed:       true,
 	},
 	"docs-ws": {
 		description: "collaborative edits over WebSockets: each connection is a client of one of --docs documents, one insert in flight (latency to its ack), reading every change of its document (events_rps)",
@@ -244,6 +251,32 @@ func writeScenarios() []string {
 		}
 	}
 	return out
+}
+
+// KeyedScenarios lists the scenarios whose writes can carry an
+// Idempotency-Key.
+func KeyedScenarios() []string {
+	var out []string
+	for _, n := range ScenarioNames() {
+		if scenarios[n].keyed {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// setIdempotencyKey gives a write a key no other request of any run
+// has: the run id, the connection and the connection's count of keys.
+func (r *Runner) setIdempotencyKey(w *worker, req *fasthttp.Request) {
+	w.keys++
+	b := append(w.keyBuf[:0], "bench-"...)
+	b = append(b, r.runID...)
+	b = append(b, '-')
+	b = strconv.AppendInt(b, int64(w.id), 10)
+	b = append(b, '-')
+	b = strconv.AppendUint(b, w.keys, 10)
+	w.keyBuf = b
+	req.Header.SetBytesV("Idempotency-Key", b)
 }
 
 // HasFloor says whether a scenario can run against the floor server (a

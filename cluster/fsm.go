@@ -45,6 +45,9 @@ type FSM struct {
 	appliedCh chan struct{}
 
 	batchSize *metrics.Histogram
+	// idemKept is the idempotency window, for its size gauge (the window
+	// is replaced on restore; only its kept count is read elsewhere).
+	idemKept atomic.Pointer[idempotencyWindow]
 
 	// applyMu is held while raft's goroutine applies, snapshots or
 	// restores, so that Capture, from any other goroutine, sees the state
@@ -54,7 +57,7 @@ type FSM struct {
 	// --- FSM goroutine only ---
 	init   *storage.InitParams
 	lastMs int64
-	idem   idempotencyWindow
+	idem   *idempotencyWindow // replaced on restore; its kept count is read by the metrics
 	failed bool
 }
 
@@ -69,6 +72,8 @@ func NewFSM(sys *actors.System, logger *slog.Logger, set *metrics.Set, fatal fun
 		idem:      newIdempotencyWindow(),
 		docs:      actors.NewDocs(sys, actors.DocsConfig{}),
 	}
+	f.idemKept.Store(f.idem)
+	set.NewGauge(`troupe_idempotency_keys`, func() float64 { return float64(f.idemKept.Load().kept.Load()) })
 	set.NewGauge(`troupe_docs`, func() float64 { n, _ := f.docs.Counts(); return float64(n) })
 	set.NewGauge(`troupe_docs_active`, func() float64 { _, n := f.docs.Counts(); return float64(n) })
 	set.NewGauge(`troupe_docs_passivated`, func() float64 { n, a := f.docs.Counts(); return float64(n - a) })
@@ -189,12 +194,12 @@ func (f *FSM) applyDecoded(cmd *storage.Command) *actors.Pending {
 				return actors.Resolved(storage.Result{Err: &storage.Error{Kind: storage.KindConflict,
 					Message: "this Idempotency-Key was already used with a different request"}})
 			}
-			return e.pending
+			return e.answer()
 		}
 	}
 	p := f.dispatch(cmd, now)
 	if cmd.RequestID != "" {
-		f.idem.add(cmd.RequestID, cmd.Fingerprint, now, p)
+		f.idem.add(cmd.RequestID, cmd.Fingerprint, now, p, storage.Result{})
 	}
 	return p
 }
@@ -363,22 +368,39 @@ func internal(msg string) storage.Result {
 }
 
 // Snapshot implements raft.FSM: a barrier across all actors that returns
-// their immutable views at once; Persist streams them while Apply goes on.
+// their immutable views at once; Persist materialises the idempotency
+// window from its view and streams them all while Apply goes on.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	return &fsmSnapshot{snap: f.Capture()}, nil
+	f.applyMu.Lock()
+	s, idem := f.captureViews()
+	f.applyMu.Unlock()
+	return &fsmSnapshot{snap: s, idem: idem}, nil
 }
 
 // Capture takes the whole state at the current applied index, from any
 // goroutine: backups and state hashes use it. It holds Apply off only for
-// the O(shards) barrier.
+// the O(shards) barrier; the idempotency window is materialised after.
 func (f *FSM) Capture() *storage.Snapshot {
 	f.applyMu.Lock()
-	defer f.applyMu.Unlock()
-	return f.capture()
+	s, idem := f.captureViews()
+	f.applyMu.Unlock()
+	s.Meta.Idempotency = idem.entries()
+	return s
 }
 
-// capture takes the whole state at the current applied index.
+// capture takes the whole state at the current applied index, the
+// idempotency window materialised (from the FSM goroutine, or with
+// applyMu held).
 func (f *FSM) capture() *storage.Snapshot {
+	s, idem := f.captureViews()
+	s.Meta.Idempotency = idem.entries()
+	return s
+}
+
+// captureViews takes the state at the current applied index, all but the
+// idempotency window, which it returns as a view: O(shards + documents),
+// never O(keys), while Apply is held off.
+func (f *FSM) captureViews() (*storage.Snapshot, idemView) {
 	s := &storage.Snapshot{Meta: storage.Meta{
 		Init: f.init, Index: f.applied.Load(), LastStamp: f.stamp.Load(), LastMs: f.lastMs,
 		Auth: f.auth.Load(),
@@ -389,7 +411,7 @@ func (f *FSM) capture() *storage.Snapshot {
 	s.Docs = f.docs.Views()
 	// After the barrier every command sent to an actor has run, so every
 	// recorded result is known.
-	s.Meta.Idempotency = f.idem.entries()
+	idem := f.idem.view()
 	for _, m := range f.Members() {
 		s.Meta.Members = append(s.Meta.Members, m)
 	}
@@ -398,7 +420,7 @@ func (f *FSM) capture() *storage.Snapshot {
 		s.Meta.Policies = append(s.Meta.Policies, p)
 	}
 	slices.SortFunc(s.Meta.Policies, func(a, b storage.Policy) int { return strings.Compare(a.Name, b.Name) })
-	return s
+	return s, idem
 }
 
 // Restore implements raft.FSM: it replaces the whole state.
@@ -446,11 +468,17 @@ func (f *FSM) restore(snap *storage.Snapshot) error {
 	f.auth.Store(m.Auth)
 	f.lastMs = m.LastMs
 	f.stamp.Store(m.LastStamp)
-	f.idem = newIdempotencyWindow()
+	idem := newIdempotencyWindow()
 	for i := range m.Idempotency {
 		e := &m.Idempotency[i]
-		f.idem.add(e.RequestID, e.Fingerprint, e.AtMs, actors.Resolved(e.Result))
+		// Ids are unique in a window; a snapshot that repeats one keeps
+		// the first, as the window that wrote it answered.
+		if _, dup := idem.get(e.RequestID); !dup {
+			idem.add(e.RequestID, e.Fingerprint, e.AtMs, nil, e.Result)
+		}
 	}
+	f.idem = idem
+	f.idemKept.Store(idem)
 	members := make(map[string]storage.Member, len(m.Members))
 	for _, mb := range m.Members {
 		members[mb.ID] = mb
@@ -465,9 +493,15 @@ func (f *FSM) restore(snap *storage.Snapshot) error {
 	return nil
 }
 
-type fsmSnapshot struct{ snap *storage.Snapshot }
+// fsmSnapshot is the state captured at one index; the idempotency window
+// is a view until Persist materialises it, off the apply path.
+type fsmSnapshot struct {
+	snap *storage.Snapshot
+	idem idemView
+}
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	s.snap.Meta.Idempotency = s.idem.entries()
 	if err := storage.WriteSnapshot(sink, s.snap); err != nil {
 		_ = sink.Cancel()
 		return fmt.Errorf("cannot write snapshot: %w", err)

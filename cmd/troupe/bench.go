@@ -40,6 +40,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "per-request timeout")
 	fs.StringVar(&cfg.Token, "token", os.Getenv("TROUPE_TOKEN"), "access token for secure nodes (an admin's for scenarios that create users or policies; env TROUPE_TOKEN)")
 	fs.BoolVar(&cfg.FollowLeader, "follow-leader", false, "write scenarios: move each connection to the node its answers name in X-Troupe-Leader (among --addr), as the Go client sends writes")
+	fs.BoolVar(&cfg.Idempotency, "idempotency", false, "send a fresh Idempotency-Key with every write (the scenarios that write over HTTP: "+strings.Join(bench.KeyedScenarios(), ", ")+")")
 	asJSON := fs.Bool("json", false, "print the result as one JSON object on the last line")
 	compare := fs.Bool("compare-floor", false, "also run the scenario against a bare fasthttp server (troupe bench serve-floor) and print the ratio")
 	list := fs.Bool("list", false, "list the scenarios")
