@@ -25,7 +25,7 @@ type Config struct {
 	Warmup      time.Duration
 	Rate        float64 // requests/s over all connections; 0: closed loop
 	Requests    int64   // stop after this many measured requests; 0: no limit
-	Users       int     // users created before read scenarios
+	Users       int     // users created before read scenarios; users-churn keeps as many
 	BatchSize   int     // users per request in users-batch
 	Timeout     time.Duration
 	// Docs is how many documents docs-ops and docs-ws edit
@@ -46,15 +46,17 @@ type Config struct {
 	Idempotency bool
 	// OnAck, if set, is called with every write the cluster acknowledged
 	// (warmup included), from the worker goroutines at once: users-create
-	// reports each created user's id, docs-ws each acknowledged op. A
+	// and users-churn report each created (and deleted) user's id,
+	// docs-ws each acknowledged op. A
 	// soak reads them all back at the end (no acknowledged write lost).
 	OnAck func(Ack)
 }
 
-// Ack is one acknowledged write: a user created, or an op of document
-// Doc acknowledged at Version.
+// Ack is one acknowledged write: a user created (or, Deleted, deleted),
+// or an op of document Doc acknowledged at Version.
 type Ack struct {
 	User    string
+	Deleted bool
 	Doc     string
 	Version uint64
 }

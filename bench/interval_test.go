@@ -123,3 +123,45 @@ func TestDocsWSOpenLoop(t *testing.T) {
 		t.Fatalf("top versions %v for %d acks", top, acks)
 	}
 }
+
+// users-churn keeps its population: once each connection holds its
+// share, it deletes its oldest user before creating the next, and every
+// acknowledged create and delete is reported and holds on the node.
+func TestUsersChurn(t *testing.T) {
+	addr := startNode(t)
+	var mu sync.Mutex
+	created, deleted := map[string]bool{}, map[string]bool{}
+	cfg := DefaultConfig()
+	cfg.Addrs, cfg.Scenario, cfg.Connections, cfg.Users = []string{addr}, "users-churn", 2, 10
+	cfg.Duration, cfg.Warmup, cfg.Requests, cfg.Idempotency = time.Minute, 0, 100, true
+	cfg.OnAck = func(a Ack) {
+		mu.Lock()
+		defer mu.Unlock()
+		if a.Deleted {
+			deleted[a.User] = true
+		} else {
+			created[a.User] = true
+		}
+	}
+	res := mustRun(t, cfg, false)
+	mu.Lock()
+	defer mu.Unlock()
+	if res.Errors != 0 || len(created) < 50 || len(deleted) < 40 {
+		t.Fatalf("%d created, %d deleted: %+v", len(created), len(deleted), res)
+	}
+	// Each connection ends holding its share of 5, or 4 if its last
+	// request was a delete.
+	if kept := len(created) - len(deleted); kept < 8 || kept > 10 {
+		t.Fatalf("%d users kept, want 8..10", kept)
+	}
+	for id := range created {
+		resp, err := http.Get(fmt.Sprintf("http://%s/v1/users/%s", addr, id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if want := map[bool]int{true: 404, false: 200}[deleted[id]]; resp.StatusCode != want {
+			t.Fatalf("user %s (deleted %v): %d, want %d", id, deleted[id], resp.StatusCode, want)
+		}
+	}
+}

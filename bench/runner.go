@@ -57,6 +57,8 @@ type worker struct {
 	// document it edits, and its next seq.
 	docVersion uint64
 	docSeq     uint64
+	// users-churn: the users this connection holds.
+	churn churnState
 	// docs-ws: the worker's open WebSocket, closed by Run at stop.
 	ws atomic.Pointer[websocket.Conn]
 

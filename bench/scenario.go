@@ -43,6 +43,13 @@ var scenarios = map[string]scenario{
 		writes:      true,
 		keyed:       true,
 	},
+	"users-churn": {
+		description: "durable creates and deletes over a bounded population: each connection keeps its share of --users, deleting its oldest before it creates past it",
+		next:        nextChurn,
+		after:       afterChurn,
+		writes:      true,
+		keyed:       true,
+	},
 	"users-get": {
 		description: "linearizable reads of existing users by id",
 		setup:       setupUsers,
@@ -313,12 +320,20 @@ func nextCreate(r *Runner, w *worker, req *fasthttp.Request) int {
 
 // ackedUser reports the id of a created user.
 func ackedUser(r *Runner, resp *fasthttp.Response) {
+	if id := userID(resp.Body()); id != "" {
+		r.cfg.OnAck(Ack{User: id})
+	}
+}
+
+// userID is the id of the user a create answered with, or "".
+func userID(body []byte) string {
 	var u struct {
 		ID string `json:"id"`
 	}
-	if json.Unmarshal(resp.Body(), &u) == nil && u.ID != "" {
-		r.cfg.OnAck(Ack{User: u.ID})
+	if json.Unmarshal(body, &u) != nil {
+		return ""
 	}
+	return u.ID
 }
 
 func nextBatch(r *Runner, w *worker, req *fasthttp.Request) int {
