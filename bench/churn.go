@@ -9,9 +9,11 @@ import (
 // write stays checkable. Each connection creates users and, once it
 // holds its share of --users, deletes its oldest before creating the
 // next: creates and deletes then alternate. Config.OnAck hears of every
-// acknowledged create (Ack.User) and delete (Ack.Deleted): at the end,
-// a user whose create was acknowledged and whose delete was not must be
-// there, and one whose delete was acknowledged must be gone.
+// acknowledged create (Ack.User) and delete (Ack.Deleted), and of every
+// delete sent (Ack.Deleting): at the end, a user whose create was
+// acknowledged and who was never to be deleted must be there, and one
+// whose delete was acknowledged must be gone; one whose delete went
+// unanswered may be either.
 //
 // State: the ring below belongs to the worker's goroutine.
 
@@ -29,6 +31,9 @@ func nextChurn(r *Runner, w *worker, req *fasthttp.Request) int {
 	c := &w.churn
 	if len(c.owned)-c.head >= churnShare(r) {
 		c.deleting = c.owned[c.head]
+		if r.cfg.OnAck != nil {
+			r.cfg.OnAck(Ack{User: c.deleting, Deleting: true})
+		}
 		req.Header.SetMethod("DELETE")
 		w.buf = append(append(w.buf[:0], "/v1/users/"...), c.deleting...)
 		req.SetRequestURIBytes(w.buf)
@@ -39,8 +44,9 @@ func nextChurn(r *Runner, w *worker, req *fasthttp.Request) int {
 }
 
 // afterChurn moves the ring on after an acknowledged create or delete.
-// A delete answered 404 removed the user earlier (a retried request
-// whose first answer was lost): the user is gone either way.
+// A delete answered 404 is one tried again after an earlier attempt's
+// answer was lost: that attempt removed the user (no other connection
+// deletes it), so it is reported deleted too.
 func afterChurn(r *Runner, w *worker, resp *fasthttp.Response) {
 	c := &w.churn
 	switch {
@@ -54,7 +60,7 @@ func afterChurn(r *Runner, w *worker, resp *fasthttp.Response) {
 			r.cfg.OnAck(Ack{User: id})
 		}
 	case c.deleting != "" && (resp.StatusCode() == fasthttp.StatusNoContent || resp.StatusCode() == fasthttp.StatusNotFound):
-		if resp.StatusCode() == fasthttp.StatusNoContent && r.cfg.OnAck != nil {
+		if r.cfg.OnAck != nil {
 			r.cfg.OnAck(Ack{User: c.deleting, Deleted: true})
 		}
 		c.head++

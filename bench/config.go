@@ -53,12 +53,16 @@ type Config struct {
 }
 
 // Ack is one acknowledged write: a user created (or, Deleted, deleted),
-// or an op of document Doc acknowledged at Version.
+// or an op of document Doc acknowledged at Version. Deleting reports a
+// delete of User sent, not yet answered: until its Deleted ack comes
+// the user's fate is open (an answer lost with a killed node leaves it
+// so; a retry that finds the user gone then reports it Deleted).
 type Ack struct {
-	User    string
-	Deleted bool
-	Doc     string
-	Version uint64
+	User     string
+	Deleted  bool
+	Deleting bool
+	Doc      string
+	Version  uint64
 }
 
 // DefaultConfig returns the defaults.

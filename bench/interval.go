@@ -50,6 +50,10 @@ func (r *Runner) Interval() Interval {
 // precision of Interval.Latency, to merge intervals into.
 func NewLatencyHistogram() *hdrhistogram.Histogram { return newHist() }
 
+// Measuring reports whether the run has finished its setup and warmup
+// and is measuring.
+func (r *Runner) Measuring() bool { return r.measured.Load() }
+
 // DocIDs returns the documents a docs scenario set up (empty before its
 // setup has finished; call it once Run has begun measuring).
 func (r *Runner) DocIDs() []string {
@@ -57,4 +61,18 @@ func (r *Runner) DocIDs() []string {
 		return nil
 	}
 	return r.docIDs
+}
+
+// CloseIdleConnections closes the connections the run's workers keep
+// open once Run has returned, so that a target's descriptors come back
+// at once (a soak's baseline), not when each idles out.
+func (r *Runner) CloseIdleConnections() {
+	if !r.measured.Load() {
+		return
+	}
+	for _, w := range r.workers {
+		if w.client != nil {
+			w.client.CloseIdleConnections()
+		}
+	}
 }

@@ -137,9 +137,11 @@ func TestUsersChurn(t *testing.T) {
 	cfg.OnAck = func(a Ack) {
 		mu.Lock()
 		defer mu.Unlock()
-		if a.Deleted {
+		switch {
+		case a.Deleting:
+		case a.Deleted:
 			deleted[a.User] = true
-		} else {
+		default:
 			created[a.User] = true
 		}
 	}
