@@ -85,8 +85,8 @@ func (r *report) markdown(b *bytes.Buffer) {
 	}
 	mk, full := r.command()
 	fmt.Fprintf(b, "# Soak\n\n")
-	fmt.Fprintf(b, "`make soak` (written by `bench/soak`): a three-node troupe on 127.0.0.1 with `--idempotency-retention %s` under a steady mix of keyed user writes, user reads, WebSocket edits on 64 documents with SSE subscribers joining and leaving, and rate-limit checks, all at once, as an open loop at %.0f%% of the mix's measured maximum, while a follower is killed (-9) and restarted every %s. It passes when no acknowledged write is lost, the p99 of the last tenth is at most %.1f× the first tenth's, the live heap grows at most %.0f%% after the first %s, and goroutines and fds come back to their baseline.\n\n",
-		shortDur(r.o.retention), r.o.load*100, shortDur(r.o.killEvery), r.lim.P99Ratio, r.lim.HeapGrowth*100, shortDur(r.lim.Warm))
+	fmt.Fprintf(b, "`make soak` (written by `bench/soak`): a three-node troupe on 127.0.0.1 with `--idempotency-retention %s` under a steady mix of keyed user writes, user reads, WebSocket edits on 64 documents with SSE subscribers joining and leaving, and rate-limit checks, all at once, as an open loop at %.0f%% of the mix's measured maximum, while a follower is killed (-9) and restarted every %s. It passes when no acknowledged write is lost, the p99 of the last tenth is at most %.1f× the first tenth's, the live heap grows at most %.0f%% after the first %s (see the rules), and goroutines and fds come back to their baseline.\n\n",
+		shortDur(r.o.retention), r.o.load*100, shortDur(r.o.killEvery), r.lim.P99Ratio, r.lim.HeapGrowth*100, fmtDur(r.lim.Warm))
 	fmt.Fprintf(b, "**Verdict: %s** — a run of %s, %s, troupe %s, %d CPUs (%s), %s.\n\n", verdict, shortDur(r.o.duration),
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"), troupeVersion(r.o.bin), runtime.NumCPU(), cpuModel(), runtime.Version())
 	if r.o.duration < fullRun {
@@ -210,7 +210,8 @@ func (r *report) markdown(b *bytes.Buffer) {
 	fmt.Fprintf(b, "\n## The rules\n\n")
 	fmt.Fprintf(b, "- **No acknowledged write lost.** Every user whose create was acknowledged (201) is read back (linearizable `GET`): it must be there unless its delete was acknowledged (204), and then it must be gone. Every WebSocket op inserts one letter, so a document must be at least at the highest version acknowledged on it and hold exactly as many letters as its version. A user that cannot be read back counts as lost. After the read-back every node must report the same `GET /v1/cluster/hash` at the same index.\n")
 	fmt.Fprintf(b, "- **p99 holds.** Per scenario, the p99 of all requests in the last tenth of the run against the first tenth's. Kills fall outside both tenths, so that the rule compares steady state with steady state and a degradation over time shows.\n")
-	fmt.Fprintf(b, "- **Memory holds.** Per node, the mean live heap (sampled right after a forced collection, so the collector's cycle does not show as growth) over the last tenth against the mean over a tenth-long window starting at %s.\n", shortDur(r.lim.Warm))
+	fmt.Fprintf(b, "- **Memory holds.** Per node, the mean live heap (sampled right after a forced collection, so the collector's cycle does not show as growth) over the last tenth against the mean over a tenth-long window starting at %s: after the first sixth of the run (5 minutes of 30), and no sooner than the state the mix keeps stops growing (two idempotency retentions; the documents' last %d changes each, %s at this edit rate), nor later than four tenths before the end.\n",
+		fmtDur(r.lim.Warm), keptChanges, fmtDur(historyFill(r.scen)))
 	fmt.Fprintf(b, "- **Nothing leaks.** Before the load, once the nodes are idle and steady, each node's goroutines and open fds are its baseline; after the load and the read-back they must come back to at most baseline + max(%d, %.0f%%) goroutines and baseline + max(%d, %.0f%%) fds within 90 s.\n",
 		r.lim.GoroutineAbs, r.lim.SlackFrac*100, r.lim.FDAbs, r.lim.SlackFrac*100)
 	fmt.Fprintf(b, "- **Kills.** At least one follower is killed with SIGKILL during the run, and every one killed is ready again (`/readyz`) within 2 minutes.\n")

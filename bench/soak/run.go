@@ -90,7 +90,7 @@ func soak(ctx context.Context, o options) (bool, error) {
 	ack := scen[0].acks
 	logf("reading back every acknowledged write")
 	rb := readBack(ctx, addrs, ack, token)
-	lim := DefaultLimits(o.duration, o.retention)
+	lim := DefaultLimits(o.duration, o.retention, historyFill(scen))
 	logf("waiting for goroutines and fds to come back to their baseline")
 	final := settle(ctx, client, nodes, base, lim)
 	if ctx.Err() != nil {
@@ -123,6 +123,21 @@ func soak(ctx context.Context, o options) (bool, error) {
 		logf("%s %s: %s", mark, c.Name, c.Detail)
 	}
 	return ok, nil
+}
+
+// keptChanges is how many changes a document keeps for transforms and
+// replays (docs/API.md): its memory grows until each document has them.
+const keptChanges = 1000
+
+// historyFill is how long the WebSocket edits take to fill every
+// document's kept changes at their soak rate.
+func historyFill(scen []*soakScenario) time.Duration {
+	for _, s := range scen {
+		if s.Config.Scenario == "docs-ws" && s.Rate > 0 {
+			return time.Duration(float64(keptChanges*s.Config.Docs) / s.Rate * float64(time.Second))
+		}
+	}
+	return 0
 }
 
 // runClosed runs the scenarios at once, closed loop, for d.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -66,12 +67,16 @@ type Limits struct {
 	SlackFrac           float64
 }
 
-// DefaultLimits are the published rules for a run of d on nodes with
-// that idempotency retention. The heap's reference starts after 5
-// minutes; in a shorter run after a sixth of it, but no sooner than two
-// retentions (until the idempotency window has turned over, it fills).
-func DefaultLimits(d, retention time.Duration) Limits {
-	return Limits{P99Ratio: 1.5, HeapGrowth: 0.10, Warm: min(5*time.Minute, max(d/6, 2*retention)), GoroutineAbs: 10, FDAbs: 5, SlackFrac: 0.10}
+// DefaultLimits are the published rules for a run of d. The heap's
+// reference starts after 5 minutes (a sixth of the run), but not before
+// the state the mix keeps has stopped growing: the idempotency window
+// turns over after a retention (two are waited for), and documents keep
+// their last changes, a window that fills in historyFill. It starts by
+// four tenths before the end at the latest, so that the two windows
+// compared do not overlap.
+func DefaultLimits(d, retention, historyFill time.Duration) Limits {
+	warm := min(max(d/6, 2*retention, historyFill), d-2*(d/10))
+	return Limits{P99Ratio: 1.5, HeapGrowth: 0.10, Warm: warm, GoroutineAbs: 10, FDAbs: 5, SlackFrac: 0.10}
 }
 
 // Check is one rule's outcome.
@@ -123,6 +128,23 @@ func p99Of(rows []Row, scenario string) (time.Duration, int64) {
 		return 0, 0
 	}
 	return time.Duration(h.ValueAtQuantile(99)) * time.Microsecond, h.TotalCount()
+}
+
+// spread is the lowest, median and highest p99 of a scenario's single
+// intervals: how much the p99 moves from one interval to the next shows
+// how far a ratio between two tenths can be trusted.
+func spread(rows []Row, scenario string) (lo, med, hi time.Duration, ok bool) {
+	var p99s []time.Duration
+	for _, r := range rows {
+		if p, found := r.Load[scenario]; found && p.Latency != nil && p.Latency.TotalCount() > 0 {
+			p99s = append(p99s, p.P99())
+		}
+	}
+	if len(p99s) == 0 {
+		return 0, 0, 0, false
+	}
+	slices.Sort(p99s)
+	return p99s[0], p99s[len(p99s)/2], p99s[len(p99s)-1], true
 }
 
 // meanHeap is node i's mean live heap over the rows it was up in.
@@ -191,6 +213,9 @@ func judge(rows []Row, d time.Duration, scenarios, nodeIDs []string, base, final
 			ratio := float64(b) / float64(a)
 			c.Pass = ratio <= lim.P99Ratio
 			c.Detail = fmt.Sprintf("first tenth %s, last tenth %s: %.2f×", fmtDur(a), fmtDur(b), ratio)
+			if lo, med, hi, ok := spread(rows, sc); ok {
+				c.Detail += fmt.Sprintf(" (the p99 of single intervals ranged %s–%s, median %s)", fmtDur(lo), fmtDur(hi), fmtDur(med))
+			}
 		}
 		checks = append(checks, c)
 	}

@@ -50,7 +50,7 @@ func TestJudgeSteadyRunPasses(t *testing.T) {
 	rows := soakRows(d, 30*time.Second,
 		func(time.Duration) time.Duration { return 20 * time.Millisecond },
 		func(time.Duration) int64 { return 100 << 20 })
-	checks := judge(rows, d, []string{"s"}, []string{"n1", "n2"}, idle, idle, okReadBack, DefaultLimits(d, time.Minute))
+	checks := judge(rows, d, []string{"s"}, []string{"n1", "n2"}, idle, idle, okReadBack, DefaultLimits(d, time.Minute, time.Minute))
 	if !passed(checks) {
 		t.Fatalf("a steady run failed: %+v", checks)
 	}
@@ -76,9 +76,12 @@ func TestJudgeP99(t *testing.T) {
 			}
 			return 20 * time.Millisecond
 		}, func(time.Duration) int64 { return 100 << 20 })
-		got := check(t, judge(rows, d, []string{"s"}, []string{"n1", "n2"}, idle, idle, okReadBack, DefaultLimits(d, time.Minute)), "s p99")
+		got := check(t, judge(rows, d, []string{"s"}, []string{"n1", "n2"}, idle, idle, okReadBack, DefaultLimits(d, time.Minute, time.Minute)), "s p99")
 		if got.Pass != c.pass {
 			t.Errorf("last tenth at %v: %+v", c.last, got)
+		}
+		if !strings.Contains(got.Detail, "ranged 20.02ms–5.0s, median 20.02ms") {
+			t.Errorf("no spread in %q", got.Detail)
 		}
 	}
 	// A scenario that answered nothing in a tenth fails.
@@ -86,7 +89,7 @@ func TestJudgeP99(t *testing.T) {
 	for i := range rows[:6] {
 		rows[i].Load = map[string]Point{}
 	}
-	if got := check(t, judge(rows, d, []string{"s"}, []string{"n1", "n2"}, idle, idle, okReadBack, DefaultLimits(d, time.Minute)), "s p99"); got.Pass {
+	if got := check(t, judge(rows, d, []string{"s"}, []string{"n1", "n2"}, idle, idle, okReadBack, DefaultLimits(d, time.Minute, time.Minute)), "s p99"); got.Pass {
 		t.Errorf("no requests in the first tenth passed: %+v", got)
 	}
 }
@@ -110,7 +113,7 @@ func TestJudgeHeap(t *testing.T) {
 		})
 		// A node down in a sample (killed) is left out of the mean.
 		rows[len(rows)-2].Nodes[1] = NodeSample{}
-		checks := judge(rows, d, []string{"s"}, []string{"n1", "n2"}, idle, idle, okReadBack, DefaultLimits(d, time.Minute))
+		checks := judge(rows, d, []string{"s"}, []string{"n1", "n2"}, idle, idle, okReadBack, DefaultLimits(d, time.Minute, time.Minute))
 		for _, id := range []string{"n1", "n2"} {
 			if got := check(t, checks, id+" heap"); got.Pass != c.pass {
 				t.Errorf("end heap %d MiB: %+v", c.end, got)
@@ -126,7 +129,7 @@ func TestJudgeBaseline(t *testing.T) {
 		{Up: true, Goroutines: 110, FDs: 55}, // + max(10, 10%) and + max(5, 10%): the limit
 		{Up: true, Goroutines: 111, FDs: 50}, // one goroutine over
 	}
-	checks := judge(rows, d, []string{"s"}, []string{"n1", "n2"}, idle, final, okReadBack, DefaultLimits(d, time.Minute))
+	checks := judge(rows, d, []string{"s"}, []string{"n1", "n2"}, idle, final, okReadBack, DefaultLimits(d, time.Minute, time.Minute))
 	if got := check(t, checks, "n1 goroutines"); !got.Pass {
 		t.Errorf("n1 at the limit: %+v", got)
 	}
@@ -134,7 +137,7 @@ func TestJudgeBaseline(t *testing.T) {
 		t.Errorf("n2 over the limit: %+v", got)
 	}
 	down := []NodeSample{{Up: true, Goroutines: 1, FDs: 1}, {}}
-	if got := check(t, judge(rows, d, []string{"s"}, []string{"n1", "n2"}, idle, down, okReadBack, DefaultLimits(d, time.Minute)), "n2 goroutines"); got.Pass {
+	if got := check(t, judge(rows, d, []string{"s"}, []string{"n1", "n2"}, idle, down, okReadBack, DefaultLimits(d, time.Minute, time.Minute)), "n2 goroutines"); got.Pass {
 		t.Errorf("a node down at the end passed: %+v", got)
 	}
 	if a := allowed(1000, 10, 0.1); a != 1100 {
@@ -155,14 +158,14 @@ func TestJudgeLostWrites(t *testing.T) {
 		{ReadBack{Users: 5, DocsBad: []string{"d1: version 3"}}, "documents short"},
 		{ReadBack{}, "no acknowledged user write"},
 	} {
-		got := check(t, judge(rows, d, []string{"s"}, []string{"n1", "n2"}, idle, idle, c.rb, DefaultLimits(d, time.Minute)), "no acknowledged write lost")
+		got := check(t, judge(rows, d, []string{"s"}, []string{"n1", "n2"}, idle, idle, c.rb, DefaultLimits(d, time.Minute, time.Minute)), "no acknowledged write lost")
 		if got.Pass || !strings.Contains(got.Detail, c.want) {
 			t.Errorf("%+v: %+v", c.rb, got)
 		}
 	}
 	rb := okReadBack
 	rb.Replicas = "at index 9, the hashes differ"
-	if got := check(t, judge(rows, d, []string{"s"}, []string{"n1", "n2"}, idle, idle, rb, DefaultLimits(d, time.Minute)), "replicas agree"); got.Pass {
+	if got := check(t, judge(rows, d, []string{"s"}, []string{"n1", "n2"}, idle, idle, rb, DefaultLimits(d, time.Minute, time.Minute)), "replicas agree"); got.Pass {
 		t.Errorf("replicas that differ passed: %+v", got)
 	}
 }
@@ -186,16 +189,19 @@ func TestTenthsAndWindows(t *testing.T) {
 	if w := window(rows, 10*time.Second, 20*time.Second); len(w) != 2 {
 		t.Fatalf("window: %d rows", len(w))
 	}
-	// The heap's reference: 5 minutes into a long run; two retentions
-	// into a short one; never past five minutes.
-	for _, c := range []struct{ d, ret, want time.Duration }{
-		{30 * time.Minute, time.Minute, 5 * time.Minute},
-		{3 * time.Minute, time.Minute, 2 * time.Minute},
-		{12 * time.Minute, 10 * time.Second, 2 * time.Minute},
-		{time.Hour, 10 * time.Minute, 5 * time.Minute},
+	// The heap's reference: a sixth into the run (5 minutes of 30), but
+	// not before two retentions or the documents' history is full, nor
+	// after the last four tenths begin.
+	for _, c := range []struct{ d, ret, fill, want time.Duration }{
+		{30 * time.Minute, time.Minute, 2 * time.Minute, 5 * time.Minute},
+		{30 * time.Minute, time.Minute, 8 * time.Minute, 8 * time.Minute},
+		{3 * time.Minute, time.Minute, time.Minute, 2 * time.Minute},
+		{3 * time.Minute, time.Minute, 134 * time.Second, 134 * time.Second},
+		{3 * time.Minute, time.Minute, time.Hour, 144 * time.Second},
+		{12 * time.Minute, 10 * time.Second, 0, 2 * time.Minute},
 	} {
-		if got := DefaultLimits(c.d, c.ret).Warm; got != c.want {
-			t.Errorf("warm for %v with retention %v: %v, want %v", c.d, c.ret, got, c.want)
+		if got := DefaultLimits(c.d, c.ret, c.fill).Warm; got != c.want {
+			t.Errorf("warm for %v with retention %v and history filled in %v: %v, want %v", c.d, c.ret, c.fill, got, c.want)
 		}
 	}
 }
