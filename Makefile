@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # system tests build their own (race-free) binary, as a real deployment.
 PKGS    := ./...
 
-.PHONY: run build test fuzz-smoke bench soak torture lint clean
+.PHONY: run build test fuzz-smoke bench bench-keyed soak torture lint clean
 
 ## run: build and start a one-node cluster in ./troupe-data (secure: log in as the first admin)
 run: build
@@ -42,6 +42,10 @@ fuzz-smoke:
 ## bench: the load scenarios next to their floor and the Go benchmarks; writes docs/BENCHMARKS.md (≈ 6 min)
 bench: build
 	$(GO) run ./bench/suite --troupe $(BIN) --out docs/BENCHMARKS.md
+
+## bench-keyed: only the Idempotency-Key rows of make bench, printed, not written (≈ 2 min)
+bench-keyed: build
+	$(GO) run ./bench/suite --troupe $(BIN) --only keyed
 
 ## soak: a 3-node cluster under a steady mixed load at half its maximum for $(SOAK), a
 ## follower killed (-9) every 5 minutes; writes docs/SOAK.md and fails on a failed verdict.

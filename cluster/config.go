@@ -61,11 +61,22 @@ type Config struct {
 
 	// Cluster parameters, used when this node initialises a new cluster;
 	// an existing cluster keeps its own (see Node.CheckParams).
-	UserShards           int
+	UserShards int
+	// IdempotencyRetention is how long, in command time, a request id's
+	// result is kept: MinIdempotencyRetention..MaxIdempotencyRetention.
 	IdempotencyRetention time.Duration
 	// Session rules, fixed when the cluster's authentication is set up.
 	Sessions storage.AuthParams
 }
+
+// The range of Config.IdempotencyRetention (--idempotency-retention): long
+// enough to cover a client's retries, short enough that the window (about
+// 140 bytes a key beside the key and its result's data) stays a bounded
+// share of memory.
+const (
+	MinIdempotencyRetention = 10 * time.Second
+	MaxIdempotencyRetention = 24 * time.Hour
+)
 
 // Mode is how a node with no raft state starts.
 type Mode uint8
@@ -165,9 +176,15 @@ func (c *Config) Validate() error {
 	if c.ApplyTimeout < 10*time.Millisecond {
 		bad("apply timeout %v too small", c.ApplyTimeout)
 	}
+	if c.IdempotencyRetention < MinIdempotencyRetention || c.IdempotencyRetention > MaxIdempotencyRetention {
+		bad("idempotency retention (--idempotency-retention) %v out of range 10s..24h", c.IdempotencyRetention)
+	}
 	p := storage.InitParams{ClusterID: "x", UserShards: uint32(c.UserShards), IdempotencyRetention: uint64(c.IdempotencyRetention.Milliseconds())}
 	if c.UserShards < 1 || c.UserShards > 1<<12 {
 		p.UserShards = 3 // any invalid value: let InitParams word the message
+	}
+	if c.IdempotencyRetention < MinIdempotencyRetention || c.IdempotencyRetention > MaxIdempotencyRetention {
+		p.IdempotencyRetention = uint64(MinIdempotencyRetention.Milliseconds()) // worded above
 	}
 	if err := p.Validate(); err != nil {
 		bad("%v", err)

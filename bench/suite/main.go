@@ -62,7 +62,20 @@ func main() {
 	duration := flag.Duration("duration", 5*time.Second, "measured time per scenario")
 	flag.IntVar(&memUsers, "mem-users", 1_000_000, "users loaded for the memory and restart figures")
 	gobench := flag.String("gobench", "./storage/ ./actors/ ./cluster/ ./transport/", "packages whose Go benchmarks to run")
+	only := flag.String("only", "", "run only one group of rows and print its section instead of writing the report: keyed (the Idempotency-Key rows)")
 	flag.Parse()
+	switch *only {
+	case "":
+	case "keyed":
+		if err := keyedOnly(*bin, *duration); err != nil {
+			fmt.Fprintln(os.Stderr, "bench suite:", err)
+			os.Exit(1)
+		}
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "bench suite: --only %q: the groups are: keyed\n", *only)
+		os.Exit(2)
+	}
 	if err := suite(*bin, *out, *duration, strings.Fields(*gobench)); err != nil {
 		fmt.Fprintln(os.Stderr, "bench suite:", err)
 		os.Exit(1)
@@ -112,6 +125,10 @@ func suite(bin, out string, d time.Duration, gopkgs []string) error {
 			return err
 		}
 	}
+	keyed, err := runKeyed(bin, url, dur)
+	if err != nil {
+		return err
+	}
 	fsync := measureFsync()
 
 	// The same open loop on a node that trades memory for latency: the
@@ -138,7 +155,7 @@ func suite(bin, out string, d time.Duration, gopkgs []string) error {
 	if err != nil {
 		return err
 	}
-	return writeReport(out, runs, []*run{open, tuned}, fsync, mem, goOut, goCmd)
+	return writeReport(out, runs, []*run{open, tuned}, keyed, fsync, mem, goOut, goCmd)
 }
 
 func freeAddr() string {

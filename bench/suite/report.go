@@ -44,7 +44,7 @@ func floorP99(r *result) string {
 	return fmt.Sprintf("p99 %s ms", ms(r.Floor.LatencyUS.P99))
 }
 
-func writeReport(path string, runs []*run, opens []*run, fsync time.Duration, mem *memoryResult, goOut, goCmd string) error {
+func writeReport(path string, runs []*run, opens []*run, keyed *keyedRuns, fsync time.Duration, mem *memoryResult, goOut, goCmd string) error {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	w("# troupe benchmarks\n\n")
@@ -109,6 +109,8 @@ func writeReport(path string, runs []*run, opens []*run, fsync time.Duration, me
 		w("  %.0f changes/s delivered to the clients; first / last tenth of the run %.0f / %.0f ops/s\n", r.res.EventsRPS, r.res.FirstRPS, r.res.LastRPS)
 	}
 	w("\n")
+
+	writeKeyed(w, keyed)
 
 	w("## Memory and restart\n\n")
 	w("%d users loaded in batches of 1000 (%.0f users/s): live heap %.0f MB after a forced GC, %.0f B per\n",

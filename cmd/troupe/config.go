@@ -80,7 +80,7 @@ func parseServe(args []string, stderr io.Writer, getenv func(string) string) (*s
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
 	fs.StringVar(&c.PprofAddr, "pprof", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060; off when empty")
 	fs.IntVar(&c.Node.UserShards, "user-shards", c.Node.UserShards, "user shards of a new cluster (a power of two; fixed at creation)")
-	fs.DurationVar(&c.Node.IdempotencyRetention, "idempotency-retention", c.Node.IdempotencyRetention, "how long Idempotency-Keys are remembered in a new cluster (fixed at creation)")
+	fs.DurationVar(&c.Node.IdempotencyRetention, "idempotency-retention", c.Node.IdempotencyRetention, "how long Idempotency-Keys are remembered in a new cluster, 10s to 24h (fixed at creation)")
 	fs.DurationVar(&c.HTTP.AccessTTL, "access-token-ttl", c.HTTP.AccessTTL, "how long an access token is valid (1m to 24h)")
 	fs.DurationVar(&c.HTTP.RequestTimeout, "request-timeout", c.HTTP.RequestTimeout, "how long a request may wait for the cluster")
 	fs.DurationVar(&c.HTTP.ShutdownGrace, "shutdown-grace", c.HTTP.ShutdownGrace, "how long in-flight requests may take on shutdown")

@@ -51,6 +51,8 @@ func TestParseServeRejects(t *testing.T) {
 		"tiny argon2":           {"--insecure", "--argon2-memory-kib", "1"},
 		"bad node id":           {"--insecure", "--node-id", "a b"},
 		"unspecified advertise": {"--insecure", "--advertise-raft", "0.0.0.0:7080"},
+		"retention too short":   {"--insecure", "--idempotency-retention", "9s"},
+		"retention too long":    {"--insecure", "--idempotency-retention", "25h"},
 	}
 	for name, args := range cases {
 		if _, err := parseServe(args, io.Discard, env(nil)); err == nil {
@@ -60,6 +62,28 @@ func TestParseServeRejects(t *testing.T) {
 	if _, err := parseServe([]string{"--insecure"}, io.Discard, env(map[string]string{"TROUPE_USER_SHARDS": "many"})); err == nil ||
 		!strings.Contains(err.Error(), "TROUPE_USER_SHARDS") {
 		t.Errorf("bad env value: %v", err)
+	}
+}
+
+func TestIdempotencyRetentionRange(t *testing.T) {
+	for _, ok := range []string{"10s", "10m", "24h"} {
+		c, err := parseServe([]string{"--insecure", "--idempotency-retention", ok}, io.Discard, env(nil))
+		if err != nil {
+			t.Fatalf("--idempotency-retention %s: %v", ok, err)
+		}
+		if want, _ := time.ParseDuration(ok); c.Node.IdempotencyRetention != want {
+			t.Fatalf("--idempotency-retention %s: got %v", ok, c.Node.IdempotencyRetention)
+		}
+	}
+	for _, bad := range []string{"1s", "9999ms", "24h1s", "0s"} {
+		_, err := parseServe([]string{"--insecure", "--idempotency-retention", bad}, io.Discard, env(nil))
+		if err == nil || !strings.Contains(err.Error(), "--idempotency-retention") || !strings.Contains(err.Error(), "out of range 10s..24h") {
+			t.Errorf("--idempotency-retention %s: %v", bad, err)
+		}
+	}
+	_, err := parseServe([]string{"--insecure"}, io.Discard, env(map[string]string{"TROUPE_IDEMPOTENCY_RETENTION": "5s"}))
+	if err == nil || !strings.Contains(err.Error(), "out of range 10s..") {
+		t.Errorf("TROUPE_IDEMPOTENCY_RETENTION=5s: %v", err)
 	}
 }
 
