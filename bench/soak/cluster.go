@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 )
@@ -139,13 +140,27 @@ func (n *node) kill(sig os.Signal) error {
 	}
 }
 
+// hasFlag says whether `bin serve` takes the flag name: the soak runs
+// binaries from before and after a flag's arrival.
+func hasFlag(bin, name string) bool {
+	out, _ := exec.Command(bin, "serve", "-h").CombinedOutput()
+	return strings.Contains(string(out), "\n  -"+name+" ")
+}
+
 // startCluster starts n1 (bootstrapping) and n2, n3 (joining it).
 func startCluster(ctx context.Context, bin, root string, retention time.Duration) ([]*node, error) {
+	var common []string
+	// The soak's document owner holds every WebSocket and SSE stream of
+	// the mix (about 80 over the three nodes): a per-user stream limit,
+	// where the binary has one, must not refuse them.
+	if hasFlag(bin, "max-streams-per-user") {
+		common = append(common, "--max-streams-per-user", "100000")
+	}
 	var nodes []*node
 	for i := range 3 {
-		extra := []string{"--bootstrap"}
+		extra := append([]string{"--bootstrap"}, common...)
 		if i > 0 {
-			extra = []string{"--join", "http://" + nodes[0].httpAddr}
+			extra = append([]string{"--join", "http://" + nodes[0].httpAddr}, common...)
 		}
 		n, err := newNode(bin, root, fmt.Sprintf("n%d", i+1), retention, extra)
 		if err != nil {

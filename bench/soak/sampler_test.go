@@ -92,3 +92,18 @@ func TestReadProcSelf(t *testing.T) {
 		t.Fatalf("rss %d, fds %d, %v", rss, fds, err)
 	}
 }
+
+// hasFlag reads a binary's serve flags from its usage.
+func TestHasFlag(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "fake-troupe")
+	script := "#!/bin/sh\necho 'Usage of serve:' >&2\necho '  -access-token-ttl duration' >&2\necho '  -max-streams-per-user int' >&2\nexit 0\n"
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if !hasFlag(bin, "max-streams-per-user") || !hasFlag(bin, "access-token-ttl") {
+		t.Fatal("a listed flag not found")
+	}
+	if hasFlag(bin, "max-streams") || hasFlag(bin, "nope") || hasFlag(filepath.Join(t.TempDir(), "absent"), "access-token-ttl") {
+		t.Fatal("an unlisted flag found")
+	}
+}
