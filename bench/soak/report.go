@@ -212,6 +212,8 @@ func (r *report) markdown(b *bytes.Buffer) {
 	fmt.Fprintf(b, "- **p99 holds.** Per scenario, the p99 of all requests in the last tenth of the run against the first tenth's. Kills fall outside both tenths, so that the rule compares steady state with steady state and a degradation over time shows.\n")
 	fmt.Fprintf(b, "- **Memory holds.** Per node, the mean live heap (sampled right after a forced collection, so the collector's cycle does not show as growth) over the last tenth against the mean over a tenth-long window starting at %s: after the first sixth of the run (5 minutes of 30), and no sooner than the state the mix keeps stops growing (two idempotency retentions; the documents' last %d changes each, %s at this edit rate), nor later than four tenths before the end.\n",
 		fmtDur(r.lim.Warm), keptChanges, fmtDur(historyFill(r.scen)))
+	fmt.Fprintf(b, "  The documents' text is data that does grow: every acknowledged edit adds a letter (%d letters over the %d documents by the end, about %s of UTF-8 text plus the rope's nodes), counted in the heap like the rest.\n",
+		r.rb.Ops, r.rb.Docs, mib(float64(r.rb.Ops)))
 	fmt.Fprintf(b, "- **Nothing leaks.** Before the load, once the nodes are idle and steady, each node's goroutines and open fds are its baseline; after the load and the read-back they must come back to at most baseline + max(%d, %.0f%%) goroutines and baseline + max(%d, %.0f%%) fds within 90 s.\n",
 		r.lim.GoroutineAbs, r.lim.SlackFrac*100, r.lim.FDAbs, r.lim.SlackFrac*100)
 	fmt.Fprintf(b, "- **Kills.** At least one follower is killed with SIGKILL during the run, and every one killed is ready again (`/readyz`) within 2 minutes.\n")
