@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # system tests build their own (race-free) binary, as a real deployment.
 PKGS    := ./...
 
-.PHONY: run build test fuzz-smoke bench bench-keyed torture lint clean
+.PHONY: run build test fuzz-smoke bench bench-keyed soak torture lint clean
 
 ## run: build and start a one-node cluster in ./troupe-data (secure: log in as the first admin)
 run: build
@@ -46,6 +46,17 @@ bench: build
 ## bench-keyed: only the Idempotency-Key rows of make bench, printed, not written (≈ 2 min)
 bench-keyed: build
 	$(GO) run ./bench/suite --troupe $(BIN) --only keyed
+
+## soak: a 3-node cluster under a steady mixed load at half its maximum for $(SOAK), a
+## follower killed (-9) every 5 minutes; writes docs/SOAK.md and fails on a failed verdict.
+## SOAK=3m make soak for a short run; SOAK_KILL_EVERY and SOAK_SAMPLE_EVERY override the
+## intervals (by default scaled down for runs under 30 minutes)
+SOAK ?= 30m
+SOAK_KILL_EVERY ?=
+SOAK_SAMPLE_EVERY ?=
+soak: build
+	$(GO) run ./bench/soak --troupe $(BIN) --duration $(SOAK) --out docs/SOAK.md \
+		$(if $(SOAK_KILL_EVERY),--kill-every $(SOAK_KILL_EVERY)) $(if $(SOAK_SAMPLE_EVERY),--sample-every $(SOAK_SAMPLE_EVERY))
 
 ## torture: the linearizability tests with 20 leader kills and 20 rounds of partitions (≈ 5 min)
 torture:

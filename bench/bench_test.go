@@ -207,7 +207,7 @@ func FuzzDocsWSMessage(f *testing.F) {
 		if c.length < 0 {
 			t.Fatalf("length %d", c.length)
 		}
-		c.nextOp()
+		c.nextOp(time.Now())
 		var op map[string]any
 		if err := json.Unmarshal(c.out, &op); err != nil {
 			t.Fatalf("next op %q: %v", c.out, err)

@@ -5,7 +5,7 @@
 // stalls cannot hide), and reports throughput and latency percentiles
 // (HdrHistogram) next to the floor: the same scenario against a bare
 // fasthttp server. The docs-ws scenario drives documents over WebSockets
-// instead (closed loop, no floor; docsws.go).
+// instead (no floor; docsws.go).
 package bench
 
 import (
@@ -25,7 +25,7 @@ type Config struct {
 	Warmup      time.Duration
 	Rate        float64 // requests/s over all connections; 0: closed loop
 	Requests    int64   // stop after this many measured requests; 0: no limit
-	Users       int     // users created before read scenarios
+	Users       int     // users created before read scenarios; users-churn keeps as many
 	BatchSize   int     // users per request in users-batch
 	Timeout     time.Duration
 	// Docs is how many documents docs-ops and docs-ws edit
@@ -44,6 +44,25 @@ type Config struct {
 	// writes over HTTP, as clients that retry safely do: the node keeps
 	// each key's result for its retention window.
 	Idempotency bool
+	// OnAck, if set, is called with every write the cluster acknowledged
+	// (warmup included), from the worker goroutines at once: users-create
+	// and users-churn report each created (and deleted) user's id,
+	// docs-ws each acknowledged op. A
+	// soak reads them all back at the end (no acknowledged write lost).
+	OnAck func(Ack)
+}
+
+// Ack is one acknowledged write: a user created (or, Deleted, deleted),
+// or an op of document Doc acknowledged at Version. Deleting reports a
+// delete of User sent, not yet answered: until its Deleted ack comes
+// the user's fate is open (an answer lost with a killed node leaves it
+// so; a retry that finds the user gone then reports it Deleted).
+type Ack struct {
+	User     string
+	Deleted  bool
+	Deleting bool
+	Doc      string
+	Version  uint64
 }
 
 // DefaultConfig returns the defaults.
@@ -106,7 +125,7 @@ func (c *Config) Validate() error {
 	if c.Warmup < 0 || c.Rate < 0 || c.Requests < 0 {
 		errs = append(errs, errors.New("warmup, rate and requests must not be negative"))
 	}
-	if sc, ok := scenarios[c.Scenario]; ok && sc.loop != nil && c.Rate > 0 {
+	if sc, ok := scenarios[c.Scenario]; ok && sc.loop != nil && !sc.paced && c.Rate > 0 {
 		errs = append(errs, fmt.Errorf("scenario %s is closed loop only (no --rate)", c.Scenario))
 	}
 	if c.Users < 1 || c.BatchSize < 1 || c.BatchSize > 1000 || c.Docs < 1 || c.Docs > 10_000 {

@@ -21,7 +21,8 @@ import (
 // has come and the change stream has reached the ack's version (an ack
 // may overtake changes committed before it, and a submit based before
 // the client's own last change is refused). Latency runs from send to
-// ack. It reads every change of its document, the others' and its own
+// ack; in an open loop (--rate) from when the op fell due, so that a
+// client waiting for its previous ack cannot hide a stall. It reads every change of its document, the others' and its own
 // (that fan-out is the load), and counts them as events.
 //
 // On a reset it takes the version and length of the document sent with
@@ -119,7 +120,17 @@ func docsWSLoop(r *Runner, w *worker) {
 			continue
 		}
 		if !c.inflight && c.version >= c.awaiting {
-			c.nextOp()
+			// Open loop: the next op waits for its due time, from
+			// which its latency counts.
+			due := time.Now()
+			if r.due != nil {
+				at, ok := <-r.due
+				if !ok || r.stop.Load() {
+					return
+				}
+				due = at
+			}
+			c.nextOp(due)
 			if err := c.write(); err != nil {
 				c.broken("ws_write", err)
 				continue
@@ -205,8 +216,9 @@ func (c *wsClient) broken(kind string, err error) {
 	pause(c.r)
 }
 
-// nextOp fills out with one small insert against the client's version.
-func (c *wsClient) nextOp() {
+// nextOp fills out with one small insert against the client's version;
+// its latency counts from due.
+func (c *wsClient) nextOp(due time.Time) {
 	c.seq++
 	b := append(c.out[:0], `{"type":"op","seq":`...)
 	b = strconv.AppendUint(b, c.seq, 10)
@@ -217,7 +229,7 @@ func (c *wsClient) nextOp() {
 	b = append(b, `,"text":"`...)
 	b = append(b, byte('a'+c.w.rng.IntN(26)))
 	c.out = append(b, `"}]}`...)
-	c.inflight, c.sent = true, time.Now()
+	c.inflight, c.sent = true, due
 }
 
 func (c *wsClient) write() error {
@@ -266,6 +278,9 @@ func (c *wsClient) handle() error {
 			return nil // an answer to an op abandoned already
 		}
 		c.inflight, c.awaiting = false, m.Version
+		if c.r.cfg.OnAck != nil {
+			c.r.cfg.OnAck(Ack{Doc: c.docID, Version: m.Version})
+		}
 		c.ack()
 	case "error":
 		code := "unknown"
@@ -306,6 +321,7 @@ func (c *wsClient) ack() {
 	w := c.w
 	w.mu.Lock()
 	_ = w.hist.RecordValue(max(1, now.Sub(c.sent).Microseconds()))
+	_ = w.interval.hist.RecordValue(max(1, now.Sub(c.sent).Microseconds()))
 	w.acks++
 	w.countOK(c.r, now)
 	w.mu.Unlock()
@@ -324,8 +340,10 @@ func (c *wsClient) fail(kind string, answered bool) {
 	w.mu.Lock()
 	if answered {
 		_ = w.hist.RecordValue(max(1, time.Since(c.sent).Microseconds()))
+		_ = w.interval.hist.RecordValue(max(1, time.Since(c.sent).Microseconds()))
 	}
 	w.failures[kind]++
+	w.interval.failed++
 	w.mu.Unlock()
 }
 

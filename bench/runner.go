@@ -57,6 +57,8 @@ type worker struct {
 	// document it edits, and its next seq.
 	docVersion uint64
 	docSeq     uint64
+	// users-churn: the users this connection holds.
+	churn churnState
 	// docs-ws: the worker's open WebSocket, closed by Run at stop.
 	ws atomic.Pointer[websocket.Conn]
 
@@ -68,6 +70,8 @@ type worker struct {
 	timeline []int64
 	// docs-ws: ops acknowledged, change events received, resets.
 	acks, events, resets int64
+	// interval is what finished since the last Runner.Interval.
+	interval workerInterval
 }
 
 // timelineStep is the resolution of the throughput over time (the first
@@ -81,6 +85,7 @@ func (w *worker) countOK(r *Runner, t time.Time) {
 		w.timeline = append(w.timeline, 0)
 	}
 	w.timeline[i]++
+	w.interval.ok++
 }
 
 // NewRunner prepares a run; floor says the target is a floor server.
@@ -132,12 +137,13 @@ func (r *Runner) Run(ctx context.Context, progress func(Live)) (*Result, error) 
 		r.workers[i] = &worker{
 			id: i, rng: rand.New(rand.NewPCG(uint64(i), 42)), client: r.client(addr), addr: addr,
 			hist: newHist(), statuses: map[int]int64{}, failures: map[string]int64{},
+			interval: workerInterval{hist: newHist()},
 		}
 	}
 	begin := time.Now()
 	r.startAt = begin.Add(r.cfg.Warmup)
 	r.measured.Store(r.cfg.Warmup == 0)
-	if r.cfg.Rate > 0 && r.sc.loop == nil {
+	if r.cfg.Rate > 0 && (r.sc.loop == nil || r.sc.paced) {
 		r.due = make(chan time.Time, dueBuffer)
 		go r.pace(begin)
 	}
@@ -215,6 +221,7 @@ func (r *Runner) beginMeasuring() {
 		clear(w.failures)
 		w.timeline = w.timeline[:0]
 		w.acks, w.events, w.resets = 0, 0, 0
+		w.interval.reset()
 		w.mu.Unlock()
 	}
 	r.total.Store(0)
@@ -273,6 +280,9 @@ func (r *Runner) work(w *worker) {
 		if r.sc.after != nil && err == nil {
 			r.sc.after(r, w, resp)
 		}
+		if r.cfg.OnAck != nil && r.sc.acked != nil && err == nil && resp.StatusCode() == want {
+			r.sc.acked(r, resp)
+		}
 		if r.cfg.FollowLeader && err == nil {
 			r.follow(w, resp.Header.Peek("X-Troupe-Leader"))
 		}
@@ -281,11 +291,14 @@ func (r *Runner) work(w *worker) {
 		}
 		w.mu.Lock()
 		_ = w.hist.RecordValue(max(1, lat.Microseconds()))
+		_ = w.interval.hist.RecordValue(max(1, lat.Microseconds()))
 		switch {
 		case err != nil:
 			w.failures[failureKind(err)]++
+			w.interval.failed++
 		case resp.StatusCode() != want:
 			w.statuses[resp.StatusCode()]++
+			w.interval.failed++
 		default:
 			w.statuses[want]++
 			w.countOK(r, start.Add(lat))

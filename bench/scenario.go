@@ -26,6 +26,10 @@ type scenario struct {
 	loop func(r *Runner, w *worker)
 	// writes: every request is a write (Config.FollowLeader applies).
 	writes bool
+	// paced: a loop scenario that takes --rate (its ops wait for r.due).
+	paced bool
+	// acked, if set, reports an acknowledged write to Config.OnAck.
+	acked func(r *Runner, resp *fasthttp.Response)
 	// keyed: the scenario writes over HTTP, so its writes can carry an
 	// Idempotency-Key (Config.Idempotency applies).
 	keyed bool
@@ -35,6 +39,14 @@ var scenarios = map[string]scenario{
 	"users-create": {
 		description: "durable user creates, one per request",
 		next:        nextCreate,
+		acked:       ackedUser,
+		writes:      true,
+		keyed:       true,
+	},
+	"users-churn": {
+		description: "durable creates and deletes over a bounded population: each connection keeps its share of --users, deleting its oldest before it creates past it",
+		next:        nextChurn,
+		after:       afterChurn,
 		writes:      true,
 		keyed:       true,
 	},
@@ -79,6 +91,7 @@ var scenarios = map[string]scenario{
 		description: "collaborative edits over WebSockets: each connection is a client of one of --docs documents, one insert in flight (latency to its ack), reading every change of its document (events_rps)",
 		setup:       setupDocs,
 		loop:        docsWSLoop,
+		paced:       true,
 	},
 	"ratelimit-check": {
 		description: "rate-limit decisions (POST /v1/ratelimit/check) over 10k keys of a generous policy",
@@ -303,6 +316,24 @@ func nextCreate(r *Runner, w *worker, req *fasthttp.Request) int {
 	w.buf = appendUser(w.buf[:0], r, w)
 	req.SetBodyRaw(w.buf)
 	return fasthttp.StatusCreated
+}
+
+// ackedUser reports the id of a created user.
+func ackedUser(r *Runner, resp *fasthttp.Response) {
+	if id := userID(resp.Body()); id != "" {
+		r.cfg.OnAck(Ack{User: id})
+	}
+}
+
+// userID is the id of the user a create answered with, or "".
+func userID(body []byte) string {
+	var u struct {
+		ID string `json:"id"`
+	}
+	if json.Unmarshal(body, &u) != nil {
+		return ""
+	}
+	return u.ID
 }
 
 func nextBatch(r *Runner, w *worker, req *fasthttp.Request) int {

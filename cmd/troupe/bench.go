@@ -34,7 +34,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "unmeasured time before it")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "open loop: requests per second in all (latency from each request's intended start); 0: closed loop")
 	fs.Int64Var(&cfg.Requests, "requests", 0, "stop after this many measured requests (0: no limit)")
-	fs.IntVar(&cfg.Users, "users", cfg.Users, "users created before the read scenarios (not timed)")
+	fs.IntVar(&cfg.Users, "users", cfg.Users, "users created before the read scenarios (not timed); users-churn keeps as many (each connection its share)")
 	fs.IntVar(&cfg.BatchSize, "batch-size", cfg.BatchSize, "users per request in users-batch")
 	fs.IntVar(&cfg.Docs, "docs", cfg.Docs, "documents docs-ops and docs-ws edit (connections are spread over them)")
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "per-request timeout")
