@@ -54,22 +54,31 @@ type Doc struct {
 	CreatedMs int64  // command time, Unix milliseconds
 	UpdatedMs int64
 
-	// The history of the last histLen changes, newest first, as an
-	// immutable linked list so that an accepted submit adds one node and
-	// copies nothing. The chain may run on past histLen (histNodes long
-	// in all); it is cut by copying the kept part once it is twice as
-	// long, which is O(1) per submit amortised.
-	hist      *histNode
-	histLen   int
-	histNodes int
+	// The kept changes, oldest first. Documents derived from one another
+	// share hist's backing array: a submit appends in place when its
+	// document is the newest derived from the array (it ends where
+	// histArr says the array's written part ends), else it copies the
+	// kept part into a new array. An element, once written, never
+	// changes, so an older Doc — a snapshot's view — reads its own part
+	// while apply appends after it. Dropping the oldest reslices; the
+	// array is replaced by a copy of the kept part when it is full or
+	// holds more dropped changes than kept ones: O(1) per submit
+	// amortised, whatever the bounds.
+	hist      []histEntry
+	histArr   *histArray
+	histOff   int // where hist starts in its backing array
 	histBytes int // HistoryBytes of the kept changes
 }
 
-type histNode struct {
+type histEntry struct {
 	Change
 	size int // HistoryBytes(&Change)
-	prev *histNode
 }
+
+// histArray is how many elements of a history's backing array have been
+// written. Only the goroutine that applies the document's commands
+// touches it.
+type histArray struct{ written int }
 
 // HistoryBytes is what a change counts against a document's history
 // bytes: its client id and the text of its ops, plus 16 for the change
@@ -84,7 +93,7 @@ func HistoryBytes(c *Change) int {
 
 // KeptHistory is the number of changes kept and what they count in
 // HistoryBytes.
-func (d *Doc) KeptHistory() (changes, bytes int) { return d.histLen, d.histBytes }
+func (d *Doc) KeptHistory() (changes, bytes int) { return len(d.hist), d.histBytes }
 
 // NewDoc returns a document at version 0. Content must pass CheckDocText.
 func NewDoc(id, title, owner, content string, nowMs int64) (*Doc, *Error) {
@@ -141,7 +150,7 @@ func (d *Doc) CanEdit(userID string) bool {
 
 // OldestBase is the oldest version a submit may be based on, or a replay
 // start after: every change after it is kept.
-func (d *Doc) OldestBase() uint64 { return d.Version - uint64(d.histLen) }
+func (d *Doc) OldestBase() uint64 { return d.Version - uint64(len(d.hist)) }
 
 // History returns the kept changes, oldest first.
 func (d *Doc) History() []Change {
@@ -159,12 +168,10 @@ func (d *Doc) ChangesSince(v uint64) ([]Change, *Error) {
 	if v < d.OldestBase() {
 		return nil, tooOld(v, d.OldestBase())
 	}
-	n := int(d.Version - v)
-	cs := make([]Change, n)
-	h := d.hist
-	for i := n - 1; i >= 0; i-- {
-		cs[i] = h.Change
-		h = h.prev
+	kept := d.hist[len(d.hist)-int(d.Version-v):]
+	cs := make([]Change, len(kept))
+	for i := range kept {
+		cs[i] = kept[i].Change
 	}
 	return cs, nil
 }
@@ -176,12 +183,10 @@ func tooOld(v, oldest uint64) *Error {
 
 // lastOf returns the newest kept change of clientID, or nil.
 func (d *Doc) lastOf(clientID string) *Change {
-	h := d.hist
-	for range d.histLen {
-		if h.ClientID == clientID {
-			return &h.Change
+	for i := len(d.hist) - 1; i >= 0; i-- {
+		if d.hist[i].ClientID == clientID {
+			return &d.hist[i].Change
 		}
-		h = h.prev
 	}
 	return nil
 }
@@ -285,45 +290,25 @@ func (d *Doc) SubmitBounded(clientID string, seq, base uint64, ops []Op, nowMs i
 
 // pushChange adds c as the newest change of d (a fresh copy), keeping the
 // newest maxHistory whose sizes sum to at most maxBytes (0: any), and
-// always the newest. Over a bound, it walks the kept changes once, as
-// lastOf does on every submit.
+// always the newest. O(1) amortised: the oldest are dropped one by one.
 func (d *Doc) pushChange(c Change, maxHistory, maxBytes int) {
-	size := HistoryBytes(&c)
-	d.hist = &histNode{Change: c, size: size, prev: d.hist}
-	d.histNodes++
-	d.histLen++
-	d.histBytes += size
-	if d.histLen > maxHistory || (maxBytes > 0 && d.histBytes > maxBytes) {
-		k, sum := 0, 0
-		for h := d.hist; k < d.histLen; h = h.prev {
-			if k == maxHistory || (k > 0 && maxBytes > 0 && sum+h.size > maxBytes) {
-				break
-			}
-			k++
-			sum += h.size
-		}
-		d.histLen, d.histBytes = k, sum
+	e := histEntry{Change: c, size: HistoryBytes(&c)}
+	end := d.histOff + len(d.hist)
+	if d.histArr != nil && end == d.histArr.written && len(d.hist) < cap(d.hist) && d.histOff <= len(d.hist) {
+		d.hist = append(d.hist, e) // in place: no Doc sees past end
+		d.histArr.written++
+	} else {
+		kept := make([]histEntry, len(d.hist), 2*len(d.hist)+4)
+		copy(kept, d.hist)
+		d.hist = append(kept, e)
+		d.histArr, d.histOff = &histArray{written: len(d.hist)}, 0
 	}
-	if d.histNodes > 2*d.histLen {
-		d.hist = copyChain(d.hist, d.histLen)
-		d.histNodes = d.histLen
+	d.histBytes += e.size
+	for len(d.hist) > maxHistory || (maxBytes > 0 && d.histBytes > maxBytes && len(d.hist) > 1) {
+		d.histBytes -= d.hist[0].size
+		d.hist = d.hist[1:]
+		d.histOff++
 	}
-}
-
-// copyChain copies the newest n nodes of a chain, dropping the rest.
-func copyChain(h *histNode, n int) *histNode {
-	if n == 0 {
-		return nil
-	}
-	nodes := make([]histNode, n) // one allocation for the kept part
-	for i := range n {
-		nodes[i].Change, nodes[i].size = h.Change, h.size
-		if i > 0 {
-			nodes[i-1].prev = &nodes[i]
-		}
-		h = h.prev
-	}
-	return &nodes[0]
 }
 
 // Encoding, for snapshots and commands (see wire.go). A Doc is its fields,
@@ -353,8 +338,9 @@ func (e *encoder) docSpilling(d *Doc, spill func()) {
 	e.uvarint(d.Version)
 	e.varint(d.CreatedMs)
 	e.varint(d.UpdatedMs)
-	e.uvarint(uint64(d.histLen))
-	for _, c := range d.History() {
+	e.uvarint(uint64(len(d.hist)))
+	for i := range d.hist {
+		c := &d.hist[i].Change
 		e.str(c.ClientID)
 		e.uvarint(c.Seq)
 		e.ops(c.Ops)
@@ -391,10 +377,10 @@ func (d *decoder) doc() *Doc {
 	first := doc.Version - uint64(n) + 1
 	for i := 0; i < n && d.err == nil; i++ {
 		c := Change{Version: first + uint64(i), ClientID: d.str(), Seq: d.uvarint(), Ops: d.ops()}
-		doc.hist = &histNode{Change: c, size: HistoryBytes(&c), prev: doc.hist}
-		doc.histBytes += doc.hist.size
+		doc.hist = append(doc.hist, histEntry{Change: c, size: HistoryBytes(&c)})
+		doc.histBytes += HistoryBytes(&c)
 	}
-	doc.histLen, doc.histNodes = n, n
+	doc.histArr = &histArray{written: len(doc.hist)}
 	return doc
 }
 
