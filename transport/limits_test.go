@@ -204,3 +204,22 @@ func TestNumbersOutOfRange(t *testing.T) {
 		}
 	}
 }
+
+// TestUnusedConnectionClosedSilently: a connection that sends no request
+// within the read timeout is closed without an answer; an answer would
+// reach a pooling client as the response to its next request.
+func TestUnusedConnectionClosedSilently(t *testing.T) {
+	ts := startServer(t, func(c *Config) { c.ReadTimeout = 200 * time.Millisecond })
+	conn, err := net.Dial("tcp", strings.TrimPrefix(ts.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(conn)
+	if err != nil || len(got) != 0 {
+		t.Fatalf("an unused connection got %q (%v), want it closed without an answer", got, err)
+	}
+	// A request on a fresh connection is still answered.
+	ts.expect(ts.do("GET", "/v1/users/count", "", nil, true), 200, "")
+}

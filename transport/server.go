@@ -476,7 +476,12 @@ func (s *Server) parseError(ctx *fasthttp.RequestCtx, err error) {
 	}
 	var netErr net.Error
 	if errors.As(err, &netErr) && netErr.Timeout() {
-		writeError(ctx, newError("timeout", "the request was not received in time"))
+		// No request arrived within the read timeout: most often a
+		// connection a client's pool opened and never used. An answer
+		// would reach that client as a response to a request it has not
+		// sent yet, so the connection is closed without one, as fasthttp
+		// closes an idle keep-alive connection.
+		_ = ctx.Conn().Close()
 		return
 	}
 	writeError(ctx, newError("bad_request", "cannot parse the HTTP request"))
