@@ -377,8 +377,9 @@ func (d *decoder) doc() *Doc {
 	first := doc.Version - uint64(n) + 1
 	for i := 0; i < n && d.err == nil; i++ {
 		c := Change{Version: first + uint64(i), ClientID: d.str(), Seq: d.uvarint(), Ops: d.ops()}
-		doc.hist = append(doc.hist, histEntry{Change: c, size: HistoryBytes(&c)})
-		doc.histBytes += HistoryBytes(&c)
+		e := histEntry{Change: c, size: HistoryBytes(&c)}
+		doc.hist = append(doc.hist, e)
+		doc.histBytes += e.size
 	}
 	doc.histArr = &histArray{written: len(doc.hist)}
 	return doc
