@@ -201,12 +201,12 @@ func (f *FSM) applyDecoded(cmd *storage.Command) *actors.Pending {
 		f.idem.expire(now - int64(f.init.IdempotencyRetention))
 	}
 	if cmd.RequestID != "" {
-		if e, ok := f.idem.get(cmd.RequestID); ok {
-			if e.fingerprint != cmd.Fingerprint {
+		if seq, ok := f.idem.get(cmd.RequestID); ok {
+			if f.idem.fingerprint(seq) != cmd.Fingerprint {
 				return actors.Resolved(storage.Result{Err: &storage.Error{Kind: storage.KindConflict,
 					Message: "this Idempotency-Key was already used with a different request"}})
 			}
-			return e.answer()
+			return f.idem.answer(seq)
 		}
 	}
 	p := f.dispatch(cmd, now)

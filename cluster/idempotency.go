@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"hash/maphash"
+	"math"
 	"sync/atomic"
 
 	"github.com/troupe-db/troupe/actors"
@@ -11,110 +13,189 @@ import (
 // the result of every command that carried a request id. It is part of the
 // replicated state: it changes only in apply, by command time.
 //
-// Layout: the entries, in apply order (so in time order), are stored by
-// value in a singly linked queue of fixed-size blocks, plus the id → entry
-// map. add appends at the tail; expire advances the head, and a block the
-// head has left is dropped whole. Neither copies nor scans the window: each
-// costs O(1) per entry added or expired.
+// It holds up to millions of keys for as long as a node runs, so it is
+// built to cost the garbage collector nothing per key: no pointer and no
+// heap object per entry.
 //
-// Blocks are append-only: an entry's id, fingerprint and time are written
-// once, before the tail moves past it, and never again (expired entries
-// are not cleared). So a view (the head position and a count, taken under
-// the FSM's applyMu) stays valid while apply goes on appending and
-// expiring, and a snapshot materialises the entries from it off the apply
-// path. The one later write to an entry is settling (below), ordered by an
-// atomic.
+//   - Entries, in apply order (so in time order), are fixed-size slots in
+//     blocks of idemBlockLen; entry number seq (counted from 0 for the
+//     window's life) is slot seq%idemBlockLen of block seq/idemBlockLen.
+//     add appends at the tail; expire advances the head, and a block the
+//     head has left is dropped whole. Neither copies nor scans the window.
+//   - A key's bytes, and its result once known, encoded
+//     (storage.AppendResult), go into the byte buffer of the block that is
+//     the tail when they are written. A result holding a document is kept
+//     as a value instead (in the block's held array): encoding would copy
+//     the text.
+//   - The index maps a key's hash (maphash, seeded per window, so that no
+//     client can choose colliding keys) to its entry number (idemindex.go:
+//     no pointers, no tombstones). A key whose hash a live key already
+//     holds goes into clash, by its string.
+//   - Results not yet known are the commands' *actors.Pending, in a queue
+//     running from the settle cursor to the tail. The cursor follows the
+//     tail and, two entries per add, moves each known result into its slot
+//     and drops the Pending.
 //
-// Settling: an entry first holds the *actors.Pending its command returned
-// (the proposer waits on it). A settle cursor follows the tail and, once
-// a result is known, copies it into the entry and drops the Pending (a
-// struct and a channel: ~180 bytes a key), two entries per add at most.
+// Views: everything an entry is written once, before the tail passes it,
+// and never again, but for settling, which writes only slots that a view
+// taken earlier reads from its own copy of the queue. A block's buffer is
+// only appended to while it is the tail. So a view — the head, a count,
+// the list of blocks, the tail block's buffer and the unsettled Pendings,
+// taken under the FSM's applyMu — stays valid while apply goes on appending
+// and expiring, and a snapshot materialises the entries from it off the
+// apply path.
 //
-// Ownership: the FSM goroutine alone calls add, expire, get and view; a
-// view may be read from any goroutine; kept may be read from any.
+// Ownership: the FSM goroutine alone calls add, expire, get, answer and
+// view; a view may be read from any goroutine; kept may be read from any.
 type idempotencyWindow struct {
-	byID   map[string]*idemEntry
-	head   idemCursor // the oldest entry kept
-	tail   idemCursor // where the next entry goes
-	settle idemCursor // the oldest entry that may still hold a Pending
-	// Sequence numbers (entries ever added before each position).
-	headSeq, tailSeq, settleSeq uint64
+	// blocks[i] is block number firstBlock+i; the last is the tail's.
+	// Dropping blocks from the front reslices and never clears an element
+	// (a view may hold the same array), so the array is freed when append
+	// next reallocates it.
+	blocks     []*idemBlock
+	firstBlock uint64
+	index      idemIndex         // key hash → entry number
+	clash      map[string]uint64 // keys whose hash another key held when added
+	seed       maphash.Seed
+	// pending.at(i) is entry settleSeq+i's Pending (nil if its result was
+	// given when added).
+	pending pendingQueue
+	// Entry numbers: the oldest kept, the oldest not settled, the next.
+	headSeq, settleSeq, tailSeq uint64
 	// kept mirrors tailSeq-headSeq for the metrics goroutine.
 	kept atomic.Int64
 }
 
 // idemBlockLen is the number of entries in a block: large enough that the
-// per-block cost (and a view's walk over blocks) is negligible, small
-// enough that a block pinned by its expired entries is little memory.
+// per-block cost (and a view's copy of the block list) is negligible,
+// small enough that a block pinned by its expired entries is little memory.
 const idemBlockLen = 256
 
 type idemBlock struct {
-	entries [idemBlockLen]idemEntry
-	next    *idemBlock // set once, when the next block is appended
+	// The pointers first: the collector scans a block only up to them.
+	data []byte // keys and encoded results, appended while the tail
+	// held, allocated on first use, holds the results kept as values.
+	held  *[idemBlockLen]storage.Result
+	slots [idemBlockLen]idemSlot
 }
 
-type idemEntry struct {
-	id          string
+// An idemSlot is one entry; its key is data[keyOff:keyOff+keyLen] of its
+// own block, its result data[resOff:resOff+resLen] of the block resAfter
+// blocks later (the tail when it settled).
+type idemSlot struct {
+	hash        uint64
 	fingerprint uint64
 	atMs        int64
-	// pending is the command's Pending until settled, then nil; result is
-	// valid once pending reads nil (written before it is cleared).
-	pending atomic.Pointer[actors.Pending]
-	result  storage.Result
+	keyOff      uint32
+	keyLen      uint32
+	resOff      uint32
+	resLen      uint32
+	resAfter    uint32 // the result's block is resAfter blocks after this one
+	state       idemState
 }
 
-// idemCursor is a position in the queue. off == idemBlockLen means "after
-// this block": the next entry is the first of b.next.
-type idemCursor struct {
-	b   *idemBlock
-	off int
-}
+type idemState uint8
 
-// entry returns the entry at c, stepping into the next block first if c is
-// at the end of its block. Call it only where an entry exists.
-func (c *idemCursor) entry() *idemEntry {
-	if c.off == idemBlockLen {
-		c.b, c.off = c.b.next, 0
-	}
-	return &c.b.entries[c.off]
-}
+const (
+	idemPending idemState = iota // the result is in the pending queue
+	idemEncoded                  // the result is encoded in a block's data
+	idemHeld                     // the result is in its block's held array
+)
+
+// idemHash hashes a key for the index (a variable so that a test can make
+// keys clash).
+var idemHash = maphash.String
 
 func newIdempotencyWindow() *idempotencyWindow {
-	return &idempotencyWindow{byID: map[string]*idemEntry{}}
+	return &idempotencyWindow{seed: maphash.MakeSeed()}
 }
 
 // size is the number of entries kept.
 func (w *idempotencyWindow) size() int { return int(w.tailSeq - w.headSeq) }
 
-func (w *idempotencyWindow) get(id string) (*idemEntry, bool) {
-	e, ok := w.byID[id]
-	return e, ok
+// block returns the block holding entry number seq (which must be kept)
+// and the entry's slot.
+func (w *idempotencyWindow) slot(seq uint64) (*idemBlock, *idemSlot) {
+	b := w.blocks[seq/idemBlockLen-w.firstBlock]
+	return b, &b.slots[seq%idemBlockLen]
+}
+
+// get returns the entry number of id, if kept.
+func (w *idempotencyWindow) get(id string) (uint64, bool) {
+	if seq, ok := w.clash[id]; ok {
+		return seq, true
+	}
+	seq, ok := w.index.get(idemHash(w.seed, id))
+	if !ok {
+		return 0, false
+	}
+	if b, s := w.slot(seq); string(b.data[s.keyOff:s.keyOff+s.keyLen]) != id {
+		return 0, false // another key with the same hash
+	}
+	return seq, true
+}
+
+// fingerprint returns the fingerprint recorded with entry seq.
+func (w *idempotencyWindow) fingerprint(seq uint64) uint64 {
+	_, s := w.slot(seq)
+	return s.fingerprint
 }
 
 // add records id's result p (settled at once if p is nil: then r is the
 // result). The id must not be in the window.
 func (w *idempotencyWindow) add(id string, fp uint64, atMs int64, p *actors.Pending, r storage.Result) {
-	if w.tail.b == nil || w.tail.off == idemBlockLen {
-		nb := new(idemBlock)
-		if w.tail.b != nil {
-			w.tail.b.next = nb
+	if w.tailSeq%idemBlockLen == 0 {
+		// The new block's buffer starts as large as the last one ended:
+		// in a steady run it is never regrown, nor left half empty.
+		size := 16 << 10
+		if len(w.blocks) == 0 {
+			w.firstBlock = w.tailSeq / idemBlockLen
 		} else {
-			w.head, w.settle = idemCursor{b: nb}, idemCursor{b: nb}
+			size = len(w.blocks[len(w.blocks)-1].data) + 512
 		}
-		w.tail = idemCursor{b: nb}
+		w.blocks = append(w.blocks, &idemBlock{data: make([]byte, 0, size)})
 	}
-	e := &w.tail.b.entries[w.tail.off]
-	e.id, e.fingerprint, e.atMs = id, fp, atMs
-	if p != nil {
-		e.pending.Store(p)
-	} else {
-		e.result = r
+	seq := w.tailSeq
+	b, s := w.slot(seq)
+	h := idemHash(w.seed, id)
+	*s = idemSlot{hash: h, fingerprint: fp, atMs: atMs, keyOff: uint32(len(b.data)), keyLen: uint32(len(id))}
+	b.data = append(b.data, id...)
+	if !w.index.put(h, seq) {
+		if w.clash == nil {
+			w.clash = map[string]uint64{}
+		}
+		w.clash[id] = seq
 	}
-	w.tail.off++
 	w.tailSeq++
-	w.byID[id] = e
+	w.pending.push(p)
+	if p == nil {
+		w.store(seq, r)
+	}
 	w.kept.Store(int64(w.size()))
 	w.settleSome(2)
+}
+
+// store writes entry seq's result into its slot: encoded into the tail
+// block's buffer, or as a value if it holds a document or would not fit.
+func (w *idempotencyWindow) store(seq uint64, r storage.Result) {
+	b, s := w.slot(seq)
+	tail := w.blocks[len(w.blocks)-1]
+	if r.Doc == nil {
+		off := len(tail.data)
+		data := storage.AppendResult(tail.data, &r)
+		if len(data) <= math.MaxUint32 {
+			tail.data = data
+			s.resAfter = uint32(w.firstBlock + uint64(len(w.blocks)-1) - seq/idemBlockLen)
+			s.resOff, s.resLen = uint32(off), uint32(len(data)-off)
+			s.state = idemEncoded
+			return
+		}
+	}
+	if b.held == nil {
+		b.held = new([idemBlockLen]storage.Result)
+	}
+	b.held[seq%idemBlockLen] = r
+	s.state = idemHeld
 }
 
 // settleSome settles up to n entries at the settle cursor whose results
@@ -122,17 +203,15 @@ func (w *idempotencyWindow) add(id string, fp uint64, atMs int64, p *actors.Pend
 // two per add the cursor catches up once results come in).
 func (w *idempotencyWindow) settleSome(n int) {
 	for ; n > 0 && w.settleSeq < w.tailSeq; n-- {
-		e := w.settle.entry()
-		if p := e.pending.Load(); p != nil {
+		if p := w.pending.at(0); p != nil {
 			select {
 			case <-p.Done():
 			default:
 				return
 			}
-			e.result = p.Result()
-			e.pending.Store(nil)
+			w.store(w.settleSeq, p.Result())
 		}
-		w.settle.off++
+		w.pending.drop(1)
 		w.settleSeq++
 	}
 }
@@ -140,32 +219,114 @@ func (w *idempotencyWindow) settleSome(n int) {
 // expire forgets entries recorded before cutoffMs: O(1) per entry.
 func (w *idempotencyWindow) expire(cutoffMs int64) {
 	for w.headSeq < w.tailSeq {
-		e := w.head.entry()
-		if e.atMs >= cutoffMs {
+		_, s := w.slot(w.headSeq)
+		if s.atMs >= cutoffMs {
 			break
 		}
-		delete(w.byID, e.id)
-		w.head.off++
+		if !w.index.remove(s.hash, w.headSeq) {
+			w.unclash(w.headSeq)
+		}
 		w.headSeq++
+		if w.headSeq%idemBlockLen == 0 {
+			w.blocks = w.blocks[1:]
+			w.firstBlock++
+		}
 	}
 	if w.settleSeq < w.headSeq {
-		w.settle, w.settleSeq = w.head, w.headSeq
+		w.pending.drop(int(w.headSeq - w.settleSeq))
+		w.settleSeq = w.headSeq
+	}
+	if w.headSeq == w.tailSeq && w.tailSeq%idemBlockLen == 0 {
+		// Nothing kept and the last block full: it goes too.
+		w.blocks = w.blocks[:0:0]
 	}
 	w.kept.Store(int64(w.size()))
 }
 
-// view returns the window as it is now, for a snapshot: O(1), under the
-// FSM's applyMu.
+// unclash removes expiring entry seq from clash, where it must be.
+func (w *idempotencyWindow) unclash(seq uint64) {
+	b, s := w.slot(seq)
+	delete(w.clash, string(b.data[s.keyOff:s.keyOff+s.keyLen]))
+}
+
+// answer is what a repeat of entry seq's request gets: the first one's
+// result.
+func (w *idempotencyWindow) answer(seq uint64) *actors.Pending {
+	if seq >= w.settleSeq {
+		if p := w.pending.at(int(seq - w.settleSeq)); p != nil {
+			return p
+		}
+	}
+	b, s := w.slot(seq)
+	var data []byte
+	if s.state == idemEncoded {
+		data = w.blocks[seq/idemBlockLen+uint64(s.resAfter)-w.firstBlock].data
+	}
+	return actors.Resolved(storedResult(b, seq, data))
+}
+
+// storedResult returns settled entry seq's result from its block b, data
+// being the buffer of the block its result was encoded into.
+func storedResult(b *idemBlock, seq uint64, data []byte) storage.Result {
+	s := &b.slots[seq%idemBlockLen]
+	if s.state == idemHeld {
+		return b.held[seq%idemBlockLen]
+	}
+	r, err := storage.DecodeResult(data[s.resOff : s.resOff+s.resLen])
+	if err != nil {
+		// What AppendResult wrote always decodes.
+		panic("idempotency window: a stored result does not decode: " + err.Error())
+	}
+	return r
+}
+
+// view returns the window as it is now, for a snapshot, under the FSM's
+// applyMu: O(blocks + unsettled entries), never O(keys).
 func (w *idempotencyWindow) view() idemView {
-	return idemView{head: w.head, n: w.size()}
+	v := idemView{head: w.headSeq, n: w.size(), settle: w.settleSeq, firstBlock: w.firstBlock}
+	if v.n == 0 {
+		return v
+	}
+	v.blocks = w.blocks[:len(w.blocks):len(w.blocks)]
+	v.tailData = w.blocks[len(w.blocks)-1].data
+	v.pending = w.pending.copy()
+	return v
 }
 
 // idemView is the window at one applied index: n entries from head. Apply
-// only appends after them or moves its own head past them, so it stays
+// only appends after them, settles entries from settle on (which the view
+// reads from its own pending), or moves its head past them, so it stays
 // valid, and readable from any goroutine, as long as it is held.
 type idemView struct {
-	head idemCursor
-	n    int
+	head, settle uint64
+	n            int
+	blocks       []*idemBlock
+	firstBlock   uint64
+	tailData     []byte // the tail block's buffer when the view was taken
+	pending      []*actors.Pending
+}
+
+func (v *idemView) data(block uint64) []byte {
+	if block-v.firstBlock == uint64(len(v.blocks)-1) {
+		return v.tailData
+	}
+	return v.blocks[block-v.firstBlock].data
+}
+
+// result returns entry seq's result, waiting for it if still running.
+func (v *idemView) result(seq uint64) storage.Result {
+	if seq >= v.settle {
+		if p := v.pending[seq-v.settle]; p != nil {
+			<-p.Done()
+			return p.Result()
+		}
+	}
+	b := v.blocks[seq/idemBlockLen-v.firstBlock]
+	var data []byte
+	if s := &b.slots[seq%idemBlockLen]; s.state == idemEncoded {
+		data = v.data(seq/idemBlockLen + uint64(s.resAfter))
+	}
+	return storedResult(b, seq, data)
 }
 
 // entries materialises the view for a snapshot, waiting for any result
@@ -175,28 +336,51 @@ func (v idemView) entries() []storage.IdempotencyEntry {
 		return nil
 	}
 	out := make([]storage.IdempotencyEntry, v.n)
-	c := v.head
 	for i := range out {
-		e := c.entry()
-		out[i] = storage.IdempotencyEntry{RequestID: e.id, Fingerprint: e.fingerprint, AtMs: e.atMs, Result: e.settled()}
-		c.off++
+		seq := v.head + uint64(i)
+		b := v.blocks[seq/idemBlockLen-v.firstBlock]
+		s := &b.slots[seq%idemBlockLen]
+		out[i] = storage.IdempotencyEntry{RequestID: string(v.data(seq / idemBlockLen)[s.keyOff : s.keyOff+s.keyLen]),
+			Fingerprint: s.fingerprint, AtMs: s.atMs, Result: v.result(seq)}
 	}
 	return out
 }
 
-// settled returns the entry's result, waiting for it if still running.
-func (e *idemEntry) settled() storage.Result {
-	if p := e.pending.Load(); p != nil {
-		<-p.Done()
-		return p.Result()
-	}
-	return e.result
+// pendingQueue is a ring of the unsettled entries' Pendings: pushed at the
+// tail, dropped from the head, with no allocation once grown to the number
+// of commands in flight.
+type pendingQueue struct {
+	buf     []*actors.Pending // len a power of two, or 0
+	head, n int
 }
 
-// answer is what a repeated request gets: the first one's result.
-func (e *idemEntry) answer() *actors.Pending {
-	if p := e.pending.Load(); p != nil {
-		return p
+func (q *pendingQueue) push(p *actors.Pending) {
+	if q.n == len(q.buf) {
+		grown := make([]*actors.Pending, max(16, 2*len(q.buf)))
+		q.n = copy(grown, q.copy())
+		q.buf, q.head = grown, 0
 	}
-	return actors.Resolved(e.result)
+	q.buf[(q.head+q.n)&(len(q.buf)-1)] = p
+	q.n++
+}
+
+// at returns the i-th Pending from the head; i < n.
+func (q *pendingQueue) at(i int) *actors.Pending { return q.buf[(q.head+i)&(len(q.buf)-1)] }
+
+// drop removes k ≤ n Pendings from the head.
+func (q *pendingQueue) drop(k int) {
+	for range k {
+		q.buf[q.head] = nil
+		q.head = (q.head + 1) & (len(q.buf) - 1)
+	}
+	q.n -= k
+}
+
+// copy returns the queue's Pendings in order.
+func (q *pendingQueue) copy() []*actors.Pending {
+	out := make([]*actors.Pending, q.n)
+	for i := range out {
+		out[i] = q.at(i)
+	}
+	return out
 }

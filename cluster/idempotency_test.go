@@ -3,7 +3,9 @@ package cluster
 import (
 	"bytes"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
+	"math/rand/v2"
 	"reflect"
 	"runtime"
 	"strconv"
@@ -91,14 +93,14 @@ func TestIdempotencyWindowQueue(t *testing.T) {
 		case 5:
 			p = actors.Resolved(storage.Result{Err: &storage.Error{Kind: storage.KindConflict, Message: "five"}})
 		}
-		w.add("k"+strconv.Itoa(i), uint64(i), int64(i), p, storage.Result{Index: uint64(i)})
+		w.add("k"+strconv.Itoa(i), uint64(i), int64(i), p, storage.Result{Err: &storage.Error{Kind: storage.KindConflict, Message: strconv.Itoa(i)}})
 	}
-	if w.size() != n || w.kept.Load() != int64(n) || len(w.byID) != n {
-		t.Fatalf("size %d, kept %d, map %d; want %d", w.size(), w.kept.Load(), len(w.byID), n)
+	if w.size() != n || w.kept.Load() != int64(n) || w.index.len()+len(w.clash) != n {
+		t.Fatalf("size %d, kept %d, index %d; want %d", w.size(), w.kept.Load(), w.index.len()+len(w.clash), n)
 	}
 	// The settle cursor waits at the running command; a repeat of it
 	// waits for its result.
-	if e, _ := w.get("k2"); w.settleSeq != 2 || e.answer() != slow {
+	if seq, _ := w.get("k2"); w.settleSeq != 2 || w.answer(seq) != slow {
 		t.Fatalf("settled up to %d, want 2", w.settleSeq)
 	}
 	// Expire the first block and a half; the settle cursor, behind the
@@ -111,8 +113,8 @@ func TestIdempotencyWindowQueue(t *testing.T) {
 	if _, ok := w.get("k0"); ok {
 		t.Fatal("an expired id is still known")
 	}
-	if e, ok := w.get("k" + strconv.Itoa(first)); !ok || e.fingerprint != uint64(first) {
-		t.Fatalf("the first id kept: %v %+v", ok, e)
+	if seq, ok := w.get("k" + strconv.Itoa(first)); !ok || w.fingerprint(seq) != uint64(first) {
+		t.Fatalf("the first id kept: %v %d", ok, seq)
 	}
 	// Adding settles the entries from the head on, two at a time.
 	before := w.view()
@@ -122,8 +124,8 @@ func TestIdempotencyWindowQueue(t *testing.T) {
 	}
 	// Expire everything, then grow again past a block.
 	w.expire(1 << 40)
-	if w.size() != 0 || len(w.byID) != 0 || w.view().entries() != nil {
-		t.Fatalf("after expiring all: size %d, map %d", w.size(), len(w.byID))
+	if w.size() != 0 || w.index.len()+len(w.clash) != 0 || w.view().entries() != nil {
+		t.Fatalf("after expiring all: size %d, index %d", w.size(), w.index.len()+len(w.clash))
 	}
 	for i := range idemBlockLen + 1 {
 		w.add("again"+strconv.Itoa(i), 0, 1<<40+int64(i), nil, storage.Result{})
@@ -133,7 +135,7 @@ func TestIdempotencyWindowQueue(t *testing.T) {
 	}
 	// The view taken before still reads every entry it covered.
 	all := before.entries()
-	if len(all) != n-first || all[0].RequestID != "k"+strconv.Itoa(first) || all[0].Result.Index != uint64(first) ||
+	if len(all) != n-first || all[0].RequestID != "k"+strconv.Itoa(first) || all[0].Result.Err.Message != strconv.Itoa(first) ||
 		all[len(all)-1].RequestID != "k"+strconv.Itoa(n-1) || all[len(all)-1].AtMs != int64(n-1) {
 		t.Fatalf("old view: %d entries, %+v", len(all), all[0])
 	}
@@ -142,7 +144,7 @@ func TestIdempotencyWindowQueue(t *testing.T) {
 	for range 3 {
 		w.add(strconv.Itoa(w.size()), 0, 1<<41, nil, storage.Result{})
 	}
-	if e, _ := w.get("err"); e.pending.Load() != nil || e.answer().Result().Err.Message != "five" {
+	if seq, _ := w.get("err"); seq >= w.settleSeq || w.answer(seq).Result().Err.Message != "five" {
 		t.Fatal("a settled result is not answered as recorded")
 	}
 }
@@ -291,8 +293,9 @@ func TestIdempotencyExpiryDoesNoWindowWork(t *testing.T) {
 }
 
 // bytesPerKey measures the heap a window of n settled entries holds per
-// key, each with a key of keyLen bytes and a result pointing at shared data
-// (so only the Result value itself is counted as the stored result).
+// key, each with a key of keyLen bytes and a result holding a small user
+// record: all of it, the window's copies of the key and the encoded
+// result included.
 func bytesPerKey(tb testing.TB, n, keyLen int) float64 {
 	shared := &storage.User{ID: "0000000000000000"}
 	keys := make([]string, n)
@@ -313,16 +316,124 @@ func bytesPerKey(tb testing.TB, n, keyLen int) float64 {
 	return float64(int64(m1.HeapAlloc)-int64(m0.HeapAlloc)) / float64(n)
 }
 
-// A kept key costs ~100 bytes beyond its stored result (the Result value,
-// 64 bytes, and what it points to) and its own bytes: the entry's id,
-// fingerprint, time and settle pointer (40 bytes) and its map slot.
+// storedBytes is what bytesPerKey's entries store of their own: the key
+// and the encoded result.
+func storedBytes(keyLen int) float64 {
+	return float64(keyLen + len(storage.AppendResult(nil, &storage.Result{User: &storage.User{ID: "0000000000000000"}})))
+}
+
+// A kept key costs ~100 bytes beyond what it stores (its key and its
+// result, encoded): the slot (hash, fingerprint, time, where the key and
+// result are) and its index entry.
 func TestIdempotencyBytesPerKey(t *testing.T) {
-	const n = 200_000
-	resultSize := float64(reflect.TypeFor[storage.Result]().Size())
-	perKey := bytesPerKey(t, n, 36) // the keys are counted by the caller: not here
-	beyond := perKey - resultSize
-	t.Logf("window of %d keys: %.0f bytes per key, %.0f beyond the %.0f-byte Result", n, perKey, beyond, resultSize)
-	if beyond > 110 {
-		t.Fatalf("a kept key costs %.0f bytes beyond its result", beyond)
+	const n, keyLen = 200_000, 36
+	perKey := bytesPerKey(t, n, keyLen)
+	beyond := perKey - storedBytes(keyLen)
+	t.Logf("window of %d keys: %.0f bytes per key, %.0f beyond its key and encoded result", n, perKey, beyond)
+	if beyond > 100 {
+		t.Fatalf("a kept key costs %.0f bytes beyond its key and result", beyond)
+	}
+}
+
+// The window against a plain map, with a hash that makes many keys clash:
+// random adds, expiries, lookups and views agree with the model.
+func TestIdempotencyWindowModel(t *testing.T) {
+	defer func(h func(maphash.Seed, string) uint64) { idemHash = h }(idemHash)
+	idemHash = func(_ maphash.Seed, s string) uint64 { return uint64(len(s) % 7) }
+	rng := rand.New(rand.NewPCG(1, 2))
+	w := newIdempotencyWindow()
+	type kept struct {
+		id string
+		fp uint64
+		at int64
+	}
+	var model []kept // in add order
+	now := int64(0)
+	for step := range 20_000 {
+		switch r := rng.IntN(100); {
+		case r < 60:
+			id := strconv.Itoa(rng.IntN(5000))
+			now += int64(rng.IntN(3))
+			if _, ok := w.get(id); ok {
+				continue
+			}
+			fp := rng.Uint64()
+			w.add(id, fp, now, nil, storage.Result{Err: &storage.Error{Kind: storage.KindConflict, Message: id}})
+			model = append(model, kept{id, fp, now})
+		case r < 70:
+			cut := now - int64(rng.IntN(200))
+			w.expire(cut)
+			i := 0
+			for i < len(model) && model[i].at < cut {
+				i++
+			}
+			model = model[i:]
+		default:
+			id := strconv.Itoa(rng.IntN(5000))
+			want := -1
+			for i, k := range model {
+				if k.id == id {
+					want = i
+				}
+			}
+			seq, ok := w.get(id)
+			if ok != (want >= 0) {
+				t.Fatalf("step %d: get(%q) = %v, model has it: %v", step, id, ok, want >= 0)
+			}
+			if ok {
+				if w.fingerprint(seq) != model[want].fp {
+					t.Fatalf("step %d: %q has fingerprint %d, want %d", step, id, w.fingerprint(seq), model[want].fp)
+				}
+				if res := w.answer(seq).Result(); res.Err == nil || res.Err.Message != id {
+					t.Fatalf("step %d: %q answers %+v", step, id, res)
+				}
+			}
+		}
+		if w.size() != len(model) {
+			t.Fatalf("step %d: size %d, model %d", step, w.size(), len(model))
+		}
+		if step%1000 == 0 {
+			es := w.view().entries()
+			for i, e := range es {
+				if e.RequestID != model[i].id || e.AtMs != model[i].at || e.Fingerprint != model[i].fp || e.Result.Err.Message != e.RequestID {
+					t.Fatalf("step %d: view entry %d is %+v, want %+v", step, i, e, model[i])
+				}
+			}
+		}
+	}
+	if len(w.clash) == 0 {
+		t.Fatal("no key clashed: the test did not test clashes")
+	}
+}
+
+// Results that hold a document are kept as values, not encoded (that would
+// copy the text), whether given when added or settled later.
+func TestIdempotencyDocumentResultsHeld(t *testing.T) {
+	w := newIdempotencyWindow()
+	doc := &storage.Doc{ID: "d1", Title: "a title"}
+	w.add("given", 1, 1, nil, storage.Result{Doc: doc})
+	// Settled by the add that records it (its result is known).
+	w.add("later", 2, 2, actors.Resolved(storage.Result{Doc: doc}), storage.Result{})
+	w.add("user", 3, 3, nil, storage.Result{User: &storage.User{ID: "u1", Name: "Ann"}})
+	view := w.view()
+	w.add("next", 4, 4, nil, storage.Result{})
+	if w.settleSeq != 4 {
+		t.Fatalf("settled up to %d", w.settleSeq)
+	}
+	for _, id := range []string{"given", "later"} {
+		seq, ok := w.get(id)
+		if !ok {
+			t.Fatalf("%s: not kept", id)
+		}
+		if _, s := w.slot(seq); s.state != idemHeld {
+			t.Fatalf("%s: state %d, want held", id, s.state)
+		}
+		if got := w.answer(seq).Result().Doc; got != doc {
+			t.Fatalf("%s: answered %+v", id, got)
+		}
+	}
+	es := view.entries()
+	if len(es) != 3 || es[0].Result.Doc != doc || es[1].Result.Doc != doc || es[2].Result.User.Name != "Ann" {
+		t.Fatalf("view entries: %+v", es)
 	}
 }
