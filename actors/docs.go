@@ -27,10 +27,14 @@ import (
 // if nothing was sent behind the request (the counts agree), handing its
 // state back under the same mutex; otherwise it stays.
 //
+// Listings are the catalog's (see Catalog), which Apply and Restore feed
+// in log order.
+//
 // Ownership: Apply, Views and Restore are called by the FSM goroutine in
 // log order; queries and subscriptions by any goroutine.
 type Docs struct {
 	sys         *System
+	catalog     *Catalog
 	maxHistory  int
 	idleAfter   time.Duration
 	presenceTTL time.Duration
@@ -70,7 +74,7 @@ type docEntry struct {
 	sent uint64       // messages sent to pid (under Docs.mu)
 	box  *docBox      // while active
 	// latest is the newest state, published by the actor after each
-	// change, for listings (which need no actor round trip).
+	// change, for what needs no actor round trip (a stream's reset).
 	latest atomic.Pointer[storage.Doc]
 }
 
@@ -105,7 +109,7 @@ func NewDocs(sys *System, cfg DocsConfig) *Docs {
 	if cfg.MaxPresence <= 0 {
 		cfg.MaxPresence = DefaultMaxPresence
 	}
-	d := &Docs{sys: sys, maxHistory: cfg.MaxHistory, idleAfter: cfg.IdleAfter, presenceTTL: cfg.PresenceTTL,
+	d := &Docs{sys: sys, catalog: NewCatalog(sys), maxHistory: cfg.MaxHistory, idleAfter: cfg.IdleAfter, presenceTTL: cfg.PresenceTTL,
 		entries: map[string]*docEntry{}, owned: map[string]int{}, stop: make(chan struct{})}
 	d.maxPresence.Store(int64(cfg.MaxPresence))
 	d.wg.Add(1)
@@ -131,8 +135,12 @@ func (d *Docs) Close() {
 		d.sys.stop(pids)
 		d.sys.actorCount.Add(-int64(len(pids)))
 		d.active.Add(-int64(len(pids)))
+		d.catalog.Close()
 	})
 }
+
+// Catalog returns the documents' listing.
+func (d *Docs) Catalog() *Catalog { return d.catalog }
 
 // Counts returns the documents held and how many have an active actor.
 func (d *Docs) Counts() (total, active int) {
@@ -333,10 +341,17 @@ func (d *Docs) Apply(kind storage.CommandKind, c *storage.DocCommand, nowMs int6
 		d.entries[doc.ID] = e
 		d.owned[doc.Owner]++
 		d.mu.Unlock()
+		d.catalog.record(&catalogNote{id: doc.ID, doc: doc})
 		return Resolved(storage.Result{Doc: doc})
 	}
 	p := NewPending()
 	deleted := make(chan bool, 1)
+	// The catalog hears of the new state before p is resolved (a delete:
+	// below, once known).
+	var note *catalogNote
+	if kind != storage.CmdDocDelete {
+		note = &catalogNote{id: c.DocID, done: p.Done()}
+	}
 	ok := d.send(c.DocID, &docMsg{
 		run: func(b *docBox) {
 			next, sub, err := storage.ApplyDoc(kind, c, b.doc, nowMs, d.maxHistory)
@@ -349,6 +364,9 @@ func (d *Docs) Apply(kind storage.CommandKind, c *storage.DocCommand, nowMs int6
 			b.doc = next
 			if next != nil {
 				b.e.latest.Store(next)
+				if note != nil && next != prev {
+					note.doc = next
+				}
 			}
 			if kind == storage.CmdDocDelete {
 				b.closeSubs(nil)
@@ -381,9 +399,13 @@ func (d *Docs) Apply(kind storage.CommandKind, c *storage.DocCommand, nowMs int6
 	if !ok {
 		return Resolved(storage.Result{Err: &storage.Error{Kind: storage.KindNotFound, Message: "no document with id " + c.DocID}})
 	}
+	if note != nil {
+		d.catalog.record(note)
+	}
 	if kind == storage.CmdDocDelete {
 		// The directory entry goes now, in log order.
 		if <-deleted {
+			d.catalog.record(&catalogNote{id: c.DocID, gone: true})
 			d.mu.Lock()
 			if e := d.entries[c.DocID]; e != nil {
 				delete(d.entries, c.DocID)
@@ -478,33 +500,10 @@ func (d *Docs) Latest(id string) *storage.Doc {
 }
 
 // List returns up to limit documents with ids after after, in id order,
-// that pass keep, and whether there are more.
-func (d *Docs) List(after string, limit int, keep func(*storage.Doc) bool) ([]*storage.Doc, bool) {
-	d.mu.Lock()
-	ids := make([]string, 0, len(d.entries))
-	for id := range d.entries {
-		if id > after {
-			ids = append(ids, id)
-		}
-	}
-	entries := make(map[string]*docEntry, len(ids))
-	for _, id := range ids {
-		entries[id] = d.entries[id]
-	}
-	d.mu.Unlock()
-	slices.Sort(ids)
-	var out []*storage.Doc
-	for _, id := range ids {
-		doc := entries[id].latest.Load()
-		if doc == nil || !keep(doc) {
-			continue
-		}
-		if len(out) == limit {
-			return out, true
-		}
-		out = append(out, doc)
-	}
-	return out, false
+// that user may read (admin: all), and whether there are more; the
+// catalog answers (see Catalog.List).
+func (d *Docs) List(user string, admin bool, after string, limit int, deadline time.Time) ([]*storage.Doc, bool, error) {
+	return d.catalog.List(user, admin, after, limit, deadline)
 }
 
 // Views returns every document's state after every command sent so far:
@@ -550,6 +549,7 @@ func (d *Docs) Restore(docs []*storage.Doc) {
 		d.entries[doc.ID] = e
 		d.owned[doc.Owner]++
 	}
+	d.catalog.restore(docs)
 	var pids []*actor.PID
 	for _, e := range old {
 		if e.pid != nil {
