@@ -84,6 +84,8 @@ func NewFSM(sys *actors.System, logger *slog.Logger, set *metrics.Set, fatal fun
 	set.NewGauge(`troupe_docs_subscribers_dropped`, func() float64 { return float64(f.docs.Dropped()) })
 	set.NewGauge(`troupe_docs_submits_applied`, func() float64 { return float64(f.docs.Submits()) })
 	set.NewGauge(`troupe_docs_transformed_submits`, func() float64 { return float64(f.docs.Transformed()) })
+	set.NewGauge(`troupe_docs_catalog_entries`, func() float64 { return float64(f.docs.Catalog().Entries()) })
+	set.NewGauge(`troupe_docs_catalog_unsettled`, func() float64 { return float64(f.docs.Catalog().Unsettled()) })
 	return f
 }
 
