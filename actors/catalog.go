@@ -297,7 +297,7 @@ func (s *catalogState) page(user string, admin bool, after string, limit int) ([
 	if t == nil || limit < 1 {
 		return nil, false
 	}
-	var found []*catalogEntry
+	found := make([]*catalogEntry, 0, min(limit, t.Len()))
 	more := false
 	s.pivot.doc.ID = after
 	t.AscendGreaterOrEqual(&s.pivot, func(e *catalogEntry) bool {
