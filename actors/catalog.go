@@ -18,8 +18,10 @@ import (
 // costs O(page + log n) whatever the number of documents.
 //
 // It is fed in log order: Docs.Apply, which the FSM calls in log order,
-// sends it a note for every document command that reached a document
-// (and Docs.Restore the restored documents). A create's or a delete's
+// makes a note of every document command that reached a document, and
+// Docs.Flush sends them at the end of each batch, before the FSM advances
+// its applied index (Docs.Restore sends the restored documents). A
+// create's or a delete's
 // note is settled when sent; a title, editor or submit command's note is
 // settled by the document's actor, which records the document's new state
 // in it before it resolves the command's Pending. The catalog applies
@@ -35,8 +37,7 @@ type Catalog struct {
 	sys *System
 	pid *actor.PID
 
-	entries   atomic.Int64 // documents listed
-	unsettled atomic.Int64 // notes waiting on their document's actor
+	entries atomic.Int64 // documents listed, for the metrics
 
 	closeOnce sync.Once
 }
@@ -62,6 +63,9 @@ func (n *catalogNote) settled() bool {
 		return false
 	}
 }
+
+// catalogNotes are the notes of a batch of commands, in log order.
+type catalogNotes []*catalogNote
 
 // catalogRestore replaces the whole catalog by these documents.
 type catalogRestore struct{ docs []*storage.Doc }
@@ -130,9 +134,9 @@ type catalogActor struct{ s *catalogState }
 func (a *catalogActor) Receive(ctx actor.Context) {
 	s := a.s
 	switch m := ctx.Message().(type) {
-	case *catalogNote:
+	case catalogNotes:
 		s.c.sys.mailboxDepth.Add(-1)
-		s.queue = append(s.queue, m)
+		s.queue = append(s.queue, m...)
 		s.settle(time.Time{})
 	case *catalogRestore:
 		s.c.sys.mailboxDepth.Add(-1)
@@ -150,7 +154,6 @@ func (a *catalogActor) Receive(ctx actor.Context) {
 		return
 	}
 	s.c.entries.Store(int64(len(s.byID)))
-	s.c.unsettled.Store(int64(len(s.queue) - s.head))
 }
 
 // settle applies the queued notes in order: those already settled if
@@ -337,18 +340,16 @@ func (c *Catalog) Close() {
 	})
 }
 
-// Entries is the number of documents listed; Unsettled the commands whose
-// effect on the listing waits on their document's actor.
-func (c *Catalog) Entries() int64   { return c.entries.Load() }
-func (c *Catalog) Unsettled() int64 { return c.unsettled.Load() }
+// Entries is the number of documents listed.
+func (c *Catalog) Entries() int64 { return c.entries.Load() }
 
 func (c *Catalog) send(m any) {
 	c.sys.mailboxDepth.Add(1)
 	c.sys.root.Send(c.pid, m)
 }
 
-// record sends a command's note, in log order (the FSM goroutine).
-func (c *Catalog) record(n *catalogNote) { c.send(n) }
+// record sends a batch's notes, in log order (the FSM goroutine).
+func (c *Catalog) record(notes []*catalogNote) { c.send(catalogNotes(notes)) }
 
 // restore replaces the catalog by docs, in log order (the FSM goroutine).
 func (c *Catalog) restore(docs []*storage.Doc) { c.send(&catalogRestore{docs: docs}) }

@@ -73,6 +73,7 @@ func benchCatalogDocs(b *testing.B) (*Docs, []string) {
 			b.Fatal(r.Err)
 		}
 	}
+	d.Flush()
 	if _, _, err := d.List("", true, "", 1, time.Now().Add(30*time.Second)); err != nil {
 		b.Fatal(err)
 	}
@@ -132,7 +133,8 @@ func BenchmarkDocsList(b *testing.B) {
 
 // BenchmarkCatalogUpdate is what the catalog adds to every document
 // command: a submit's note applied in place (the chosen design), the same
-// note sent through the mailbox and applied, and what publishing an
+// notes sent through the mailbox in batches of benchBatch and applied,
+// and what publishing an
 // immutable view after each change would cost at the least (a copy-on-
 // write clone of the id index and the owner's index with the changed
 // entry replaced, without the id map).
@@ -155,11 +157,17 @@ func BenchmarkCatalogUpdate(b *testing.B) {
 	b.Run("mailbox", func(b *testing.B) {
 		b.ReportAllocs()
 		i := 0
+		var batch []*catalogNote
 		for b.Loop() {
 			doc := views[i%len(views)]
-			d.catalog.record(&catalogNote{id: doc.ID, doc: doc})
+			batch = append(batch, &catalogNote{id: doc.ID, doc: doc})
+			if len(batch) == benchBatch {
+				d.catalog.record(batch)
+				batch = nil
+			}
 			i += 7919
 		}
+		d.catalog.record(batch)
 		// Until the catalog has applied them all.
 		if _, _, err := d.List("", true, "", 1, time.Now().Add(time.Minute)); err != nil {
 			b.Fatal(err)
@@ -180,4 +188,63 @@ func BenchmarkCatalogUpdate(b *testing.B) {
 		}
 		_ = all.Len()
 	})
+}
+
+// benchBatch is the batch size of the benchmarks that flush notes as the
+// FSM does at the end of a batch.
+const benchBatch = 16
+
+// BenchmarkDocsSubmit applies submits to one document as the FSM does,
+// 64 in flight, waiting for each result, and flushes the catalog's notes
+// after every submit (batch=1, the FSM's batches at a trickle) or every
+// benchBatch: the notes are the catalog's cost on the edit path.
+func BenchmarkDocsSubmit(b *testing.B) {
+	for _, batch := range []int{1, benchBatch} {
+		b.Run(fmt.Sprint("batch=", batch), func(b *testing.B) { benchDocsSubmit(b, batch) })
+	}
+}
+
+func benchDocsSubmit(b *testing.B, batch int) {
+	sys := NewSystem(slog.New(slog.NewTextHandler(io.Discard, nil)), metrics.NewSet())
+	d := NewDocs(sys, DocsConfig{IdleAfter: time.Hour})
+	defer func() {
+		d.Close()
+		sys.Shutdown()
+	}()
+	owner := testUserIDs(1)[0]
+	if r := d.Apply(storage.CmdDocCreate, &storage.DocCommand{DocID: "d1", Caller: owner, Title: "Bench"}, 1000).Result(); r.Err != nil {
+		b.Fatal(r.Err)
+	}
+	const inFlight = 64
+	ring := make([]*Pending, 0, inFlight)
+	seq := uint64(0)
+	b.ReportAllocs()
+	for b.Loop() {
+		if len(ring) == inFlight {
+			if r := waitPending(b, ring[0]); r.Err != nil {
+				b.Fatal(r.Err)
+			}
+			ring = ring[1:]
+		}
+		seq++
+		ring = append(ring, d.Apply(storage.CmdDocSubmit, &storage.DocCommand{DocID: "d1", Caller: owner,
+			Submit: &storage.DocSubmit{DocID: "d1", ClientID: "c", Seq: seq, Base: seq - 1, Ops: []storage.Op{ins(0, "x")}}}, 1000))
+		if seq%uint64(batch) == 0 {
+			d.Flush()
+		}
+	}
+	d.Flush()
+	for _, p := range ring {
+		waitPending(b, p)
+	}
+}
+
+func waitPending(b *testing.B, p *Pending) storage.Result {
+	select {
+	case <-p.Done():
+		return p.Result()
+	case <-time.After(10 * time.Second):
+		b.Fatal("no result")
+		return storage.Result{}
+	}
 }

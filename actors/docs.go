@@ -27,14 +27,16 @@ import (
 // if nothing was sent behind the request (the counts agree), handing its
 // state back under the same mutex; otherwise it stays.
 //
-// Listings are the catalog's (see Catalog), which Apply and Restore feed
-// in log order.
+// Listings are the catalog's (see Catalog): Apply gathers a note of each
+// command for it, and Flush, which the FSM calls at the end of each batch
+// before it advances its applied index, sends them in one message.
 //
 // Ownership: Apply, Views and Restore are called by the FSM goroutine in
 // log order; queries and subscriptions by any goroutine.
 type Docs struct {
 	sys         *System
 	catalog     *Catalog
+	notes       []*catalogNote // for the catalog, since the last Flush (FSM goroutine)
 	maxHistory  int
 	idleAfter   time.Duration
 	presenceTTL time.Duration
@@ -341,7 +343,7 @@ func (d *Docs) Apply(kind storage.CommandKind, c *storage.DocCommand, nowMs int6
 		d.entries[doc.ID] = e
 		d.owned[doc.Owner]++
 		d.mu.Unlock()
-		d.catalog.record(&catalogNote{id: doc.ID, doc: doc})
+		d.notes = append(d.notes, &catalogNote{id: doc.ID, doc: doc})
 		return Resolved(storage.Result{Doc: doc})
 	}
 	p := NewPending()
@@ -400,12 +402,12 @@ func (d *Docs) Apply(kind storage.CommandKind, c *storage.DocCommand, nowMs int6
 		return Resolved(storage.Result{Err: &storage.Error{Kind: storage.KindNotFound, Message: "no document with id " + c.DocID}})
 	}
 	if note != nil {
-		d.catalog.record(note)
+		d.notes = append(d.notes, note)
 	}
 	if kind == storage.CmdDocDelete {
 		// The directory entry goes now, in log order.
 		if <-deleted {
-			d.catalog.record(&catalogNote{id: c.DocID, gone: true})
+			d.notes = append(d.notes, &catalogNote{id: c.DocID, gone: true})
 			d.mu.Lock()
 			if e := d.entries[c.DocID]; e != nil {
 				delete(d.entries, c.DocID)
@@ -499,6 +501,19 @@ func (d *Docs) Latest(id string) *storage.Doc {
 	return e.latest.Load()
 }
 
+// Flush sends the catalog the notes of the commands applied since the
+// last Flush: one message a batch rather than one a command (a message
+// wakes the catalog's goroutine, which cost more than the rest of its
+// work). The FSM calls it at the end of each batch, before it advances
+// its applied index, so that a listing after a read barrier finds every
+// command up to the barrier in the catalog's mailbox.
+func (d *Docs) Flush() {
+	if len(d.notes) > 0 {
+		d.catalog.record(d.notes)
+		d.notes = nil
+	}
+}
+
 // List returns up to limit documents with ids after after, in id order,
 // that user may read (admin: all), and whether there are more; the
 // catalog answers (see Catalog.List).
@@ -549,6 +564,7 @@ func (d *Docs) Restore(docs []*storage.Doc) {
 		d.entries[doc.ID] = e
 		d.owned[doc.Owner]++
 	}
+	d.notes = nil // of commands the restored state replaces
 	d.catalog.restore(docs)
 	var pids []*actor.PID
 	for _, e := range old {
