@@ -39,6 +39,9 @@ type Catalog struct {
 
 	entries atomic.Int64 // documents listed, for the metrics
 
+	// closing ends the catalog's waits on documents when the node stops
+	// (their actors are stopped first and may never answer).
+	closing   chan struct{}
 	closeOnce sync.Once
 }
 
@@ -178,6 +181,8 @@ func (s *catalogState) settle(deadline time.Time) bool {
 			select {
 			case <-n.done:
 			case <-timer.C:
+				return false
+			case <-s.c.closing:
 				return false
 			}
 		}
@@ -325,7 +330,7 @@ func (s *catalogState) page(user string, admin bool, after string, limit int) ([
 
 // NewCatalog starts an empty catalog.
 func NewCatalog(sys *System) *Catalog {
-	c := &Catalog{sys: sys}
+	c := &Catalog{sys: sys, closing: make(chan struct{})}
 	s := newCatalogState(c)
 	c.pid = sys.spawn(func() actor.Actor { return &catalogActor{s: s} })
 	sys.actorCount.Add(1)
@@ -335,6 +340,7 @@ func NewCatalog(sys *System) *Catalog {
 // Close stops the catalog; listings waiting on it time out.
 func (c *Catalog) Close() {
 	c.closeOnce.Do(func() {
+		close(c.closing)
 		c.sys.stop([]*actor.PID{c.pid})
 		c.sys.actorCount.Add(-1)
 	})
