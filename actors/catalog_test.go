@@ -357,3 +357,39 @@ func TestCatalogKeepsNoText(t *testing.T) {
 		t.Fatalf("the catalog entry holds the text or history: %+v", e.doc)
 	}
 }
+
+// TestCatalogCloseEndsWaits: a listing waiting on a document's actor ends
+// when the catalog closes, rather than hold the node's shutdown.
+func TestCatalogCloseEndsWaits(t *testing.T) {
+	d := newTestDocs(t, time.Hour)
+	owner := testUserIDs(1)[0]
+	createDoc(t, d, "d1", owner, "Old")
+	release := make(chan struct{})
+	defer close(release)
+	held := make(chan struct{})
+	d.send("d1", &docMsg{run: func(*docBox) { close(held); <-release }})
+	<-held
+	d.Apply(storage.CmdDocTitle, &storage.DocCommand{DocID: "d1", Caller: owner, Title: "New"}, 2000)
+	d.Flush()
+	got := make(chan error, 1)
+	go func() {
+		_, _, err := d.List(owner, false, "", 10, time.Now().Add(time.Minute))
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		t.Fatalf("listed while the change waits: %v", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	start := time.Now()
+	d.Catalog().Close()
+	select {
+	case err := <-got:
+		if !errors.Is(err, ErrTimeout) {
+			t.Fatalf("list after close: %v, want ErrTimeout", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the listing still waits after the catalog closed")
+	}
+	t.Logf("the listing ended %v after close", time.Since(start))
+}
