@@ -21,10 +21,10 @@ import (
 // makes a note of every document command that reached a document, and
 // Docs.Flush sends them at the end of each batch, before the FSM advances
 // its applied index (Docs.Restore sends the restored documents). A
-// create's or a delete's
-// note is settled when sent; a title, editor or submit command's note is
-// settled by the document's actor, which records the document's new state
-// in it before it resolves the command's Pending. The catalog applies
+// create's or a delete's note is settled when made; a title, editor or
+// submit command's note is settled by the document's actor, which records
+// the document's new state in it before it resolves the command's
+// Pending. The catalog applies
 // notes in the order it got them, as they settle, and settles every one
 // it has before it answers a listing: a listing asked after this node
 // applied index N (a read barrier) reflects every command up to N.
@@ -32,7 +32,7 @@ import (
 // Ownership: the fields of catalogState are the actor goroutine's alone.
 // Document actors write a note once, before the Pending it waits on is
 // resolved, and never wait on the catalog, so the catalog's waits on
-// them cannot deadlock. The counters below are published for metrics.
+// them cannot deadlock. entries is published for the metrics.
 type Catalog struct {
 	sys *System
 	pid *actor.PID
@@ -45,9 +45,9 @@ type Catalog struct {
 	closeOnce sync.Once
 }
 
-// catalogNote is one document command's effect on the listing. The
-// document's actor sets doc (and, for a delete, the FSM goroutine sets
-// gone) before done is closed; the catalog reads them after.
+// catalogNote is one document command's effect on the listing. A
+// document's actor sets doc before done is closed, and the catalog reads
+// it after; a create's and a delete's note is complete when made.
 type catalogNote struct {
 	id   string
 	done <-chan struct{} // nil: settled when sent
