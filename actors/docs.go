@@ -27,10 +27,16 @@ import (
 // if nothing was sent behind the request (the counts agree), handing its
 // state back under the same mutex; otherwise it stays.
 //
+// Listings are the catalog's (see Catalog): Apply gathers a note of each
+// command for it, and Flush, which the FSM calls at the end of each batch
+// before it advances its applied index, sends them in one message.
+//
 // Ownership: Apply, Views and Restore are called by the FSM goroutine in
 // log order; queries and subscriptions by any goroutine.
 type Docs struct {
 	sys         *System
+	catalog     *Catalog
+	notes       []*catalogNote // for the catalog, since the last Flush (FSM goroutine)
 	maxHistory  int
 	idleAfter   time.Duration
 	presenceTTL time.Duration
@@ -70,7 +76,7 @@ type docEntry struct {
 	sent uint64       // messages sent to pid (under Docs.mu)
 	box  *docBox      // while active
 	// latest is the newest state, published by the actor after each
-	// change, for listings (which need no actor round trip).
+	// change, for what needs no actor round trip (a stream's reset).
 	latest atomic.Pointer[storage.Doc]
 }
 
@@ -105,7 +111,7 @@ func NewDocs(sys *System, cfg DocsConfig) *Docs {
 	if cfg.MaxPresence <= 0 {
 		cfg.MaxPresence = DefaultMaxPresence
 	}
-	d := &Docs{sys: sys, maxHistory: cfg.MaxHistory, idleAfter: cfg.IdleAfter, presenceTTL: cfg.PresenceTTL,
+	d := &Docs{sys: sys, catalog: NewCatalog(sys), maxHistory: cfg.MaxHistory, idleAfter: cfg.IdleAfter, presenceTTL: cfg.PresenceTTL,
 		entries: map[string]*docEntry{}, owned: map[string]int{}, stop: make(chan struct{})}
 	d.maxPresence.Store(int64(cfg.MaxPresence))
 	d.wg.Add(1)
@@ -131,8 +137,12 @@ func (d *Docs) Close() {
 		d.sys.stop(pids)
 		d.sys.actorCount.Add(-int64(len(pids)))
 		d.active.Add(-int64(len(pids)))
+		d.catalog.Close()
 	})
 }
+
+// Catalog returns the documents' listing.
+func (d *Docs) Catalog() *Catalog { return d.catalog }
 
 // Counts returns the documents held and how many have an active actor.
 func (d *Docs) Counts() (total, active int) {
@@ -333,10 +343,17 @@ func (d *Docs) Apply(kind storage.CommandKind, c *storage.DocCommand, nowMs int6
 		d.entries[doc.ID] = e
 		d.owned[doc.Owner]++
 		d.mu.Unlock()
+		d.notes = append(d.notes, &catalogNote{id: doc.ID, doc: doc})
 		return Resolved(storage.Result{Doc: doc})
 	}
 	p := NewPending()
 	deleted := make(chan bool, 1)
+	// The catalog hears of the new state before p is resolved (a delete:
+	// below, once known).
+	var note *catalogNote
+	if kind != storage.CmdDocDelete {
+		note = &catalogNote{id: c.DocID, done: p.Done()}
+	}
 	ok := d.send(c.DocID, &docMsg{
 		run: func(b *docBox) {
 			next, sub, err := storage.ApplyDoc(kind, c, b.doc, nowMs, d.maxHistory)
@@ -349,6 +366,9 @@ func (d *Docs) Apply(kind storage.CommandKind, c *storage.DocCommand, nowMs int6
 			b.doc = next
 			if next != nil {
 				b.e.latest.Store(next)
+				if note != nil && next != prev {
+					note.doc = next
+				}
 			}
 			if kind == storage.CmdDocDelete {
 				b.closeSubs(nil)
@@ -381,9 +401,13 @@ func (d *Docs) Apply(kind storage.CommandKind, c *storage.DocCommand, nowMs int6
 	if !ok {
 		return Resolved(storage.Result{Err: &storage.Error{Kind: storage.KindNotFound, Message: "no document with id " + c.DocID}})
 	}
+	if note != nil {
+		d.notes = append(d.notes, note)
+	}
 	if kind == storage.CmdDocDelete {
 		// The directory entry goes now, in log order.
 		if <-deleted {
+			d.notes = append(d.notes, &catalogNote{id: c.DocID, gone: true})
 			d.mu.Lock()
 			if e := d.entries[c.DocID]; e != nil {
 				delete(d.entries, c.DocID)
@@ -477,34 +501,24 @@ func (d *Docs) Latest(id string) *storage.Doc {
 	return e.latest.Load()
 }
 
+// Flush sends the catalog the notes of the commands applied since the
+// last Flush: one message a batch rather than one a command (a message
+// wakes the catalog's goroutine, which cost more than the rest of its
+// work). The FSM calls it at the end of each batch, before it advances
+// its applied index, so that a listing after a read barrier finds every
+// command up to the barrier in the catalog's mailbox.
+func (d *Docs) Flush() {
+	if len(d.notes) > 0 {
+		d.catalog.record(d.notes)
+		d.notes = nil
+	}
+}
+
 // List returns up to limit documents with ids after after, in id order,
-// that pass keep, and whether there are more.
-func (d *Docs) List(after string, limit int, keep func(*storage.Doc) bool) ([]*storage.Doc, bool) {
-	d.mu.Lock()
-	ids := make([]string, 0, len(d.entries))
-	for id := range d.entries {
-		if id > after {
-			ids = append(ids, id)
-		}
-	}
-	entries := make(map[string]*docEntry, len(ids))
-	for _, id := range ids {
-		entries[id] = d.entries[id]
-	}
-	d.mu.Unlock()
-	slices.Sort(ids)
-	var out []*storage.Doc
-	for _, id := range ids {
-		doc := entries[id].latest.Load()
-		if doc == nil || !keep(doc) {
-			continue
-		}
-		if len(out) == limit {
-			return out, true
-		}
-		out = append(out, doc)
-	}
-	return out, false
+// that user may read (admin: all), and whether there are more; the
+// catalog answers (see Catalog.List).
+func (d *Docs) List(user string, admin bool, after string, limit int, deadline time.Time) ([]*storage.Doc, bool, error) {
+	return d.catalog.List(user, admin, after, limit, deadline)
 }
 
 // Views returns every document's state after every command sent so far:
@@ -550,6 +564,8 @@ func (d *Docs) Restore(docs []*storage.Doc) {
 		d.entries[doc.ID] = e
 		d.owned[doc.Owner]++
 	}
+	d.notes = nil // of commands the restored state replaces
+	d.catalog.restore(docs)
 	var pids []*actor.PID
 	for _, e := range old {
 		if e.pid != nil {

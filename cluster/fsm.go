@@ -84,6 +84,7 @@ func NewFSM(sys *actors.System, logger *slog.Logger, set *metrics.Set, fatal fun
 	set.NewGauge(`troupe_docs_subscribers_dropped`, func() float64 { return float64(f.docs.Dropped()) })
 	set.NewGauge(`troupe_docs_submits_applied`, func() float64 { return float64(f.docs.Submits()) })
 	set.NewGauge(`troupe_docs_transformed_submits`, func() float64 { return float64(f.docs.Transformed()) })
+	set.NewGauge(`troupe_docs_catalog_entries`, func() float64 { return float64(f.docs.Catalog().Entries()) })
 	return f
 }
 
@@ -153,6 +154,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 			out[i] = f.applyCommand(l)
 		}
 	}
+	// The catalog hears of the batch's document commands before a read
+	// can see the batch applied.
+	f.docs.Flush()
 	if n := len(logs); n > 0 {
 		f.batchSize.Update(float64(n))
 		f.setApplied(logs[n-1].Index)

@@ -50,6 +50,22 @@ var (
 // MayRead reports whether a caller may read d.
 func (d *Doc) MayRead(caller string, admin bool) bool { return admin || d.CanEdit(caller) }
 
+// Readers are the users MayRead admits without being admins: the owner,
+// then the editors (the owner may be one too). Indexes of who may read
+// what are keyed by them; MayRead stays the rule they follow.
+func (d *Doc) Readers() []string {
+	out := make([]string, 0, 1+len(d.Editors))
+	return append(append(out, d.Owner), d.Editors...)
+}
+
+// Listing returns what a listing shows of d: every field but the text and
+// the history, so that what keeps a listing does not keep them alive.
+// The editors are shared (a Doc never changes them in place).
+func (d *Doc) Listing() Doc {
+	return Doc{ID: d.ID, Title: d.Title, Owner: d.Owner, Editors: d.Editors, Version: d.Version,
+		CreatedMs: d.CreatedMs, UpdatedMs: d.UpdatedMs}
+}
+
 // ApplyDoc applies a document command to cur (nil if the document does
 // not exist) at nowMs. It returns the new document (nil: deleted or
 // unchanged failure), the submit's result for CmdDocSubmit, and an error.

@@ -245,7 +245,8 @@ func (s *Server) listDocs(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	after := string(ctx.QueryArgs().Peek("after"))
-	if !s.readGate(ctx, s.deadline()) {
+	deadline := s.deadline()
+	if !s.readGate(ctx, deadline) {
 		return
 	}
 	c := callerOf(ctx)
@@ -253,7 +254,11 @@ func (s *Server) listDocs(ctx *fasthttp.RequestCtx) {
 	if c.user != nil {
 		uid = c.user.ID
 	}
-	docs, more := s.node.Docs().List(after, limit, func(d *storage.Doc) bool { return d.MayRead(uid, c.admin) })
+	docs, more, err := s.node.Docs().List(uid, c.admin, after, limit, deadline)
+	if err != nil {
+		writeError(ctx, err)
+		return
+	}
 	resp := struct {
 		Items []docJSON `json:"items"`
 		Next  *string   `json:"next"`
