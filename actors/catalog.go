@@ -24,15 +24,17 @@ import (
 // create's or a delete's note is settled when made; a title, editor or
 // submit command's note is settled by the document's actor, which records
 // the document's new state in it before it resolves the command's
-// Pending. The catalog applies
-// notes in the order it got them, as they settle, and settles every one
-// it has before it answers a listing: a listing asked after this node
-// applied index N (a read barrier) reflects every command up to N.
+// Pending. The catalog applies notes in the order it got them, as they
+// settle, and answers a listing once every note it had received when the
+// listing came is applied: a listing asked after this node applied index
+// N (a read barrier) reflects every command up to N. A listing that must
+// wait for a note is parked, and a goroutine that waits for the note tells
+// the catalog when to look again: the actor itself never blocks.
 //
 // Ownership: the fields of catalogState are the actor goroutine's alone.
 // Document actors write a note once, before the Pending it waits on is
-// resolved, and never wait on the catalog, so the catalog's waits on
-// them cannot deadlock. entries is published for the metrics.
+// resolved, and never wait on the catalog. entries is published for the
+// metrics.
 type Catalog struct {
 	sys *System
 	pid *actor.PID
@@ -81,7 +83,12 @@ type catalogList struct {
 	limit    int
 	deadline time.Time
 	reply    chan catalogPage
+	mark     uint64 // the notes received when it came: the page reflects them all
 }
+
+// catalogWake tells the catalog that a note it waits for may be settled
+// (or a parked listing's deadline passed).
+type catalogWake struct{}
 
 type catalogPage struct {
 	docs []*storage.Doc
@@ -111,7 +118,14 @@ type catalogState struct {
 	// the first.
 	queue []*catalogNote
 	head  int
-	pivot catalogEntry // a search key, reused
+	// Notes ever received and ever applied (or dropped by a restore).
+	received, applied uint64
+	// parked are the listings waiting for notes up to their mark, in
+	// arrival order; waking: a goroutine waits for the first unsettled
+	// note to send catalogWake.
+	parked []*catalogList
+	waking bool
+	pivot  catalogEntry // a search key, reused
 }
 
 func newCatalogState(c *Catalog) *catalogState {
@@ -130,6 +144,7 @@ func (s *catalogState) reset() {
 	s.byUser = map[string]*btree.BTreeG[*catalogEntry]{}
 	clear(s.queue)
 	s.queue, s.head = s.queue[:0], 0
+	s.applied = s.received // what was queued is superseded
 }
 
 type catalogActor struct{ s *catalogState }
@@ -140,54 +155,46 @@ func (a *catalogActor) Receive(ctx actor.Context) {
 	case catalogNotes:
 		s.c.sys.mailboxDepth.Add(-1)
 		s.queue = append(s.queue, m...)
-		s.settle(time.Time{})
+		s.received += uint64(len(m))
+		s.settle()
+		s.answerParked()
 	case *catalogRestore:
 		s.c.sys.mailboxDepth.Add(-1)
 		s.restore(m.docs)
+		s.answerParked()
 	case *catalogList:
 		s.c.sys.mailboxDepth.Add(-1)
-		var p catalogPage
-		if s.settle(m.deadline) {
-			p.docs, p.more = s.page(m.user, m.admin, m.after, m.limit)
+		m.mark = s.received
+		s.settle()
+		if s.applied >= m.mark {
+			s.answer(m)
 		} else {
-			p.err = ErrTimeout
+			s.parked = append(s.parked, m)
+			s.wake()
 		}
-		m.reply <- p
+	case catalogWake:
+		s.c.sys.mailboxDepth.Add(-1)
+		s.waking = false
+		s.settle()
+		s.answerParked()
 	default:
 		return
 	}
 	s.c.entries.Store(int64(len(s.byID)))
 }
 
-// settle applies the queued notes in order: those already settled if
-// deadline is zero, else all of them, waiting for each until deadline.
-// It reports whether none is left.
-func (s *catalogState) settle(deadline time.Time) bool {
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
+// settle applies the queued notes that are settled, in order, up to the
+// first that is not. It never waits: a listing that needs a note not yet
+// settled is parked, and a goroutine waits for the note (wake).
+func (s *catalogState) settle() {
 	for s.head < len(s.queue) {
 		n := s.queue[s.head]
 		if !n.settled() {
-			if deadline.IsZero() {
-				break
-			}
-			if timer == nil {
-				timer = time.NewTimer(time.Until(deadline))
-			}
-			select {
-			case <-n.done:
-			case <-timer.C:
-				return false
-			case <-s.c.closing:
-				return false
-			}
+			break
 		}
 		s.queue[s.head] = nil
 		s.head++
+		s.applied++
 		s.apply(n)
 	}
 	if s.head == len(s.queue) {
@@ -197,7 +204,67 @@ func (s *catalogState) settle(deadline time.Time) bool {
 		clear(s.queue[len(s.queue) : len(s.queue)+s.head])
 		s.head = 0
 	}
-	return true
+}
+
+// answer replies to a listing with its page.
+func (s *catalogState) answer(m *catalogList) {
+	var p catalogPage
+	p.docs, p.more = s.page(m.user, m.admin, m.after, m.limit)
+	m.reply <- p
+}
+
+// answerParked answers the parked listings whose notes are all applied,
+// drops those whose deadline passed (their callers stopped waiting), and
+// keeps a waker out for the rest.
+func (s *catalogState) answerParked() {
+	if len(s.parked) == 0 {
+		return
+	}
+	now := time.Now()
+	kept := s.parked[:0]
+	for _, m := range s.parked {
+		switch {
+		case s.applied >= m.mark:
+			s.answer(m)
+		case !now.Before(m.deadline):
+			m.reply <- catalogPage{err: ErrTimeout}
+		default:
+			kept = append(kept, m)
+		}
+	}
+	clear(s.parked[len(kept):])
+	s.parked = kept
+	s.wake()
+}
+
+// wake starts a goroutine that sends catalogWake once the first unsettled
+// note is settled or the earliest parked deadline passes, unless one is
+// out already or nothing is parked. Document actors settle notes without
+// ever waiting on the catalog, so the catalog never waits on them either.
+func (s *catalogState) wake() {
+	if s.waking || len(s.parked) == 0 || s.head == len(s.queue) {
+		return
+	}
+	s.waking = true
+	done := s.queue[s.head].done
+	deadline := s.parked[0].deadline
+	for _, m := range s.parked[1:] {
+		if m.deadline.Before(deadline) {
+			deadline = m.deadline
+		}
+	}
+	c := s.c
+	go func() {
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+		case <-c.closing:
+			return
+		}
+		c.send(catalogWake{})
+	}()
 }
 
 // apply makes one settled note's change.
@@ -374,6 +441,8 @@ func (c *Catalog) List(user string, admin bool, after string, limit int, deadlin
 	case p := <-reply:
 		return p.docs, p.more, p.err
 	case <-t.C:
+		return nil, false, ErrTimeout
+	case <-c.closing:
 		return nil, false, ErrTimeout
 	}
 }
