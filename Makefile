@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # system tests build their own (race-free) binary, as a real deployment.
 PKGS    := ./...
 
-.PHONY: run build test fuzz-smoke bench bench-keyed soak torture lint clean
+.PHONY: run build test fuzz-smoke bench bench-keyed bench-users soak torture lint clean
 
 ## run: build and start a one-node cluster in ./troupe-data (secure: log in as the first admin)
 run: build
@@ -46,6 +46,15 @@ bench: build
 ## bench-keyed: only the Idempotency-Key rows of make bench, printed, not written (≈ 2 min)
 bench-keyed: build
 	$(GO) run ./bench/suite --troupe $(BIN) --only keyed
+
+## bench-users: the user rows (create, get, mixed, with floors) of this build against the
+## build of BEFORE (a git revision, default HEAD~1), alternately, printed (≈ 4 min)
+BEFORE ?= HEAD~1
+bench-users: build
+	rm -rf /tmp/troupe-before && git worktree add --detach /tmp/troupe-before $(BEFORE)
+	cd /tmp/troupe-before && $(GO) build -o $(CURDIR)/bin/troupe-before ./cmd/troupe; \
+		status=$$?; cd $(CURDIR) && git worktree remove --force /tmp/troupe-before; exit $$status
+	$(GO) run ./bench/suite --troupe $(BIN) --before bin/troupe-before --only users
 
 ## soak: a 3-node cluster under a steady mixed load at half its maximum for $(SOAK), a
 ## follower killed (-9) every 5 minutes; writes docs/SOAK.md and fails on a failed verdict.

@@ -62,7 +62,9 @@ func main() {
 	duration := flag.Duration("duration", 5*time.Second, "measured time per scenario")
 	flag.IntVar(&memUsers, "mem-users", 1_000_000, "users loaded for the memory and restart figures")
 	gobench := flag.String("gobench", "./storage/ ./actors/ ./cluster/ ./transport/", "packages whose Go benchmarks to run")
-	only := flag.String("only", "", "run only one group of rows and print its section instead of writing the report: keyed (the Idempotency-Key rows)")
+	only := flag.String("only", "", "run only one group of rows and print its section instead of writing the report: keyed (the Idempotency-Key rows), users (the user rows, --before against --troupe)")
+	before := flag.String("before", "", "with --only users: a second troupe binary to run the same rows against, alternately")
+	rounds := flag.Int("rounds", 2, "with --only users: how many times to run each binary")
 	flag.Parse()
 	switch *only {
 	case "":
@@ -72,8 +74,14 @@ func main() {
 			os.Exit(1)
 		}
 		return
+	case "users":
+		if err := usersOnly(*bin, *before, *duration, *rounds); err != nil {
+			fmt.Fprintln(os.Stderr, "bench suite:", err)
+			os.Exit(1)
+		}
+		return
 	default:
-		fmt.Fprintf(os.Stderr, "bench suite: --only %q: the groups are: keyed\n", *only)
+		fmt.Fprintf(os.Stderr, "bench suite: --only %q: the groups are: keyed, users\n", *only)
 		os.Exit(2)
 	}
 	if err := suite(*bin, *out, *duration, strings.Fields(*gobench)); err != nil {
