@@ -47,7 +47,7 @@ func NewHclog(logger *slog.Logger, name string) hclog.Logger {
 	if logger != nil {
 		h = logger.Handler()
 	}
-	return newSlogHclog(h, name, nil, new(atomic.Int32))
+	return newSlogHclog(h, name, nil, new(atomic.Int32), newRepeatFilter())
 }
 
 // slogHclog implements hclog.Logger on top of a slog.Handler.
@@ -57,11 +57,12 @@ type slogHclog struct {
 	name    string        // hclog name, "" if none
 	implied []any         // With arguments, deduplicated, as hclog key/value pairs
 	level   *atomic.Int32 // hclog.Level shared by all related loggers
+	repeats *repeatFilter // shared by all related loggers
 }
 
 var _ hclog.Logger = (*slogHclog)(nil)
 
-func newSlogHclog(base slog.Handler, name string, implied []any, level *atomic.Int32) *slogHclog {
+func newSlogHclog(base slog.Handler, name string, implied []any, level *atomic.Int32, repeats *repeatFilter) *slogHclog {
 	attrs := make([]slog.Attr, 0, 1+len(implied)/2)
 	if name != "" {
 		attrs = append(attrs, slog.String(componentKey, name))
@@ -71,7 +72,7 @@ func newSlogHclog(base slog.Handler, name string, implied []any, level *atomic.I
 	if len(attrs) > 0 {
 		h = base.WithAttrs(attrs)
 	}
-	return &slogHclog{base: base, handler: h, name: name, implied: implied, level: level}
+	return &slogHclog{base: base, handler: h, name: name, implied: implied, level: level, repeats: repeats}
 }
 
 // Log emits a message at the given level. hclog.NoLevel is treated as Info;
@@ -141,7 +142,7 @@ func (l *slogHclog) With(args ...any) hclog.Logger {
 			implied = append(implied, key, val)
 		}
 	}
-	return newSlogHclog(l.base, l.name, implied, l.level)
+	return newSlogHclog(l.base, l.name, implied, l.level, l.repeats)
 }
 
 // Name returns the logger's name ("" if it has none).
@@ -156,12 +157,12 @@ func (l *slogHclog) Named(name string) hclog.Logger {
 	case l.name != "":
 		name = l.name + "." + name
 	}
-	return newSlogHclog(l.base, name, l.implied, l.level)
+	return newSlogHclog(l.base, name, l.implied, l.level, l.repeats)
 }
 
 // ResetNamed returns a logger whose name is exactly name.
 func (l *slogHclog) ResetNamed(name string) hclog.Logger {
-	return newSlogHclog(l.base, name, l.implied, l.level)
+	return newSlogHclog(l.base, name, l.implied, l.level, l.repeats)
 }
 
 // SetLevel sets the minimum hclog level for this logger and every logger
@@ -236,9 +237,19 @@ func (l *slogHclog) log(level hclog.Level, msg string, args []any) {
 }
 
 func (l *slogHclog) emit(level slog.Level, msg string, args []any, pc uintptr) {
+	skipped := 0
+	if level >= slog.LevelWarn {
+		var write bool
+		if write, skipped = l.repeats.admit(repeatKey(l.name, level, msg, l.implied) + "\x00" + repeatKey("", 0, "", args)); !write {
+			return
+		}
+	}
 	r := slog.NewRecord(time.Now(), level, msg, pc)
 	if len(args) > 0 {
 		r.AddAttrs(appendArgs(make([]slog.Attr, 0, (len(args)+1)/2), args)...)
+	}
+	if skipped > 0 {
+		r.AddAttrs(slog.Int("repeated", skipped))
 	}
 	// A handler error has nowhere better to go; hclog drops write errors too.
 	_ = l.handler.Handle(context.Background(), r)

@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -69,7 +71,7 @@ func oneRecord(t *testing.T, buf *hclogBuffer) map[string]any {
 
 func TestHclogLevels(t *testing.T) {
 	l, buf := newTestHclog(t, slog.LevelDebug, "")
-	for _, tc := range []struct {
+	for i, tc := range []struct {
 		emit func(string, ...any)
 		want string
 	}{
@@ -83,9 +85,12 @@ func TestHclogLevels(t *testing.T) {
 		{func(m string, a ...any) { l.Log(hclog.Warn, m, a...) }, "WARN"},
 		{func(m string, a ...any) { l.Log(hclog.Error, m, a...) }, "ERROR"},
 	} {
-		tc.emit("hello")
+		// Each message its own: identical warnings and errors are
+		// written once per 10 s (TestHclogRepeats).
+		msg := "hello " + strconv.Itoa(i)
+		tc.emit(msg)
 		rec := oneRecord(t, buf)
-		if rec[slog.LevelKey] != tc.want || rec[slog.MessageKey] != "hello" {
+		if rec[slog.LevelKey] != tc.want || rec[slog.MessageKey] != msg {
 			t.Errorf("got %v, want level %s", rec, tc.want)
 		}
 		if _, ok := rec[componentKey]; ok {
@@ -297,10 +302,10 @@ func TestHclogStandardLogger(t *testing.T) {
 	}
 
 	ts := l.StandardWriter(&hclog.StandardLoggerOptions{InferLevels: true, InferLevelsWithTimestamp: true})
-	if _, err := fmt.Fprintln(ts, "2024/01/02 03:04:05.123 [WARN] wrn"); err != nil {
+	if _, err := fmt.Fprintln(ts, "2024/01/02 03:04:05.123 [WARN] wrn2"); err != nil {
 		t.Fatal(err)
 	}
-	if rec := oneRecord(t, buf); rec[slog.LevelKey] != "WARN" || rec[slog.MessageKey] != "wrn" {
+	if rec := oneRecord(t, buf); rec[slog.LevelKey] != "WARN" || rec[slog.MessageKey] != "wrn2" {
 		t.Errorf("timestamp: %v", rec)
 	}
 
@@ -374,5 +379,44 @@ func TestHclogConcurrent(t *testing.T) {
 	wg.Wait()
 	if n := len(buf.records(t)); n != 8*50*2 {
 		t.Errorf("got %d records, want %d", n, 8*50*2)
+	}
+}
+
+// Identical warnings and errors (numbers and durations aside) are written
+// at most once per repeatEvery; the next one says how many were left out.
+// Other messages, other arguments and lower levels are not held back.
+func TestHclogRepeats(t *testing.T) {
+	l, buf := newTestHclog(t, slog.LevelDebug, "raft")
+	now := time.Unix(1000, 0)
+	l.(*slogHclog).repeats.now = func() time.Time { return now }
+	down := errors.New("dial tcp 127.0.0.1:7081: connect: connection refused")
+	beat := func(peer string, backoff time.Duration) {
+		l.Error("failed to heartbeat to", "peer", peer, "backoff time", backoff, "error", down)
+	}
+	beat("n2", 10*time.Millisecond)
+	if rec := oneRecord(t, buf); rec["repeated"] != nil {
+		t.Fatalf("first: %v", rec)
+	}
+	for i := range 15 {
+		now = now.Add(600 * time.Millisecond)
+		beat("n2", time.Duration(i)*time.Millisecond)
+	}
+	// Another peer, and the same text at another level, are their own.
+	beat("n3", 0)
+	l.Warn("failed to heartbeat to", "peer", "n2", "error", down)
+	l.Info("heartbeat", "peer", "n2")
+	l.Info("heartbeat", "peer", "n2")
+	if recs := buf.records(t); len(recs) != 4 {
+		t.Fatalf("within 10 s: %d records, want 4 (n3, the warning, two infos): %v", len(recs), recs)
+	}
+	now = now.Add(2 * time.Second) // 11 s after the first was written
+	beat("n2", time.Second)
+	if rec := oneRecord(t, buf); rec["repeated"] != float64(15) || rec["peer"] != "n2" {
+		t.Fatalf("after 10 s: %v", rec)
+	}
+	now = now.Add(repeatEvery)
+	beat("n2", time.Second)
+	if rec := oneRecord(t, buf); rec["repeated"] != nil {
+		t.Fatalf("none left out since: %v", rec)
 	}
 }
