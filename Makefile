@@ -15,6 +15,7 @@ run: build
 
 ## build: a static binary in bin/
 build:
+	@echo "building $(BIN) (a first build downloads and compiles the dependencies: a minute or two)"
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/troupe
 
 ## test: vet, formatting, lint, every test under -race, and brief fuzzing
