@@ -338,3 +338,40 @@ func TestIdempotencyAgainstNode(t *testing.T) {
 		t.Fatalf("%+v", res)
 	}
 }
+
+// A node that refuses the caller (401, 403) ends the run at once with an
+// error naming what to give, rather than a run's worth of refusals.
+func TestRefusedRunStops(t *testing.T) {
+	for _, status := range []int{fasthttp.StatusUnauthorized, fasthttp.StatusForbidden} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var requests atomic.Int64
+		srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+			requests.Add(1)
+			ctx.SetStatusCode(status)
+			ctx.SetBodyString(`{"error":{"code":"unauthorized","message":"sign in"}}`)
+		}}
+		go func() { _ = srv.Serve(ln) }()
+		cfg := DefaultConfig()
+		cfg.Addrs, cfg.Scenario, cfg.Connections = []string{ln.Addr().String()}, "users-create", 4
+		cfg.Duration, cfg.Warmup = time.Minute, time.Second
+		r, err := NewRunner(cfg, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		res, err := r.Run(context.Background(), nil)
+		var refused *RefusedError
+		if !errors.As(err, &refused) || refused.Status != status || !strings.Contains(err.Error(), "--token") || res != nil {
+			t.Fatalf("%d: %v, %+v", status, err, res)
+		}
+		// Each connection had at most one request in flight when the
+		// first refusal stopped the run (a minute was asked for).
+		if n := requests.Load(); n > int64(cfg.Connections)+1 || time.Since(start) > 30*time.Second {
+			t.Fatalf("%d: %d requests in %v after a refusal", status, n, time.Since(start))
+		}
+		_ = srv.Shutdown()
+	}
+}

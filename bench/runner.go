@@ -39,6 +39,31 @@ type Runner struct {
 	stoppedAt atomic.Int64   // UnixNano of the halt
 	startAt   time.Time      // start of measurement
 	due       chan time.Time // open loop: requests as they fall due (pace)
+	// refused is the first answer that said the caller may not (401 or
+	// 403, when the scenario wants another status): it ends the run at
+	// once, since every later request would be refused as well.
+	refused atomic.Pointer[refusal]
+}
+
+// refusal is an answer that refused the caller, as the run saw it.
+type refusal struct {
+	status int
+	body   string
+}
+
+// RefusedError is Run's error when the node refused the caller: the run
+// stopped at the first 401 or 403 rather than measure refusals.
+type RefusedError struct {
+	Status int
+	Body   string // the start of the answer's body
+}
+
+func (e *RefusedError) Error() string {
+	msg := fmt.Sprintf("the node answered %d to the first requests, so the run stopped: %s", e.Status, e.Body)
+	if e.Status == fasthttp.StatusUnauthorized {
+		return msg + "; give an access token with --token or TROUPE_TOKEN (an admin's, for scenarios that create users or policies), or bench a node started with --insecure"
+	}
+	return msg + "; the token's user may not make these requests: give an admin's token with --token or TROUPE_TOKEN"
 }
 
 type worker struct {
@@ -191,6 +216,9 @@ loop:
 		}
 	}
 	<-done
+	if rf := r.refused.Load(); rf != nil {
+		return nil, &RefusedError{Status: rf.status, Body: rf.body}
+	}
 	// The window from the start of measuring to the halt: what finished
 	// in it is what was counted. (Capping it at --duration, as before,
 	// divided up to a quarter second more of requests by the duration.)
@@ -285,6 +313,12 @@ func (r *Runner) work(w *worker) {
 		}
 		if r.cfg.FollowLeader && err == nil {
 			r.follow(w, resp.Header.Peek("X-Troupe-Leader"))
+		}
+		if err == nil && resp.StatusCode() != want && (resp.StatusCode() == fasthttp.StatusUnauthorized || resp.StatusCode() == fasthttp.StatusForbidden) {
+			body := resp.Body()
+			r.refused.CompareAndSwap(nil, &refusal{status: resp.StatusCode(), body: string(body[:min(len(body), 300)])})
+			r.halt()
+			return
 		}
 		if !r.counting() {
 			continue

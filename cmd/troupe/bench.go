@@ -44,6 +44,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print the result as one JSON object on the last line")
 	compare := fs.Bool("compare-floor", false, "also run the scenario against a bare fasthttp server (troupe bench serve-floor) and print the ratio")
 	list := fs.Bool("list", false, "list the scenarios")
+	allowErrors := fs.Bool("allow-errors", false, "exit 0 even when more than 1% of the measured requests failed (else such a run exits 2)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -92,6 +93,10 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	if *asJSON {
 		b, _ := json.Marshal(res)
 		fmt.Fprintf(stdout, "%s\n", b)
+	}
+	if !*allowErrors && res.Errors*100 > res.Requests {
+		fmt.Fprintf(stderr, "troupe bench: %d of %d measured requests failed (more than 1%%): the figures above are not the node's; see the errors listed, or pass --allow-errors\n", res.Errors, res.Requests)
+		return 2
 	}
 	return 0
 }
