@@ -235,7 +235,7 @@ func TestJoinWithWrongSecretFails(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("a node with the wrong secret kept trying")
 	}
-	if b.Cmd.ProcessState.ExitCode() != 1 || !strings.Contains(b.logTail(), "refused") {
+	if b.Cmd.ProcessState.ExitCode() != 1 || !strings.Contains(b.logTail(), "refused") || !strings.Contains(b.logTail(), "TROUPE_CLUSTER_SECRET") {
 		t.Fatalf("exit %d, log:\n%s", b.Cmd.ProcessState.ExitCode(), b.logTail())
 	}
 	if st := status(t, a); len(st.Members) != 1 {

@@ -85,7 +85,7 @@ func download(base string, creds credentials, out string, timeout time.Duration,
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("%s answered %d: %s", base, resp.StatusCode, strings.TrimSpace(string(b)))
+		return fmt.Errorf("%s answered %d: %s%s", base, resp.StatusCode, strings.TrimSpace(string(b)), creds.hint(resp.StatusCode))
 	}
 	tmp := out + ".partial"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)

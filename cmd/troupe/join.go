@@ -87,6 +87,13 @@ func askToJoin(ctx context.Context, client *http.Client, base string, body []byt
 	_ = json.Unmarshal(b, &e)
 	if e.Error.Code != "" {
 		err := fmt.Errorf("%d %s: %s", resp.StatusCode, e.Error.Code, e.Error.Message)
+		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+			if secret == "" {
+				err = fmt.Errorf("%w; the cluster has a secret: start this node with --cluster-secret-file FILE or the TROUPE_CLUSTER_SECRET variable", err)
+			} else {
+				err = fmt.Errorf("%w; the cluster secret given (--cluster-secret-file or TROUPE_CLUSTER_SECRET) is not the cluster's", err)
+			}
+		}
 		if resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
 			return "", &joinRefused{err}
 		}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -46,6 +48,32 @@ func (c *credentials) flags(fs *flag.FlagSet) {
 		c.secret = s
 		return err
 	})
+}
+
+// hint says what to give when a node refused these credentials (status
+// 401 or 403), or "" for another status.
+func (c *credentials) hint(status int) string {
+	switch {
+	case status == http.StatusUnauthorized && c.token == "" && c.secret == "":
+		return "; give the cluster secret (--cluster-secret-file FILE or the TROUPE_CLUSTER_SECRET variable) or an admin's access token (--token or TROUPE_TOKEN)"
+	case status == http.StatusUnauthorized:
+		return "; the cluster secret or token given was not accepted: check --cluster-secret-file, TROUPE_CLUSTER_SECRET, --token and TROUPE_TOKEN"
+	case status == http.StatusForbidden:
+		return "; the token is not an admin's: give an admin's access token (--token or TROUPE_TOKEN) or the cluster secret"
+	}
+	return ""
+}
+
+// explain adds to a client call's error what to give, when the node
+// refused the credentials.
+func (c *credentials) explain(err error) error {
+	var apiErr *client.APIError
+	if errors.As(err, &apiErr) {
+		if h := c.hint(apiErr.Status); h != "" {
+			return fmt.Errorf("%w%s", err, h)
+		}
+	}
+	return err
 }
 
 // options are the per-call options that carry the credentials.
@@ -100,7 +128,7 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 	defer cancel()
 	st, meta, err := c.ClusterStatus(ctx, creds.options()...)
 	if err != nil {
-		fmt.Fprintf(stderr, "troupe status: %v\n", err)
+		fmt.Fprintf(stderr, "troupe status: %v\n", creds.explain(err))
 		return 1
 	}
 	leader := "none known"
@@ -180,7 +208,7 @@ func joinCmd(args []string, stdout, stderr io.Writer) int {
 	body := joinRequest{ID: *id, HTTPAddr: *httpAddr, RaftAddr: *raftAddr, Voter: !*learner}
 	var out client.ClusterMember
 	if _, err := c.Do(ctx, "POST", "/v1/cluster/members", body, &out, creds.options()...); err != nil {
-		fmt.Fprintf(stderr, "troupe join: %v\n", err)
+		fmt.Fprintf(stderr, "troupe join: %v\n", creds.explain(err))
 		return 1
 	}
 	fmt.Fprintf(stdout, "added %s (voter: %v, raft %s, http %s)\n", out.ID, out.Voter, out.RaftAddr, out.HTTPAddr)
