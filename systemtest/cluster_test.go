@@ -114,7 +114,7 @@ func TestThreeProcessCluster(t *testing.T) {
 	sameHashes(t, nodes["a"], nodes["b"], nodes["c"])
 
 	// troupe status sees three ready members.
-	out, err := exec.Command(troupeBin, "status", "--addr", nodes["c"].URL).CombinedOutput()
+	out, err := exec.Command(troupeBin, "status", "--wait", "20s", "--addr", nodes["c"].URL).CombinedOutput()
 	if err != nil || strings.Count(string(out), "  yes") != 3 {
 		t.Fatalf("troupe status: %v\n%s", err, out)
 	}
@@ -318,4 +318,26 @@ func startThree(t *testing.T, secure bool, header map[string]string, extra ...st
 		return err == nil && r.Status == 200 && json.Unmarshal(r.Body, &st) == nil && len(st.Members) == 3
 	})
 	return nodes
+}
+
+// TestStatusWaits: `troupe status --wait` run right after a node is started
+// waits for it to elect itself and be ready, where a single ask would find
+// no leader yet (or nobody listening).
+func TestStatusWaits(t *testing.T) {
+	t.Parallel()
+	requireBinary(t)
+	cfg := newNodeConfig(t, "w")
+	cfg.ExtraArgs = append(cfg.ExtraArgs, "--bootstrap")
+	n, err := launch(t, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(troupeBin, "status", "--wait", "30s", "--addr", n.URL).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "leader w") || strings.Count(string(out), "  yes") != 1 {
+		t.Fatalf("troupe status --wait: %v\n%s", err, out)
+	}
+	// Nothing to wait for: a bad range is refused at once.
+	if out, err := exec.Command(troupeBin, "status", "--wait", "-1s", "--addr", n.URL).CombinedOutput(); err == nil || !strings.Contains(string(out), "between 0 and 24h") {
+		t.Fatalf("--wait -1s: %v\n%s", err, out)
+	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -101,17 +102,23 @@ func newClient(addrs string, timeout time.Duration, tlsCfg *tls.Config, creds cr
 
 // statusCmd runs `troupe status --addr URL[,URL]`: the cluster as a node
 // sees it, and whether each member is ready. It exits 1 unless a leader is
-// known and every member is ready.
+// known and every member is ready; with --wait it asks again until they
+// are or the wait is over, and prints the last answer.
 func statusCmd(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "http://127.0.0.1:8080", "node URL(s), URL[,URL]")
 	timeout := fs.Duration("timeout", 3*time.Second, "per-request timeout")
+	wait := fs.Duration("wait", 0, "ask again until a leader is known and every member is ready, for up to this long (e.g. 30s; 0: ask once)")
 	ca := fs.String("ca", "", "CA (PEM) that HTTPS nodes' certificates chain to; default: the system's")
 	var creds credentials
 	creds.flags(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitForFlagError(err)
+	}
+	if *wait < 0 || *wait > 24*time.Hour {
+		fmt.Fprintf(stderr, "troupe status: --wait must be between 0 and 24h, got %v\n", *wait)
+		return 2
 	}
 	tlsCfg, err := caPool(*ca)
 	if err != nil {
@@ -124,26 +131,50 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 4**timeout)
+	deadline := time.Now().Add(*wait)
+	for {
+		var out bytes.Buffer
+		healthy, err := clusterStatus(c, &out, creds, *timeout, tlsCfg)
+		var apiErr *client.APIError
+		refused := errors.As(err, &apiErr) && creds.hint(apiErr.Status) != ""
+		if healthy || refused || !time.Now().Add(250*time.Millisecond).Before(deadline) {
+			if err != nil {
+				fmt.Fprintf(stderr, "troupe status: %v\n", creds.explain(err))
+				return 1
+			}
+			_, _ = stdout.Write(out.Bytes())
+			if !healthy {
+				return 1
+			}
+			return 0
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// clusterStatus asks c for the cluster and each member for its readiness,
+// writes the table to out, and says whether a leader is known and every
+// member is ready.
+func clusterStatus(c *client.Client, out io.Writer, creds credentials, timeout time.Duration, tlsCfg *tls.Config) (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*timeout)
 	defer cancel()
 	st, meta, err := c.ClusterStatus(ctx, creds.options()...)
 	if err != nil {
-		fmt.Fprintf(stderr, "troupe status: %v\n", creds.explain(err))
-		return 1
+		return false, err
 	}
 	leader := "none known"
 	if st.Leader != nil {
 		leader = fmt.Sprintf("%s (%s)", st.Leader.ID, st.Leader.HTTPAddr)
 	}
-	fmt.Fprintf(stdout, "asked %s: node %s, leader %s, term %d, commit %d, applied %d\n\n",
+	fmt.Fprintf(out, "asked %s: node %s, leader %s, term %d, commit %d, applied %d\n\n",
 		meta.Node, st.NodeID, leader, st.Term, st.CommitIndex, st.AppliedIndex)
-	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tROLE\tVOTER\tHTTP\tRAFT\tREADY")
 	healthy := st.Leader != nil
 	for _, m := range st.Members {
 		ready := "unknown (no address)"
 		if m.HTTPAddr != "" {
-			ready = probeReady(schemeOf(meta.Node)+m.HTTPAddr, *timeout, tlsCfg)
+			ready = probeReady(schemeOf(meta.Node)+m.HTTPAddr, timeout, tlsCfg)
 			healthy = healthy && ready == "yes"
 		} else {
 			healthy = false
@@ -151,10 +182,7 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\t%s\n", m.ID, m.State, m.Voter, m.HTTPAddr, m.RaftAddr, ready)
 	}
 	tw.Flush()
-	if !healthy {
-		return 1
-	}
-	return 0
+	return healthy, nil
 }
 
 func probeReady(url string, timeout time.Duration, tlsCfg *tls.Config) string {
