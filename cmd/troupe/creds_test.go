@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -35,5 +37,27 @@ func TestCredentialHints(t *testing.T) {
 		if tc.want == nil && got != tc.err.Error() {
 			t.Errorf("%q: a hint where none applies", got)
 		}
+	}
+}
+
+// The start-up message names where the first admin's password is only
+// where there is one: the variable, or the file a first start generated.
+// A restored or joined node made no first admin and names no file.
+func TestAdminPasswordHint(t *testing.T) {
+	cfg := &serveConfig{}
+	cfg.Node.DataDir = t.TempDir()
+	t.Setenv("TROUPE_ADMIN_PASSWORD", "")
+	if hint, ok := adminPasswordHint(cfg); ok {
+		t.Fatalf("no password anywhere, but the hint is %s", hint)
+	}
+	if err := os.WriteFile(filepath.Join(cfg.Node.DataDir, "admin-password"), []byte("x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if hint, ok := adminPasswordHint(cfg); !ok || !strings.Contains(hint, filepath.Join(cfg.Node.DataDir, "admin-password")) {
+		t.Fatalf("generated file: %s %v", hint, ok)
+	}
+	t.Setenv("TROUPE_ADMIN_PASSWORD", "a long admin password")
+	if hint, ok := adminPasswordHint(cfg); !ok || !strings.Contains(hint, "$TROUPE_ADMIN_PASSWORD") {
+		t.Fatalf("variable: %s %v", hint, ok)
 	}
 }

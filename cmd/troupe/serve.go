@@ -255,7 +255,13 @@ func runNode(ctx context.Context, cfg *serveConfig, logger *slog.Logger, stdout 
 	if cfg.HTTP.Insecure {
 		fmt.Fprintf(stdout, "  authentication is off; try: curl %s/v1/users\n", url)
 	} else {
-		fmt.Fprintf(stdout, "  log in: curl -s %s/v1/auth/login -d '{\"email\":\"%s\",\"password\":\"%s\"}'\n", url, adminEmail(), adminPasswordHint(cfg))
+		if hint, ok := adminPasswordHint(cfg); ok {
+			fmt.Fprintf(stdout, "  log in: curl -s %s/v1/auth/login -d '{\"email\":\"%s\",\"password\":\"%s\"}'\n", url, adminEmail(), hint)
+		} else {
+			// A joined or restored node: its admins are the cluster's (or
+			// the backup's), whose passwords this node never saw.
+			fmt.Fprintf(stdout, "  log in: curl -s %s/v1/auth/login -d '{\"email\":\"…\",\"password\":\"…\"}' as an admin of this cluster's data\n", url)
+		}
 		fmt.Fprintf(stdout, "  then:   curl -H \"Authorization: Bearer $TOKEN\" %s/v1/users\n", url)
 	}
 
@@ -380,12 +386,18 @@ func adminEmail() string {
 }
 
 // adminPasswordHint says where the first admin's password is, for the
-// start-up message: never the password itself.
-func adminPasswordHint(cfg *serveConfig) string {
+// start-up message (never the password itself): TROUPE_ADMIN_PASSWORD, or
+// the file this data dir's first start generated. false: neither (a node
+// that joined a cluster, or boots from a backup, made no first admin).
+func adminPasswordHint(cfg *serveConfig) (string, bool) {
 	if os.Getenv("TROUPE_ADMIN_PASSWORD") != "" {
-		return `'"$TROUPE_ADMIN_PASSWORD"'`
+		return `'"$TROUPE_ADMIN_PASSWORD"'`, true
 	}
-	return "'\"$(cat " + filepath.Join(cfg.Node.DataDir, "admin-password") + ")\"'"
+	path := filepath.Join(cfg.Node.DataDir, "admin-password")
+	if _, err := os.Stat(path); err != nil {
+		return "", false
+	}
+	return "'\"$(cat " + path + ")\"'", true
 }
 
 func generatePassword() string {
