@@ -67,11 +67,14 @@ type Config struct {
 	IdempotencyRetention time.Duration
 	// Session rules, fixed when the cluster's authentication is set up.
 	Sessions storage.AuthParams
+	// Backups are the leader's scheduled backups (off if Backups.Dir is
+	// empty).
+	Backups BackupSchedule
 }
 
 // The range of Config.IdempotencyRetention (--idempotency-retention): long
 // enough to cover a client's retries, short enough that the window (about
-// 140 bytes a key beside the key and its result's data) stays a bounded
+// 90 bytes a key beside the key and its encoded result) stays a bounded
 // share of memory.
 const (
 	MinIdempotencyRetention = 10 * time.Second
@@ -111,6 +114,7 @@ func DefaultConfig() Config {
 		ReadyLag:             1000,
 		UserShards:           64,
 		IdempotencyRetention: 10 * time.Minute,
+		Backups:              BackupSchedule{Every: time.Hour, Keep: 24},
 		Sessions: storage.AuthParams{
 			SessionTTLms: (30 * 24 * time.Hour).Milliseconds(),
 			GraceMs:      (10 * time.Second).Milliseconds(),
@@ -175,6 +179,9 @@ func (c *Config) Validate() error {
 	}
 	if c.TrailingLogs > 1<<24 {
 		bad("raft trailing logs (--raft-trailing-logs) %d must be from 0 to 16777216", c.TrailingLogs)
+	}
+	if err := c.Backups.validate(); err != nil {
+		bad("%v", err)
 	}
 	if c.ApplyTimeout < 10*time.Millisecond {
 		bad("apply timeout %v too small", c.ApplyTimeout)

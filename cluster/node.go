@@ -90,6 +90,11 @@ func Open(cfg Config, logger *slog.Logger, set *metrics.Set, sys *actors.System,
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.Backups.Dir != "" {
+		if err := prepareBackupDir(cfg.Backups.Dir); err != nil {
+			return nil, err
+		}
+	}
 	// Bind first: a taken port must fail before the stores are created.
 	if cfg.StreamLayer == nil {
 		sl, err := ListenRaft(cfg)
@@ -176,6 +181,10 @@ func Open(cfg Config, logger *slog.Logger, set *metrics.Set, sys *actors.System,
 	n.wg.Add(2)
 	go n.watchLeadership()
 	go n.reads.run(n)
+	if cfg.Backups.Dir != "" {
+		n.wg.Add(1)
+		go n.runBackups(cfg.Backups, newBackupMetrics(set))
+	}
 	started = true
 	return n, nil
 }
