@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/hashicorp/raft"
@@ -47,7 +48,9 @@ type FSM struct {
 	mu        sync.Mutex // guards appliedCh
 	appliedCh chan struct{}
 
-	batchSize *metrics.Histogram
+	batchSize *metrics.PrometheusHistogram
+	// The last snapshot written (Persist): its size and how long it took.
+	snapBytes, snapMillis atomic.Int64
 	// idemKept is the idempotency window, for its size gauge (the window
 	// is replaced on restore; only its kept count is read elsewhere).
 	idemKept atomic.Pointer[idempotencyWindow]
@@ -71,11 +74,13 @@ func NewFSM(sys *actors.System, logger *slog.Logger, set *metrics.Set, fatal fun
 	f := &FSM{
 		sys: sys, log: logger, fatal: fatal,
 		appliedCh: make(chan struct{}),
-		batchSize: set.NewHistogram(`troupe_fsm_apply_batch_size`),
+		batchSize: set.NewPrometheusHistogramExt(`troupe_fsm_apply_batch_size`, countBuckets),
 		idem:      newIdempotencyWindow(),
 		docs:      actors.NewDocs(sys, actors.DocsConfig{}),
 	}
 	f.idemKept.Store(f.idem)
+	set.NewGauge(`troupe_snapshot_last_size_bytes`, func() float64 { return float64(f.snapBytes.Load()) })
+	set.NewGauge(`troupe_snapshot_last_duration_seconds`, func() float64 { return float64(f.snapMillis.Load()) / 1000 })
 	set.NewGauge(`troupe_idempotency_keys`, func() float64 { return float64(f.idemKept.Load().kept.Load()) })
 	set.NewGauge(`troupe_docs`, func() float64 { n, _ := f.docs.Counts(); return float64(n) })
 	set.NewGauge(`troupe_docs_active`, func() float64 { _, n := f.docs.Counts(); return float64(n) })
@@ -391,7 +396,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.applyMu.Lock()
 	s, idem := f.captureViews()
 	f.applyMu.Unlock()
-	return &fsmSnapshot{snap: s, idem: idem}, nil
+	return &fsmSnapshot{snap: s, idem: idem, fsm: f}, nil
 }
 
 // Capture takes the whole state at the current applied index, from any
@@ -517,15 +522,25 @@ func (f *FSM) restore(snap *storage.Snapshot) error {
 type fsmSnapshot struct {
 	snap *storage.Snapshot
 	idem idemView
+	fsm  *FSM // for the snapshot metrics; nil in some tests
 }
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	start := time.Now()
 	s.snap.Meta.Idempotency = s.idem.entries()
-	if err := storage.WriteSnapshot(sink, s.snap); err != nil {
+	w := &countingWriter{w: sink}
+	if err := storage.WriteSnapshot(w, s.snap); err != nil {
 		_ = sink.Cancel()
 		return fmt.Errorf("cannot write snapshot: %w", err)
 	}
-	return sink.Close()
+	if err := sink.Close(); err != nil {
+		return err
+	}
+	if s.fsm != nil {
+		s.fsm.snapBytes.Store(w.n)
+		s.fsm.snapMillis.Store(time.Since(start).Milliseconds())
+	}
+	return nil
 }
 
 func (s *fsmSnapshot) Release() {}

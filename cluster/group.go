@@ -79,7 +79,7 @@ type proposalGroup struct {
 	leading bool
 	// commands counts the commands of each group entry proposed
 	// (troupe_raft_entry_commands): group commit at work.
-	commands *metrics.Histogram
+	commands *metrics.PrometheusHistogram
 
 	closed  bool           // no batch may be taken any more
 	flight  sync.WaitGroup // batches taken and not settled

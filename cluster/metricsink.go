@@ -126,12 +126,12 @@ func (s *MetricSink) AddSample(key []string, val float32) {
 // AddSampleWithLabels adds val to the histogram for key and labels. Negative
 // and NaN samples are ignored by the histogram.
 func (s *MetricSink) AddSampleWithLabels(key []string, val float32, labels []gometrics.Label) {
-	if h, ok := s.cached(key, labels).(*vm.Histogram); ok {
+	if h, ok := s.cached(key, labels).(*vm.PrometheusHistogram); ok {
 		h.Update(float64(val))
 		return
 	}
 	s.record(key, labels, func(name string) {
-		h := s.set.GetOrCreateHistogram(name)
+		h := s.set.GetOrCreatePrometheusHistogramExt(name, sampleBuckets)
 		h.Update(float64(val))
 		s.remember(key, labels, h)
 	})
@@ -351,3 +351,14 @@ func InstallRaftMetrics(set *vm.Set, prefix string) (shutdown func(), err error)
 		})
 	}, nil
 }
+
+// The histograms' buckets: standard Prometheus `le` buckets, so that any
+// Prometheus computes quantiles from them (histogram_quantile; the
+// dashboard under deploy/grafana does).
+var (
+	// countBuckets are for counts of commands or entries: 1 to 4096.
+	countBuckets = vm.ExponentialBuckets(1, 2, 13)
+	// sampleBuckets are for raft's samples, milliseconds mostly (its
+	// timings) and some counts: 0.05 to 26214.
+	sampleBuckets = vm.ExponentialBuckets(0.05, 2, 20)
+)

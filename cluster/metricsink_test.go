@@ -111,7 +111,7 @@ func TestMetricSinkDirect(t *testing.T) {
 	got := sinkSamples(t, set)
 	buckets := 0
 	for k := range got {
-		if strings.HasPrefix(k, `troupe_raft_commitTime_bucket{vmrange="`) {
+		if strings.HasPrefix(k, `troupe_raft_commitTime_bucket{le="`) {
 			buckets++
 		}
 	}

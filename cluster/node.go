@@ -49,18 +49,19 @@ const logCacheEntries = 4096
 // Node is one troupe raft node. Its goroutines: raft's own, the leader
 // watcher and the read-index batcher; all end before Shutdown returns.
 type Node struct {
-	cfg    Config
-	log    *slog.Logger
-	admin  func() (storage.NewUser, error)
-	sys    *actors.System
-	fsm    *FSM
-	raft   *raft.Raft
-	wal    *wal.WAL
-	stable *stableGuard
-	meta   *metadb.BoltMetaDB
-	trans  *raft.NetworkTransport
-	stamps stampClock
-	group  proposalGroup
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics.Set // where the node's metrics are registered
+	admin   func() (storage.NewUser, error)
+	sys     *actors.System
+	fsm     *FSM
+	raft    *raft.Raft
+	wal     *wal.WAL
+	stable  *stableGuard
+	meta    *metadb.BoltMetaDB
+	trans   *raft.NetworkTransport
+	stamps  stampClock
+	group   proposalGroup
 
 	// leaderTerm is the term in which this node, as leader, completed a
 	// barrier: only then may it serve linearizable reads.
@@ -103,7 +104,7 @@ func Open(cfg Config, logger *slog.Logger, set *metrics.Set, sys *actors.System,
 		}
 		cfg.StreamLayer = sl
 	}
-	n := &Node{cfg: cfg, log: logger, admin: admin, sys: sys, stop: make(chan struct{}), fatalCh: make(chan error, 1)}
+	n := &Node{cfg: cfg, log: logger, admin: admin, sys: sys, metrics: set, stop: make(chan struct{}), fatalCh: make(chan error, 1)}
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: cfg.StreamLayer, MaxPool: 8, Timeout: 10 * time.Second, Logger: NewHclog(logger, "raft.net"),
 	})
@@ -111,7 +112,7 @@ func Open(cfg Config, logger *slog.Logger, set *metrics.Set, sys *actors.System,
 		logger.Info("raft traffic uses mutual TLS")
 	}
 	n.fsm = NewFSM(sys, logger.With("component", "fsm"), set, n.fatal)
-	n.group.commands = set.NewHistogram(`troupe_raft_entry_commands`)
+	n.group.commands = set.NewPrometheusHistogramExt(`troupe_raft_entry_commands`, countBuckets)
 	n.group.abandon = make(chan struct{})
 	started := false
 	defer func() {
