@@ -14,6 +14,7 @@ import (
 
 	"github.com/troupe-db/troupe/actors"
 	"github.com/troupe-db/troupe/cluster/clustertest"
+	"github.com/troupe-db/troupe/replica"
 	"github.com/troupe-db/troupe/storage"
 )
 
@@ -89,7 +90,7 @@ func TestNodeCreateReadRestart(t *testing.T) {
 	if again := createUser(t, n, "Ada2", "ADA@example.com"); again.Err == nil || again.Err.Kind != storage.KindConflict {
 		t.Fatalf("duplicate email: %+v", again)
 	}
-	if err := n.ReadBarrier(Linearizable, 0, time.Now().Add(time.Second)); err != nil {
+	if err := n.ReadBarrier(replica.Linearizable, 0, time.Now().Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	got, err := n.Users().Get(res.User.ID, time.Now().Add(time.Second))
@@ -100,7 +101,7 @@ func TestNodeCreateReadRestart(t *testing.T) {
 
 	n, stop = testNode(t, dir)
 	defer stop()
-	if err := n.ReadBarrier(Linearizable, 0, time.Now().Add(time.Second)); err != nil {
+	if err := n.ReadBarrier(replica.Linearizable, 0, time.Now().Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	got, err = n.Users().Get(res.User.ID, time.Now().Add(time.Second))
@@ -131,7 +132,7 @@ func TestRestartFromSnapshotAndLog(t *testing.T) {
 
 	n, stop = testNode(t, dir)
 	defer stop()
-	if err := n.ReadBarrier(Linearizable, applied, time.Now().Add(5*time.Second)); err != nil {
+	if err := n.ReadBarrier(replica.Linearizable, applied, time.Now().Add(5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range ids {
@@ -185,7 +186,7 @@ func TestLinearizableReadsBothPaths(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for range 50 {
-					if err := n.ReadBarrier(Linearizable, 0, time.Now().Add(5*time.Second)); err != nil {
+					if err := n.ReadBarrier(replica.Linearizable, 0, time.Now().Add(5*time.Second)); err != nil {
 						t.Error(err)
 						return
 					}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/troupe-db/troupe/cluster"
+	"github.com/troupe-db/troupe/replica"
 	"github.com/troupe-db/troupe/storage"
 )
 
@@ -145,7 +145,7 @@ func (s *Server) verifyCaller(raw string) (*caller, *apiError) {
 		// This node may lag the one that issued the token (a user who
 		// just registered or logged in elsewhere, a token of a newer
 		// epoch): catch up to the leader's commit index and look again.
-		if err := s.node.ReadBarrier(cluster.Linearizable, 0, deadline); err != nil {
+		if err := s.node.ReadBarrier(replica.Linearizable, 0, deadline); err != nil {
 			return nil, toAPIError(err)
 		}
 		u, err = users.Get(claims.Subject, deadline)

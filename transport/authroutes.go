@@ -12,7 +12,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
-	"github.com/troupe-db/troupe/cluster"
+	"github.com/troupe-db/troupe/replica"
 	"github.com/troupe-db/troupe/storage"
 )
 
@@ -316,7 +316,7 @@ func (s *Server) verifyPassword(password, phc string, deadline time.Time) (bool,
 	select {
 	case s.hashSem <- struct{}{}:
 	case <-t.C:
-		return false, cluster.ErrTimeout
+		return false, replica.ErrTimeout
 	}
 	defer func() { <-s.hashSem }()
 	ok, err := storage.VerifyPassword(password, phc)

@@ -80,7 +80,7 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx) (d *storage.Doc, sub *actor
 	}
 	wait := time.Now().Add(notYetWait)
 	for {
-		sub, err := s.node.Docs().Subscribe(d.ID, after, last != "", user, clientID, deadline)
+		sub, err := s.docs.Subscribe(d.ID, after, last != "", user, clientID, deadline)
 		if errors.Is(err, actors.ErrNotYet) && time.Now().Before(wait) {
 			time.Sleep(20 * time.Millisecond)
 			continue
@@ -112,7 +112,7 @@ func (s *Server) docEvents(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	sub := x.sub
-	docs := s.node.Docs()
+	docs := s.docs
 	id := d.ID
 	conn := ctx.Conn()
 	shutdown := ctx.Done()

@@ -190,7 +190,7 @@ func (s *Server) createDoc(ctx *fasthttp.RequestCtx) {
 	dc.MaxDocs = uint64(s.cfg.MaxDocumentsPerUser)
 	// Checked here first so that a refusal costs no log entry; apply
 	// checks again, in log order.
-	if err := storage.CheckDocQuota(s.node.Docs().Owned(dc.Caller), dc.MaxDocs); err != nil {
+	if err := storage.CheckDocQuota(s.docs.Owned(dc.Caller), dc.MaxDocs); err != nil {
 		s.docLimits.count(err)
 		writeError(ctx, err)
 		return
@@ -212,7 +212,7 @@ func (s *Server) readableDoc(ctx *fasthttp.RequestCtx, deadline time.Time) (*sto
 	if !s.readGate(ctx, deadline) {
 		return nil, false
 	}
-	d, err := s.node.Docs().Get(docID(ctx), deadline)
+	d, err := s.docs.Get(docID(ctx), deadline)
 	if err != nil {
 		writeError(ctx, err)
 		return nil, false
@@ -236,7 +236,7 @@ func (s *Server) getDoc(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	ctx.Response.Header.Set("ETag", etag(d.Version))
-	writeJSON(ctx, http.StatusOK, toDocJSON(d, true, s.node.Docs().Collaborators(d.ID, deadline)))
+	writeJSON(ctx, http.StatusOK, toDocJSON(d, true, s.docs.Collaborators(d.ID, deadline)))
 }
 
 func (s *Server) listDocs(ctx *fasthttp.RequestCtx) {
@@ -253,7 +253,7 @@ func (s *Server) listDocs(ctx *fasthttp.RequestCtx) {
 	if c.user != nil {
 		uid = c.user.ID
 	}
-	docs, more := s.node.Docs().List(after, limit, func(d *storage.Doc) bool { return d.MayRead(uid, c.admin) })
+	docs, more := s.docs.List(after, limit, func(d *storage.Doc) bool { return d.MayRead(uid, c.admin) })
 	resp := struct {
 		Items []docJSON `json:"items"`
 		Next  *string   `json:"next"`

@@ -8,7 +8,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/troupe-db/troupe/actors"
-	"github.com/troupe-db/troupe/cluster"
+	"github.com/troupe-db/troupe/replica"
 	"github.com/troupe-db/troupe/storage"
 )
 
@@ -71,17 +71,17 @@ func toAPIError(err error) *apiError {
 		return storageError(se)
 	}
 	switch {
-	case errors.Is(err, cluster.ErrOutcomeUnknown):
+	case errors.Is(err, replica.ErrOutcomeUnknown):
 		e := newError("unavailable", "the write may or may not have been applied; retry with the same Idempotency-Key")
 		e.Details = map[string]any{"outcome": "unknown"}
 		return e
-	case errors.Is(err, cluster.ErrNotLeader):
+	case errors.Is(err, replica.ErrNotLeader):
 		return newError("unavailable", "no leader is reachable from this node now (an election, or a partition); retry, or send the request to the leader named in X-Troupe-Leader")
-	case errors.Is(err, cluster.ErrNotReady):
+	case errors.Is(err, replica.ErrNotReady):
 		return newError("unavailable", err.Error())
-	case errors.Is(err, cluster.ErrShutdown):
+	case errors.Is(err, replica.ErrShutdown):
 		return newError("unavailable", "the node is shutting down")
-	case errors.Is(err, cluster.ErrTimeout), errors.Is(err, actors.ErrTimeout):
+	case errors.Is(err, replica.ErrTimeout), errors.Is(err, actors.ErrTimeout):
 		return newError("timeout", "the request did not complete in time")
 	case errors.Is(err, errNotInitialised):
 		return newError("unavailable", "the cluster is not initialised yet")

@@ -12,7 +12,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/troupe-db/troupe/cluster"
+	"github.com/troupe-db/troupe/replica"
 	"github.com/troupe-db/troupe/storage"
 )
 
@@ -137,13 +137,13 @@ func (s *Server) forwardCommandAs(token string, hasToken bool, cmd *storage.Comm
 			// This node leads now: its own stamps.
 			cmd.Restamp(s.node.Stamps(cmd.StampCount()))
 			res, idx, err := s.node.Propose(cmd, deadline)
-			if !errors.Is(err, cluster.ErrNotLeader) {
+			if !errors.Is(err, replica.ErrNotLeader) {
 				return res, idx, err
 			}
 		} else if leader := s.node.LeaderHTTP(); leader != "" && leader != s.cfg.AdvertiseHTTP {
 			queue, ok := s.cmdFwd.b.queue(leader)
 			if !ok {
-				return storage.Result{}, 0, cluster.ErrShutdown
+				return storage.Result{}, 0, replica.ErrShutdown
 			}
 			if data == nil {
 				data = storage.EncodeCommand(nil, cmd)
@@ -192,9 +192,9 @@ func (s *Server) canForwardCommands() bool {
 
 func forwardFailure(mayHaveApplied bool) error {
 	if mayHaveApplied {
-		return fmt.Errorf("%w: forwarded to the leader without an answer in time", cluster.ErrOutcomeUnknown)
+		return fmt.Errorf("%w: forwarded to the leader without an answer in time", replica.ErrOutcomeUnknown)
 	}
-	return cluster.ErrNotLeader
+	return replica.ErrNotLeader
 }
 
 // forwardedRequestID gives a forwarded command without an Idempotency-Key
@@ -275,7 +275,7 @@ func (s *Server) forwardedCommands(ctx *fasthttp.RequestCtx) {
 		switch {
 		case p.Err == nil:
 			r.res, r.index = p.Result, p.Index
-		case errors.Is(p.Err, cluster.ErrNotLeader):
+		case errors.Is(p.Err, replica.ErrNotLeader):
 			r.status = fwdNotLeader
 		default:
 			r.status = fwdUnknown

@@ -15,6 +15,7 @@ import (
 
 	"github.com/troupe-db/troupe/api"
 	"github.com/troupe-db/troupe/cluster"
+	"github.com/troupe-db/troupe/replica"
 	"github.com/troupe-db/troupe/storage"
 )
 
@@ -28,12 +29,12 @@ type followerNode struct {
 func (f *followerNode) IsLeader() bool     { return false }
 func (f *followerNode) LeaderHTTP() string { return f.leaderHTTP }
 func (f *followerNode) Propose(*storage.Command, time.Time) (storage.Result, uint64, error) {
-	return storage.Result{}, 0, cluster.ErrNotLeader
+	return storage.Result{}, 0, replica.ErrNotLeader
 }
-func (f *followerNode) ProposeRestamped(cmds []*storage.Command, _ time.Time) []cluster.Proposal {
-	out := make([]cluster.Proposal, len(cmds))
+func (f *followerNode) ProposeRestamped(cmds []*storage.Command, _ time.Time) []replica.Proposal {
+	out := make([]replica.Proposal, len(cmds))
 	for i := range out {
-		out[i].Err = cluster.ErrNotLeader
+		out[i].Err = replica.ErrNotLeader
 	}
 	return out
 }

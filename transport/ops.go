@@ -11,7 +11,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
-	"github.com/troupe-db/troupe/cluster"
+	"github.com/troupe-db/troupe/replica"
 	"github.com/troupe-db/troupe/storage"
 )
 
@@ -88,14 +88,14 @@ func (s *Server) addMember(ctx *fasthttp.RequestCtx) {
 	voter := req.Voter == nil || *req.Voter
 	err := s.node.AddMember(m, voter, s.deadline())
 	switch {
-	case errors.Is(err, cluster.ErrNotLeader):
+	case errors.Is(err, replica.ErrNotLeader):
 		s.notLeader(ctx)
-	case errors.Is(err, cluster.ErrBadMember):
+	case errors.Is(err, replica.ErrBadMember):
 		writeError(ctx, badRequest(err.Error(), ""))
 	case err != nil:
 		writeError(ctx, err)
 	default:
-		writeJSON(ctx, http.StatusOK, cluster.Member{ID: m.ID, HTTPAddr: m.HTTPAddr, RaftAddr: m.RaftAddr, Voter: voter, State: "joining"})
+		writeJSON(ctx, http.StatusOK, replica.Member{ID: m.ID, HTTPAddr: m.HTTPAddr, RaftAddr: m.RaftAddr, Voter: voter, State: "joining"})
 	}
 }
 
@@ -105,9 +105,9 @@ func (s *Server) removeMember(ctx *fasthttp.RequestCtx) {
 	}
 	err := s.node.RemoveMember(pathID(ctx), s.deadline())
 	switch {
-	case errors.Is(err, cluster.ErrNotLeader):
+	case errors.Is(err, replica.ErrNotLeader):
 		s.notLeader(ctx)
-	case errors.Is(err, cluster.ErrNoSuchMember):
+	case errors.Is(err, replica.ErrNoSuchMember):
 		writeError(ctx, newError("not_found", err.Error()))
 	case err != nil:
 		writeError(ctx, err)

@@ -53,7 +53,7 @@ func newPresenceRelay(s *Server) *presenceRelay {
 	r.b = peerBatcher[presenceItem]{maxItems: maxPresenceMsg, maxBytes: 1 << 20, inFlight: 2,
 		size: func(it presenceItem) int { return len(it.Doc) + len(it.User) + len(it.ClientID) + 32 },
 		send: r.send}
-	s.node.Docs().OnPresence(func(doc string, p actors.Presence) {
+	s.docs.OnPresence(func(doc string, p actors.Presence) {
 		select {
 		case r.in <- presenceItem{Doc: doc, User: p.User, ClientID: p.ClientID, State: p.State, Pos: p.Pos}:
 		default: // best-effort: the next renewal repairs it
@@ -151,7 +151,7 @@ func (s *Server) receivePresence(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, badRequest("too many items", "items"))
 		return
 	}
-	docs := s.node.Docs()
+	docs := s.docs
 	for _, it := range b.Items {
 		switch it.State {
 		case "join", "cursor", "leave":

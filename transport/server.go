@@ -24,36 +24,58 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/troupe-db/troupe/actors"
-	"github.com/troupe-db/troupe/cluster"
+	"github.com/troupe-db/troupe/replica"
 	"github.com/troupe-db/troupe/storage"
 	"github.com/troupe-db/troupe/transport/web"
 )
 
-// Node is what the transport needs from the cluster.
+// Node is what the transport needs from the node that replicates the
+// state (package cluster, wired in by cmd/troupe): proposing commands,
+// the read barrier, membership, status and the replicated settings it
+// reads. Its errors are replica's.
 type Node interface {
 	Stamps(k int) uint64
 	Propose(cmd *storage.Command, deadline time.Time) (storage.Result, uint64, error)
-	ProposeRestamped(cmds []*storage.Command, deadline time.Time) []cluster.Proposal
-	ReadBarrier(c cluster.Consistency, minIndex uint64, deadline time.Time) error
+	ProposeRestamped(cmds []*storage.Command, deadline time.Time) []replica.Proposal
+	ReadBarrier(c replica.Consistency, minIndex uint64, deadline time.Time) error
 	Ready() error
-	Status(httpAddr string) cluster.Status
+	Status(httpAddr string) replica.Status
 	IsLeader() bool
 	LeaderHTTP() string
 	LeaderReadIndex() (uint64, error)
-	StateHash() (cluster.StateHash, error)
-	Identity() cluster.Identity
+	StateHash() (replica.StateHash, error)
+	Identity() replica.Identity
 	TakeSnapshot(deadline time.Time) (uint64, error)
 	Backup() *storage.Snapshot
 	AddMember(m storage.Member, voter bool, deadline time.Time) error
 	RemoveMember(id string, deadline time.Time) error
 	Auth() *storage.AuthState
 	Policies() map[string]storage.Policy
-	Docs() *actors.Docs
 	// OnAuthNarrowed adds a function told of users whose tokens may have
 	// lost rights, as this node applies the change ("": anyone's); the
 	// returned function removes it.
 	OnAuthNarrowed(fn func(userID string)) (remove func())
 	RotateKey(deadline time.Time) (kid string, index uint64, err error)
+}
+
+// Docs is what the transport needs from the document actors
+// (actors.Docs): reads, subscriptions with presence, and the hooks that
+// tell it of narrowed readers and remote presence.
+type Docs interface {
+	Get(id string, deadline time.Time) (*storage.Doc, error)
+	Latest(id string) *storage.Doc
+	List(after string, limit int, keep func(*storage.Doc) bool) ([]*storage.Doc, bool)
+	Owned(userID string) int
+	Collaborators(id string, deadline time.Time) []string
+	Subscribe(id string, after uint64, hasAfter bool, user, clientID string, deadline time.Time) (*actors.Subscriber, error)
+	Unsubscribe(id string, sub *actors.Subscriber)
+	Revoke(id string, sub *actors.Subscriber, reason string)
+	Cursor(id string, sub *actors.Subscriber, pos int)
+	SetMaxPresence(n int)
+	PresenceRefused() int64
+	OnPresence(fn func(docID string, p actors.Presence))
+	RemotePresence(id string, p actors.Presence)
+	OnReadersNarrowed(fn func(docID string)) (remove func())
 }
 
 // Users is what the transport needs from the user shards.
@@ -257,6 +279,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	node    Node
+	docs    Docs
 	users   func() Users // nil result until the cluster is initialised
 	set     *metrics.Set
 	http    *fasthttp.Server
@@ -287,15 +310,16 @@ type Server struct {
 	routesStats sync.Map // route name → *routeMetrics
 }
 
-// New returns a server; users returns the user shards or nil.
-func New(cfg Config, logger *slog.Logger, set *metrics.Set, node Node, users func() Users) (*Server, error) {
+// New returns a server for node and its documents; users returns the
+// user shards or nil.
+func New(cfg Config, logger *slog.Logger, set *metrics.Set, node Node, docs Docs, users func() Users) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if cfg.AdvertiseHTTP == "" {
 		cfg.AdvertiseHTTP = cfg.HTTPAddr
 	}
-	s := &Server{cfg: cfg, log: logger, node: node, users: users, set: set,
+	s := &Server{cfg: cfg, log: logger, node: node, docs: docs, users: users, set: set,
 		hashSem: make(chan struct{}, cfg.HashConcurrency), fwd: forwarder{timeout: cfg.RequestTimeout + 5*time.Second, tls: cfg.PeerTLS},
 		loginThrottle: newFailureThrottle(cfg.LoginFailuresPerMinute, 100_000, nil),
 		authMetrics:   newAuthMetrics(set),
@@ -307,7 +331,6 @@ func New(cfg Config, logger *slog.Logger, set *metrics.Set, node Node, users fun
 	s.conns = newConnLimit(cfg.MaxConnections, set)
 	s.conns.exempt = s.fromMember
 	s.wsMetrics = newWSMetrics(set)
-	docs := node.Docs()
 	docs.SetMaxPresence(cfg.MaxPresence)
 	s.unhook = append(s.unhook, docs.OnReadersNarrowed(s.streams.docNarrowed), node.OnAuthNarrowed(s.streams.userNarrowed))
 	set.NewGauge(`troupe_presence_refused_total`, func() float64 { return float64(docs.PresenceRefused()) })
@@ -354,8 +377,8 @@ func (s *Server) routes() fasthttp.RequestHandler {
 	route("GET", "/", public, web.Handler())
 	route("GET", "/assets/{file}", public, web.Handler())
 	// Node to node: these check the cluster secret themselves.
-	route("GET", cluster.IdentityPath, public, s.identity)
-	route("GET", cluster.ReadIndexPath, public, s.readIndex)
+	route("GET", replica.IdentityPath, public, s.identity)
+	route("GET", replica.ReadIndexPath, public, s.readIndex)
 	route("POST", forwardCommandsPath, public, s.forwardedCommands)
 	route("POST", decidePath, public, s.decide)
 	route("POST", presencePath, public, s.receivePresence)

@@ -22,6 +22,7 @@ import (
 	"github.com/troupe-db/troupe/api"
 	"github.com/troupe-db/troupe/cluster"
 	"github.com/troupe-db/troupe/cluster/clustertest"
+	"github.com/troupe-db/troupe/replica"
 	"github.com/troupe-db/troupe/storage"
 )
 
@@ -492,7 +493,7 @@ func TestOperations(t *testing.T) {
 			t.Fatalf("%s: %d %s", p, r.status, r.body)
 		}
 	}
-	var st cluster.Status
+	var st replica.Status
 	ts.do("GET", "/v1/cluster", "", nil, true).json(t, &st)
 	if st.Leader == nil || st.Leader.ID != st.NodeID || len(st.Members) != 1 || st.AppliedIndex == 0 {
 		t.Fatalf("status: %+v", st)
@@ -596,7 +597,7 @@ func TestMembershipRoutes(t *testing.T) {
 	if r.status != 200 || r.header.Get("X-Troupe-Leader") == "" {
 		t.Fatalf("add learner: %d %s", r.status, r.body)
 	}
-	var st cluster.Status
+	var st replica.Status
 	ts.do("GET", "/v1/cluster", "", nil, true).json(t, &st)
 	if len(st.Members) != 2 {
 		t.Fatalf("members: %+v", st.Members)
@@ -661,7 +662,7 @@ func testLogOutput() io.Writer {
 func serveForTest(t *testing.T, ln net.Listener, hcfg Config, logger *slog.Logger, set *metrics.Set, node Node, state *cluster.Node, after func()) *Server {
 	t.Helper()
 	hcfg.HTTPAddr = ln.Addr().String()
-	srv, err := New(hcfg, logger, set, node, func() Users {
+	srv, err := New(hcfg, logger, set, node, state.Docs(), func() Users {
 		if u := state.Users(); u != nil {
 			return u
 		}

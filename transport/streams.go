@@ -295,7 +295,7 @@ func (st *streams) check(x *stream) {
 		return
 	}
 	if reason := st.s.streamDenied(x); reason != "" {
-		st.s.node.Docs().Revoke(x.docID, x.sub, reason)
+		st.s.docs.Revoke(x.docID, x.sub, reason)
 	}
 }
 
@@ -310,7 +310,7 @@ func (st *streams) ended(reason string) {
 // document ("" if it still may, or if that cannot be told now: a check
 // that times out waits for the next one).
 func (s *Server) streamDenied(x *stream) string {
-	doc := s.node.Docs().Latest(x.docID)
+	doc := s.docs.Latest(x.docID)
 	if doc == nil {
 		return reasonDeleted
 	}
@@ -399,7 +399,7 @@ func (s *Server) openStream(ctx *fasthttp.RequestCtx) (x *stream, d *storage.Doc
 
 // closeStream ends a stream: unsubscribes and gives its place back.
 func (s *Server) closeStream(x *stream) {
-	s.node.Docs().Unsubscribe(x.docID, x.sub)
+	s.docs.Unsubscribe(x.docID, x.sub)
 	user := x.sub.User()
 	s.streams.remove(x, user)
 }

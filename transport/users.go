@@ -14,7 +14,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/troupe-db/troupe/cluster"
+	"github.com/troupe-db/troupe/replica"
 	"github.com/troupe-db/troupe/storage"
 )
 
@@ -125,7 +125,7 @@ func (s *Server) hashPassword(password string, deadline time.Time) (string, erro
 	select {
 	case s.hashSem <- struct{}{}:
 	case <-t.C:
-		return "", cluster.ErrTimeout
+		return "", replica.ErrTimeout
 	}
 	defer func() { <-s.hashSem }()
 	salt := make([]byte, s.cfg.Argon2.SaltLen)
@@ -245,9 +245,9 @@ func (s *Server) proposeVia(ctx *fasthttp.RequestCtx, w writeRequest, cmd *stora
 	if s.node.IsLeader() {
 		res, idx, err = s.node.Propose(cmd, deadline)
 	} else {
-		err = cluster.ErrNotLeader
+		err = replica.ErrNotLeader
 	}
-	if errors.Is(err, cluster.ErrNotLeader) {
+	if errors.Is(err, replica.ErrNotLeader) {
 		// Never entered the log here: the leader takes it.
 		if cmd.RequestID == "" {
 			cmd.RequestID = forwardedRequestID(ctx)
@@ -313,13 +313,13 @@ func (s *Server) createFrom(ctx *fasthttp.RequestCtx, w writeRequest, req *creat
 }
 
 // readOptions parses ?consistency= and ?min_index=.
-func readOptions(ctx *fasthttp.RequestCtx) (cluster.Consistency, uint64, *apiError) {
+func readOptions(ctx *fasthttp.RequestCtx) (replica.Consistency, uint64, *apiError) {
 	args := ctx.QueryArgs()
-	c := cluster.Linearizable
+	c := replica.Linearizable
 	switch v := string(args.Peek("consistency")); v {
 	case "", "linearizable":
 	case "stale":
-		c = cluster.Stale
+		c = replica.Stale
 	default:
 		return c, 0, badRequest("consistency must be \"linearizable\" or \"stale\"", "consistency")
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/troupe-db/troupe/actors"
-	"github.com/troupe-db/troupe/cluster"
+	"github.com/troupe-db/troupe/replica"
 	"github.com/troupe-db/troupe/storage"
 )
 
@@ -119,7 +119,7 @@ func (s *Server) docWS(ctx *fasthttp.RequestCtx) {
 	// context is not ours once the connection is hijacked.
 	base := docCommand(ctx, d.ID)
 	limitKey := s.limitKey(ctx)
-	docs := s.node.Docs()
+	docs := s.docs
 	err := upgrader.Upgrade(ctx, func(conn *websocket.Conn) {
 		defer s.closeStream(x)
 		if !s.ws.add(conn) {
@@ -142,7 +142,7 @@ func (s *Server) docWS(ctx *fasthttp.RequestCtx) {
 type wsSession struct {
 	s        *Server
 	conn     *websocket.Conn
-	docs     *actors.Docs
+	docs     Docs
 	id       string
 	sub      *actors.Subscriber
 	x        *stream // its token, replaced by "auth"
@@ -556,9 +556,9 @@ func (w *wsSession) submit(in *wsIn) {
 	if w.s.node.IsLeader() {
 		res, _, err = w.s.node.Propose(cmd, deadline)
 	} else {
-		err = cluster.ErrNotLeader
+		err = replica.ErrNotLeader
 	}
-	if errors.Is(err, cluster.ErrNotLeader) {
+	if errors.Is(err, replica.ErrNotLeader) {
 		res, _, err = w.s.forwardCommandAs(token, hasToken, cmd, deadline)
 	}
 	switch {

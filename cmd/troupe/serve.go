@@ -186,7 +186,7 @@ func runNode(ctx context.Context, cfg *serveConfig, logger *slog.Logger, stdout 
 	limiter := actors.NewLimiter(sys, set, actors.LimiterConfig{})
 	defer limiter.Close()
 	cfg.HTTP.Limiter = limiter
-	srv, err := transport.New(cfg.HTTP, logger, set, node, users)
+	srv, err := transport.New(cfg.HTTP, logger, set, node, node.Docs(), users)
 	if err != nil {
 		return startError{fmt.Errorf("cannot start the HTTP server: %w", err)}
 	}

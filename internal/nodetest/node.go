@@ -1,9 +1,10 @@
-// Package transporttest runs a real troupe node in process for tests of
-// what talks to one over HTTP (the Go client, the load generator): raft
-// in a temporary directory, the actors, and the fasthttp server on
-// 127.0.0.1, as `troupe serve --insecure --rate-limit off` with cheap
-// password hashing.
-package transporttest
+// Package nodetest runs a real troupe node in process for tests of what
+// talks to one over HTTP (the Go client, the load generator): raft in a
+// temporary directory, the actors, and the fasthttp server on 127.0.0.1,
+// as `troupe serve --insecure --rate-limit off` with cheap password
+// hashing. It wires cluster into transport as cmd/troupe does, and lives
+// outside transport so that transport's builds never depend on cluster.
+package nodetest
 
 import (
 	"context"
@@ -28,10 +29,10 @@ var CheapArgon = storage.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1, KeyLen
 // AdminPassword is the first admin's password (admin@troupe.local).
 const AdminPassword = "admin-password"
 
-// StartNode starts a one-node cluster with userShards user shards that
+// Start starts a one-node cluster with userShards user shards that
 // runs until the test ends, and returns its HTTP address (host:port) once
 // it is ready.
-func StartNode(t testing.TB, userShards int) string {
+func Start(t testing.TB, userShards int) string {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	set := metrics.NewSet()
@@ -56,7 +57,7 @@ func StartNode(t testing.TB, userShards int) string {
 	limiter := actors.NewLimiter(sys, set, actors.LimiterConfig{})
 	hcfg := transport.DefaultConfig()
 	hcfg.HTTPAddr, hcfg.Insecure, hcfg.Argon2, hcfg.Limiter = ln.Addr().String(), true, CheapArgon, limiter
-	srv, err := transport.New(hcfg, logger, set, node, func() transport.Users {
+	srv, err := transport.New(hcfg, logger, set, node, node.Docs(), func() transport.Users {
 		if u := node.Users(); u != nil {
 			return u
 		}
