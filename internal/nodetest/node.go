@@ -20,7 +20,7 @@ import (
 	"github.com/troupe-db/troupe/cluster"
 	"github.com/troupe-db/troupe/cluster/clustertest"
 	"github.com/troupe-db/troupe/storage"
-	"github.com/troupe-db/troupe/transport"
+	"github.com/troupe-db/troupe/transport/api"
 )
 
 // CheapArgon makes password hashing cost next to nothing in tests.
@@ -55,9 +55,9 @@ func Start(t testing.TB, userShards int) string {
 		t.Fatal(err)
 	}
 	limiter := actors.NewLimiter(sys, set, actors.LimiterConfig{})
-	hcfg := transport.DefaultConfig()
+	hcfg := api.DefaultConfig()
 	hcfg.HTTPAddr, hcfg.Insecure, hcfg.Argon2, hcfg.Limiter = ln.Addr().String(), true, CheapArgon, limiter
-	srv, err := transport.New(hcfg, logger, set, node, node.Docs(), func() transport.Users {
+	srv, err := api.New(hcfg, logger, set, node, node.Docs(), func() api.Users {
 		if u := node.Users(); u != nil {
 			return u
 		}
