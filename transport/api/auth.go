@@ -11,6 +11,7 @@ import (
 
 	"github.com/troupe-db/troupe/replica"
 	"github.com/troupe-db/troupe/storage"
+	"github.com/troupe-db/troupe/transport/auth"
 )
 
 // Authentication and authorization happen here, in one place: every route
@@ -60,9 +61,8 @@ func callerOf(ctx *fasthttp.RequestCtx) *caller {
 }
 
 var (
-	insecureCaller  = &caller{admin: true}
-	peerCaller      = &caller{admin: true}
-	errAuthNotReady = errors.New("authentication is not set up yet")
+	insecureCaller = &caller{admin: true}
+	peerCaller     = &caller{admin: true}
 )
 
 // guard enforces a route's access and records its caller.
@@ -127,8 +127,8 @@ func (s *Server) tokenCaller(raw string, hasToken bool) (*caller, *apiError) {
 // on (logout everywhere, new password, new role), or a token whose session
 // (refresh family) has ended (logout, reuse detected, evicted) is refused.
 func (s *Server) verifyCaller(raw string) (*caller, *apiError) {
-	claims, err := s.tokens.verify(raw)
-	if errors.Is(err, errAuthNotReady) {
+	claims, err := s.tokens.Verify(raw)
+	if errors.Is(err, auth.ErrNotReady) {
 		return nil, newError("unavailable", "the cluster is not initialised yet")
 	}
 	if err != nil {
@@ -166,7 +166,7 @@ func (s *Server) verifyCaller(raw string) (*caller, *apiError) {
 // the same token epoch, and its session still open. Sessions are never
 // reopened and epochs never go back, so once this fails on a node that
 // has seen the token pass, it fails for good.
-func tokenHolds(u *storage.User, claims *accessClaims) *apiError {
+func tokenHolds(u *storage.User, claims *auth.Claims) *apiError {
 	if u.TokenEpoch() != claims.Epoch || !u.HasSession(claims.SID) {
 		return newError("unauthenticated", "the access token was revoked; refresh it or log in again")
 	}
@@ -224,7 +224,7 @@ func (s *Server) forwardProof() string {
 	if p := s.proof.Load(); p != nil && p.auth == a {
 		return p.value
 	}
-	p := &proof{auth: a, value: forwardProof(a.RefreshKey)}
+	p := &proof{auth: a, value: auth.ForwardProof(a.RefreshKey)}
 	s.proof.Store(p)
 	return p.value
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/troupe-db/troupe/cluster"
+	"github.com/troupe-db/troupe/transport/auth"
 )
 
 func secure(c *Config) { c.Insecure = false }
@@ -285,7 +286,7 @@ func TestLoginThrottle(t *testing.T) {
 	ts := startServer(t, secure)
 	var mu sync.Mutex
 	now := time.Now()
-	ts.srv.loginThrottle.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	ts.srv.loginThrottle = auth.NewThrottle(ts.srv.cfg.LoginFailuresPerMinute, 100_000, func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
 	ts.register("Ada", "ada@example.com", "correct horse")
 	bad := `{"email":"ada@example.com","password":"wrong horse"}`

@@ -1,19 +1,18 @@
 package api
 
 import (
-	"crypto/rand"
+	"errors"
 	"log/slog"
 	"math"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
-	"github.com/troupe-db/troupe/replica"
 	"github.com/troupe-db/troupe/storage"
+	"github.com/troupe-db/troupe/transport/auth"
 )
 
 // The /v1/auth routes (API.md, Auth).
@@ -101,9 +100,9 @@ func (s *Server) throttledLogin(h fasthttp.RequestHandler) fasthttp.RequestHandl
 		// The client address as the default policy counts it: behind a
 		// trusted proxy, the client's, not the proxy's.
 		addrKey := "addr:" + s.clientAddr(ctx)
-		wait, blocked := s.loginThrottle.blocked(addrKey)
+		wait, blocked := s.loginThrottle.Blocked(addrKey)
 		if emailKey != "" {
-			if w, b := s.loginThrottle.blocked(emailKey); b {
+			if w, b := s.loginThrottle.Blocked(emailKey); b {
 				wait, blocked = max(wait, w), true
 			}
 		}
@@ -119,9 +118,9 @@ func (s *Server) throttledLogin(h fasthttp.RequestHandler) fasthttp.RequestHandl
 		}
 		h(ctx)
 		if ctx.Response.StatusCode() == http.StatusUnauthorized {
-			s.loginThrottle.fail(addrKey)
+			s.loginThrottle.Fail(addrKey)
 			if emailKey != "" {
-				s.loginThrottle.fail(emailKey)
+				s.loginThrottle.Fail(emailKey)
 			}
 		}
 	}
@@ -146,7 +145,7 @@ func (s *Server) login(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, err)
 		return
 	}
-	phc := s.dummyHash()
+	phc := s.hasher.Dummy()
 	if u != nil && u.PasswordHash != "" {
 		phc = u.PasswordHash
 	}
@@ -161,7 +160,7 @@ func (s *Server) login(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, errBadCredentials)
 		return
 	}
-	rt := newRefreshToken(u.ID)
+	rt := auth.NewRefreshToken(u.ID)
 	op := &storage.SessionOp{Action: storage.SessionOpen, UserID: u.ID, Family: rt.Family, Hash: rt.Hash(), PasswordCheck: storage.PasswordCheck(u.PasswordHash)}
 	res, ok := s.propose(ctx, &storage.Command{Kind: storage.CmdSession, Stamp: s.node.Stamps(1), RequestID: w.key, Fingerprint: w.fp, Session: op}, deadline)
 	if !ok {
@@ -189,13 +188,13 @@ func (s *Server) refresh(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, errNotInitialised)
 		return
 	}
-	rt, valid := parseRefreshToken(*req.RefreshToken)
+	rt, valid := auth.ParseRefreshToken(*req.RefreshToken)
 	if !valid {
 		s.authMetrics.refreshFailed.Inc()
 		writeError(ctx, storage.ErrSessionInvalid)
 		return
 	}
-	next := successor(a.RefreshKey, rt)
+	next := auth.Successor(a.RefreshKey, rt)
 	op := &storage.SessionOp{Action: storage.SessionRefresh, UserID: rt.UserID, Family: rt.Family, Hash: rt.Hash(), Next: next.Hash()}
 	res, idx, err := s.node.Propose(&storage.Command{Kind: storage.CmdSession, Stamp: s.node.Stamps(1), RequestID: w.key, Fingerprint: w.fp, Session: op}, s.deadline())
 	setIndex(ctx, idx)
@@ -243,7 +242,7 @@ func (s *Server) logout(ctx *fasthttp.RequestCtx) {
 			writeError(ctx, badRequest("give refresh_token, or all: true", "refresh_token"))
 			return
 		}
-		rt, valid := parseRefreshToken(*req.RefreshToken)
+		rt, valid := auth.ParseRefreshToken(*req.RefreshToken)
 		if !valid {
 			writeError(ctx, badRequest("refresh_token is not a refresh token", "refresh_token"))
 			return
@@ -296,8 +295,8 @@ func (s *Server) rotateKey(ctx *fasthttp.RequestCtx) {
 }
 
 // writeTokens answers a login or refresh.
-func (s *Server) writeTokens(ctx *fasthttp.RequestCtx, u *storage.User, rt *refreshToken) {
-	access, err := s.tokens.issue(u, rt.Family)
+func (s *Server) writeTokens(ctx *fasthttp.RequestCtx, u *storage.User, rt *auth.RefreshToken) {
+	access, err := s.tokens.Issue(u, rt.Family)
 	if err != nil {
 		writeError(ctx, err)
 		return
@@ -309,40 +308,12 @@ func (s *Server) writeTokens(ctx *fasthttp.RequestCtx, u *storage.User, rt *refr
 }
 
 // verifyPassword checks a password against a PHC hash, holding a hashing
-// slot (verification costs what hashing costs).
+// slot. A stored hash that does not parse never matches.
 func (s *Server) verifyPassword(password, phc string, deadline time.Time) (bool, error) {
-	t := time.NewTimer(time.Until(deadline))
-	defer t.Stop()
-	select {
-	case s.hashSem <- struct{}{}:
-	case <-t.C:
-		return false, replica.ErrTimeout
-	}
-	defer func() { <-s.hashSem }()
-	ok, err := storage.VerifyPassword(password, phc)
-	if err != nil {
-		// A stored hash that does not parse never matches.
+	ok, err := s.hasher.Verify(password, phc, deadline)
+	if errors.Is(err, auth.ErrStoredHash) {
 		s.log.Error("stored password hash does not parse", slog.Any("err", err))
 		return false, nil
 	}
-	return ok, nil
-}
-
-// dummyHash is a hash with this node's parameters of a password nobody
-// has: logins for unknown emails verify against it, so they take as long
-// as logins with a wrong password.
-func (s *Server) dummyHash() string {
-	s.dummyOnce.Do(func() {
-		salt := make([]byte, s.cfg.Argon2.SaltLen)
-		_, _ = rand.Read(salt)
-		pw := make([]byte, 24)
-		_, _ = rand.Read(pw)
-		s.dummy = storage.HashPassword(string(pw), salt, s.cfg.Argon2)
-	})
-	return s.dummy
-}
-
-type dummyHashState struct {
-	dummyOnce sync.Once
-	dummy     string
+	return ok, err
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/troupe-db/troupe/actors"
 	"github.com/troupe-db/troupe/replica"
 	"github.com/troupe-db/troupe/storage"
+	"github.com/troupe-db/troupe/transport/auth"
 	"github.com/troupe-db/troupe/transport/web"
 )
 
@@ -169,12 +170,6 @@ type Config struct {
 // access token in a header or the query is well under 1 KiB.
 const DefaultMaxHeaderBytes = 8 << 10
 
-// Token leeway: the default and the most --token-leeway accepts.
-const (
-	DefaultTokenLeeway = 5 * time.Second
-	MaxTokenLeeway     = 5 * time.Minute
-)
-
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
@@ -190,7 +185,7 @@ func DefaultConfig() Config {
 		Argon2:            storage.DefaultArgon2,
 		HashConcurrency:   runtime.NumCPU(),
 		AccessTTL:         15 * time.Minute,
-		TokenLeeway:       DefaultTokenLeeway,
+		TokenLeeway:       auth.DefaultLeeway,
 		StreamKeepAlive:   5 * time.Second,
 		MaxConnections:    10_000,
 		MaxStreams:        10_000,
@@ -262,8 +257,8 @@ func (c *Config) Validate() error {
 	if c.WSOverLimitClose < time.Millisecond {
 		errs = append(errs, fmt.Errorf("websocket over-limit close %v must be positive", c.WSOverLimitClose))
 	}
-	if c.TokenLeeway < 0 || c.TokenLeeway > MaxTokenLeeway {
-		errs = append(errs, fmt.Errorf("--token-leeway %v must be from 0s to %v", c.TokenLeeway, MaxTokenLeeway))
+	if c.TokenLeeway < 0 || c.TokenLeeway > auth.MaxLeeway {
+		errs = append(errs, fmt.Errorf("--token-leeway %v must be from 0s to %v", c.TokenLeeway, auth.MaxLeeway))
 	}
 	if c.LoginFailuresPerMinute < 10 {
 		errs = append(errs, fmt.Errorf("login failures per minute %d must be at least 10", c.LoginFailuresPerMinute))
@@ -279,16 +274,15 @@ func (c *Config) Validate() error {
 
 // Server serves the HTTP API of one node.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	node    Node
-	docs    Docs
-	users   func() Users // nil result until the cluster is initialised
-	set     *metrics.Set
-	http    *fasthttp.Server
-	hashSem chan struct{}
-	fwd     forwarder
-	cmdFwd  cmdForwarder
+	cfg    Config
+	log    *slog.Logger
+	node   Node
+	docs   Docs
+	users  func() Users // nil result until the cluster is initialised
+	set    *metrics.Set
+	http   *fasthttp.Server
+	fwd    forwarder
+	cmdFwd cmdForwarder
 
 	// limiter makes the decisions: the local one, or the global one
 	// that sends them to each key's owner.
@@ -303,12 +297,12 @@ type Server struct {
 	members               atomic.Pointer[ownerSet] // see memberView
 	membersMu             sync.Mutex
 
-	tokens        *tokenMaker
-	loginThrottle *failureThrottle
+	tokens        *auth.Tokens
+	loginThrottle *auth.Throttle
+	hasher        *auth.Hasher
 	authMetrics   authMetrics
 	docLimits     docLimitMetrics
 	proof         authProof
-	dummyHashState
 
 	routesStats sync.Map // route name → *routeMetrics
 }
@@ -323,8 +317,8 @@ func New(cfg Config, logger *slog.Logger, set *metrics.Set, node Node, docs Docs
 		cfg.AdvertiseHTTP = cfg.HTTPAddr
 	}
 	s := &Server{cfg: cfg, log: logger, node: node, docs: docs, users: users, set: set,
-		hashSem: make(chan struct{}, cfg.HashConcurrency), fwd: forwarder{timeout: cfg.RequestTimeout + 5*time.Second, tls: cfg.PeerTLS},
-		loginThrottle: newFailureThrottle(cfg.LoginFailuresPerMinute, 100_000, nil),
+		hasher: auth.NewHasher(cfg.Argon2, cfg.HashConcurrency), fwd: forwarder{timeout: cfg.RequestTimeout + 5*time.Second, tls: cfg.PeerTLS},
+		loginThrottle: auth.NewThrottle(cfg.LoginFailuresPerMinute, 100_000, nil),
 		authMetrics:   newAuthMetrics(set),
 		docLimits:     newDocLimitMetrics(set),
 	}
@@ -344,7 +338,7 @@ func New(cfg Config, logger *slog.Logger, set *metrics.Set, node Node, docs Docs
 			s.limiter = s.global
 		}
 	}
-	s.tokens = newTokenMaker(node.Auth, cfg.AccessTTL, cfg.TokenLeeway, nil)
+	s.tokens = auth.NewTokens(node.Auth, cfg.AccessTTL, cfg.TokenLeeway, nil)
 	s.http = &fasthttp.Server{
 		Handler:               s.routes(),
 		Name:                  "troupe",

@@ -11,6 +11,7 @@ import (
 
 	"github.com/troupe-db/troupe/actors"
 	"github.com/troupe-db/troupe/storage"
+	"github.com/troupe-db/troupe/transport/auth"
 )
 
 // Open streams (SSE /v1/docs/{id}/events and WebSocket /v1/docs/{id}/ws):
@@ -317,7 +318,7 @@ func (s *Server) streamDenied(x *stream) string {
 	x.mu.Lock()
 	token, hasToken, expires := x.token, x.hasToken, x.expires
 	x.mu.Unlock()
-	if !expires.IsZero() && !s.tokens.now().Before(expires) {
+	if !expires.IsZero() && !s.tokens.Now().Before(expires) {
 		return reasonExpired
 	}
 	c, reason := s.streamCaller(token, hasToken)
@@ -341,12 +342,12 @@ func (s *Server) streamCaller(raw string, hasToken bool) (*caller, string) {
 	if !hasToken && s.cfg.Insecure {
 		return insecureCaller, ""
 	}
-	claims, err := s.tokens.verify(raw)
+	claims, err := s.tokens.Verify(raw)
 	if err != nil {
 		if s.cfg.Insecure {
 			return insecureCaller, ""
 		}
-		if errors.Is(err, errAuthNotReady) {
+		if errors.Is(err, auth.ErrNotReady) {
 			return nil, ""
 		}
 		return nil, reasonRevoked
@@ -410,8 +411,8 @@ func (s *Server) tokenExpiry(raw string, hasToken bool) time.Time {
 	if !hasToken || s.cfg.Insecure {
 		return time.Time{}
 	}
-	if c, err := s.tokens.verify(raw); err == nil {
-		return s.tokens.expiresAt(c)
+	if c, err := s.tokens.Verify(raw); err == nil {
+		return s.tokens.ExpiresAt(c)
 	}
 	return time.Time{}
 }

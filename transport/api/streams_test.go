@@ -11,6 +11,8 @@ import (
 
 	"github.com/fasthttp/websocket"
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/troupe-db/troupe/transport/auth"
 )
 
 // An hour between keep-alives: the backstop re-check never runs in these
@@ -216,7 +218,7 @@ func TestStreamsEndWithTheirSession(t *testing.T) {
 // life (its leeway included), for the same user and session.
 func shortLivedToken(t *testing.T, ts *testServer, token string, life time.Duration) string {
 	t.Helper()
-	claims := &accessClaims{}
+	claims := &auth.Claims{}
 	if _, _, err := jwt.NewParser().ParseUnverified(token, claims); err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +229,7 @@ func shortLivedToken(t *testing.T, ts *testServer, token string, life time.Durat
 	k := ts.node.Auth().Current()
 	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claims)
 	tok.Header["kid"] = k.KID
-	tok.Header["typ"] = accessTyp
+	tok.Header["typ"] = "at+jwt" // RFC 9068
 	signed, err := tok.SignedString(k.Secret)
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"hash/fnv"
@@ -115,24 +114,6 @@ var errEmailTaken = &storage.Error{Kind: storage.KindConflict, Field: "email", M
 // says "not taken" and leaves the decision to apply.
 func emailTaken(users Users, email, exceptID string) bool {
 	return users.EmailTakenIfIdle(email, exceptID)
-}
-
-// hashPassword derives an argon2id hash on this node, before proposing,
-// with at most HashConcurrency hashes at once.
-func (s *Server) hashPassword(password string, deadline time.Time) (string, error) {
-	t := time.NewTimer(time.Until(deadline))
-	defer t.Stop()
-	select {
-	case s.hashSem <- struct{}{}:
-	case <-t.C:
-		return "", replica.ErrTimeout
-	}
-	defer func() { <-s.hashSem }()
-	salt := make([]byte, s.cfg.Argon2.SaltLen)
-	if _, err := rand.Read(salt); err != nil {
-		return "", err
-	}
-	return storage.HashPassword(password, salt, s.cfg.Argon2), nil
 }
 
 // idempotency reads the Idempotency-Key header and fingerprints the
@@ -293,7 +274,7 @@ func (s *Server) createFrom(ctx *fasthttp.RequestCtx, w writeRequest, req *creat
 		return
 	}
 	if req.Password != nil {
-		h, err := s.hashPassword(*req.Password, deadline)
+		h, err := s.hasher.Hash(*req.Password, deadline)
 		if err != nil {
 			writeError(ctx, err)
 			return
@@ -476,7 +457,7 @@ func (s *Server) patchUser(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if req.Password != nil {
-		h, err := s.hashPassword(*req.Password, deadline)
+		h, err := s.hasher.Hash(*req.Password, deadline)
 		if err != nil {
 			writeError(ctx, err)
 			return
@@ -673,7 +654,7 @@ func (s *Server) batchUsers(ctx *fasthttp.RequestCtx) {
 			wg.Add(1)
 			go func(vi int) {
 				defer wg.Done()
-				h, err := s.hashPassword(*items[positions[vi]].Password, hashDeadline)
+				h, err := s.hasher.Hash(*items[positions[vi]].Password, hashDeadline)
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil && firstErr == nil {

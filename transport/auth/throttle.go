@@ -1,4 +1,4 @@
-package api
+package auth
 
 import (
 	"slices"
@@ -6,13 +6,13 @@ import (
 	"time"
 )
 
-// failureThrottle slows down password guessing: each key (an email, a
+// Throttle slows down password guessing: each key (an email, a
 // client address) may fail `burst` times at once and then once per
 // `every` (GCRA over failures only; successes cost nothing). It holds at
 // most `capacity` keys: when full, keys whose allowance has fully
 // recovered are dropped first, then arbitrary ones, so memory stays
 // bounded whatever an attacker sends.
-type failureThrottle struct {
+type Throttle struct {
 	every    time.Duration
 	burst    int
 	capacity int
@@ -22,18 +22,20 @@ type failureThrottle struct {
 	tat map[string]time.Time // theoretical arrival time of the next failure
 }
 
-func newFailureThrottle(perMinute, capacity int, now func() time.Time) *failureThrottle {
+// NewThrottle returns a throttle allowing perMinute failures a minute
+// per key, for at most capacity keys; now is its clock (nil: time.Now).
+func NewThrottle(perMinute, capacity int, now func() time.Time) *Throttle {
 	if now == nil {
 		now = time.Now
 	}
-	return &failureThrottle{
+	return &Throttle{
 		every: time.Minute / time.Duration(perMinute), burst: perMinute, capacity: capacity,
 		now: now, tat: map[string]time.Time{},
 	}
 }
 
-// blocked reports whether key has used up its failures, and for how long.
-func (t *failureThrottle) blocked(key string) (time.Duration, bool) {
+// Blocked reports whether key has used up its failures, and for how long.
+func (t *Throttle) Blocked(key string) (time.Duration, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	tat, ok := t.tat[key]
@@ -45,8 +47,8 @@ func (t *failureThrottle) blocked(key string) (time.Duration, bool) {
 	return wait, wait > 0
 }
 
-// fail records a failure of key.
-func (t *failureThrottle) fail(key string) {
+// Fail records a failure of key.
+func (t *Throttle) Fail(key string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
@@ -62,7 +64,7 @@ func (t *failureThrottle) fail(key string) {
 
 // evict makes room: recovered keys first, then the tenth of the keys
 // closest to recovery, so the keys under attack stay blocked.
-func (t *failureThrottle) evict(now time.Time) {
+func (t *Throttle) evict(now time.Time) {
 	for k, tat := range t.tat {
 		if !tat.After(now) {
 			delete(t.tat, k)
@@ -84,7 +86,8 @@ func (t *failureThrottle) evict(now time.Time) {
 	}
 }
 
-func (t *failureThrottle) size() int {
+// Len is how many keys the throttle holds.
+func (t *Throttle) Len() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.tat)

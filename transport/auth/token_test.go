@@ -1,4 +1,4 @@
-package api
+package auth
 
 import (
 	"bytes"
@@ -60,20 +60,20 @@ func sign(t *testing.T, method jwt.SigningMethod, key any, header map[string]any
 func TestAccessTokenDefects(t *testing.T) {
 	auth := testAuth(t)
 	now := tokenT0.Add(time.Minute)
-	tm := newTokenMaker(func() *storage.AuthState { return auth }, 15*time.Minute, DefaultTokenLeeway, func() time.Time { return now })
+	tm := NewTokens(func() *storage.AuthState { return auth }, 15*time.Minute, DefaultLeeway, func() time.Time { return now })
 	u := testUser()
-	good, err := tm.issue(u, "fam")
+	good, err := tm.Issue(u, "fam")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := tm.verify(good)
+	c, err := tm.Verify(good)
 	if err != nil || c.Subject != u.ID || c.Epoch != 0 || c.SID != "fam" || c.Role != "user" {
 		t.Fatalf("a good token: %+v %v", c, err)
 	}
 
 	secret := auth.Current().Secret
-	claims := func(edit func(*accessClaims)) *accessClaims {
-		c := &accessClaims{RegisteredClaims: jwt.RegisteredClaims{
+	claims := func(edit func(*Claims)) *Claims {
+		c := &Claims{RegisteredClaims: jwt.RegisteredClaims{
 			Issuer: tokenIssuer, Subject: u.ID, Audience: jwt.ClaimStrings{tokenAudience},
 			IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(10 * time.Minute)),
 		}, Role: "admin"}
@@ -90,11 +90,11 @@ func TestAccessTokenDefects(t *testing.T) {
 	parts := strings.Split(good, ".")
 	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
 	tampered := parts[0] + "." + base64.RawURLEncoding.EncodeToString(bytes.Replace(payload, []byte(`"role":"user"`), []byte(`"role":"admin"`), 1)) + "." + parts[2]
-	refresh := newRefreshToken(u.ID).String()
+	refresh := NewRefreshToken(u.ID).String()
 
 	// The forger's own well-formed token passes: the defects below are
 	// what makes each of them fail.
-	if _, err := tm.verify(sign(t, jwt.SigningMethodHS256, secret, hdr, claims(nil))); err != nil {
+	if _, err := tm.Verify(sign(t, jwt.SigningMethodHS256, secret, hdr, claims(nil))); err != nil {
 		t.Fatalf("the forger's baseline token fails: %v", err)
 	}
 	cases := map[string]string{
@@ -106,16 +106,16 @@ func TestAccessTokenDefects(t *testing.T) {
 		"no kid":           sign(t, jwt.SigningMethodHS256, secret, map[string]any{"typ": accessTyp}, claims(nil)),
 		"typ JWT":          sign(t, jwt.SigningMethodHS256, secret, map[string]any{"kid": "k1", "typ": "JWT"}, claims(nil)),
 		"no typ":           sign(t, jwt.SigningMethodHS256, secret, map[string]any{"kid": "k1", "typ": nil}, claims(nil)),
-		"expired":          sign(t, jwt.SigningMethodHS256, secret, hdr, claims(func(c *accessClaims) { c.ExpiresAt = jwt.NewNumericDate(now.Add(-time.Minute)) })),
-		"no exp":           sign(t, jwt.SigningMethodHS256, secret, hdr, claims(func(c *accessClaims) { c.ExpiresAt = nil })),
-		"not yet valid":    sign(t, jwt.SigningMethodHS256, secret, hdr, claims(func(c *accessClaims) { c.NotBefore = jwt.NewNumericDate(now.Add(time.Hour)) })),
-		"issued in future": sign(t, jwt.SigningMethodHS256, secret, hdr, claims(func(c *accessClaims) { c.IssuedAt = jwt.NewNumericDate(now.Add(time.Hour)) })),
-		"no iat":           sign(t, jwt.SigningMethodHS256, secret, hdr, claims(func(c *accessClaims) { c.IssuedAt = nil })),
-		"wrong aud":        sign(t, jwt.SigningMethodHS256, secret, hdr, claims(func(c *accessClaims) { c.Audience = jwt.ClaimStrings{"other"} })),
-		"no aud":           sign(t, jwt.SigningMethodHS256, secret, hdr, claims(func(c *accessClaims) { c.Audience = nil })),
-		"wrong iss":        sign(t, jwt.SigningMethodHS256, secret, hdr, claims(func(c *accessClaims) { c.Issuer = "evil" })),
-		"bad subject":      sign(t, jwt.SigningMethodHS256, secret, hdr, claims(func(c *accessClaims) { c.Subject = "root" })),
-		"lives > 24h": sign(t, jwt.SigningMethodHS256, secret, hdr, claims(func(c *accessClaims) {
+		"expired":          sign(t, jwt.SigningMethodHS256, secret, hdr, claims(func(c *Claims) { c.ExpiresAt = jwt.NewNumericDate(now.Add(-time.Minute)) })),
+		"no exp":           sign(t, jwt.SigningMethodHS256, secret, hdr, claims(func(c *Claims) { c.ExpiresAt = nil })),
+		"not yet valid":    sign(t, jwt.SigningMethodHS256, secret, hdr, claims(func(c *Claims) { c.NotBefore = jwt.NewNumericDate(now.Add(time.Hour)) })),
+		"issued in future": sign(t, jwt.SigningMethodHS256, secret, hdr, claims(func(c *Claims) { c.IssuedAt = jwt.NewNumericDate(now.Add(time.Hour)) })),
+		"no iat":           sign(t, jwt.SigningMethodHS256, secret, hdr, claims(func(c *Claims) { c.IssuedAt = nil })),
+		"wrong aud":        sign(t, jwt.SigningMethodHS256, secret, hdr, claims(func(c *Claims) { c.Audience = jwt.ClaimStrings{"other"} })),
+		"no aud":           sign(t, jwt.SigningMethodHS256, secret, hdr, claims(func(c *Claims) { c.Audience = nil })),
+		"wrong iss":        sign(t, jwt.SigningMethodHS256, secret, hdr, claims(func(c *Claims) { c.Issuer = "evil" })),
+		"bad subject":      sign(t, jwt.SigningMethodHS256, secret, hdr, claims(func(c *Claims) { c.Subject = "root" })),
+		"lives > 24h": sign(t, jwt.SigningMethodHS256, secret, hdr, claims(func(c *Claims) {
 			c.ExpiresAt = jwt.NewNumericDate(now.Add(storage.MaxAccessTTL + time.Hour))
 		})),
 		"tampered payload": tampered,
@@ -126,7 +126,7 @@ func TestAccessTokenDefects(t *testing.T) {
 		"padded base64":    strings.Replace(good, ".", "=.", 1),
 	}
 	for name, raw := range cases {
-		if c, err := tm.verify(raw); err == nil {
+		if c, err := tm.Verify(raw); err == nil {
 			t.Errorf("%s: accepted (%+v)", name, c)
 		}
 	}
@@ -138,48 +138,48 @@ func TestAccessTokenDefects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tm2 := newTokenMaker(func() *storage.AuthState { return auth2 }, 15*time.Minute, DefaultTokenLeeway, func() time.Time { return now })
-	if _, err := tm2.verify(good); err != nil {
+	tm2 := NewTokens(func() *storage.AuthState { return auth2 }, 15*time.Minute, DefaultLeeway, func() time.Time { return now })
+	if _, err := tm2.Verify(good); err != nil {
 		t.Fatalf("a token of the retired key: %v", err)
 	}
 	late := rotatedAt.Add(storage.KeySkew + time.Second)
 	tm2.now = func() time.Time { return late }
-	lateOld := sign(t, jwt.SigningMethodHS256, secret, hdr, claims(func(c *accessClaims) {
+	lateOld := sign(t, jwt.SigningMethodHS256, secret, hdr, claims(func(c *Claims) {
 		c.IssuedAt, c.NotBefore, c.ExpiresAt = jwt.NewNumericDate(late), jwt.NewNumericDate(late), jwt.NewNumericDate(late.Add(time.Minute))
 	}))
-	if _, err := tm2.verify(lateOld); err == nil {
+	if _, err := tm2.Verify(lateOld); err == nil {
 		t.Fatal("the retired key signed a new token")
 	}
-	fresh, err := tm2.issue(u, "")
+	fresh, err := tm2.Issue(u, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tok, _, _ := jwt.NewParser().ParseUnverified(fresh, &accessClaims{}); tok.Header["kid"] != "k2" {
+	if tok, _, _ := jwt.NewParser().ParseUnverified(fresh, &Claims{}); tok.Header["kid"] != "k2" {
 		t.Fatalf("new tokens signed with %v", tok.Header["kid"])
 	}
-	if _, err := tm2.verify(fresh); err != nil {
+	if _, err := tm2.Verify(fresh); err != nil {
 		t.Fatal(err)
 	}
 	// Expiry with the clock.
-	tm2.now = func() time.Time { return late.Add(15*time.Minute + DefaultTokenLeeway + time.Second) }
-	if _, err := tm2.verify(fresh); err == nil {
+	tm2.now = func() time.Time { return late.Add(15*time.Minute + DefaultLeeway + time.Second) }
+	if _, err := tm2.Verify(fresh); err == nil {
 		t.Fatal("an expired token was accepted")
 	}
 }
 
 func TestRefreshTokenFormat(t *testing.T) {
 	u := testUser()
-	rt := newRefreshToken(u.ID)
-	got, ok := parseRefreshToken(rt.String())
+	rt := NewRefreshToken(u.ID)
+	got, ok := ParseRefreshToken(rt.String())
 	if !ok || *got != *rt {
 		t.Fatalf("round trip: %v %+v", ok, got)
 	}
 	key := bytes.Repeat([]byte{9}, 32)
-	next := successor(key, rt)
-	if next.Secret == rt.Secret || next.Family != rt.Family || next.UserID != rt.UserID || *successor(key, rt) != *next {
+	next := Successor(key, rt)
+	if next.Secret == rt.Secret || next.Family != rt.Family || next.UserID != rt.UserID || *Successor(key, rt) != *next {
 		t.Fatal("successor is not a deterministic new secret of the same family")
 	}
-	if successor(bytes.Repeat([]byte{8}, 32), rt).Secret == next.Secret {
+	if Successor(bytes.Repeat([]byte{8}, 32), rt).Secret == next.Secret {
 		t.Fatal("successor does not depend on the key")
 	}
 	s := rt.String()
@@ -188,7 +188,7 @@ func TestRefreshTokenFormat(t *testing.T) {
 		strings.Replace(s, rt.Family, strings.ToUpper(rt.Family), 1),
 		strings.Replace(s, u.ID, "nope", 1), s + "A", strings.Repeat("rt.", 100),
 	} {
-		if _, ok := parseRefreshToken(bad); ok {
+		if _, ok := ParseRefreshToken(bad); ok {
 			t.Errorf("accepted %q", bad)
 		}
 	}
@@ -200,35 +200,35 @@ func TestVerifiedTokenMemory(t *testing.T) {
 	auth := testAuth(t)
 	now := tokenT0
 	current := auth
-	tm := newTokenMaker(func() *storage.AuthState { return current }, 15*time.Minute, DefaultTokenLeeway, func() time.Time { return now })
-	tok, err := tm.issue(testUser(), "")
+	tm := NewTokens(func() *storage.AuthState { return current }, 15*time.Minute, DefaultLeeway, func() time.Time { return now })
+	tok, err := tm.Issue(testUser(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	first, err := tm.verify(tok)
+	first, err := tm.Verify(tok)
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := tm.verify(tok)
+	again, err := tm.Verify(tok)
 	if err != nil || again != first {
 		t.Fatalf("second verify: %v (remembered: %v)", err, again == first)
 	}
 	// Another string is verified on its own, however close.
-	if _, err := tm.verify(tok[:len(tok)-1] + "A"); err == nil {
+	if _, err := tm.Verify(tok[:len(tok)-1] + "A"); err == nil {
 		t.Fatal("a changed signature was accepted")
 	}
 	// Past its expiry (and the leeway) it fails from memory too.
-	now = tokenT0.Add(15*time.Minute + DefaultTokenLeeway + time.Second)
-	if _, err := tm.verify(tok); err == nil {
+	now = tokenT0.Add(15*time.Minute + DefaultLeeway + time.Second)
+	if _, err := tm.Verify(tok); err == nil {
 		t.Fatal("an expired remembered token was accepted")
 	}
 	now = tokenT0.Add(time.Minute)
-	if _, err := tm.verify(tok); err != nil {
+	if _, err := tm.Verify(tok); err != nil {
 		t.Fatal(err)
 	}
 	// Keys that no longer hold the token's key: the memory is not used.
 	current = testAuthWithKey(t, "k9", 7)
-	if _, err := tm.verify(tok); err == nil {
+	if _, err := tm.Verify(tok); err == nil {
 		t.Fatal("a token of an unknown key was accepted from memory")
 	}
 	// The memory is bounded.
@@ -237,11 +237,11 @@ func TestVerifiedTokenMemory(t *testing.T) {
 		u := testUser()
 		u.Name = fmt.Sprint(i)
 		now = tokenT0.Add(time.Duration(i) * time.Second)
-		tk, err := tm.issue(u, fmt.Sprint(i))
+		tk, err := tm.Issue(u, fmt.Sprint(i))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := tm.verify(tk); err != nil {
+		if _, err := tm.Verify(tk); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -254,16 +254,16 @@ func TestVerifiedTokenMemory(t *testing.T) {
 // on the first verification and from memory alike.
 func TestTokenLeeway(t *testing.T) {
 	auth := testAuth(t)
-	for _, leeway := range []time.Duration{0, DefaultTokenLeeway, 2 * time.Minute} {
+	for _, leeway := range []time.Duration{0, DefaultLeeway, 2 * time.Minute} {
 		now := tokenT0.Add(time.Minute)
 		clock := func() time.Time { return now }
-		tm := newTokenMaker(func() *storage.AuthState { return auth }, 15*time.Minute, leeway, clock)
+		tm := NewTokens(func() *storage.AuthState { return auth }, 15*time.Minute, leeway, clock)
 		issued := now
-		tok, err := tm.issue(testUser(), "")
+		tok, err := tm.Issue(testUser(), "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := tm.verify(tok); err != nil { // now remembered by tm
+		if _, err := tm.Verify(tok); err != nil { // now remembered by tm
 			t.Fatal(err)
 		}
 		expires := issued.Add(15 * time.Minute)
@@ -277,9 +277,9 @@ func TestTokenLeeway(t *testing.T) {
 			{issued.Add(-leeway - time.Second), false}, // too far behind
 		} {
 			now = tc.at
-			fresh := newTokenMaker(func() *storage.AuthState { return auth }, 15*time.Minute, leeway, clock)
-			_, errFresh := fresh.verify(tok)
-			_, errMem := tm.verify(tok)
+			fresh := NewTokens(func() *storage.AuthState { return auth }, 15*time.Minute, leeway, clock)
+			_, errFresh := fresh.Verify(tok)
+			_, errMem := tm.Verify(tok)
 			if (errFresh == nil) != tc.want || (errMem == nil) != tc.want {
 				t.Errorf("leeway %v, at issue%+v: accepted %v (from memory %v), want %v", leeway, tc.at.Sub(issued), errFresh == nil, errMem == nil, tc.want)
 			}

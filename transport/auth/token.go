@@ -1,4 +1,4 @@
-package api
+package auth
 
 import (
 	"crypto/hmac"
@@ -24,44 +24,55 @@ import (
 // ("rt.<user>.<family>.<secret>"), so neither kind can pass for the other.
 
 const (
-	tokenIssuer   = "troupe"
-	tokenAudience = "troupe"
-	accessTyp     = "at+jwt"
-	// The leeway for clock skew is Config.TokenLeeway (--token-leeway).
+	tokenIssuer    = "troupe"
+	tokenAudience  = "troupe"
+	accessTyp      = "at+jwt"
 	maxTokenBytes  = 4096
 	refreshPrefix  = "rt"
 	familyHexBytes = 12
 )
 
-var errBadToken = errors.New("the access token is not valid")
+var (
+	errBadToken = errors.New("the access token is not valid")
+	// ErrNotReady: the cluster's keys are not set up yet (no token can
+	// be issued or verified).
+	ErrNotReady = errors.New("authentication is not set up yet")
+)
 
-// accessClaims are the claims of an access token. Epoch must equal the
+// The clock skew between nodes that an access token's times are given
+// (--token-leeway): the default and the most accepted.
+const (
+	DefaultLeeway = 5 * time.Second
+	MaxLeeway     = 5 * time.Minute
+)
+
+// Claims are the claims of an access token. Epoch must equal the
 // user's current token epoch; the role is informative (authorization uses
 // the user's current role).
-type accessClaims struct {
+type Claims struct {
 	jwt.RegisteredClaims
 	Role  string `json:"role"`
 	Epoch uint64 `json:"tep"`
 	SID   string `json:"sid,omitempty"` // the session (refresh family) it came from
 }
 
-// tokenMaker issues and verifies tokens with the keys of the cluster's
-// current AuthState.
-type tokenMaker struct {
+// Tokens issues and verifies access tokens with the keys of the
+// cluster's current AuthState. It is safe for concurrent use.
+type Tokens struct {
 	auth      func() *storage.AuthState // nil until set up
 	accessTTL time.Duration
 	leeway    time.Duration // clock skew allowed past exp, before nbf and iat (--token-leeway)
 	now       func() time.Time
 	parser    *jwt.Parser
 
-	// verified remembers tokens that passed verify, so a client that
+	// verified remembers tokens that passed Verify, so a client that
 	// sends the same token with every request (a WebSocket with every
 	// submit) pays for its JSON and signature once: that was a quarter
 	// of a node's CPU under many editors. An entry holds only under the
 	// AuthState (signing keys) it was verified with, and its times are
 	// checked again on every use.
 	mu       sync.Mutex
-	verified map[string]*accessClaims
+	verified map[string]*Claims
 	under    *storage.AuthState
 }
 
@@ -69,11 +80,14 @@ type tokenMaker struct {
 // forgotten all at once (and verified again on their next use).
 const maxVerifiedTokens = 4096
 
-func newTokenMaker(auth func() *storage.AuthState, accessTTL, leeway time.Duration, now func() time.Time) *tokenMaker {
+// NewTokens returns tokens signed with the keys of auth() (nil until
+// the cluster is set up), valid for accessTTL, whose times are given
+// leeway; now is its clock (nil: time.Now).
+func NewTokens(auth func() *storage.AuthState, accessTTL, leeway time.Duration, now func() time.Time) *Tokens {
 	if now == nil {
 		now = time.Now
 	}
-	t := &tokenMaker{auth: auth, accessTTL: accessTTL, leeway: leeway, now: now}
+	t := &Tokens{auth: auth, accessTTL: accessTTL, leeway: leeway, now: now}
 	t.parser = jwt.NewParser(
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
 		jwt.WithExpirationRequired(),
@@ -87,15 +101,15 @@ func newTokenMaker(auth func() *storage.AuthState, accessTTL, leeway time.Durati
 	return t
 }
 
-// issue signs an access token for u.
-func (t *tokenMaker) issue(u *storage.User, sid string) (string, error) {
+// Issue signs an access token for u, of the session (refresh family) sid.
+func (t *Tokens) Issue(u *storage.User, sid string) (string, error) {
 	a := t.auth()
 	if a == nil {
-		return "", errAuthNotReady
+		return "", ErrNotReady
 	}
 	k := a.Current()
 	now := t.now()
-	claims := accessClaims{
+	claims := Claims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    tokenIssuer,
 			Subject:   u.ID,
@@ -112,13 +126,13 @@ func (t *tokenMaker) issue(u *storage.User, sid string) (string, error) {
 	return tok.SignedString(k.Secret)
 }
 
-// verify checks an access token and returns its claims, which the
+// Verify checks an access token and returns its claims, which the
 // caller must not change (they may be shared). The error says nothing a
 // client could use to probe (which check failed is for logs).
-func (t *tokenMaker) verify(raw string) (*accessClaims, error) {
+func (t *Tokens) Verify(raw string) (*Claims, error) {
 	a := t.auth()
 	if a == nil {
-		return nil, errAuthNotReady
+		return nil, ErrNotReady
 	}
 	if raw == "" || len(raw) > maxTokenBytes {
 		return nil, errBadToken
@@ -137,7 +151,7 @@ func (t *tokenMaker) verify(raw string) (*accessClaims, error) {
 	return c, nil
 }
 
-func (t *tokenMaker) remembered(a *storage.AuthState, raw string) *accessClaims {
+func (t *Tokens) remembered(a *storage.AuthState, raw string) *Claims {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.under != a {
@@ -146,21 +160,24 @@ func (t *tokenMaker) remembered(a *storage.AuthState, raw string) *accessClaims 
 	return t.verified[raw]
 }
 
-func (t *tokenMaker) remember(a *storage.AuthState, raw string, c *accessClaims) {
+func (t *Tokens) remember(a *storage.AuthState, raw string, c *Claims) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.under != a || len(t.verified) >= maxVerifiedTokens {
-		t.under, t.verified = a, make(map[string]*accessClaims)
+		t.under, t.verified = a, make(map[string]*Claims)
 	}
 	t.verified[raw] = c
 }
 
-// expiresAt is when a token with claims c stops being accepted.
-func (t *tokenMaker) expiresAt(c *accessClaims) time.Time { return c.ExpiresAt.Add(t.leeway) }
+// Now is the time by the tokens' clock.
+func (t *Tokens) Now() time.Time { return t.now() }
+
+// ExpiresAt is when a token with claims c stops being accepted.
+func (t *Tokens) ExpiresAt(c *Claims) time.Time { return c.ExpiresAt.Add(t.leeway) }
 
 // inTime makes the parser's time checks (exp, nbf, iat, with the
 // leeway) for a token verified before.
-func (t *tokenMaker) inTime(c *accessClaims) bool {
+func (t *Tokens) inTime(c *Claims) bool {
 	now := t.now()
 	return now.Before(c.ExpiresAt.Add(t.leeway)) &&
 		(c.NotBefore == nil || !now.Add(t.leeway).Before(c.NotBefore.Time)) &&
@@ -169,8 +186,8 @@ func (t *tokenMaker) inTime(c *accessClaims) bool {
 
 // verifyFully is verify without the memory: the token's signature,
 // header and claims.
-func (t *tokenMaker) verifyFully(a *storage.AuthState, raw string) (*accessClaims, error) {
-	claims := &accessClaims{}
+func (t *Tokens) verifyFully(a *storage.AuthState, raw string) (*Claims, error) {
+	claims := &Claims{}
 	_, err := t.parser.ParseWithClaims(raw, claims, func(tok *jwt.Token) (any, error) {
 		if typ, _ := tok.Header["typ"].(string); typ != accessTyp {
 			return nil, errors.New("typ is not " + accessTyp)
@@ -199,32 +216,32 @@ func (t *tokenMaker) verifyFully(a *storage.AuthState, raw string) (*accessClaim
 	return claims, nil
 }
 
-// refreshToken is a parsed refresh token.
-type refreshToken struct {
+// RefreshToken is a parsed refresh token.
+type RefreshToken struct {
 	UserID string
 	Family string
 	Secret [32]byte
 }
 
 // String is the token as clients hold it.
-func (r *refreshToken) String() string {
+func (r *RefreshToken) String() string {
 	return refreshPrefix + "." + r.UserID + "." + r.Family + "." + base64.RawURLEncoding.EncodeToString(r.Secret[:])
 }
 
 // Hash is what the user's session stores of the token.
-func (r *refreshToken) Hash() [32]byte { return sha256.Sum256(r.Secret[:]) }
+func (r *RefreshToken) Hash() [32]byte { return sha256.Sum256(r.Secret[:]) }
 
-// newRefreshToken opens a new family for a user.
-func newRefreshToken(userID string) *refreshToken {
+// NewRefreshToken opens a new family for a user.
+func NewRefreshToken(userID string) *RefreshToken {
 	var fam [familyHexBytes]byte
 	_, _ = rand.Read(fam[:])
-	r := &refreshToken{UserID: userID, Family: hex.EncodeToString(fam[:])}
+	r := &RefreshToken{UserID: userID, Family: hex.EncodeToString(fam[:])}
 	_, _ = rand.Read(r.Secret[:])
 	return r
 }
 
-// parseRefreshToken accepts exactly what String produces.
-func parseRefreshToken(s string) (*refreshToken, bool) {
+// ParseRefreshToken accepts exactly what String produces.
+func ParseRefreshToken(s string) (*RefreshToken, bool) {
 	if len(s) > 256 {
 		return nil, false
 	}
@@ -245,30 +262,30 @@ func parseRefreshToken(s string) (*refreshToken, bool) {
 	if err != nil || len(secret) != 32 {
 		return nil, false
 	}
-	r := &refreshToken{UserID: parts[1], Family: parts[2]}
+	r := &RefreshToken{UserID: parts[1], Family: parts[2]}
 	copy(r.Secret[:], secret)
 	return r, true
 }
 
-// successor derives the token that replaces r on refresh. It is a keyed
+// Successor derives the token that replaces r on refresh. It is a keyed
 // function of r (the key is replicated, never leaves the cluster), so a
 // repeated refresh within the grace period gets the same successor from
 // any node, and a thief holding r cannot compute it.
-func successor(refreshKey []byte, r *refreshToken) *refreshToken {
+func Successor(refreshKey []byte, r *RefreshToken) *RefreshToken {
 	m := hmac.New(sha256.New, refreshKey)
 	m.Write([]byte("troupe refresh successor\x00"))
 	m.Write([]byte(r.Family))
 	m.Write([]byte{0})
 	m.Write(r.Secret[:])
-	next := &refreshToken{UserID: r.UserID, Family: r.Family}
+	next := &RefreshToken{UserID: r.UserID, Family: r.Family}
 	copy(next.Secret[:], m.Sum(nil))
 	return next
 }
 
-// forwardProof is what a node shows another to mark a request as
+// ForwardProof is what a node shows another to mark a request as
 // forwarded by a member of the cluster (so its caller is not throttled or
 // limited twice): a key derived from the replicated refresh key.
-func forwardProof(refreshKey []byte) string {
+func ForwardProof(refreshKey []byte) string {
 	m := hmac.New(sha256.New, refreshKey)
 	m.Write([]byte("troupe forwarded request"))
 	return hex.EncodeToString(m.Sum(nil)[:16])
