@@ -22,7 +22,7 @@ import (
 // Keep-alive comments go out every Config.StreamKeepAlive (5 s), which is
 // also how a vanished client is noticed (and its presence leaves). A
 // stream whose holder loses the document ends with a "closed" event
-// (streams.go).
+// (package stream).
 
 const (
 	sseWriteTimeout = 30 * time.Second
@@ -91,7 +91,7 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx) (d *storage.Doc, sub *actor
 		}
 		var full *actors.ErrPresenceFull
 		if errors.As(err, &full) {
-			s.streams.refusedPresence.Inc()
+			s.streams.RefusedPresence()
 			e := newError("rate_limited", full.Error()+"; retry later")
 			e.Details = map[string]any{"limit": full.Limit}
 			ctx.Response.Header.Set("Retry-After", "1")
@@ -111,7 +111,7 @@ func (s *Server) docEvents(ctx *fasthttp.RequestCtx) {
 	if !ok {
 		return
 	}
-	sub := x.sub
+	sub := x.Sub
 	docs := s.docs
 	id := d.ID
 	conn := ctx.Conn()
@@ -141,7 +141,7 @@ func (s *Server) docEvents(ctx *fasthttp.RequestCtx) {
 		// holder's sake.
 		closed := func() {
 			if r := sub.Reason(); r != "" {
-				s.streams.ended(r)
+				s.streams.Ended(r)
 				send(appendSSEClosed(buf[:0], r))
 			}
 		}
@@ -190,7 +190,7 @@ func (s *Server) docEvents(ctx *fasthttp.RequestCtx) {
 				if !send([]byte(": keep-alive\n\n")) {
 					return
 				}
-				s.streams.check(x) // the backstop of the revocation events
+				s.streams.Check(x) // the backstop of the revocation events
 			case <-shutdown:
 				return
 			}

@@ -288,8 +288,8 @@ type Server struct {
 	// that sends them to each key's owner.
 	limiter, localLimiter Limiter
 	global                *globalLimiter
-	ws                    wsConns // open WebSockets, closed on shutdown
-	streams               *streams
+	ws                    Sockets // open WebSockets, closed on shutdown
+	streams               *Registry
 	unhook                []func() // removes the hooks New added to the node
 	conns                 *connLimit
 	wsMetrics             wsMetrics
@@ -324,12 +324,13 @@ func New(cfg Config, logger *slog.Logger, set *metrics.Set, node Node, docs Docs
 	}
 	s.cmdFwd.init(s)
 	s.presence = newPresenceRelay(s)
-	s.streams = newStreams(s, set)
+	s.streams = NewRegistry(RegistryConfig{MaxStreams: cfg.MaxStreams, MaxStreamsPerUser: cfg.MaxStreamsPerUser,
+		Denied: s.streamDenied, Revoke: docs.Revoke}, set)
 	s.conns = newConnLimit(cfg.MaxConnections, set)
 	s.conns.exempt = s.fromMember
 	s.wsMetrics = newWSMetrics(set)
 	docs.SetMaxPresence(cfg.MaxPresence)
-	s.unhook = append(s.unhook, docs.OnReadersNarrowed(s.streams.docNarrowed), node.OnAuthNarrowed(s.streams.userNarrowed))
+	s.unhook = append(s.unhook, docs.OnReadersNarrowed(s.streams.DocNarrowed), node.OnAuthNarrowed(s.streams.UserNarrowed))
 	set.NewGauge(`troupe_presence_refused_total`, func() float64 { return float64(docs.PresenceRefused()) })
 	if cfg.Limiter != nil {
 		s.limiter, s.localLimiter = cfg.Limiter, cfg.Limiter
@@ -519,13 +520,13 @@ func (s *Server) Serve(ln net.Listener) error {
 // until ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
 	// WebSockets are hijacked: the HTTP server does not wait for them.
-	s.ws.closeAll()
+	s.ws.CloseAll()
 	err := s.http.ShutdownWithContext(ctx)
 	s.presence.close()
 	for _, remove := range s.unhook {
 		remove()
 	}
-	s.streams.close()
+	s.streams.Close()
 	s.conns.wait()
 	s.fwd.close()
 	s.cmdFwd.close()

@@ -1,17 +1,14 @@
 package api
 
 import (
-	"errors"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"github.com/valyala/fasthttp"
+	"github.com/fasthttp/websocket"
 
 	"github.com/troupe-db/troupe/actors"
-	"github.com/troupe-db/troupe/storage"
-	"github.com/troupe-db/troupe/transport/auth"
 )
 
 // Open streams (SSE /v1/docs/{id}/events and WebSocket /v1/docs/{id}/ws):
@@ -31,23 +28,23 @@ import (
 // every keep-alive checks again as a backstop. A stream that fails ends
 // with a "closed" event naming the reason.
 //
-// Ownership: streams.mu guards the maps and the pending sets; a stream's
+// Ownership: Registry.mu guards the maps and the pending sets; a stream's
 // token fields are guarded by its own mu (a WebSocket's reader replaces
 // them on "auth").
 
 // Reasons a stream is closed (the "closed" event's reason).
 const (
-	reasonRevoked     = "access_revoked"
-	reasonDeleted     = actors.ReasonDeleted
-	reasonExpired     = "token_expired"
-	reasonRateLimited = "rate_limited" // WebSocket only: kept sending over the limit
+	ReasonRevoked     = "access_revoked"
+	ReasonDeleted     = actors.ReasonDeleted
+	ReasonExpired     = "token_expired"
+	ReasonRateLimited = "rate_limited" // WebSocket only: kept sending over the limit
 )
 
-// stream is one open subscription.
-type stream struct {
-	docID string
-	key   string // what --max-streams-per-user counts: the user, else the client address
-	sub   *actors.Subscriber
+// Stream is one open subscription.
+type Stream struct {
+	DocID string
+	Key   string // what --max-streams-per-user counts: the user, else the client address
+	Sub   *actors.Subscriber
 
 	mu       sync.Mutex
 	token    string
@@ -57,16 +54,28 @@ type stream struct {
 	closed   bool
 }
 
-type streams struct {
-	s       *Server
-	maxNode int
-	maxUser int
+// RegistryConfig is what a Registry needs: its limits, and how to decide and
+// carry out the end of a stream.
+type RegistryConfig struct {
+	MaxStreams        int // on this node (--max-streams)
+	MaxStreamsPerUser int // of one Stream.Key (--max-streams-per-user)
+	// Denied says why the stream's holder may no longer read its
+	// document ("" if it still may, or if that cannot be told now).
+	Denied func(x *Stream) string
+	// Revoke ends the stream's subscription for reason.
+	Revoke func(docID string, sub *actors.Subscriber, reason string)
+}
+
+// Registry holds a node's open streams. It is safe for concurrent use;
+// its revoker goroutine runs until Close.
+type Registry struct {
+	cfg RegistryConfig
 
 	mu       sync.Mutex
 	total    int
 	perKey   map[string]int
-	byUser   map[string]map[*stream]struct{}
-	byDoc    map[string]map[*stream]struct{}
+	byUser   map[string]map[*Stream]struct{}
+	byDoc    map[string]map[*Stream]struct{}
 	dirtyU   map[string]struct{}
 	dirtyD   map[string]struct{}
 	dirtyAll bool
@@ -79,9 +88,11 @@ type streams struct {
 	closedBy                                  map[string]*metrics.Counter
 }
 
-func newStreams(s *Server, set *metrics.Set) *streams {
-	st := &streams{s: s, maxNode: s.cfg.MaxStreams, maxUser: s.cfg.MaxStreamsPerUser,
-		perKey: map[string]int{}, byUser: map[string]map[*stream]struct{}{}, byDoc: map[string]map[*stream]struct{}{},
+// NewRegistry returns a registry that counts in set and starts its
+// revoker.
+func NewRegistry(cfg RegistryConfig, set *metrics.Set) *Registry {
+	st := &Registry{cfg: cfg,
+		perKey: map[string]int{}, byUser: map[string]map[*Stream]struct{}{}, byDoc: map[string]map[*Stream]struct{}{},
 		dirtyU: map[string]struct{}{}, dirtyD: map[string]struct{}{},
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 		refusedNode:     set.NewCounter(`troupe_streams_refused_total{reason="node_limit"}`),
@@ -89,7 +100,7 @@ func newStreams(s *Server, set *metrics.Set) *streams {
 		refusedPresence: set.NewCounter(`troupe_streams_refused_total{reason="presence_limit"}`),
 		closedBy:        map[string]*metrics.Counter{},
 	}
-	for _, r := range []string{reasonRevoked, reasonDeleted, reasonExpired, reasonRateLimited} {
+	for _, r := range []string{ReasonRevoked, ReasonDeleted, ReasonExpired, ReasonRateLimited} {
 		st.closedBy[r] = set.NewCounter(`troupe_streams_closed_total{reason="` + r + `"}`)
 	}
 	set.NewGauge(`troupe_streams_open`, func() float64 {
@@ -101,8 +112,8 @@ func newStreams(s *Server, set *metrics.Set) *streams {
 	return st
 }
 
-// close stops the revoker (streams themselves end with their connections).
-func (st *streams) close() {
+// Close stops the revoker (streams themselves end with their connections).
+func (st *Registry) Close() {
 	st.mu.Lock()
 	if st.stopped {
 		st.mu.Unlock()
@@ -114,36 +125,47 @@ func (st *streams) close() {
 	<-st.done
 }
 
-// count is the number of streams open (or being opened).
-func (st *streams) count() int {
+// Len is the number of streams open (or being opened).
+func (st *Registry) Len() int {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	return st.total
 }
 
-// admit reserves a place for a new stream of key, or says why not.
-func (st *streams) admit(key string) *apiError {
+// LimitError is why Admit refused a stream: the node's limit, or the
+// key's (PerUser).
+type LimitError struct {
+	PerUser bool
+	Limit   int
+}
+
+func (e *LimitError) Error() string {
+	if e.PerUser {
+		return "you hold the maximum of " + strconv.Itoa(e.Limit) + " open streams on this node; close one first"
+	}
+	return "this node serves its maximum of " + strconv.Itoa(e.Limit) + " streams; retry later or on another node"
+}
+
+// Admit reserves a place for a new stream of key, or says why not
+// (*LimitError).
+func (st *Registry) Admit(key string) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.total >= st.maxNode {
+	if st.total >= st.cfg.MaxStreams {
 		st.refusedNode.Inc()
-		e := newError("unavailable", "this node serves its maximum of "+strconv.Itoa(st.maxNode)+" streams; retry later or on another node")
-		e.Details = map[string]any{"limit": st.maxNode}
-		return e
+		return &LimitError{Limit: st.cfg.MaxStreams}
 	}
-	if st.perKey[key] >= st.maxUser {
+	if st.perKey[key] >= st.cfg.MaxStreamsPerUser {
 		st.refusedUser.Inc()
-		e := newError("rate_limited", "you hold the maximum of "+strconv.Itoa(st.maxUser)+" open streams on this node; close one first")
-		e.Details = map[string]any{"limit": st.maxUser}
-		return e
+		return &LimitError{PerUser: true, Limit: st.cfg.MaxStreamsPerUser}
 	}
 	st.total++
 	st.perKey[key]++
 	return nil
 }
 
-// release gives back a place admit reserved.
-func (st *streams) release(key string) {
+// Release gives back a place Admit reserved.
+func (st *Registry) Release(key string) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.total--
@@ -152,20 +174,24 @@ func (st *streams) release(key string) {
 	}
 }
 
-// add registers an admitted stream; user is its user's id ("" if none),
-// expires when its token stops being valid (zero: never).
-func (st *streams) add(x *stream, user string, expires time.Time) {
+// Add registers an admitted stream that holds token (hasToken: one was
+// given); user is its user's id ("" if none), expires when its token
+// stops being valid (zero: never).
+func (st *Registry) Add(x *Stream, token string, hasToken bool, user string, expires time.Time) {
+	x.mu.Lock()
+	x.token, x.hasToken = token, hasToken
+	x.mu.Unlock()
 	st.mu.Lock()
 	if user != "" {
 		addTo(st.byUser, user, x)
 	}
-	addTo(st.byDoc, x.docID, x)
+	addTo(st.byDoc, x.DocID, x)
 	st.mu.Unlock()
 	x.setExpiry(st, expires)
 }
 
-// remove unregisters a stream and releases its place.
-func (st *streams) remove(x *stream, user string) {
+// Remove unregisters a stream and releases its place.
+func (st *Registry) Remove(x *Stream, user string) {
 	x.mu.Lock()
 	x.closed = true
 	if x.expiry != nil {
@@ -176,21 +202,21 @@ func (st *streams) remove(x *stream, user string) {
 	if user != "" {
 		removeFrom(st.byUser, user, x)
 	}
-	removeFrom(st.byDoc, x.docID, x)
+	removeFrom(st.byDoc, x.DocID, x)
 	st.mu.Unlock()
-	st.release(x.key)
+	st.Release(x.Key)
 }
 
-func addTo(m map[string]map[*stream]struct{}, k string, x *stream) {
+func addTo(m map[string]map[*Stream]struct{}, k string, x *Stream) {
 	set := m[k]
 	if set == nil {
-		set = map[*stream]struct{}{}
+		set = map[*Stream]struct{}{}
 		m[k] = set
 	}
 	set[x] = struct{}{}
 }
 
-func removeFrom(m map[string]map[*stream]struct{}, k string, x *stream) {
+func removeFrom(m map[string]map[*Stream]struct{}, k string, x *Stream) {
 	if set := m[k]; set != nil {
 		delete(set, x)
 		if len(set) == 0 {
@@ -199,8 +225,25 @@ func removeFrom(m map[string]map[*stream]struct{}, k string, x *stream) {
 	}
 }
 
+// Renew gives a stream a fresh token, which stops being valid at
+// expires (zero: never).
+func (st *Registry) Renew(x *Stream, token string, expires time.Time) {
+	x.mu.Lock()
+	x.token, x.hasToken = token, true
+	x.mu.Unlock()
+	x.setExpiry(st, expires)
+}
+
+// Credentials are the token the stream holds (hasToken: one was given)
+// and when it stops being valid (zero: never).
+func (x *Stream) Credentials() (token string, hasToken bool, expires time.Time) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.token, x.hasToken, x.expires
+}
+
 // setExpiry (re)arms the stream's token-expiry check.
-func (x *stream) setExpiry(st *streams, at time.Time) {
+func (x *Stream) setExpiry(st *Registry, at time.Time) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.expires = at
@@ -211,12 +254,13 @@ func (x *stream) setExpiry(st *streams, at time.Time) {
 	if x.closed || at.IsZero() {
 		return
 	}
-	x.expiry = time.AfterFunc(time.Until(at), func() { st.check(x) })
+	x.expiry = time.AfterFunc(time.Until(at), func() { st.Check(x) })
 }
 
-// userNarrowed and docNarrowed are told (by the actors, which must not
-// block) of a user or document whose streams must be checked again.
-func (st *streams) userNarrowed(userID string) {
+// UserNarrowed and DocNarrowed are told (by the actors, which must not
+// block) of a user ("": every user) or document whose streams must be
+// checked again.
+func (st *Registry) UserNarrowed(userID string) {
 	st.mu.Lock()
 	if userID == "" {
 		st.dirtyAll = true
@@ -230,7 +274,8 @@ func (st *streams) userNarrowed(userID string) {
 	st.poke()
 }
 
-func (st *streams) docNarrowed(docID string) {
+// DocNarrowed: see UserNarrowed.
+func (st *Registry) DocNarrowed(docID string) {
 	st.mu.Lock()
 	if _, ok := st.byDoc[docID]; !ok {
 		st.mu.Unlock()
@@ -241,7 +286,7 @@ func (st *streams) docNarrowed(docID string) {
 	st.poke()
 }
 
-func (st *streams) poke() {
+func (st *Registry) poke() {
 	select {
 	case st.wake <- struct{}{}:
 	default:
@@ -249,7 +294,7 @@ func (st *streams) poke() {
 }
 
 // revoker checks the streams of the users and documents it is told of.
-func (st *streams) revoker() {
+func (st *Registry) revoker() {
 	defer close(st.done)
 	for {
 		select {
@@ -258,7 +303,7 @@ func (st *streams) revoker() {
 		case <-st.wake:
 		}
 		st.mu.Lock()
-		var todo []*stream
+		var todo []*Stream
 		if st.dirtyAll {
 			for _, set := range st.byDoc {
 				for x := range set {
@@ -282,137 +327,72 @@ func (st *streams) revoker() {
 		clear(st.dirtyD)
 		st.mu.Unlock()
 		for _, x := range todo {
-			st.check(x)
+			st.Check(x)
 		}
 	}
 }
 
-// check ends the stream if its holder may no longer read its document.
-func (st *streams) check(x *stream) {
+// Check ends the stream if its holder may no longer read its document.
+func (st *Registry) Check(x *Stream) {
 	x.mu.Lock()
 	closed := x.closed
 	x.mu.Unlock()
 	if closed {
 		return
 	}
-	if reason := st.s.streamDenied(x); reason != "" {
-		st.s.docs.Revoke(x.docID, x.sub, reason)
+	if reason := st.cfg.Denied(x); reason != "" {
+		st.cfg.Revoke(x.DocID, x.Sub, reason)
 	}
 }
 
-// ended counts a stream closed for reason.
-func (st *streams) ended(reason string) {
+// Ended counts a stream closed for reason.
+func (st *Registry) Ended(reason string) {
 	if c := st.closedBy[reason]; c != nil {
 		c.Inc()
 	}
 }
 
-// streamDenied says why the stream's holder may no longer read its
-// document ("" if it still may, or if that cannot be told now: a check
-// that times out waits for the next one).
-func (s *Server) streamDenied(x *stream) string {
-	doc := s.docs.Latest(x.docID)
-	if doc == nil {
-		return reasonDeleted
-	}
-	x.mu.Lock()
-	token, hasToken, expires := x.token, x.hasToken, x.expires
-	x.mu.Unlock()
-	if !expires.IsZero() && !s.tokens.Now().Before(expires) {
-		return reasonExpired
-	}
-	c, reason := s.streamCaller(token, hasToken)
-	if reason != "" || c == nil {
-		return reason
-	}
-	uid := ""
-	if c.user != nil {
-		uid = c.user.ID
-	}
-	if !doc.MayRead(uid, c.admin) {
-		return reasonRevoked
-	}
-	return ""
+// RefusedPresence counts a stream refused for its document's presence
+// limit.
+func (st *Registry) RefusedPresence() { st.refusedPresence.Inc() }
+
+// Sockets tracks open WebSockets: hijacked connections are not the HTTP
+// server's to close on shutdown, so the node closes them itself. The
+// zero value is ready to use.
+type Sockets struct {
+	mu     sync.Mutex
+	conns  map[*websocket.Conn]struct{}
+	closed bool
 }
 
-// streamCaller is tokenCaller for a token that passed on this node
-// before: no read barrier. A nil caller with no reason: undecided (the
-// user's shard did not answer in time).
-func (s *Server) streamCaller(raw string, hasToken bool) (*caller, string) {
-	if !hasToken && s.cfg.Insecure {
-		return insecureCaller, ""
+// Add tracks c, or reports false once CloseAll has run (the caller must
+// close c itself).
+func (w *Sockets) Add(c *websocket.Conn) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return false
 	}
-	claims, err := s.tokens.Verify(raw)
-	if err != nil {
-		if s.cfg.Insecure {
-			return insecureCaller, ""
-		}
-		if errors.Is(err, auth.ErrNotReady) {
-			return nil, ""
-		}
-		return nil, reasonRevoked
+	if w.conns == nil {
+		w.conns = map[*websocket.Conn]struct{}{}
 	}
-	users := s.users()
-	if users == nil {
-		return nil, ""
-	}
-	u, err := users.Get(claims.Subject, s.deadline())
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, reasonRevoked
-	}
-	if err != nil {
-		return nil, ""
-	}
-	if tokenHolds(u, claims) != nil {
-		return nil, reasonRevoked
-	}
-	return &caller{user: u, admin: u.Role == storage.RoleAdmin, sid: claims.SID}, ""
+	w.conns[c] = struct{}{}
+	return true
 }
 
-// openStream admits and registers a stream of the request's document, or
-// answers why not. The caller must end it with closeStream.
-func (s *Server) openStream(ctx *fasthttp.RequestCtx) (x *stream, d *storage.Doc, clientID string, ok bool) {
-	key := s.limitKey(ctx)
-	if e := s.streams.admit(key); e != nil {
-		if e.Code == "rate_limited" {
-			ctx.Response.Header.Set("Retry-After", "1")
-		}
-		writeError(ctx, e)
-		return nil, nil, "", false
-	}
-	d, sub, clientID, ok := s.subscribe(ctx)
-	if !ok {
-		s.streams.release(key)
-		return nil, nil, "", false
-	}
-	token, hasToken := bearerToken(ctx)
-	x = &stream{docID: d.ID, key: key, sub: sub, token: token, hasToken: hasToken}
-	user := ""
-	if c := callerOf(ctx); c.user != nil {
-		user = c.user.ID
-	}
-	s.streams.add(x, user, s.tokenExpiry(token, hasToken))
-	// A right lost between the request's authentication and the
-	// registration above was told to nobody: check once now.
-	s.streams.check(x)
-	return x, d, clientID, true
+// Remove stops tracking c.
+func (w *Sockets) Remove(c *websocket.Conn) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.conns, c)
 }
 
-// closeStream ends a stream: unsubscribes and gives its place back.
-func (s *Server) closeStream(x *stream) {
-	s.docs.Unsubscribe(x.docID, x.sub)
-	user := x.sub.User()
-	s.streams.remove(x, user)
-}
-
-// tokenExpiry is when a stream's token stops being valid (zero: it has
-// none to expire).
-func (s *Server) tokenExpiry(raw string, hasToken bool) time.Time {
-	if !hasToken || s.cfg.Insecure {
-		return time.Time{}
+// CloseAll closes every tracked socket and refuses new ones.
+func (w *Sockets) CloseAll() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closed = true
+	for c := range w.conns {
+		_ = c.Close()
 	}
-	if c, err := s.tokens.Verify(raw); err == nil {
-		return s.tokens.ExpiresAt(c)
-	}
-	return time.Time{}
 }

@@ -165,17 +165,17 @@ func TestThousandStreamsLeaveNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitForWithin(t, time.Minute, "every stream to be subscribed", func() bool {
-			return docs.Subscribers() == int64(n) && ts.srv.streams.count() == n
+			return docs.Subscribers() == int64(n) && ts.srv.streams.Len() == n
 		}, func() string {
-			return fmt.Sprintf("subscribers %d, streams %d", docs.Subscribers(), ts.srv.streams.count())
+			return fmt.Sprintf("subscribers %d, streams %d", docs.Subscribers(), ts.srv.streams.Len())
 		})
 		for _, c := range closers {
 			c()
 		}
 		waitForWithin(t, time.Minute, "every stream to end", func() bool {
-			return docs.Subscribers() == 0 && ts.srv.streams.count() == 0
+			return docs.Subscribers() == 0 && ts.srv.streams.Len() == 0
 		}, func() string {
-			return fmt.Sprintf("subscribers %d, streams %d", docs.Subscribers(), ts.srv.streams.count())
+			return fmt.Sprintf("subscribers %d, streams %d", docs.Subscribers(), ts.srv.streams.Len())
 		})
 	}
 	cycle(20) // warm up: pools, buffers, lazily started goroutines

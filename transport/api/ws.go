@@ -30,7 +30,7 @@ import (
 //
 // Every message spends the user's default rate-limit bucket (charge);
 // cursors are coalesced to one per cursorGap; the stream ends with its
-// rights (streams.go).
+// rights (package stream).
 // A submit from any node goes to the leader (as a forwarded command);
 // its client_id defaults to the one given when connecting (?client_id=).
 // Every submit checks the token again; "auth" gives the session a fresh
@@ -74,42 +74,6 @@ type wsError struct {
 	Error *apiError `json:"error"`
 }
 
-// wsConns tracks open WebSockets: hijacked connections are not the
-// server's to close on shutdown, so it closes them itself.
-type wsConns struct {
-	mu     sync.Mutex
-	conns  map[*websocket.Conn]struct{}
-	closed bool
-}
-
-func (w *wsConns) add(c *websocket.Conn) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.closed {
-		return false
-	}
-	if w.conns == nil {
-		w.conns = map[*websocket.Conn]struct{}{}
-	}
-	w.conns[c] = struct{}{}
-	return true
-}
-
-func (w *wsConns) remove(c *websocket.Conn) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	delete(w.conns, c)
-}
-
-func (w *wsConns) closeAll() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.closed = true
-	for c := range w.conns {
-		_ = c.Close()
-	}
-}
-
 func (s *Server) docWS(ctx *fasthttp.RequestCtx) {
 	x, d, clientID, ok := s.openStream(ctx)
 	if !ok {
@@ -122,14 +86,14 @@ func (s *Server) docWS(ctx *fasthttp.RequestCtx) {
 	docs := s.docs
 	err := upgrader.Upgrade(ctx, func(conn *websocket.Conn) {
 		defer s.closeStream(x)
-		if !s.ws.add(conn) {
+		if !s.ws.Add(conn) {
 			_ = conn.Close()
 			return
 		}
-		defer s.ws.remove(conn)
+		defer s.ws.Remove(conn)
 		defer conn.Close()
 		conn.SetReadLimit(wsMaxMessage)
-		sess := &wsSession{s: s, conn: conn, docs: docs, id: x.docID, sub: x.sub, x: x, clientID: clientID, base: base, limitKey: limitKey}
+		sess := &wsSession{s: s, conn: conn, docs: docs, id: x.DocID, sub: x.Sub, x: x, clientID: clientID, base: base, limitKey: limitKey}
 		sess.run()
 	})
 	if err != nil {
@@ -145,7 +109,7 @@ type wsSession struct {
 	docs     Docs
 	id       string
 	sub      *actors.Subscriber
-	x        *stream // its token, replaced by "auth"
+	x        *Stream // its token, replaced by "auth"
 	clientID string
 	base     *storage.DocCommand
 	limitKey string
@@ -165,9 +129,8 @@ type wsSession struct {
 
 // token is the access token the session acts with.
 func (w *wsSession) token() (string, bool) {
-	w.x.mu.Lock()
-	defer w.x.mu.Unlock()
-	return w.x.token, w.x.hasToken
+	token, hasToken, _ := w.x.Credentials()
+	return token, hasToken
 }
 
 func (w *wsSession) write(v any) error {
@@ -184,7 +147,7 @@ func (w *wsSession) write(v any) error {
 // closeWith sends {"type":"closed","reason"} and closes the socket with
 // 1008 (policy violation).
 func (w *wsSession) closeWith(reason string) {
-	w.s.streams.ended(reason)
+	w.s.streams.Ended(reason)
 	_ = w.write(map[string]string{"type": "closed", "reason": reason})
 	w.wmu.Lock()
 	defer w.wmu.Unlock()
@@ -221,7 +184,7 @@ func (w *wsSession) run() {
 		e := decodeJSON(data, &in)
 		if !w.charge(&in) {
 			if !w.overSince.IsZero() && time.Since(w.overSince) >= w.s.cfg.WSOverLimitClose {
-				w.closeWith(reasonRateLimited)
+				w.closeWith(ReasonRateLimited)
 				return
 			}
 			continue
@@ -384,7 +347,7 @@ func (w *wsSession) pump(done <-chan struct{}) {
 			if err != nil {
 				return
 			}
-			w.s.streams.check(w.x) // the backstop of the revocation events
+			w.s.streams.Check(w.x) // the backstop of the revocation events
 		case <-done:
 			return
 		}
@@ -509,10 +472,7 @@ func (w *wsSession) reauth(in *wsIn) {
 		_ = w.write(wsError{Type: "error", Error: ae})
 		return
 	}
-	w.x.mu.Lock()
-	w.x.token, w.x.hasToken = *in.AccessToken, true
-	w.x.mu.Unlock()
-	w.x.setExpiry(w.s.streams, w.s.tokenExpiry(*in.AccessToken, true))
+	w.s.streams.Renew(w.x, *in.AccessToken, w.s.tokenExpiry(*in.AccessToken, true))
 	_ = w.write(map[string]string{"type": "auth_ok"})
 }
 
