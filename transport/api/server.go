@@ -30,6 +30,7 @@ import (
 	"github.com/troupe-db/troupe/replica"
 	"github.com/troupe-db/troupe/storage"
 	"github.com/troupe-db/troupe/transport/auth"
+	"github.com/troupe-db/troupe/transport/stream"
 	"github.com/troupe-db/troupe/transport/web"
 )
 
@@ -288,8 +289,8 @@ type Server struct {
 	// that sends them to each key's owner.
 	limiter, localLimiter Limiter
 	global                *globalLimiter
-	ws                    Sockets // open WebSockets, closed on shutdown
-	streams               *Registry
+	ws                    stream.Sockets // open WebSockets, closed on shutdown
+	streams               *stream.Registry
 	unhook                []func() // removes the hooks New added to the node
 	conns                 *connLimit
 	wsMetrics             wsMetrics
@@ -324,7 +325,7 @@ func New(cfg Config, logger *slog.Logger, set *metrics.Set, node Node, docs Docs
 	}
 	s.cmdFwd.init(s)
 	s.presence = newPresenceRelay(s)
-	s.streams = NewRegistry(RegistryConfig{MaxStreams: cfg.MaxStreams, MaxStreamsPerUser: cfg.MaxStreamsPerUser,
+	s.streams = stream.NewRegistry(stream.Config{MaxStreams: cfg.MaxStreams, MaxStreamsPerUser: cfg.MaxStreamsPerUser,
 		Denied: s.streamDenied, Revoke: docs.Revoke}, set)
 	s.conns = newConnLimit(cfg.MaxConnections, set)
 	s.conns.exempt = s.fromMember

@@ -8,6 +8,7 @@ import (
 
 	"github.com/troupe-db/troupe/storage"
 	"github.com/troupe-db/troupe/transport/auth"
+	"github.com/troupe-db/troupe/transport/stream"
 )
 
 // Opening and closing the event streams of GET /v1/docs/{id}/events (SSE)
@@ -17,14 +18,14 @@ import (
 // streamDenied says why the stream's holder may no longer read its
 // document ("" if it still may, or if that cannot be told now: a check
 // that times out waits for the next one).
-func (s *Server) streamDenied(x *Stream) string {
+func (s *Server) streamDenied(x *stream.Stream) string {
 	doc := s.docs.Latest(x.DocID)
 	if doc == nil {
-		return ReasonDeleted
+		return stream.ReasonDeleted
 	}
 	token, hasToken, expires := x.Credentials()
 	if !expires.IsZero() && !s.tokens.Now().Before(expires) {
-		return ReasonExpired
+		return stream.ReasonExpired
 	}
 	c, reason := s.streamCaller(token, hasToken)
 	if reason != "" || c == nil {
@@ -35,7 +36,7 @@ func (s *Server) streamDenied(x *Stream) string {
 		uid = c.user.ID
 	}
 	if !doc.MayRead(uid, c.admin) {
-		return ReasonRevoked
+		return stream.ReasonRevoked
 	}
 	return ""
 }
@@ -55,7 +56,7 @@ func (s *Server) streamCaller(raw string, hasToken bool) (*caller, string) {
 		if errors.Is(err, auth.ErrNotReady) {
 			return nil, ""
 		}
-		return nil, ReasonRevoked
+		return nil, stream.ReasonRevoked
 	}
 	users := s.users()
 	if users == nil {
@@ -63,24 +64,24 @@ func (s *Server) streamCaller(raw string, hasToken bool) (*caller, string) {
 	}
 	u, err := users.Get(claims.Subject, s.deadline())
 	if errors.Is(err, storage.ErrNotFound) {
-		return nil, ReasonRevoked
+		return nil, stream.ReasonRevoked
 	}
 	if err != nil {
 		return nil, ""
 	}
 	if tokenHolds(u, claims) != nil {
-		return nil, ReasonRevoked
+		return nil, stream.ReasonRevoked
 	}
 	return &caller{user: u, admin: u.Role == storage.RoleAdmin, sid: claims.SID}, ""
 }
 
 // openStream admits and registers a stream of the request's document, or
 // answers why not. The caller must end it with closeStream.
-func (s *Server) openStream(ctx *fasthttp.RequestCtx) (x *Stream, d *storage.Doc, clientID string, ok bool) {
+func (s *Server) openStream(ctx *fasthttp.RequestCtx) (x *stream.Stream, d *storage.Doc, clientID string, ok bool) {
 	key := s.limitKey(ctx)
 	if err := s.streams.Admit(key); err != nil {
 		e := newError("unavailable", err.Error())
-		var le *LimitError
+		var le *stream.LimitError
 		if errors.As(err, &le) {
 			if le.PerUser {
 				e = newError("rate_limited", err.Error())
@@ -97,7 +98,7 @@ func (s *Server) openStream(ctx *fasthttp.RequestCtx) (x *Stream, d *storage.Doc
 		return nil, nil, "", false
 	}
 	token, hasToken := bearerToken(ctx)
-	x = &Stream{DocID: d.ID, Key: key, Sub: sub}
+	x = &stream.Stream{DocID: d.ID, Key: key, Sub: sub}
 	user := ""
 	if c := callerOf(ctx); c.user != nil {
 		user = c.user.ID
@@ -110,7 +111,7 @@ func (s *Server) openStream(ctx *fasthttp.RequestCtx) (x *Stream, d *storage.Doc
 }
 
 // closeStream ends a stream: unsubscribes and gives its place back.
-func (s *Server) closeStream(x *Stream) {
+func (s *Server) closeStream(x *stream.Stream) {
 	s.docs.Unsubscribe(x.DocID, x.Sub)
 	user := x.Sub.User()
 	s.streams.Remove(x, user)

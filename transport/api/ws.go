@@ -16,6 +16,7 @@ import (
 	"github.com/troupe-db/troupe/actors"
 	"github.com/troupe-db/troupe/replica"
 	"github.com/troupe-db/troupe/storage"
+	"github.com/troupe-db/troupe/transport/stream"
 )
 
 // GET /v1/docs/{id}/ws: the same events as SSE, as JSON messages with a
@@ -109,7 +110,7 @@ type wsSession struct {
 	docs     Docs
 	id       string
 	sub      *actors.Subscriber
-	x        *Stream // its token, replaced by "auth"
+	x        *stream.Stream // its token, replaced by "auth"
 	clientID string
 	base     *storage.DocCommand
 	limitKey string
@@ -184,7 +185,7 @@ func (w *wsSession) run() {
 		e := decodeJSON(data, &in)
 		if !w.charge(&in) {
 			if !w.overSince.IsZero() && time.Since(w.overSince) >= w.s.cfg.WSOverLimitClose {
-				w.closeWith(ReasonRateLimited)
+				w.closeWith(stream.ReasonRateLimited)
 				return
 			}
 			continue

@@ -1,4 +1,10 @@
-package api
+// Package stream holds a node's open event streams (SSE and WebSocket
+// subscriptions to a document): how many the node and each user may
+// hold, the WebSocket connections to close on shutdown, and the end of a
+// stream whose holder may no longer read its document. The HTTP handlers
+// that serve the streams are package api's; they decide, through
+// Config.Denied, whether a holder still may read.
+package stream
 
 import (
 	"strconv"
@@ -6,7 +12,6 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"github.com/fasthttp/websocket"
 
 	"github.com/troupe-db/troupe/actors"
 )
@@ -54,9 +59,9 @@ type Stream struct {
 	closed   bool
 }
 
-// RegistryConfig is what a Registry needs: its limits, and how to decide and
+// Config is what a Registry needs: its limits, and how to decide and
 // carry out the end of a stream.
-type RegistryConfig struct {
+type Config struct {
 	MaxStreams        int // on this node (--max-streams)
 	MaxStreamsPerUser int // of one Stream.Key (--max-streams-per-user)
 	// Denied says why the stream's holder may no longer read its
@@ -69,7 +74,7 @@ type RegistryConfig struct {
 // Registry holds a node's open streams. It is safe for concurrent use;
 // its revoker goroutine runs until Close.
 type Registry struct {
-	cfg RegistryConfig
+	cfg Config
 
 	mu       sync.Mutex
 	total    int
@@ -90,7 +95,7 @@ type Registry struct {
 
 // NewRegistry returns a registry that counts in set and starts its
 // revoker.
-func NewRegistry(cfg RegistryConfig, set *metrics.Set) *Registry {
+func NewRegistry(cfg Config, set *metrics.Set) *Registry {
 	st := &Registry{cfg: cfg,
 		perKey: map[string]int{}, byUser: map[string]map[*Stream]struct{}{}, byDoc: map[string]map[*Stream]struct{}{},
 		dirtyU: map[string]struct{}{}, dirtyD: map[string]struct{}{},
@@ -355,44 +360,3 @@ func (st *Registry) Ended(reason string) {
 // RefusedPresence counts a stream refused for its document's presence
 // limit.
 func (st *Registry) RefusedPresence() { st.refusedPresence.Inc() }
-
-// Sockets tracks open WebSockets: hijacked connections are not the HTTP
-// server's to close on shutdown, so the node closes them itself. The
-// zero value is ready to use.
-type Sockets struct {
-	mu     sync.Mutex
-	conns  map[*websocket.Conn]struct{}
-	closed bool
-}
-
-// Add tracks c, or reports false once CloseAll has run (the caller must
-// close c itself).
-func (w *Sockets) Add(c *websocket.Conn) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.closed {
-		return false
-	}
-	if w.conns == nil {
-		w.conns = map[*websocket.Conn]struct{}{}
-	}
-	w.conns[c] = struct{}{}
-	return true
-}
-
-// Remove stops tracking c.
-func (w *Sockets) Remove(c *websocket.Conn) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	delete(w.conns, c)
-}
-
-// CloseAll closes every tracked socket and refuses new ones.
-func (w *Sockets) CloseAll() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.closed = true
-	for c := range w.conns {
-		_ = c.Close()
-	}
-}
