@@ -2,18 +2,13 @@ package api
 
 import (
 	"encoding/base64"
-	"errors"
-	"hash/fnv"
 	"math"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/troupe-db/troupe/replica"
 	"github.com/troupe-db/troupe/storage"
 )
 
@@ -31,16 +26,6 @@ type patchUserRequest struct {
 	Password        *string `json:"password"`
 	CurrentPassword *string `json:"current_password"`
 	Role            *string `json:"role"`
-}
-
-type batchRequest struct {
-	Users *[]createUserRequest `json:"users"`
-}
-
-type batchItemResult struct {
-	Status int       `json:"status"`
-	User   *userJSON `json:"user,omitempty"`
-	Error  *apiError `json:"error,omitempty"`
 }
 
 type listResponse struct {
@@ -116,70 +101,6 @@ func emailTaken(users Users, email, exceptID string) bool {
 	return users.EmailTakenIfIdle(email, exceptID)
 }
 
-// idempotency reads the Idempotency-Key header and fingerprints the
-// request, so a key reused for a different request is refused.
-func idempotency(ctx *fasthttp.RequestCtx) (string, uint64, *apiError) {
-	key := ctx.Request.Header.Peek("Idempotency-Key")
-	if len(key) == 0 {
-		return "", 0, nil
-	}
-	if len(key) > 255 {
-		return "", 0, badRequest("Idempotency-Key must be at most 255 characters", "Idempotency-Key")
-	}
-	for _, c := range key {
-		if c < 0x21 || c > 0x7e {
-			return "", 0, badRequest("Idempotency-Key must be printable ASCII without spaces", "Idempotency-Key")
-		}
-	}
-	h := fnv.New64a()
-	for _, part := range [][]byte{ctx.Method(), ctx.Path(), ctx.Request.Header.Peek("If-Match"), ctx.PostBody()} {
-		h.Write(part)
-		h.Write([]byte{0})
-	}
-	return string(key), h.Sum64(), nil
-}
-
-// writeRequest is what every write handler starts with: the user shards,
-// the decoded body (when req is not nil) and the idempotency key. ok is
-// false when it has already answered.
-type writeRequest struct {
-	users Users
-	key   string
-	fp    uint64
-	// forward, if set, lets a follower send the command to the leader (the
-	// handler runs here, not behind leaderOnly); it is the handler to
-	// forward the request to the leader as HTTP instead, should the leader
-	// not take commands.
-	forward fasthttp.RequestHandler
-}
-
-func (s *Server) startWrite(ctx *fasthttp.RequestCtx, req any) (w writeRequest, ok bool) {
-	if w.users = s.usersOrUnavailable(ctx); w.users == nil {
-		return w, false
-	}
-	if req != nil {
-		if e := decodeJSON(ctx.PostBody(), req); e != nil {
-			writeError(ctx, e)
-			return w, false
-		}
-	}
-	var e *apiError
-	if w.key, w.fp, e = idempotency(ctx); e != nil {
-		writeError(ctx, e)
-		return w, false
-	}
-	if w.key != "" {
-		// Keys are scoped by caller: one user's key never answers
-		// another's request.
-		scope := "-"
-		if c := callerOf(ctx); c.user != nil {
-			scope = c.user.ID
-		}
-		w.key = scope + ":" + w.key
-	}
-	return w, true
-}
-
 // selfOrAdmin lets the caller act on user id only if it is that user or
 // an admin; otherwise it answers 403.
 func selfOrAdmin(ctx *fasthttp.RequestCtx, id string) (*caller, bool) {
@@ -189,58 +110,6 @@ func selfOrAdmin(ctx *fasthttp.RequestCtx, id string) (*caller, bool) {
 	}
 	writeError(ctx, newError("forbidden", "users may act only on themselves"))
 	return c, false
-}
-
-// propose sends cmd through the cluster and writes the error response if
-// it failed. It sets X-Troupe-Index whenever the index is known.
-func (s *Server) propose(ctx *fasthttp.RequestCtx, cmd *storage.Command, deadline time.Time) (storage.Result, bool) {
-	res, idx, err := s.node.Propose(cmd, deadline)
-	return res, settled(ctx, res, idx, err)
-}
-
-// settled sets X-Troupe-Index (when idx is known) and writes the error
-// response of a proposal that failed or was refused; true means it
-// succeeded and the caller answers.
-func settled(ctx *fasthttp.RequestCtx, res storage.Result, idx uint64, err error) bool {
-	setIndex(ctx, idx)
-	if err != nil {
-		writeError(ctx, err)
-		return false
-	}
-	if res.Err != nil {
-		writeError(ctx, res.Err)
-		return false
-	}
-	return true
-}
-
-// proposeVia proposes cmd here or, for a write that may be forwarded as a
-// command and reached a follower, through the leader.
-func (s *Server) proposeVia(ctx *fasthttp.RequestCtx, w writeRequest, cmd *storage.Command, deadline time.Time) (storage.Result, bool) {
-	if w.forward == nil {
-		return s.propose(ctx, cmd, deadline)
-	}
-	var res storage.Result
-	var idx uint64
-	var err error
-	if s.node.IsLeader() {
-		res, idx, err = s.node.Propose(cmd, deadline)
-	} else {
-		err = replica.ErrNotLeader
-	}
-	if errors.Is(err, replica.ErrNotLeader) {
-		// Never entered the log here: the leader takes it.
-		if cmd.RequestID == "" {
-			cmd.RequestID = forwardedRequestID(ctx)
-		}
-		res, idx, err = s.forwardCommand(ctx, cmd, deadline)
-		if errors.Is(err, errForwardUnsupported) {
-			// Nothing was applied: the leader takes the request as HTTP.
-			s.forward(ctx, w.forward)
-			return res, false
-		}
-	}
-	return res, settled(ctx, res, idx, err)
 }
 
 func (s *Server) createUser(ctx *fasthttp.RequestCtx) {
@@ -291,42 +160,6 @@ func (s *Server) createFrom(ctx *fasthttp.RequestCtx, w writeRequest, req *creat
 	var loc [64]byte
 	ctx.Response.Header.SetBytesV("Location", append(append(loc[:0], "/v1/users/"...), res.User.ID...))
 	writeUser(ctx, http.StatusCreated, res.User)
-}
-
-// readOptions parses ?consistency= and ?min_index=.
-func readOptions(ctx *fasthttp.RequestCtx) (replica.Consistency, uint64, *apiError) {
-	args := ctx.QueryArgs()
-	c := replica.Linearizable
-	switch v := string(args.Peek("consistency")); v {
-	case "", "linearizable":
-	case "stale":
-		c = replica.Stale
-	default:
-		return c, 0, badRequest("consistency must be \"linearizable\" or \"stale\"", "consistency")
-	}
-	var minIndex uint64
-	if v := args.Peek("min_index"); len(v) > 0 {
-		n, err := strconv.ParseUint(string(v), 10, 64)
-		if err != nil {
-			return c, 0, badRequest("min_index must be an integer from 0 to "+maxUint64Text, "min_index")
-		}
-		minIndex = n
-	}
-	return c, minIndex, nil
-}
-
-// readGate applies the read's consistency; false means it answered.
-func (s *Server) readGate(ctx *fasthttp.RequestCtx, deadline time.Time) bool {
-	c, minIndex, e := readOptions(ctx)
-	if e != nil {
-		writeError(ctx, e)
-		return false
-	}
-	if err := s.node.ReadBarrier(c, minIndex, deadline); err != nil {
-		writeError(ctx, err)
-		return false
-	}
-	return true
 }
 
 func pathID(ctx *fasthttp.RequestCtx) string {
@@ -602,99 +435,4 @@ func (s *Server) countUsers(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	writeJSON(ctx, http.StatusOK, map[string]int{"count": n})
-}
-
-// batchUsers creates up to MaxBatch users as one log entry. Items that
-// fail validation get their error here and never enter the log; the rest
-// are applied together, in order, and their results merged back.
-func (s *Server) batchUsers(ctx *fasthttp.RequestCtx) {
-	var req batchRequest
-	w, ok := s.startWrite(ctx, &req)
-	if !ok {
-		return
-	}
-	users, key, fp := w.users, w.key, w.fp
-	if req.Users == nil {
-		writeError(ctx, badRequest("users is required", "users"))
-		return
-	}
-	items := *req.Users
-	if len(items) == 0 || len(items) > storage.MaxBatch {
-		writeError(ctx, badRequest("users must hold 1 to 1000 items", "users"))
-		return
-	}
-	results := make([]batchItemResult, len(items))
-	valid := make([]storage.NewUser, 0, len(items))
-	positions := make([]int, 0, len(items))
-	var toHash []int // indexes into valid
-	for i := range items {
-		nu, serr := validateNewUser(&items[i], true)
-		if serr != nil {
-			if serr.Field != "" {
-				serr.Field = "users[" + strconv.Itoa(i) + "]." + serr.Field
-			}
-			results[i] = batchItemResult{Status: http.StatusBadRequest, Error: storageError(serr)}
-			continue
-		}
-		if items[i].Password != nil {
-			toHash = append(toHash, len(valid))
-		}
-		valid = append(valid, nu)
-		positions = append(positions, i)
-	}
-	deadline := s.deadline()
-	if len(toHash) > 0 {
-		// Hashing is the slow part of a batch with passwords: run it on all
-		// the hashing slots at once. It gets its own time budget.
-		hashDeadline := time.Now().Add(time.Duration(len(toHash)) * time.Second)
-		var wg sync.WaitGroup
-		var firstErr error
-		var mu sync.Mutex
-		for _, vi := range toHash {
-			wg.Add(1)
-			go func(vi int) {
-				defer wg.Done()
-				h, err := s.hasher.Hash(*items[positions[vi]].Password, hashDeadline)
-				mu.Lock()
-				defer mu.Unlock()
-				if err != nil && firstErr == nil {
-					firstErr = err
-				}
-				valid[vi].PasswordHash = h
-			}(vi)
-		}
-		wg.Wait()
-		if firstErr != nil {
-			writeError(ctx, firstErr)
-			return
-		}
-		deadline = s.deadline()
-	}
-	if len(valid) > 0 {
-		stamp := s.node.Stamps(len(valid))
-		cmd := &storage.Command{Kind: storage.CmdUserBatch, Stamp: stamp, RequestID: key, Fingerprint: fp,
-			Batch: make([]storage.BatchItem, len(valid))}
-		for i, nu := range valid {
-			cmd.Batch[i] = storage.BatchItem{ID: storage.MakeUserID(stamp+uint64(i), users.HomeShardFor(nu.Email)), User: nu}
-		}
-		res, ok := s.propose(ctx, cmd, deadline)
-		if !ok {
-			return
-		}
-		if len(res.Items) != len(valid) {
-			writeError(ctx, newError("internal", "batch result does not match the batch"))
-			return
-		}
-		for i, r := range res.Items {
-			pos := positions[i]
-			if r.Err != nil {
-				ae := storageError(r.Err)
-				results[pos] = batchItemResult{Status: ae.Status, Error: ae}
-				continue
-			}
-			uj := toUserJSON(r.User)
-			results[pos] = batchItemResult{Status: http.StatusCreated, User: &uj}
-		}
-	}
-	writeJSON(ctx, http.StatusOK, map[string][]batchItemResult{"results": results})
 }
