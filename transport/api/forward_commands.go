@@ -67,19 +67,19 @@ type fwdReply struct {
 // cmdForwarder batches the commands of one node to its leader(s).
 type cmdForwarder struct {
 	s *Server
-	b peerBatcher[*fwdItem]
+	b Batcher[*fwdItem]
 }
 
 func (f *cmdForwarder) init(s *Server) {
 	f.s = s
-	f.b = peerBatcher[*fwdItem]{
-		maxItems: maxForwardBatch, maxBytes: maxForwardBytes, inFlight: forwardBatchesInFl,
-		size: func(it *fwdItem) int { return len(it.cmd) },
-		send: f.send,
+	f.b = Batcher[*fwdItem]{
+		MaxItems: maxForwardBatch, MaxBytes: maxForwardBytes, InFlight: forwardBatchesInFl,
+		Size: func(it *fwdItem) int { return len(it.cmd) },
+		Send: f.send,
 	}
 }
 
-func (f *cmdForwarder) close() { f.b.close() }
+func (f *cmdForwarder) close() { f.b.Close() }
 
 // send makes one request to the leader and answers every item.
 func (f *cmdForwarder) send(leader string, batch []*fwdItem) {
@@ -141,7 +141,7 @@ func (s *Server) forwardCommandAs(token string, hasToken bool, cmd *storage.Comm
 				return res, idx, err
 			}
 		} else if leader := s.node.LeaderHTTP(); leader != "" && leader != s.cfg.AdvertiseHTTP {
-			queue, ok := s.cmdFwd.b.queue(leader)
+			queue, ok := s.cmdFwd.b.Queue(leader)
 			if !ok {
 				return storage.Result{}, 0, replica.ErrShutdown
 			}

@@ -124,7 +124,7 @@ type globalLimiter struct {
 	s       *Server
 	local   Limiter
 	members func() *ownerSet
-	b       peerBatcher[*decideItem]
+	b       Batcher[*decideItem]
 
 	remote, fallbacks *metrics.Counter
 }
@@ -146,15 +146,15 @@ func newGlobalLimiter(s *Server, local Limiter, set *metrics.Set) *globalLimiter
 		fallbacks: set.NewCounter(`troupe_ratelimit_fallback_decisions_total`),
 	}
 	g.members = s.memberView
-	g.b = peerBatcher[*decideItem]{
-		maxItems: maxDecideBatch, maxBytes: 1 << 20, inFlight: decideInFlight,
-		size: func(it *decideItem) int { return len(it.check.Key) + 64 },
-		send: g.send,
+	g.b = Batcher[*decideItem]{
+		MaxItems: maxDecideBatch, MaxBytes: 1 << 20, InFlight: decideInFlight,
+		Size: func(it *decideItem) int { return len(it.check.Key) + 64 },
+		Send: g.send,
 	}
 	return g
 }
 
-func (g *globalLimiter) close() { g.b.close() }
+func (g *globalLimiter) close() { g.b.Close() }
 
 // Decide implements Limiter.
 func (g *globalLimiter) Decide(c actors.Check, deadline time.Time) (storage.Decision, error) {
@@ -168,7 +168,7 @@ func (g *globalLimiter) Decide(c actors.Check, deadline time.Time) (storage.Deci
 	if deadline.Before(wait) {
 		wait = deadline
 	}
-	if queue, ok := g.b.queue(o.addrs[owner]); ok {
+	if queue, ok := g.b.Queue(o.addrs[owner]); ok {
 		it := &decideItem{check: c, reply: make(chan decideReply, 1)}
 		t := time.NewTimer(time.Until(wait))
 		defer t.Stop()

@@ -2,12 +2,10 @@ package api
 
 import (
 	"log/slog"
-	"net/http"
 	"sync"
 	"time"
 
 	json "github.com/goccy/go-json"
-	"github.com/valyala/fasthttp"
 
 	"github.com/troupe-db/troupe/actors"
 )
@@ -20,12 +18,17 @@ import (
 // enters the log, snapshots or state hashes.
 
 const (
-	presencePath   = "/internal/v1/presence"
-	presenceRenew  = 3 * time.Second
-	maxPresenceMsg = 1024
+	// PresencePath is where a node receives its peers' presence reports
+	// (a PresenceBatch).
+	PresencePath = "/internal/v1/presence"
+	// MaxPresenceItems bounds the items of one PresenceBatch.
+	MaxPresenceItems = 1024
+	presenceRenew    = 3 * time.Second
 )
 
-type presenceItem struct {
+// PresenceItem is one client's presence in one document, as a node
+// reports it to its peers.
+type PresenceItem struct {
 	Doc      string `json:"doc"`
 	User     string `json:"user"`
 	ClientID string `json:"client_id"`
@@ -33,46 +36,63 @@ type presenceItem struct {
 	Pos      int    `json:"pos"`
 }
 
-type presenceBatch struct {
-	Items []presenceItem `json:"items"`
+// PresenceBatch is the body of a presence report.
+type PresenceBatch struct {
+	Items []PresenceItem `json:"items"`
 }
 
-// presenceRelay sends this node's presence changes to the other nodes.
-type presenceRelay struct {
-	s      *Server
-	in     chan presenceItem
-	b      peerBatcher[presenceItem]
+// RelayConfig is how a Relay reaches the other members.
+type RelayConfig struct {
+	// Peers returns the members' HTTP addresses and this node's place
+	// among them (-1 if it is not one).
+	Peers func() (addrs []string, self int)
+	// Post sends body to path on the member at addr, or fails.
+	Post func(addr, path string, body []byte) error
+	Log  *slog.Logger
+}
+
+// Relay sends this node's presence changes to the other nodes. Its
+// goroutine owns local; Local may be called from any goroutine.
+type Relay struct {
+	cfg    RelayConfig
+	in     chan PresenceItem
+	b      Batcher[PresenceItem]
 	stop   chan struct{}
 	wg     sync.WaitGroup
-	local  map[string]map[string]presenceItem // doc → client → last state (relay goroutine only)
+	local  map[string]map[string]PresenceItem // doc → client → last state (relay goroutine only)
 	closed sync.Once
 }
 
-func newPresenceRelay(s *Server) *presenceRelay {
-	r := &presenceRelay{s: s, in: make(chan presenceItem, 4096), stop: make(chan struct{}), local: map[string]map[string]presenceItem{}}
-	r.b = peerBatcher[presenceItem]{maxItems: maxPresenceMsg, maxBytes: 1 << 20, inFlight: 2,
-		size: func(it presenceItem) int { return len(it.Doc) + len(it.User) + len(it.ClientID) + 32 },
-		send: r.send}
-	s.docs.OnPresence(func(doc string, p actors.Presence) {
-		select {
-		case r.in <- presenceItem{Doc: doc, User: p.User, ClientID: p.ClientID, State: p.State, Pos: p.Pos}:
-		default: // best-effort: the next renewal repairs it
-		}
-	})
+// NewRelay starts a relay; Close stops it.
+func NewRelay(cfg RelayConfig) *Relay {
+	r := &Relay{cfg: cfg, in: make(chan PresenceItem, 4096), stop: make(chan struct{}), local: map[string]map[string]PresenceItem{}}
+	r.b = Batcher[PresenceItem]{MaxItems: MaxPresenceItems, MaxBytes: 1 << 20, InFlight: 2,
+		Size: func(it PresenceItem) int { return len(it.Doc) + len(it.User) + len(it.ClientID) + 32 },
+		Send: r.send}
 	r.wg.Add(1)
 	go r.run()
 	return r
 }
 
-func (r *presenceRelay) close() {
+// Local is told of a change of presence of this node's clients (by the
+// document actors: it never blocks).
+func (r *Relay) Local(doc string, p actors.Presence) {
+	select {
+	case r.in <- PresenceItem{Doc: doc, User: p.User, ClientID: p.ClientID, State: p.State, Pos: p.Pos}:
+	default: // best-effort: the next renewal repairs it
+	}
+}
+
+// Close stops the relay; reports still queued are dropped.
+func (r *Relay) Close() {
 	r.closed.Do(func() {
 		close(r.stop)
 		r.wg.Wait()
-		r.b.close()
+		r.b.Close()
 	})
 }
 
-func (r *presenceRelay) run() {
+func (r *Relay) run() {
 	defer r.wg.Done()
 	renew := time.NewTicker(presenceRenew)
 	defer renew.Stop()
@@ -89,7 +109,7 @@ func (r *presenceRelay) run() {
 				}
 			} else {
 				if clients == nil {
-					clients = map[string]presenceItem{}
+					clients = map[string]PresenceItem{}
 					r.local[it.Doc] = clients
 				}
 				clients[it.ClientID] = it
@@ -106,13 +126,13 @@ func (r *presenceRelay) run() {
 }
 
 // broadcast queues it to every other member.
-func (r *presenceRelay) broadcast(it presenceItem) {
-	o := r.s.memberView()
-	for i, addr := range o.addrs {
-		if i == o.self {
+func (r *Relay) broadcast(it PresenceItem) {
+	addrs, self := r.cfg.Peers()
+	for i, addr := range addrs {
+		if i == self {
 			continue
 		}
-		if q, ok := r.b.queue(addr); ok {
+		if q, ok := r.b.Queue(addr); ok {
 			select {
 			case q <- it:
 			default:
@@ -121,44 +141,12 @@ func (r *presenceRelay) broadcast(it presenceItem) {
 	}
 }
 
-func (r *presenceRelay) send(addr string, batch []presenceItem) {
-	s := r.s
-	data, err := json.Marshal(presenceBatch{Items: batch})
+func (r *Relay) send(addr string, batch []PresenceItem) {
+	data, err := json.Marshal(PresenceBatch{Items: batch})
 	if err != nil {
 		return
 	}
-	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	s.peerPost(req, addr, presencePath, "application/json", data)
-	if err := s.fwd.client(addr).DoTimeout(req, resp, time.Second); err != nil {
-		s.log.Debug("presence not delivered", slog.String("to", addr), slog.Any("err", err))
+	if err := r.cfg.Post(addr, PresencePath, data); err != nil {
+		r.cfg.Log.Debug("presence not delivered", slog.String("to", addr), slog.Any("err", err))
 	}
-}
-
-// receivePresence is the route other nodes report presence to.
-func (s *Server) receivePresence(ctx *fasthttp.RequestCtx) {
-	if !s.peerProven(ctx) && !s.forwardedByPeer(ctx) {
-		writeError(ctx, newError("forbidden", "only members of this cluster may report presence"))
-		return
-	}
-	var b presenceBatch
-	if e := decodeJSON(ctx.PostBody(), &b); e != nil {
-		writeError(ctx, e)
-		return
-	}
-	if len(b.Items) > maxPresenceMsg {
-		writeError(ctx, badRequest("too many items", "items"))
-		return
-	}
-	docs := s.docs
-	for _, it := range b.Items {
-		switch it.State {
-		case "join", "cursor", "leave":
-		default:
-			continue
-		}
-		docs.RemotePresence(it.Doc, actors.Presence{User: it.User, ClientID: it.ClientID, State: it.State, Pos: it.Pos})
-	}
-	ctx.SetStatusCode(http.StatusNoContent)
 }

@@ -112,7 +112,7 @@ type Server struct {
 	unhook                []func() // removes the hooks New added to the node
 	conns                 *connLimit
 	wsMetrics             wsMetrics
-	presence              *presenceRelay
+	presence              *Relay
 	members               atomic.Pointer[ownerSet] // see memberView
 	membersMu             sync.Mutex
 
@@ -142,7 +142,8 @@ func New(cfg Config, logger *slog.Logger, set *metrics.Set, node Node, docs Docs
 		docLimits:     newDocLimitMetrics(set),
 	}
 	s.cmdFwd.init(s)
-	s.presence = newPresenceRelay(s)
+	s.presence = NewRelay(RelayConfig{Peers: s.peers, Post: s.postPresence, Log: logger})
+	docs.OnPresence(s.presence.Local)
 	s.streams = stream.NewRegistry(stream.Config{MaxStreams: cfg.MaxStreams, MaxStreamsPerUser: cfg.MaxStreamsPerUser,
 		Denied: s.streamDenied, Revoke: docs.Revoke}, set)
 	s.conns = newConnLimit(cfg.MaxConnections, set)
@@ -198,7 +199,7 @@ func (s *Server) routes() fasthttp.RequestHandler {
 	route("GET", replica.ReadIndexPath, public, s.readIndex)
 	route("POST", forwardCommandsPath, public, s.forwardedCommands)
 	route("POST", decidePath, public, s.decide)
-	route("POST", presencePath, public, s.receivePresence)
+	route("POST", PresencePath, public, s.receivePresence)
 
 	route("POST", "/v1/auth/register", public, s.leaderOnly(s.register))
 	route("POST", "/v1/auth/login", public, s.throttledLogin(s.leaderOnly(s.login)))
@@ -341,7 +342,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// WebSockets are hijacked: the HTTP server does not wait for them.
 	s.ws.CloseAll()
 	err := s.http.ShutdownWithContext(ctx)
-	s.presence.close()
+	s.presence.Close()
 	for _, remove := range s.unhook {
 		remove()
 	}
