@@ -14,6 +14,7 @@ import (
 
 	"github.com/troupe-db/troupe/replica"
 	"github.com/troupe-db/troupe/storage"
+	"github.com/troupe-db/troupe/transport/peer"
 )
 
 // Command forwarding: a create that reaches a follower is parsed,
@@ -67,12 +68,12 @@ type fwdReply struct {
 // cmdForwarder batches the commands of one node to its leader(s).
 type cmdForwarder struct {
 	s *Server
-	b Batcher[*fwdItem]
+	b peer.Batcher[*fwdItem]
 }
 
 func (f *cmdForwarder) init(s *Server) {
 	f.s = s
-	f.b = Batcher[*fwdItem]{
+	f.b = peer.Batcher[*fwdItem]{
 		MaxItems: maxForwardBatch, MaxBytes: maxForwardBytes, InFlight: forwardBatchesInFl,
 		Size: func(it *fwdItem) int { return len(it.cmd) },
 		Send: f.send,

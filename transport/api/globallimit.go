@@ -13,6 +13,7 @@ import (
 
 	"github.com/troupe-db/troupe/actors"
 	"github.com/troupe-db/troupe/storage"
+	"github.com/troupe-db/troupe/transport/peer"
 )
 
 // Global rate limits (--rate-limit-mode=global): each key is owned by one
@@ -124,7 +125,7 @@ type globalLimiter struct {
 	s       *Server
 	local   Limiter
 	members func() *ownerSet
-	b       Batcher[*decideItem]
+	b       peer.Batcher[*decideItem]
 
 	remote, fallbacks *metrics.Counter
 }
@@ -146,7 +147,7 @@ func newGlobalLimiter(s *Server, local Limiter, set *metrics.Set) *globalLimiter
 		fallbacks: set.NewCounter(`troupe_ratelimit_fallback_decisions_total`),
 	}
 	g.members = s.memberView
-	g.b = Batcher[*decideItem]{
+	g.b = peer.Batcher[*decideItem]{
 		MaxItems: maxDecideBatch, MaxBytes: 1 << 20, InFlight: decideInFlight,
 		Size: func(it *decideItem) int { return len(it.check.Key) + 64 },
 		Send: g.send,

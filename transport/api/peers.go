@@ -7,6 +7,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/troupe-db/troupe/actors"
+	"github.com/troupe-db/troupe/transport/stream"
 )
 
 // What this node sends its peers besides Raft, and the presence they
@@ -54,12 +55,12 @@ func (s *Server) receivePresence(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, newError("forbidden", "only members of this cluster may report presence"))
 		return
 	}
-	var b PresenceBatch
+	var b stream.PresenceBatch
 	if e := decodeJSON(ctx.PostBody(), &b); e != nil {
 		writeError(ctx, e)
 		return
 	}
-	if len(b.Items) > MaxPresenceItems {
+	if len(b.Items) > stream.MaxPresenceItems {
 		writeError(ctx, badRequest("too many items", "items"))
 		return
 	}

@@ -112,7 +112,7 @@ type Server struct {
 	unhook                []func() // removes the hooks New added to the node
 	conns                 *connLimit
 	wsMetrics             wsMetrics
-	presence              *Relay
+	presence              *stream.Relay
 	members               atomic.Pointer[ownerSet] // see memberView
 	membersMu             sync.Mutex
 
@@ -142,7 +142,7 @@ func New(cfg Config, logger *slog.Logger, set *metrics.Set, node Node, docs Docs
 		docLimits:     newDocLimitMetrics(set),
 	}
 	s.cmdFwd.init(s)
-	s.presence = NewRelay(RelayConfig{Peers: s.peers, Post: s.postPresence, Log: logger})
+	s.presence = stream.NewRelay(stream.RelayConfig{Peers: s.peers, Post: s.postPresence, Log: logger})
 	docs.OnPresence(s.presence.Local)
 	s.streams = stream.NewRegistry(stream.Config{MaxStreams: cfg.MaxStreams, MaxStreamsPerUser: cfg.MaxStreamsPerUser,
 		Denied: s.streamDenied, Revoke: docs.Revoke}, set)
@@ -199,7 +199,7 @@ func (s *Server) routes() fasthttp.RequestHandler {
 	route("GET", replica.ReadIndexPath, public, s.readIndex)
 	route("POST", forwardCommandsPath, public, s.forwardedCommands)
 	route("POST", decidePath, public, s.decide)
-	route("POST", PresencePath, public, s.receivePresence)
+	route("POST", stream.PresencePath, public, s.receivePresence)
 
 	route("POST", "/v1/auth/register", public, s.leaderOnly(s.register))
 	route("POST", "/v1/auth/login", public, s.throttledLogin(s.leaderOnly(s.login)))

@@ -1,7 +1,8 @@
 // Package stream holds a node's open event streams (SSE and WebSocket
 // subscriptions to a document): how many the node and each user may
-// hold, the WebSocket connections to close on shutdown, and the end of a
-// stream whose holder may no longer read its document. The HTTP handlers
+// hold, the WebSocket connections to close on shutdown, the end of a
+// stream whose holder may no longer read its document, and the relay
+// that tells the other nodes of its clients' presence. The HTTP handlers
 // that serve the streams are package api's; they decide, through
 // Config.Denied, whether a holder still may read.
 package stream

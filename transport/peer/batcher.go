@@ -1,4 +1,7 @@
-package api
+// Package peer batches what a node sends its peers besides Raft
+// (forwarded commands, rate-limit decisions, presence): per address, a
+// queue and a sender that packs whatever is queued into one request.
+package peer
 
 import "sync"
 

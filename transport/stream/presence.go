@@ -1,4 +1,4 @@
-package api
+package stream
 
 import (
 	"log/slog"
@@ -8,6 +8,7 @@ import (
 	json "github.com/goccy/go-json"
 
 	"github.com/troupe-db/troupe/actors"
+	"github.com/troupe-db/troupe/transport/peer"
 )
 
 // Presence across nodes: each node keeps its own clients' presence (in
@@ -56,7 +57,7 @@ type RelayConfig struct {
 type Relay struct {
 	cfg    RelayConfig
 	in     chan PresenceItem
-	b      Batcher[PresenceItem]
+	b      peer.Batcher[PresenceItem]
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	local  map[string]map[string]PresenceItem // doc → client → last state (relay goroutine only)
@@ -66,7 +67,7 @@ type Relay struct {
 // NewRelay starts a relay; Close stops it.
 func NewRelay(cfg RelayConfig) *Relay {
 	r := &Relay{cfg: cfg, in: make(chan PresenceItem, 4096), stop: make(chan struct{}), local: map[string]map[string]PresenceItem{}}
-	r.b = Batcher[PresenceItem]{MaxItems: MaxPresenceItems, MaxBytes: 1 << 20, InFlight: 2,
+	r.b = peer.Batcher[PresenceItem]{MaxItems: MaxPresenceItems, MaxBytes: 1 << 20, InFlight: 2,
 		Size: func(it PresenceItem) int { return len(it.Doc) + len(it.User) + len(it.ClientID) + 32 },
 		Send: r.send}
 	r.wg.Add(1)
