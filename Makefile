@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # system tests build their own (race-free) binary, as a real deployment.
 PKGS    := ./...
 
-.PHONY: run build test fuzz-smoke bench bench-keyed bench-users soak torture lint clean
+.PHONY: run build test fuzz-smoke bench bench-keyed bench-users soak torture lint imports clean
 
 ## run: build and start a one-node cluster in ./troupe-data (secure: log in as the first admin)
 run: build
@@ -31,7 +31,7 @@ test:
 ## deadline with "context deadline exceeded" and no failing input,
 ## go.dev/issue/75804)
 FUZZ_EXECS ?= 20000x
-FUZZ_PKGS := ./storage/ ./transport/ ./bench/ ./cluster/
+FUZZ_PKGS := ./storage/ ./transport/api/ ./transport/auth/ ./bench/ ./cluster/
 fuzz-smoke:
 	@for pkg in $(FUZZ_PKGS); do \
 		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
@@ -72,10 +72,17 @@ soak: build
 torture:
 	TROUPE_TORTURE_ROUNDS=20 $(GO) test -count=1 -timeout 30m -run 'TestLinearizableUnder(LeaderKill|Partitions)' -v ./systemtest/
 
-## lint: golangci-lint v2 (.golangci.yml) if installed, else vet
+## lint: the import rules below, then golangci-lint v2 (.golangci.yml) if installed, else vet
 GOLANGCI_LINT ?= $(shell command -v golangci-lint || echo $$(go env GOPATH)/bin/golangci-lint)
-lint:
+lint: imports
 	@if [ -x "$(GOLANGCI_LINT)" ]; then $(GOLANGCI_LINT) run ./...; else echo "golangci-lint not installed; go vet only"; $(GO) vet ./...; fi
+
+## imports: transport reaches the cluster only through the interfaces it
+## declares (cmd/troupe wires the cluster in): no transport package, tests
+## aside, may depend on cluster
+imports:
+	@deps=$$($(GO) list -deps ./transport/... | grep '^github.com/troupe-db/troupe/cluster'); \
+	if [ -n "$$deps" ]; then echo "transport must not depend on cluster, but depends on:"; echo "$$deps"; exit 1; fi
 
 clean:
 	rm -rf bin

@@ -14,7 +14,7 @@ import (
 	json "github.com/goccy/go-json"
 	"github.com/valyala/fasthttp"
 
-	"github.com/troupe-db/troupe/transport/transporttest"
+	"github.com/troupe-db/troupe/internal/nodetest"
 )
 
 func startFloor(t *testing.T) string {
@@ -106,7 +106,7 @@ func TestParseAddrsAndValidate(t *testing.T) {
 }
 
 // startNode runs a one-node troupe in process and returns its address.
-func startNode(t *testing.T) string { return transporttest.StartNode(t, 4) }
+func startNode(t *testing.T) string { return nodetest.Start(t, 4) }
 
 func TestDocsWSAgainstNode(t *testing.T) {
 	addr := startNode(t)

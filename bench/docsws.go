@@ -14,7 +14,7 @@ import (
 )
 
 // docs-ws: collaborative editing as an editor does it, over the
-// document's WebSocket (API.md, Documents; transport/ws.go). Each worker
+// document's WebSocket (API.md, Documents; transport/api/ws.go). Each worker
 // is one client of one document. It keeps the version and length of the
 // text it has integrated from the change stream, sends one small insert
 // at a valid position of that text, and sends the next only when the ack

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/troupe-db/troupe/actors"
+	"github.com/troupe-db/troupe/replica"
 	"github.com/troupe-db/troupe/storage"
 )
 
@@ -181,7 +182,7 @@ func BenchmarkNode(b *testing.B) {
 			b.SetParallelism(p) // p × GOMAXPROCS goroutines
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					if err := n.ReadBarrier(Linearizable, 0, time.Now().Add(5*time.Second)); err != nil {
+					if err := n.ReadBarrier(replica.Linearizable, 0, time.Now().Add(5*time.Second)); err != nil {
 						b.Error(err)
 						return
 					}

@@ -9,28 +9,17 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/troupe-db/troupe/replica"
 	"github.com/troupe-db/troupe/storage"
-)
-
-// Consistency of a read.
-type Consistency uint8
-
-// Read consistency levels (API.md).
-const (
-	// Linearizable: the read reflects every write acknowledged before it
-	// started, on any node.
-	Linearizable Consistency = iota
-	// Stale: this node's state as it is, no coordination.
-	Stale
 )
 
 // ReadBarrier returns once a read sent to an actor now would be allowed:
 // for Linearizable, after this node confirmed its leadership and applied
 // the commit index it had when the read arrived; for Stale at once. Either
 // way it first waits until this node has applied minIndex.
-func (n *Node) ReadBarrier(c Consistency, minIndex uint64, deadline time.Time) error {
+func (n *Node) ReadBarrier(c replica.Consistency, minIndex uint64, deadline time.Time) error {
 	idx := minIndex
-	if c == Linearizable {
+	if c == replica.Linearizable {
 		ri, err := n.readIndex(deadline)
 		if err != nil {
 			return err
@@ -55,9 +44,9 @@ func (n *Node) WaitApplied(index uint64, deadline time.Time) error {
 		select {
 		case <-ch:
 		case <-t.C:
-			return ErrTimeout
+			return replica.ErrTimeout
 		case <-n.stop:
-			return ErrShutdown
+			return replica.ErrShutdown
 		}
 	}
 }
@@ -70,7 +59,7 @@ func (n *Node) WaitApplied(index uint64, deadline time.Time) error {
 func (n *Node) readIndex(deadline time.Time) (uint64, error) {
 	if n.raft.State() == raft.Leader {
 		if n.leaderTerm.Load() != n.raft.CurrentTerm() {
-			return 0, ErrNotReady
+			return 0, replica.ErrNotReady
 		}
 		if n.soloTerm.Load() == n.raft.CurrentTerm() {
 			// The only voter of its configuration cannot be deposed
@@ -98,9 +87,9 @@ func (n *Node) readIndex(deadline time.Time) (uint64, error) {
 	case r := <-w:
 		return r.index, r.err
 	case <-n.stop:
-		return 0, ErrShutdown
+		return 0, replica.ErrShutdown
 	case <-t.C:
-		return 0, fmt.Errorf("%w: no read index from the leader in time", ErrTimeout)
+		return 0, fmt.Errorf("%w: no read index from the leader in time", replica.ErrTimeout)
 	}
 }
 
@@ -236,12 +225,12 @@ func (n *Node) verifiedCommitIndex() readIndexResult {
 	term := n.raft.CurrentTerm()
 	res := readIndexResult{index: n.raft.CommitIndex()}
 	if n.leaderTerm.Load() != term {
-		return readIndexResult{err: ErrNotReady}
+		return readIndexResult{err: replica.ErrNotReady}
 	}
 	if err := n.raft.VerifyLeader().Error(); err != nil {
-		res.err = ErrNotLeader
+		res.err = replica.ErrNotLeader
 		if errors.Is(err, raft.ErrRaftShutdown) {
-			res.err = ErrShutdown
+			res.err = replica.ErrShutdown
 		}
 	}
 	return res
@@ -251,7 +240,7 @@ func (n *Node) verifiedCommitIndex() readIndexResult {
 // confirmed commit index, batched with this node's own reads.
 func (n *Node) LeaderReadIndex() (uint64, error) {
 	if n.raft.State() != raft.Leader {
-		return 0, ErrNotLeader
+		return 0, replica.ErrNotLeader
 	}
 	return n.readIndex(time.Now().Add(remoteReadTimeout))
 }

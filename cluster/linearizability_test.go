@@ -13,6 +13,7 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"github.com/troupe-db/troupe/cluster/clustertest"
+	"github.com/troupe-db/troupe/replica"
 	"github.com/troupe-db/troupe/storage"
 )
 
@@ -54,7 +55,7 @@ func TestLinearizableUnderPartitions(t *testing.T) {
 					res, _, err := n.Propose(&storage.Command{Kind: storage.CmdUserPatch, Stamp: n.Stamps(1),
 						Patch: &storage.UserPatch{ID: key, Fields: storage.PatchName, Name: v}}, time.Now().Add(2*time.Second))
 					switch {
-					case errors.Is(err, ErrNotLeader) || errors.Is(err, ErrShutdown):
+					case errors.Is(err, replica.ErrNotLeader) || errors.Is(err, replica.ErrShutdown):
 						continue // never entered the log
 					case err == nil && res.Err == nil:
 						op.Return = now()
@@ -65,7 +66,7 @@ func TestLinearizableUnderPartitions(t *testing.T) {
 					op.Output = ""
 				} else {
 					op.Input = clustertest.RegOp{Key: key}
-					if err := n.ReadBarrier(Linearizable, 0, time.Now().Add(2*time.Second)); err != nil {
+					if err := n.ReadBarrier(replica.Linearizable, 0, time.Now().Add(2*time.Second)); err != nil {
 						continue
 					}
 					u, err := n.Users().Get(key, time.Now().Add(2*time.Second))

@@ -8,11 +8,9 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/troupe-db/troupe/replica"
 	"github.com/troupe-db/troupe/storage"
 )
-
-// ErrBadMember: a membership request with a bad id or address.
-var ErrBadMember = errors.New("bad member")
 
 // self is this node as the member directory should record it.
 func (n *Node) self() storage.Member {
@@ -54,12 +52,12 @@ func (n *Node) proposeMember(c storage.MemberChange, deadline time.Time) error {
 // Only the leader can add members (ErrNotLeader otherwise).
 func (n *Node) AddMember(m storage.Member, voter bool, deadline time.Time) error {
 	if err := m.Validate(); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadMember, err)
+		return fmt.Errorf("%w: %v", replica.ErrBadMember, err)
 	}
 	n.memberMu.Lock()
 	defer n.memberMu.Unlock()
 	if n.raft.State() != raft.Leader {
-		return ErrNotLeader
+		return replica.ErrNotLeader
 	}
 	conf := n.raft.GetConfiguration()
 	if err := conf.Error(); err != nil {
@@ -100,7 +98,7 @@ func (n *Node) RemoveMember(id string, deadline time.Time) error {
 	n.memberMu.Lock()
 	defer n.memberMu.Unlock()
 	if n.raft.State() != raft.Leader {
-		return ErrNotLeader
+		return replica.ErrNotLeader
 	}
 	found := false
 	if conf := n.raft.GetConfiguration(); conf.Error() == nil {
@@ -109,7 +107,7 @@ func (n *Node) RemoveMember(id string, deadline time.Time) error {
 		}
 	}
 	if _, ok := n.fsm.Members()[id]; !found && !ok {
-		return fmt.Errorf("%w: no member %q", ErrNoSuchMember, id)
+		return fmt.Errorf("%w: no member %q", replica.ErrNoSuchMember, id)
 	}
 	n.soloTerm.Store(0)
 	if found {
@@ -127,9 +125,6 @@ func (n *Node) RemoveMember(id string, deadline time.Time) error {
 	n.log.Info("member removed", slog.String("id", id))
 	return nil
 }
-
-// ErrNoSuchMember: the member to remove is not in the cluster.
-var ErrNoSuchMember = errors.New("no such member")
 
 // leaveSoloTimeouts lengthens raft's timeouts when a node that started
 // alone (with SoloTimeout) gets company. raft cannot change its leader
@@ -152,11 +147,11 @@ func (n *Node) leaveSoloTimeouts() {
 func mapRaftError(err error) error {
 	switch {
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost):
-		return ErrNotLeader
+		return replica.ErrNotLeader
 	case errors.Is(err, raft.ErrRaftShutdown):
-		return ErrShutdown
+		return replica.ErrShutdown
 	case errors.Is(err, raft.ErrEnqueueTimeout):
-		return ErrTimeout
+		return replica.ErrTimeout
 	}
 	return err
 }
@@ -187,27 +182,15 @@ func (n *Node) RaftAddr() string { return string(n.trans.LocalAddr()) }
 // IsLeader reports whether this node leads now.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 
-// Identity is what a node tells peers that are forming a cluster with
-// --bootstrap-expect.
-type Identity struct {
-	ID         string `json:"id"`
-	HTTPAddr   string `json:"http_addr"`
-	RaftAddr   string `json:"raft_addr"`
-	Configured bool   `json:"configured"` // it already belongs to a cluster
-}
-
-// IdentityPath is where a node serves its Identity to its peers.
-const IdentityPath = "/internal/v1/node"
-
 // Identity returns this node's identity.
-func (n *Node) Identity() Identity {
-	return Identity{ID: n.cfg.NodeID, HTTPAddr: n.cfg.AdvertiseHTTP, RaftAddr: n.RaftAddr(), Configured: !n.Unconfigured()}
+func (n *Node) Identity() replica.Identity {
+	return replica.Identity{ID: n.cfg.NodeID, HTTPAddr: n.cfg.AdvertiseHTTP, RaftAddr: n.RaftAddr(), Configured: !n.Unconfigured()}
 }
 
 // BootstrapWith bootstraps a cluster whose first members are servers
 // (this node among them). Every node that forms the cluster together
 // calls it with the same list, sorted by id.
-func (n *Node) BootstrapWith(servers []Identity) error {
+func (n *Node) BootstrapWith(servers []replica.Identity) error {
 	conf := raft.Configuration{}
 	self := false
 	for _, s := range servers {
@@ -215,7 +198,7 @@ func (n *Node) BootstrapWith(servers []Identity) error {
 		self = self || s.ID == n.cfg.NodeID
 	}
 	if !self {
-		return fmt.Errorf("%w: the servers to bootstrap with do not include this node", ErrBadMember)
+		return fmt.Errorf("%w: the servers to bootstrap with do not include this node", replica.ErrBadMember)
 	}
 	if err := n.raft.BootstrapCluster(conf).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 		return err

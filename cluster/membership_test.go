@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/troupe-db/troupe/cluster/clustertest"
+	"github.com/troupe-db/troupe/replica"
 	"github.com/troupe-db/troupe/storage"
 )
 
@@ -96,7 +97,7 @@ func TestThreeNodeCluster(t *testing.T) {
 			t.Fatalf("re-add %s: %v", id, err)
 		}
 	}
-	if err := c.nodes["n2"].AddMember(storage.Member{ID: "x", HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"}, true, time.Now().Add(time.Second)); err != ErrNotLeader {
+	if err := c.nodes["n2"].AddMember(storage.Member{ID: "x", HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"}, true, time.Now().Add(time.Second)); err != replica.ErrNotLeader {
 		t.Fatalf("a follower added a member: %v", err)
 	}
 	var ids []string
@@ -125,13 +126,13 @@ func TestThreeNodeCluster(t *testing.T) {
 	// Followers serve stale reads; a follower's node refuses to propose
 	// (the HTTP layer forwards writes to the leader).
 	f := c.nodes["n2"]
-	if err := f.ReadBarrier(Stale, n1.FSM().AppliedIndex(), time.Now().Add(5*time.Second)); err != nil {
+	if err := f.ReadBarrier(replica.Stale, n1.FSM().AppliedIndex(), time.Now().Add(5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.Users().Get(ids[0], time.Now().Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := f.Propose(&storage.Command{Kind: storage.CmdNoop, Stamp: f.Stamps(1)}, time.Now().Add(time.Second)); err != ErrNotLeader {
+	if _, _, err := f.Propose(&storage.Command{Kind: storage.CmdNoop, Stamp: f.Stamps(1)}, time.Now().Add(time.Second)); err != replica.ErrNotLeader {
 		t.Fatalf("follower write: %v", err)
 	}
 	if f.LeaderHTTP() != n1.cfg.AdvertiseHTTP {

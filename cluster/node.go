@@ -6,7 +6,6 @@ package cluster
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -22,23 +21,6 @@ import (
 
 	"github.com/troupe-db/troupe/actors"
 	"github.com/troupe-db/troupe/storage"
-)
-
-// Errors of proposing and reading. The transport maps them to API codes.
-var (
-	// ErrNotLeader: this node cannot accept writes now (no leader, or
-	// another node leads and forwarding is not available).
-	ErrNotLeader = errors.New("this node is not the leader")
-	// ErrOutcomeUnknown: the write may or may not have been applied; the
-	// client may retry with the same Idempotency-Key.
-	ErrOutcomeUnknown = errors.New("the outcome of the write is unknown")
-	// ErrShutdown: the node is stopping.
-	ErrShutdown = errors.New("the node is shutting down")
-	// ErrTimeout: the node did not reach the required index in time.
-	ErrTimeout = errors.New("timed out waiting for the log to be applied")
-	// ErrNotReady: the cluster has not been initialised or no leader has
-	// confirmed its term yet.
-	ErrNotReady = errors.New("the node is not ready")
 )
 
 // logCacheEntries is how many recent log entries a node keeps in memory

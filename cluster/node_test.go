@@ -15,6 +15,7 @@ import (
 
 	"github.com/troupe-db/troupe/actors"
 	"github.com/troupe-db/troupe/cluster/clustertest"
+	"github.com/troupe-db/troupe/replica"
 	"github.com/troupe-db/troupe/storage"
 )
 
@@ -90,7 +91,7 @@ func TestNodeCreateReadRestart(t *testing.T) {
 	if again := createUser(t, n, "Ada2", "ADA@example.com"); again.Err == nil || again.Err.Kind != storage.KindConflict {
 		t.Fatalf("duplicate email: %+v", again)
 	}
-	if err := n.ReadBarrier(Linearizable, 0, time.Now().Add(time.Second)); err != nil {
+	if err := n.ReadBarrier(replica.Linearizable, 0, time.Now().Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	got, err := n.Users().Get(res.User.ID, time.Now().Add(time.Second))
@@ -101,7 +102,7 @@ func TestNodeCreateReadRestart(t *testing.T) {
 
 	n, stop = testNode(t, dir)
 	defer stop()
-	if err := n.ReadBarrier(Linearizable, 0, time.Now().Add(time.Second)); err != nil {
+	if err := n.ReadBarrier(replica.Linearizable, 0, time.Now().Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	got, err = n.Users().Get(res.User.ID, time.Now().Add(time.Second))
@@ -132,7 +133,7 @@ func TestRestartFromSnapshotAndLog(t *testing.T) {
 
 	n, stop = testNode(t, dir)
 	defer stop()
-	if err := n.ReadBarrier(Linearizable, applied, time.Now().Add(5*time.Second)); err != nil {
+	if err := n.ReadBarrier(replica.Linearizable, applied, time.Now().Add(5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range ids {
@@ -186,7 +187,7 @@ func TestLinearizableReadsBothPaths(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for range 50 {
-					if err := n.ReadBarrier(Linearizable, 0, time.Now().Add(5*time.Second)); err != nil {
+					if err := n.ReadBarrier(replica.Linearizable, 0, time.Now().Add(5*time.Second)); err != nil {
 						t.Error(err)
 						return
 					}

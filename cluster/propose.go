@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/troupe-db/troupe/actors"
+	"github.com/troupe-db/troupe/replica"
 	"github.com/troupe-db/troupe/storage"
 )
 
@@ -56,20 +57,13 @@ func newProposal(cmds int) *proposal {
 
 func encode(cmd *storage.Command) []byte { return storage.EncodeCommand(make([]byte, 0, 128), cmd) }
 
-// Proposal is the outcome of one command of ProposeRestamped.
-type Proposal struct {
-	Result storage.Result
-	Index  uint64 // the log index, when known
-	Err    error
-}
-
 // ProposeRestamped proposes commands built on another node (a follower
 // forwarding its writes): each gets fresh stamps from this leader
 // (storage.Command.Restamp), they enter the log together and in order,
 // sharing entries with whatever else is proposed meanwhile, and out[i] is
 // the outcome of cmds[i].
-func (n *Node) ProposeRestamped(cmds []*storage.Command, deadline time.Time) []Proposal {
-	out := make([]Proposal, len(cmds))
+func (n *Node) ProposeRestamped(cmds []*storage.Command, deadline time.Time) []replica.Proposal {
+	out := make([]replica.Proposal, len(cmds))
 	if err := n.canPropose(); err != nil {
 		for i := range out {
 			out[i].Err = err
@@ -97,11 +91,11 @@ func (n *Node) ProposeRestamped(cmds []*storage.Command, deadline time.Time) []P
 func (n *Node) canPropose() error {
 	select {
 	case <-n.stop:
-		return ErrShutdown
+		return replica.ErrShutdown
 	default:
 	}
 	if n.raft.State() != raft.Leader {
-		return ErrNotLeader
+		return replica.ErrNotLeader
 	}
 	return nil
 }
@@ -115,9 +109,9 @@ func futureError(f raft.ApplyFuture) error {
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout),
 		errors.Is(err, raft.ErrLeadershipTransferInProgress):
 		// Never entered the log: safe to report as not applied.
-		return ErrNotLeader
+		return replica.ErrNotLeader
 	case errors.Is(err, raft.ErrRaftShutdown):
-		return ErrShutdown
+		return replica.ErrShutdown
 	default:
 		// ErrLeadershipLost and anything else: it may commit later.
 		return errOutcome("%v", err)
@@ -125,7 +119,7 @@ func futureError(f raft.ApplyFuture) error {
 }
 
 func errOutcome(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{ErrOutcomeUnknown}, args...)...)
+	return fmt.Errorf("%w: "+format, append([]any{replica.ErrOutcomeUnknown}, args...)...)
 }
 
 // initialise proposes the cluster parameters and the first admin.
@@ -217,7 +211,7 @@ func (n *Node) WaitInitialised(deadline time.Time, explicitShards bool) error {
 	for n.fsm.Users() == nil || n.fsm.Auth() == nil {
 		select {
 		case <-n.stop:
-			return ErrShutdown
+			return replica.ErrShutdown
 		case <-time.After(5 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {

@@ -10,11 +10,9 @@ import (
 
 	json "github.com/goccy/go-json"
 	"github.com/valyala/fasthttp"
-)
 
-// ReadIndexPath is where a leader serves read indexes to its followers
-// (the transport routes it to Node.LeaderReadIndex).
-const ReadIndexPath = "/internal/v1/read-index"
+	"github.com/troupe-db/troupe/replica"
+)
 
 // leaderClients keeps one pooled connection set per leader address for
 // read-index calls.
@@ -65,13 +63,13 @@ const remoteReadTimeout = 5 * time.Second
 func (n *Node) remoteReadIndex() (uint64, error) {
 	leader := n.LeaderHTTP()
 	if leader == "" {
-		return 0, ErrNotLeader
+		return 0, replica.ErrNotLeader
 	}
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
 	req.Header.SetMethod("GET")
-	req.SetRequestURI(ReadIndexPath)
+	req.SetRequestURI(replica.ReadIndexPath)
 	req.Header.SetHost(leader)
 	if n.leaders.tls != nil {
 		req.URI().SetScheme("https")
@@ -80,10 +78,10 @@ func (n *Node) remoteReadIndex() (uint64, error) {
 		req.Header.Set("X-Troupe-Cluster-Secret", n.cfg.ClusterSecret)
 	}
 	if err := n.leaders.get(leader).DoTimeout(req, resp, remoteReadTimeout); err != nil {
-		return 0, fmt.Errorf("%w: cannot reach the leader for a read index: %v", ErrNotLeader, err)
+		return 0, fmt.Errorf("%w: cannot reach the leader for a read index: %v", replica.ErrNotLeader, err)
 	}
 	if resp.StatusCode() != fasthttp.StatusOK {
-		return 0, fmt.Errorf("%w: the leader answered %d to a read-index request", ErrNotLeader, resp.StatusCode())
+		return 0, fmt.Errorf("%w: the leader answered %d to a read-index request", replica.ErrNotLeader, resp.StatusCode())
 	}
 	var body struct {
 		Index json.Number `json:"index"`

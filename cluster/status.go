@@ -6,46 +6,21 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/hashicorp/raft"
+
+	"github.com/troupe-db/troupe/replica"
 )
-
-// Member is one server of the raft configuration.
-type Member struct {
-	ID       string `json:"id"`
-	HTTPAddr string `json:"http_addr"`
-	RaftAddr string `json:"raft_addr"`
-	Voter    bool   `json:"voter"`
-	State    string `json:"state"`
-}
-
-// Leader identifies the current leader.
-type Leader struct {
-	ID       string `json:"id"`
-	HTTPAddr string `json:"http_addr"`
-	RaftAddr string `json:"raft_addr"`
-}
-
-// Status is the node's view of the cluster (GET /v1/cluster).
-type Status struct {
-	NodeID       string   `json:"node_id"`
-	State        string   `json:"state"`
-	Leader       *Leader  `json:"leader"`
-	Term         uint64   `json:"term"`
-	CommitIndex  uint64   `json:"commit_index"`
-	AppliedIndex uint64   `json:"applied_index"`
-	Members      []Member `json:"members"`
-}
 
 // Status reports the node's view of the cluster. httpAddr is this node's
 // advertised HTTP address (other members' addresses come with membership
 // management).
-func (n *Node) Status(httpAddr string) Status {
-	st := Status{
+func (n *Node) Status(httpAddr string) replica.Status {
+	st := replica.Status{
 		NodeID:       n.cfg.NodeID,
 		State:        n.raft.State().String(),
 		Term:         n.raft.CurrentTerm(),
 		CommitIndex:  n.raft.CommitIndex(),
 		AppliedIndex: n.fsm.AppliedIndex(),
-		Members:      []Member{},
+		Members:      []replica.Member{},
 	}
 	dir := n.fsm.Members()
 	httpOf := func(id string) string {
@@ -56,11 +31,11 @@ func (n *Node) Status(httpAddr string) Status {
 	}
 	leaderAddr, leaderID := n.raft.LeaderWithID()
 	if leaderID != "" {
-		st.Leader = &Leader{ID: string(leaderID), RaftAddr: string(leaderAddr), HTTPAddr: httpOf(string(leaderID))}
+		st.Leader = &replica.Leader{ID: string(leaderID), RaftAddr: string(leaderAddr), HTTPAddr: httpOf(string(leaderID))}
 	}
 	if f := n.raft.GetConfiguration(); f.Error() == nil {
 		for _, s := range f.Configuration().Servers {
-			m := Member{ID: string(s.ID), RaftAddr: string(s.Address), Voter: s.Suffrage == raft.Voter, State: "follower"}
+			m := replica.Member{ID: string(s.ID), RaftAddr: string(s.Address), Voter: s.Suffrage == raft.Voter, State: "follower"}
 			if s.ID == leaderID {
 				m.State = "leader"
 			}
@@ -81,22 +56,22 @@ func (n *Node) Status(httpAddr string) Status {
 func (n *Node) Ready() error {
 	select {
 	case <-n.stop:
-		return ErrShutdown
+		return replica.ErrShutdown
 	default:
 	}
 	_, leaderID := n.raft.LeaderWithID()
 	if leaderID == "" {
-		return fmt.Errorf("%w: no leader is known", ErrNotReady)
+		return fmt.Errorf("%w: no leader is known", replica.ErrNotReady)
 	}
 	if n.raft.State() == raft.Leader && n.leaderTerm.Load() != n.raft.CurrentTerm() {
-		return fmt.Errorf("%w: the new leader has not yet applied earlier terms", ErrNotReady)
+		return fmt.Errorf("%w: the new leader has not yet applied earlier terms", replica.ErrNotReady)
 	}
 	if n.fsm.Users() == nil || n.fsm.Auth() == nil {
-		return fmt.Errorf("%w: the cluster is not initialised yet", ErrNotReady)
+		return fmt.Errorf("%w: the cluster is not initialised yet", replica.ErrNotReady)
 	}
 	commit, applied := n.raft.CommitIndex(), n.fsm.AppliedIndex()
 	if applied+n.cfg.ReadyLag < commit {
-		return fmt.Errorf("%w: applied index %d trails commit index %d", ErrNotReady, applied, commit)
+		return fmt.Errorf("%w: applied index %d trails commit index %d", replica.ErrNotReady, applied, commit)
 	}
 	return nil
 }

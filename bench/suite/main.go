@@ -61,7 +61,7 @@ func main() {
 	out := flag.String("out", "docs/BENCHMARKS.md", "where to write the report")
 	duration := flag.Duration("duration", 5*time.Second, "measured time per scenario")
 	flag.IntVar(&memUsers, "mem-users", 1_000_000, "users loaded for the memory and restart figures")
-	gobench := flag.String("gobench", "./storage/ ./actors/ ./cluster/ ./transport/", "packages whose Go benchmarks to run")
+	gobench := flag.String("gobench", "./storage/ ./actors/ ./cluster/ ./transport/api/", "packages whose Go benchmarks to run")
 	only := flag.String("only", "", "run only one group of rows and print its section instead of writing the report: keyed (the Idempotency-Key rows), users (the user rows, --before against --troupe)")
 	before := flag.String("before", "", "with --only users: a second troupe binary to run the same rows against, alternately")
 	rounds := flag.Int("rounds", 2, "with --only users: how many times to run each binary")

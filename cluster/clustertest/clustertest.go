@@ -2,7 +2,7 @@
 // share: free loopback addresses, a throwaway PKI for TLS tests and the
 // register model that porcupine checks histories against. It imports
 // nothing of troupe, so any package's tests may use it; only tests and
-// test helpers (transporttest) do.
+// test helpers (internal/nodetest) do.
 package clustertest
 
 import (

@@ -15,14 +15,14 @@ import (
 
 	"github.com/troupe-db/troupe/cluster"
 	"github.com/troupe-db/troupe/storage"
-	"github.com/troupe-db/troupe/transport"
+	"github.com/troupe-db/troupe/transport/api"
 )
 
 // serveConfig is everything `troupe serve` is told: one struct per
 // component, plus the process's own settings.
 type serveConfig struct {
 	Node      cluster.Config
-	HTTP      transport.Config
+	HTTP      api.Config
 	LogLevel  string
 	LogFormat string
 	PprofAddr string // serve net/http/pprof here; empty: off
@@ -62,7 +62,7 @@ type serveConfig struct {
 // parseServe reads flags, then TROUPE_* environment variables for flags
 // not given (TROUPE_HTTP_ADDR for --http-addr), then defaults.
 func parseServe(args []string, stderr io.Writer, getenv func(string) string) (*serveConfig, error) {
-	c := &serveConfig{Node: cluster.DefaultConfig(), HTTP: transport.DefaultConfig(), Explicit: map[string]bool{}}
+	c := &serveConfig{Node: cluster.DefaultConfig(), HTTP: api.DefaultConfig(), Explicit: map[string]bool{}}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	// The usage goes out for -h only: a bad flag is one line of error.
 	var usage bytes.Buffer
@@ -216,7 +216,7 @@ func (c *serveConfig) validate() error {
 	} else if on {
 		c.HTTP.RateLimit = &p
 	}
-	if proxies, err := transport.ParseTrustedProxies(c.TrustedProxies); err != nil {
+	if proxies, err := api.ParseTrustedProxies(c.TrustedProxies); err != nil {
 		errs = append(errs, fmt.Errorf("--trusted-proxies: %v", err))
 	} else {
 		c.HTTP.TrustedProxies = proxies

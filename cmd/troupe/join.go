@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/troupe-db/troupe/cluster"
+	"github.com/troupe-db/troupe/replica"
 )
 
 // joinRequest is the body of POST /v1/cluster/members.
@@ -110,7 +111,7 @@ func askToJoin(ctx context.Context, client *http.Client, base string, body []byt
 func formCluster(ctx context.Context, client *http.Client, node *cluster.Node, urls []string, expect int, req joinRequest, secret string, logger *slog.Logger) error {
 	wait := 100 * time.Millisecond
 	for {
-		known := map[string]cluster.Identity{}
+		known := map[string]replica.Identity{}
 		me := node.Identity()
 		known[me.ID] = me
 		for _, u := range urls {
@@ -128,11 +129,11 @@ func formCluster(ctx context.Context, client *http.Client, node *cluster.Node, u
 			return nil // another node bootstrapped us meanwhile
 		}
 		if len(known) >= expect {
-			servers := make([]cluster.Identity, 0, len(known))
+			servers := make([]replica.Identity, 0, len(known))
 			for _, id := range known {
 				servers = append(servers, id)
 			}
-			slices.SortFunc(servers, func(a, b cluster.Identity) int { return strings.Compare(a.ID, b.ID) })
+			slices.SortFunc(servers, func(a, b replica.Identity) int { return strings.Compare(a.ID, b.ID) })
 			return node.BootstrapWith(servers[:expect])
 		}
 		logger.Info("waiting for the expected nodes", slog.Int("known", len(known)), slog.Int("expect", expect))
@@ -145,9 +146,9 @@ func formCluster(ctx context.Context, client *http.Client, node *cluster.Node, u
 	}
 }
 
-func peerIdentity(ctx context.Context, client *http.Client, base, secret string) (cluster.Identity, error) {
-	var id cluster.Identity
-	r, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+cluster.IdentityPath, nil)
+func peerIdentity(ctx context.Context, client *http.Client, base, secret string) (replica.Identity, error) {
+	var id replica.Identity
+	r, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+replica.IdentityPath, nil)
 	if err != nil {
 		return id, err
 	}

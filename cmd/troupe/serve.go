@@ -24,7 +24,7 @@ import (
 	"github.com/troupe-db/troupe/actors"
 	"github.com/troupe-db/troupe/cluster"
 	"github.com/troupe-db/troupe/storage"
-	"github.com/troupe-db/troupe/transport"
+	"github.com/troupe-db/troupe/transport/api"
 )
 
 func serve(args []string, stdout, stderr io.Writer) int {
@@ -177,7 +177,7 @@ func runNode(ctx context.Context, cfg *serveConfig, logger *slog.Logger, stdout 
 		logger.Info("node stopped")
 	}()
 
-	users := func() transport.Users {
+	users := func() api.Users {
 		if u := node.Users(); u != nil {
 			return u
 		}
@@ -186,7 +186,7 @@ func runNode(ctx context.Context, cfg *serveConfig, logger *slog.Logger, stdout 
 	limiter := actors.NewLimiter(sys, set, actors.LimiterConfig{})
 	defer limiter.Close()
 	cfg.HTTP.Limiter = limiter
-	srv, err := transport.New(cfg.HTTP, logger, set, node, users)
+	srv, err := api.New(cfg.HTTP, logger, set, node, node.Docs(), users)
 	if err != nil {
 		return startError{fmt.Errorf("cannot start the HTTP server: %w", err)}
 	}

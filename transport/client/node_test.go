@@ -6,12 +6,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/troupe-db/troupe/transport/transporttest"
+	"github.com/troupe-db/troupe/internal/nodetest"
 )
 
-// startNode runs a real one-node troupe (transporttest) until the test
+// startNode runs a real one-node troupe (nodetest) until the test
 // ends, and returns its base URL once it is ready.
-func startNode(t *testing.T) string { return "http://" + transporttest.StartNode(t, 8) }
+func startNode(t *testing.T) string { return "http://" + nodetest.Start(t, 8) }
 
 // testConfig is a config for tests: short idle connections (so that the
 // connection cleaners end soon after Close) and short backoff.

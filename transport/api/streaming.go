@@ -1,0 +1,130 @@
+package api
+
+import (
+	"errors"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/troupe-db/troupe/storage"
+	"github.com/troupe-db/troupe/transport/auth"
+	"github.com/troupe-db/troupe/transport/stream"
+)
+
+// Opening and closing the event streams of GET /v1/docs/{id}/events (SSE)
+// and /v1/docs/{id}/ws, and deciding whether a stream's holder still may
+// read its document; package stream keeps the open streams and ends them.
+
+// streamDenied says why the stream's holder may no longer read its
+// document ("" if it still may, or if that cannot be told now: a check
+// that times out waits for the next one).
+func (s *Server) streamDenied(x *stream.Stream) string {
+	doc := s.docs.Latest(x.DocID)
+	if doc == nil {
+		return stream.ReasonDeleted
+	}
+	token, hasToken, expires := x.Credentials()
+	if !expires.IsZero() && !s.tokens.Now().Before(expires) {
+		return stream.ReasonExpired
+	}
+	c, reason := s.streamCaller(token, hasToken)
+	if reason != "" || c == nil {
+		return reason
+	}
+	uid := ""
+	if c.user != nil {
+		uid = c.user.ID
+	}
+	if !doc.MayRead(uid, c.admin) {
+		return stream.ReasonRevoked
+	}
+	return ""
+}
+
+// streamCaller is tokenCaller for a token that passed on this node
+// before: no read barrier. A nil caller with no reason: undecided (the
+// user's shard did not answer in time).
+func (s *Server) streamCaller(raw string, hasToken bool) (*caller, string) {
+	if !hasToken && s.cfg.Insecure {
+		return insecureCaller, ""
+	}
+	claims, err := s.tokens.Verify(raw)
+	if err != nil {
+		if s.cfg.Insecure {
+			return insecureCaller, ""
+		}
+		if errors.Is(err, auth.ErrNotReady) {
+			return nil, ""
+		}
+		return nil, stream.ReasonRevoked
+	}
+	users := s.users()
+	if users == nil {
+		return nil, ""
+	}
+	u, err := users.Get(claims.Subject, s.deadline())
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, stream.ReasonRevoked
+	}
+	if err != nil {
+		return nil, ""
+	}
+	if tokenHolds(u, claims) != nil {
+		return nil, stream.ReasonRevoked
+	}
+	return &caller{user: u, admin: u.Role == storage.RoleAdmin, sid: claims.SID}, ""
+}
+
+// openStream admits and registers a stream of the request's document, or
+// answers why not. The caller must end it with closeStream.
+func (s *Server) openStream(ctx *fasthttp.RequestCtx) (x *stream.Stream, d *storage.Doc, clientID string, ok bool) {
+	key := s.limitKey(ctx)
+	if err := s.streams.Admit(key); err != nil {
+		e := newError("unavailable", err.Error())
+		var le *stream.LimitError
+		if errors.As(err, &le) {
+			if le.PerUser {
+				e = newError("rate_limited", err.Error())
+				ctx.Response.Header.Set("Retry-After", "1")
+			}
+			e.Details = map[string]any{"limit": le.Limit}
+		}
+		writeError(ctx, e)
+		return nil, nil, "", false
+	}
+	d, sub, clientID, ok := s.subscribe(ctx)
+	if !ok {
+		s.streams.Release(key)
+		return nil, nil, "", false
+	}
+	token, hasToken := bearerToken(ctx)
+	x = &stream.Stream{DocID: d.ID, Key: key, Sub: sub}
+	user := ""
+	if c := callerOf(ctx); c.user != nil {
+		user = c.user.ID
+	}
+	s.streams.Add(x, token, hasToken, user, s.tokenExpiry(token, hasToken))
+	// A right lost between the request's authentication and the
+	// registration above was told to nobody: check once now.
+	s.streams.Check(x)
+	return x, d, clientID, true
+}
+
+// closeStream ends a stream: unsubscribes and gives its place back.
+func (s *Server) closeStream(x *stream.Stream) {
+	s.docs.Unsubscribe(x.DocID, x.Sub)
+	user := x.Sub.User()
+	s.streams.Remove(x, user)
+}
+
+// tokenExpiry is when a stream's token stops being valid (zero: it has
+// none to expire).
+func (s *Server) tokenExpiry(raw string, hasToken bool) time.Time {
+	if !hasToken || s.cfg.Insecure {
+		return time.Time{}
+	}
+	if c, err := s.tokens.Verify(raw); err == nil {
+		return s.tokens.ExpiresAt(c)
+	}
+	return time.Time{}
+}
