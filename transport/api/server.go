@@ -263,9 +263,13 @@ func (s *Server) routes() fasthttp.RequestHandler {
 // Counters are created on first use and then found without locking.
 type routeMetrics struct {
 	route    string
-	latency  *metrics.Histogram
+	latency  *metrics.PrometheusHistogram
 	byStatus [600]atomic.Pointer[metrics.Counter]
 }
+
+// latencyBuckets are the request latency histogram's: standard Prometheus
+// `le` buckets (any Prometheus computes quantiles from them), 50 µs to 13 s.
+var latencyBuckets = metrics.ExponentialBuckets(50e-6, 2, 19)
 
 func (s *Server) routeMetrics(route string) *routeMetrics {
 	if m, ok := s.routesStats.Load(route); ok {
@@ -273,7 +277,7 @@ func (s *Server) routeMetrics(route string) *routeMetrics {
 	}
 	m := &routeMetrics{
 		route:   route,
-		latency: s.set.GetOrCreateHistogram(`troupe_http_request_duration_seconds{route="` + route + `"}`),
+		latency: s.set.GetOrCreatePrometheusHistogramExt(`troupe_http_request_duration_seconds{route="`+route+`"}`, latencyBuckets),
 	}
 	actual, _ := s.routesStats.LoadOrStore(route, m)
 	return actual.(*routeMetrics)

@@ -177,6 +177,7 @@ func (w *wsSession) run() {
 			}
 			return
 		}
+		w.s.wsMetrics.received.Inc()
 		_ = w.conn.SetReadDeadline(time.Now().Add(wsPongWait))
 		var in wsIn
 		e := decodeJSON(data, &in)

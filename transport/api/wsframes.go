@@ -102,13 +102,15 @@ func wsEvent(ev *actors.Event) any {
 	return m
 }
 
-// wsMetrics count what the WebSocket sessions refuse and coalesce.
+// wsMetrics count the messages the WebSocket sessions receive, and what
+// they refuse and coalesce.
 type wsMetrics struct {
-	rateLimited, tooLarge, cursorsCoalesced *metrics.Counter
+	received, rateLimited, tooLarge, cursorsCoalesced *metrics.Counter
 }
 
 func newWSMetrics(set *metrics.Set) wsMetrics {
 	return wsMetrics{
+		received:         set.NewCounter(`troupe_ws_messages_total`),
 		rateLimited:      set.NewCounter(`troupe_ws_messages_refused_total{reason="rate_limited"}`),
 		tooLarge:         set.NewCounter(`troupe_ws_messages_refused_total{reason="too_large"}`),
 		cursorsCoalesced: set.NewCounter(`troupe_ws_cursors_coalesced_total`),
