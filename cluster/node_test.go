@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"errors"
 	"io"
 	"log/slog"
 	"strconv"
@@ -357,5 +358,28 @@ func TestProposersReturnOnShutdown(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatalf("round %d: %d proposers still waiting 10 s after shutdown", round, blocked.Load())
 		}
+	}
+}
+
+// A node with no state to serve says why: one waiting to join knows no
+// leader; an initialised one is ready.
+func TestNotInitialisedSaysWhy(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.RaftAddr = clustertest.FreeAddr(t)
+	cfg.Mode = Join
+	n, stop := openTestNode(t, cfg)
+	defer stop()
+	err := n.NotInitialised()
+	if !errors.Is(err, replica.ErrNotReady) || !strings.Contains(err.Error(), "no leader is known yet") {
+		t.Fatalf("a joining node: %v", err)
+	}
+	if err := n.Ready(); !errors.Is(err, replica.ErrNotReady) {
+		t.Fatalf("a joining node is ready: %v", err)
+	}
+	m, stopM := testNode(t, t.TempDir())
+	defer stopM()
+	if err := m.Ready(); err != nil {
+		t.Fatalf("an initialised node: %v", err)
 	}
 }

@@ -67,13 +67,28 @@ func (n *Node) Ready() error {
 		return fmt.Errorf("%w: the new leader has not yet applied earlier terms", replica.ErrNotReady)
 	}
 	if n.fsm.Users() == nil || n.fsm.Auth() == nil {
-		return fmt.Errorf("%w: the cluster is not initialised yet", replica.ErrNotReady)
+		return n.NotInitialised()
 	}
 	commit, applied := n.raft.CommitIndex(), n.fsm.AppliedIndex()
 	if applied+n.cfg.ReadyLag < commit {
 		return fmt.Errorf("%w: applied index %d trails commit index %d", replica.ErrNotReady, applied, commit)
 	}
 	return nil
+}
+
+// NotInitialised says why this node has no state to serve yet: it is
+// catching up on the log (a node that joins, or restarts after being
+// down, replays it or installs a snapshot first), no leader is known, or
+// the cluster was never initialised.
+func (n *Node) NotInitialised() error {
+	commit, applied := n.raft.CommitIndex(), n.fsm.AppliedIndex()
+	if applied < commit {
+		return fmt.Errorf("%w: this node is catching up: applied %d of %d log entries", replica.ErrNotReady, applied, commit)
+	}
+	if _, leaderID := n.raft.LeaderWithID(); leaderID == "" {
+		return fmt.Errorf("%w: no leader is known yet (this node is starting, joining, or cut off)", replica.ErrNotReady)
+	}
+	return fmt.Errorf("%w: the cluster is not initialised yet", replica.ErrNotReady)
 }
 
 func (n *Node) registerMetrics(set *metrics.Set) {

@@ -129,14 +129,14 @@ func (s *Server) tokenCaller(raw string, hasToken bool) (*caller, *apiError) {
 func (s *Server) verifyCaller(raw string) (*caller, *apiError) {
 	claims, err := s.tokens.Verify(raw)
 	if errors.Is(err, auth.ErrNotReady) {
-		return nil, newError("unavailable", "the cluster is not initialised yet")
+		return nil, toAPIError(s.node.NotInitialised())
 	}
 	if err != nil {
 		return nil, newError("unauthenticated", "the access token is not valid or has expired")
 	}
 	users := s.users()
 	if users == nil {
-		return nil, newError("unavailable", "the cluster is not initialised yet")
+		return nil, toAPIError(s.node.NotInitialised())
 	}
 	deadline := s.deadline()
 	u, err := users.Get(claims.Subject, deadline)

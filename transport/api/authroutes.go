@@ -185,7 +185,7 @@ func (s *Server) refresh(ctx *fasthttp.RequestCtx) {
 	}
 	a := s.node.Auth()
 	if a == nil {
-		writeError(ctx, errNotInitialised)
+		writeError(ctx, s.node.NotInitialised())
 		return
 	}
 	rt, valid := auth.ParseRefreshToken(*req.RefreshToken)

@@ -83,8 +83,6 @@ func toAPIError(err error) *apiError {
 		return newError("unavailable", "the node is shutting down")
 	case errors.Is(err, replica.ErrTimeout), errors.Is(err, actors.ErrTimeout):
 		return newError("timeout", "the request did not complete in time")
-	case errors.Is(err, errNotInitialised):
-		return newError("unavailable", "the cluster is not initialised yet")
 	}
 	return newError("internal", "internal error")
 }
@@ -107,7 +105,6 @@ func storageError(se *storage.Error) *apiError {
 	return e
 }
 
-var errNotInitialised = errors.New("not initialised")
 
 // writeError writes err in the documented shape.
 func writeError(ctx *fasthttp.RequestCtx, err error) {

@@ -42,6 +42,10 @@ type Node interface {
 	ProposeRestamped(cmds []*storage.Command, deadline time.Time) []replica.Proposal
 	ReadBarrier(c replica.Consistency, minIndex uint64, deadline time.Time) error
 	Ready() error
+	// NotInitialised says why this node has no state to serve yet (it is
+	// catching up on the log, or the cluster was never initialised): an
+	// error wrapping replica.ErrNotReady.
+	NotInitialised() error
 	Status(httpAddr string) replica.Status
 	IsLeader() bool
 	LeaderHTTP() string

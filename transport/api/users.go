@@ -37,7 +37,7 @@ type listResponse struct {
 func (s *Server) usersOrUnavailable(ctx *fasthttp.RequestCtx) Users {
 	u := s.users()
 	if u == nil {
-		writeError(ctx, errNotInitialised)
+		writeError(ctx, s.node.NotInitialised())
 	}
 	return u
 }
