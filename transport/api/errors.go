@@ -105,7 +105,6 @@ func storageError(se *storage.Error) *apiError {
 	return e
 }
 
-
 // writeError writes err in the documented shape.
 func writeError(ctx *fasthttp.RequestCtx, err error) {
 	e := toAPIError(err)
