@@ -58,6 +58,7 @@ type Node struct {
 	reads        readIndexer
 	leaders      leaderClients // read-index calls to the leader
 	restorePath  string        // a backup to take on at first leadership
+	health       peerHealth    // as leader: which followers fail heartbeats
 
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -161,9 +162,10 @@ func Open(cfg Config, logger *slog.Logger, set *metrics.Set, sys *actors.System,
 	n.reads.init()
 	n.leaders.tls = cfg.PeerHTTPTLS
 	n.registerMetrics(set)
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.watchLeadership()
 	go n.reads.run(n)
+	go n.health.observe(n.raft, n.stop, n.wg.Done)
 	if cfg.Backups.Dir != "" {
 		n.wg.Add(1)
 		go n.runBackups(cfg.Backups, newBackupMetrics(set))

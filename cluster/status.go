@@ -43,6 +43,16 @@ func (n *Node) Status(httpAddr string) replica.Status {
 				m.State = "learner"
 			}
 			m.HTTPAddr = httpOf(string(s.ID))
+			if n.raft.State() == raft.Leader && s.ID != leaderID {
+				// Only a leader heartbeats the others.
+				last, failing := n.health.failingSince(s.ID)
+				reachable := !failing
+				m.Reachable = &reachable
+				if failing && !last.IsZero() {
+					ms := time.Since(last).Milliseconds()
+					m.LastContactMs = &ms
+				}
+			}
 			st.Members = append(st.Members, m)
 		}
 	}

@@ -7,6 +7,11 @@ type Member struct {
 	RaftAddr string `json:"raft_addr"`
 	Voter    bool   `json:"voter"`
 	State    string `json:"state"`
+	// Reachable, answered by a leader only, for each other member: false
+	// while heartbeats to it fail; then LastContactMs is how long ago it
+	// was last heard from (if ever).
+	Reachable     *bool  `json:"reachable,omitempty"`
+	LastContactMs *int64 `json:"last_contact_ms,omitempty"`
 }
 
 // Leader identifies the current leader.

@@ -115,7 +115,7 @@ func TestThreeProcessCluster(t *testing.T) {
 
 	// troupe status sees three ready members.
 	out, err := exec.Command(troupeBin, "status", "--wait", "20s", "--addr", nodes["c"].URL).CombinedOutput()
-	if err != nil || strings.Count(string(out), "  yes") != 3 {
+	if err != nil || strings.Count(string(out), "yes\n") != 3 || strings.Count(string(out), " yes ") != 2 {
 		t.Fatalf("troupe status: %v\n%s", err, out)
 	}
 	// troupe join adds a learner (it needs no quorum, so it may be down),
@@ -157,6 +157,21 @@ func TestThreeProcessCluster(t *testing.T) {
 		expectStatus(t, leader.do(t, "GET", userPath(id), nil, nil), 200)
 	}
 	expectStatus(t, leader.do(t, "POST", "/v1/users", map[string]string{"name": "After", "email": "after@example.com"}, nil), 201)
+	// troupe status, asked on the other survivor, shows a as the leader
+	// sees it: not reached, and when it was last heard from.
+	other := nodes["b"]
+	if leader == other {
+		other = nodes["c"]
+	}
+	eventually(t, "status to show a unreachable", 20*time.Second, func() bool {
+		out, _ := exec.Command(troupeBin, "status", "--addr", other.URL).CombinedOutput()
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(line, "a ") && strings.Contains(line, "no (last contact") {
+				return true
+			}
+		}
+		return false
+	})
 
 	// a comes back with its data dir and the flags it first had; it
 	// rejoins as a follower and catches up.
@@ -333,7 +348,7 @@ func TestStatusWaits(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, err := exec.Command(troupeBin, "status", "--wait", "30s", "--addr", n.URL).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "leader w") || strings.Count(string(out), "  yes") != 1 {
+	if err != nil || !strings.Contains(string(out), "leader w") || strings.Count(string(out), "yes\n") != 1 {
 		t.Fatalf("troupe status --wait: %v\n%s", err, out)
 	}
 	// Nothing to wait for: a bad range is refused at once.

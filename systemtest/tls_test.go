@@ -41,7 +41,7 @@ func TestClusterOverTLS(t *testing.T) {
 	}
 	sameHashes(t, nodes...)
 	// The CLI speaks HTTPS with the cluster's CA.
-	if out, err := exec.Command(troupeBin, "status", "--addr", nodes[1].URL, "--ca", p.CA).CombinedOutput(); err != nil || strings.Count(string(out), "  yes") != 3 {
+	if out, err := exec.Command(troupeBin, "status", "--addr", nodes[1].URL, "--ca", p.CA).CombinedOutput(); err != nil || strings.Count(string(out), "yes\n") != 3 {
 		t.Fatalf("troupe status over HTTPS: %v\n%s", err, out)
 	}
 	backup := filepath.Join(t.TempDir(), "b")

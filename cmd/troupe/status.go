@@ -162,6 +162,16 @@ func clusterStatus(c *client.Client, out io.Writer, creds credentials, timeout t
 	if err != nil {
 		return false, err
 	}
+	// Only the leader knows whether the others answer its heartbeats: ask
+	// it for the members if another node answered.
+	if st.Leader != nil && st.Leader.ID != st.NodeID && st.Leader.HTTPAddr != "" {
+		if lc, err := newClient(schemeOf(meta.Node)+st.Leader.HTTPAddr, timeout, tlsCfg, creds); err == nil {
+			if ls, _, err := lc.ClusterStatus(ctx, append(creds.options(), client.WithMaxAttempts(1))...); err == nil && ls.NodeID == st.Leader.ID {
+				st.Members = ls.Members
+			}
+			lc.Close()
+		}
+	}
 	leader := "none known"
 	if st.Leader != nil {
 		leader = fmt.Sprintf("%s (%s)", st.Leader.ID, st.Leader.HTTPAddr)
@@ -169,7 +179,7 @@ func clusterStatus(c *client.Client, out io.Writer, creds credentials, timeout t
 	fmt.Fprintf(out, "asked %s: node %s, leader %s, term %d, commit %d, applied %d\n\n",
 		meta.Node, st.NodeID, leader, st.Term, st.CommitIndex, st.AppliedIndex)
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tROLE\tVOTER\tHTTP\tRAFT\tREADY")
+	fmt.Fprintln(tw, "ID\tROLE\tVOTER\tHTTP\tRAFT\tREACHED BY LEADER\tREADY")
 	healthy := st.Leader != nil
 	for _, m := range st.Members {
 		ready := "unknown (no address)"
@@ -179,10 +189,24 @@ func clusterStatus(c *client.Client, out io.Writer, creds credentials, timeout t
 		} else {
 			healthy = false
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\t%s\n", m.ID, m.State, m.Voter, m.HTTPAddr, m.RaftAddr, ready)
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\t%s\t%s\n", m.ID, m.State, m.Voter, m.HTTPAddr, m.RaftAddr, reached(m), ready)
 	}
 	tw.Flush()
 	return healthy, nil
+}
+
+// reached is the leader's view of a member: "-" for the leader itself (or
+// when no leader answered), "yes", or "no" with when it was last heard.
+func reached(m client.ClusterMember) string {
+	switch {
+	case m.Reachable == nil:
+		return "-"
+	case *m.Reachable:
+		return "yes"
+	case m.LastContactMs == nil:
+		return "no (never heard from)"
+	}
+	return fmt.Sprintf("no (last contact %s ago)", (time.Duration(*m.LastContactMs) * time.Millisecond).Round(100*time.Millisecond))
 }
 
 func probeReady(url string, timeout time.Duration, tlsCfg *tls.Config) string {

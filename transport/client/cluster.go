@@ -30,6 +30,11 @@ type ClusterMember struct {
 	RaftAddr string `json:"raft_addr"`
 	Voter    bool   `json:"voter"`
 	State    string `json:"state"`
+	// Reachable is set by a leader only, for the other members: false
+	// while its heartbeats to the member fail, LastContactMs then being
+	// how long ago the member was last heard from (nil if never).
+	Reachable     *bool  `json:"reachable,omitempty"`
+	LastContactMs *int64 `json:"last_contact_ms,omitempty"`
 }
 
 // ClusterStatus asks a node for its view of the cluster. The answer is
