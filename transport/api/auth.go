@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -138,6 +139,9 @@ func (s *Server) verifyCaller(raw string) (*caller, *apiError) {
 	if users == nil {
 		return nil, toAPIError(s.node.NotInitialised())
 	}
+	if s.revoked.known(claims) {
+		return nil, newError("unauthenticated", "the access token was revoked; refresh it or log in again")
+	}
 	deadline := s.deadline()
 	u, err := users.Get(claims.Subject, deadline)
 	if errors.Is(err, storage.ErrNotFound) || err == nil && (u.TokenEpoch() < claims.Epoch ||
@@ -149,6 +153,10 @@ func (s *Server) verifyCaller(raw string) (*caller, *apiError) {
 			return nil, toAPIError(err)
 		}
 		u, err = users.Get(claims.Subject, deadline)
+		// Caught up: a token refused now is refused for good.
+		if errors.Is(err, storage.ErrNotFound) || err == nil && tokenHolds(u, claims) != nil {
+			s.revoked.add(claims, time.Now())
+		}
 	}
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, newError("unauthenticated", "the access token's user no longer exists")

@@ -192,6 +192,15 @@ func TestRefreshReuseRevokesFamily(t *testing.T) {
 	for _, a := range []string{tk.AccessToken, next.AccessToken} {
 		ts.expect(ts.do("GET", "/v1/auth/me", "", bearer(a), true), 401, "unauthenticated")
 	}
+	// Found revoked after a barrier, the session's tokens are remembered
+	// (one entry: they share user, epoch and session): sent again, they
+	// are refused without another round trip.
+	if got := metricValue(t, ts, `troupe_auth_revoked_tokens_known`); got != 1 {
+		t.Fatalf("revoked tokens known: %v, want 1", got)
+	}
+	for range 3 {
+		ts.expect(ts.do("GET", "/v1/auth/me", "", bearer(tk.AccessToken), true), 401, "unauthenticated")
+	}
 	ts.expect(ts.do("GET", "/v1/auth/me", "", bearer(other.AccessToken), true), 200, "")
 	// The other session is not affected.
 	ts.expect(ts.do("POST", "/v1/auth/refresh", fmt.Sprintf(`{"refresh_token":%q}`, other.RefreshToken), nil, true), 200, "")

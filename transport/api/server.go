@@ -123,6 +123,7 @@ type Server struct {
 	membersMu             sync.Mutex
 
 	tokens        *auth.Tokens
+	revoked       revokedTokens // access tokens found revoked after a barrier
 	loginThrottle *auth.Throttle
 	hasher        *auth.Hasher
 	authMetrics   authMetrics
@@ -166,6 +167,7 @@ func New(cfg Config, logger *slog.Logger, set *metrics.Set, node Node, docs Docs
 		}
 	}
 	s.tokens = auth.NewTokens(node.Auth, cfg.AccessTTL, cfg.TokenLeeway, nil)
+	s.set.NewGauge(`troupe_auth_revoked_tokens_known`, func() float64 { return float64(s.revoked.len()) })
 	s.http = &fasthttp.Server{
 		Handler:               s.routes(),
 		Name:                  "troupe",
