@@ -196,9 +196,11 @@ func (w *wsSession) run() {
 		case "op":
 			w.submit(&in)
 		case "cursor":
-			if in.Pos != nil && *in.Pos >= 0 {
-				w.cursor(*in.Pos)
+			if in.Pos == nil || *in.Pos < 0 {
+				_ = w.write(wsError{Type: "error", Error: badRequest("a cursor needs pos, a code point offset ≥ 0", "pos")})
+				continue
 			}
+			w.cursor(*in.Pos)
 		case "auth":
 			w.reauth(&in)
 		default:

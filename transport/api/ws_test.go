@@ -128,6 +128,26 @@ func TestWebSocketEditing(t *testing.T) {
 	if m := next(t, a, "presence"); m.State != "cursor" || m.Pos == nil || *m.Pos != 3 || m.ClientID != "B" {
 		t.Fatalf("cursor: %+v", m)
 	}
+	// A cursor without a position, or before the text, is an error, not
+	// silence.
+	for _, bad := range []map[string]any{{"type": "cursor", "pos": -1}, {"type": "cursor"}} {
+		if err := b.WriteJSON(bad); err != nil {
+			t.Fatal(err)
+		}
+		_ = b.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			var m wsMsg
+			if err := b.ReadJSON(&m); err != nil {
+				t.Fatalf("%v: %v", bad, err)
+			}
+			if m.Type == "error" {
+				if !strings.Contains(string(m.Error), `"field":"pos"`) {
+					t.Fatalf("%v: %s", bad, m.Error)
+				}
+				break
+			}
+		}
+	}
 	// A refused op answers an error for its seq; a repeat answers the
 	// first ack.
 	if err := a.WriteJSON(map[string]any{"type": "op", "seq": 2, "base_version": 2, "ops": []map[string]any{{"op": "delete", "pos": 40, "len": 1}}}); err != nil {
