@@ -222,7 +222,7 @@ func CalendarWindowAt(unit CalendarUnit, loc *time.Location, now int64) Calendar
 	lo, hi := wallTrunc(unit, now+off)
 	start, end := lo-off, hi-off
 	// Backwards across offset changes while the clock read the same.
-	for hops, bound := 0, zs; start < bound; hops++ {
+	for hops, bound := 0, zs; start <= bound && bound != math.MinInt64; hops++ {
 		if hops == maxZoneHops {
 			start = bound
 			break
@@ -235,7 +235,7 @@ func CalendarWindowAt(unit CalendarUnit, loc *time.Location, now int64) Calendar
 		start, bound = lo-poff, pzs
 	}
 	// Forwards likewise.
-	for hops, bound := 0, ze; end > bound; hops++ {
+	for hops, bound := 0, ze; end >= bound && bound != math.MaxInt64; hops++ {
 		if hops == maxZoneHops {
 			end = bound
 			break
@@ -256,7 +256,21 @@ func zoneAt(loc *time.Location, now int64) (off, zs, ze int64) {
 	t := time.Unix(0, now).In(loc)
 	_, o := t.Zone()
 	s, e := t.ZoneBounds()
-	return int64(o) * int64(time.Second), unixNanoOr(s, math.MinInt64), unixNanoOr(e, math.MaxInt64)
+	off, zs, ze = int64(o)*int64(time.Second), unixNanoOr(s, math.MinInt64), unixNanoOr(e, math.MaxInt64)
+	// Beyond a zone's last listed change, the time package computes the
+	// bounds from its rule, exactly near a change but otherwise only
+	// roughly (the end of a leap year falls a day early, and an instant
+	// in that day gets a span that ended before it). Such a bound is a
+	// hint with the same offset on both sides, which the callers cross;
+	// it must only hold now.
+	const day = 24 * int64(time.Hour)
+	if ze <= now {
+		ze = now - now%int64(time.Second) + day
+	}
+	if zs > now {
+		zs = now - now%int64(time.Second) - day
+	}
+	return off, zs, ze
 }
 
 // unixNanoOr is t in nanoseconds since the epoch; or for the zero time,
