@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,26 +18,37 @@ import (
 
 // Rate-limit buckets are node-local: decisions are hot and ephemeral and
 // never go through Raft. Keys are spread over a fixed set of bucket
-// actors by hash; each actor alone owns the GCRA state of its keys, so
-// the decisions on one key are serialised (exact under any concurrency)
-// while different keys are decided in parallel. A message carries a
-// batch of decisions, so the cost of a message is shared by many.
+// actors by hash; each actor alone owns the state of its keys (whatever
+// the policy's algorithm: storage decides, the actor keeps the state),
+// so the decisions on one key are serialised (exact under any
+// concurrency) while different keys are decided in parallel. A message
+// carries a batch of decisions, so the cost of a message is shared by
+// many.
 //
 // An actor per key, as the architecture first drew it, would cost a spawn
 // (2–3.5 µs) and ≈680 B per key plus a message per decision; grouping
 // keys into actors keeps the per-decision cost near the GCRA arithmetic.
 //
-// Idle buckets go: a bucket whose TAT is not ahead of the clock is full,
-// and forgetting it changes no decision, so a sweep drops those. If an
-// actor still holds more than its share of the capacity, it drops the
-// buckets closest to full first: such a key may then get up to one
-// extra burst (documented bound).
+// Idle buckets go: a bucket is full once it counts nothing any more (a
+// GCRA TAT not ahead of the clock, a window count whose windows have
+// passed, a semaphore whose leases have all expired), and forgetting it
+// changes no decision, so a sweep drops those. If an actor still holds
+// more than its share of the capacity, it drops the buckets closest to
+// full first: such a key may then get up to one extra burst (GCRA), one
+// extra limit in its current window (windows), or up to limit more
+// leases than the limit while the forgotten ones would have been held
+// (concurrency) — documented bounds; every key counts once against the
+// capacity, and a semaphore holds at most limit leases.
 
-// Check is one decision to make: may key spend cost under policy?
+// Check is one decision to make: may key spend cost under policy? For a
+// concurrency policy, a check takes a lease of LeaseMs (its id is in the
+// decision), or, when Release is not 0, gives the lease of that id back.
 type Check struct {
-	Policy *storage.Policy
-	Key    string
-	Cost   uint32
+	Policy  *storage.Policy
+	Key     string
+	Cost    uint32
+	LeaseMs int64  // concurrency: how long the lease lasts unless released
+	Release uint64 // concurrency: the lease to give back instead of a check
 }
 
 // LimiterConfig configures a Limiter.
@@ -44,7 +56,10 @@ type LimiterConfig struct {
 	Actors   int           // bucket actors; default 16
 	Capacity int           // buckets held at most, over all actors; default 1M
 	Sweep    time.Duration // how often full buckets are dropped; default 1 s
-	// Now is the clock (monotonic nanoseconds); default time since start.
+	// Now is the clock: nanoseconds since the Unix epoch, never going
+	// back (calendar windows read it as wall time). Default: the wall
+	// clock at start plus the monotonic time since, so a step of the
+	// host's clock moves no decision.
 	Now func() int64
 }
 
@@ -64,6 +79,10 @@ type Limiter struct {
 	mu       sync.Mutex // guards counters
 	counters map[string]*policyCounters
 	set      *metrics.Set
+
+	// zones caches time zones by name (*time.Location is immutable and
+	// safe to share): loading one reads the zone database.
+	zones sync.Map
 }
 
 type policyCounters struct {
@@ -87,7 +106,8 @@ func NewLimiter(sys *System, set *metrics.Set, cfg LimiterConfig) *Limiter {
 	}
 	if cfg.Now == nil {
 		start := time.Now()
-		cfg.Now = func() int64 { return int64(time.Since(start)) }
+		base := start.UnixNano()
+		cfg.Now = func() int64 { return base + int64(time.Since(start)) }
 	}
 	l := &Limiter{
 		sys: sys, seed: maphash.MakeSeed(), now: cfg.Now,
@@ -95,7 +115,7 @@ func NewLimiter(sys *System, set *metrics.Set, cfg LimiterConfig) *Limiter {
 		stop:   make(chan struct{}), counters: map[string]*policyCounters{}, set: set,
 	}
 	for i := 0; i < cfg.Actors; i++ {
-		box := &bucketBox{l: l, index: i, byPolicy: map[string]map[string]int64{}, tally: map[string]*tally{}}
+		box := &bucketBox{l: l, index: i, byPolicy: map[string]*policyKeys{}, tally: map[string]*tally{}, leaseKey: rand.Uint64()}
 		l.pids = append(l.pids, sys.spawn(func() actor.Actor { return &bucketActor{box: box} }))
 	}
 	sys.actorCount.Add(int64(cfg.Actors))
@@ -241,9 +261,13 @@ type bucketActor struct{ box *bucketBox }
 type bucketBox struct {
 	l     *Limiter
 	index int
-	// byPolicy maps policy name → key → TAT.
-	byPolicy map[string]map[string]int64
+	// byPolicy maps policy name → its keys' state.
+	byPolicy map[string]*policyKeys
 	n        int
+	// Lease ids are a bijection of a counter, keyed at random per actor:
+	// never the same twice in one actor (which owns every lease of its
+	// keys), and not guessable from another.
+	leaseSeq, leaseKey uint64
 	// tally counts decisions per policy between two sweeps, which add
 	// them to the metrics (a counter update per decision would cost more
 	// than the decision).
@@ -286,23 +310,83 @@ func (b *bucketBox) decide(m *bucketMsg) {
 
 func (b *bucketBox) one(c *Check, now int64) storage.Decision {
 	p := c.Policy
-	keys := b.byPolicy[p.Name]
-	if keys == nil {
-		keys = map[string]int64{}
-		b.byPolicy[p.Name] = keys
+	pk := b.byPolicy[p.Name]
+	if pk == nil {
+		pk = &policyKeys{}
+		b.byPolicy[p.Name] = pk
 	}
-	tat, had := keys[c.Key]
-	bk := storage.Bucket{TAT: tat}
-	d := p.Decide(&bk, c.Cost, now)
-	if bk.TAT != tat {
-		keys[c.Key] = bk.TAT
-		if !had {
-			b.n++
-			b.l.buckets.Add(1)
-			if b.n > b.l.perCap {
-				b.shed(now)
+	var d storage.Decision
+	switch p.Algorithm {
+	case storage.GCRA:
+		if pk.gcra == nil {
+			pk.gcra = map[string]int64{}
+		}
+		tat, had := pk.gcra[c.Key]
+		bk := storage.Bucket{TAT: tat}
+		d = p.Decide(&bk, c.Cost, now)
+		if bk.TAT != tat {
+			pk.gcra[c.Key] = bk.TAT
+			if !had {
+				b.added(now)
 			}
 		}
+	case storage.SlidingWindow:
+		b.follow(pk, p)
+		st, had := pk.sliding[c.Key]
+		before := st
+		d = p.DecideSliding(&st, c.Cost, now)
+		if st != before {
+			pk.sliding[c.Key] = st
+			if !had {
+				b.added(now)
+			}
+		}
+	case storage.FixedWindow:
+		b.follow(pk, p)
+		if !pk.win.Contains(now) {
+			pk.win = storage.CalendarWindowAt(p.Window, pk.loc, now)
+		}
+		st, had := pk.fixed[c.Key]
+		before := st
+		d = p.DecideFixed(&st, pk.win, c.Cost, now)
+		if st != before {
+			pk.fixed[c.Key] = st
+			if !had {
+				b.added(now)
+			}
+		}
+	case storage.Concurrency:
+		b.follow(pk, p)
+		sem := pk.sems[c.Key]
+		if c.Release != 0 {
+			if sem == nil {
+				return p.ReleaseLease(&storage.Semaphore{}, c.Release, now)
+			}
+			d = p.ReleaseLease(sem, c.Release, now)
+			if len(sem.Leases) == 0 {
+				delete(pk.sems, c.Key)
+				b.removed()
+			}
+			return d // a release is not a decision: no tally
+		}
+		had := sem != nil
+		if !had {
+			sem = &storage.Semaphore{}
+		}
+		leaseNs := min(c.LeaseMs, storage.MaxLeaseMs) * int64(time.Millisecond)
+		d = p.Acquire(sem, c.Cost, leaseNs, b.nextLeaseID(), now)
+		switch {
+		case len(sem.Leases) == 0 && had:
+			delete(pk.sems, c.Key)
+			b.removed()
+		case len(sem.Leases) > 0 && !had:
+			pk.sems[c.Key] = sem
+			b.added(now)
+		}
+	default:
+		// Policies are validated before they get here; an unknown
+		// algorithm can never pass.
+		d = storage.Decision{Limit: p.Limit, Denied: true, RetryAfterNs: -1}
 	}
 	t := b.tally[p.Name]
 	if t == nil {
@@ -320,10 +404,95 @@ func (b *bucketBox) one(c *Check, now int64) storage.Decision {
 	return d
 }
 
+// policyKeys holds the state of one policy's keys in one actor: GCRA
+// buckets (a TAT, 8 bytes a key besides the map entry and the key),
+// sliding and fixed window counts (16 bytes), semaphores (a pointer to
+// the leases held, 24 bytes a lease).
+type policyKeys struct {
+	gcra    map[string]int64
+	sliding map[string]storage.SlidingCount
+	fixed   map[string]storage.WindowCount
+	sems    map[string]*storage.Semaphore
+
+	// The parameters the window and lease state was kept under: a policy
+	// replaced with another algorithm, window or time zone starts those
+	// keys afresh (a GCRA policy keeps its TATs, as it always has).
+	alg      storage.Algorithm
+	windowMs int64
+	unit     storage.CalendarUnit
+	tz       string
+	loc      *time.Location         // fixed windows: the policy's zone
+	win      storage.CalendarWindow // fixed windows: the current one, shared by every key
+}
+
+// follow makes pk's window and lease state the state of policy p.
+func (b *bucketBox) follow(pk *policyKeys, p *storage.Policy) {
+	if pk.loc != nil || pk.sliding != nil || pk.sems != nil {
+		if pk.alg == p.Algorithm && pk.windowMs == p.WindowMs && pk.unit == p.Window && pk.tz == p.TimeZone {
+			return
+		}
+	}
+	for range len(pk.sliding) + len(pk.fixed) + len(pk.sems) {
+		b.removed()
+	}
+	pk.sliding, pk.fixed, pk.sems, pk.loc, pk.win = nil, nil, nil, nil, storage.CalendarWindow{}
+	pk.alg, pk.windowMs, pk.unit, pk.tz = p.Algorithm, p.WindowMs, p.Window, p.TimeZone
+	switch p.Algorithm {
+	case storage.SlidingWindow:
+		pk.sliding = map[string]storage.SlidingCount{}
+	case storage.FixedWindow:
+		pk.fixed = map[string]storage.WindowCount{}
+		pk.loc = b.l.zone(p)
+	case storage.Concurrency:
+		pk.sems = map[string]*storage.Semaphore{}
+	}
+}
+
+func (b *bucketBox) added(now int64) {
+	b.n++
+	b.l.buckets.Add(1)
+	if b.n > b.l.perCap {
+		b.shed(now)
+	}
+}
+
+func (b *bucketBox) removed() {
+	b.n--
+	b.l.buckets.Add(-1)
+}
+
+// zone returns the time zone of a fixed_window policy.
+func (l *Limiter) zone(p *storage.Policy) *time.Location {
+	if loc, ok := l.zones.Load(p.TimeZone); ok {
+		return loc.(*time.Location)
+	}
+	loc, err := p.Location()
+	if err != nil {
+		return time.UTC // not reached: the policy was validated
+	}
+	l.zones.Store(p.TimeZone, loc)
+	return loc
+}
+
+// nextLeaseID returns a lease id never returned by this actor before
+// (and never 0).
+func (b *bucketBox) nextLeaseID() uint64 {
+	for {
+		b.leaseSeq++
+		// The finaliser of splitmix64 is a bijection of 64-bit words.
+		z := b.leaseSeq + b.leaseKey
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+		z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+		if z ^= z >> 31; z != 0 {
+			return z
+		}
+	}
+}
+
 // sweep drops full buckets and publishes the tallies.
 func (b *bucketBox) sweep() {
 	now := b.l.now()
-	b.dropWhere(func(tat int64) bool { return tat <= now })
+	b.dropWhere(func(fullAt int64) bool { return fullAt <= now })
 	for name, t := range b.tally {
 		c := b.l.countersFor(name)
 		c.allowed.Add(int(t.allowed))
@@ -336,33 +505,52 @@ func (b *bucketBox) sweep() {
 // shed makes room when the actor holds more than its share: full buckets
 // first, then the tenth closest to full.
 func (b *bucketBox) shed(now int64) {
-	b.dropWhere(func(tat int64) bool { return tat <= now })
+	b.dropWhere(func(fullAt int64) bool { return fullAt <= now })
 	if b.n <= b.l.perCap {
 		return
 	}
-	// The tenth of buckets with the lowest TAT: find the cut by sampling
-	// every bucket once (a histogram over the TAT range is overkill for a
-	// path taken once per tenth of the capacity).
-	tats := make([]int64, 0, b.n)
-	for _, keys := range b.byPolicy {
-		for _, tat := range keys {
-			tats = append(tats, tat)
-		}
-	}
-	cut := nthSmallest(tats, len(tats)/10)
-	b.dropWhere(func(tat int64) bool { return tat <= cut })
+	// The tenth of buckets that are full soonest: find the cut by
+	// sampling every bucket once (a histogram over the range is overkill
+	// for a path taken once per tenth of the capacity).
+	at := make([]int64, 0, b.n)
+	b.dropWhere(func(fullAt int64) bool {
+		at = append(at, fullAt)
+		return false
+	})
+	cut := nthSmallest(at, len(at)/10)
+	b.dropWhere(func(fullAt int64) bool { return fullAt <= cut })
 }
 
-func (b *bucketBox) dropWhere(drop func(tat int64) bool) {
-	for name, keys := range b.byPolicy {
-		for k, tat := range keys {
+// dropWhere forgets the buckets for which drop, given the instant they
+// are full at, says so.
+func (b *bucketBox) dropWhere(drop func(fullAt int64) bool) {
+	for name, pk := range b.byPolicy {
+		for k, tat := range pk.gcra {
 			if drop(tat) {
-				delete(keys, k)
-				b.n--
-				b.l.buckets.Add(-1)
+				delete(pk.gcra, k)
+				b.removed()
 			}
 		}
-		if len(keys) == 0 {
+		w := pk.windowMs * int64(time.Millisecond)
+		for k, st := range pk.sliding {
+			if drop(st.FullAt(w)) {
+				delete(pk.sliding, k)
+				b.removed()
+			}
+		}
+		for k, st := range pk.fixed {
+			if drop(st.FullAt()) {
+				delete(pk.fixed, k)
+				b.removed()
+			}
+		}
+		for k, sem := range pk.sems {
+			if drop(sem.FullAt()) {
+				delete(pk.sems, k)
+				b.removed()
+			}
+		}
+		if len(pk.gcra)+len(pk.sliding)+len(pk.fixed)+len(pk.sems) == 0 {
 			delete(b.byPolicy, name)
 		}
 	}
