@@ -362,12 +362,9 @@ func (b *bucketBox) one(c *Check, now int64) storage.Decision {
 			if sem == nil {
 				return p.ReleaseLease(&storage.Semaphore{}, c.Release, now)
 			}
-			d = p.ReleaseLease(sem, c.Release, now)
-			if len(sem.Leases) == 0 {
-				delete(pk.sems, c.Key)
-				b.removed()
-			}
-			return d // a release is not a decision: no tally
+			// A semaphore left empty stays until the sweep, so a key
+			// taking and giving back leases allocates nothing.
+			return p.ReleaseLease(sem, c.Release, now) // a release is not a decision: no tally
 		}
 		had := sem != nil
 		if !had {
@@ -375,11 +372,7 @@ func (b *bucketBox) one(c *Check, now int64) storage.Decision {
 		}
 		leaseNs := min(c.LeaseMs, storage.MaxLeaseMs) * int64(time.Millisecond)
 		d = p.Acquire(sem, c.Cost, leaseNs, b.nextLeaseID(), now)
-		switch {
-		case len(sem.Leases) == 0 && had:
-			delete(pk.sems, c.Key)
-			b.removed()
-		case len(sem.Leases) > 0 && !had:
+		if len(sem.Leases) > 0 && !had {
 			pk.sems[c.Key] = sem
 			b.added(now)
 		}

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -208,5 +209,46 @@ func benchAlgorithms(b *testing.B) map[string]*storage.Policy {
 		"sliding_window": algPolicy(b, storage.Policy{Name: "s", Algorithm: storage.SlidingWindow, Limit: 1_000_000, WindowMs: 1000}),
 		"fixed_window":   algPolicy(b, storage.Policy{Name: "f", Algorithm: storage.FixedWindow, Limit: 1_000_000_000, Window: storage.UnitMinute, TimeZone: "Europe/Paris"}),
 		"concurrency":    algPolicy(b, storage.Policy{Name: "c", Algorithm: storage.Concurrency, Limit: 1000}),
+	}
+}
+
+// BenchmarkRateLimitMemory reports the heap each key costs in the bucket
+// actors, per algorithm (keys "client-N", 10 to 13 bytes; a concurrency
+// key holding one lease).
+func BenchmarkRateLimitMemory(b *testing.B) {
+	const n = 200_000
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprint("client-", i)
+	}
+	algs := benchAlgorithms(b)
+	for _, alg := range []string{"gcra", "sliding_window", "fixed_window", "concurrency"} {
+		b.Run(alg, func(b *testing.B) {
+			for b.Loop() {
+				clock := &fakeClock{}
+				clock.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+				l, _ := newTestLimiter(b, LimiterConfig{Now: clock.now, Actors: 16, Sweep: time.Hour})
+				checks := make([]Check, 1000)
+				out := make([]storage.Decision, len(checks))
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				for i := 0; i < n; i += len(checks) {
+					for j := range checks {
+						checks[j] = Check{Policy: algs[alg], Key: names[i+j], Cost: 1, LeaseMs: 60_000}
+					}
+					if err := l.DecideBatch(checks, out, time.Now().Add(time.Minute)); err != nil {
+						b.Fatal(err)
+					}
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				if got := l.buckets.Load(); got != n {
+					b.Fatalf("%d buckets", got)
+				}
+				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "bytes/key")
+				l.Close()
+			}
+		})
 	}
 }

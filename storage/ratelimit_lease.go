@@ -42,8 +42,14 @@ func (s *Semaphore) expire(now int64) {
 		return false
 	})
 	s.next = next
-	if len(s.Leases) == 0 {
-		s.Leases = nil // a key that held many leases once gives the memory back
+	s.shrink()
+}
+
+// shrink gives back the memory of a key that held many leases once; a
+// small array is kept for the next ones.
+func (s *Semaphore) shrink() {
+	if len(s.Leases) == 0 && cap(s.Leases) > 8 {
+		s.Leases = nil
 	}
 }
 
@@ -137,9 +143,7 @@ func (p *Policy) ReleaseLease(s *Semaphore, id uint64, now int64) Decision {
 	if i := slices.IndexFunc(s.Leases, func(l Lease) bool { return l.ID == id }); i >= 0 && id != 0 {
 		s.Leases = slices.Delete(s.Leases, i, i+1)
 		d.Released = true
-		if len(s.Leases) == 0 {
-			s.Leases = nil
-		}
+		s.shrink()
 	}
 	held := s.Held(now)
 	if held < p.Limit {

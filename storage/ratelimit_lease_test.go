@@ -112,7 +112,7 @@ func TestConcurrencyDecisionFields(t *testing.T) {
 		t.Fatalf("double release: %+v", d)
 	}
 	// Lease 8 expires at 310 ms: released then, it is gone already.
-	if d = p.ReleaseLease(&s, 8, 310*ms); d.Released || d.Remaining != 3 || d.ResetNs != 0 || s.Leases != nil {
+	if d = p.ReleaseLease(&s, 8, 310*ms); d.Released || d.Remaining != 3 || d.ResetNs != 0 || len(s.Leases) != 0 {
 		t.Fatalf("release after expiry: %+v %+v", d, s)
 	}
 	shadow := p
