@@ -315,6 +315,10 @@ func (b *bucketBox) one(c *Check, now int64) storage.Decision {
 		pk = &policyKeys{}
 		b.byPolicy[p.Name] = pk
 	}
+	if c.Release != 0 && p.Algorithm != storage.Concurrency {
+		// Only leases can be given back; nothing is spent.
+		return storage.Decision{Limit: p.Limit, Allowed: true}
+	}
 	var d storage.Decision
 	switch p.Algorithm {
 	case storage.GCRA:

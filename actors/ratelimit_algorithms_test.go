@@ -252,3 +252,18 @@ func BenchmarkRateLimitMemory(b *testing.B) {
 		})
 	}
 }
+
+// A release names a lease: on another algorithm it spends nothing.
+func TestLimiterReleaseOnlyLeases(t *testing.T) {
+	l, _ := newTestLimiter(t, LimiterConfig{Actors: 1})
+	p := policy(t, 1, 0, time.Hour)
+	deadline := time.Now().Add(5 * time.Second)
+	for range 3 {
+		if d, err := l.Decide(Check{Policy: p, Key: "k", Cost: 1, Release: 99}, deadline); err != nil || !d.Allowed || d.Released {
+			t.Fatalf("%+v %v", d, err)
+		}
+	}
+	if d, _ := l.Decide(Check{Policy: p, Key: "k", Cost: 1}, deadline); !d.Allowed {
+		t.Fatal("a release spent the bucket")
+	}
+}
