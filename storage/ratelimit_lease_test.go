@@ -4,6 +4,8 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // leaseModel: the live leases by id, nothing else.
@@ -137,5 +139,18 @@ func BenchmarkConcurrencyAcquireRelease(b *testing.B) {
 		if d := p.Acquire(s, 1, int64(time.Second), uint64(i)+1, now); d.Allowed && i&1 == 0 {
 			p.ReleaseLease(s, d.LeaseID, now)
 		}
+	}
+}
+
+// BenchmarkXTimeRateAllow is the floor the decisions above are held
+// against: golang.org/x/time/rate's Allow on as many limiters.
+func BenchmarkXTimeRateAllow(b *testing.B) {
+	ls := make([]*rate.Limiter, 1024)
+	for i := range ls {
+		ls[i] = rate.NewLimiter(rate.Limit(1000), 1000)
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		ls[i&1023].Allow()
 	}
 }
