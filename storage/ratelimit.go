@@ -326,7 +326,7 @@ type Decision struct {
 	Released bool
 }
 
-// Decide spends cost from b at now if the policy allows it. A cost above
+// Decide spends cost from b at now if the GCRA policy allows it. A cost above
 // the burst can never pass: it is denied with RetryAfterNs -1.
 func (p *Policy) Decide(b *Bucket, cost uint32, now int64) Decision {
 	t := p.Interval()
