@@ -106,8 +106,8 @@ func (b *bucketBox) one(c *Check, now int64) storage.Decision {
 
 // policyKeys holds the state of one policy's keys in one actor: GCRA
 // buckets (a TAT, 8 bytes a key besides the map entry and the key),
-// sliding and fixed window counts (16 bytes), semaphores (a pointer to
-// the leases held, 24 bytes a lease).
+// fixed window counts (8 bytes), sliding window counts (16 bytes),
+// semaphores (a pointer to the leases held, 24 bytes a lease).
 type policyKeys struct {
 	gcra    map[string]int64
 	sliding map[string]storage.SlidingCount
@@ -192,7 +192,7 @@ func (b *bucketBox) nextLeaseID() uint64 {
 // sweep drops full buckets and publishes the tallies.
 func (b *bucketBox) sweep() {
 	now := b.l.now()
-	b.dropWhere(func(fullAt int64) bool { return fullAt <= now })
+	b.dropWhere(now, func(fullAt int64) bool { return fullAt <= now })
 	for name, t := range b.tally {
 		c := b.l.countersFor(name)
 		c.allowed.Add(int(t.allowed))
@@ -205,7 +205,7 @@ func (b *bucketBox) sweep() {
 // shed makes room when the actor holds more than its share: full buckets
 // first, then the tenth closest to full.
 func (b *bucketBox) shed(now int64) {
-	b.dropWhere(func(fullAt int64) bool { return fullAt <= now })
+	b.dropWhere(now, func(fullAt int64) bool { return fullAt <= now })
 	if b.n <= b.l.perCap {
 		return
 	}
@@ -213,17 +213,17 @@ func (b *bucketBox) shed(now int64) {
 	// sampling every bucket once (a histogram over the range is overkill
 	// for a path taken once per tenth of the capacity).
 	at := make([]int64, 0, b.n)
-	b.dropWhere(func(fullAt int64) bool {
+	b.dropWhere(now, func(fullAt int64) bool {
 		at = append(at, fullAt)
 		return false
 	})
 	cut := nthSmallest(at, len(at)/10)
-	b.dropWhere(func(fullAt int64) bool { return fullAt <= cut })
+	b.dropWhere(now, func(fullAt int64) bool { return fullAt <= cut })
 }
 
 // dropWhere forgets the buckets for which drop, given the instant they
 // are full at, says so.
-func (b *bucketBox) dropWhere(drop func(fullAt int64) bool) {
+func (b *bucketBox) dropWhere(now int64, drop func(fullAt int64) bool) {
 	for name, pk := range b.byPolicy {
 		for k, tat := range pk.gcra {
 			if drop(tat) {
@@ -239,7 +239,7 @@ func (b *bucketBox) dropWhere(drop func(fullAt int64) bool) {
 			}
 		}
 		for k, st := range pk.fixed {
-			if drop(st.FullAt()) {
+			if drop(st.FullAt(now)) {
 				delete(pk.fixed, k)
 				b.removed()
 			}

@@ -160,17 +160,22 @@ func satMul(a, b int64) int64 {
 	return int64(lo)
 }
 
-// WindowCount is the state of one key under a fixed_window policy (16
-// bytes): the count of the window that ends at End. Windows partition
-// time, so the end names the window; a count whose window has ended is
-// zero.
+// WindowCount is the state of one key under a fixed_window policy (8
+// bytes, as a GCRA bucket): the count of the window that ends at EndSec.
+// Windows partition time and end on whole seconds (zone offsets are
+// whole seconds), so the end's second names the window; it is kept
+// modulo 2³² (136 years), and a count whose window has ended is zero.
 type WindowCount struct {
-	End   int64
-	Count uint32
+	EndSec uint32 // the window's end in seconds since the Unix epoch, modulo 2³²
+	Count  uint32
 }
 
-// FullAt is when the key counts nothing any more.
-func (c *WindowCount) FullAt() int64 { return c.End }
+// FullAt is when the key counts nothing any more: its window's end, read
+// as the instant within 68 years of now that it names.
+func (c *WindowCount) FullAt(now int64) int64 {
+	sec := floorDiv(now, int64(time.Second))
+	return (sec + int64(int32(c.EndSec-uint32(sec)))) * int64(time.Second)
+}
 
 // CalendarWindow is one fixed window, [Start, End) in nanoseconds since
 // the Unix epoch.
@@ -184,8 +189,9 @@ func (w CalendarWindow) Contains(now int64) bool { return w.Start <= now && now 
 // fixed_window policy allows it: exactly limit per window. A denial
 // changes nothing; a cost above the limit can never pass.
 func (p *Policy) DecideFixed(c *WindowCount, win CalendarWindow, cost uint32, now int64) Decision {
+	endSec := uint32(floorDiv(win.End, int64(time.Second)))
 	count := uint32(0)
-	if c.End == win.End {
+	if c.EndSec == endSec {
 		count = c.Count
 	}
 	d := Decision{Limit: p.Limit, ResetNs: win.End - now}
@@ -194,7 +200,7 @@ func (p *Policy) DecideFixed(c *WindowCount, win CalendarWindow, cost uint32, no
 		d.Denied, d.RetryAfterNs = true, -1
 	case uint64(count)+uint64(cost) <= uint64(p.Limit):
 		count += cost
-		c.End, c.Count = win.End, count
+		c.EndSec, c.Count = endSec, count
 	default:
 		d.Denied, d.RetryAfterNs = true, win.End-now
 	}
