@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,26 +18,37 @@ import (
 
 // Rate-limit buckets are node-local: decisions are hot and ephemeral and
 // never go through Raft. Keys are spread over a fixed set of bucket
-// actors by hash; each actor alone owns the GCRA state of its keys, so
-// the decisions on one key are serialised (exact under any concurrency)
-// while different keys are decided in parallel. A message carries a
-// batch of decisions, so the cost of a message is shared by many.
+// actors by hash; each actor alone owns the state of its keys (whatever
+// the policy's algorithm: storage decides, the actor keeps the state),
+// so the decisions on one key are serialised (exact under any
+// concurrency) while different keys are decided in parallel. A message
+// carries a batch of decisions, so the cost of a message is shared by
+// many.
 //
 // An actor per key, as the architecture first drew it, would cost a spawn
 // (2–3.5 µs) and ≈680 B per key plus a message per decision; grouping
 // keys into actors keeps the per-decision cost near the GCRA arithmetic.
 //
-// Idle buckets go: a bucket whose TAT is not ahead of the clock is full,
-// and forgetting it changes no decision, so a sweep drops those. If an
-// actor still holds more than its share of the capacity, it drops the
-// buckets closest to full first: such a key may then get up to one
-// extra burst (documented bound).
+// Idle buckets go: a bucket is full once it counts nothing any more (a
+// GCRA TAT not ahead of the clock, a window count whose windows have
+// passed, a semaphore whose leases have all expired), and forgetting it
+// changes no decision, so a sweep drops those. If an actor still holds
+// more than its share of the capacity, it drops the buckets closest to
+// full first: such a key may then get up to one extra burst (GCRA), one
+// extra limit in its current window (windows), or up to limit more
+// leases than the limit while the forgotten ones would have been held
+// (concurrency) — documented bounds; every key counts once against the
+// capacity, and a semaphore holds at most limit leases.
 
-// Check is one decision to make: may key spend cost under policy?
+// Check is one decision to make: may key spend cost under policy? For a
+// concurrency policy, a check takes a lease of LeaseMs (its id is in the
+// decision), or, when Release is not 0, gives the lease of that id back.
 type Check struct {
-	Policy *storage.Policy
-	Key    string
-	Cost   uint32
+	Policy  *storage.Policy
+	Key     string
+	Cost    uint32
+	LeaseMs int64  // concurrency: how long the lease lasts unless released
+	Release uint64 // concurrency: the lease to give back instead of a check
 }
 
 // LimiterConfig configures a Limiter.
@@ -44,7 +56,10 @@ type LimiterConfig struct {
 	Actors   int           // bucket actors; default 16
 	Capacity int           // buckets held at most, over all actors; default 1M
 	Sweep    time.Duration // how often full buckets are dropped; default 1 s
-	// Now is the clock (monotonic nanoseconds); default time since start.
+	// Now is the clock: nanoseconds since the Unix epoch, never going
+	// back (calendar windows read it as wall time). Default: the wall
+	// clock at start plus the monotonic time since, so a step of the
+	// host's clock moves no decision.
 	Now func() int64
 }
 
@@ -64,6 +79,10 @@ type Limiter struct {
 	mu       sync.Mutex // guards counters
 	counters map[string]*policyCounters
 	set      *metrics.Set
+
+	// zones caches time zones by name (*time.Location is immutable and
+	// safe to share): loading one reads the zone database.
+	zones sync.Map
 }
 
 type policyCounters struct {
@@ -87,7 +106,8 @@ func NewLimiter(sys *System, set *metrics.Set, cfg LimiterConfig) *Limiter {
 	}
 	if cfg.Now == nil {
 		start := time.Now()
-		cfg.Now = func() int64 { return int64(time.Since(start)) }
+		base := start.UnixNano()
+		cfg.Now = func() int64 { return base + int64(time.Since(start)) }
 	}
 	l := &Limiter{
 		sys: sys, seed: maphash.MakeSeed(), now: cfg.Now,
@@ -95,7 +115,7 @@ func NewLimiter(sys *System, set *metrics.Set, cfg LimiterConfig) *Limiter {
 		stop:   make(chan struct{}), counters: map[string]*policyCounters{}, set: set,
 	}
 	for i := 0; i < cfg.Actors; i++ {
-		box := &bucketBox{l: l, index: i, byPolicy: map[string]map[string]int64{}, tally: map[string]*tally{}}
+		box := &bucketBox{l: l, index: i, byPolicy: map[string]*policyKeys{}, tally: map[string]*tally{}, leaseKey: rand.Uint64()}
 		l.pids = append(l.pids, sys.spawn(func() actor.Actor { return &bucketActor{box: box} }))
 	}
 	sys.actorCount.Add(int64(cfg.Actors))
@@ -241,9 +261,13 @@ type bucketActor struct{ box *bucketBox }
 type bucketBox struct {
 	l     *Limiter
 	index int
-	// byPolicy maps policy name → key → TAT.
-	byPolicy map[string]map[string]int64
+	// byPolicy maps policy name → its keys' state.
+	byPolicy map[string]*policyKeys
 	n        int
+	// Lease ids are a bijection of a counter, keyed at random per actor:
+	// never the same twice in one actor (which owns every lease of its
+	// keys), and not guessable from another.
+	leaseSeq, leaseKey uint64
 	// tally counts decisions per policy between two sweeps, which add
 	// them to the metrics (a counter update per decision would cost more
 	// than the decision).
@@ -282,120 +306,4 @@ func (b *bucketBox) decide(m *bucketMsg) {
 		}
 	}
 	m.g.partDone()
-}
-
-func (b *bucketBox) one(c *Check, now int64) storage.Decision {
-	p := c.Policy
-	keys := b.byPolicy[p.Name]
-	if keys == nil {
-		keys = map[string]int64{}
-		b.byPolicy[p.Name] = keys
-	}
-	tat, had := keys[c.Key]
-	bk := storage.Bucket{TAT: tat}
-	d := p.Decide(&bk, c.Cost, now)
-	if bk.TAT != tat {
-		keys[c.Key] = bk.TAT
-		if !had {
-			b.n++
-			b.l.buckets.Add(1)
-			if b.n > b.l.perCap {
-				b.shed(now)
-			}
-		}
-	}
-	t := b.tally[p.Name]
-	if t == nil {
-		t = &tally{}
-		b.tally[p.Name] = t
-	}
-	switch {
-	case !d.Denied:
-		t.allowed++
-	case d.Allowed:
-		t.shadowDenied++
-	default:
-		t.denied++
-	}
-	return d
-}
-
-// sweep drops full buckets and publishes the tallies.
-func (b *bucketBox) sweep() {
-	now := b.l.now()
-	b.dropWhere(func(tat int64) bool { return tat <= now })
-	for name, t := range b.tally {
-		c := b.l.countersFor(name)
-		c.allowed.Add(int(t.allowed))
-		c.denied.Add(int(t.denied))
-		c.shadowDenied.Add(int(t.shadowDenied))
-		delete(b.tally, name)
-	}
-}
-
-// shed makes room when the actor holds more than its share: full buckets
-// first, then the tenth closest to full.
-func (b *bucketBox) shed(now int64) {
-	b.dropWhere(func(tat int64) bool { return tat <= now })
-	if b.n <= b.l.perCap {
-		return
-	}
-	// The tenth of buckets with the lowest TAT: find the cut by sampling
-	// every bucket once (a histogram over the TAT range is overkill for a
-	// path taken once per tenth of the capacity).
-	tats := make([]int64, 0, b.n)
-	for _, keys := range b.byPolicy {
-		for _, tat := range keys {
-			tats = append(tats, tat)
-		}
-	}
-	cut := nthSmallest(tats, len(tats)/10)
-	b.dropWhere(func(tat int64) bool { return tat <= cut })
-}
-
-func (b *bucketBox) dropWhere(drop func(tat int64) bool) {
-	for name, keys := range b.byPolicy {
-		for k, tat := range keys {
-			if drop(tat) {
-				delete(keys, k)
-				b.n--
-				b.l.buckets.Add(-1)
-			}
-		}
-		if len(keys) == 0 {
-			delete(b.byPolicy, name)
-		}
-	}
-}
-
-// nthSmallest returns the n-th smallest value (0-based) of v, reordering
-// v (quickselect).
-func nthSmallest(v []int64, n int) int64 {
-	lo, hi := 0, len(v)-1
-	for lo < hi {
-		pivot := v[(lo+hi)/2]
-		i, j := lo, hi
-		for i <= j {
-			for v[i] < pivot {
-				i++
-			}
-			for v[j] > pivot {
-				j--
-			}
-			if i <= j {
-				v[i], v[j] = v[j], v[i]
-				i++
-				j--
-			}
-		}
-		switch {
-		case n <= j:
-			hi = j
-		case n >= i:
-			lo = i
-		default:
-			return v[n]
-		}
-	}
-	return v[n]
 }

@@ -177,40 +177,63 @@ func TestNthSmallest(t *testing.T) {
 
 // BenchmarkRateLimitDecisions compares decisions through the bucket
 // actors (batches of 256 per call, as a busy front end or a batched
-// check API would send them) with golang.org/x/time/rate limiters in a
-// sharded map on the same 10k keys: the floor of an in-process limiter.
+// check API would send them), for each algorithm, with
+// golang.org/x/time/rate limiters in a sharded map on the same 10k keys:
+// the floor of an in-process limiter.
 func BenchmarkRateLimitDecisions(b *testing.B) {
 	const keys = 10_000
 	names := make([]string, keys)
 	for i := range names {
 		names[i] = fmt.Sprint("client-", i)
 	}
-	b.Run("actors", func(b *testing.B) {
-		l, _ := newTestLimiter(b, LimiterConfig{})
-		p := policy(b, 1_000_000, 0, time.Second)
-		b.ReportAllocs()
-		var next atomic.Int64
-		b.RunParallel(func(pb *testing.PB) {
-			const batch = 256
-			checks := make([]Check, batch)
-			out := make([]storage.Decision, batch)
-			base := int(next.Add(7919))
-			deadline := time.Now().Add(time.Hour)
-			for i := 0; pb.Next(); {
-				// One b.N step is one decision: fill a batch, then send it.
-				checks[i] = Check{Policy: p, Key: names[(base+i*31)%keys], Cost: 1}
-				if i++; i == batch {
-					if err := l.DecideBatch(checks, out, deadline); err != nil {
-						b.Error(err)
-						return
+	algs := benchAlgorithms(b)
+	for _, alg := range []string{"gcra", "sliding_window", "fixed_window", "concurrency"} {
+		name := "actors" // GCRA's row keeps its name
+		if alg != "gcra" {
+			name += "-" + alg
+		}
+		b.Run(name, func(b *testing.B) {
+			l, _ := newTestLimiter(b, LimiterConfig{})
+			p := algs[alg]
+			b.ReportAllocs()
+			var next atomic.Int64
+			b.RunParallel(func(pb *testing.PB) {
+				const batch = 256
+				checks := make([]Check, batch)
+				out := make([]storage.Decision, batch)
+				base := int(next.Add(7919))
+				deadline := time.Now().Add(time.Hour)
+				// Concurrency: half the checks of a batch take leases,
+				// the other half give back those of the batch before.
+				var held []Check
+				for i := 0; pb.Next(); {
+					// One b.N step is one decision: fill a batch, then send it.
+					if p.Algorithm == storage.Concurrency && i < len(held) {
+						checks[i] = held[i]
+					} else {
+						checks[i] = Check{Policy: p, Key: names[(base+i*31)%keys], Cost: 1, LeaseMs: 60_000}
 					}
-					base += batch
-					i = 0
+					if i++; i == batch {
+						if err := l.DecideBatch(checks, out, deadline); err != nil {
+							b.Error(err)
+							return
+						}
+						if p.Algorithm == storage.Concurrency {
+							held = held[:0]
+							for j := range checks {
+								if out[j].LeaseID != 0 && len(held) < batch/2 {
+									held = append(held, Check{Policy: p, Key: checks[j].Key, Release: out[j].LeaseID})
+								}
+							}
+						}
+						base += batch
+						i = 0
+					}
 				}
-			}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
 		})
-		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
-	})
+	}
 	b.Run("x-time-rate", func(b *testing.B) {
 		const shards = 64
 		type shard struct {

@@ -177,6 +177,7 @@ func describe(r storage.Result) string {
 // ids that are sometimes retried.
 type logGen struct {
 	r      *rand.Rand
+	pr     *rand.Rand // policies' algorithms: a stream of their own, so the rest of the log is as before
 	index  uint64
 	stamp  uint64
 	ids    []string // ids of creates proposed (not all succeeded)
@@ -192,7 +193,7 @@ type sentReq struct {
 }
 
 func newLogGen(seed uint64) *logGen {
-	g := &logGen{r: rand.New(rand.NewPCG(seed, seed^0x5eed)), stamp: storage.StampAt(1_700_000_000_000)}
+	g := &logGen{r: rand.New(rand.NewPCG(seed, seed^0x5eed)), pr: rand.New(rand.NewPCG(seed, seed^0xa190)), stamp: storage.StampAt(1_700_000_000_000)}
 	p := storage.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1, KeyLen: 16, SaltLen: 8}
 	for i := range 3 {
 		g.hashes = append(g.hashes, storage.HashPassword(fmt.Sprint("password", i), []byte(fmt.Sprint("saltsalt", i)), p))
@@ -362,6 +363,22 @@ func (g *logGen) command() *storage.Command {
 	case x < 90:
 		names := []string{"api", "login", "default", "bad name"}
 		p := &storage.Policy{Name: names[g.r.IntN(len(names))], Limit: uint32(g.r.IntN(100)), WindowMs: g.r.Int64N(5000), Burst: uint32(g.r.IntN(10)), Shadow: g.r.IntN(2) == 0}
+		// Every algorithm, valid or not (4 is none).
+		switch p.Algorithm = storage.Algorithm(g.pr.IntN(5)); p.Algorithm {
+		case storage.FixedWindow:
+			zones := []string{"", "UTC", "Europe/Paris", "America/New_York", "Nowhere/Else"}
+			p.Window, p.TimeZone = storage.CalendarUnit(g.pr.IntN(7)), zones[g.pr.IntN(len(zones))]
+			if g.pr.IntN(4) > 0 {
+				p.WindowMs = 0
+			}
+		case storage.Concurrency:
+			if g.pr.IntN(4) > 0 {
+				p.WindowMs = 0
+			}
+		}
+		if p.Algorithm != storage.GCRA && g.pr.IntN(2) == 0 {
+			p.Burst = 0
+		}
 		kind := storage.CmdPolicyPut
 		if g.r.IntN(3) == 0 {
 			kind = storage.CmdPolicyDelete

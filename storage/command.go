@@ -8,8 +8,10 @@ import (
 // CommandVersion is the version of the command encoding written by this
 // build. A node that meets a newer version stops instead of diverging;
 // older ones are read as they were written. Version 2 added the limits a
-// document command carries (DocCommand.MaxDocs, HistoryBytes).
-const CommandVersion = 2
+// document command carries (DocCommand.MaxDocs, HistoryBytes), version
+// 3 a policy's algorithm (Policy.Algorithm, Window, TimeZone; a policy of
+// an older command is GCRA).
+const CommandVersion = 3
 
 // CommandKind says what a command does.
 type CommandKind uint8
@@ -255,15 +257,26 @@ func EncodeMulti(dst []byte, subs [][]byte) []byte {
 	return e.b
 }
 
+// policy writes a policy record: the fields of command version 2 and
+// snapshot version 5, then the algorithm and, for fixed windows, the
+// unit and time zone.
 func (e *encoder) policy(p *Policy) {
 	e.str(p.Name)
 	e.uvarint(uint64(p.Limit))
 	e.varint(p.WindowMs)
 	e.uvarint(uint64(p.Burst))
 	e.boolean(p.Shadow)
+	e.byte1(byte(p.Algorithm))
+	if p.Algorithm == FixedWindow {
+		e.byte1(byte(p.Window))
+		e.str(p.TimeZone)
+	}
 }
 
-func (d *decoder) policy() *Policy {
+// policy reads a policy record; withAlgorithm is false for the records
+// of command versions 1 and 2 and snapshot versions up to 5, whose
+// policies are all GCRA.
+func (d *decoder) policy(withAlgorithm bool) *Policy {
 	p := &Policy{Name: d.str()}
 	limit := d.uvarint()
 	p.WindowMs = d.varint()
@@ -273,6 +286,21 @@ func (d *decoder) policy() *Policy {
 		d.fail("policy limit %d or burst %d out of range", limit, burst)
 	}
 	p.Limit, p.Burst = uint32(limit), uint32(burst)
+	if !withAlgorithm {
+		return p
+	}
+	p.Algorithm = Algorithm(d.byte1())
+	switch {
+	case d.err != nil:
+	case p.Algorithm > lastAlgorithm:
+		d.fail("unknown rate-limit algorithm %d", p.Algorithm)
+	case p.Algorithm == FixedWindow:
+		p.Window = CalendarUnit(d.byte1())
+		p.TimeZone = d.str()
+		if d.err == nil && (p.Window < UnitSecond || p.Window > lastUnit || len(p.TimeZone) > MaxTimeZone) {
+			d.fail("fixed window %d in time zone %q", p.Window, p.TimeZone)
+		}
+	}
 	return p
 }
 
@@ -393,7 +421,7 @@ func DecodeCommand(b []byte) (*Command, error) {
 		op.PasswordCheck = d.fixed64()
 		c.Session = op
 	case CmdPolicyPut:
-		c.Policy = d.policy()
+		c.Policy = d.policy(v >= 3)
 	case CmdPolicyDelete:
 		c.Policy = &Policy{Name: d.str()}
 	case CmdDocCreate, CmdDocSubmit, CmdDocTitle, CmdDocDelete, CmdDocEditor:

@@ -78,6 +78,14 @@ func FuzzReadSnapshot(f *testing.F) {
 	f.Add(b[:len(b)-1])
 	f.Add(writeSnap(f, tinySnapshot(1, 1)))
 	f.Add(writeSnap(f, &Snapshot{}))
+	withPolicies := tinySnapshot(1, 1)
+	withPolicies.Meta.Policies = []Policy{
+		{Name: "c", Algorithm: Concurrency, Limit: 2, Burst: 2},
+		{Name: "f", Algorithm: FixedWindow, Limit: 3, Burst: 3, Window: UnitDay, TimeZone: "Asia/Tokyo"},
+		{Name: "g", Limit: 3, WindowMs: 10, Burst: 1},
+		{Name: "s", Algorithm: SlidingWindow, Limit: 3, WindowMs: 10, Burst: 3},
+	}
+	f.Add(writeSnap(f, withPolicies))
 	f.Add(snapshotMagic)
 	f.Add([]byte("TROUPE-SNAPSHOT\n\x02"))
 	f.Fuzz(func(t *testing.T, b []byte) {

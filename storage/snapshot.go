@@ -12,8 +12,9 @@ import (
 // user records), version 3 rate-limit policies (a policies frame),
 // version 4 documents (docs frames), version 5 carries every record in
 // bounded chunks (chunks.go) so that no value has a size limit of the
-// format's own; older versions are still read.
-const SnapshotVersion = 5
+// format's own, version 6 a rate-limit policy's algorithm (the policies
+// of older snapshots are GCRA); older versions are still read.
+const SnapshotVersion = 6
 
 var snapshotMagic = []byte("TROUPE-SNAPSHOT\n")
 
@@ -336,7 +337,7 @@ func ReadSnapshot(r io.Reader) (*Snapshot, error) {
 			n := d.count(4)
 			s.Meta.Policies = make([]Policy, 0, n)
 			for i := 0; i < n && d.err == nil; i++ {
-				p := d.policy()
+				p := d.policy(v >= 6)
 				if d.err != nil {
 					break
 				}
