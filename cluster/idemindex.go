@@ -6,9 +6,15 @@ package cluster
 // groups with tombstones, so lookups probe further and further until the
 // next rehash (measured: probing was a third of a keyed apply's CPU with a
 // million keys kept). This is an open-addressing table with linear
-// probing and backward-shift deletion: no tombstones, so a lookup touches
-// one or two cache lines however long the node runs. It holds no
-// pointers, so the collector never scans it.
+// probing and backward-shift deletion: no tombstones, however long the
+// node runs. It holds no pointers, so the collector never scans it.
+//
+// A slot is 8 bytes: the hash's low 32 bits (its fragment, with the top
+// bit set so that a used slot is never 0) and the entry number's low 32
+// bits. The window rebuilds the full entry number from its oldest kept
+// one (it keeps fewer than 2^32 entries), and tells a fragment shared by
+// two keys apart by the full hash it keeps in the entry. At most half
+// the slots are used, so a look-up usually reads one cache line.
 //
 // It is split into idemIndexParts tables by the hash's top bits, each
 // growing (and shrinking) on its own, so that a resize rehashes a
@@ -28,50 +34,57 @@ const (
 )
 
 type idemTable struct {
-	slots []idemIndexSlot // a power of two long, or empty
+	slots []uint64 // a power of two long, or empty; 0 is a free slot
 	n     int
 }
 
-// idemIndexSlot is a hash and its entry number plus one (0: empty).
-type idemIndexSlot struct {
-	hash, seq1 uint64
-}
+// idemFrag is the part of h a slot keeps, and where its probe starts.
+func idemFrag(h uint64) uint32 { return uint32(h) | 1<<31 }
+
+func idemSlotOf(h, seq uint64) uint64 { return uint64(idemFrag(h))<<32 | uint64(uint32(seq)) }
+
+// idemHolds tells whether entry number seq (rebuilt by the caller) holds
+// hash h.
+type idemHolds func(seq32 uint32) bool
 
 func (x *idemIndex) part(h uint64) *idemTable { return &x.parts[h>>(64-idemIndexPartLog)] }
 
 // len is the number of hashes held.
 func (x *idemIndex) len() int { return x.n }
 
-// get returns h's entry number.
-func (x *idemIndex) get(h uint64) (uint64, bool) {
+// get returns the low 32 bits of h's entry number; held confirms a
+// candidate whose fragment matches.
+func (x *idemIndex) get(h uint64, held idemHolds) (uint32, bool) {
 	t := x.part(h)
-	if i, ok := t.find(h); ok {
-		return t.slots[i].seq1 - 1, true
+	if i, ok := t.find(h, held); ok {
+		return uint32(t.slots[i]), true
 	}
 	return 0, false
 }
 
-// put records h → seq, unless h is held already: then it changes nothing
-// and returns false.
-func (x *idemIndex) put(h, seq uint64) bool {
+// put records h → seq unless h is held already (then it changes nothing
+// and returns false).
+func (x *idemIndex) put(h, seq uint64, held idemHolds) bool {
 	t := x.part(h)
-	if _, held := t.find(h); held {
-		return false
-	}
-	if (t.n+1)*4 > len(t.slots)*3 {
+	if (t.n+1)*2 > len(t.slots) {
 		t.resize(max(idemTableMin, 2*len(t.slots)))
 	}
-	t.insert(idemIndexSlot{hash: h, seq1: seq + 1})
+	i, found := t.find(h, held)
+	if found {
+		return false
+	}
+	t.slots[i] = idemSlotOf(h, seq)
 	t.n++
 	x.n++
 	return true
 }
 
-// remove forgets h if it maps to seq, and says whether it did.
+// remove forgets h if it maps to seq, and says whether it did. seq must
+// be h's entry or no kept entry's (the window passes an entry's own).
 func (x *idemIndex) remove(h, seq uint64) bool {
 	t := x.part(h)
-	i, ok := t.find(h)
-	if !ok || t.slots[i].seq1 != seq+1 {
+	i, ok := t.find(h, func(seq32 uint32) bool { return seq32 == uint32(seq) })
+	if !ok {
 		return false
 	}
 	t.removeAt(i)
@@ -83,51 +96,44 @@ func (x *idemIndex) remove(h, seq uint64) bool {
 	return true
 }
 
-// find returns the slot holding h.
-func (t *idemTable) find(h uint64) (int, bool) {
+// find returns the slot holding h (a matching fragment that held
+// confirms), or else the free slot that ends its probe.
+func (t *idemTable) find(h uint64, held idemHolds) (int, bool) {
 	if len(t.slots) == 0 {
 		return 0, false
 	}
+	frag := idemFrag(h)
 	mask := len(t.slots) - 1
-	for i := int(h) & mask; ; i = (i + 1) & mask {
-		switch s := &t.slots[i]; {
-		case s.seq1 == 0:
-			return 0, false
-		case s.hash == h:
+	for i := int(frag) & mask; ; i = (i + 1) & mask {
+		switch s := t.slots[i]; {
+		case s == 0:
+			return i, false
+		case uint32(s>>32) == frag && held(uint32(s)):
 			return i, true
 		}
 	}
 }
 
-// insert puts s into the first free slot from its home.
-func (t *idemTable) insert(s idemIndexSlot) {
-	mask := len(t.slots) - 1
-	i := int(s.hash) & mask
-	for t.slots[i].seq1 != 0 {
-		i = (i + 1) & mask
-	}
-	t.slots[i] = s
-}
-
 // removeAt empties slot i and moves back the entries after it that probed
 // past it, so that every entry stays reachable from its home without
-// passing an empty slot.
+// passing a free slot.
 func (t *idemTable) removeAt(i int) {
 	mask := len(t.slots) - 1
 	for j := i; ; {
-		t.slots[i] = idemIndexSlot{}
+		t.slots[i] = 0
 		for {
 			j = (j + 1) & mask
-			if t.slots[j].seq1 == 0 {
+			s := t.slots[j]
+			if s == 0 {
 				return
 			}
 			// The entry at j may stay if its home k lies cyclically in
 			// (i, j]: it is then still reached without passing i.
-			k := int(t.slots[j].hash) & mask
+			k := int(uint32(s>>32)) & mask
 			if (i <= j && i < k && k <= j) || (i > j && (i < k || k <= j)) {
 				continue
 			}
-			t.slots[i] = t.slots[j]
+			t.slots[i] = s
 			i = j
 			break
 		}
@@ -136,10 +142,16 @@ func (t *idemTable) removeAt(i int) {
 
 func (t *idemTable) resize(n int) {
 	old := t.slots
-	t.slots = make([]idemIndexSlot, n)
+	t.slots = make([]uint64, n)
+	mask := n - 1
 	for _, s := range old {
-		if s.seq1 != 0 {
-			t.insert(s)
+		if s == 0 {
+			continue
 		}
+		i := int(uint32(s>>32)) & mask
+		for t.slots[i] != 0 {
+			i = (i + 1) & mask
+		}
+		t.slots[i] = s
 	}
 }

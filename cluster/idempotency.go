@@ -125,14 +125,31 @@ func (w *idempotencyWindow) get(id string) (uint64, bool) {
 	if seq, ok := w.clash[id]; ok {
 		return seq, true
 	}
-	seq, ok := w.index.get(idemHash(w.seed, id))
+	h := idemHash(w.seed, id)
+	seq32, ok := w.index.get(h, w.holds(h))
 	if !ok {
 		return 0, false
 	}
+	seq := w.seqOf(seq32)
 	if b, s := w.slot(seq); string(b.data[s.keyOff:s.keyOff+s.keyLen]) != id {
 		return 0, false // another key with the same hash
 	}
 	return seq, true
+}
+
+// seqOf rebuilds a kept entry's number from its low 32 bits (the window
+// keeps fewer than 2^32 entries: at ~100 bytes each, far more than any
+// node's memory).
+func (w *idempotencyWindow) seqOf(seq32 uint32) uint64 {
+	return w.headSeq + uint64(seq32-uint32(w.headSeq))
+}
+
+// holds tells the index whether a kept entry it points at has hash h.
+func (w *idempotencyWindow) holds(h uint64) idemHolds {
+	return func(seq32 uint32) bool {
+		_, s := w.slot(w.seqOf(seq32))
+		return s.hash == h
+	}
 }
 
 // fingerprint returns the fingerprint recorded with entry seq.
@@ -160,7 +177,7 @@ func (w *idempotencyWindow) add(id string, fp uint64, atMs int64, p *actors.Pend
 	h := idemHash(w.seed, id)
 	*s = idemSlot{hash: h, fingerprint: fp, atMs: atMs, keyOff: uint32(len(b.data)), keyLen: uint32(len(id))}
 	b.data = append(b.data, id...)
-	if !w.index.put(h, seq) {
+	if !w.index.put(h, seq, w.holds(h)) {
 		if w.clash == nil {
 			w.clash = map[string]uint64{}
 		}
