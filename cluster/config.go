@@ -74,7 +74,7 @@ type Config struct {
 
 // The range of Config.IdempotencyRetention (--idempotency-retention): long
 // enough to cover a client's retries, short enough that the window (about
-// 90 bytes a key beside the key and its encoded result) stays a bounded
+// 75 bytes a key beside the key and its encoded result) stays a bounded
 // share of memory.
 const (
 	MinIdempotencyRetention = 10 * time.Second
