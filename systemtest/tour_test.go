@@ -58,9 +58,7 @@ func TestReadmeTour(t *testing.T) {
 	tr := newTour(t)
 
 	tr.section("The two commands")
-	tr.section("A quick tour with curl")
-	// "Stop the node with Ctrl-C (or SIGTERM): ... and exits 0."
-	tr.interruptNode(tr.nodeAt(tr.httpDefault))
+	tr.restartAfterTour(tr.section("A quick tour with curl"))
 
 	s := tr.section("Clusters of three")
 	tr.backupAndRestore(s)
@@ -75,7 +73,8 @@ type tour struct {
 	dir      string            // the checkout the commands run in: bin/troupe, data dirs, the backup
 	ports    map[string]string // a port of the README → the 127.0.0.1 address used instead
 	env      []string          // the shells' environment
-	nodes    map[string]*node  // the servers started, by the README address they serve
+	nodes    map[string]*node  // the servers running, by the README address they serve
+	started  []*node           // every server started
 	outputs  []tourOutput      // the commands run so far, for placeholders
 
 	httpDefault, raftDefault string // the README's defaults of --http-addr and --raft-addr
@@ -293,6 +292,7 @@ func (tr *tour) serve(s *shell, c tourCommand, text string) {
 		t.Fatalf("README.md:%d: %v", c.Line, err)
 	}
 	tr.nodes[flags["--http-addr"]] = n
+	tr.started = append(tr.started, n)
 	if !background {
 		if err := n.waitReady(readyTimeout); err != nil {
 			t.Fatalf("README.md:%d: %s: %v", c.Line, c.Text, err)
@@ -546,6 +546,52 @@ func (tr *tour) backupAndRestore(s *shell) {
 	}
 }
 
+// restartAfterTour does what the prose after the tour says: "Stop the
+// node with Ctrl-C (or SIGTERM): it ... exits 0. Start it again with `make
+// run` and everything is there": the same state hash, asked with the
+// tour's $TOKEN, before and after.
+func (tr *tour) restartAfterTour(s *shell) {
+	t := tr.t
+	t.Helper()
+	lines, err := readmeSection(tr.readme, "A quick tour with curl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, prose, _ := shBlocks(lines)
+	var again *mdLine
+	for _, sp := range codeSpans(prose) {
+		if sp.Text == "make run" {
+			again = &sp
+			break
+		}
+	}
+	if again == nil {
+		t.Fatal("README.md, \"A quick tour with curl\": the prose after the tour no longer says to start the node again with `make run`")
+	}
+	res, err := s.run(`printf %s "$TOKEN"`, commandTimeout)
+	if err != nil || len(res.Stdout) == 0 {
+		t.Fatalf("the tour's $TOKEN: %q %v", res.Stdout, err)
+	}
+	auth := map[string]string{"Authorization": "Bearer " + string(res.Stdout)}
+	hash := func(n *node) stateHash {
+		t.Helper()
+		r := n.do(t, "GET", "/v1/cluster/hash", nil, auth)
+		expectStatus(t, r, 200)
+		var h stateHash
+		if err := json.Unmarshal(r.Body, &h); err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	before := hash(tr.nodeAt(tr.httpDefault))
+	tr.interruptNode(tr.nodeAt(tr.httpDefault))
+	tr.make(s, tourCommand{Line: again.No, Text: again.Text}, strings.Fields(again.Text))
+	if after := hash(tr.nodeAt(tr.httpDefault)); after.Hash != before.Hash {
+		t.Fatalf("README.md:%d: after Ctrl-C and make run the state is %+v, before it was %+v", again.No, after, before)
+	}
+	t.Logf("README.md:%d: Ctrl-C, make run: the same state (hash %s)", again.No, before.Hash)
+}
+
 // interruptNode stops a server as the README's Ctrl-C does, and requires
 // it to exit 0 within stopTimeout.
 func (tr *tour) interruptNode(n *node) {
@@ -570,7 +616,7 @@ func (tr *tour) checkLogs() {
 	t := tr.t
 	t.Helper()
 	named := regexp.MustCompile(`[^\s="']*admin-password\b`)
-	for addr, n := range tr.nodes {
+	for _, n := range tr.started {
 		log := n.logTail()
 		for _, f := range named.FindAllString(log, -1) {
 			path := f
@@ -579,10 +625,10 @@ func (tr *tour) checkLogs() {
 			}
 			b, err := os.ReadFile(path)
 			if err != nil {
-				t.Fatalf("node %s (%s) names %s, which cannot be read: %v", n.cfg.ID, addr, f, err)
+				t.Fatalf("node %s (%s) names %s, which cannot be read: %v", n.cfg.ID, n.URL, f, err)
 			}
 			if pw := strings.TrimSpace(string(b)); pw != "" && strings.Contains(log, pw) {
-				t.Fatalf("node %s (%s) logs the password of %s", n.cfg.ID, addr, f)
+				t.Fatalf("node %s (%s) logs the password of %s", n.cfg.ID, n.URL, f)
 			}
 		}
 	}
