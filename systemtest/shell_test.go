@@ -113,15 +113,17 @@ func startShell(t *testing.T, dir string, env []string) *shell {
 		close(exited)
 	}()
 	t.Cleanup(func() {
-		_ = s.stdin.Close() // bash exits at the end of its input
+		_ = s.stdin.Close() // bash exits at the end of its input...
+		// ...once the command it runs has ended: a curl still running is
+		// killed, and bash, its parent, reaps it.
+		s.killCurls()
 		select {
 		case <-exited:
 		case <-time.After(5 * time.Second):
+			// Whatever is left of the session goes with its process group.
+			_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+			<-exited
 		}
-		// Whatever is left of the session (a command still running, a job
-		// it left behind) goes with its process group.
-		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-		<-exited
 		if t.Failed() {
 			if b, _ := os.ReadFile(errLog.Name()); len(b) > 0 {
 				t.Logf("bash's own stderr:\n%s", b)
@@ -132,6 +134,37 @@ func startShell(t *testing.T, dir string, env []string) *shell {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// killCurls kills the curls of the session that still run: those whose
+// parent is bash (a pid a curl left may since be another's).
+func (s *shell) killCurls() {
+	files, _ := filepath.Glob(filepath.Join(s.work, "c*", "curl", "pid.*"))
+	for _, f := range files {
+		pid, err := strconv.Atoi(strings.TrimPrefix(filepath.Ext(f), "."))
+		if err == nil && parentPID(pid) == s.cmd.Process.Pid {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
+// parentPID is the parent of process pid, from /proc; 0 if unknown.
+func parentPID(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// pid (comm) state ppid ...; comm may hold spaces and parentheses.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
 }
 
 func (s *shell) send(text string) error {
