@@ -1,3 +1,5 @@
+//go:build unix
+
 package systemtest
 
 // A shell is one bash session that runs the README's commands one at a
