@@ -242,14 +242,21 @@ func (tr *tour) interruptNode(n *node) {
 	}
 }
 
-// checkLogs: a node's log never holds the first admin's password, and
-// names an admin-password file only where there is one.
+// checkLogs: a node names an admin-password file only where there is one,
+// of mode 0600 as the README says; its log holds neither that password nor
+// the one it was given in TROUPE_ADMIN_PASSWORD.
 func (tr *tour) checkLogs() {
 	t := tr.t
 	t.Helper()
 	named := regexp.MustCompile(`[^\s="']*admin-password\b`)
 	for _, n := range tr.started {
 		log := n.logTail()
+		var secrets []string
+		for _, kv := range n.Cmd.Env {
+			if pw, ok := strings.CutPrefix(kv, "TROUPE_ADMIN_PASSWORD="); ok {
+				secrets = append(secrets, pw)
+			}
+		}
 		for _, f := range named.FindAllString(log, -1) {
 			path := f
 			if !filepath.IsAbs(path) {
@@ -259,8 +266,19 @@ func (tr *tour) checkLogs() {
 			if err != nil {
 				t.Fatalf("node %s (%s) names %s, which cannot be read: %v", n.cfg.ID, n.URL, f, err)
 			}
-			if pw := strings.TrimSpace(string(b)); pw != "" && strings.Contains(log, pw) {
-				t.Fatalf("node %s (%s) logs the password of %s", n.cfg.ID, n.URL, f)
+			fi, err := os.Stat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Mode().Perm() != 0o600 {
+				t.Fatalf("node %s (%s) names %s, of mode %v; the README says 0600", n.cfg.ID, n.URL, f, fi.Mode().Perm())
+			}
+			secrets = append(secrets, strings.TrimSpace(string(b)))
+			t.Logf("node %s names %s: there, mode 0600", n.cfg.ID, f)
+		}
+		for _, pw := range secrets {
+			if pw != "" && strings.Contains(log, pw) {
+				t.Fatalf("node %s (%s) logs the first admin's password", n.cfg.ID, n.URL)
 			}
 		}
 	}
