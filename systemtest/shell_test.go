@@ -10,8 +10,10 @@ package systemtest
 //
 // `curl` in the session is a wrapper (curlWrapper) that execs the real curl
 // with each response's status line and headers dumped into the command's
-// directory, and never through a proxy. bash runs in a process group of its
-// own; the group is killed when the test ends, so no command outlives it.
+// directory, and connects to 127.0.0.1 only. When the test ends, bash's
+// stdin is closed and a curl still running is killed, so bash exits; bash
+// runs in a process group of its own, killed if it has not exited 5 s
+// later.
 
 import (
 	"bufio"
@@ -31,7 +33,6 @@ import (
 )
 
 type shell struct {
-	dir   string // the working directory of the commands
 	work  string // a directory per command: its output and curl's headers
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
@@ -78,7 +79,7 @@ func installCurlWrapper(t *testing.T, binDir string) {
 // failing curl in a pipeline fails its command.
 func startShell(t *testing.T, dir string, env []string) *shell {
 	t.Helper()
-	s := &shell{dir: dir, work: t.TempDir(), marks: make(chan string, 16)}
+	s := &shell{work: t.TempDir(), marks: make(chan string, 16)}
 	s.cmd = exec.Command("bash", "--noprofile", "--norc")
 	s.cmd.Dir = dir
 	s.cmd.Env = env
