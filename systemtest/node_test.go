@@ -101,13 +101,9 @@ func startNode(t testing.TB, cfg nodeConfig) *node {
 	}
 }
 
-// launch starts the process and registers its cleanup.
+// launch starts `troupe serve` for cfg and registers its cleanup.
 func launch(t testing.TB, cfg nodeConfig) (*node, error) {
 	t.Helper()
-	logFile, err := os.CreateTemp(t.TempDir(), "troupe-"+cfg.ID+"-*.log")
-	if err != nil {
-		return nil, fmt.Errorf("cannot create log file: %w", err)
-	}
 	args := []string{"serve",
 		"--node-id", cfg.ID,
 		"--http-addr", cfg.HTTPAddr,
@@ -124,12 +120,25 @@ func launch(t testing.TB, cfg nodeConfig) (*node, error) {
 		cmd = exec.Command("ip", append([]string{"netns", "exec", cfg.NetNS, troupeBin}, args...)...)
 	}
 	cmd.Env = append(cleanEnv(), "TROUPE_ADMIN_PASSWORD="+adminPassword)
+	return spawn(t, cfg, cmd)
+}
+
+// spawn starts cmd, a `troupe serve` process for node cfg.ID, with its
+// output in a log file, and registers its cleanup: the process is killed
+// when the test ends if it has not exited, and its log's tail is printed
+// if the test failed. cfg.HTTPAddr names where it serves.
+func spawn(t testing.TB, cfg nodeConfig, cmd *exec.Cmd) (*node, error) {
+	t.Helper()
+	logFile, err := os.CreateTemp(t.TempDir(), "troupe-"+cfg.ID+"-*.log")
+	if err != nil {
+		return nil, fmt.Errorf("cannot create log file: %w", err)
+	}
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
-		return nil, fmt.Errorf("cannot start %s: %w", troupeBin, err)
+		return nil, fmt.Errorf("cannot start %s: %w", cmd.Path, err)
 	}
 	// The child holds its own descriptor; ours is no longer needed.
 	logFile.Close()
