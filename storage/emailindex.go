@@ -2,7 +2,9 @@ package storage
 
 import (
 	"hash/maphash"
+	"maps"
 	"strings"
+	"sync/atomic"
 )
 
 // emailIndex maps email keys to user ids in memory the garbage collector
@@ -19,10 +21,37 @@ import (
 // they cannot be chosen to.
 // Two keys that share only the first hash, and ids that are not
 // canonical user ids (some tests use others), go to a small ordinary map.
+//
+// The integer map is split by the first hash's top bits into emailSegs
+// maps, each copied on its first write after a clone: clone hands out an
+// immutable copy in O(emailSegs) (a shard's actor publishes its email
+// index with every view it gives readers, UserShard.View), and a write
+// after it copies 1/emailSegs of the index. A persistent B-tree instead
+// cost 2× per lookup and per insert, and 2.6× the collector's marking
+// (measured in docs/DESIGN.md, user shard ownership).
 type emailIndex struct {
-	m     map[uint64]emailEntry // by the key's first hash
-	other map[string]string     // what m cannot hold; almost always empty
-	hash  func(key string) (uint64, uint64)
+	segs  [emailSegs]*emailSeg // by the key's first hash's top bits
+	gen   uint64               // segments of an older generation are shared
+	other map[string]string    // what segs cannot hold; almost always empty
+	// otherShared: other is shared with a clone, so it is copied before
+	// it is written.
+	otherShared bool
+	hash        func(key string) (uint64, uint64)
+}
+
+// emailSegs is the number of segments: at 64 shards and a million users a
+// segment holds ≈ 240 entries.
+const (
+	emailSegBits = 6
+	emailSegs    = 1 << emailSegBits
+)
+
+// An emailSeg is one part of the integer map. It belongs to the index
+// whose generation it carries; any other index, or a later generation of
+// the same one, only reads it.
+type emailSeg struct {
+	m   map[uint64]emailEntry // by the key's first hash
+	gen uint64
 }
 
 // emailEntry is 16 bytes, so that a map slot is 24: the id's stamp, and
@@ -48,7 +77,61 @@ func emailHashes(key string) (uint64, uint64) {
 }
 
 func newEmailIndex(size int) *emailIndex {
-	return &emailIndex{m: make(map[uint64]emailEntry, size), hash: emailHashes}
+	x := &emailIndex{hash: emailHashes}
+	for i := range x.segs {
+		x.segs[i] = &emailSeg{m: make(map[uint64]emailEntry, size/emailSegs)}
+	}
+	return x
+}
+
+// clone returns an index holding what x holds that x's later changes do
+// not affect, and vice versa: both move to a new generation, so each
+// copies a segment before its first write to it.
+func (x *emailIndex) clone() *emailIndex {
+	if x == nil {
+		return nil
+	}
+	c := &emailIndex{segs: x.segs, gen: emailGens.Add(1), other: x.other, hash: x.hash}
+	x.gen = emailGens.Add(1)
+	if x.other != nil {
+		x.otherShared, c.otherShared = true, true
+	}
+	return c
+}
+
+// emailGens hands out generations, unique in the process, so that no two
+// indexes ever take a segment for their own.
+var emailGens atomic.Uint64
+
+// seg returns the segment of a key with first hash h, to read.
+func (x *emailIndex) seg(h uint64) map[uint64]emailEntry {
+	return x.segs[h>>(64-emailSegBits)].m
+}
+
+// own returns the segment of a key with first hash h, to write: x's own
+// copy.
+func (x *emailIndex) own(h uint64) map[uint64]emailEntry {
+	i := h >> (64 - emailSegBits)
+	if s := x.segs[i]; s.gen != x.gen {
+		x.segs[i] = &emailSeg{m: maps.Clone(s.m), gen: x.gen}
+	}
+	return x.segs[i].m
+}
+
+// ownOther makes other x's alone before a write.
+func (x *emailIndex) ownOther() {
+	if x.otherShared {
+		x.other = maps.Clone(x.other)
+		x.otherShared = false
+	}
+}
+
+func (x *emailIndex) len() int {
+	n := len(x.other)
+	for _, s := range x.segs {
+		n += len(s.m)
+	}
+	return n
 }
 
 func (x *emailIndex) get(key string) (string, bool) {
@@ -58,7 +141,7 @@ func (x *emailIndex) get(key string) (string, bool) {
 		}
 	}
 	h, check := x.hash(key)
-	if e, ok := x.m[h]; ok && e.matches(check) {
+	if e, ok := x.seg(h)[h]; ok && e.matches(check) {
 		return MakeUserID(e.stamp, e.shard()), true
 	}
 	return "", false
@@ -69,25 +152,27 @@ func (x *emailIndex) has(key string) bool {
 		return true
 	}
 	h, check := x.hash(key)
-	e, ok := x.m[h]
+	e, ok := x.seg(h)[h]
 	return ok && e.matches(check)
 }
 
 func (x *emailIndex) put(key, id string) {
 	if _, ok := x.other[key]; ok {
+		x.ownOther()
 		x.other[key] = strings.Clone(id)
 		return
 	}
 	h, check := x.hash(key)
 	stamp, shard, ok := ParseUserID(id)
-	e, taken := x.m[h]
+	e, taken := x.seg(h)[h]
 	if ok && (!taken || e.matches(check)) {
-		x.m[h] = makeEmailEntry(check, stamp, shard)
+		x.own(h)[h] = makeEmailEntry(check, stamp, shard)
 		return
 	}
 	if taken && e.matches(check) {
-		delete(x.m, h) // the key moves to other with its new id
+		delete(x.own(h), h) // the key moves to other with its new id
 	}
+	x.ownOther()
 	if x.other == nil {
 		x.other = map[string]string{}
 	}
@@ -98,11 +183,12 @@ func (x *emailIndex) put(key, id string) {
 
 func (x *emailIndex) remove(key string) {
 	if _, ok := x.other[key]; ok {
+		x.ownOther()
 		delete(x.other, key)
 		return
 	}
 	h, check := x.hash(key)
-	if e, ok := x.m[h]; ok && e.matches(check) {
-		delete(x.m, h)
+	if e, ok := x.seg(h)[h]; ok && e.matches(check) {
+		delete(x.own(h), h)
 	}
 }

@@ -20,16 +20,19 @@ import (
 // in the shard.
 //
 // UserShard is not safe for concurrent use: exactly one actor owns it.
-// Its tree is copy-on-write and its arena append-only: View returns, at
-// the cost of copying a few chunk headers, an immutable view that other
-// goroutines may read while the owner goes on changing the shard.
+// Its trees are copy-on-write and its arena append-only: View returns in
+// O(1) an immutable view that other goroutines may read while the owner
+// goes on changing the shard, which is how the owning actor publishes
+// its state to readers and to the snapshot barrier. A record a view
+// holds is never changed: a change writes a new record (Put).
 type UserShard struct {
 	byID  *btree.BTreeG[userRef]
 	arena arena
 	// byEmail maps an email key to a user id. It is derivable from the
 	// records of all shards (RebuildEmailIndexes), so snapshots do not
-	// carry it and views do not hold it: no cloning. Pointer-free for
-	// the garbage collector (emailIndex).
+	// carry it; views share it copy-on-write. Pointer-free for the
+	// garbage collector (emailIndex). Nil in a shard read from a
+	// snapshot until RebuildEmailIndexes.
 	byEmail *emailIndex
 	// scratch is the owner's encoding buffer for records.
 	scratch encoder
@@ -72,23 +75,23 @@ func NewUserShard() *UserShard {
 	}
 }
 
-// View returns an immutable copy of the shard's records that shares
-// structure with it; later changes to s do not show in the view, and vice
-// versa. A view has no email index (see RebuildEmailIndexes).
+// View returns an immutable copy of the shard's records and email index
+// that shares structure with it, in O(1); later changes to s do not show
+// in the view, and vice versa. The first change to each tree node after
+// a view copies that node: the cost is paid by writes, per view taken.
 func (s *UserShard) View() *UserShard {
-	return &UserShard{byID: s.byID.Clone(), arena: s.arena.view()}
+	return &UserShard{byID: s.byID.Clone(), arena: s.arena.view(), byEmail: s.byEmail.clone()}
 }
 
 // TakeOver makes s hold from's records and email index. The two share
-// no bytes or tree nodes either may write, so from's records stay as
-// they were whatever s does; from's email index becomes s's, and from
-// must not use it again.
+// no bytes or tree nodes either may write, so from stays as it was
+// whatever s does.
 func (s *UserShard) TakeOver(from *UserShard) {
-	*s = UserShard{byID: from.byID.Clone(), arena: from.arena.view(), byEmail: from.byEmail}
+	*s = UserShard{byID: from.byID.Clone(), arena: from.arena.view(), byEmail: from.byEmail.clone()}
 }
 
-// HasEmailIndex reports whether the shard holds its email index (a view
-// does not).
+// HasEmailIndex reports whether the shard holds its email index (a shard
+// read from a snapshot does not until RebuildEmailIndexes).
 func (s *UserShard) HasEmailIndex() bool { return s.byEmail != nil }
 
 // Len is the number of records whose home is this shard.
