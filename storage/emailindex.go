@@ -30,9 +30,13 @@ import (
 // cost 2× per lookup and per insert, and 2.6× the collector's marking
 // (measured in docs/DESIGN.md, user shard ownership).
 type emailIndex struct {
-	segs  [emailSegs]*emailSeg // by the key's first hash's top bits
-	gen   uint64               // segments of an older generation are shared
-	other map[string]string    // what segs cannot hold; almost always empty
+	segs [emailSegs]map[uint64]emailEntry // by the key's first hash's top bits
+	// gens[i] is the generation segs[i] was made in: it is this index's
+	// own if that is gen, else shared with a clone, and copied before a
+	// write.
+	gens  [emailSegs]uint64
+	gen   uint64
+	other map[string]string // what segs cannot hold; almost always empty
 	// otherShared: other is shared with a clone, so it is copied before
 	// it is written.
 	otherShared bool
@@ -45,14 +49,6 @@ const (
 	emailSegBits = 6
 	emailSegs    = 1 << emailSegBits
 )
-
-// An emailSeg is one part of the integer map. It belongs to the index
-// whose generation it carries; any other index, or a later generation of
-// the same one, only reads it.
-type emailSeg struct {
-	m   map[uint64]emailEntry // by the key's first hash
-	gen uint64
-}
 
 // emailEntry is 16 bytes, so that a map slot is 24: the id's stamp, and
 // its shard beside 48 bits of the key's second hash.
@@ -79,7 +75,7 @@ func emailHashes(key string) (uint64, uint64) {
 func newEmailIndex(size int) *emailIndex {
 	x := &emailIndex{hash: emailHashes}
 	for i := range x.segs {
-		x.segs[i] = &emailSeg{m: make(map[uint64]emailEntry, size/emailSegs)}
+		x.segs[i] = make(map[uint64]emailEntry, size/emailSegs)
 	}
 	return x
 }
@@ -91,7 +87,7 @@ func (x *emailIndex) clone() *emailIndex {
 	if x == nil {
 		return nil
 	}
-	c := &emailIndex{segs: x.segs, gen: emailGens.Add(1), other: x.other, hash: x.hash}
+	c := &emailIndex{segs: x.segs, gens: x.gens, gen: emailGens.Add(1), other: x.other, hash: x.hash}
 	x.gen = emailGens.Add(1)
 	if x.other != nil {
 		x.otherShared, c.otherShared = true, true
@@ -103,19 +99,14 @@ func (x *emailIndex) clone() *emailIndex {
 // indexes ever take a segment for their own.
 var emailGens atomic.Uint64
 
-// seg returns the segment of a key with first hash h, to read.
-func (x *emailIndex) seg(h uint64) map[uint64]emailEntry {
-	return x.segs[h>>(64-emailSegBits)].m
-}
+func segOf(h uint64) int { return int(h >> (64 - emailSegBits)) }
 
-// own returns the segment of a key with first hash h, to write: x's own
-// copy.
-func (x *emailIndex) own(h uint64) map[uint64]emailEntry {
-	i := h >> (64 - emailSegBits)
-	if s := x.segs[i]; s.gen != x.gen {
-		x.segs[i] = &emailSeg{m: maps.Clone(s.m), gen: x.gen}
+// own returns segment i to write: x's own copy.
+func (x *emailIndex) own(i int) map[uint64]emailEntry {
+	if x.gens[i] != x.gen {
+		x.segs[i], x.gens[i] = maps.Clone(x.segs[i]), x.gen
 	}
-	return x.segs[i].m
+	return x.segs[i]
 }
 
 // ownOther makes other x's alone before a write.
@@ -128,8 +119,8 @@ func (x *emailIndex) ownOther() {
 
 func (x *emailIndex) len() int {
 	n := len(x.other)
-	for _, s := range x.segs {
-		n += len(s.m)
+	for _, m := range x.segs {
+		n += len(m)
 	}
 	return n
 }
@@ -141,7 +132,7 @@ func (x *emailIndex) get(key string) (string, bool) {
 		}
 	}
 	h, check := x.hash(key)
-	if e, ok := x.seg(h)[h]; ok && e.matches(check) {
+	if e, ok := x.segs[segOf(h)][h]; ok && e.matches(check) {
 		return MakeUserID(e.stamp, e.shard()), true
 	}
 	return "", false
@@ -152,8 +143,37 @@ func (x *emailIndex) has(key string) bool {
 		return true
 	}
 	h, check := x.hash(key)
-	e, ok := x.seg(h)[h]
+	e, ok := x.segs[segOf(h)][h]
 	return ok && e.matches(check)
+}
+
+// An emailSlot is where a key not yet indexed goes, as probe found it:
+// the check and the insert of a new user's address hash it once.
+type emailSlot struct {
+	h, check uint64
+	occupied bool // by another key with the same first hash
+}
+
+// probe reports whether key is indexed, and if not where it goes.
+func (x *emailIndex) probe(key string) (emailSlot, bool) {
+	if _, taken := x.other[key]; taken {
+		return emailSlot{}, true
+	}
+	h, check := x.hash(key)
+	e, occupied := x.segs[segOf(h)][h]
+	if occupied && e.matches(check) {
+		return emailSlot{}, true
+	}
+	return emailSlot{h: h, check: check, occupied: occupied}, false
+}
+
+// fill maps key, found free by probe with no change since, to id.
+func (x *emailIndex) fill(sl emailSlot, key, id string) {
+	if stamp, shard, ok := ParseUserID(id); ok && !sl.occupied {
+		x.own(segOf(sl.h))[sl.h] = makeEmailEntry(sl.check, stamp, shard)
+		return
+	}
+	x.put(key, id) // the rare cases: a first-hash collision, an odd id
 }
 
 func (x *emailIndex) put(key, id string) {
@@ -164,13 +184,14 @@ func (x *emailIndex) put(key, id string) {
 	}
 	h, check := x.hash(key)
 	stamp, shard, ok := ParseUserID(id)
-	e, taken := x.seg(h)[h]
+	i := segOf(h)
+	e, taken := x.segs[i][h]
 	if ok && (!taken || e.matches(check)) {
-		x.own(h)[h] = makeEmailEntry(check, stamp, shard)
+		x.own(i)[h] = makeEmailEntry(check, stamp, shard)
 		return
 	}
 	if taken && e.matches(check) {
-		delete(x.own(h), h) // the key moves to other with its new id
+		delete(x.own(i), h) // the key moves to other with its new id
 	}
 	x.ownOther()
 	if x.other == nil {
@@ -188,7 +209,8 @@ func (x *emailIndex) remove(key string) {
 		return
 	}
 	h, check := x.hash(key)
-	if e, ok := x.seg(h)[h]; ok && e.matches(check) {
-		delete(x.own(h), h)
+	i := segOf(h)
+	if e, ok := x.segs[i][h]; ok && e.matches(check) {
+		delete(x.own(i), h)
 	}
 }

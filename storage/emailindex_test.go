@@ -23,10 +23,20 @@ func TestEmailIndexLikeAMap(t *testing.T) {
 		r := rand.New(rand.NewPCG(7, 8))
 		for step := range 2000 {
 			key, id := keys[r.IntN(len(keys))], ids[r.IntN(len(ids))]
-			if r.IntN(3) == 0 {
+			switch r.IntN(4) {
+			case 0:
 				x.remove(key)
 				delete(want, key)
-			} else {
+			case 1: // as a create does
+				sl, taken := x.probe(key)
+				if _, w := want[key]; taken != w {
+					t.Fatalf("step %d: probe(%q) taken %v, want %v", step, key, taken, w)
+				}
+				if !taken {
+					x.fill(sl, key, id)
+					want[key] = id
+				}
+			default:
 				x.put(key, id)
 				want[key] = id
 			}
@@ -39,6 +49,52 @@ func TestEmailIndexLikeAMap(t *testing.T) {
 			}
 			if x.len() != len(want) {
 				t.Fatalf("step %d: %d entries, want %d", step, x.len(), len(want))
+			}
+		}
+	}
+}
+
+// A clone holds what its source held when cloned, whatever either does
+// next; both go on answering like maps. Clones of clones too.
+func TestEmailIndexClone(t *testing.T) {
+	type copyOf struct {
+		x *emailIndex
+		m map[string]string
+	}
+	r := rand.New(rand.NewPCG(9, 10))
+	keys := make([]string, 300)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("user%d@example.com", i)
+	}
+	idx := []copyOf{{newEmailIndex(0), map[string]string{}}}
+	for step := range 5000 {
+		c := &idx[r.IntN(len(idx))]
+		key := keys[r.IntN(len(keys))]
+		switch op := r.IntN(10); {
+		case op == 0 && len(idx) < 6:
+			idx = append(idx, copyOf{c.x.clone(), maps.Clone(c.m)})
+		case op < 3:
+			c.x.remove(key)
+			delete(c.m, key)
+		case op == 3: // an id that goes to the ordinary map
+			c.x.put(key, "odd-"+key)
+			c.m[key] = "odd-" + key
+		default:
+			id := MakeUserID(uint64(step+1), uint16(step%64))
+			c.x.put(key, id)
+			c.m[key] = id
+		}
+		if step%250 == 0 || step > 4990 {
+			for n, c := range idx {
+				if c.x.len() != len(c.m) {
+					t.Fatalf("step %d: index %d holds %d, want %d", step, n, c.x.len(), len(c.m))
+				}
+				for _, k := range keys {
+					got, ok := c.x.get(k)
+					if w, wok := c.m[k]; got != w || ok != wok {
+						t.Fatalf("step %d: index %d: get(%q) = %q %v, want %q %v", step, n, k, got, ok, w, wok)
+					}
+				}
 			}
 		}
 	}
@@ -59,7 +115,7 @@ func TestEmailIndexHoldsNoStrings(t *testing.T) {
 // equal reports whether x and y hold the same keys and ids.
 func (x *emailIndex) equal(y *emailIndex) bool {
 	for i := range x.segs {
-		if !maps.Equal(x.segs[i].m, y.segs[i].m) {
+		if !maps.Equal(x.segs[i], y.segs[i]) {
 			return false
 		}
 	}

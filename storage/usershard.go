@@ -231,7 +231,8 @@ func (s *UserShard) Create(id string, in *NewUser, nowMs int64) (*User, *Error) 
 		return nil, errorf(KindInternal, "user id %q is not canonical", id)
 	}
 	key := EmailKey(in.Email)
-	if s.byEmail.has(key) {
+	slot, taken := s.byEmail.probe(key)
+	if taken {
 		return nil, &Error{Kind: KindConflict, Field: "email", Message: "a user with this email already exists"}
 	}
 	u := &User{
@@ -247,7 +248,7 @@ func (s *UserShard) Create(id string, in *NewUser, nowMs int64) (*User, *Error) 
 		s.arena.free(r.loc())
 		return nil, errorf(KindConflict, "user id %s already exists", id)
 	}
-	s.byEmail.put(key, id)
+	s.byEmail.fill(slot, key, id)
 	return u, nil
 }
 
