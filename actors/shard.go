@@ -63,7 +63,10 @@ type shardLink struct {
 	// sent counts the shardMsgs sent to the actor, added to before each
 	// is sent: a view whose count is sent reflects all of them.
 	sent atomic.Uint64
-	view atomic.Pointer[shardView]
+	// applied is the actor's count of shardMsgs run, stored after each:
+	// applied == sent means the actor has nothing queued.
+	applied atomic.Uint64
+	view    atomic.Pointer[shardView]
 	// wanted: a reader found the view behind and queued; the actor
 	// publishes once it has caught up.
 	wanted atomic.Bool
@@ -72,7 +75,11 @@ type shardLink struct {
 	stopped atomic.Bool
 }
 
-// shardView is a published, immutable state of a shard.
+// shardView is a published, immutable state of a shard: its records, by
+// id. It holds no email index (storage.UserShard.View): copying the
+// index's map on the first write after each view cost more than the
+// lookups by email (logins, the check before a create) gain by skipping
+// the mailbox, so those go through the actor.
 type shardView struct {
 	shard *storage.UserShard // a View: never changed
 	count uint64             // the shardMsgs it reflects
@@ -122,6 +129,7 @@ func (a *shardActor) Receive(ctx actor.Context) {
 func (a *shardActor) run(m *shardMsg) {
 	defer func() {
 		a.state.applied++
+		a.link.applied.Store(a.state.applied)
 		if r := recover(); r != nil {
 			a.sys.panics.Inc()
 			a.sys.log.Error("user shard recovered from a panic", slog.Int("shard", a.index), slog.String("panic", fmt.Sprint(r)))
@@ -217,12 +225,12 @@ func (a *shardActor) lookup(m *shardRead) (st readState) {
 	return readAnswered
 }
 
-// readView answers m in the caller's goroutine from the published view,
-// if that reflects every shardMsg sent so far. ok false means m was not
-// answered and must be sent to the actor; the actor is then asked to
-// publish a fresh view once it has caught up.
+// readView answers m, a read by id, in the caller's goroutine from the
+// published view, if that reflects every shardMsg sent so far. ok false
+// means m was not answered and must be sent to the actor; the actor is
+// then asked to publish a fresh view once it has caught up.
 func (l *shardLink) readView(m *shardRead, sys *System, index int) (ok bool, err error) {
-	if l.stopped.Load() {
+	if l.stopped.Load() || m.op != readUser {
 		return false, nil
 	}
 	sent := l.sent.Load()

@@ -110,7 +110,7 @@ func TestReadersAndWritersTogether(t *testing.T) {
 		}
 	}
 	// Once the writes stop, the shards' views catch up and serve reads.
-	waitFor(t, "a read from a view", func() bool {
+	pollFor(t, "a read from a view", func() bool {
 		for i := range ids {
 			r := getRead(readUser, ids[i])
 			if err := f.users.ask(f.users.homeShard(ids[i]), r, deadline()); err == nil && r.direct {
@@ -174,5 +174,18 @@ func TestQueuedReadSeesRunningCommand(t *testing.T) {
 	}
 	if _, err := f.users.Get("nope", deadline()); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("bad id: %v", err)
+	}
+}
+
+// pollFor checks cond every millisecond until it holds, failing the test
+// after five seconds.
+func pollFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

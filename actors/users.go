@@ -483,10 +483,12 @@ func (u *Users) Get(id string, deadline time.Time) (*storage.User, error) {
 	return usr, nil
 }
 
-// FindEmail returns the user holding an email address, if any.
+// FindEmail returns the user holding an email address, if any. The email
+// index is not in the shards' views (see shardView), so the address is
+// looked up by the email shard's actor; the record, by id, as Get does.
 func (u *Users) FindEmail(email string, deadline time.Time) (*storage.User, error) {
 	r := getRead(readEmail, storage.EmailKey(email))
-	if err := u.ask(u.emailShard(email), r, deadline); err != nil {
+	if err := u.askActor(u.emailShard(email), r, deadline); err != nil {
 		if !errors.Is(err, ErrTimeout) {
 			release(r)
 		}
@@ -505,18 +507,28 @@ func (u *Users) FindEmail(email string, deadline time.Time) (*storage.User, erro
 }
 
 // EmailTakenIfIdle is FindEmail for an optimistic check that must not
-// wait: it reports whether a user other than exceptID holds email, reading
-// the shards involved only from their views, and only if those are current
-// (see shardLink.readView). A shard with commands queued or a failed read
-// answers false ("not taken"), as a failed FindEmail would.
+// wait behind commands: it reports whether a user other than exceptID
+// holds email, asking the email shard's actor only if it has run every
+// message sent to it (with the inline dispatcher this caller then runs
+// the lookup itself, or waits for the one turn in progress, at most
+// emailCheckWait), and reading the record from its home shard's view if
+// that is current. A shard with commands queued or a failed read answers
+// false ("not taken"), as a failed FindEmail would.
 func (u *Users) EmailTakenIfIdle(email, exceptID string) bool {
 	es := u.emailShard(email)
+	if l := u.links[es]; l.stopped.Load() || l.applied.Load() != l.sent.Load() {
+		return false
+	}
 	r := getRead(readEmail, storage.EmailKey(email))
-	ok, err := u.links[es].readView(r, u.sys, es)
-	r.direct = true
+	if err := u.askActor(es, r, time.Now().Add(emailCheckWait)); err != nil {
+		if !errors.Is(err, ErrTimeout) {
+			release(r)
+		}
+		return false
+	}
 	id, found := r.owner, r.found
 	release(r)
-	if !ok || err != nil || !found || id == exceptID {
+	if !found || id == exceptID {
 		return false
 	}
 	home := u.homeShard(id)
@@ -524,9 +536,14 @@ func (u *Users) EmailTakenIfIdle(email, exceptID string) bool {
 		return false
 	}
 	r = getRead(readUser, id)
-	ok, err = u.links[home].readView(r, u.sys, home)
+	ok, err := u.links[home].readView(r, u.sys, home)
 	r.direct = true
 	usr := r.usr
 	release(r)
 	return ok && err == nil && usr != nil && usr.ID != exceptID
 }
+
+// emailCheckWait bounds how long EmailTakenIfIdle waits for an idle
+// shard's answer: the turn of another reader at most, unless the process
+// is starved of CPU.
+const emailCheckWait = 50 * time.Millisecond

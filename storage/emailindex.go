@@ -2,9 +2,7 @@ package storage
 
 import (
 	"hash/maphash"
-	"maps"
 	"strings"
-	"sync/atomic"
 )
 
 // emailIndex maps email keys to user ids in memory the garbage collector
@@ -21,34 +19,11 @@ import (
 // they cannot be chosen to.
 // Two keys that share only the first hash, and ids that are not
 // canonical user ids (some tests use others), go to a small ordinary map.
-//
-// The integer map is split by the first hash's top bits into emailSegs
-// maps, each copied on its first write after a clone: clone hands out an
-// immutable copy in O(emailSegs) (a shard's actor publishes its email
-// index with every view it gives readers, UserShard.View), and a write
-// after it copies 1/emailSegs of the index. A persistent B-tree instead
-// cost 2× per lookup and per insert, and 2.6× the collector's marking
-// (measured in docs/DESIGN.md, user shard ownership).
 type emailIndex struct {
-	segs [emailSegs]map[uint64]emailEntry // by the key's first hash's top bits
-	// gens[i] is the generation segs[i] was made in: it is this index's
-	// own if that is gen, else shared with a clone, and copied before a
-	// write.
-	gens  [emailSegs]uint64
-	gen   uint64
-	other map[string]string // what segs cannot hold; almost always empty
-	// otherShared: other is shared with a clone, so it is copied before
-	// it is written.
-	otherShared bool
-	hash        func(key string) (uint64, uint64)
+	m     map[uint64]emailEntry // by the key's first hash
+	other map[string]string     // what m cannot hold; almost always empty
+	hash  func(key string) (uint64, uint64)
 }
-
-// emailSegs is the number of segments: at 64 shards and a million users a
-// segment holds ≈ 240 entries.
-const (
-	emailSegBits = 6
-	emailSegs    = 1 << emailSegBits
-)
 
 // emailEntry is 16 bytes, so that a map slot is 24: the id's stamp, and
 // its shard beside 48 bits of the key's second hash.
@@ -73,56 +48,7 @@ func emailHashes(key string) (uint64, uint64) {
 }
 
 func newEmailIndex(size int) *emailIndex {
-	x := &emailIndex{hash: emailHashes}
-	for i := range x.segs {
-		x.segs[i] = make(map[uint64]emailEntry, size/emailSegs)
-	}
-	return x
-}
-
-// clone returns an index holding what x holds that x's later changes do
-// not affect, and vice versa: both move to a new generation, so each
-// copies a segment before its first write to it.
-func (x *emailIndex) clone() *emailIndex {
-	if x == nil {
-		return nil
-	}
-	c := &emailIndex{segs: x.segs, gens: x.gens, gen: emailGens.Add(1), other: x.other, hash: x.hash}
-	x.gen = emailGens.Add(1)
-	if x.other != nil {
-		x.otherShared, c.otherShared = true, true
-	}
-	return c
-}
-
-// emailGens hands out generations, unique in the process, so that no two
-// indexes ever take a segment for their own.
-var emailGens atomic.Uint64
-
-func segOf(h uint64) int { return int(h >> (64 - emailSegBits)) }
-
-// own returns segment i to write: x's own copy.
-func (x *emailIndex) own(i int) map[uint64]emailEntry {
-	if x.gens[i] != x.gen {
-		x.segs[i], x.gens[i] = maps.Clone(x.segs[i]), x.gen
-	}
-	return x.segs[i]
-}
-
-// ownOther makes other x's alone before a write.
-func (x *emailIndex) ownOther() {
-	if x.otherShared {
-		x.other = maps.Clone(x.other)
-		x.otherShared = false
-	}
-}
-
-func (x *emailIndex) len() int {
-	n := len(x.other)
-	for _, m := range x.segs {
-		n += len(m)
-	}
-	return n
+	return &emailIndex{m: make(map[uint64]emailEntry, size), hash: emailHashes}
 }
 
 func (x *emailIndex) get(key string) (string, bool) {
@@ -132,7 +58,7 @@ func (x *emailIndex) get(key string) (string, bool) {
 		}
 	}
 	h, check := x.hash(key)
-	if e, ok := x.segs[segOf(h)][h]; ok && e.matches(check) {
+	if e, ok := x.m[h]; ok && e.matches(check) {
 		return MakeUserID(e.stamp, e.shard()), true
 	}
 	return "", false
@@ -143,7 +69,7 @@ func (x *emailIndex) has(key string) bool {
 		return true
 	}
 	h, check := x.hash(key)
-	e, ok := x.segs[segOf(h)][h]
+	e, ok := x.m[h]
 	return ok && e.matches(check)
 }
 
@@ -160,7 +86,7 @@ func (x *emailIndex) probe(key string) (emailSlot, bool) {
 		return emailSlot{}, true
 	}
 	h, check := x.hash(key)
-	e, occupied := x.segs[segOf(h)][h]
+	e, occupied := x.m[h]
 	if occupied && e.matches(check) {
 		return emailSlot{}, true
 	}
@@ -170,7 +96,7 @@ func (x *emailIndex) probe(key string) (emailSlot, bool) {
 // fill maps key, found free by probe with no change since, to id.
 func (x *emailIndex) fill(sl emailSlot, key, id string) {
 	if stamp, shard, ok := ParseUserID(id); ok && !sl.occupied {
-		x.own(segOf(sl.h))[sl.h] = makeEmailEntry(sl.check, stamp, shard)
+		x.m[sl.h] = makeEmailEntry(sl.check, stamp, shard)
 		return
 	}
 	x.put(key, id) // the rare cases: a first-hash collision, an odd id
@@ -178,22 +104,19 @@ func (x *emailIndex) fill(sl emailSlot, key, id string) {
 
 func (x *emailIndex) put(key, id string) {
 	if _, ok := x.other[key]; ok {
-		x.ownOther()
 		x.other[key] = strings.Clone(id)
 		return
 	}
 	h, check := x.hash(key)
 	stamp, shard, ok := ParseUserID(id)
-	i := segOf(h)
-	e, taken := x.segs[i][h]
+	e, taken := x.m[h]
 	if ok && (!taken || e.matches(check)) {
-		x.own(i)[h] = makeEmailEntry(check, stamp, shard)
+		x.m[h] = makeEmailEntry(check, stamp, shard)
 		return
 	}
 	if taken && e.matches(check) {
-		delete(x.own(i), h) // the key moves to other with its new id
+		delete(x.m, h) // the key moves to other with its new id
 	}
-	x.ownOther()
 	if x.other == nil {
 		x.other = map[string]string{}
 	}
@@ -204,13 +127,11 @@ func (x *emailIndex) put(key, id string) {
 
 func (x *emailIndex) remove(key string) {
 	if _, ok := x.other[key]; ok {
-		x.ownOther()
 		delete(x.other, key)
 		return
 	}
 	h, check := x.hash(key)
-	i := segOf(h)
-	if e, ok := x.segs[i][h]; ok && e.matches(check) {
-		delete(x.own(i), h)
+	if e, ok := x.m[h]; ok && e.matches(check) {
+		delete(x.m, h)
 	}
 }

@@ -20,19 +20,19 @@ import (
 // in the shard.
 //
 // UserShard is not safe for concurrent use: exactly one actor owns it.
-// Its trees are copy-on-write and its arena append-only: View returns in
+// Its tree is copy-on-write and its arena append-only: View returns in
 // O(1) an immutable view that other goroutines may read while the owner
 // goes on changing the shard, which is how the owning actor publishes
-// its state to readers and to the snapshot barrier. A record a view
-// holds is never changed: a change writes a new record (Put).
+// its records to readers and to the snapshot barrier. A record a view
+// holds is never changed: a change writes a new record (Put), and the
+// first change to a tree node after a view copies the node.
 type UserShard struct {
 	byID  *btree.BTreeG[userRef]
 	arena arena
 	// byEmail maps an email key to a user id. It is derivable from the
 	// records of all shards (RebuildEmailIndexes), so snapshots do not
-	// carry it; views share it copy-on-write. Pointer-free for the
-	// garbage collector (emailIndex). Nil in a shard read from a
-	// snapshot until RebuildEmailIndexes.
+	// carry it and views do not hold it: no cloning. Pointer-free for
+	// the garbage collector (emailIndex).
 	byEmail *emailIndex
 	// scratch is the owner's encoding buffer for records.
 	scratch encoder
@@ -75,23 +75,25 @@ func NewUserShard() *UserShard {
 	}
 }
 
-// View returns an immutable copy of the shard's records and email index
-// that shares structure with it, in O(1); later changes to s do not show
-// in the view, and vice versa. The first change to each tree node after
-// a view copies that node: the cost is paid by writes, per view taken.
+// View returns an immutable copy of the shard's records that shares
+// structure with it, in O(1); later changes to s do not show in the view,
+// and vice versa. The first change to each tree node after a view copies
+// that node: the cost is paid by writes, per view taken. A view has no
+// email index (see RebuildEmailIndexes).
 func (s *UserShard) View() *UserShard {
-	return &UserShard{byID: s.byID.Clone(), arena: s.arena.view(), byEmail: s.byEmail.clone()}
+	return &UserShard{byID: s.byID.Clone(), arena: s.arena.view()}
 }
 
 // TakeOver makes s hold from's records and email index. The two share
-// no bytes or tree nodes either may write, so from stays as it was
-// whatever s does.
+// no bytes or tree nodes either may write, so from's records stay as
+// they were whatever s does; from's email index becomes s's, and from
+// must not use it again.
 func (s *UserShard) TakeOver(from *UserShard) {
-	*s = UserShard{byID: from.byID.Clone(), arena: from.arena.view(), byEmail: from.byEmail.clone()}
+	*s = UserShard{byID: from.byID.Clone(), arena: from.arena.view(), byEmail: from.byEmail}
 }
 
-// HasEmailIndex reports whether the shard holds its email index (a shard
-// read from a snapshot does not until RebuildEmailIndexes).
+// HasEmailIndex reports whether the shard holds its email index (a view
+// does not).
 func (s *UserShard) HasEmailIndex() bool { return s.byEmail != nil }
 
 // Len is the number of records whose home is this shard.
