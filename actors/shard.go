@@ -14,33 +14,37 @@ import (
 // Ownership of a user shard.
 //
 // A shard actor alone owns its *storage.UserShard (shardState): only the
-// actor's Receive touches it, one message at a time, whichever goroutine
-// its mailbox runs on. Every change is a function to run on the shard:
-// the FSM sends command applications in log order, and because the
-// mailbox is FIFO a read queued after the command of index N sees every
-// write up to N.
+// actor's Receive touches it, one message at a time. Shard actors run on
+// the inline dispatcher (dispatcher.go): the goroutine that sends to an
+// idle shard (mostly the FSM's) runs the actor's turn, the mailbox
+// admitting one goroutine at a time, in message order. Every change is a
+// function to run on the shard: the FSM sends command applications in
+// log order, and because the mailbox is FIFO a read queued after the
+// command of index N sees every write up to N.
 //
-// Readers stay off the mailbox by reading an immutable view of the shard
-// that the actor publishes (shardLink.view, one atomic pointer): the
-// shard's trees are copy-on-write and its arena append-only, so a view
-// costs O(1) to take and the actor's later writes copy what they change
-// instead of touching what the view holds. A view carries the number of
-// shardMsgs it reflects. A reader loads the number sent so far (after its
-// read barrier, when it has one), then the view: if the view reflects at
-// least that many, everything sent before the reader looked — every
-// command up to the index its barrier waited for — is in it, and the
-// reader answers from it in its own goroutine; if not, it queues a
-// shardRead behind those commands, exactly as a read without views would.
+// Readers by id stay off the mailbox by reading an immutable view of the
+// shard's records that the actor publishes (shardLink.view, one atomic
+// pointer): the shard's tree is copy-on-write and its arena append-only,
+// so a view costs O(1) to take and the actor's later writes copy what
+// they change instead of touching what the view holds. A view carries
+// the number of shardMsgs it reflects. A reader loads the number sent so
+// far (after its read barrier, when it has one), then the view: if the
+// view reflects at least that many, everything sent before the reader
+// looked — every command up to the index its barrier waited for — is in
+// it, and the reader answers from it in its own goroutine; if not, it
+// queues a shardRead behind those commands, exactly as a read without
+// views would. Reads by email always queue (shardView says why).
 //
-// The actor publishes lazily, so that writes nobody reads pay nothing: a
-// view is published once the mailbox holds no more shardMsgs (applied ==
-// sent: the last of a burst publishes) and either a reader has used the
-// current view since it was published or a reader found it behind and
-// queued (wanted). A write after a publish copies the tree nodes and
-// email index segment it changes (see docs/DESIGN.md, user shard
-// ownership, for the costs measured).
+// The actor publishes on demand, so that writes nobody reads pay
+// nothing: a view is published once the mailbox holds no more shardMsgs
+// (applied == sent: the last of a burst publishes) and either a reader
+// has used the current view since it was published or a reader found it
+// behind and queued (wanted). A write after a publish copies the tree
+// nodes it changes (docs/DESIGN.md, user shard ownership, has the costs
+// measured).
 //
 // What other goroutines share with the actor is shardLink: atomics only.
+// Lock order: none; nothing here takes a lock.
 type shardMsg struct {
 	run func(*storage.UserShard)
 	// recovered is called instead of completing run when run panics, so
