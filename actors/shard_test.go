@@ -189,3 +189,27 @@ func pollFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// A Pending's result reaches every waiter, whether it waits before the
+// result is known (a channel is made and closed) or after (the shared
+// closed channel).
+func TestPendingWaitersBeforeAndAfter(t *testing.T) {
+	for range 200 {
+		p := NewPending()
+		var wg sync.WaitGroup
+		for range 3 {
+			wg.Go(func() {
+				<-p.Done()
+				if p.Result().Err == nil || p.Result().Err.Message != "x" {
+					t.Error("a waiter saw no result")
+				}
+			})
+		}
+		p.resolve(storage.Result{Err: &storage.Error{Kind: storage.KindInternal, Message: "x"}})
+		<-p.Done()
+		wg.Wait()
+	}
+	if p := Resolved(storage.Result{}); p.Done() != *closedDone {
+		t.Fatal("a Pending resolved before anyone waited made a channel")
+	}
+}
