@@ -71,3 +71,21 @@ func (d *workerDispatcher) stop() {
 		d.wg.Wait()
 	})
 }
+
+// inlineDispatcher runs a mailbox in the goroutine that schedules it: the
+// sender that finds the actor idle runs its turn (protoactor's
+// synchronized dispatcher). The mailbox still lets one goroutine at a
+// time run the actor, in message order, so the actor alone touches its
+// state; what changes is only which goroutine lends it the CPU. The FSM,
+// the main sender to user shards, then applies a command to an idle shard
+// without two goroutine switches (BenchmarkUsersCreate: see
+// docs/DESIGN.md, user shard ownership), while a command sent to a busy
+// shard is queued for the goroutine already running it. An actor on it
+// must never block in Receive: its sender would wait with it.
+type inlineDispatcher struct{}
+
+// Schedule implements actor.Dispatcher.
+func (inlineDispatcher) Schedule(fn func()) { fn() }
+
+// Throughput implements actor.Dispatcher.
+func (inlineDispatcher) Throughput() int { return 300 }

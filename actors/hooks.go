@@ -10,7 +10,9 @@ import (
 // server starting or stopping), called often, from actors, without a
 // lock. Each must not block.
 type Hooks[T any] struct {
-	mu  sync.Mutex // serialises Add and remove
+	// mu serialises Add and remove, which servers call as they start and
+	// stop. It guards no actor's state: actors only load fns, lock-free.
+	mu  sync.Mutex
 	fns atomic.Pointer[[]*func(T)]
 }
 

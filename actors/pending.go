@@ -11,12 +11,22 @@ import (
 // the leader waits for it. A duplicate request (same idempotency key)
 // gets the same Pending.
 type Pending struct {
-	done chan struct{}
-	res  storage.Result
+	res storage.Result
+	// done is made by the first Done before the result is known, and is
+	// closedDone once it is: a command resolved before anyone waits (the
+	// FSM running an idle shard's turn itself) makes no channel.
+	done atomic.Pointer[chan struct{}]
 }
 
+// closedDone is every resolved Pending's channel that nobody waited on.
+var closedDone = func() *chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return &c
+}()
+
 // NewPending returns an unresolved Pending.
-func NewPending() *Pending { return &Pending{done: make(chan struct{})} }
+func NewPending() *Pending { return &Pending{} }
 
 // Resolved returns a Pending that already holds r.
 func Resolved(r storage.Result) *Pending {
@@ -26,14 +36,26 @@ func Resolved(r storage.Result) *Pending {
 }
 
 // resolve records r. It is called exactly once, by the goroutine that
-// finished the command; the close publishes r to waiters.
+// finished the command; the swap (and the close, if someone waits)
+// publishes r to waiters.
 func (p *Pending) resolve(r storage.Result) {
 	p.res = r
-	close(p.done)
+	if c := p.done.Swap(closedDone); c != nil {
+		close(*c)
+	}
 }
 
 // Done is closed once the result is known.
-func (p *Pending) Done() <-chan struct{} { return p.done }
+func (p *Pending) Done() <-chan struct{} {
+	if c := p.done.Load(); c != nil {
+		return *c
+	}
+	c := make(chan struct{})
+	if p.done.CompareAndSwap(nil, &c) {
+		return c
+	}
+	return *p.done.Load() // resolved meanwhile: closedDone
+}
 
 // Result returns the result; call it only after Done is closed.
 func (p *Pending) Result() storage.Result { return p.res }

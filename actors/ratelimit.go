@@ -76,7 +76,11 @@ type Limiter struct {
 	stopOnce sync.Once
 	wg       sync.WaitGroup
 
-	mu       sync.Mutex // guards counters
+	// mu guards counters, the directory of each policy's metrics, which
+	// the bucket actors fill in as their sweeps meet policies. It is not
+	// actor state: a shared directory of metric handles; the buckets and
+	// tallies belong to their actors and are never under it.
+	mu       sync.Mutex
 	counters map[string]*policyCounters
 	set      *metrics.Set
 

@@ -3,7 +3,6 @@ package actors
 import (
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -12,21 +11,40 @@ import (
 	"github.com/troupe-db/troupe/storage"
 )
 
-// A shard actor owns one *storage.UserShard. Every change is a function
-// to run on the shard in the actor's goroutine: the FSM sends command
-// applications in log order, and because the mailbox is FIFO a read
-// queued after the command of index N sees every write up to N.
+// Ownership of a user shard.
 //
-// Reads skip the mailbox when they can: the actor runs each shardMsg
-// under its box's mutex and counts it, and a reader that finds the mutex
-// free (TryLock, never waiting) and every message sent so far applied
-// reads the shard itself, in its own goroutine. Whatever was sent before
-// the reader looked — every command up to the index its read barrier
-// waited for — has then been applied, so it sees what a read queued in
-// the mailbox would have seen, without the two goroutine switches. A
-// reader that finds the shard busy queues a shardRead as before. A
-// create from the FSM does the same (tryRun): on an idle shard the FSM's
-// goroutine runs it, in log order since nothing is queued before it.
+// A shard actor alone owns its *storage.UserShard (shardState): only the
+// actor's Receive touches it, one message at a time. Shard actors run on
+// the inline dispatcher (dispatcher.go): the goroutine that sends to an
+// idle shard (mostly the FSM's) runs the actor's turn, the mailbox
+// admitting one goroutine at a time, in message order. Every change is a
+// function to run on the shard: the FSM sends command applications in
+// log order, and because the mailbox is FIFO a read queued after the
+// command of index N sees every write up to N.
+//
+// Readers by id stay off the mailbox by reading an immutable view of the
+// shard's records that the actor publishes (shardLink.view, one atomic
+// pointer): the shard's tree is copy-on-write and its arena append-only,
+// so a view costs O(1) to take and the actor's later writes copy what
+// they change instead of touching what the view holds. A view carries
+// the number of shardMsgs it reflects. A reader loads the number sent so
+// far (after its read barrier, when it has one), then the view: if the
+// view reflects at least that many, everything sent before the reader
+// looked — every command up to the index its barrier waited for — is in
+// it, and the reader answers from it in its own goroutine; if not, it
+// queues a shardRead behind those commands, exactly as a read without
+// views would. Reads by email always queue (shardView says why).
+//
+// The actor publishes on demand, so that writes nobody reads pay
+// nothing: a view is published once the mailbox holds no more shardMsgs
+// (applied == sent: the last of a burst publishes) and either a reader
+// has used the current view since it was published or a reader found it
+// behind and queued (wanted). A write after a publish copies the tree
+// nodes it changes (docs/DESIGN.md, user shard ownership, has the costs
+// measured).
+//
+// What other goroutines share with the actor is shardLink: atomics only.
+// Lock order: none; nothing here takes a lock.
 type shardMsg struct {
 	run func(*storage.UserShard)
 	// recovered is called instead of completing run when run panics, so
@@ -42,74 +60,83 @@ type shardMsg struct {
 	pending *Pending
 }
 
-// shardActor is recreated by the supervisor after an unrecovered panic;
-// the state lives in box, which the producer shares across restarts.
-type shardActor struct {
-	box *shardBox
+// shardLink is what the goroutines that send to a shard actor and read its
+// views share with it. Written by senders: sent; by the actor: view; by
+// readers: wanted and the views' read marks; by Users.Stop: stopped.
+type shardLink struct {
+	// sent counts the shardMsgs sent to the actor, added to before each
+	// is sent: a view whose count is sent reflects all of them.
+	sent atomic.Uint64
+	// applied is the actor's count of shardMsgs run, stored after each:
+	// applied == sent means the actor has nothing queued.
+	applied atomic.Uint64
+	view    atomic.Pointer[shardView]
+	// wanted: a reader found the view behind and queued; the actor
+	// publishes once it has caught up.
+	wanted atomic.Bool
+	// stopped: the actor is stopping or gone (Users.Stop); its views are
+	// no longer read, since a restore may have replaced the shards.
+	stopped atomic.Bool
 }
 
-type shardBox struct {
-	// mu is held by the actor while it runs a shardMsg and by a reader
-	// reading the idle shard directly (tryRead). Readers only ever
-	// TryLock it. It guards shard and applied.
-	mu      sync.Mutex
+// shardView is a published, immutable state of a shard: its records, by
+// id. It holds no email index (storage.UserShard.View): copying the
+// index's map on the first write after each view cost more than the
+// lookups by email (logins, the check before a create) gain by skipping
+// the mailbox, so those go through the actor.
+type shardView struct {
+	shard *storage.UserShard // a View: never changed
+	count uint64             // the shardMsgs it reflects
+	// read: a reader has answered from this view, so the actor publishes
+	// a fresh one after the next change.
+	read atomic.Bool
+}
+
+// shardState is a shard actor's state. Only the actor touches it; it
+// lives outside the actor value so that a restart after an unrecovered
+// panic keeps it (the producer hands it to the next incarnation).
+type shardState struct {
 	shard   *storage.UserShard
 	applied uint64 // shardMsgs run (or panicked)
-	// stopped: the actor is stopping or gone (Users.Stop); readers then
-	// no longer read the shard, which a restore may have replaced.
-	stopped bool
-	// sent counts the shardMsgs sent to the actor, added to before each
-	// is sent: applied == sent means none is queued or running.
-	sent  atomic.Uint64
+}
+
+type shardActor struct {
+	state *shardState
+	link  *shardLink
 	sys   *System
 	index int
+}
+
+func newShardActor(sys *System, index int, link *shardLink) actor.Producer {
+	st := &shardState{shard: storage.NewUserShard()}
+	link.view.Store(&shardView{shard: st.shard.View()})
+	return func() actor.Actor { return &shardActor{state: st, link: link, sys: sys, index: index} }
 }
 
 func (a *shardActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *shardRead:
-		a.box.sys.mailboxDepth.Add(-1)
-		a.box.read(m)
+		a.sys.mailboxDepth.Add(-1)
+		m.done <- a.lookup(m)
 	case *shardMsg:
-		a.box.sys.mailboxDepth.Add(-1)
-		a.box.run(m)
+		a.sys.mailboxDepth.Add(-1)
+		a.run(m)
+	default:
+		return // lifecycle messages
 	}
-	// anything else: lifecycle messages
+	a.publishIfWanted()
 }
 
 // run applies one message, recovering a panic for that message alone: the
 // shard's changes are made by small final steps after all checks, so a
 // panic leaves the state as it was.
-func (b *shardBox) run(m *shardMsg) {
-	b.mu.Lock()
-	b.runLocked(m)
-}
-
-// tryRun runs m in the caller's goroutine if the shard is idle, as
-// tryRead does for reads: nobody holds it and every shardMsg sent to it
-// has been applied, so m runs exactly where the actor would have run it.
-// false means m was not run and must be sent.
-func (b *shardBox) tryRun(m *shardMsg) bool {
-	if !b.mu.TryLock() {
-		return false
-	}
-	if b.stopped || b.applied != b.sent.Load() {
-		b.mu.Unlock()
-		return false
-	}
-	b.sent.Add(1)
-	b.runLocked(m)
-	return true
-}
-
-// runLocked runs m with mu held, and releases it.
-func (b *shardBox) runLocked(m *shardMsg) {
+func (a *shardActor) run(m *shardMsg) {
 	defer func() {
-		b.applied++
-		b.mu.Unlock()
+		a.state.applied++
+		a.link.applied.Store(a.state.applied)
 		if r := recover(); r != nil {
-			b.sys.panics.Inc()
-			b.sys.log.Error("user shard recovered from a panic", slog.Int("shard", b.index), slog.String("panic", fmt.Sprint(r)))
+			a.sys.panics.Inc()
+			a.sys.log.Error("user shard recovered from a panic", slog.Int("shard", a.index), slog.String("panic", fmt.Sprint(r)))
 			if m.recovered != nil {
 				m.recovered()
 			} else if m.run == nil {
@@ -118,11 +145,34 @@ func (b *shardBox) runLocked(m *shardMsg) {
 		}
 	}()
 	if m.run == nil {
-		usr, err := b.shard.Create(m.create.ID, &m.create.User, m.nowMs)
+		usr, err := a.state.shard.Create(m.create.ID, &m.create.User, m.nowMs)
 		m.pending.resolve(storage.Result{User: usr, Err: err})
 		return
 	}
-	m.run(b.shard)
+	m.run(a.state.shard)
+}
+
+// publishIfWanted publishes a view of the shard if one is due: nothing
+// more is queued, the current view is behind, and a reader has used it or
+// wants a fresh one.
+func (a *shardActor) publishIfWanted() {
+	st := a.state
+	if st.applied != a.link.sent.Load() {
+		return // the last message of the burst publishes
+	}
+	cur := a.link.view.Load()
+	if cur.count == st.applied || !cur.read.Load() && !a.link.wanted.Load() {
+		return
+	}
+	a.link.wanted.Store(false)
+	defer func() {
+		if r := recover(); r != nil {
+			// The view stays as it was: readers go on queueing.
+			a.sys.panics.Inc()
+			a.sys.log.Error("user shard recovered from a panic while publishing its view", slog.Int("shard", a.index), slog.String("panic", fmt.Sprint(r)))
+		}
+	}()
+	a.link.view.Store(&shardView{shard: st.shard.View(), count: st.applied})
 }
 
 // A shardRead is a query on one shard: a typed message rather than a
@@ -145,7 +195,7 @@ type shardRead struct {
 	// select over a reply channel and a timer channel.
 	done  chan readState
 	timer *time.Timer // runs expire at the deadline
-	// direct: answered by tryRead, without the actor or the timer.
+	// direct: answered from a view, without the actor or the timer.
 	direct bool
 }
 
@@ -166,51 +216,51 @@ const (
 	readEmail               // the owner of email key
 )
 
-// read answers one query in the actor. It takes mu, as every access to
-// the shard does, and releases it before answering.
-func (b *shardBox) read(m *shardRead) {
-	m.done <- b.lockedLookup(m)
-}
-
-// lockedLookup runs m's lookup under mu, recovering a panic for that read
-// alone: reads change nothing, so the shard is as it was.
-func (b *shardBox) lockedLookup(m *shardRead) (st readState) {
-	b.mu.Lock()
+// lookup answers m in the actor, recovering a panic for that read alone:
+// reads change nothing, so the shard is as it was.
+func (a *shardActor) lookup(m *shardRead) (st readState) {
 	defer func() {
-		b.mu.Unlock()
 		if r := recover(); r != nil {
-			b.readPanicked(r)
+			logReadPanic(a.sys, a.index, r)
 			st = readPanicked
 		}
 	}()
-	m.lookup(b.shard)
+	m.lookup(a.state.shard)
 	return readAnswered
 }
 
-// tryRead answers m in the caller's goroutine if the shard is idle:
-// nobody holds it and every shardMsg sent to it so far has been applied.
-// ok false means m was not run and must be sent to the actor.
-func (b *shardBox) tryRead(m *shardRead) (ok bool, err error) {
-	if !b.mu.TryLock() {
+// readView answers m, a read by id, in the caller's goroutine from the
+// published view, if that reflects every shardMsg sent so far. ok false
+// means m was not answered and must be sent to the actor; the actor is
+// then asked to publish a fresh view once it has caught up.
+func (l *shardLink) readView(m *shardRead, sys *System, index int) (ok bool, err error) {
+	if l.stopped.Load() || m.op != readUser {
 		return false, nil
 	}
+	sent := l.sent.Load()
+	v := l.view.Load()
+	if v.count < sent {
+		if !l.wanted.Load() {
+			l.wanted.Store(true)
+		}
+		return false, nil
+	}
+	if !v.read.Load() {
+		v.read.Store(true)
+	}
 	defer func() {
-		b.mu.Unlock()
 		if r := recover(); r != nil {
-			b.readPanicked(r)
+			logReadPanic(sys, index, r)
 			ok, err = true, errReadPanicked
 		}
 	}()
-	if b.stopped || b.applied != b.sent.Load() {
-		return false, nil
-	}
-	m.lookup(b.shard)
+	m.lookup(v.shard)
 	return true, nil
 }
 
-func (b *shardBox) readPanicked(r any) {
-	b.sys.panics.Inc()
-	b.sys.log.Error("user shard recovered from a panic while reading", slog.Int("shard", b.index), slog.String("panic", fmt.Sprint(r)))
+func logReadPanic(sys *System, index int, r any) {
+	sys.panics.Inc()
+	sys.log.Error("user shard recovered from a panic while reading", slog.Int("shard", index), slog.String("panic", fmt.Sprint(r)))
 }
 
 func (m *shardRead) lookup(s *storage.UserShard) {

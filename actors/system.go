@@ -64,8 +64,19 @@ func (s *System) Shutdown() {
 // state actors keep their state outside the actor value (see shardActor),
 // so a restart loses nothing, and they are never stopped by supervision.
 func (s *System) spawn(producer actor.Producer) *actor.PID {
+	return s.spawnOn(s.disp, producer)
+}
+
+// spawnInline is spawn for an actor whose mailbox is run by the goroutine
+// that sends to it while it is idle, rather than by a worker: see
+// inlineDispatcher.
+func (s *System) spawnInline(producer actor.Producer) *actor.PID {
+	return s.spawnOn(inlineDispatcher{}, producer)
+}
+
+func (s *System) spawnOn(d actor.Dispatcher, producer actor.Producer) *actor.PID {
 	props := actor.PropsFromProducer(producer,
-		actor.WithDispatcher(s.disp),
+		actor.WithDispatcher(d),
 		actor.WithGuardian(actor.NewOneForOneStrategy(0x7fffffff, 0, func(reason any) actor.Directive {
 			s.panics.Inc()
 			s.log.Error("actor panicked; restarting it", slog.Any("reason", reason))

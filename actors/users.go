@@ -15,8 +15,9 @@ import (
 //
 // Ownership: the apply methods (Create, Batch, Patch, Delete, Views,
 // Restore) are called only by the FSM's goroutine, in log order; they own
-// the admins set. The query methods (Get, List, Count) may be called from
-// any goroutine. The shards themselves belong to their actors.
+// the admins set. The query methods (Get, FindEmail, List, Count) may be
+// called from any goroutine. The shards themselves belong to their actors
+// (shard.go); Users holds only their pids and links.
 //
 // Most commands touch one shard and are sent without waiting. A command
 // that spans shards (an email change, a delete whose email is indexed
@@ -25,7 +26,7 @@ import (
 type Users struct {
 	sys    *System
 	pids   []*actor.PID
-	boxes  []*shardBox
+	links  []*shardLink
 	admins map[string]struct{} // FSM goroutine only
 	// narrowed, if set, hears of every change that may take rights away
 	// from a user's tokens (storage.AuthNarrowed), from the shard's
@@ -48,11 +49,10 @@ var ErrTimeout = errors.New("actor did not answer in time")
 
 // NewUsers spawns n (a power of two) empty user shards.
 func NewUsers(sys *System, n int) *Users {
-	u := &Users{sys: sys, pids: make([]*actor.PID, n), boxes: make([]*shardBox, n), admins: map[string]struct{}{}}
+	u := &Users{sys: sys, pids: make([]*actor.PID, n), links: make([]*shardLink, n), admins: map[string]struct{}{}}
 	for i := range u.pids {
-		box := &shardBox{shard: storage.NewUserShard(), sys: sys, index: i}
-		u.boxes[i] = box
-		u.pids[i] = sys.spawn(func() actor.Actor { return &shardActor{box: box} })
+		u.links[i] = &shardLink{}
+		u.pids[i] = sys.spawnInline(newShardActor(sys, i, u.links[i]))
 	}
 	sys.actorCount.Add(int64(n))
 	return u
@@ -63,17 +63,15 @@ func (u *Users) Shards() int { return len(u.pids) }
 
 // Stop stops the shard actors and waits for them.
 func (u *Users) Stop() {
-	for _, b := range u.boxes {
-		b.mu.Lock()
-		b.stopped = true
-		b.mu.Unlock()
+	for _, l := range u.links {
+		l.stopped.Store(true)
 	}
 	u.sys.stop(u.pids)
 	u.sys.actorCount.Add(-int64(len(u.pids)))
 }
 
 func (u *Users) send(shard int, m *shardMsg) {
-	u.boxes[shard].sent.Add(1)
+	u.links[shard].sent.Add(1)
 	u.post(shard, m)
 }
 
@@ -126,12 +124,7 @@ func (u *Users) Create(it *storage.BatchItem, nowMs int64) *Pending {
 		p.resolve(storage.Result{Err: &storage.Error{Kind: storage.KindInternal, Message: "user id does not match the email's shard"}})
 		return p
 	}
-	// An idle shard creates it at once, in this (the FSM's) goroutine:
-	// the result is ready when raft hands it to the proposer, which then
-	// waits once instead of twice, and the mailbox hop is saved.
-	if m := (&shardMsg{create: it, nowMs: nowMs, pending: p}); !u.boxes[shard].tryRun(m) {
-		u.send(shard, m)
-	}
+	u.send(shard, &shardMsg{create: it, nowMs: nowMs, pending: p})
 	if it.User.Role == storage.RoleAdmin {
 		<-p.Done()
 		if r := p.Result(); r.Err == nil {
@@ -424,11 +417,12 @@ func getRead(op readOp, key string) *shardRead {
 	return r
 }
 
-// ask answers r: at once if the shard is idle (tryRead), else by sending
-// it to the shard actor and waiting for the answer until deadline. After
-// ErrTimeout r is abandoned: the caller must not touch or recycle it.
+// ask answers r: at once from the shard's view if that is current
+// (shardLink.readView), else by sending it to the shard actor and waiting
+// for the answer until deadline. After ErrTimeout r is abandoned: the
+// caller must not touch or recycle it.
 func (u *Users) ask(shard int, r *shardRead, deadline time.Time) error {
-	if ok, err := u.boxes[shard].tryRead(r); ok {
+	if ok, err := u.links[shard].readView(r, u.sys, shard); ok {
 		r.direct = true
 		return err
 	}
@@ -489,10 +483,12 @@ func (u *Users) Get(id string, deadline time.Time) (*storage.User, error) {
 	return usr, nil
 }
 
-// FindEmail returns the user holding an email address, if any.
+// FindEmail returns the user holding an email address, if any. The email
+// index is not in the shards' views (see shardView), so the address is
+// looked up by the email shard's actor; the record, by id, as Get does.
 func (u *Users) FindEmail(email string, deadline time.Time) (*storage.User, error) {
 	r := getRead(readEmail, storage.EmailKey(email))
-	if err := u.ask(u.emailShard(email), r, deadline); err != nil {
+	if err := u.askActor(u.emailShard(email), r, deadline); err != nil {
 		if !errors.Is(err, ErrTimeout) {
 			release(r)
 		}
@@ -511,16 +507,28 @@ func (u *Users) FindEmail(email string, deadline time.Time) (*storage.User, erro
 }
 
 // EmailTakenIfIdle is FindEmail for an optimistic check that must not
-// wait: it reports whether a user other than exceptID holds email, reading
-// the shards involved only if they are idle (see tryRead). A busy shard or
-// a failed read answers false ("not taken"), as a failed FindEmail would.
+// wait behind commands: it reports whether a user other than exceptID
+// holds email, asking the email shard's actor only if it has run every
+// message sent to it (with the inline dispatcher this caller then runs
+// the lookup itself, or waits for the one turn in progress, at most
+// emailCheckWait), and reading the record from its home shard's view if
+// that is current. A shard with commands queued or a failed read answers
+// false ("not taken"), as a failed FindEmail would.
 func (u *Users) EmailTakenIfIdle(email, exceptID string) bool {
+	es := u.emailShard(email)
+	if l := u.links[es]; l.stopped.Load() || l.applied.Load() != l.sent.Load() {
+		return false
+	}
 	r := getRead(readEmail, storage.EmailKey(email))
-	ok, err := u.boxes[u.emailShard(email)].tryRead(r)
-	r.direct = true
+	if err := u.askActor(es, r, time.Now().Add(emailCheckWait)); err != nil {
+		if !errors.Is(err, ErrTimeout) {
+			release(r)
+		}
+		return false
+	}
 	id, found := r.owner, r.found
 	release(r)
-	if !ok || err != nil || !found || id == exceptID {
+	if !found || id == exceptID {
 		return false
 	}
 	home := u.homeShard(id)
@@ -528,9 +536,14 @@ func (u *Users) EmailTakenIfIdle(email, exceptID string) bool {
 		return false
 	}
 	r = getRead(readUser, id)
-	ok, err = u.boxes[home].tryRead(r)
+	ok, err := u.links[home].readView(r, u.sys, home)
 	r.direct = true
 	usr := r.usr
 	release(r)
 	return ok && err == nil && usr != nil && usr.ID != exceptID
 }
+
+// emailCheckWait bounds how long EmailTakenIfIdle waits for an idle
+// shard's answer: the turn of another reader at most, unless the process
+// is starved of CPU.
+const emailCheckWait = 50 * time.Millisecond

@@ -3,7 +3,6 @@ package storage
 import (
 	"encoding/binary"
 	"fmt"
-	"slices"
 )
 
 // An arena holds a shard's user records as bytes, in chunks the garbage
@@ -22,7 +21,11 @@ import (
 // Each entry is a uvarint length followed by the record's encoding
 // (encoder.user), the same bytes a snapshot carries.
 type arena struct {
+	// chunks are allocated at their full length, and a chunk's header is
+	// never changed once appended: a view may share the list's backing
+	// array (see view) while the owner appends to it.
 	chunks [][]byte
+	fill   int // bytes written in the last chunk
 	used   int // bytes of all entries written
 	live   int // bytes of the entries still referenced
 	// sealed: the last chunk's spare room is not ours to write, because
@@ -51,22 +54,23 @@ const (
 func (a *arena) add(rec []byte) uint64 {
 	n := uvarintLen(uint64(len(rec))) + len(rec)
 	last := len(a.chunks) - 1
-	if a.sealed || last < 0 || cap(a.chunks[last])-len(a.chunks[last]) < n {
+	if a.sealed || last < 0 || len(a.chunks[last])-a.fill < n {
 		size := minChunk
 		if last >= 0 {
-			size = min(2*cap(a.chunks[last]), maxChunk)
+			size = min(2*len(a.chunks[last]), maxChunk)
 		}
 		if last+1 >= 1<<locChunkBits {
 			panic(fmt.Sprintf("storage: user arena has %d chunks", last+1))
 		}
-		a.chunks = append(a.chunks, make([]byte, 0, max(size, n)))
-		a.sealed = false
+		a.chunks = append(a.chunks, make([]byte, max(size, n)))
+		a.fill, a.sealed = 0, false
 		last++
 	}
 	c := a.chunks[last]
-	off := len(c)
-	c = binary.AppendUvarint(c, uint64(len(rec)))
-	a.chunks[last] = append(c, rec...)
+	off := a.fill
+	k := binary.PutUvarint(c[off:], uint64(len(rec)))
+	copy(c[off+k:], rec)
+	a.fill = off + n
 	a.used += n
 	a.live += n
 	return uint64(last)<<locOffsetBits | uint64(off)
@@ -86,13 +90,16 @@ func (a *arena) free(loc uint64) {
 	a.live -= uvarintLen(uint64(len(rec))) + len(rec)
 }
 
-// view returns an arena sharing the bytes written so far. Each side has
-// its own list of chunk headers (a few per shard), since the owner
-// lengthens its last chunk's; and the view is sealed, so that neither
-// writes into bytes the other can see.
+// view returns an arena sharing the bytes written so far, in O(1): the
+// view's list of chunks is the owner's, cut to its current length and
+// capacity, so the owner's later appends to the list write past what the
+// view can see (or into a new array), and no chunk header either reads
+// ever changes. The view is sealed, so that neither writes into bytes
+// the other can see: the owner writes only past its fill, which no
+// entry of the view reaches.
 func (a *arena) view() arena {
 	v := *a
-	v.chunks = slices.Clone(a.chunks)
+	v.chunks = a.chunks[:len(a.chunks):len(a.chunks)]
 	v.sealed = true
 	return v
 }
@@ -107,7 +114,7 @@ func (a *arena) garbage() bool {
 // sizedFor returns an empty arena whose first chunk fits n bytes of
 // entries (up to maxChunk).
 func sizedFor(n int) arena {
-	return arena{chunks: [][]byte{make([]byte, 0, min(max(n, minChunk), maxChunk))}}
+	return arena{chunks: [][]byte{make([]byte, min(max(n, minChunk), maxChunk))}}
 }
 
 func uvarintLen(v uint64) int {

@@ -73,6 +73,35 @@ func (x *emailIndex) has(key string) bool {
 	return ok && e.matches(check)
 }
 
+// An emailSlot is where a key not yet indexed goes, as probe found it:
+// the check and the insert of a new user's address hash it once.
+type emailSlot struct {
+	h, check uint64
+	occupied bool // by another key with the same first hash
+}
+
+// probe reports whether key is indexed, and if not where it goes.
+func (x *emailIndex) probe(key string) (emailSlot, bool) {
+	if _, taken := x.other[key]; taken {
+		return emailSlot{}, true
+	}
+	h, check := x.hash(key)
+	e, occupied := x.m[h]
+	if occupied && e.matches(check) {
+		return emailSlot{}, true
+	}
+	return emailSlot{h: h, check: check, occupied: occupied}, false
+}
+
+// fill maps key, found free by probe with no change since, to id.
+func (x *emailIndex) fill(sl emailSlot, key, id string) {
+	if stamp, shard, ok := ParseUserID(id); ok && !sl.occupied {
+		x.m[sl.h] = makeEmailEntry(sl.check, stamp, shard)
+		return
+	}
+	x.put(key, id) // the rare cases: a first-hash collision, an odd id
+}
+
 func (x *emailIndex) put(key, id string) {
 	if _, ok := x.other[key]; ok {
 		x.other[key] = strings.Clone(id)

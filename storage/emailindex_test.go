@@ -23,10 +23,20 @@ func TestEmailIndexLikeAMap(t *testing.T) {
 		r := rand.New(rand.NewPCG(7, 8))
 		for step := range 2000 {
 			key, id := keys[r.IntN(len(keys))], ids[r.IntN(len(ids))]
-			if r.IntN(3) == 0 {
+			switch r.IntN(4) {
+			case 0:
 				x.remove(key)
 				delete(want, key)
-			} else {
+			case 1: // as a create does
+				sl, taken := x.probe(key)
+				if _, w := want[key]; taken != w {
+					t.Fatalf("step %d: probe(%q) taken %v, want %v", step, key, taken, w)
+				}
+				if !taken {
+					x.fill(sl, key, id)
+					want[key] = id
+				}
+			default:
 				x.put(key, id)
 				want[key] = id
 			}

@@ -339,3 +339,58 @@ func BenchmarkCollect200kUsers(b *testing.B) {
 	runtime.KeepAlive(ss)
 	b.ReportMetric(perUser, "heap-B/user-beyond-raw") // after the loop: ResetTimer drops metrics
 }
+
+// BenchmarkUserShardWriteAfterView is what a shard's actor pays per write
+// when readers read every state it publishes: take a view, then change the
+// shard (the change copies the tree nodes and email index segment it
+// touches). "put" rewrites a record, "create" adds a user; "*-no-view"
+// are the same writes with no view taken. 16k users: a shard's share of a
+// million at 64 shards.
+func BenchmarkUserShardWriteAfterView(b *testing.B) {
+	const n = 16_000
+	for _, view := range []bool{true, false} {
+		suffix := ""
+		if !view {
+			suffix = "-no-view"
+		}
+		b.Run("put"+suffix, func(b *testing.B) {
+			s, ids := benchShard(b, n)
+			recs := make([]*User, len(ids))
+			for i, id := range ids {
+				recs[i], _ = s.Get(id)
+			}
+			var sink *UserShard
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if view {
+					sink = s.View()
+				}
+				u := *recs[i%n]
+				u.Version++
+				s.Put(&u)
+				i += 7919
+			}
+			_ = sink
+		})
+		b.Run("create"+suffix, func(b *testing.B) {
+			s, _ := benchShard(b, n)
+			items := make([]BatchItem, b.N)
+			for i := range items {
+				items[i] = benchItem(n+i, 1)
+			}
+			var sink *UserShard
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				if view {
+					sink = s.View()
+				}
+				if _, err := s.Create(items[i].ID, &items[i].User, benchT0); err != nil {
+					b.Fatal(err)
+				}
+			}
+			_ = sink
+		})
+	}
+}

@@ -20,9 +20,12 @@ import (
 // in the shard.
 //
 // UserShard is not safe for concurrent use: exactly one actor owns it.
-// Its tree is copy-on-write and its arena append-only: View returns, at
-// the cost of copying a few chunk headers, an immutable view that other
-// goroutines may read while the owner goes on changing the shard.
+// Its tree is copy-on-write and its arena append-only: View returns in
+// O(1) an immutable view that other goroutines may read while the owner
+// goes on changing the shard, which is how the owning actor publishes
+// its records to readers and to the snapshot barrier. A record a view
+// holds is never changed: a change writes a new record (Put), and the
+// first change to a tree node after a view copies the node.
 type UserShard struct {
 	byID  *btree.BTreeG[userRef]
 	arena arena
@@ -73,8 +76,10 @@ func NewUserShard() *UserShard {
 }
 
 // View returns an immutable copy of the shard's records that shares
-// structure with it; later changes to s do not show in the view, and vice
-// versa. A view has no email index (see RebuildEmailIndexes).
+// structure with it, in O(1); later changes to s do not show in the view,
+// and vice versa. The first change to each tree node after a view copies
+// that node: the cost is paid by writes, per view taken. A view has no
+// email index (see RebuildEmailIndexes).
 func (s *UserShard) View() *UserShard {
 	return &UserShard{byID: s.byID.Clone(), arena: s.arena.view()}
 }
@@ -228,7 +233,8 @@ func (s *UserShard) Create(id string, in *NewUser, nowMs int64) (*User, *Error) 
 		return nil, errorf(KindInternal, "user id %q is not canonical", id)
 	}
 	key := EmailKey(in.Email)
-	if s.byEmail.has(key) {
+	slot, taken := s.byEmail.probe(key)
+	if taken {
 		return nil, &Error{Kind: KindConflict, Field: "email", Message: "a user with this email already exists"}
 	}
 	u := &User{
@@ -244,7 +250,7 @@ func (s *UserShard) Create(id string, in *NewUser, nowMs int64) (*User, *Error) 
 		s.arena.free(r.loc())
 		return nil, errorf(KindConflict, "user id %s already exists", id)
 	}
-	s.byEmail.put(key, id)
+	s.byEmail.fill(slot, key, id)
 	return u, nil
 }
 
