@@ -1,7 +1,9 @@
 package api
 
 import (
+	"errors"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -307,7 +309,14 @@ func (s *Server) release(ctx *fasthttp.RequestCtx) {
 // keyTarget reads the policy and key of a key route.
 func (s *Server) keyTarget(ctx *fasthttp.RequestCtx, may func(*caller, string, string) *apiError) (*storage.Policy, string, bool) {
 	name, _ := ctx.UserValue("name").(string)
-	key, _ := ctx.UserValue("key").(string)
+	raw, _ := ctx.UserValue("key").(string)
+	// The router hands the rest of the path over as sent: a key's "/"
+	// may come as is or as %2F.
+	key, err := url.PathUnescape(raw)
+	if err != nil {
+		writeError(ctx, badRequest("key must be percent-encoded", "key"))
+		return nil, "", false
+	}
 	p, e := s.checkTarget(ctx, "", &name, &key, may)
 	if e != nil {
 		if f, _ := e.Details["field"].(string); f == "policy" {
@@ -331,7 +340,7 @@ func (s *Server) peekKey(ctx *fasthttp.RequestCtx) {
 	}
 	d, err := s.limiter.Decide(actors.Check{Policy: p, Key: key, Peek: true}, s.deadline())
 	if err != nil {
-		writeError(ctx, newError("unavailable", "the rate limiter did not answer in time"))
+		writeError(ctx, limiterError(err))
 		return
 	}
 	writeJSON(ctx, http.StatusOK, keyStateResponse{
@@ -348,8 +357,16 @@ func (s *Server) resetKey(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if _, err := s.limiter.Decide(actors.Check{Policy: p, Key: key, Reset: true}, s.deadline()); err != nil {
-		writeError(ctx, newError("unavailable", "the rate limiter did not answer in time"))
+		writeError(ctx, limiterError(err))
 		return
 	}
 	ctx.SetStatusCode(http.StatusNoContent)
+}
+
+// limiterError is the answer when the limiter gave none.
+func limiterError(err error) *apiError {
+	if errors.Is(err, errOwnerUnreachable) {
+		return newError("unavailable", "the node that owns this key did not answer; try again")
+	}
+	return newError("unavailable", "the rate limiter did not answer in time")
 }
