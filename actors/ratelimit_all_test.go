@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -194,5 +195,60 @@ func TestPeekAndReset(t *testing.T) {
 		if d, _ := l.Decide(Check{Policy: p, Key: "k", Peek: true}, deadline); d.Remaining != 4 || d.Leases != 0 {
 			t.Fatalf("%s: after the reset %+v", p.Name, d)
 		}
+	}
+}
+
+// BenchmarkDecideAll: multi-checks of 10 checks (one decision per b.N
+// step), from many goroutines: spread over the 16 actors (each holds the
+// actors of its keys in turn), and on one actor (the keys of one client
+// under ten policies, hashed alike: no hold). DecideBatch, which is not
+// all or nothing, is the comparison.
+func BenchmarkDecideAll(b *testing.B) {
+	const keys = 10_000
+	names := make([]string, keys)
+	for i := range names {
+		names[i] = fmt.Sprint("client-", i)
+	}
+	p := algPolicy(b, storage.Policy{Name: "g", Limit: 1_000_000_000, WindowMs: 1000})
+	policies := make([]*storage.Policy, 10)
+	for i := range policies {
+		policies[i] = algPolicy(b, storage.Policy{Name: fmt.Sprint("g", i), Limit: 1_000_000_000, WindowMs: 1000})
+	}
+	for _, mode := range []string{"spread", "one-actor", "batch-spread"} {
+		b.Run(mode, func(b *testing.B) {
+			l, _ := newTestLimiter(b, LimiterConfig{})
+			b.ReportAllocs()
+			b.SetParallelism(8) // callers waiting on their answers, as HTTP handlers do
+			var next atomic.Int64
+			b.RunParallel(func(pb *testing.PB) {
+				const n = 10
+				checks := make([]Check, n)
+				out := make([]storage.Decision, n)
+				base := int(next.Add(7919))
+				deadline := time.Now().Add(time.Hour)
+				for i := 0; pb.Next(); {
+					if mode == "one-actor" {
+						checks[i] = Check{Policy: policies[i], Key: names[base%keys], Cost: 1}
+					} else {
+						checks[i] = Check{Policy: p, Key: names[(base+i*31)%keys], Cost: 1}
+					}
+					if i++; i == n {
+						var err error
+						if mode == "batch-spread" {
+							err = l.DecideBatch(checks, out, deadline)
+						} else {
+							_, err = l.DecideAll(checks, out, deadline)
+						}
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						base += n
+						i = 0
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
+		})
 	}
 }
