@@ -509,7 +509,7 @@ func (s *Server) decide(ctx *fasthttp.RequestCtx) {
 func (c *decideCheck) valid(p *storage.Policy, all bool) bool {
 	switch {
 	case c.Peek, c.Reset:
-		return !all && c.Release == 0 && !(c.Peek && c.Reset)
+		return !all && c.Release == 0 && (!c.Peek || !c.Reset)
 	case c.Release != 0:
 		return !all && p.Algorithm == storage.Concurrency
 	}
