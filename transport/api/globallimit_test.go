@@ -247,3 +247,46 @@ func TestGlobalEveryAlgorithm(t *testing.T) {
 		t.Fatalf("release of a share's lease: %+v", rel)
 	}
 }
+
+// TestDecideRouteChecksItsBatch: the owner's route takes each algorithm's
+// policy as the asker sends it, and refuses what no node would send.
+func TestDecideRouteChecksItsBatch(t *testing.T) {
+	a, _, _ := twoOwners(t)
+	member := map[string]string{"X-Troupe-Cluster-Secret": "global-secret"}
+	sem := `{"name":"s","algorithm":"concurrency","limit":1,"shadow":false}`
+	day := `{"name":"d","algorithm":"fixed_window","limit":1,"window":"day","time_zone":"UTC","shadow":false}`
+	for _, ok := range []string{
+		`{"checks":[{"policy":` + sem + `,"key":"k","cost":1,"lease_ms":1000},{"policy":` + sem + `,"key":"k","cost":1,"lease_ms":1000}]}`,
+		`{"all":true,"checks":[{"policy":` + day + `,"key":"k","cost":1},{"policy":` + sem + `,"key":"j","cost":1,"lease_ms":1000}]}`,
+		`{"checks":[{"policy":` + day + `,"key":"k","peek":true},{"policy":` + sem + `,"key":"k","release":12345},{"policy":` + day + `,"key":"k","reset":true}]}`,
+	} {
+		if r := a.do("POST", decidePath, ok, member, false); r.status != 200 {
+			t.Fatalf("%s: %d %s", ok, r.status, r.body)
+		}
+	}
+	for _, bad := range []string{
+		`{"checks":[{"policy":` + sem + `,"key":"k","cost":1}]}`,                                               // no lease
+		`{"checks":[{"policy":` + day + `,"key":"k","cost":1,"lease_ms":5}]}`,                                  // a lease for a window
+		`{"checks":[{"policy":` + day + `,"key":"k","cost":2}]}`,                                               // above the limit
+		`{"checks":[{"policy":` + day + `,"key":"k","release":7}]}`,                                            // a release of a window
+		`{"checks":[{"policy":` + day + `,"key":"k","peek":true,"reset":true}]}`,                               // both
+		`{"all":true,"checks":[{"policy":` + day + `,"key":"k","peek":true}]}`,                                 // a peek all or nothing
+		`{"checks":[{"policy":{"name":"x","algorithm":"leaky","limit":1,"shadow":false},"key":"k","cost":1}]}`, // unknown algorithm
+		`{"checks":[{"policy":{"name":"x","algorithm":"fixed_window","limit":1,"window":"week","shadow":false},"key":"k","cost":1}]}`,
+	} {
+		if r := a.do("POST", decidePath, bad, member, false); r.status != 400 {
+			t.Fatalf("%s: %d %s", bad, r.status, r.body)
+		}
+	}
+	// The all-or-nothing batch above took the lease on j: a second is denied
+	// whole, and spends nothing on k's window (already spent: 1 of 1).
+	r := a.do("POST", decidePath, `{"all":true,"checks":[{"policy":`+sem+`,"key":"j","cost":1,"lease_ms":1000},{"policy":`+day+`,"key":"other","cost":1}]}`, member, false)
+	var resp decideResponse
+	if r.json(t, &resp); r.status != 200 || resp.Allowed || resp.Decisions[0].Allowed || !resp.Decisions[1].Allowed {
+		t.Fatalf("second batch: %d %s", r.status, r.body)
+	}
+	r = a.do("POST", decidePath, `{"checks":[{"policy":`+day+`,"key":"other","peek":true}]}`, member, false)
+	if r.json(t, &resp); resp.Decisions[0].Remaining != 1 {
+		t.Fatalf("a denied batch spent: %s", r.body)
+	}
+}
