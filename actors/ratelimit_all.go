@@ -91,10 +91,13 @@ func (l *Limiter) DecideAll(checks []Check, out []storage.Decision, deadline tim
 	var sent []int
 	defer func() {
 		// Every actor a part went to hears the verdict (one that did not
-		// hold ignores it).
+		// hold ignores it), but for the group's last part, which never
+		// holds.
 		g.state.CompareAndSwap(groupPending, groupAborted)
-		for _, a := range sent[:max(len(sent)-1, 0)] {
-			l.send(a, &verdictMsg{g: g})
+		for j, a := range sent {
+			if j < len(order)-1 {
+				l.send(a, &verdictMsg{g: g})
+			}
 		}
 	}()
 	t := time.NewTimer(time.Until(deadline))

@@ -252,3 +252,51 @@ func BenchmarkDecideAll(b *testing.B) {
 		})
 	}
 }
+
+// TestDecideAllDeadline: a multi-check whose part waits past its
+// deadline (behind another multi-check that holds an actor) answers
+// ErrLimiterTimeout, leaves no actor held, and spends nothing.
+func TestDecideAllDeadline(t *testing.T) {
+	clock := &fakeClock{}
+	clock.ns.Store(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC).UnixNano())
+	l, _ := newTestLimiter(t, LimiterConfig{Now: clock.now, Actors: 4})
+	p := algPolicy(t, storage.Policy{Name: "f", Algorithm: storage.FixedWindow, Limit: 5, Window: storage.UnitHour})
+	keyOf := func(actor int) string {
+		for i := 0; ; i++ {
+			if k := fmt.Sprint("k", i); l.actorOf(k) == actor {
+				return k
+			}
+		}
+	}
+	k0, k1, k2 := keyOf(0), keyOf(1), keyOf(2)
+	// A group that never hears its verdict (yet) holds actor 1.
+	stuck := &groupState{}
+	ready := make(chan bool, 1)
+	l.send(1, &allMsg{checks: []Check{{Policy: p, Key: k1, Cost: 1}}, out: make([]storage.Decision, 1), idx: []int32{0}, g: stuck, ready: ready})
+	if !<-ready {
+		t.Fatal("the stuck group's part was denied")
+	}
+	checks := []Check{{Policy: p, Key: k0, Cost: 2}, {Policy: p, Key: k1, Cost: 2}, {Policy: p, Key: k2, Cost: 2}}
+	if _, err := l.DecideAll(checks, make([]storage.Decision, 3), time.Now().Add(100*time.Millisecond)); err != ErrLimiterTimeout {
+		t.Fatalf("got %v, want a timeout", err)
+	}
+	// Actor 0 was held by the group that timed out: it answers again.
+	deadline := time.Now().Add(5 * time.Second)
+	if d, err := l.Decide(Check{Policy: p, Key: k0, Peek: true}, deadline); err != nil || d.Remaining != 5 {
+		t.Fatalf("actor 0 after the timeout: %+v %v", d, err)
+	}
+	// The stuck group is aborted: actor 1 undoes its part, then the
+	// waiting part of the timed-out group, and spends nothing.
+	stuck.state.Store(groupAborted)
+	l.send(1, &verdictMsg{g: stuck})
+	if d, err := l.Decide(Check{Policy: p, Key: k1, Peek: true}, deadline); err != nil || d.Remaining != 5 {
+		t.Fatalf("actor 1 after both groups: %+v %v", d, err)
+	}
+	if d, err := l.Decide(Check{Policy: p, Key: k2, Peek: true}, deadline); err != nil || d.Remaining != 5 {
+		t.Fatalf("actor 2: %+v %v", d, err)
+	}
+	// And the same multi-check now passes whole.
+	if ok, err := l.DecideAll(checks, make([]storage.Decision, 3), deadline); !ok || err != nil {
+		t.Fatalf("afterwards: %v %v", ok, err)
+	}
+}
