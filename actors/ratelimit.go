@@ -49,6 +49,10 @@ type Check struct {
 	Cost    uint32
 	LeaseMs int64  // concurrency: how long the lease lasts unless released
 	Release uint64 // concurrency: the lease to give back instead of a check
+	// Peek answers the key's state without spending (Cost is ignored);
+	// Reset forgets the key (its decision's Released says whether it
+	// held anything).
+	Peek, Reset bool
 }
 
 // LimiterConfig configures a Limiter.
@@ -90,7 +94,7 @@ type Limiter struct {
 }
 
 type policyCounters struct {
-	allowed, denied, shadowDenied *metrics.Counter
+	allowed, denied, shadowDenied, rolledBack, released, reset *metrics.Counter
 }
 
 // ErrLimiterTimeout is returned when the bucket actors did not answer in
@@ -252,6 +256,9 @@ func (l *Limiter) countersFor(policy string) *policyCounters {
 			allowed:      l.set.GetOrCreateCounter(`troupe_ratelimit_decisions_total{policy="` + policy + `",decision="allowed"}`),
 			denied:       l.set.GetOrCreateCounter(`troupe_ratelimit_decisions_total{policy="` + policy + `",decision="denied"}`),
 			shadowDenied: l.set.GetOrCreateCounter(`troupe_ratelimit_decisions_total{policy="` + policy + `",decision="shadow_denied"}`),
+			rolledBack:   l.set.GetOrCreateCounter(`troupe_ratelimit_decisions_total{policy="` + policy + `",decision="rolled_back"}`),
+			released:     l.set.GetOrCreateCounter(`troupe_ratelimit_decisions_total{policy="` + policy + `",decision="released"}`),
+			reset:        l.set.GetOrCreateCounter(`troupe_ratelimit_decisions_total{policy="` + policy + `",decision="reset"}`),
 		}
 		l.counters[policy] = c
 	}
@@ -276,18 +283,41 @@ type bucketBox struct {
 	// them to the metrics (a counter update per decision would cost more
 	// than the decision).
 	tally map[string]*tally
+	// held is the multi-check whose verdict the actor waits for, and
+	// stash the messages that came meanwhile (ratelimit_all.go).
+	held  *heldPart
+	stash []any
 }
 
-type tally struct{ allowed, denied, shadowDenied uint64 }
+// rolledBack counts the allowed checks of multi-checks that were denied
+// as a whole (their spending undone); released the leases given back;
+// reset the keys reset.
+type tally struct{ allowed, denied, shadowDenied, rolledBack, released, reset uint64 }
 
 func (a *bucketActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
+	case *bucketMsg, *allMsg, sweepMsg:
+		a.box.l.sys.mailboxDepth.Add(-1)
+		if a.box.held != nil {
+			// Held by a multi-check (ratelimit_all.go): later.
+			a.box.stash = append(a.box.stash, m)
+			return
+		}
+		a.box.handle(m)
+	case *verdictMsg:
+		a.box.l.sys.mailboxDepth.Add(-1)
+		a.box.verdict(m)
+	}
+}
+
+func (b *bucketBox) handle(m any) {
+	switch m := m.(type) {
 	case *bucketMsg:
-		a.box.l.sys.mailboxDepth.Add(-1)
-		a.box.decide(m)
+		b.decide(m)
+	case *allMsg:
+		b.decideAll(m)
 	case sweepMsg:
-		a.box.l.sys.mailboxDepth.Add(-1)
-		a.box.sweep()
+		b.sweep()
 	}
 }
 

@@ -188,7 +188,9 @@ func TestLimiterPolicyReplaced(t *testing.T) {
 	a := algPolicy(t, storage.Policy{Name: "p", Algorithm: storage.SlidingWindow, Limit: 2, WindowMs: 60_000})
 	b := algPolicy(t, storage.Policy{Name: "p", Algorithm: storage.FixedWindow, Limit: 2, Window: storage.UnitHour})
 	for i := range 10 {
-		l.Decide(Check{Policy: a, Key: fmt.Sprint(i), Cost: 2}, deadline)
+		if _, err := l.Decide(Check{Policy: a, Key: fmt.Sprint(i), Cost: 2}, deadline); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if n := l.buckets.Load(); n != 10 {
 		t.Fatalf("%d buckets, want 10", n)

@@ -18,6 +18,14 @@ func (b *bucketBox) one(c *Check, now int64) storage.Decision {
 		pk = &policyKeys{}
 		b.byPolicy[p.Name] = pk
 	}
+	switch {
+	case c.Peek:
+		return b.peek(pk, p, c.Key, now)
+	case c.Reset:
+		d := storage.Decision{Limit: p.Limit, Remaining: p.Limit, Allowed: true, Released: b.reset(pk, c.Key)}
+		b.tallyOf(p.Name).reset++
+		return d
+	}
 	if c.Release != 0 && p.Algorithm != storage.Concurrency {
 		// Only leases can be given back; nothing is spent.
 		return storage.Decision{Limit: p.Limit, Allowed: true}
@@ -70,8 +78,13 @@ func (b *bucketBox) one(c *Check, now int64) storage.Decision {
 				return p.ReleaseLease(&storage.Semaphore{}, c.Release, now)
 			}
 			// A semaphore left empty stays until the sweep, so a key
-			// taking and giving back leases allocates nothing.
-			return p.ReleaseLease(sem, c.Release, now) // a release is not a decision: no tally
+			// taking and giving back leases allocates nothing. A release
+			// is not a decision: it counts as released only.
+			d := p.ReleaseLease(sem, c.Release, now)
+			if d.Released {
+				b.tallyOf(p.Name).released++
+			}
+			return d
 		}
 		had := sem != nil
 		if !had {
@@ -88,11 +101,7 @@ func (b *bucketBox) one(c *Check, now int64) storage.Decision {
 		// algorithm can never pass.
 		d = storage.Decision{Limit: p.Limit, Denied: true, RetryAfterNs: -1}
 	}
-	t := b.tally[p.Name]
-	if t == nil {
-		t = &tally{}
-		b.tally[p.Name] = t
-	}
+	t := b.tallyOf(p.Name)
 	switch {
 	case !d.Denied:
 		t.allowed++
@@ -102,6 +111,79 @@ func (b *bucketBox) one(c *Check, now int64) storage.Decision {
 		t.denied++
 	}
 	return d
+}
+
+func (b *bucketBox) tallyOf(policy string) *tally {
+	t := b.tally[policy]
+	if t == nil {
+		t = &tally{}
+		b.tally[policy] = t
+	}
+	return t
+}
+
+// peek answers the state of key without spending: what a check of cost
+// 0 would see (never a denial), and for a semaphore its live leases.
+func (b *bucketBox) peek(pk *policyKeys, p *storage.Policy, key string, now int64) storage.Decision {
+	var d storage.Decision
+	switch p.Algorithm {
+	case storage.GCRA:
+		bk := storage.Bucket{TAT: pk.gcra[key]}
+		d = p.Decide(&bk, 0, now)
+	case storage.SlidingWindow:
+		b.follow(pk, p)
+		st := pk.sliding[key]
+		d = p.DecideSliding(&st, 0, now)
+	case storage.FixedWindow:
+		b.follow(pk, p)
+		if !pk.win.Contains(now) {
+			pk.win = storage.CalendarWindowAt(p.Window, pk.loc, now)
+		}
+		st := pk.fixed[key]
+		d = p.DecideFixed(&st, pk.win, 0, now)
+	case storage.Concurrency:
+		b.follow(pk, p)
+		d = storage.Decision{Limit: p.Limit, Remaining: p.Limit}
+		if sem := pk.sems[key]; sem != nil {
+			held := sem.Held(now) // drops the expired leases
+			d.Remaining = p.Limit - min(held, p.Limit)
+			d.Leases = uint32(len(sem.Leases))
+			if at := sem.FullAt(); at > now {
+				d.ResetNs = at - now
+			}
+		}
+	default:
+		d = storage.Decision{Limit: p.Limit}
+	}
+	d.Allowed, d.Denied, d.RetryAfterNs = true, false, 0
+	return d
+}
+
+// reset forgets key under the policy of pk, whatever state it holds;
+// it reports whether there was any.
+func (b *bucketBox) reset(pk *policyKeys, key string) bool {
+	had := false
+	if _, ok := pk.gcra[key]; ok {
+		delete(pk.gcra, key)
+		b.removed()
+		had = true
+	}
+	if _, ok := pk.sliding[key]; ok {
+		delete(pk.sliding, key)
+		b.removed()
+		had = true
+	}
+	if _, ok := pk.fixed[key]; ok {
+		delete(pk.fixed, key)
+		b.removed()
+		had = true
+	}
+	if sem, ok := pk.sems[key]; ok {
+		delete(pk.sems, key)
+		b.removed()
+		had = had || len(sem.Leases) > 0
+	}
+	return had
 }
 
 // policyKeys holds the state of one policy's keys in one actor: GCRA
@@ -198,6 +280,9 @@ func (b *bucketBox) sweep() {
 		c.allowed.Add(int(t.allowed))
 		c.denied.Add(int(t.denied))
 		c.shadowDenied.Add(int(t.shadowDenied))
+		c.rolledBack.Add(int(t.rolledBack))
+		c.released.Add(int(t.released))
+		c.reset.Add(int(t.reset))
 		delete(b.tally, name)
 	}
 }

@@ -316,6 +316,9 @@ type Decision struct {
 	Denied    bool
 	Limit     uint32
 	Remaining uint32 // requests that could pass now, after this one
+	// Leases is the number of live leases of a concurrency key (set by
+	// a peek, which looks without spending).
+	Leases uint32
 	// ResetNs: until the bucket is full again (for a fixed window: until
 	// the next boundary). RetryAfterNs: until this request would pass (0
 	// when allowed; -1 when it never can).

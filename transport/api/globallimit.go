@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"hash/fnv"
 	"net"
 	"net/http"
@@ -157,7 +158,10 @@ func newGlobalLimiter(s *Server, local Limiter, set *metrics.Set) *globalLimiter
 
 func (g *globalLimiter) close() { g.b.Close() }
 
-// Decide implements Limiter.
+// Decide implements Limiter. A peek or a reset needs the owner: when
+// it does not answer, the error says so (a local share knows nothing of
+// the key). A release the owner does not answer goes to the local share,
+// where a lease taken while the owner was unreachable lives.
 func (g *globalLimiter) Decide(c actors.Check, deadline time.Time) (storage.Decision, error) {
 	o := g.members()
 	owner := o.owner(c.Policy.Name, c.Key)
@@ -185,37 +189,192 @@ func (g *globalLimiter) Decide(c actors.Check, deadline time.Time) (storage.Deci
 		case <-t.C:
 		}
 	}
+	if c.Peek || c.Reset {
+		return storage.Decision{}, errOwnerUnreachable
+	}
 	// The owner is unreachable: this node's share of the policy.
 	g.fallbacks.Inc()
 	return g.local.Decide(localShare(c, len(o.ids)), deadline)
 }
 
+var errOwnerUnreachable = errors.New("the key's owner did not answer")
+
 // localShare is the check against 1/n of the policy, on buckets of their
 // own (the policy name says "share").
 func localShare(c actors.Check, n int) actors.Check {
-	p := *c.Policy
-	n = max(n, 1)
+	p := c.Policy.Share(n)
 	p.Name += "~share"
-	p.Limit = max(1, p.Limit/uint32(n))
-	p.Burst = max(1, p.Burst/uint32(n))
 	c.Policy = &p
 	c.Cost = min(c.Cost, p.Burst)
 	return c
 }
 
+// DecideAll implements Limiter. Checks whose keys one member owns are
+// decided all or nothing by that member, exactly. Checks spread over
+// several owners are peeked first (nothing spent): when any would be
+// denied, the multi-check is denied having spent nothing; otherwise each
+// owner decides its checks all or nothing. A race between the peek and
+// the decisions may deny one owner's checks after another's spent: the
+// leases those took are given back, the other algorithms' spending stays
+// (never more than a key's limit). An owner that does not answer has
+// its checks decided on this node's shares.
+func (g *globalLimiter) DecideAll(checks []actors.Check, out []storage.Decision, deadline time.Time) (bool, error) {
+	o := g.members()
+	groups := map[int][]int{}
+	for i := range checks {
+		owner := o.owner(checks[i].Policy.Name, checks[i].Key)
+		if owner < 0 {
+			owner = o.self
+		}
+		groups[owner] = append(groups[owner], i)
+	}
+	if len(groups) > 1 {
+		fits, err := g.peekAll(checks, out, deadline)
+		if err != nil || !fits {
+			return false, err
+		}
+	}
+	type result struct {
+		allowed bool
+		err     error
+	}
+	results := make(chan result, len(groups))
+	for owner, idx := range groups {
+		go func() {
+			ok, err := g.decideGroup(o, owner, checks, idx, out, deadline)
+			results <- result{ok, err}
+		}()
+	}
+	allowed := true
+	var firstErr error
+	for range groups {
+		r := <-results
+		allowed = allowed && r.allowed
+		if r.err != nil && firstErr == nil {
+			firstErr = r.err
+		}
+	}
+	if firstErr != nil || allowed {
+		return allowed && firstErr == nil, firstErr
+	}
+	// Denied by a race: give back what leases the others took.
+	for i := range checks {
+		if id := out[i].LeaseID; id != 0 {
+			_, _ = g.Decide(actors.Check{Policy: checks[i].Policy, Key: checks[i].Key, Release: id}, deadline)
+			out[i].LeaseID = 0
+		}
+	}
+	return false, nil
+}
+
+// peekAll looks at every key of a multi-check; fits says whether each
+// check would pass (the costs of one key added up). When one would not,
+// out holds what each check would have answered.
+func (g *globalLimiter) peekAll(checks []actors.Check, out []storage.Decision, deadline time.Time) (bool, error) {
+	type key struct{ policy, key string }
+	want := map[key]uint64{}
+	for i := range checks {
+		want[key{checks[i].Policy.Name, checks[i].Key}] += uint64(checks[i].Cost)
+	}
+	peeks := make([]storage.Decision, len(checks))
+	errs := make(chan error, len(checks))
+	for i := range checks {
+		go func() {
+			c := checks[i]
+			c.Peek = true
+			var err error
+			peeks[i], err = g.Decide(c, deadline)
+			errs <- err
+		}()
+	}
+	var firstErr error
+	for range checks {
+		if err := <-errs; err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	if firstErr != nil {
+		return false, firstErr
+	}
+	fits := true
+	for i := range checks {
+		ok := checks[i].Policy.Shadow || want[key{checks[i].Policy.Name, checks[i].Key}] <= uint64(peeks[i].Remaining)
+		fits = fits && ok
+		out[i] = storage.Decision{Allowed: ok, Denied: !ok, Limit: peeks[i].Limit, Remaining: peeks[i].Remaining, ResetNs: peeks[i].ResetNs}
+	}
+	return fits, nil
+}
+
+// decideGroup decides the checks at idx, which owner owns, all or
+// nothing.
+func (g *globalLimiter) decideGroup(o *ownerSet, owner int, checks []actors.Check, idx []int, out []storage.Decision, deadline time.Time) (bool, error) {
+	part := make([]actors.Check, len(idx))
+	for j, i := range idx {
+		part[j] = checks[i]
+	}
+	res := make([]storage.Decision, len(part))
+	var allowed bool
+	var err error
+	if owner == o.self {
+		allowed, err = g.local.DecideAll(part, res, deadline)
+	} else {
+		g.remote.Inc()
+		body := decideRequest{All: true, Checks: make([]decideCheck, len(part))}
+		for j := range part {
+			body.Checks[j] = toDecideCheck(&part[j])
+		}
+		var resp decideResponse
+		resp, err = g.post(o.addrs[owner], &body, min(remoteDecideWait, time.Until(deadline)))
+		if err == nil && len(resp.Decisions) != len(part) {
+			err = errOwnerRefused(0)
+		}
+		if err == nil {
+			allowed = resp.Allowed
+			for j := range res {
+				res[j] = resp.Decisions[j].decision()
+			}
+		} else {
+			g.fallbacks.Inc()
+			for j := range part {
+				part[j] = localShare(part[j], len(o.ids))
+			}
+			allowed, err = g.local.DecideAll(part, res, deadline)
+		}
+	}
+	if err != nil {
+		return false, err
+	}
+	for j, i := range idx {
+		out[i] = res[j]
+	}
+	return allowed, nil
+}
+
 // wire forms of a batch of decisions.
 type decideRequest struct {
 	Checks []decideCheck `json:"checks"`
+	// All: decide the checks all or nothing (a multi-check's checks
+	// this owner owns), answering Allowed.
+	All bool `json:"all,omitempty"`
 }
 
 type decideCheck struct {
-	Policy policyJSON `json:"policy"`
-	Key    string     `json:"key"`
-	Cost   uint32     `json:"cost"`
+	Policy  policyJSON `json:"policy"`
+	Key     string     `json:"key"`
+	Cost    uint32     `json:"cost"`
+	LeaseMs int64      `json:"lease_ms,omitempty"`
+	Release uint64     `json:"release,omitempty"`
+	Peek    bool       `json:"peek,omitempty"`
+	Reset   bool       `json:"reset,omitempty"`
+}
+
+func toDecideCheck(c *actors.Check) decideCheck {
+	return decideCheck{Policy: toPolicyJSON(c.Policy, ""), Key: c.Key, Cost: c.Cost, LeaseMs: c.LeaseMs, Release: c.Release, Peek: c.Peek, Reset: c.Reset}
 }
 
 type decideResponse struct {
 	Decisions []decisionJSON `json:"decisions"`
+	Allowed   bool           `json:"allowed,omitempty"`
 }
 
 type decisionJSON struct {
@@ -225,42 +384,59 @@ type decisionJSON struct {
 	Remaining    uint32 `json:"remaining"`
 	ResetNs      int64  `json:"reset_ns"`
 	RetryAfterNs int64  `json:"retry_after_ns"`
+	LeaseID      uint64 `json:"lease_id,omitempty"`
+	Released     bool   `json:"released,omitempty"`
+	Leases       uint32 `json:"leases,omitempty"`
+}
+
+func toDecisionJSON(d *storage.Decision) decisionJSON {
+	return decisionJSON{Allowed: d.Allowed, Denied: d.Denied, Limit: d.Limit, Remaining: d.Remaining, ResetNs: d.ResetNs,
+		RetryAfterNs: d.RetryAfterNs, LeaseID: d.LeaseID, Released: d.Released, Leases: d.Leases}
+}
+
+func (d *decisionJSON) decision() storage.Decision {
+	return storage.Decision{Allowed: d.Allowed, Denied: d.Denied, Limit: d.Limit, Remaining: d.Remaining, ResetNs: d.ResetNs,
+		RetryAfterNs: d.RetryAfterNs, LeaseID: d.LeaseID, Released: d.Released, Leases: d.Leases}
+}
+
+// post asks the owner at addr for a batch of decisions.
+func (g *globalLimiter) post(addr string, body *decideRequest, timeout time.Duration) (decideResponse, error) {
+	var out decideResponse
+	data, err := json.Marshal(body)
+	if err != nil {
+		return out, err
+	}
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	g.s.peerPost(req, addr, decidePath, "application/json", data)
+	if err = g.s.fwd.client(addr).DoTimeout(req, resp, timeout); err != nil {
+		return out, err
+	}
+	if resp.StatusCode() != http.StatusOK {
+		return out, errOwnerRefused(resp.StatusCode())
+	}
+	err = json.Unmarshal(resp.Body(), &out)
+	return out, err
 }
 
 // send asks the owner at addr for a batch of decisions and answers every
 // item (with an error when the owner could not answer).
 func (g *globalLimiter) send(addr string, batch []*decideItem) {
-	s := g.s
 	body := decideRequest{Checks: make([]decideCheck, len(batch))}
 	for i, it := range batch {
-		body.Checks[i] = decideCheck{Policy: toPolicyJSON(it.check.Policy, ""), Key: it.check.Key, Cost: it.check.Cost}
+		body.Checks[i] = toDecideCheck(&it.check)
 	}
-	data, err := json.Marshal(body)
-	var out decideResponse
-	if err == nil {
-		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-		defer fasthttp.ReleaseRequest(req)
-		defer fasthttp.ReleaseResponse(resp)
-		s.peerPost(req, addr, decidePath, "application/json", data)
-		err = s.fwd.client(addr).DoTimeout(req, resp, remoteDecideWait)
-		switch {
-		case err != nil:
-		case resp.StatusCode() != http.StatusOK:
-			err = errOwnerRefused(resp.StatusCode())
-		default:
-			err = json.Unmarshal(resp.Body(), &out)
-			if err == nil && len(out.Decisions) != len(batch) {
-				err = errOwnerRefused(0)
-			}
-		}
+	out, err := g.post(addr, &body, remoteDecideWait)
+	if err == nil && len(out.Decisions) != len(batch) {
+		err = errOwnerRefused(0)
 	}
 	for i, it := range batch {
 		if err != nil {
 			it.reply <- decideReply{err: err}
 			continue
 		}
-		d := out.Decisions[i]
-		it.reply <- decideReply{d: storage.Decision{Allowed: d.Allowed, Denied: d.Denied, Limit: d.Limit, Remaining: d.Remaining, ResetNs: d.ResetNs, RetryAfterNs: d.RetryAfterNs}}
+		it.reply <- decideReply{d: out.Decisions[i].decision()}
 	}
 }
 
@@ -291,20 +467,51 @@ func (s *Server) decide(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, badRequest("checks must hold 1 to 512 items", "checks"))
 		return
 	}
-	out := decideResponse{Decisions: make([]decisionJSON, len(req.Checks))}
-	deadline := s.deadline()
-	for i, c := range req.Checks {
-		p := storage.Policy{Name: c.Policy.Name, Limit: c.Policy.Limit, WindowMs: c.Policy.WindowMs, Burst: c.Policy.Burst, Shadow: c.Policy.Shadow}
-		if e := p.Validate(); e != nil || c.Cost < 1 || c.Key == "" || len(c.Key) > maxLimitKeyBytes {
+	checks := make([]actors.Check, len(req.Checks))
+	for i := range req.Checks {
+		c := &req.Checks[i]
+		p, e := fromPolicyJSON(&c.Policy)
+		if e != nil || c.Key == "" || len(c.Key) > maxLimitKeyBytes || !c.valid(&p, req.All) {
 			writeError(ctx, badRequest("bad check in the batch", "checks"))
 			return
 		}
-		d, err := s.localLimiter.Decide(actors.Check{Policy: &p, Key: c.Key, Cost: c.Cost}, deadline)
+		checks[i] = actors.Check{Policy: &p, Key: c.Key, Cost: c.Cost, LeaseMs: c.LeaseMs, Release: c.Release, Peek: c.Peek, Reset: c.Reset}
+	}
+	out := decideResponse{Decisions: make([]decisionJSON, len(req.Checks))}
+	deadline := s.deadline()
+	ds := make([]storage.Decision, len(checks))
+	if req.All {
+		allowed, err := s.localLimiter.DecideAll(checks, ds, deadline)
 		if err != nil {
 			writeError(ctx, newError("unavailable", "the rate limiter did not answer in time"))
 			return
 		}
-		out.Decisions[i] = decisionJSON{Allowed: d.Allowed, Denied: d.Denied, Limit: d.Limit, Remaining: d.Remaining, ResetNs: d.ResetNs, RetryAfterNs: d.RetryAfterNs}
+		out.Allowed = allowed
+	} else {
+		for i := range checks {
+			d, err := s.localLimiter.Decide(checks[i], deadline)
+			if err != nil {
+				writeError(ctx, newError("unavailable", "the rate limiter did not answer in time"))
+				return
+			}
+			ds[i] = d
+		}
+	}
+	for i := range ds {
+		out.Decisions[i] = toDecisionJSON(&ds[i])
 	}
 	writeJSON(ctx, http.StatusOK, out)
+}
+
+// valid checks a check of a batch: one of a check (a cost the policy
+// takes, a lease for a concurrency policy), a release, a peek or a
+// reset; only checks in an all-or-nothing batch.
+func (c *decideCheck) valid(p *storage.Policy, all bool) bool {
+	switch {
+	case c.Peek, c.Reset:
+		return !all && c.Release == 0 && (!c.Peek || !c.Reset)
+	case c.Release != 0:
+		return !all && p.Algorithm == storage.Concurrency
+	}
+	return c.Cost <= p.Burst && p.ValidateCheck(c.Cost, c.LeaseMs) == nil
 }

@@ -24,40 +24,68 @@ import (
 // Limiter is what the transport needs from the bucket actors.
 type Limiter interface {
 	Decide(c actors.Check, deadline time.Time) (storage.Decision, error)
+	// DecideAll decides checks all or nothing (actors.Limiter.DecideAll).
+	DecideAll(checks []actors.Check, out []storage.Decision, deadline time.Time) (bool, error)
 }
 
+// policyJSON is a policy as the API shows it: window_ms for gcra and
+// sliding_window, window and time_zone for fixed_window, burst for gcra.
 type policyJSON struct {
-	Name     string `json:"name"`
-	Limit    uint32 `json:"limit"`
-	WindowMs int64  `json:"window_ms"`
-	Burst    uint32 `json:"burst"`
-	Shadow   bool   `json:"shadow"`
-	Scope    string `json:"scope"` // "node" (default) or "cluster"
+	Name      string `json:"name"`
+	Algorithm string `json:"algorithm"`
+	Limit     uint32 `json:"limit"`
+	WindowMs  int64  `json:"window_ms,omitempty"`
+	Window    string `json:"window,omitempty"`
+	TimeZone  string `json:"time_zone,omitempty"`
+	Burst     uint32 `json:"burst,omitempty"`
+	Shadow    bool   `json:"shadow"`
+	Scope     string `json:"scope,omitempty"` // "node" (the default policy) or "cluster"
 }
 
 func toPolicyJSON(p *storage.Policy, scope string) policyJSON {
-	return policyJSON{Name: p.Name, Limit: p.Limit, WindowMs: p.WindowMs, Burst: p.Burst, Shadow: p.Shadow, Scope: scope}
+	j := policyJSON{Name: p.Name, Algorithm: p.Algorithm.String(), Limit: p.Limit, WindowMs: p.WindowMs, Shadow: p.Shadow, Scope: scope}
+	if p.Algorithm == storage.GCRA {
+		j.Burst = p.Burst
+	}
+	if p.Algorithm == storage.FixedWindow {
+		j.Window, j.TimeZone = p.Window.String(), p.TimeZone
+		if j.TimeZone == "" {
+			j.TimeZone = "UTC"
+		}
+	}
+	return j
+}
+
+// fromPolicyJSON reads a policy back (the decide route's wire form),
+// validated.
+func fromPolicyJSON(j *policyJSON) (storage.Policy, *storage.Error) {
+	alg, ok := storage.ParseAlgorithm(j.Algorithm)
+	if !ok {
+		return storage.Policy{}, &storage.Error{Kind: storage.KindBadRequest, Field: "algorithm", Message: "unknown algorithm " + strconv.Quote(j.Algorithm)}
+	}
+	p := storage.Policy{Name: j.Name, Algorithm: alg, Limit: j.Limit, WindowMs: j.WindowMs, Burst: j.Burst, Shadow: j.Shadow, TimeZone: j.TimeZone}
+	if j.Window != "" {
+		if p.Window, ok = storage.ParseCalendarUnit(j.Window); !ok {
+			return storage.Policy{}, &storage.Error{Kind: storage.KindBadRequest, Field: "window", Message: "unknown window " + strconv.Quote(j.Window)}
+		}
+	}
+	if p.TimeZone == "UTC" {
+		p.TimeZone = "" // as stored: see putPolicy
+	}
+	if e := p.Validate(); e != nil {
+		return storage.Policy{}, e
+	}
+	return p, nil
 }
 
 type putPolicyRequest struct {
-	Limit    *uint32 `json:"limit"`
-	WindowMs *int64  `json:"window_ms"`
-	Burst    *uint32 `json:"burst"`
-	Shadow   *bool   `json:"shadow"`
-}
-
-type checkRequest struct {
-	Policy *string `json:"policy"`
-	Key    *string `json:"key"`
-	Cost   *uint32 `json:"cost"`
-}
-
-type checkResponse struct {
-	Allowed      bool   `json:"allowed"`
-	Limit        uint32 `json:"limit"`
-	Remaining    uint32 `json:"remaining"`
-	ResetMs      int64  `json:"reset_ms"`
-	RetryAfterMs int64  `json:"retry_after_ms"`
+	Algorithm *string `json:"algorithm"`
+	Limit     *uint32 `json:"limit"`
+	WindowMs  *int64  `json:"window_ms"`
+	Window    *string `json:"window"`
+	TimeZone  *string `json:"time_zone"`
+	Burst     *uint32 `json:"burst"`
+	Shadow    *bool   `json:"shadow"`
 }
 
 const maxLimitKeyBytes = 512
@@ -70,7 +98,7 @@ func (s *Server) limitDefault(h fasthttp.RequestHandler) fasthttp.RequestHandler
 		return h
 	}
 	p := s.cfg.RateLimit
-	policyHeader := `"default";q=` + strconv.FormatUint(uint64(p.Limit), 10) + `;w=` + strconv.FormatInt(ceilDiv(p.WindowMs, 1000), 10)
+	policyHeader := rateLimitPolicy(storage.DefaultPolicy, p)
 	return func(ctx *fasthttp.RequestCtx) {
 		if s.forwardedByPeer(ctx) {
 			h(ctx)
@@ -93,6 +121,29 @@ func (s *Server) limitDefault(h fasthttp.RequestHandler) fasthttp.RequestHandler
 		}
 		h(ctx)
 	}
+}
+
+// rateLimitPolicy is the RateLimit-Policy header of a policy: its quota
+// and, when it has one, its window in seconds (rounded up): window_ms for
+// gcra and sliding_window, the calendar unit's length for fixed_window (a
+// month counts 31 days, its longest); a concurrency policy has none.
+func rateLimitPolicy(name string, p *storage.Policy) string {
+	h := strconv.Quote(name) + `;q=` + strconv.FormatUint(uint64(p.Limit), 10)
+	var w int64
+	switch p.Algorithm {
+	case storage.GCRA, storage.SlidingWindow:
+		w = ceilDiv(p.WindowMs, 1000)
+	case storage.FixedWindow:
+		w = calendarUnitSeconds[p.Window]
+	}
+	if w > 0 {
+		h += `;w=` + strconv.FormatInt(w, 10)
+	}
+	return h
+}
+
+var calendarUnitSeconds = map[storage.CalendarUnit]int64{
+	storage.UnitSecond: 1, storage.UnitMinute: 60, storage.UnitHour: 3600, storage.UnitDay: 86400, storage.UnitMonth: 31 * 86400,
 }
 
 func setLimitHeaders(ctx *fasthttp.RequestCtx, policyHeader string, d storage.Decision) {
@@ -202,26 +253,8 @@ func (s *Server) putPolicy(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, e)
 		return
 	}
-	if req.Limit == nil || req.WindowMs == nil {
-		writeError(ctx, badRequest("limit and window_ms are required", ""))
-		return
-	}
-	p := storage.Policy{Name: name, Limit: *req.Limit, WindowMs: *req.WindowMs}
-	if req.Burst != nil {
-		if *req.Burst == 0 {
-			writeError(ctx, badRequest("burst must be from 1 to "+strconv.Itoa(storage.MaxPolicyLimit)+" (omit it for the default, limit)", "burst"))
-			return
-		}
-		p.Burst = *req.Burst
-	}
-	if req.Shadow != nil {
-		p.Shadow = *req.Shadow
-	}
-	if name == storage.DefaultPolicy {
-		writeError(ctx, badRequest("the default policy is set per node with --rate-limit, not through the API", "name"))
-		return
-	}
-	if e := p.Validate(); e != nil {
+	p, e := req.policy(name)
+	if e != nil {
 		writeError(ctx, e)
 		return
 	}
@@ -230,6 +263,66 @@ func (s *Server) putPolicy(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	writeJSON(ctx, http.StatusOK, toPolicyJSON(&p, "cluster"))
+}
+
+// policy reads a put's body into a validated policy. Its errors name
+// the field.
+func (req *putPolicyRequest) policy(name string) (storage.Policy, error) {
+	p := storage.Policy{Name: name}
+	if req.Algorithm != nil {
+		alg, ok := storage.ParseAlgorithm(*req.Algorithm)
+		if !ok || *req.Algorithm == "" {
+			return p, badRequest("algorithm must be one of gcra (the default), sliding_window, fixed_window, concurrency", "algorithm")
+		}
+		p.Algorithm = alg
+	}
+	if req.Limit == nil {
+		return p, badRequest("limit is required", "limit")
+	}
+	p.Limit = *req.Limit
+	switch {
+	case req.WindowMs != nil:
+		if p.Algorithm == storage.FixedWindow || p.Algorithm == storage.Concurrency {
+			// Even 0: the field does not belong to these algorithms.
+			p.WindowMs = max(*req.WindowMs, 1)
+		} else {
+			p.WindowMs = *req.WindowMs
+		}
+	case p.Algorithm == storage.GCRA || p.Algorithm == storage.SlidingWindow:
+		return p, badRequest("window_ms is required for "+p.Algorithm.String()+" policies, from 1 to "+strconv.Itoa(storage.MaxWindowMs)+" (24 h)", "window_ms")
+	}
+	if req.Window != nil {
+		u, ok := storage.ParseCalendarUnit(*req.Window)
+		if !ok {
+			return p, badRequest("window must be one of second, minute, hour, day, month", "window")
+		}
+		p.Window = u
+	}
+	if req.TimeZone != nil {
+		p.TimeZone = *req.TimeZone
+		if p.TimeZone == "" {
+			return p, badRequest("time_zone must be an IANA time zone name such as Europe/Paris (omit it for UTC)", "time_zone")
+		}
+		if p.Algorithm == storage.FixedWindow && p.TimeZone == "UTC" {
+			p.TimeZone = "" // stored as the default, so every node keys the windows alike
+		}
+	}
+	if req.Burst != nil {
+		if *req.Burst == 0 {
+			return p, badRequest("burst must be from 1 to "+strconv.Itoa(storage.MaxPolicyLimit)+" (omit it for the default, limit)", "burst")
+		}
+		p.Burst = *req.Burst
+	}
+	if req.Shadow != nil {
+		p.Shadow = *req.Shadow
+	}
+	if name == storage.DefaultPolicy {
+		return p, badRequest("the default policy is set per node with --rate-limit, not through the API", "name")
+	}
+	if e := p.Validate(); e != nil {
+		return p, e
+	}
+	return p, nil
 }
 
 func (s *Server) deletePolicy(ctx *fasthttp.RequestCtx) {
@@ -264,82 +357,4 @@ func (s *Server) listPolicies(ctx *fasthttp.RequestCtx) {
 	}
 	slices.SortFunc(named, func(a, b policyJSON) int { return strings.Compare(a.Name, b.Name) })
 	writeJSON(ctx, http.StatusOK, map[string][]policyJSON{"items": append(items, named...)})
-}
-
-// mayCheck says whether a caller may spend a key of a policy: an admin
-// any key; anyone the keys of its own namespace, "user:<id>" and
-// "user:<id>:..." (the first is its bucket of the default policy); a
-// service any key of the named policies, never another user's default
-// bucket. Checked before the policy is looked up, so a refusal does not
-// tell which policies exist.
-func mayCheck(c *caller, policy, key string) *apiError {
-	if c.admin {
-		return nil
-	}
-	if c.user == nil {
-		return newError("forbidden", "only users may check rate limits")
-	}
-	own := "user:" + c.user.ID
-	if key == own || strings.HasPrefix(key, own+":") {
-		return nil
-	}
-	if c.user.Role == storage.RoleService {
-		if policy != storage.DefaultPolicy {
-			return nil
-		}
-		return newError("forbidden", "only admins may check the default policy's keys of others; a service checks the named policies")
-	}
-	return newError("forbidden", "a user may check only its own keys: "+strconv.Quote(own)+" or keys starting with "+strconv.Quote(own+":"))
-}
-
-// check answers "may key spend cost under policy?" (node-local decision).
-func (s *Server) check(ctx *fasthttp.RequestCtx) {
-	var req checkRequest
-	if e := decodeJSON(ctx.PostBody(), &req); e != nil {
-		writeError(ctx, e)
-		return
-	}
-	if req.Policy == nil || req.Key == nil {
-		writeError(ctx, badRequest("policy and key are required", ""))
-		return
-	}
-	if e := storage.CheckLabel("policy", *req.Policy); e != nil {
-		writeError(ctx, e)
-		return
-	}
-	if *req.Key == "" || len(*req.Key) > maxLimitKeyBytes {
-		writeError(ctx, badRequest("key must be 1 to 512 bytes", "key"))
-		return
-	}
-	if e := mayCheck(callerOf(ctx), *req.Policy, *req.Key); e != nil {
-		writeError(ctx, e)
-		return
-	}
-	cost := uint32(1)
-	if req.Cost != nil {
-		cost = *req.Cost
-	}
-	p, _, ok := s.policy(*req.Policy)
-	if !ok {
-		writeError(ctx, newError("not_found", "no policy named "+strconv.Quote(*req.Policy)))
-		return
-	}
-	if cost < 1 || cost > p.Burst {
-		writeError(ctx, badRequest("cost must be from 1 to the policy's burst ("+strconv.FormatUint(uint64(p.Burst), 10)+")", "cost"))
-		return
-	}
-	if s.limiter == nil {
-		writeError(ctx, newError("unavailable", "this node has no rate limiter"))
-		return
-	}
-	d, err := s.limiter.Decide(actors.Check{Policy: p, Key: *req.Key, Cost: cost}, s.deadline())
-	if err != nil {
-		writeError(ctx, newError("unavailable", "the rate limiter did not answer in time"))
-		return
-	}
-	writeJSON(ctx, http.StatusOK, checkResponse{
-		Allowed: d.Allowed, Limit: d.Limit, Remaining: d.Remaining,
-		ResetMs:      ceilDiv(d.ResetNs, int64(time.Millisecond)),
-		RetryAfterMs: ceilDiv(d.RetryAfterNs, int64(time.Millisecond)),
-	})
 }

@@ -70,7 +70,7 @@ func TestPoliciesAndCheck(t *testing.T) {
 	ts.expect(r, 200, "")
 	var p policyJSON
 	r.json(t, &p)
-	if p != (policyJSON{Name: "api", Limit: 3, WindowMs: 1000, Burst: 3, Scope: "cluster"}) {
+	if p != (policyJSON{Name: "api", Algorithm: "gcra", Limit: 3, WindowMs: 1000, Burst: 3, Scope: "cluster"}) {
 		t.Fatalf("put: %+v", p)
 	}
 	ts.expect(ts.do("PUT", "/v1/ratelimit/policies/shadowed", `{"limit":1,"window_ms":60000,"burst":1,"shadow":true}`, admin, true), 200, "")

@@ -232,6 +232,9 @@ func (s *Server) routes() fasthttp.RequestHandler {
 	route("PUT", "/v1/ratelimit/policies/{name}", adminOnly, s.leaderOnly(s.putPolicy))
 	route("DELETE", "/v1/ratelimit/policies/{name}", adminOnly, s.leaderOnly(s.deletePolicy))
 	route("POST", "/v1/ratelimit/check", signedIn, s.check)
+	route("POST", "/v1/ratelimit/release", signedIn, s.release)
+	route("GET", "/v1/ratelimit/policies/{name}/keys/{key:*}", signedIn, s.peekKey)
+	route("DELETE", "/v1/ratelimit/policies/{name}/keys/{key:*}", signedIn, s.resetKey)
 
 	route("POST", "/v1/docs", signedIn, s.leaderOnly(s.createDoc))
 	route("GET", "/v1/docs", signedIn, s.listDocs)

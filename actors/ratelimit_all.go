@@ -1,0 +1,304 @@
+package actors
+
+import (
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/troupe-db/troupe/storage"
+)
+
+// All-or-nothing multi-checks (DecideAll): when any check of a group
+// says no, none of them spends anything, and the group takes effect at
+// one instant, exactly, under any concurrency.
+//
+// The checks go to the bucket actors of their keys in ascending order of
+// actor, one part per actor, one actor at a time. Each actor decides its
+// part for real, remembering how to undo it. A part that is not wholly
+// allowed is undone at once and the group is denied. A wholly allowed
+// part, unless it is the last, holds its actor: the actor answers, then
+// keeps every later message for after the verdict (a held actor blocks
+// no goroutine: the dispatcher's workers are shared by every actor), and
+// undoes its part if the group was denied. The last part decides the
+// group: when it is allowed too, the group commits. So while the group
+// is decided every actor it touches is held, no other decision on its
+// keys runs in between, and an undo restores exactly the state before
+// the part (ids of leases are never reused, so an undone lease is simply
+// given back). Actors are always taken in the same order, so two groups
+// never wait on each other in a cycle. A group on one actor (the common
+// case of a few keys, or one key under several policies) holds nothing:
+// one message decides it.
+//
+// The price: a group on k actors holds the first k−1 for up to k−1
+// message round trips. The caller always sends the verdict to every
+// actor it sent a part to, also when its deadline passes (then the group
+// is aborted unless its last part had committed).
+
+const (
+	groupPending int32 = iota
+	groupCommitted
+	groupAborted
+)
+
+// groupState is the verdict of one multi-check, shared by its parts.
+type groupState struct{ state atomic.Int32 }
+
+// allMsg asks an actor for its part of a group.
+type allMsg struct {
+	checks []Check
+	out    []storage.Decision
+	idx    []int32
+	g      *groupState
+	last   bool      // this part decides the group
+	ready  chan bool // cap 1: whether the part was allowed (and, last, committed)
+}
+
+// verdictMsg tells an actor that the group is decided (g.state).
+type verdictMsg struct{ g *groupState }
+
+// heldPart is the part an actor holds, with how to undo it.
+type heldPart struct {
+	g    *groupState
+	undo []undoRec
+}
+
+// DecideAll makes the decisions of checks into out, all or nothing: it
+// reports whether every check was allowed; if not, nothing was spent,
+// out holds each check's own decision (a check allowed on its own is
+// marked Allowed; no lease was kept, so LeaseID is 0). Checks must be
+// plain checks (no Release, Peek or Reset). After an error nothing may
+// be read from out.
+func (l *Limiter) DecideAll(checks []Check, out []storage.Decision, deadline time.Time) (bool, error) {
+	if len(out) < len(checks) {
+		return false, fmt.Errorf("DecideAll: %d checks, room for %d decisions", len(checks), len(out))
+	}
+	if len(checks) == 0 {
+		return true, nil
+	}
+	parts := make([][]int32, len(l.pids))
+	for i := range checks {
+		a := l.actorOf(checks[i].Key)
+		parts[a] = append(parts[a], int32(i))
+	}
+	order := make([]int, 0, len(parts))
+	for a, p := range parts {
+		if len(p) > 0 {
+			order = append(order, a)
+		}
+	}
+	g := &groupState{}
+	var sent []int
+	defer func() {
+		// Every actor a part went to hears the verdict (one that did not
+		// hold ignores it), but for the group's last part, which never
+		// holds.
+		g.state.CompareAndSwap(groupPending, groupAborted)
+		for j, a := range sent {
+			if j < len(order)-1 {
+				l.send(a, &verdictMsg{g: g})
+			}
+		}
+	}()
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	allowed := true
+	var late []chan bool
+	for j, a := range order {
+		m := &allMsg{checks: checks, out: out, idx: parts[a], g: g, last: j == len(order)-1, ready: make(chan bool, 1)}
+		sent = append(sent, a)
+		l.send(a, m)
+		if !allowed {
+			// Denied already: the other parts only say what they
+			// would have answered, undoing at once; none holds.
+			late = append(late, m.ready)
+			continue
+		}
+		select {
+		case ok := <-m.ready:
+			allowed = ok
+		case <-t.C:
+			return false, ErrLimiterTimeout
+		}
+	}
+	for _, r := range late {
+		select {
+		case <-r:
+		case <-t.C:
+			return false, ErrLimiterTimeout
+		}
+	}
+	if allowed {
+		return true, nil
+	}
+	denied := false
+	for i := range checks {
+		out[i].LeaseID = 0
+		denied = denied || !out[i].Allowed
+	}
+	if !denied {
+		return false, ErrLimiterTimeout // not reached: a part says no only for a denial
+	}
+	return false, nil
+}
+
+// undoRec is how to undo one allowed check of a part.
+type undoRec struct {
+	p       *storage.Policy
+	key     string
+	had     bool
+	tat     int64
+	sliding storage.SlidingCount
+	fixed   storage.WindowCount
+	lease   uint64
+	shadow  bool // allowed by a shadow policy that would have denied
+}
+
+// capture records the state of c's key before c is decided.
+func (b *bucketBox) capture(c *Check) undoRec {
+	p := c.Policy
+	u := undoRec{p: p, key: c.Key}
+	pk := b.byPolicy[p.Name]
+	if pk == nil {
+		return u
+	}
+	switch p.Algorithm {
+	case storage.GCRA:
+		u.tat, u.had = pk.gcra[c.Key]
+	case storage.SlidingWindow:
+		b.follow(pk, p)
+		u.sliding, u.had = pk.sliding[c.Key]
+	case storage.FixedWindow:
+		b.follow(pk, p)
+		u.fixed, u.had = pk.fixed[c.Key]
+	}
+	return u
+}
+
+// rollback undoes the allowed checks of a part, last first.
+func (b *bucketBox) rollback(undo []undoRec) {
+	now := b.l.now()
+	for i := len(undo) - 1; i >= 0; i-- {
+		u := &undo[i]
+		pk := b.byPolicy[u.p.Name]
+		if pk == nil {
+			// Shed while the part was decided: start it afresh.
+			pk = &policyKeys{}
+			b.byPolicy[u.p.Name] = pk
+		}
+		if u.p.Algorithm != storage.GCRA {
+			b.follow(pk, u.p)
+		}
+		switch u.p.Algorithm {
+		case storage.GCRA:
+			if pk.gcra == nil {
+				pk.gcra = map[string]int64{}
+			}
+			restore(b, pk.gcra, u.key, u.tat, u.had)
+		case storage.SlidingWindow:
+			restore(b, pk.sliding, u.key, u.sliding, u.had)
+		case storage.FixedWindow:
+			restore(b, pk.fixed, u.key, u.fixed, u.had)
+		case storage.Concurrency:
+			if sem := pk.sems[u.key]; sem != nil && u.lease != 0 {
+				u.p.ReleaseLease(sem, u.lease, now)
+			}
+		}
+		t := b.tallyOf(u.p.Name)
+		if u.shadow {
+			t.shadowDenied--
+		} else {
+			t.allowed--
+		}
+		t.rolledBack++
+	}
+}
+
+// restore puts a key's state back as it was (absent when it had none),
+// keeping the actor's count of keys.
+func restore[V any](b *bucketBox, m map[string]V, key string, v V, had bool) {
+	_, has := m[key]
+	switch {
+	case had:
+		m[key] = v
+		if !has {
+			b.n++
+			b.l.buckets.Add(1)
+		}
+	case has:
+		delete(m, key)
+		b.removed()
+	}
+}
+
+// decideAll decides an actor's part of a group (see DecideAll).
+func (b *bucketBox) decideAll(m *allMsg) {
+	var undo []undoRec
+	answered := false
+	defer func() {
+		if r := recover(); r != nil {
+			b.l.sys.panics.Inc()
+			b.l.sys.log.Error("bucket actor recovered from a panic", slog.Int("actor", b.index), slog.String("panic", fmt.Sprint(r)))
+			m.g.state.CompareAndSwap(groupPending, groupAborted)
+			if !answered {
+				m.ready <- false
+			}
+		}
+	}()
+	now := b.l.now()
+	ok := true
+	for _, i := range m.idx {
+		c := &m.checks[i]
+		u := b.capture(c)
+		d := b.one(c, now)
+		m.out[i] = d
+		if !d.Allowed {
+			ok = false
+			continue
+		}
+		u.lease, u.shadow = d.LeaseID, d.Denied
+		undo = append(undo, u)
+	}
+	switch {
+	case !ok || m.g.state.Load() == groupAborted:
+		b.rollback(undo)
+		m.g.state.CompareAndSwap(groupPending, groupAborted)
+		answered = true
+		m.ready <- false
+	case m.last:
+		committed := m.g.state.CompareAndSwap(groupPending, groupCommitted)
+		if !committed {
+			b.rollback(undo)
+		}
+		answered = true
+		m.ready <- committed
+	default:
+		// Held: later messages wait for the verdict.
+		b.held = &heldPart{g: m.g, undo: undo}
+		answered = true
+		m.ready <- true
+	}
+}
+
+// verdict ends the hold of the group's part, undoing it unless the group
+// committed, then handles what came meanwhile (until another group holds
+// the actor).
+func (b *bucketBox) verdict(v *verdictMsg) {
+	h := b.held
+	if h == nil || h.g != v.g {
+		return
+	}
+	b.held = nil
+	if v.g.state.Load() != groupCommitted {
+		b.rollback(h.undo)
+	}
+	for len(b.stash) > 0 && b.held == nil {
+		m := b.stash[0]
+		b.stash[0] = nil
+		b.stash = b.stash[1:]
+		b.handle(m)
+	}
+	if len(b.stash) == 0 {
+		b.stash = nil
+	}
+}
