@@ -49,7 +49,7 @@ func TestScheduledBackupFiles(t *testing.T) {
 		t.Fatalf("kept %v, want %v", names, want)
 	}
 	// Names sort by time: the same order as the times they carry.
-	if !(filepath.Base(paths[2]) < filepath.Base(paths[3])) || !strings.HasPrefix(filepath.Base(paths[3]), "troupe-20261206T230300.000Z-i") {
+	if filepath.Base(paths[2]) >= filepath.Base(paths[3]) || !strings.HasPrefix(filepath.Base(paths[3]), "troupe-20261206T230300.000Z-i") {
 		t.Fatalf("names %v", names)
 	}
 
