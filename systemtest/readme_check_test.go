@@ -27,6 +27,7 @@ var tourPlaceholders = map[string]placeholderSource{
 	"<the id from above>":           {regexp.MustCompile(`-XPOST \S+/v1/users `), "id"},
 	"<Ada's token>":                 {regexp.MustCompile(`/v1/auth/login .*"ada@example\.com"`), "access_token"},
 	"<Ada's refresh token>":         {regexp.MustCompile(`/v1/auth/login .*"ada@example\.com"`), "refresh_token"},
+	"<the lease_id from above>":     {regexp.MustCompile(`/v1/ratelimit/check .*"lease_ms"`), "lease_id"},
 }
 
 // placeholder finds <words> in a command; a "<" followed by a space (a

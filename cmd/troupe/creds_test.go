@@ -47,17 +47,21 @@ func TestAdminPasswordHint(t *testing.T) {
 	cfg := &serveConfig{}
 	cfg.Node.DataDir = t.TempDir()
 	t.Setenv("TROUPE_ADMIN_PASSWORD", "")
-	if hint, ok := adminPasswordHint(cfg); ok {
+	if hint, ok := adminPasswordHint(cfg, false); ok {
 		t.Fatalf("no password anywhere, but the hint is %s", hint)
+	}
+	// A start that creates the cluster writes the file as it initialises.
+	if hint, ok := adminPasswordHint(cfg, true); !ok || !strings.Contains(hint, filepath.Join(cfg.Node.DataDir, "admin-password")) {
+		t.Fatalf("a first start: %s %v", hint, ok)
 	}
 	if err := os.WriteFile(filepath.Join(cfg.Node.DataDir, "admin-password"), []byte("x\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if hint, ok := adminPasswordHint(cfg); !ok || !strings.Contains(hint, filepath.Join(cfg.Node.DataDir, "admin-password")) {
+	if hint, ok := adminPasswordHint(cfg, false); !ok || !strings.Contains(hint, filepath.Join(cfg.Node.DataDir, "admin-password")) {
 		t.Fatalf("generated file: %s %v", hint, ok)
 	}
 	t.Setenv("TROUPE_ADMIN_PASSWORD", "a long admin password")
-	if hint, ok := adminPasswordHint(cfg); !ok || !strings.Contains(hint, "$TROUPE_ADMIN_PASSWORD") {
+	if hint, ok := adminPasswordHint(cfg, false); !ok || !strings.Contains(hint, "$TROUPE_ADMIN_PASSWORD") {
 		t.Fatalf("variable: %s %v", hint, ok)
 	}
 }

@@ -255,7 +255,7 @@ func runNode(ctx context.Context, cfg *serveConfig, logger *slog.Logger, stdout 
 	if cfg.HTTP.Insecure {
 		fmt.Fprintf(stdout, "  authentication is off; try: curl %s/v1/users\n", url)
 	} else {
-		if hint, ok := adminPasswordHint(cfg); ok {
+		if hint, ok := adminPasswordHint(cfg, fresh && cfg.Node.Mode != cluster.Join); ok {
 			fmt.Fprintf(stdout, "  log in: curl -s %s/v1/auth/login -d '{\"email\":\"%s\",\"password\":\"%s\"}'\n", url, adminEmail(), hint)
 		} else {
 			// A joined or restored node: its admins are the cluster's (or
@@ -387,14 +387,16 @@ func adminEmail() string {
 
 // adminPasswordHint says where the first admin's password is, for the
 // start-up message (never the password itself): TROUPE_ADMIN_PASSWORD, or
-// the file this data dir's first start generated. false: neither (a node
-// that joined a cluster, or boots from a backup, made no first admin).
-func adminPasswordHint(cfg *serveConfig) (string, bool) {
+// the file this data dir's first start generates (creating says this
+// start creates the cluster: the file is written as it initialises).
+// false: neither (a node that joined a cluster, or boots from a backup,
+// made no first admin).
+func adminPasswordHint(cfg *serveConfig, creating bool) (string, bool) {
 	if os.Getenv("TROUPE_ADMIN_PASSWORD") != "" {
 		return `'"$TROUPE_ADMIN_PASSWORD"'`, true
 	}
 	path := filepath.Join(cfg.Node.DataDir, "admin-password")
-	if _, err := os.Stat(path); err != nil {
+	if _, err := os.Stat(path); err != nil && !creating {
 		return "", false
 	}
 	return "'\"$(cat " + path + ")\"'", true
