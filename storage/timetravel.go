@@ -26,7 +26,9 @@ import (
 // submit. So consecutive checkpoints are at most CheckpointEvery versions
 // apart while the text fits, and rebuilding a version applies at most
 // CheckpointEvery-1 changes: with DocCheckpointEvery (64) and at most
-// MaxOps ops a change, a bounded amount of rope edits, O(log n) each.
+// MaxOpsPerList ops a change, a bounded amount of rope edits, O(log n)
+// each. After a text too large to checkpoint the gap is wider, but never
+// more than the kept changes.
 //
 // A checkpoint counts its text's size plus 16 against the history bytes
 // (the rope shares most of it with the newer texts, so this is what a
