@@ -5,6 +5,8 @@ import (
 	"strconv"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/troupe-db/troupe/storage"
 )
 
 // A document's past (API.md, "History and time travel"): GET
@@ -98,4 +100,66 @@ func (s *Server) docHistory(ctx *fasthttp.RequestCtx) {
 		page.Next = &next
 	}
 	writeJSON(ctx, http.StatusOK, page)
+}
+
+type restoreRequest struct {
+	Version *uint64 `json:"version"`
+}
+
+type restoreResponse struct {
+	Version  uint64 `json:"version"`
+	Restored uint64 `json:"restored"`
+}
+
+// restoreDoc commits one change, by the caller, that turns the current
+// text into version N's: the ops are storage.DiffOps of the two texts,
+// based on the version read, so that what did not change keeps its place
+// and edits committed meanwhile are transformed as any submit's. A text
+// already equal to version N's commits nothing and answers the current
+// version.
+func (s *Server) restoreDoc(ctx *fasthttp.RequestCtx) {
+	var req restoreRequest
+	w, ok := s.startWrite(ctx, &req)
+	if !ok {
+		return
+	}
+	if req.Version == nil {
+		writeError(ctx, badRequest("version is required", "version"))
+		return
+	}
+	d, ok := s.readableDoc(ctx, s.deadline())
+	if !ok {
+		return
+	}
+	target, err := d.TextAt(*req.Version)
+	if err != nil {
+		writeError(ctx, err)
+		return
+	}
+	ops := storage.DiffOps(d.Text.String(), target.String())
+	if ops == nil {
+		writeJSON(ctx, http.StatusOK, restoreResponse{Version: d.Version, Restored: *req.Version})
+		return
+	}
+	if n := insertedBytes(ops); n > storage.MaxOpsText {
+		e := newError("payload_too_large", "restoring version "+strconv.FormatUint(*req.Version, 10)+" would insert "+
+			strconv.Itoa(n)+" bytes in one change; at most "+strconv.Itoa(storage.MaxOpsText))
+		e.Details = map[string]any{"field": "version"}
+		writeError(ctx, e)
+		return
+	}
+	dc := docCommand(ctx, d.ID)
+	clientID := "restore:" + strconv.FormatUint(s.node.Stamps(1), 36)
+	dc.Submit = &storage.DocSubmit{DocID: d.ID, ClientID: clientID, Seq: 1, Base: d.Version, Ops: ops}
+	s.docWrite(ctx, w, storage.CmdDocSubmit, dc, func(res storage.Result) {
+		writeJSON(ctx, http.StatusOK, restoreResponse{Version: res.Submit.Version, Restored: *req.Version})
+	})
+}
+
+func insertedBytes(ops []storage.Op) int {
+	n := 0
+	for i := range ops {
+		n += len(ops[i].Text)
+	}
+	return n
 }

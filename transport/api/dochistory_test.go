@@ -161,3 +161,62 @@ func deref(s *string) string {
 	}
 	return *s
 }
+
+// TestDocRestoreOverHTTP: a restore commits one change by its caller that
+// edits only what differs from the version restored, so a submit based
+// on the version before it lands where its author meant.
+func TestDocRestoreOverHTTP(t *testing.T) {
+	ts := startServer(t, secure)
+	adaID := ts.register("Ada", "ada@example.com", "correct horse")
+	ada := bearer(ts.login("ada@example.com", "correct horse").AccessToken)
+	bobID := ts.register("Bob", "bob@example.com", "correct horse")
+	bob := bearer(ts.login("bob@example.com", "correct horse").AccessToken)
+	ts.register("Carol", "carol@example.com", "correct horse")
+	carol := bearer(ts.login("carol@example.com", "correct horse").AccessToken)
+
+	r := ts.do("POST", "/v1/docs", `{"title":"Fox","content":"The quick brown fox"}`, ada, true)
+	ts.expect(r, 201, "")
+	var d docResp
+	r.json(t, &d)
+	path := "/v1/docs/" + d.ID
+	ts.expect(ts.do("PUT", path+"/editors/"+bobID, "", ada, true), 204, "")
+	ts.expect(ts.do("POST", path+"/ops", `{"client_id":"a","seq":1,"base_version":0,"ops":[{"op":"replace","pos":4,"len":5,"text":"slow"}]}`, ada, true), 200, "")
+
+	var res struct {
+		Version  uint64 `json:"version"`
+		Restored uint64 `json:"restored"`
+	}
+	r = ts.do("POST", path+"/restore", `{"version":0}`, bob, true)
+	ts.expect(r, 200, "")
+	r.json(t, &res)
+	if res.Version != 2 || res.Restored != 0 {
+		t.Fatalf("restore: %s", r.body)
+	}
+	// Ada appends at the end of version 1's text; transformed past the
+	// restore, it is still at the end.
+	ts.expect(ts.do("POST", path+"/ops", `{"client_id":"a","seq":2,"base_version":1,"ops":[{"op":"insert","pos":18,"text":" jumps"}]}`, ada, true), 200, "")
+	r = ts.do("GET", path, "", ada, true)
+	r.json(t, &d)
+	if *d.Content != "The quick brown fox jumps" || d.Version != 3 {
+		t.Fatalf("after the restore: %s", r.body)
+	}
+	var h historyResp
+	r = ts.do("GET", path+"/history?limit=2", "", ada, true)
+	ts.expect(r, 200, "")
+	r.json(t, &h)
+	if it := h.Items[1]; it.Version != 2 || deref(it.Author) != bobID || !strings.HasPrefix(it.ClientID, "restore:") || it.Deleted != 4 || it.Inserted != 5 {
+		t.Fatalf("the restore's change: %+v", it)
+	}
+
+	// Restoring the text it already has commits nothing.
+	r = ts.do("POST", path+"/restore", `{"version":3}`, ada, true)
+	ts.expect(r, 200, "")
+	r.json(t, &res)
+	if res.Version != 3 {
+		t.Fatalf("restoring the current text: %s", r.body)
+	}
+	ts.expect(ts.do("POST", path+"/restore", `{"version":4}`, ada, true), 400, "bad_request")
+	ts.expect(ts.do("POST", path+"/restore", `{}`, ada, false), 400, "bad_request")
+	ts.expect(ts.do("POST", path+"/restore", `{"version":0}`, carol, true), 403, "forbidden")
+	_ = adaID
+}
