@@ -1,5 +1,7 @@
 package storage
 
+import "unicode/utf8"
+
 // Restoring a version: the op list that turns a document's text into an
 // older text as a small edit rather than a replacement of everything, so
 // that what did not change keeps its place (and the carets of the people
@@ -9,9 +11,12 @@ package storage
 // inserted or deleted (its trace, kept for the walk back, is O(edits²)
 // ints: 2 MiB at most) and maxDiffWork steps (about one per code point
 // compared). Beyond either, the changed middle is replaced in one op.
+// The search runs on middles of at most maxDiffBytes together (as code
+// points, 4 bytes each), so a request never copies a whole large text.
 const (
 	maxDiffEdits = 512
 	maxDiffWork  = 1 << 22
+	maxDiffBytes = 2 << 20
 )
 
 // DiffOps returns ops that turn from into to (nil if they are equal):
@@ -21,29 +26,43 @@ const (
 // otherwise one replace of the middle. Adjacent deletes and inserts are
 // merged into replaces.
 func DiffOps(from, to string) []Op {
-	a, b := []rune(from), []rune(to)
+	// The common start and end, by bytes, then back to the start of a
+	// code point. Whether a byte offset starts a code point depends only
+	// on the bytes before it (after it, for the end), which the two texts
+	// share; where one text ends, it does.
 	pre := 0
-	for pre < len(a) && pre < len(b) && a[pre] == b[pre] {
+	for pre < len(from) && pre < len(to) && from[pre] == to[pre] {
 		pre++
 	}
+	for pre > 0 && pre < len(from) && pre < len(to) && !utf8.RuneStart(from[pre]) {
+		pre--
+	}
 	suf := 0
-	for suf < len(a)-pre && suf < len(b)-pre && a[len(a)-1-suf] == b[len(b)-1-suf] {
+	for suf < len(from)-pre && suf < len(to)-pre && from[len(from)-1-suf] == to[len(to)-1-suf] {
 		suf++
 	}
-	a, b = a[pre:len(a)-suf], b[pre:len(b)-suf]
-	if len(a) == 0 && len(b) == 0 {
+	for suf > 0 && !utf8.RuneStart(from[len(from)-suf]) {
+		suf--
+	}
+	ma, mb := from[pre:len(from)-suf], to[pre:len(to)-suf]
+	if ma == "" && mb == "" {
 		return nil
 	}
-	if script, ok := shortestEdit(a, b, maxDiffEdits, maxDiffWork); ok {
-		return scriptOps(script, b, pre)
+	pos := utf8.RuneCountInString(from[:pre])
+	if len(ma)+len(mb) <= maxDiffBytes {
+		a, b := []rune(ma), []rune(mb)
+		if script, ok := shortestEdit(a, b, maxDiffEdits, maxDiffWork); ok {
+			return scriptOps(script, b, pos)
+		}
 	}
+	n := utf8.RuneCountInString(ma)
 	switch {
-	case len(a) == 0:
-		return []Op{{Kind: OpInsert, Pos: pre, Text: string(b)}}
-	case len(b) == 0:
-		return []Op{{Kind: OpDelete, Pos: pre, Len: len(a)}}
+	case n == 0:
+		return []Op{{Kind: OpInsert, Pos: pos, Text: mb}}
+	case mb == "":
+		return []Op{{Kind: OpDelete, Pos: pos, Len: n}}
 	}
-	return []Op{{Kind: OpReplace, Pos: pre, Len: len(a), Text: string(b)}}
+	return []Op{{Kind: OpReplace, Pos: pos, Len: n, Text: mb}}
 }
 
 // An edit script step: keep a[i] (=b[j]), delete a[i] or insert b[j].

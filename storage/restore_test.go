@@ -106,3 +106,43 @@ func BenchmarkDiffOps1MiB(b *testing.B) {
 		}
 	}
 }
+
+// FuzzDiffOps: for any two document texts, the ops pass ValidateOps
+// (when their text fits) and turn the one into the other.
+func FuzzDiffOps(f *testing.F) {
+	f.Add("The quick brown fox", "The slow brown fox")
+	f.Add("é", "è")
+	f.Add("日本語", "日本")
+	f.Add("", "x")
+	f.Fuzz(func(t *testing.T, from, to string) {
+		if CheckDocText("a", from) != nil || CheckDocText("b", to) != nil || len(from)+len(to) > 4096 {
+			return
+		}
+		ops := DiffOps(from, to)
+		if from == to {
+			if ops != nil {
+				t.Fatalf("equal texts: %v", ops)
+			}
+			return
+		}
+		if err := ValidateOps(ops); err != nil {
+			t.Fatalf("%q → %q: %v: %v", from, to, ops, err)
+		}
+		got, err := Apply(NewText(from), ops)
+		if err != nil || got.String() != to {
+			t.Fatalf("%q → %q: ops %v give %q %v", from, to, ops, got.String(), err)
+		}
+	})
+}
+
+func TestDiffOpsLargeMiddle(t *testing.T) {
+	from := "<" + strings.Repeat("é", maxDiffBytes/2) + ">"
+	to := "<" + strings.Repeat("è", maxDiffBytes/2) + ">"
+	ops := DiffOps(from, to)
+	if len(ops) != 1 || ops[0].Kind != OpReplace || ops[0].Pos != 1 || ops[0].Len != maxDiffBytes/2 {
+		t.Fatalf("%d ops, first at %d len %d", len(ops), ops[0].Pos, ops[0].Len)
+	}
+	if got, err := Apply(NewText(from), ops); err != nil || got.String() != to {
+		t.Fatal("the replace does not give the text")
+	}
+}
