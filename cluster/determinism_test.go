@@ -446,6 +446,9 @@ func (g *logGen) docCommand() *storage.Command {
 			}
 		}
 		dc.Submit = &storage.DocSubmit{DocID: dc.DocID, ClientID: fmt.Sprint("c", g.r.IntN(3)), Seq: g.r.Uint64N(50), Base: g.r.Uint64N(10), Ops: ops}
+		// From the seq, so that the random sequence stays as it was; 0: as
+		// a command of an older version.
+		dc.CheckpointEvery = dc.Submit.Seq % 4
 	}
 	return &storage.Command{Kind: kind, Stamp: g.stamps(1), Doc: dc}
 }

@@ -10,8 +10,9 @@ import (
 // older ones are read as they were written. Version 2 added the limits a
 // document command carries (DocCommand.MaxDocs, HistoryBytes), version
 // 3 a policy's algorithm (Policy.Algorithm, Window, TimeZone; a policy of
-// an older command is GCRA).
-const CommandVersion = 3
+// an older command is GCRA), version 4 the checkpoint interval of a
+// document submit (DocCommand.CheckpointEvery; none in older commands).
+const CommandVersion = 4
 
 // CommandKind says what a command does.
 type CommandKind uint8

@@ -38,6 +38,11 @@ type Change struct {
 	ClientID string
 	Seq      uint64
 	Ops      []Op // as applied (transformed)
+	// Author is the user id of the caller who submitted it ("" for an
+	// anonymous --insecure admin); AtMs the command's time. Both come
+	// from the command, so every node records the same.
+	Author string
+	AtMs   int64
 }
 
 // Doc is a document. Its fields must not be changed in place: use the
@@ -68,6 +73,12 @@ type Doc struct {
 	histArr   *histArray
 	histOff   int // where hist starts in its backing array
 	histBytes int // HistoryBytes of the kept changes
+
+	// Checkpoints: full texts of some kept versions, oldest first, so that
+	// a version is rebuilt from the nearest one before it (timetravel.go).
+	// The slice is copied when one is added, so Docs share it safely.
+	cps     []checkpoint
+	cpBytes int // what the checkpoints count against the history bytes
 }
 
 type histEntry struct {
@@ -82,7 +93,9 @@ type histArray struct{ written int }
 
 // HistoryBytes is what a change counts against a document's history
 // bytes: its client id and the text of its ops, plus 16 for the change
-// and each op (versions, positions, lengths).
+// (versions) and each op (positions, lengths). Its author (a 16-byte user
+// id) and time are not counted, so that the bound keeps the changes it
+// kept before changes recorded them, on nodes of either build.
 func HistoryBytes(c *Change) int {
 	n := 16 + len(c.ClientID)
 	for i := range c.Ops {
@@ -232,6 +245,23 @@ func (d *Doc) Submit(clientID string, seq, base uint64, ops []Op, nowMs int64, m
 // kept; older ones drop out, and a client based on them gets
 // version_too_old as with the bound by count.
 func (d *Doc) SubmitBounded(clientID string, seq, base uint64, ops []Op, nowMs int64, maxHistory, maxHistoryBytes int) (*Doc, SubmitResult, *Error) {
+	return d.SubmitAs("", clientID, seq, base, ops, nowMs, HistoryRules{MaxChanges: maxHistory, MaxBytes: maxHistoryBytes})
+}
+
+// HistoryRules bound what a document keeps of its past: at most
+// MaxChanges changes (values below 1 count as 1), only the newest whose
+// HistoryBytes and checkpoints sum to at most MaxBytes (0: no bound by
+// bytes), and a checkpoint every CheckpointEvery versions (0: none; see
+// timetravel.go).
+type HistoryRules struct {
+	MaxChanges      int
+	MaxBytes        int
+	CheckpointEvery int
+}
+
+// SubmitAs is Submit by author (recorded in the change with nowMs) under
+// the history rules r.
+func (d *Doc) SubmitAs(author, clientID string, seq, base uint64, ops []Op, nowMs int64, r HistoryRules) (*Doc, SubmitResult, *Error) {
 	if clientID == "" || len(clientID) > MaxClientIDBytes {
 		return nil, SubmitResult{}, badRequest("client_id", "client_id must be 1 to %d bytes", MaxClientIDBytes)
 	}
@@ -284,14 +314,15 @@ func (d *Doc) SubmitBounded(clientID string, seq, base uint64, ops []Op, nowMs i
 	n.Text = text
 	n.Version = d.Version + 1
 	n.UpdatedMs = nowMs
-	n.pushChange(Change{Version: n.Version, ClientID: clientID, Seq: seq, Ops: applied}, max(maxHistory, 1), maxHistoryBytes)
+	n.pushChange(Change{Version: n.Version, ClientID: clientID, Seq: seq, Ops: applied, Author: author, AtMs: nowMs}, d.Text, r)
 	return &n, SubmitResult{Version: n.Version, Ops: applied}, nil
 }
 
-// pushChange adds c as the newest change of d (a fresh copy), keeping the
-// newest maxHistory whose sizes sum to at most maxBytes (0: any), and
-// always the newest. O(1) amortised: the oldest are dropped one by one.
-func (d *Doc) pushChange(c Change, maxHistory, maxBytes int) {
+// pushChange adds c as the newest change of d (a fresh copy) whose text
+// before c was prev, takes a checkpoint if one is due, and drops the
+// oldest changes and checkpoints beyond r's bounds; the newest change is
+// always kept. O(1) amortised: the oldest are dropped one by one.
+func (d *Doc) pushChange(c Change, prev Text, r HistoryRules) {
 	e := histEntry{Change: c, size: HistoryBytes(&c)}
 	end := d.histOff + len(d.hist)
 	if d.histArr != nil && end == d.histArr.written && len(d.hist) < cap(d.hist) && d.histOff <= len(d.hist) {
@@ -304,7 +335,23 @@ func (d *Doc) pushChange(c Change, maxHistory, maxBytes int) {
 		d.histArr, d.histOff = &histArray{written: len(d.hist)}, 0
 	}
 	d.histBytes += e.size
-	for len(d.hist) > maxHistory || (maxBytes > 0 && d.histBytes > maxBytes && len(d.hist) > 1) {
+	d.checkpoint(prev, r)
+	maxChanges := max(r.MaxChanges, 1)
+	for {
+		over := len(d.hist) > maxChanges
+		overBytes := r.MaxBytes > 0 && d.histBytes+d.cpBytes > r.MaxBytes
+		if !over && !overBytes {
+			break
+		}
+		// Oldest first: a checkpoint of version v is older than change
+		// v+1, and useless once that change is gone.
+		if len(d.cps) > 0 && (d.cps[0].version <= d.OldestBase() || (!over && len(d.hist) == 1)) {
+			d.dropCheckpoint()
+			continue
+		}
+		if !over && len(d.hist) == 1 {
+			break
+		}
 		d.histBytes -= d.hist[0].size
 		d.hist = d.hist[1:]
 		d.histOff++

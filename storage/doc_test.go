@@ -208,7 +208,7 @@ func TestDocConvergence(t *testing.T) {
 			}
 			leader, replica = next, rnext
 			texts = append(texts, leader.Text.String())
-			log = append(log, Change{Version: res.Version, ClientID: c.id, Seq: seq, Ops: res.Ops})
+			log = append(log, Change{Version: res.Version, ClientID: c.id, Seq: seq, Ops: res.Ops, AtMs: int64(step)})
 			c.seq, c.last = seq, res.Version
 
 			// Effects: against the client's base text, its inserted text
@@ -255,15 +255,19 @@ func TestDocConvergence(t *testing.T) {
 	}
 }
 
+// encodeDoc and decodeDoc use a snapshot's form of a document: its
+// fields and changes, then their authors, times and checkpoints.
 func encodeDoc(d *Doc) []byte {
 	var e encoder
 	e.doc(d)
+	e.docHistory(d, nil)
 	return e.b
 }
 
 func decodeDoc(b []byte) (*Doc, error) {
 	d := decoder{b: b}
 	doc := d.doc()
+	d.docHistory(doc)
 	if err := d.end(); err != nil {
 		return nil, err
 	}

@@ -24,6 +24,10 @@ type DocCommand struct {
 	// of version 1, means none.
 	MaxDocs      uint64 // CmdDocCreate: documents the caller may own
 	HistoryBytes uint64 // CmdDocSubmit: bound on the kept history's HistoryBytes
+	// CmdDocSubmit, from version 4: take a checkpoint every this many
+	// versions (HistoryRules.CheckpointEvery); 0, as in older commands,
+	// takes none, so that nodes of older builds keep the same history.
+	CheckpointEvery uint64
 }
 
 // Document limits.
@@ -98,7 +102,9 @@ func ApplyDoc(kind CommandKind, c *DocCommand, cur *Doc, nowMs int64, maxHistory
 		if s == nil {
 			return nil, nil, badRequest("", "submit without ops")
 		}
-		next, res, err := cur.SubmitBounded(s.ClientID, s.Seq, s.Base, s.Ops, max(nowMs, cur.UpdatedMs), maxHistory, int(min(c.HistoryBytes, 1<<40)))
+		rules := HistoryRules{MaxChanges: maxHistory, MaxBytes: int(min(c.HistoryBytes, 1<<40)),
+			CheckpointEvery: int(min(c.CheckpointEvery, maxCheckpointEvery))}
+		next, res, err := cur.SubmitAs(c.Caller, s.ClientID, s.Seq, s.Base, s.Ops, max(nowMs, cur.UpdatedMs), rules)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -178,7 +184,8 @@ func (e *encoder) docCommand(kind CommandKind, c *DocCommand) {
 		e.uvarint(s.Seq)
 		e.uvarint(s.Base)
 		e.ops(s.Ops)
-		e.uvarint(c.HistoryBytes) // from version 2
+		e.uvarint(c.HistoryBytes)    // from version 2
+		e.uvarint(c.CheckpointEvery) // from version 4
 	case CmdDocEditor:
 		e.str(c.Editor)
 		e.boolean(c.Remove)
@@ -201,6 +208,9 @@ func (d *decoder) docCommand(kind CommandKind, v byte) *DocCommand {
 		c.Submit = &DocSubmit{DocID: c.DocID, ClientID: d.str(), Seq: d.uvarint(), Base: d.uvarint(), Ops: d.ops()}
 		if v >= 2 {
 			c.HistoryBytes = d.uvarint()
+		}
+		if v >= 4 {
+			c.CheckpointEvery = d.uvarint()
 		}
 	case CmdDocEditor:
 		c.Editor = d.str()

@@ -86,6 +86,12 @@ func FuzzReadSnapshot(f *testing.F) {
 		{Name: "s", Algorithm: SlidingWindow, Limit: 3, WindowMs: 10, Burst: 3},
 	}
 	f.Add(writeSnap(f, withPolicies))
+	// A small document with authors and checkpoints (snapshot version 7).
+	small, _ := NewDoc("d", "t", "u", "ab", 1)
+	for i := range 3 {
+		small, _, _ = small.SubmitAs("u", "c", uint64(i+1), small.Version, []Op{{Kind: OpInsert, Pos: 1, Text: "é"}}, 2, HistoryRules{MaxChanges: 3, CheckpointEvery: 2})
+	}
+	f.Add(writeSnap(f, &Snapshot{Docs: []*Doc{small}}))
 	f.Add(snapshotMagic)
 	f.Add([]byte("TROUPE-SNAPSHOT\n\x02"))
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -109,6 +109,7 @@ func FuzzTransform(f *testing.F) {
 func FuzzDecodeDoc(f *testing.F) {
 	f.Add(encodeDoc(sampleDoc(f)))
 	f.Add(encodeDoc(newTestDoc(f, "")))
+	f.Add(encodeDoc(checkpointedDoc(f)))
 	b := encodeDoc(sampleDoc(f))
 	f.Add(b[:len(b)/2])
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -130,7 +131,11 @@ func FuzzDecodeDoc(f *testing.F) {
 		if _, err := d.ChangesSince(d.OldestBase()); err != nil {
 			t.Fatal(err)
 		}
-		_, _, _ = d.Submit("fuzz", 1, d.OldestBase(), []Op{ins(0, "x"), del(0, 1)}, 1, 3)
+		for v := d.OldestVersion(); v <= d.Version; v++ {
+			_, _ = d.TextAt(v) // the changes after a checkpoint may not apply: an error, never a panic
+		}
+		_, _, _ = d.HistoryPage(d.Version+1, 5)
+		_, _, _ = d.SubmitAs("u", "fuzz", 1, d.OldestBase(), []Op{ins(0, "x"), del(0, 1)}, 1, HistoryRules{MaxChanges: 3, CheckpointEvery: 2})
 	})
 }
 

@@ -36,9 +36,9 @@ func TestDecodePolicyCommandVersion2(t *testing.T) {
 		if c.Policy.Algorithm != GCRA {
 			t.Fatalf("a version 2 policy is %v", c.Policy.Algorithm)
 		}
-		// Written again, it is version 3, the old bytes plus the algorithm.
+		// Written again, it is the current version, the old bytes plus the algorithm.
 		again := EncodeCommand(nil, c)
-		if again[0] != 3 || !bytes.Equal(again[1:], append(b[1:], byte(GCRA))) {
+		if again[0] != CommandVersion || !bytes.Equal(again[1:], append(b[1:], byte(GCRA))) {
 			t.Fatalf("re-encoded: %x", again)
 		}
 		if c2, err := DecodeCommand(again); err != nil || !reflect.DeepEqual(c2, c) {

@@ -13,8 +13,11 @@ import (
 // version 4 documents (docs frames), version 5 carries every record in
 // bounded chunks (chunks.go) so that no value has a size limit of the
 // format's own, version 6 a rate-limit policy's algorithm (the policies
-// of older snapshots are GCRA); older versions are still read.
-const SnapshotVersion = 6
+// of older snapshots are GCRA), version 7 each kept change's author and
+// time and a document's checkpoints (timetravel.go; a document of an
+// older snapshot has none, and its changes no author); older versions
+// are still read.
+const SnapshotVersion = 7
 
 var snapshotMagic = []byte("TROUPE-SNAPSHOT\n")
 
@@ -173,6 +176,7 @@ func WriteSnapshot(w io.Writer, s *Snapshot) error {
 				e.byte1(frameDocs)
 			}
 			e.docSpilling(d, rw.spill)
+			e.docHistory(d, rw.spill)
 			if rw.err != nil {
 				return rw.err
 			}
@@ -353,6 +357,9 @@ func ReadSnapshot(r io.Reader) (*Snapshot, error) {
 		case frameDocs:
 			for d.err == nil && len(d.b) > 0 {
 				doc := d.doc()
+				if v >= 7 {
+					d.docHistory(doc)
+				}
 				if d.err != nil {
 					break
 				}

@@ -230,6 +230,10 @@ func (s *Server) readableDoc(ctx *fasthttp.RequestCtx, deadline time.Time) (*sto
 }
 
 func (s *Server) getDoc(ctx *fasthttp.RequestCtx) {
+	if ctx.QueryArgs().Has("version") {
+		s.getDocVersion(ctx)
+		return
+	}
 	deadline := s.deadline()
 	d, ok := s.readableDoc(ctx, deadline)
 	if !ok {
@@ -277,6 +281,7 @@ func (s *Server) listDocs(ctx *fasthttp.RequestCtx) {
 func (s *Server) docWrite(ctx *fasthttp.RequestCtx, w writeRequest, kind storage.CommandKind, dc *storage.DocCommand, ok func(storage.Result)) {
 	if kind == storage.CmdDocSubmit {
 		dc.HistoryBytes = uint64(s.cfg.DocumentHistoryBytes)
+		dc.CheckpointEvery = storage.DocCheckpointEvery
 	}
 	res, done := s.propose(ctx, &storage.Command{Kind: kind, Stamp: s.node.Stamps(1), RequestID: w.key, Fingerprint: w.fp, Doc: dc}, s.deadline())
 	if done {

@@ -36,6 +36,7 @@ var codeStatus = map[string]int{
 	"method_not_allowed":  http.StatusMethodNotAllowed,
 	"conflict":            http.StatusConflict,
 	"version_too_old":     http.StatusConflict,
+	"gone":                http.StatusGone,
 	"precondition_failed": http.StatusPreconditionFailed,
 	"payload_too_large":   http.StatusRequestEntityTooLarge,
 	"quota_exceeded":      http.StatusForbidden,
@@ -69,6 +70,12 @@ func toAPIError(err error) *apiError {
 	var se *storage.Error
 	if errors.As(err, &se) {
 		return storageError(se)
+	}
+	var ge *storage.GoneError
+	if errors.As(err, &ge) {
+		e := newError("gone", ge.Error())
+		e.Details = map[string]any{"field": ge.Field, "oldest": ge.Oldest}
+		return e
 	}
 	switch {
 	case errors.Is(err, replica.ErrOutcomeUnknown):

@@ -245,6 +245,8 @@ func (s *Server) routes() fasthttp.RequestHandler {
 	route("DELETE", "/v1/docs/{id}/editors/{user_id}", signedIn, s.leaderOnly(s.docEditor(true)))
 	route("POST", "/v1/docs/{id}/ops", signedIn, s.leaderOnly(s.submitOps))
 	route("GET", "/v1/docs/{id}/ops", signedIn, s.docChanges)
+	route("GET", "/v1/docs/{id}/history", signedIn, s.docHistory)
+	route("POST", "/v1/docs/{id}/restore", signedIn, s.leaderOnly(s.restoreDoc))
 	route("GET", "/v1/docs/{id}/events", signedIn, s.docEvents)
 	route("GET", "/v1/docs/{id}/ws", signedIn, s.docWS)
 

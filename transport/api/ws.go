@@ -422,6 +422,7 @@ func (w *wsSession) submit(in *wsIn) {
 	}
 	dc.Submit = &storage.DocSubmit{DocID: w.id, ClientID: clientID, Seq: *in.Seq, Base: *in.BaseVersion, Ops: ops}
 	dc.HistoryBytes = uint64(w.s.cfg.DocumentHistoryBytes)
+	dc.CheckpointEvery = storage.DocCheckpointEvery
 	cmd := &storage.Command{Kind: storage.CmdDocSubmit, Stamp: w.s.node.Stamps(1), Doc: &dc,
 		RequestID: "ws:" + dc.Caller + ":" + w.id + ":" + clientID + ":" + strconv.FormatUint(*in.Seq, 10)}
 	deadline := w.s.deadline()
