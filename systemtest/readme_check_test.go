@@ -96,8 +96,9 @@ var expectPlaceholders = map[string]func(body map[string]any) string{
 var elided = regexp.MustCompile(`,\s*\.\.\.\s*([,}\]])`)
 
 // checkBody checks got against the README's body: each member the README
-// names, with its value; a string ending in "..." is a prefix, and an
-// exampleField a form.
+// names, with its value, at any depth (an array has the README's length,
+// each element checked the same way); a string ending in "..." is a
+// prefix, and an exampleField a form.
 func checkBody(want string, got []byte) error {
 	norm := elided.ReplaceAllString(want, "$1")
 	var w, g any
@@ -107,45 +108,72 @@ func checkBody(want string, got []byte) error {
 	if err := json.Unmarshal(got, &g); err != nil {
 		return fmt.Errorf("the output is not JSON: %v: %q", err, got)
 	}
-	wo, isObj := w.(map[string]any)
-	if !isObj {
+	if _, isObj := w.(map[string]any); !isObj {
 		if !reflect.DeepEqual(w, g) {
 			return fmt.Errorf("got %s, the README says %s", got, want)
 		}
 		return nil
 	}
-	gm, ok := g.(map[string]any)
-	if !ok {
-		return fmt.Errorf("got %s, the README says an object %s", got, want)
-	}
-	var errs []error
-	for k, wv := range wo {
-		gv, ok := gm[k]
-		if !ok {
-			errs = append(errs, fmt.Errorf("%q is missing", k))
-			continue
-		}
-		if ws, ok := wv.(string); ok {
-			gs, _ := gv.(string)
-			if p, isPrefix := strings.CutSuffix(ws, "..."); isPrefix {
-				if !strings.HasPrefix(gs, p) {
-					errs = append(errs, fmt.Errorf("%q is %v, the README says it begins %q", k, gv, p))
-				}
-				continue
-			}
-			if re := exampleFields[k]; re != nil {
-				if !re.MatchString(gs) {
-					errs = append(errs, fmt.Errorf("%q is %v, not of the form of the README's %q (%s)", k, gv, ws, re))
-				}
-				continue
-			}
-		}
-		if !reflect.DeepEqual(wv, gv) {
-			errs = append(errs, fmt.Errorf("%q is %s, the README says %s", k, jsonText(gv), jsonText(wv)))
-		}
-	}
-	if len(errs) > 0 {
+	if errs := matchJSON("", "", w, g); len(errs) > 0 {
 		return fmt.Errorf("body %s: %w", got, errors.Join(errs...))
+	}
+	return nil
+}
+
+// matchJSON checks the value got at path (whose last member name is key)
+// against the README's value wv, as checkBody describes.
+func matchJSON(path, key string, wv, gv any) []error {
+	name := path
+	if name == "" {
+		name = key
+	}
+	switch w := wv.(type) {
+	case map[string]any:
+		gm, ok := gv.(map[string]any)
+		if !ok {
+			return []error{fmt.Errorf("%q is %s, the README says an object %s", name, jsonText(gv), jsonText(wv))}
+		}
+		var errs []error
+		for k, v := range w {
+			sub := k
+			if path != "" {
+				sub = path + "." + k
+			}
+			g, ok := gm[k]
+			if !ok {
+				errs = append(errs, fmt.Errorf("%q is missing", sub))
+				continue
+			}
+			errs = append(errs, matchJSON(sub, k, v, g)...)
+		}
+		return errs
+	case []any:
+		ga, ok := gv.([]any)
+		if !ok || len(ga) != len(w) {
+			return []error{fmt.Errorf("%q is %s, the README says %s", name, jsonText(gv), jsonText(wv))}
+		}
+		var errs []error
+		for i := range w {
+			errs = append(errs, matchJSON(fmt.Sprintf("%s[%d]", name, i), key, w[i], ga[i])...)
+		}
+		return errs
+	case string:
+		gs, _ := gv.(string)
+		if p, isPrefix := strings.CutSuffix(w, "..."); isPrefix {
+			if !strings.HasPrefix(gs, p) {
+				return []error{fmt.Errorf("%q is %v, the README says it begins %q", name, gv, p)}
+			}
+			return nil
+		}
+		if re := exampleFields[key]; re != nil {
+			if !re.MatchString(gs) {
+				return []error{fmt.Errorf("%q is %v, not of the form of the README's %q (%s)", name, gv, w, re)}
+			}
+			return nil
+		}
+	}
+	if !reflect.DeepEqual(wv, gv) {
+		return []error{fmt.Errorf("%q is %s, the README says %s", name, jsonText(gv), jsonText(wv))}
 	}
 	return nil
 }
