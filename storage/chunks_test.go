@@ -113,11 +113,13 @@ func TestWriteSnapshotLargeDocumentMemory(t *testing.T) {
 	}
 }
 
-// TestReadSnapshotVersion4 reads a snapshot written by the build before
-// chunks (testdata/snapshot-v4.bin: richSnapshot with its first 40
-// documents).
-func TestReadSnapshotVersion4(t *testing.T) {
-	b, err := os.ReadFile("testdata/snapshot-v4.bin")
+// readGoldenSnapshot reads testdata/snapshot-v<version>.bin, a snapshot
+// an earlier build wrote of richSnapshot with its first 40 documents,
+// checks that it holds that state and that written again (in the current
+// version) it reads back the same, and returns its bytes and its state.
+func readGoldenSnapshot(t *testing.T, version int) ([]byte, *Snapshot) {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("testdata/snapshot-v%d.bin", version))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,12 +130,19 @@ func TestReadSnapshotVersion4(t *testing.T) {
 	want := richSnapshot(t)
 	want.Docs = want.Docs[:40]
 	sameState(t, got, want)
-	// Written again, it is version 5 and reads back the same.
 	again, err := ReadSnapshot(bytes.NewReader(writeSnap(t, got)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	sameState(t, again, want)
+	return b, got
+}
+
+// TestReadSnapshotVersion4 reads a snapshot written by the build before
+// chunks (testdata/snapshot-v4.bin: richSnapshot with its first 40
+// documents).
+func TestReadSnapshotVersion4(t *testing.T) {
+	b, _ := readGoldenSnapshot(t, 4)
 	// Version 4 frames are still bounded and checked.
 	for n := len(snapshotMagic) + 1; n < len(b); n += 997 {
 		if _, err := ReadSnapshot(bytes.NewReader(b[:n])); !errors.Is(err, ErrCorrupt) {

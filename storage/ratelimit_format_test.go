@@ -3,7 +3,6 @@ package storage
 import (
 	"bytes"
 	"encoding/hex"
-	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -51,22 +50,7 @@ func TestDecodePolicyCommandVersion2(t *testing.T) {
 // policies had an algorithm (testdata/snapshot-v5.bin: richSnapshot with
 // its first 40 documents): its policies are GCRA.
 func TestReadSnapshotVersion5(t *testing.T) {
-	b, err := os.ReadFile("testdata/snapshot-v5.bin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := ReadSnapshot(bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := richSnapshot(t)
-	want.Docs = want.Docs[:40]
-	sameState(t, got, want)
-	again, err := ReadSnapshot(bytes.NewReader(writeSnap(t, got)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sameState(t, again, want)
+	readGoldenSnapshot(t, 5)
 }
 
 func TestSnapshotPolicyAlgorithms(t *testing.T) {
