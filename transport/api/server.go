@@ -23,6 +23,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/fasthttp/router"
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/troupe-db/troupe/actors"
 	"github.com/troupe-db/troupe/replica"
@@ -38,9 +39,12 @@ import (
 // reads. Its errors are replica's.
 type Node interface {
 	Stamps(k int) uint64
-	Propose(cmd *storage.Command, deadline time.Time) (storage.Result, uint64, error)
-	ProposeRestamped(cmds []*storage.Command, deadline time.Time) []replica.Proposal
-	ReadBarrier(c replica.Consistency, minIndex uint64, deadline time.Time) error
+	// Propose, ProposeRestamped and ReadBarrier take the request's trace
+	// context (context.Background() when there is none): their spans
+	// hang below its span.
+	Propose(ctx context.Context, cmd *storage.Command, deadline time.Time) (storage.Result, uint64, error)
+	ProposeRestamped(ctx context.Context, cmds []*storage.Command, deadline time.Time) []replica.Proposal
+	ReadBarrier(ctx context.Context, c replica.Consistency, minIndex uint64, deadline time.Time) error
 	Ready() error
 	// NotInitialised says why this node has no state to serve yet (it is
 	// catching up on the log, or the cluster was never initialised): an
@@ -131,6 +135,9 @@ type Server struct {
 	proof         authProof
 
 	routesStats sync.Map // route name → *routeMetrics
+
+	tracer trace.Tracer // nil: tracing is off (see tracing.go)
+	nodeID string       // for the spans
 }
 
 // New returns a server for node and its documents; users returns the
@@ -149,6 +156,7 @@ func New(cfg Config, logger *slog.Logger, set *metrics.Set, node Node, docs Docs
 		docLimits:     newDocLimitMetrics(set),
 	}
 	s.cmdFwd.init(s)
+	s.tracer, s.nodeID = cfg.Tracing.Tracer(), cfg.Tracing.NodeID()
 	s.presence = stream.NewRelay(stream.RelayConfig{Peers: s.peers, Post: s.postPresence, Log: logger})
 	docs.OnPresence(s.presence.Local)
 	s.streams = stream.NewRegistry(stream.Config{MaxStreams: cfg.MaxStreams, MaxStreamsPerUser: cfg.MaxStreamsPerUser,
@@ -259,7 +267,7 @@ func (s *Server) routes() fasthttp.RequestHandler {
 		writeError(ctx, newError("method_not_allowed", "method "+string(ctx.Method())+" is not allowed on "+string(ctx.Path())))
 	})
 	r.PanicHandler = func(ctx *fasthttp.RequestCtx, v any) {
-		s.log.Error("handler panicked", slog.String("route", string(ctx.Path())), slog.Any("panic", v))
+		s.reqLog(ctx).Error("handler panicked", slog.String("route", string(ctx.Path())), slog.Any("panic", v))
 		writeError(ctx, newError("internal", "internal error"))
 	}
 	return r.Handler
@@ -302,17 +310,25 @@ func (m *routeMetrics) count(set *metrics.Set, status int) {
 	c.Inc()
 }
 
-// handle wraps a handler with metrics.
+// handle wraps a handler with metrics and, with tracing on, its span.
 func (s *Server) handle(route string, h fasthttp.RequestHandler) fasthttp.RequestHandler {
 	m := s.routeMetrics(route)
+	method, path, _ := strings.Cut(route, " ")
 	return func(ctx *fasthttp.RequestCtx) {
 		start := time.Now()
+		var span trace.Span
+		if s.tracer != nil {
+			span = s.startRequestSpan(ctx, route)
+		}
 		if leader := s.node.LeaderHTTP(); leader != "" {
 			ctx.Response.Header.Set("X-Troupe-Leader", leader)
 		}
 		h(ctx)
 		m.latency.UpdateDuration(start)
 		m.count(s.set, ctx.Response.StatusCode())
+		if span != nil {
+			s.endRequestSpan(ctx, span, method, path)
+		}
 	}
 }
 

@@ -1,0 +1,132 @@
+package api
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+
+	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/troupe-db/troupe/internal/tracing"
+)
+
+// Tracing of requests (see package tracing). With tracing on, handle
+// starts one server span per request, named for its route template
+// ("POST /v1/docs"), as the child of the caller's traceparent if any, and
+// keeps its context in the request's user values; handlers pass it on
+// (traceCtx) to the node, which hangs the commit, apply and read barrier
+// spans below it. Off (s.tracer nil), handle makes no span and traceCtx
+// is context.Background(): nothing is allocated for tracing.
+
+// traceCtxKey is the user value holding a request's trace context.
+const traceCtxKey = "troupe.trace"
+
+// traceparentHeader carries the W3C trace context between nodes.
+const traceparentHeader = "traceparent"
+
+// startRequestSpan starts the server span of a request on route (its
+// method and path template).
+func (s *Server) startRequestSpan(ctx *fasthttp.RequestCtx, route string) trace.Span {
+	parent := context.Background()
+	if len(ctx.Request.Header.Peek(traceparentHeader)) > 0 {
+		parent = tracing.Propagator.Extract(parent, requestHeaderCarrier{&ctx.Request.Header})
+	}
+	sctx, span := s.tracer.Start(parent, route, trace.WithSpanKind(trace.SpanKindServer))
+	// Kept even when not sampled: a forwarded request must say so, so
+	// that the leader follows the decision.
+	ctx.SetUserValue(traceCtxKey, sctx)
+	return span
+}
+
+// endRequestSpan records the outcome of the request and ends its span.
+func (s *Server) endRequestSpan(ctx *fasthttp.RequestCtx, span trace.Span, method, path string) {
+	if span.IsRecording() {
+		status := ctx.Response.StatusCode()
+		span.SetAttributes(
+			attribute.String("http.request.method", method),
+			attribute.String("http.route", path),
+			attribute.Int("http.response.status_code", status),
+			attribute.String("troupe.node.id", s.nodeID),
+		)
+		if status >= 500 {
+			span.SetStatus(codes.Error, strconv.Itoa(status))
+		}
+	}
+	span.End()
+}
+
+// traceCtx is the request's trace context, for the calls into the node;
+// context.Background() when tracing is off.
+func (s *Server) traceCtx(ctx *fasthttp.RequestCtx) context.Context {
+	if s.tracer == nil {
+		return context.Background()
+	}
+	return requestTraceCtx(ctx)
+}
+
+func requestTraceCtx(ctx *fasthttp.RequestCtx) context.Context {
+	if c, ok := ctx.UserValue(traceCtxKey).(context.Context); ok {
+		return c
+	}
+	return context.Background()
+}
+
+// requestTraceID is the id of the request's trace if it is sampled, or "".
+func requestTraceID(ctx *fasthttp.RequestCtx) string {
+	return tracing.TraceID(requestTraceCtx(ctx))
+}
+
+// reqLog is the logger for a request's log lines: with trace_id when the
+// request's trace is sampled.
+func (s *Server) reqLog(ctx *fasthttp.RequestCtx) *slog.Logger {
+	if s.tracer == nil {
+		return s.log
+	}
+	if id := requestTraceID(ctx); id != "" {
+		return s.log.With(slog.String("trace_id", id))
+	}
+	return s.log
+}
+
+// injectTrace puts the trace context of tctx in an outgoing request's
+// headers (traceparent), so the next node's spans join the trace.
+func injectTrace(tctx context.Context, req *fasthttp.Request) {
+	if !trace.SpanContextFromContext(tctx).IsValid() {
+		return
+	}
+	tracing.Propagator.Inject(tctx, requestHeaderCarrier{&req.Header})
+}
+
+// rateLimitEvent records a rate-limit decision on the request's span, as
+// an event (a span per decision would cost too much on a hot path).
+func (s *Server) rateLimitEvent(ctx *fasthttp.RequestCtx, policy string, allowed bool, remaining int64) {
+	if s.tracer == nil {
+		return
+	}
+	span := trace.SpanFromContext(requestTraceCtx(ctx))
+	if !span.IsRecording() {
+		return
+	}
+	span.AddEvent("rate limit", trace.WithAttributes(
+		attribute.String("troupe.ratelimit.policy", policy),
+		attribute.Bool("troupe.ratelimit.allowed", allowed),
+		attribute.Int64("troupe.ratelimit.remaining", remaining),
+	))
+}
+
+// requestHeaderCarrier lets the propagator read and write fasthttp
+// request headers.
+type requestHeaderCarrier struct{ h *fasthttp.RequestHeader }
+
+func (c requestHeaderCarrier) Get(key string) string { return string(c.h.Peek(key)) }
+func (c requestHeaderCarrier) Set(key, value string) { c.h.Set(key, value) }
+func (c requestHeaderCarrier) Keys() []string {
+	var keys []string
+	for k := range c.h.All() {
+		keys = append(keys, string(k))
+	}
+	return keys
+}
