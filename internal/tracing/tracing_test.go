@@ -1,0 +1,91 @@
+package tracing
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestOffWithoutEndpoint(t *testing.T) {
+	p, err := New(context.Background(), Config{SampleRatio: 1}, env(nil))
+	if err != nil || p != nil {
+		t.Fatalf("no endpoint: %v, %v", p, err)
+	}
+	if p.Tracer() != nil || p.Shutdown(context.Background()) != nil {
+		t.Fatal("a nil provider must be off")
+	}
+	if (Config{Endpoint: "http://127.0.0.1:1"}).Enabled(env(map[string]string{"OTEL_SDK_DISABLED": "true"})) {
+		t.Fatal("OTEL_SDK_DISABLED must turn tracing off")
+	}
+	if !(Config{}).Enabled(env(map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"})) {
+		t.Fatal("OTEL_EXPORTER_OTLP_ENDPOINT must turn tracing on")
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, c := range []Config{{SampleRatio: 1.01}, {SampleRatio: -1}, {SampleRatio: 1, Endpoint: "127.0.0.1:4318"}, {SampleRatio: 1, Endpoint: "ftp://x"}} {
+		if err := c.Validate(); err == nil {
+			t.Errorf("%+v: no error", c)
+		}
+	}
+	if err := (Config{SampleRatio: 0}).Validate(); err != nil {
+		t.Fatal(err)
+	}
+	u, err := endpointURL("http://127.0.0.1:4318")
+	if err != nil || u != "http://127.0.0.1:4318/v1/traces" {
+		t.Fatalf("base URL: %q %v", u, err)
+	}
+	if u, _ := endpointURL("https://otel.example/custom/path"); u != "https://otel.example/custom/path" {
+		t.Fatalf("full URL: %q", u)
+	}
+}
+
+func TestChildOnlyBelowARecordingSpan(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	p := NewWithProcessor(Config{SampleRatio: 1, NodeID: "n1"}, rec)
+	defer p.Shutdown(context.Background())
+
+	ctx, span := Child(context.Background(), "orphan")
+	if span.IsRecording() || ctx != context.Background() {
+		t.Fatal("a child without a parent must not be made")
+	}
+	root, rs := p.Tracer().Start(context.Background(), "root")
+	if TraceID(root) == "" || !Recording(root) {
+		t.Fatal("a sampled root has a trace id")
+	}
+	_, child := Child(root, "child")
+	child.End()
+	rs.End()
+	spans := rec.Ended()
+	if len(spans) != 2 || spans[0].Name() != "child" || spans[0].Parent().SpanID() != rs.SpanContext().SpanID() {
+		t.Fatalf("spans: %v", spans)
+	}
+	if got := spans[1].Resource().String(); !strings.Contains(got, "service.instance.id=n1") {
+		t.Fatalf("resource %s", got)
+	}
+}
+
+func TestSamplingFollowsTheParent(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	p := NewWithProcessor(Config{SampleRatio: 0}, rec) // keeps no new trace
+	defer p.Shutdown(context.Background())
+	if _, s := p.Tracer().Start(context.Background(), "new"); s.IsRecording() {
+		t.Fatal("ratio 0 sampled a new trace")
+	}
+	tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
+	sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
+	parent := trace.ContextWithRemoteSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled, Remote: true}))
+	ctx, s := p.Tracer().Start(parent, "followed")
+	if !s.IsRecording() || TraceID(ctx) != tid.String() {
+		t.Fatal("a sampled parent must be followed")
+	}
+	s.End()
+	var _ sdktrace.SpanProcessor = rec
+}
