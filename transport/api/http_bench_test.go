@@ -1,0 +1,70 @@
+package api
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"sync/atomic"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+)
+
+// BenchmarkHTTP runs requests through the whole HTTP path of a one-node
+// cluster, in process and without sockets: the router, the metrics and
+// tracing middleware, the guard, the handler, the node (raft-wal with
+// fsync for writes) and the actors. Each tracing mode (benchTraceModes)
+// gets a server of its own.
+func BenchmarkHTTP(b *testing.B) {
+	for _, mode := range benchTraceModes() {
+		b.Run("tracing="+mode.name, func(b *testing.B) {
+			ts := startServer(b, mode.opts(b)...)
+			h := ts.srv.http.Handler
+			r := ts.create("Bench", "bench@example.com")
+			id, _ := r["id"].(string)
+			get := func(b *testing.B, uri string) {
+				var req fasthttp.Request
+				req.Header.SetMethod("GET")
+				req.SetRequestURI(uri)
+				addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
+				b.ReportAllocs()
+				b.RunParallel(func(pb *testing.PB) {
+					var ctx fasthttp.RequestCtx
+					for pb.Next() {
+						ctx.Init(&req, addr, nil)
+						h(&ctx)
+						if ctx.Response.StatusCode() != 200 {
+							b.Errorf("GET %s: %d %s", uri, ctx.Response.StatusCode(), ctx.Response.Body())
+							return
+						}
+					}
+				})
+			}
+			b.Run("get_stale", func(b *testing.B) { get(b, "/v1/users/"+id+"?consistency=stale") })
+			b.Run("get_linearizable", func(b *testing.B) { get(b, "/v1/users/"+id) })
+			var seq atomic.Int64
+			b.Run("create", func(b *testing.B) {
+				addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
+				b.ReportAllocs()
+				b.SetParallelism(8) // writers share group commits
+				b.RunParallel(func(pb *testing.PB) {
+					var req fasthttp.Request
+					var ctx fasthttp.RequestCtx
+					for pb.Next() {
+						req.Reset()
+						req.Header.SetMethod("POST")
+						req.SetRequestURI("/v1/users")
+						req.Header.SetContentType("application/json")
+						req.SetBodyString(fmt.Sprintf(`{"name":"U","email":"u%s@example.com"}`, strconv.FormatInt(seq.Add(1), 10)))
+						ctx.Init(&req, addr, nil)
+						h(&ctx)
+						if ctx.Response.StatusCode() != 201 {
+							b.Errorf("create: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+							return
+						}
+					}
+				})
+			})
+		})
+	}
+}
