@@ -13,7 +13,8 @@ import (
 // BenchmarkHTTP runs requests through the whole HTTP path of a one-node
 // cluster, in process and without sockets: the router, the metrics and
 // tracing middleware, the guard, the handler, the node (raft-wal with
-// fsync for writes) and the actors. Each tracing mode (benchTraceModes)
+// fsync for writes) and the actors; healthz is the middleware around a
+// trivial handler. Each tracing mode (benchTraceModes)
 // gets a server of its own.
 func BenchmarkHTTP(b *testing.B) {
 	for _, mode := range benchTraceModes() {
@@ -40,6 +41,9 @@ func BenchmarkHTTP(b *testing.B) {
 					}
 				})
 			}
+			// The middleware alone: routing, metrics, the span, a trivial
+			// handler.
+			b.Run("healthz", func(b *testing.B) { get(b, "/healthz") })
 			b.Run("get_stale", func(b *testing.B) { get(b, "/v1/users/"+id+"?consistency=stale") })
 			b.Run("get_linearizable", func(b *testing.B) { get(b, "/v1/users/"+id) })
 			var seq atomic.Int64
