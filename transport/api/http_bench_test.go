@@ -5,7 +5,9 @@ import (
 	"net"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -29,6 +31,8 @@ func BenchmarkHTTP(b *testing.B) {
 				req.SetRequestURI(uri)
 				addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
 				b.ReportAllocs()
+				cpu0 := processCPU()
+				defer reportCPU(b, cpu0)
 				b.RunParallel(func(pb *testing.PB) {
 					var ctx fasthttp.RequestCtx
 					for pb.Next() {
@@ -51,6 +55,8 @@ func BenchmarkHTTP(b *testing.B) {
 				addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
 				b.ReportAllocs()
 				b.SetParallelism(8) // writers share group commits
+				cpu0 := processCPU()
+				defer reportCPU(b, cpu0)
 				b.RunParallel(func(pb *testing.PB) {
 					var req fasthttp.Request
 					var ctx fasthttp.RequestCtx
@@ -71,4 +77,20 @@ func BenchmarkHTTP(b *testing.B) {
 			})
 		})
 	}
+}
+
+// processCPU is the process's CPU time so far (user and system).
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportCPU reports the process's CPU time per operation since cpu0:
+// steadier than wall time on a shared machine, where the benchmark waits
+// for the processors as well.
+func reportCPU(b *testing.B, cpu0 time.Duration) {
+	b.ReportMetric(float64((processCPU()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
 }
