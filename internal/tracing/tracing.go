@@ -15,8 +15,11 @@ package tracing
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/url"
 	"strings"
 	"time"
@@ -87,10 +90,16 @@ func (c Config) Enabled(getenv func(string) string) bool {
 
 // Provider is a node's tracer provider and exporter. A nil *Provider is
 // tracing turned off; its methods may be called on nil.
+//
+// Sampling: the SDK's sampler follows a parent's decision and keeps every
+// new root; whether a request without a trace context starts a trace at
+// all is decided before, by SampleNew. So a request that is not kept
+// costs a random number, not a span the SDK makes and drops.
 type Provider struct {
 	tp     *sdktrace.TracerProvider
 	tracer trace.Tracer
 	nodeID string
+	ratio  float64
 }
 
 // New starts exporting spans as c says, or returns nil when tracing is
@@ -132,14 +141,32 @@ func NewWithProcessor(c Config, sp sdktrace.SpanProcessor) *Provider {
 
 func newProvider(c Config, sp sdktrace.SpanProcessor, res *resource.Resource) *Provider {
 	tp := sdktrace.NewTracerProvider(
-		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(c.SampleRatio))),
+		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())),
 		sdktrace.WithSpanProcessor(sp),
 		sdktrace.WithResource(res),
 	)
-	return &Provider{tp: tp, tracer: tp.Tracer(Scope), nodeID: c.NodeID}
+	return &Provider{tp: tp, tracer: tp.Tracer(Scope), nodeID: c.NodeID, ratio: c.SampleRatio}
+}
+
+// SampleNew decides whether a request that came without a trace context
+// starts a trace: true for the configured share of calls.
+func (p *Provider) SampleNew() bool {
+	return p != nil && (p.ratio >= 1 || p.ratio > 0 && rand.Float64() < p.ratio)
+}
+
+// NotSampledParent is a traceparent header value for a request this node
+// forwards without a trace: fresh ids, flags 00 (not sampled), so that
+// the next node follows the decision instead of making its own.
+func NotSampledParent() string {
+	var b [8 + 16 + 8]byte
+	binary.LittleEndian.PutUint64(b[0:], rand.Uint64()|1) // never all zero
+	binary.LittleEndian.PutUint64(b[8:], rand.Uint64())
+	binary.LittleEndian.PutUint64(b[16:], rand.Uint64()|1)
+	return "00-" + hex.EncodeToString(b[:16]) + "-" + hex.EncodeToString(b[16:24]) + "-00"
 }
 
 // Tracer returns the tracer for root spans, or nil when tracing is off.
+// Start a new root only when SampleNew says so.
 func (p *Provider) Tracer() trace.Tracer {
 	if p == nil {
 		return nil

@@ -75,8 +75,24 @@ func TestSamplingFollowsTheParent(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	p := NewWithProcessor(Config{SampleRatio: 0}, rec) // keeps no new trace
 	defer p.Shutdown(context.Background())
-	if _, s := p.Tracer().Start(context.Background(), "new"); s.IsRecording() {
-		t.Fatal("ratio 0 sampled a new trace")
+	for range 1000 {
+		if p.SampleNew() {
+			t.Fatal("ratio 0 sampled a new trace")
+		}
+	}
+	half := NewWithProcessor(Config{SampleRatio: 0.5}, rec)
+	kept := 0
+	for range 10000 {
+		if half.SampleNew() {
+			kept++
+		}
+	}
+	if kept < 4000 || kept > 6000 {
+		t.Fatalf("ratio 0.5 kept %d of 10000", kept)
+	}
+	var off *Provider
+	if off.SampleNew() || !NewWithProcessor(Config{SampleRatio: 1}, rec).SampleNew() {
+		t.Fatal("off samples nothing, ratio 1 everything")
 	}
 	tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
 	sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
@@ -88,4 +104,28 @@ func TestSamplingFollowsTheParent(t *testing.T) {
 	}
 	s.End()
 	var _ sdktrace.SpanProcessor = rec
+}
+
+func TestNotSampledParent(t *testing.T) {
+	h := NotSampledParent()
+	ctx := Propagator.Extract(context.Background(), propagationMap{"traceparent": h})
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() || sc.IsSampled() || !sc.IsRemote() {
+		t.Fatalf("%s: %+v", h, sc)
+	}
+	if NotSampledParent() == h {
+		t.Fatal("the ids must be fresh")
+	}
+}
+
+type propagationMap map[string]string
+
+func (m propagationMap) Get(k string) string { return m[k] }
+func (m propagationMap) Set(k, v string)     { m[k] = v }
+func (m propagationMap) Keys() []string {
+	var keys []string
+	for k := range m {
+		keys = append(keys, k)
+	}
+	return keys
 }

@@ -134,7 +134,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, h fasthttp.RequestHandler) {
 		}
 		req.Header.Set(forwardedHeader, proof)
 		req.SetBody(ctx.PostBody())
-		injectTrace(tctx, req)
+		s.injectTrace(tctx, req)
 		resp.Reset()
 		err := s.fwd.client(leader).DoDeadline(req, resp, deadline)
 		tried = true

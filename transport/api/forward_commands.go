@@ -106,12 +106,14 @@ func (f *cmdForwarder) send(leader string, batch []*fwdItem) {
 		body = appendBytes(body, it.cmd)
 	}
 	s.peerPost(req, leader, forwardCommandsPath, "application/octet-stream", body)
+	var tctx context.Context
 	for _, it := range batch {
 		if it.trace != nil {
-			injectTrace(it.trace, req)
+			tctx = it.trace
 			break
 		}
 	}
+	s.injectTrace(tctx, req)
 	err := s.fwd.client(leader).DoTimeout(req, resp, s.cfg.RequestTimeout+5*time.Second)
 	var replies []fwdReply
 	switch {

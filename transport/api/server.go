@@ -26,6 +26,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/troupe-db/troupe/actors"
+	"github.com/troupe-db/troupe/internal/tracing"
 	"github.com/troupe-db/troupe/replica"
 	"github.com/troupe-db/troupe/storage"
 	"github.com/troupe-db/troupe/transport/auth"
@@ -136,8 +137,9 @@ type Server struct {
 
 	routesStats sync.Map // route name → *routeMetrics
 
-	tracer trace.Tracer // nil: tracing is off (see tracing.go)
-	nodeID string       // for the spans
+	traces *tracing.Provider // nil: tracing is off (see tracing.go)
+	tracer trace.Tracer      // traces' tracer, nil when off
+	nodeID string            // for the spans
 }
 
 // New returns a server for node and its documents; users returns the
@@ -156,7 +158,7 @@ func New(cfg Config, logger *slog.Logger, set *metrics.Set, node Node, docs Docs
 		docLimits:     newDocLimitMetrics(set),
 	}
 	s.cmdFwd.init(s)
-	s.tracer, s.nodeID = cfg.Tracing.Tracer(), cfg.Tracing.NodeID()
+	s.traces, s.tracer, s.nodeID = cfg.Tracing, cfg.Tracing.Tracer(), cfg.Tracing.NodeID()
 	s.presence = stream.NewRelay(stream.RelayConfig{Peers: s.peers, Post: s.postPresence, Log: logger})
 	docs.OnPresence(s.presence.Local)
 	s.streams = stream.NewRegistry(stream.Config{MaxStreams: cfg.MaxStreams, MaxStreamsPerUser: cfg.MaxStreamsPerUser,

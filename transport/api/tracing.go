@@ -14,12 +14,16 @@ import (
 )
 
 // Tracing of requests (see package tracing). With tracing on, handle
-// starts one server span per request, named for its route template
-// ("POST /v1/docs"), as the child of the caller's traceparent if any, and
-// keeps its context in the request's user values; handlers pass it on
+// starts a server span for a request that carries a traceparent (the
+// SDK then follows the caller's decision) and for the sampled share of
+// the others, named for its route template ("POST /v1/docs"), and keeps
+// its context in the request's user values; handlers pass it on
 // (traceCtx) to the node, which hangs the commit, apply and read barrier
-// spans below it. Off (s.tracer nil), handle makes no span and traceCtx
-// is context.Background(): nothing is allocated for tracing.
+// spans below it. A request not sampled gets no span at all; when it is
+// forwarded, a not-sampled traceparent goes with it, so the leader does
+// not start a trace of its half. Off (s.tracer nil), handle makes no
+// span and traceCtx is context.Background(): nothing is allocated for
+// tracing.
 
 // traceCtxKey is the user value holding a request's trace context.
 const traceCtxKey = "troupe.trace"
@@ -28,15 +32,19 @@ const traceCtxKey = "troupe.trace"
 const traceparentHeader = "traceparent"
 
 // startRequestSpan starts the server span of a request on route (its
-// method and path template).
+// method and path template), or returns nil for a request that is not
+// traced.
 func (s *Server) startRequestSpan(ctx *fasthttp.RequestCtx, route string) trace.Span {
 	parent := context.Background()
 	if len(ctx.Request.Header.Peek(traceparentHeader)) > 0 {
 		parent = tracing.Propagator.Extract(parent, requestHeaderCarrier{&ctx.Request.Header})
 	}
+	if !trace.SpanContextFromContext(parent).IsValid() && !s.traces.SampleNew() {
+		return nil
+	}
 	sctx, span := s.tracer.Start(parent, route, trace.WithSpanKind(trace.SpanKindServer))
-	// Kept even when not sampled: a forwarded request must say so, so
-	// that the leader follows the decision.
+	// Kept even when the caller said not sampled: a forwarded request
+	// must say so too.
 	ctx.SetUserValue(traceCtxKey, sctx)
 	return span
 }
@@ -91,10 +99,15 @@ func (s *Server) reqLog(ctx *fasthttp.RequestCtx) *slog.Logger {
 	return s.log
 }
 
-// injectTrace puts the trace context of tctx in an outgoing request's
-// headers (traceparent), so the next node's spans join the trace.
-func injectTrace(tctx context.Context, req *fasthttp.Request) {
-	if !trace.SpanContextFromContext(tctx).IsValid() {
+// injectTrace puts the trace context of tctx in a request to another
+// node (traceparent), so the next node's spans join the trace; without
+// one, a not-sampled traceparent, so that it starts no trace either.
+func (s *Server) injectTrace(tctx context.Context, req *fasthttp.Request) {
+	if s.tracer == nil {
+		return
+	}
+	if tctx == nil || !trace.SpanContextFromContext(tctx).IsValid() {
+		req.Header.Set(traceparentHeader, tracing.NotSampledParent())
 		return
 	}
 	tracing.Propagator.Inject(tctx, requestHeaderCarrier{&req.Header})

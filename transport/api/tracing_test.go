@@ -177,10 +177,43 @@ func TestTraceFollowsTheCallersDecision(t *testing.T) {
 	}
 	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
 	sampled := map[string]string{"traceparent": "00-" + traceID + "-00f067aa0ba902b7-01"}
+	notSampled := map[string]string{"traceparent": "00-" + traceID + "-00f067aa0ba902b7-00"}
+	ts.expect(ts.do("GET", "/v1/users?consistency=stale", "", notSampled, true), 200, "")
 	ts.expect(ts.do("GET", "/v1/users?consistency=stale", "", sampled, true), 200, "")
 	s := findSpan(spansOf(t, []string{"GET /v1/users"}, rec), "GET /v1/users")
+	for _, o := range rec.Ended() {
+		if o.Name() == "GET /v1/users" && o != s {
+			t.Fatal("a caller's not-sampled decision must be followed")
+		}
+	}
 	if s.SpanContext().TraceID().String() != traceID || s.Parent().SpanID().String() != "00f067aa0ba902b7" {
 		t.Fatalf("not in the caller's trace: %v", s.SpanContext())
+	}
+}
+
+// TestForwardKeepsTheFollowersDecision: a write the follower does not
+// trace is not traced by the leader either, though the leader keeps
+// every new trace: the forward says not sampled.
+func TestForwardKeepsTheFollowersDecision(t *testing.T) {
+	recL, recF := tracetest.NewSpanRecorder(), tracetest.NewSpanRecorder()
+	leader := startServer(t, traced(recL, 1, "leader"))
+	f := startFollower(t, leader, traced(recF, 0, "follower"))
+	if r := f.do("PUT", "/v1/ratelimit/policies/p1", `{"limit":10,"window_ms":1000}`, nil, true); r.status != 200 && r.status != 201 {
+		t.Fatalf("put policy: %d %s", r.status, r.body)
+	}
+	if r := f.do("POST", "/v1/users", `{"name":"Tia","email":"tia@example.com"}`, nil, true); r.status != 201 {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	// The leader's own request is traced: its recorder works.
+	leader.expect(leader.do("GET", "/v1/users?consistency=stale", "", nil, true), 200, "")
+	own := findSpan(spansOf(t, []string{"GET /v1/users"}, recL), "GET /v1/users")
+	if n := len(recF.Ended()); n != 0 {
+		t.Fatalf("the follower traced %d spans at ratio 0", n)
+	}
+	for _, s := range recL.Ended() {
+		if s.SpanContext().TraceID() != own.SpanContext().TraceID() {
+			t.Fatalf("the leader traced a forwarded write: %s", s.Name())
+		}
 	}
 }
 
@@ -252,7 +285,8 @@ func TestServerErrorCarriesTraceID(t *testing.T) {
 func TestRequestLogLinesCarryTheTraceID(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	var buf bytes.Buffer
-	s := &Server{log: slog.New(slog.NewTextHandler(&buf, nil)), tracer: tracing.NewWithProcessor(tracing.Config{SampleRatio: 1}, rec).Tracer()}
+	p := tracing.NewWithProcessor(tracing.Config{SampleRatio: 1}, rec)
+	s := &Server{log: slog.New(slog.NewTextHandler(&buf, nil)), traces: p, tracer: p.Tracer()}
 	var ctx fasthttp.RequestCtx
 	span := s.startRequestSpan(&ctx, "GET /x")
 	s.reqLog(&ctx).Info("a request's line")
