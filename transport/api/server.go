@@ -315,7 +315,7 @@ func (m *routeMetrics) count(set *metrics.Set, status int) {
 // handle wraps a handler with metrics and, with tracing on, its span.
 func (s *Server) handle(route string, h fasthttp.RequestHandler) fasthttp.RequestHandler {
 	m := s.routeMetrics(route)
-	method, path, _ := strings.Cut(route, " ")
+	_, path, _ := strings.Cut(route, " ") // "" for "not found"…
 	return func(ctx *fasthttp.RequestCtx) {
 		start := time.Now()
 		var span trace.Span
@@ -329,7 +329,7 @@ func (s *Server) handle(route string, h fasthttp.RequestHandler) fasthttp.Reques
 		m.latency.UpdateDuration(start)
 		m.count(s.set, ctx.Response.StatusCode())
 		if span != nil {
-			s.endRequestSpan(ctx, span, method, path)
+			s.endRequestSpan(ctx, span, path)
 		}
 	}
 }

@@ -49,12 +49,13 @@ func (s *Server) startRequestSpan(ctx *fasthttp.RequestCtx, route string) trace.
 	return span
 }
 
-// endRequestSpan records the outcome of the request and ends its span.
-func (s *Server) endRequestSpan(ctx *fasthttp.RequestCtx, span trace.Span, method, path string) {
+// endRequestSpan records the outcome of the request on path (its route
+// template; "" for a request no route took) and ends its span.
+func (s *Server) endRequestSpan(ctx *fasthttp.RequestCtx, span trace.Span, path string) {
 	if span.IsRecording() {
 		status := ctx.Response.StatusCode()
 		span.SetAttributes(
-			attribute.String("http.request.method", method),
+			attribute.String("http.request.method", string(ctx.Method())),
 			attribute.String("http.route", path),
 			attribute.Int("http.response.status_code", status),
 			attribute.String("troupe.node.id", s.nodeID),
