@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"go.opentelemetry.io/otel"
 
 	"github.com/troupe-db/troupe/actors"
 	"github.com/troupe-db/troupe/cluster"
@@ -154,6 +155,8 @@ func runNode(ctx context.Context, cfg *serveConfig, logger *slog.Logger, stdout 
 		return startError{err}
 	}
 	if traces != nil {
+		// The SDK reports failed exports to the process's handler.
+		otel.SetErrorHandler(&tracing.ErrorLog{Logger: logger, Every: time.Minute})
 		// Stopped last: the spans of the requests that shutdown waits
 		// for are exported too.
 		defer func() {

@@ -2,8 +2,11 @@ package tracing
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -128,4 +131,23 @@ func (m propagationMap) Keys() []string {
 		keys = append(keys, k)
 	}
 	return keys
+}
+
+func TestErrorLogIsThrottled(t *testing.T) {
+	var buf strings.Builder
+	now := time.Unix(1000, 0)
+	e := &ErrorLog{Logger: slog.New(slog.NewTextHandler(&buf, nil)), Every: time.Minute, Now: func() time.Time { return now }}
+	e.Handle(errors.New("connection refused"))
+	for range 5 {
+		now = now.Add(5 * time.Second)
+		e.Handle(errors.New("connection refused"))
+	}
+	if n := strings.Count(buf.String(), "\n"); n != 1 {
+		t.Fatalf("%d lines within a minute: %s", n, buf.String())
+	}
+	now = now.Add(time.Minute)
+	e.Handle(errors.New("connection refused"))
+	if !strings.Contains(buf.String(), "repeated=5") || strings.Count(buf.String(), "\n") != 2 {
+		t.Fatalf("after a minute: %s", buf.String())
+	}
 }

@@ -15,7 +15,7 @@ import (
 // BenchmarkHTTP runs requests through the whole HTTP path of a one-node
 // cluster, in process and without sockets: the router, the metrics and
 // tracing middleware, the guard, the handler, the node (raft-wal with
-// fsync for writes) and the actors; healthz is the middleware around a
+// fsync for writes) and the actors; not_found is the middleware around a
 // trivial handler. Each tracing mode (benchTraceModes)
 // gets a server of its own.
 func BenchmarkHTTP(b *testing.B) {
@@ -25,7 +25,7 @@ func BenchmarkHTTP(b *testing.B) {
 			h := ts.srv.http.Handler
 			r := ts.create("Bench", "bench@example.com")
 			id, _ := r["id"].(string)
-			get := func(b *testing.B, uri string) {
+			get := func(b *testing.B, uri string, status int) {
 				var req fasthttp.Request
 				req.Header.SetMethod("GET")
 				req.SetRequestURI(uri)
@@ -38,7 +38,7 @@ func BenchmarkHTTP(b *testing.B) {
 					for pb.Next() {
 						ctx.Init(&req, addr, nil)
 						h(&ctx)
-						if ctx.Response.StatusCode() != 200 {
+						if ctx.Response.StatusCode() != status {
 							b.Errorf("GET %s: %d %s", uri, ctx.Response.StatusCode(), ctx.Response.Body())
 							return
 						}
@@ -46,10 +46,10 @@ func BenchmarkHTTP(b *testing.B) {
 				})
 			}
 			// The middleware alone: routing, metrics, the span, a trivial
-			// handler.
-			b.Run("healthz", func(b *testing.B) { get(b, "/healthz") })
-			b.Run("get_stale", func(b *testing.B) { get(b, "/v1/users/"+id+"?consistency=stale") })
-			b.Run("get_linearizable", func(b *testing.B) { get(b, "/v1/users/"+id) })
+			// handler (a 404).
+			b.Run("not_found", func(b *testing.B) { get(b, "/no/such/route", 404) })
+			b.Run("get_stale", func(b *testing.B) { get(b, "/v1/users/"+id+"?consistency=stale", 200) })
+			b.Run("get_linearizable", func(b *testing.B) { get(b, "/v1/users/"+id, 200) })
 			var seq atomic.Int64
 			b.Run("create", func(b *testing.B) {
 				addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}

@@ -312,14 +312,20 @@ func (m *routeMetrics) count(set *metrics.Set, status int) {
 	c.Inc()
 }
 
+// untracedRoutes get no span even with tracing on.
+var untracedRoutes = map[string]bool{"GET /healthz": true, "GET /readyz": true, "GET /metrics": true}
+
 // handle wraps a handler with metrics and, with tracing on, its span.
 func (s *Server) handle(route string, h fasthttp.RequestHandler) fasthttp.RequestHandler {
 	m := s.routeMetrics(route)
 	_, path, _ := strings.Cut(route, " ") // "" for "not found"…
+	// Probes and scrapes come every few seconds and tell nothing a trace
+	// would: they are not traced.
+	traced := s.tracer != nil && !untracedRoutes[route]
 	return func(ctx *fasthttp.RequestCtx) {
 		start := time.Now()
 		var span trace.Span
-		if s.tracer != nil {
+		if traced {
 			span = s.startRequestSpan(ctx, route)
 		}
 		if leader := s.node.LeaderHTTP(); leader != "" {

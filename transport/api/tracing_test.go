@@ -302,3 +302,18 @@ func TestRequestLogLinesCarryTheTraceID(t *testing.T) {
 		t.Fatal("tracing off must not touch the request")
 	}
 }
+
+func TestProbesAreNotTraced(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	ts := startServer(t, traced(rec, 1, "n1"))
+	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+		if r := ts.do("GET", path, "", nil, false); r.status != 200 {
+			t.Fatalf("%s: %d", path, r.status)
+		}
+	}
+	ts.expect(ts.do("GET", "/no/such/route", "", nil, false), 404, "not_found")
+	spans := spansOf(t, []string{"not found"}, rec)
+	if len(spans) != 1 {
+		t.Fatalf("probes were traced: %s", spanNames(spans))
+	}
+}
