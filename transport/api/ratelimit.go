@@ -85,7 +85,6 @@ func (s *Server) limitDefault(h fasthttp.RequestHandler) fasthttp.RequestHandler
 			return
 		}
 		setLimitHeaders(ctx, policyHeader, d)
-		s.rateLimitEvent(ctx, storage.DefaultPolicy, d.Allowed, int64(d.Remaining))
 		if !d.Allowed {
 			e := newError("rate_limited", "too many requests; slow down")
 			e.Details = map[string]any{"policy": storage.DefaultPolicy, "retry_after_ms": ceilDiv(d.RetryAfterNs, int64(time.Millisecond))}
@@ -338,7 +337,6 @@ func (s *Server) check(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, newError("unavailable", "the rate limiter did not answer in time"))
 		return
 	}
-	s.rateLimitEvent(ctx, p.Name, d.Allowed, int64(d.Remaining))
 	writeJSON(ctx, http.StatusOK, checkResponse{
 		Allowed: d.Allowed, Limit: d.Limit, Remaining: d.Remaining,
 		ResetMs:      ceilDiv(d.ResetNs, int64(time.Millisecond)),

@@ -203,7 +203,7 @@ func (s *Server) routes() fasthttp.RequestHandler {
 		if strings.HasPrefix(path, "/v1/") {
 			// The default policy runs after authentication (it counts
 			// by user when there is one).
-			h = s.limitDefault(h)
+			h = s.traceDefaultLimit(s.limitDefault, h)
 		}
 		r.Handle(method, path, s.handle(method+" "+path, s.guard(level, h)))
 	}
@@ -241,7 +241,7 @@ func (s *Server) routes() fasthttp.RequestHandler {
 	route("GET", "/v1/ratelimit/policies", adminOnly, s.listPolicies)
 	route("PUT", "/v1/ratelimit/policies/{name}", adminOnly, s.leaderOnly(s.putPolicy))
 	route("DELETE", "/v1/ratelimit/policies/{name}", adminOnly, s.leaderOnly(s.deletePolicy))
-	route("POST", "/v1/ratelimit/check", signedIn, s.check)
+	route("POST", "/v1/ratelimit/check", signedIn, s.traceCheck(s.check))
 
 	route("POST", "/v1/docs", signedIn, s.leaderOnly(s.createDoc))
 	route("GET", "/v1/docs", signedIn, s.listDocs)

@@ -3,14 +3,18 @@ package api
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"strconv"
+	"strings"
 
+	json "github.com/goccy/go-json"
 	"github.com/valyala/fasthttp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/troupe-db/troupe/internal/tracing"
+	"github.com/troupe-db/troupe/storage"
 )
 
 // Tracing of requests (see package tracing). With tracing on, handle
@@ -114,16 +118,81 @@ func (s *Server) injectTrace(tctx context.Context, req *fasthttp.Request) {
 	tracing.Propagator.Inject(tctx, requestHeaderCarrier{&req.Header})
 }
 
-// rateLimitEvent records a rate-limit decision on the request's span, as
-// an event (a span per decision would cost too much on a hot path).
-func (s *Server) rateLimitEvent(ctx *fasthttp.RequestCtx, policy string, allowed bool, remaining int64) {
-	if s.tracer == nil {
-		return
+// Rate-limit decisions are events on the request's span (a span per
+// decision would cost too much on a hot path). They are read from what
+// a decision leaves on the response, the default policy's RateLimit
+// header and the check route's answer, by wrappers around the limiter's
+// handlers, so the limiter's code knows nothing of tracing.
+
+// limitAllowedKey marks a request whose allowed decision was recorded.
+const limitAllowedKey = "troupe.limit-traced"
+
+// traceDefaultLimit is limit (the default policy's wrapper) around h,
+// recording its decision: allowed when h is reached, right after it;
+// refused when limit answered alone.
+func (s *Server) traceDefaultLimit(limit func(fasthttp.RequestHandler) fasthttp.RequestHandler, h fasthttp.RequestHandler) fasthttp.RequestHandler {
+	if s.tracer == nil || s.cfg.RateLimit == nil || s.limiter == nil {
+		return limit(h)
 	}
+	inner := limit(func(ctx *fasthttp.RequestCtx) {
+		if s.defaultLimitEvent(ctx, true) {
+			ctx.SetUserValue(limitAllowedKey, true)
+		}
+		h(ctx)
+	})
+	return func(ctx *fasthttp.RequestCtx) {
+		inner(ctx)
+		if ctx.Response.StatusCode() == http.StatusTooManyRequests && ctx.UserValue(limitAllowedKey) == nil {
+			s.defaultLimitEvent(ctx, false)
+		}
+	}
+}
+
+// defaultLimitEvent records the default policy's decision, read from
+// the RateLimit header ("default";r=REMAINING;t=RESET), if the request
+// is traced and was decided on here; it reports whether it did.
+func (s *Server) defaultLimitEvent(ctx *fasthttp.RequestCtx, allowed bool) bool {
 	span := trace.SpanFromContext(requestTraceCtx(ctx))
-	if !span.IsRecording() {
-		return
+	header := ctx.Response.Header.Peek("RateLimit")
+	if !span.IsRecording() || len(header) == 0 {
+		return false
 	}
+	remaining := int64(-1)
+	for part := range strings.SplitSeq(string(header), ";") {
+		if v, ok := strings.CutPrefix(part, "r="); ok {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+				remaining = n
+			}
+		}
+	}
+	rateLimitEvent(span, storage.DefaultPolicy, allowed, remaining)
+	return true
+}
+
+// traceCheck is the check route's handler h, recording the decision it
+// answered.
+func (s *Server) traceCheck(h fasthttp.RequestHandler) fasthttp.RequestHandler {
+	if s.tracer == nil {
+		return h
+	}
+	return func(ctx *fasthttp.RequestCtx) {
+		h(ctx)
+		span := trace.SpanFromContext(requestTraceCtx(ctx))
+		if !span.IsRecording() || ctx.Response.StatusCode() != http.StatusOK {
+			return
+		}
+		var req struct {
+			Policy string `json:"policy"`
+		}
+		var res checkResponse
+		if json.Unmarshal(ctx.PostBody(), &req) != nil || json.Unmarshal(ctx.Response.Body(), &res) != nil {
+			return
+		}
+		rateLimitEvent(span, req.Policy, res.Allowed, int64(res.Remaining))
+	}
+}
+
+func rateLimitEvent(span trace.Span, policy string, allowed bool, remaining int64) {
 	span.AddEvent("rate limit", trace.WithAttributes(
 		attribute.String("troupe.ratelimit.policy", policy),
 		attribute.Bool("troupe.ratelimit.allowed", allowed),

@@ -248,6 +248,31 @@ func TestRateLimitDecisionIsAnEvent(t *testing.T) {
 	if strings.Join(got, ",") != "true,false" {
 		t.Fatalf("rate-limit events: %v", got)
 	}
+
+	// A named policy's decision, asked for on the check route.
+	rec2 := tracetest.NewSpanRecorder()
+	ts2 := startServer(t, traced(rec2, 1, "n2"))
+	ts2.do("PUT", "/v1/ratelimit/policies/p1", `{"limit":1,"window_ms":60000}`, nil, true)
+	for range 2 {
+		ts2.expect(ts2.do("POST", "/v1/ratelimit/check", `{"policy":"p1","key":"k"}`, nil, true), 200, "")
+	}
+	got = nil
+	spans := spansOf(t, []string{"POST /v1/ratelimit/check"}, rec2)
+	for _, s := range spans {
+		for _, e := range s.Events() {
+			if e.Name != "rate limit" {
+				continue
+			}
+			for _, a := range e.Attributes {
+				if a.Key == "troupe.ratelimit.allowed" || a.Key == "troupe.ratelimit.policy" {
+					got = append(got, a.Value.Emit())
+				}
+			}
+		}
+	}
+	if strings.Join(got, ",") != "p1,true,p1,false" {
+		t.Fatalf("check route events: %v", got)
+	}
 }
 
 func TestServerErrorCarriesTraceID(t *testing.T) {
