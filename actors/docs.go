@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -10,7 +11,11 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/troupe-db/troupe/internal/tracing"
 	"github.com/troupe-db/troupe/storage"
 )
 
@@ -321,6 +326,12 @@ func (d *Docs) sweeper() {
 // change the directory and are applied before Apply returns, so the next
 // command sees them; the others are sent to the document's actor.
 func (d *Docs) Apply(kind storage.CommandKind, c *storage.DocCommand, nowMs int64) *Pending {
+	return d.ApplyTraced(context.Background(), kind, c, nowMs)
+}
+
+// ApplyTraced is Apply in the trace of tctx: a submit's transform gets a
+// span ("doc transform") when tctx carries a recording span.
+func (d *Docs) ApplyTraced(tctx context.Context, kind storage.CommandKind, c *storage.DocCommand, nowMs int64) *Pending {
 	if kind == storage.CmdDocCreate {
 		d.mu.Lock()
 		_, exists := d.entries[c.DocID]
@@ -356,7 +367,16 @@ func (d *Docs) Apply(kind storage.CommandKind, c *storage.DocCommand, nowMs int6
 	}
 	ok := d.send(c.DocID, &docMsg{
 		run: func(b *docBox) {
+			spanName := "doc apply"
+			if kind == storage.CmdDocSubmit {
+				spanName = "doc transform"
+			}
+			_, span := tracing.Child(tctx, spanName)
 			next, sub, err := storage.ApplyDoc(kind, c, b.doc, nowMs, d.maxHistory)
+			if span.IsRecording() {
+				traceTransform(span, c, sub, err)
+			}
+			span.End()
 			if err != nil {
 				deleted <- false
 				p.resolve(storage.Result{Err: err})
@@ -589,4 +609,22 @@ func (d *Docs) Restore(docs []*storage.Doc) {
 	d.sys.stop(pids)
 	d.active.Add(-int64(len(pids)))
 	d.sys.actorCount.Add(-int64(len(pids)))
+}
+
+// traceTransform records on span what a command did to a document: for a
+// submit, the version it was based on, the version it made and whether
+// it was transformed over changes it had not seen.
+func traceTransform(span trace.Span, c *storage.DocCommand, sub *storage.SubmitResult, err *storage.Error) {
+	span.SetAttributes(attribute.String("troupe.doc.id", c.DocID))
+	if c.Submit != nil {
+		span.SetAttributes(attribute.Int64("troupe.doc.base_version", int64(c.Submit.Base)), attribute.Int("troupe.doc.ops", len(c.Submit.Ops)))
+	}
+	if sub != nil {
+		span.SetAttributes(attribute.Int64("troupe.doc.version", int64(sub.Version)),
+			attribute.Bool("troupe.doc.transformed", c.Submit != nil && c.Submit.Base < sub.Version-1),
+			attribute.Bool("troupe.doc.repeated", sub.Repeated))
+	}
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+	}
 }

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -94,7 +95,7 @@ func (n *Node) restoreBackup(path string) error {
 	if err := n.raft.Restore(meta, f, 10*time.Minute); err != nil {
 		return fmt.Errorf("cannot restore %s: %w", path, err)
 	}
-	if _, _, err := n.Propose(&storage.Command{Kind: storage.CmdNoop, Stamp: n.Stamps(1)}, time.Now().Add(n.cfg.ApplyTimeout)); err != nil {
+	if _, _, err := n.Propose(context.Background(), &storage.Command{Kind: storage.CmdNoop, Stamp: n.Stamps(1)}, time.Now().Add(n.cfg.ApplyTimeout)); err != nil {
 		return err
 	}
 	if err := os.Rename(path, path+".done"); err != nil && !errors.Is(err, os.ErrNotExist) {

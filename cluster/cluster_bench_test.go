@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -149,7 +150,7 @@ func BenchmarkNode(b *testing.B) {
 		i := seq.Add(1)
 		email := "user" + strconv.FormatInt(i, 10) + "@example.com"
 		stamp := n.Stamps(1)
-		res, _, err := n.Propose(&storage.Command{Kind: storage.CmdUserCreate, Stamp: stamp,
+		res, _, err := n.Propose(context.Background(), &storage.Command{Kind: storage.CmdUserCreate, Stamp: stamp,
 			Create: &storage.BatchItem{ID: storage.MakeUserID(stamp, n.Users().HomeShardFor(email)),
 				User: storage.NewUser{Name: "User", Email: email, Role: storage.RoleUser}}},
 			time.Now().Add(10*time.Second))
@@ -186,7 +187,7 @@ func BenchmarkNode(b *testing.B) {
 			b.SetParallelism(p) // p × GOMAXPROCS goroutines
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					if err := n.ReadBarrier(replica.Linearizable, 0, time.Now().Add(5*time.Second)); err != nil {
+					if err := n.ReadBarrier(context.Background(), replica.Linearizable, 0, time.Now().Add(5*time.Second)); err != nil {
 						b.Error(err)
 						return
 					}

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -8,7 +9,10 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 
+	"github.com/troupe-db/troupe/internal/tracing"
 	"github.com/troupe-db/troupe/replica"
 	"github.com/troupe-db/troupe/storage"
 )
@@ -16,8 +20,16 @@ import (
 // ReadBarrier returns once a read sent to an actor now would be allowed:
 // for Linearizable, after this node confirmed its leadership and applied
 // the commit index it had when the read arrived; for Stale at once. Either
-// way it first waits until this node has applied minIndex.
-func (n *Node) ReadBarrier(c replica.Consistency, minIndex uint64, deadline time.Time) error {
+// way it first waits until this node has applied minIndex. With a
+// recording span in ctx, the barrier is a span ("read barrier").
+func (n *Node) ReadBarrier(ctx context.Context, c replica.Consistency, minIndex uint64, deadline time.Time) error {
+	if tracing.Recording(ctx) {
+		return n.tracedReadBarrier(ctx, c, minIndex, deadline)
+	}
+	return n.readBarrier(c, minIndex, deadline, nil)
+}
+
+func (n *Node) readBarrier(c replica.Consistency, minIndex uint64, deadline time.Time, readIndex *uint64) error {
 	idx := minIndex
 	if c == replica.Linearizable {
 		ri, err := n.readIndex(deadline)
@@ -25,8 +37,26 @@ func (n *Node) ReadBarrier(c replica.Consistency, minIndex uint64, deadline time
 			return err
 		}
 		idx = max(idx, ri)
+		if readIndex != nil {
+			*readIndex = ri
+		}
 	}
 	return n.WaitApplied(idx, deadline)
+}
+
+func (n *Node) tracedReadBarrier(ctx context.Context, c replica.Consistency, minIndex uint64, deadline time.Time) error {
+	_, span := tracing.Child(ctx, "read barrier")
+	defer span.End()
+	var ri uint64
+	leader := n.raft.State() == raft.Leader
+	err := n.readBarrier(c, minIndex, deadline, &ri)
+	span.SetAttributes(attribute.Bool("troupe.linearizable", c == replica.Linearizable), attribute.Int64("troupe.min_index", int64(minIndex)),
+		attribute.Int64("troupe.read_index", int64(ri)), attribute.Bool("troupe.leader", leader),
+		attribute.Int64("troupe.applied_index", int64(n.fsm.AppliedIndex())))
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+	}
+	return err
 }
 
 // WaitApplied waits until the FSM has applied index or the deadline passes.
@@ -155,7 +185,7 @@ func (n *Node) watchLeadership() {
 func (n *Node) establishLeadership() {
 	for attempt := 0; ; attempt++ {
 		term := n.raft.CurrentTerm()
-		_, _, err := n.Propose(&storage.Command{Kind: storage.CmdNoop, Stamp: n.Stamps(1)}, time.Now().Add(n.cfg.ApplyTimeout))
+		_, _, err := n.Propose(context.Background(), &storage.Command{Kind: storage.CmdNoop, Stamp: n.Stamps(1)}, time.Now().Add(n.cfg.ApplyTimeout))
 		if err == nil {
 			n.leaderTerm.Store(term)
 			n.noteSolo(term)

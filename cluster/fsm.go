@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -60,7 +61,12 @@ type FSM struct {
 	// between two batches.
 	applyMu sync.Mutex
 
+	// traced holds the trace contexts of sampled commands this node
+	// proposed (tracing.go).
+	traced traceRegistry
+
 	// --- FSM goroutine only ---
+	index  uint64 // of the entry being applied
 	init   *storage.InitParams
 	lastMs int64
 	idem   *idempotencyWindow // replaced on restore; its kept count is read by the metrics
@@ -175,6 +181,7 @@ func (f *FSM) applyCommand(l *raft.Log) any {
 	if f.failed {
 		return actors.Resolved(internal("this node stopped applying commands"))
 	}
+	f.index = l.Index
 	cmd, err := storage.DecodeCommand(l.Data)
 	if err != nil {
 		if errors.Is(err, storage.ErrUnsupportedVersion) {
@@ -198,8 +205,22 @@ func (f *FSM) applyCommand(l *raft.Log) any {
 	return f.applyDecoded(cmd)
 }
 
-// applyDecoded applies one command (not a CmdMulti).
+// applyDecoded applies one command (not a CmdMulti), with its spans when
+// this node proposed it in a sampled trace.
 func (f *FSM) applyDecoded(cmd *storage.Command) *actors.Pending {
+	if tctx := f.traced.take(cmd.Stamp); tctx != nil {
+		a := startApply(tctx, cmd, f.index)
+		p, replayed := f.applyTraced(cmd, a)
+		a.finish(p, replayed)
+		return p
+	}
+	p, _ := f.applyTraced(cmd, nil)
+	return p
+}
+
+// applyTraced applies cmd; a, if not nil, traces it. replayed says the
+// result is a recorded one (a repeated request id).
+func (f *FSM) applyTraced(cmd *storage.Command, a *applyTrace) (_ *actors.Pending, replayed bool) {
 	// Command time never goes backwards, whatever the leaders' clocks.
 	now := max(storage.StampMillis(cmd.Stamp), f.lastMs)
 	f.lastMs = now
@@ -213,19 +234,28 @@ func (f *FSM) applyDecoded(cmd *storage.Command) *actors.Pending {
 		if seq, ok := f.idem.get(cmd.RequestID); ok {
 			if f.idem.fingerprint(seq) != cmd.Fingerprint {
 				return actors.Resolved(storage.Result{Err: &storage.Error{Kind: storage.KindConflict,
-					Message: "this Idempotency-Key was already used with a different request"}})
+					Message: "this Idempotency-Key was already used with a different request"}}), true
 			}
-			return f.idem.answer(seq)
+			return f.idem.answer(seq), true
 		}
 	}
-	p := f.dispatch(cmd, now)
+	tctx := noTrace
+	if a != nil {
+		tctx = a.actorCtx(cmd)
+	}
+	p := f.dispatch(tctx, cmd, now)
 	if cmd.RequestID != "" {
 		f.idem.add(cmd.RequestID, cmd.Fingerprint, now, p, storage.Result{})
 	}
-	return p
+	return p, false
 }
 
-func (f *FSM) dispatch(cmd *storage.Command, now int64) *actors.Pending {
+// noTrace is the trace context of a command that is not traced.
+var noTrace = context.Background()
+
+// dispatch hands cmd to its actor; tctx is the actor span's context (a
+// document submit's transform hangs below it).
+func (f *FSM) dispatch(tctx context.Context, cmd *storage.Command, now int64) *actors.Pending {
 	switch cmd.Kind {
 	case storage.CmdInit:
 		return f.applyInit(cmd.Init, now)
@@ -250,7 +280,7 @@ func (f *FSM) dispatch(cmd *storage.Command, now int64) *actors.Pending {
 		if cmd.Doc == nil {
 			return actors.Resolved(internal("document command without its payload"))
 		}
-		return f.docs.Apply(cmd.Kind, cmd.Doc, now)
+		return f.docs.ApplyTraced(tctx, cmd.Kind, cmd.Doc, now)
 	}
 	switch cmd.Kind {
 	case storage.CmdUserCreate:

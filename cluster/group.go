@@ -66,6 +66,9 @@ type outcome struct {
 	pending *actors.Pending
 	index   uint64
 	err     error
+	// commands is how many commands the entry carried (group commit),
+	// for the commit span.
+	commands int
 }
 
 // proposalGroup is a node's queue of proposals and its gate.
@@ -227,6 +230,9 @@ func (n *Node) proposeEntries(batch []*proposal) []groupEntry {
 		}
 		entries = append(entries, groupEntry{future: n.raft.Apply(data, timeout), parts: parts})
 		n.group.commands.Update(float64(len(cmds)))
+		for _, o := range parts {
+			o.commands = len(cmds)
+		}
 		cmds, parts, size = nil, nil, 0
 	}
 	for _, p := range batch {

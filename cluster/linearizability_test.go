@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -52,7 +53,7 @@ func TestLinearizableUnderPartitions(t *testing.T) {
 				if rng.IntN(2) == 0 {
 					v := fmt.Sprintf("v%d", seq.Add(1))
 					op.Input = clustertest.RegOp{Key: key, Write: true, Value: v}
-					res, _, err := n.Propose(&storage.Command{Kind: storage.CmdUserPatch, Stamp: n.Stamps(1),
+					res, _, err := n.Propose(context.Background(), &storage.Command{Kind: storage.CmdUserPatch, Stamp: n.Stamps(1),
 						Patch: &storage.UserPatch{ID: key, Fields: storage.PatchName, Name: v}}, time.Now().Add(2*time.Second))
 					switch {
 					case errors.Is(err, replica.ErrNotLeader) || errors.Is(err, replica.ErrShutdown):
@@ -66,7 +67,7 @@ func TestLinearizableUnderPartitions(t *testing.T) {
 					op.Output = ""
 				} else {
 					op.Input = clustertest.RegOp{Key: key}
-					if err := n.ReadBarrier(replica.Linearizable, 0, time.Now().Add(2*time.Second)); err != nil {
+					if err := n.ReadBarrier(context.Background(), replica.Linearizable, 0, time.Now().Add(2*time.Second)); err != nil {
 						continue
 					}
 					u, err := n.Users().Get(key, time.Now().Add(2*time.Second))

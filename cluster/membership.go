@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,7 +34,7 @@ func (n *Node) registerSelf() {
 }
 
 func (n *Node) proposeMember(c storage.MemberChange, deadline time.Time) error {
-	res, _, err := n.Propose(&storage.Command{Kind: storage.CmdMember, Stamp: n.Stamps(1), Member: &c}, deadline)
+	res, _, err := n.Propose(context.Background(), &storage.Command{Kind: storage.CmdMember, Stamp: n.Stamps(1), Member: &c}, deadline)
 	if err != nil {
 		return err
 	}

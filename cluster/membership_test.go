@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"testing"
@@ -126,13 +127,13 @@ func TestThreeNodeCluster(t *testing.T) {
 	// Followers serve stale reads; a follower's node refuses to propose
 	// (the HTTP layer forwards writes to the leader).
 	f := c.nodes["n2"]
-	if err := f.ReadBarrier(replica.Stale, n1.FSM().AppliedIndex(), time.Now().Add(5*time.Second)); err != nil {
+	if err := f.ReadBarrier(context.Background(), replica.Stale, n1.FSM().AppliedIndex(), time.Now().Add(5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.Users().Get(ids[0], time.Now().Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := f.Propose(&storage.Command{Kind: storage.CmdNoop, Stamp: f.Stamps(1)}, time.Now().Add(time.Second)); err != replica.ErrNotLeader {
+	if _, _, err := f.Propose(context.Background(), &storage.Command{Kind: storage.CmdNoop, Stamp: f.Stamps(1)}, time.Now().Add(time.Second)); err != replica.ErrNotLeader {
 		t.Fatalf("follower write: %v", err)
 	}
 	if f.LeaderHTTP() != n1.cfg.AdvertiseHTTP {

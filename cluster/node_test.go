@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -70,7 +71,7 @@ func createUser(t testing.TB, n *Node, name, email string) storage.Result {
 	t.Helper()
 	stamp := n.Stamps(1)
 	id := storage.MakeUserID(stamp, n.Users().HomeShardFor(email))
-	res, idx, err := n.Propose(&storage.Command{Kind: storage.CmdUserCreate, Stamp: stamp,
+	res, idx, err := n.Propose(context.Background(), &storage.Command{Kind: storage.CmdUserCreate, Stamp: stamp,
 		Create: &storage.BatchItem{ID: id, User: storage.NewUser{Name: name, Email: email, Role: storage.RoleUser}}},
 		time.Now().Add(5*time.Second))
 	if err != nil {
@@ -92,7 +93,7 @@ func TestNodeCreateReadRestart(t *testing.T) {
 	if again := createUser(t, n, "Ada2", "ADA@example.com"); again.Err == nil || again.Err.Kind != storage.KindConflict {
 		t.Fatalf("duplicate email: %+v", again)
 	}
-	if err := n.ReadBarrier(replica.Linearizable, 0, time.Now().Add(time.Second)); err != nil {
+	if err := n.ReadBarrier(context.Background(), replica.Linearizable, 0, time.Now().Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	got, err := n.Users().Get(res.User.ID, time.Now().Add(time.Second))
@@ -103,7 +104,7 @@ func TestNodeCreateReadRestart(t *testing.T) {
 
 	n, stop = testNode(t, dir)
 	defer stop()
-	if err := n.ReadBarrier(replica.Linearizable, 0, time.Now().Add(time.Second)); err != nil {
+	if err := n.ReadBarrier(context.Background(), replica.Linearizable, 0, time.Now().Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	got, err = n.Users().Get(res.User.ID, time.Now().Add(time.Second))
@@ -134,7 +135,7 @@ func TestRestartFromSnapshotAndLog(t *testing.T) {
 
 	n, stop = testNode(t, dir)
 	defer stop()
-	if err := n.ReadBarrier(replica.Linearizable, applied, time.Now().Add(5*time.Second)); err != nil {
+	if err := n.ReadBarrier(context.Background(), replica.Linearizable, applied, time.Now().Add(5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range ids {
@@ -188,7 +189,7 @@ func TestLinearizableReadsBothPaths(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for range 50 {
-					if err := n.ReadBarrier(replica.Linearizable, 0, time.Now().Add(5*time.Second)); err != nil {
+					if err := n.ReadBarrier(context.Background(), replica.Linearizable, 0, time.Now().Add(5*time.Second)); err != nil {
 						t.Error(err)
 						return
 					}
@@ -213,7 +214,7 @@ func TestProposeRestamped(t *testing.T) {
 		cmds = append(cmds, &storage.Command{Kind: storage.CmdUserCreate, Stamp: 1, RequestID: fmt.Sprintf("-:fwd-%d", i),
 			Create: &storage.BatchItem{ID: storage.MakeUserID(1, n.Users().HomeShardFor(email)), User: storage.NewUser{Name: "R", Email: email, Role: storage.RoleUser}}})
 	}
-	out := n.ProposeRestamped(cmds, time.Now().Add(5*time.Second))
+	out := n.ProposeRestamped(context.Background(), cmds, time.Now().Add(5*time.Second))
 	seen := map[string]bool{}
 	for i, p := range out[:2] {
 		if p.Err != nil || p.Result.Err != nil || p.Index == 0 {
@@ -236,7 +237,7 @@ func TestProposeRestamped(t *testing.T) {
 		cmds = append(cmds, &storage.Command{Kind: storage.CmdUserCreate, Stamp: 1, RequestID: fmt.Sprintf("-:many-%d", i),
 			Create: &storage.BatchItem{ID: storage.MakeUserID(1, n.Users().HomeShardFor(email)), User: storage.NewUser{Name: "M", Email: email, Role: storage.RoleUser}}})
 	}
-	out = n.ProposeRestamped(cmds, time.Now().Add(5*time.Second))
+	out = n.ProposeRestamped(context.Background(), cmds, time.Now().Add(5*time.Second))
 	for i, p := range out {
 		if p.Err != nil || p.Result.Err != nil || p.Result.User.Email != cmds[i].Create.User.Email {
 			t.Fatalf("%d: %+v", i, p)
@@ -285,7 +286,7 @@ func TestGroupProposals(t *testing.T) {
 						cmds = append(cmds, &storage.Command{Kind: storage.CmdUserCreate, Stamp: 1,
 							Create: &storage.BatchItem{ID: storage.MakeUserID(1, n.Users().HomeShardFor(e)), User: storage.NewUser{Name: "F", Email: e, Role: storage.RoleUser}}})
 					}
-					out := n.ProposeRestamped(cmds, time.Now().Add(10*time.Second))
+					out := n.ProposeRestamped(context.Background(), cmds, time.Now().Add(10*time.Second))
 					record(t, out[0].Result, out[0].Err, email)
 					record(t, out[1].Result, out[1].Err, "x"+email)
 					if r := out[2].Result; out[2].Err != nil || r.Err == nil || r.Err.Kind != storage.KindConflict {
@@ -296,7 +297,7 @@ func TestGroupProposals(t *testing.T) {
 				stamp := n.Stamps(1)
 				cmd := &storage.Command{Kind: storage.CmdUserCreate, Stamp: stamp,
 					Create: &storage.BatchItem{ID: storage.MakeUserID(stamp, n.Users().HomeShardFor(email)), User: storage.NewUser{Name: "G", Email: email, Role: storage.RoleUser}}}
-				r, idx, err := n.Propose(cmd, time.Now().Add(10*time.Second))
+				r, idx, err := n.Propose(context.Background(), cmd, time.Now().Add(10*time.Second))
 				if err == nil && idx <= before {
 					t.Errorf("%s: index %d", email, idx)
 				}
@@ -343,7 +344,7 @@ func TestProposersReturnOnShutdown(t *testing.T) {
 					stamp := n.Stamps(1)
 					cmd := &storage.Command{Kind: storage.CmdUserCreate, Stamp: stamp,
 						Create: &storage.BatchItem{ID: storage.MakeUserID(stamp, users.HomeShardFor(email)), User: storage.NewUser{Name: "S", Email: email, Role: storage.RoleUser}}}
-					if _, _, err := n.Propose(cmd, time.Now().Add(2*time.Second)); err != nil {
+					if _, _, err := n.Propose(context.Background(), cmd, time.Now().Add(2*time.Second)); err != nil {
 						return
 					}
 				}

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -236,7 +237,7 @@ func TestPartitionIsolatedLeader(t *testing.T) {
 		acked = append(acked, createUser(t, l, "During", fmt.Sprintf("d%d@example.com", i)).User.ID)
 	}
 	// The isolated old leader cannot commit: it steps down or fails.
-	if _, _, err := old.Propose(&storage.Command{Kind: storage.CmdNoop, Stamp: old.Stamps(1)}, time.Now().Add(3*time.Second)); err == nil {
+	if _, _, err := old.Propose(context.Background(), &storage.Command{Kind: storage.CmdNoop, Stamp: old.Stamps(1)}, time.Now().Add(3*time.Second)); err == nil {
 		t.Fatal("an isolated leader committed a write")
 	}
 	c.sim.heal()

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -22,18 +23,26 @@ func (n *Node) Stamps(k int) uint64 { return n.stamps.reserve(k, n.fsm.LastStamp
 // Propose replicates cmd, waits until it is applied here, and returns its
 // result and log index. cmd.Stamp must come from Stamps. The write is
 // acknowledged only after commit on a quorum and apply on this node.
-// Commands proposed together share log entries (see group.go).
-func (n *Node) Propose(cmd *storage.Command, deadline time.Time) (storage.Result, uint64, error) {
+// Commands proposed together share log entries (see group.go). With a
+// recording span in ctx, the wait and the apply are traced (tracing.go).
+func (n *Node) Propose(ctx context.Context, cmd *storage.Command, deadline time.Time) (storage.Result, uint64, error) {
 	if err := n.canPropose(); err != nil {
 		return storage.Result{}, 0, err
 	}
 	p := singles.Get().(*proposal)
 	p.cmds[0], p.deadline = encode(cmd), deadline
+	t := n.traceCommit(ctx, cmd)
 	if !n.submit(p) {
 		// A lead may still write and wake p: it is not recycled.
+		if t != nil {
+			t.end(nil, errStopped)
+		}
 		return storage.Result{}, 0, errStopped
 	}
 	res, index, err := p.out[0].result(deadline)
+	if t != nil {
+		t.end(p.out[:1], err)
+	}
 	// Nothing refers to p now: whoever settled its entry woke it last.
 	// The command's bytes are not reused (raft may hold them as the
 	// entry's data).
@@ -62,7 +71,7 @@ func encode(cmd *storage.Command) []byte { return storage.EncodeCommand(make([]b
 // (storage.Command.Restamp), they enter the log together and in order,
 // sharing entries with whatever else is proposed meanwhile, and out[i] is
 // the outcome of cmds[i].
-func (n *Node) ProposeRestamped(cmds []*storage.Command, deadline time.Time) []replica.Proposal {
+func (n *Node) ProposeRestamped(ctx context.Context, cmds []*storage.Command, deadline time.Time) []replica.Proposal {
 	out := make([]replica.Proposal, len(cmds))
 	if err := n.canPropose(); err != nil {
 		for i := range out {
@@ -76,14 +85,21 @@ func (n *Node) ProposeRestamped(cmds []*storage.Command, deadline time.Time) []r
 		cmd.Restamp(n.Stamps(cmd.StampCount()))
 		p.cmds[i] = encode(cmd)
 	}
+	t := n.traceCommit(ctx, cmds...)
 	if !n.submit(p) {
 		for i := range out {
 			out[i].Err = errStopped
+		}
+		if t != nil {
+			t.end(nil, errStopped)
 		}
 		return out
 	}
 	for i := range out {
 		out[i].Result, out[i].Index, out[i].Err = p.out[i].result(deadline)
+	}
+	if t != nil {
+		t.end(p.out, out[0].Err)
 	}
 	return out
 }
@@ -137,7 +153,7 @@ func (n *Node) initialise() error {
 	stamp := n.Stamps(1)
 	shard := storage.ShardOf(storage.EmailKey(admin.Email), n.cfg.UserShards)
 	params.Admin = storage.BatchItem{ID: storage.MakeUserID(stamp, shard), User: admin}
-	res, _, err := n.Propose(&storage.Command{Kind: storage.CmdInit, Stamp: stamp, Init: params}, time.Now().Add(n.cfg.ApplyTimeout))
+	res, _, err := n.Propose(context.Background(), &storage.Command{Kind: storage.CmdInit, Stamp: stamp, Init: params}, time.Now().Add(n.cfg.ApplyTimeout))
 	if err != nil {
 		return err
 	}
@@ -152,7 +168,7 @@ func (n *Node) initialise() error {
 // keys, decided here, replicated to every node.
 func (n *Node) setupAuth() error {
 	setup := &storage.AuthSetup{Params: n.cfg.Sessions, RefreshKey: randomSecret(), Key: storage.SigningKey{KID: randomKID(), Secret: randomSecret()}}
-	res, _, err := n.Propose(&storage.Command{Kind: storage.CmdAuthSetup, Stamp: n.Stamps(1), Auth: setup}, time.Now().Add(n.cfg.ApplyTimeout))
+	res, _, err := n.Propose(context.Background(), &storage.Command{Kind: storage.CmdAuthSetup, Stamp: n.Stamps(1), Auth: setup}, time.Now().Add(n.cfg.ApplyTimeout))
 	if err != nil {
 		return err
 	}
@@ -184,7 +200,7 @@ func (n *Node) Policies() map[string]storage.Policy { return n.fsm.Policies() }
 // the new key's id.
 func (n *Node) RotateKey(deadline time.Time) (string, uint64, error) {
 	k := &storage.SigningKey{KID: randomKID(), Secret: randomSecret()}
-	res, index, err := n.Propose(&storage.Command{Kind: storage.CmdKeyRotate, Stamp: n.Stamps(1), Key: k}, deadline)
+	res, index, err := n.Propose(context.Background(), &storage.Command{Kind: storage.CmdKeyRotate, Stamp: n.Stamps(1), Key: k}, deadline)
 	if err != nil {
 		return "", 0, err
 	}

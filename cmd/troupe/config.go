@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/troupe-db/troupe/cluster"
+	"github.com/troupe-db/troupe/internal/tracing"
 	"github.com/troupe-db/troupe/storage"
 	"github.com/troupe-db/troupe/transport/api"
 )
@@ -26,6 +27,9 @@ type serveConfig struct {
 	LogLevel  string
 	LogFormat string
 	PprofAddr string // serve net/http/pprof here; empty: off
+	// Tracing says where spans go (--otlp-endpoint, or the OTEL_*
+	// variables) and which share of traces is kept (--trace-sample).
+	Tracing tracing.Config
 
 	// Explicit records which flags the operator set (flag or env), e.g. to
 	// tell a chosen --user-shards from the default.
@@ -90,6 +94,8 @@ func parseServe(args []string, stderr io.Writer, getenv func(string) string) (*s
 	fs.StringVar(&c.RateLimitMode, "rate-limit-mode", "local", "local (each node limits what it receives) or global (each key's decisions on the node that owns it)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	fs.StringVar(&c.Tracing.Endpoint, "otlp-endpoint", "", "send traces here, OTLP over HTTP, e.g. http://127.0.0.1:4318 (/v1/traces is added to a URL without a path); empty: the OTEL_EXPORTER_OTLP_* variables, else tracing is off")
+	fs.Float64Var(&c.Tracing.SampleRatio, "trace-sample", tracing.DefaultSampleRatio, "share of new traces kept when tracing is on, 0 to 1 (a request whose traceparent is sampled is always traced)")
 	fs.StringVar(&c.PprofAddr, "pprof", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060; off when empty")
 	fs.IntVar(&c.Node.UserShards, "user-shards", c.Node.UserShards, "user shards of a new cluster (a power of two; fixed at creation)")
 	fs.DurationVar(&c.Node.IdempotencyRetention, "idempotency-retention", c.Node.IdempotencyRetention, "how long Idempotency-Keys are remembered in a new cluster, 10s to 24h (fixed at creation)")
@@ -242,6 +248,9 @@ func (c *serveConfig) validate() error {
 	// entries.
 	c.Node.LeaderLeaseTimeout = c.Node.HeartbeatTimeout / 2
 	if err := c.Node.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Tracing.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.HTTP.Validate(); err != nil {

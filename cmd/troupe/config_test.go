@@ -160,3 +160,34 @@ func TestFirstAdminGeneratesPasswordFile(t *testing.T) {
 		t.Fatal("password regenerated")
 	}
 }
+
+func TestParseServeTracing(t *testing.T) {
+	c, err := parseServe([]string{"--insecure"}, io.Discard, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Tracing.Endpoint != "" || c.Tracing.SampleRatio != 1 {
+		t.Fatalf("tracing defaults: %+v", c.Tracing)
+	}
+	c, err = parseServe([]string{"--insecure", "--otlp-endpoint", "http://127.0.0.1:4318"}, io.Discard, env(map[string]string{"TROUPE_TRACE_SAMPLE": "0.01"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Tracing.Endpoint != "http://127.0.0.1:4318" || c.Tracing.SampleRatio != 0.01 {
+		t.Fatalf("tracing flags: %+v", c.Tracing)
+	}
+	for name, tc := range map[string]struct {
+		args []string
+		want string
+	}{
+		"ratio above 1":    {[]string{"--insecure", "--trace-sample", "1.5"}, "0 to 1"},
+		"negative ratio":   {[]string{"--insecure", "--trace-sample", "-0.1"}, "0 to 1"},
+		"not a url":        {[]string{"--insecure", "--otlp-endpoint", "collector:4318"}, "--otlp-endpoint"},
+		"unknown scheme":   {[]string{"--insecure", "--otlp-endpoint", "grpc://127.0.0.1:4317"}, "http:// or https://"},
+		"ratio not number": {[]string{"--insecure", "--trace-sample", "some"}, "trace-sample"},
+	} {
+		if _, err := parseServe(tc.args, io.Discard, env(nil)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want an error naming %q", name, err, tc.want)
+		}
+	}
+}

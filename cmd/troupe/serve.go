@@ -20,9 +20,11 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"go.opentelemetry.io/otel"
 
 	"github.com/troupe-db/troupe/actors"
 	"github.com/troupe-db/troupe/cluster"
+	"github.com/troupe-db/troupe/internal/tracing"
 	"github.com/troupe-db/troupe/storage"
 	"github.com/troupe-db/troupe/transport/api"
 )
@@ -147,6 +149,24 @@ func runNode(ctx context.Context, cfg *serveConfig, logger *slog.Logger, stdout 
 		return startError{err}
 	}
 	cfg.Node.StreamLayer = raftLayer
+	cfg.Tracing.NodeID = cfg.Node.NodeID
+	traces, err := tracing.New(ctx, cfg.Tracing, os.Getenv)
+	if err != nil {
+		return startError{err}
+	}
+	if traces != nil {
+		// The SDK reports failed exports to the process's handler.
+		otel.SetErrorHandler(&tracing.ErrorLog{Logger: logger, Every: time.Minute})
+		// Stopped last: the spans of the requests that shutdown waits
+		// for are exported too.
+		defer func() {
+			if serr := traces.Shutdown(context.Background()); serr != nil {
+				logger.Warn("not every span could be exported on shutdown", slog.Any("err", serr))
+			}
+		}()
+		logger.Info("tracing is on", slog.String("otlp_endpoint", tracingEndpoint(cfg.Tracing.Endpoint)), slog.Float64("trace_sample", cfg.Tracing.SampleRatio))
+	}
+	cfg.HTTP.Tracing = traces
 	if cfg.HTTP.Insecure {
 		logger.Warn("AUTHENTICATION IS OFF (--insecure): every request acts as admin; use only on a trusted network")
 	}
@@ -410,4 +430,17 @@ func generatePassword() string {
 		b[i] = alphabet[n.Int64()]
 	}
 	return string(b)
+}
+
+// tracingEndpoint names where spans go, for the start-up line.
+func tracingEndpoint(flag string) string {
+	if flag != "" {
+		return flag
+	}
+	for _, env := range []string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"} {
+		if v := os.Getenv(env); v != "" {
+			return v + " (" + env + ")"
+		}
+	}
+	return ""
 }

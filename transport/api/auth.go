@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"crypto/subtle"
 	"errors"
 	"log/slog"
@@ -149,7 +150,7 @@ func (s *Server) verifyCaller(raw string) (*caller, *apiError) {
 		// This node may lag the one that issued the token (a user who
 		// just registered or logged in elsewhere, a token of a newer
 		// epoch): catch up to the leader's commit index and look again.
-		if err := s.node.ReadBarrier(replica.Linearizable, 0, deadline); err != nil {
+		if err := s.node.ReadBarrier(context.Background(), replica.Linearizable, 0, deadline); err != nil {
 			return nil, toAPIError(err)
 		}
 		u, err = users.Get(claims.Subject, deadline)
@@ -250,7 +251,7 @@ type authProof = atomic.Pointer[proof]
 // audit writes one line of the audit log: who did what, never a secret.
 func (s *Server) audit(ctx *fasthttp.RequestCtx, msg string, attrs ...any) {
 	attrs = append(attrs, slog.String("client", s.clientAddr(ctx)))
-	s.log.Info("audit: "+msg, attrs...)
+	s.reqLog(ctx).Info("audit: "+msg, attrs...)
 }
 
 // streamingRoute reports whether path is a document's events or

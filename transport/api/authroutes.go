@@ -196,7 +196,7 @@ func (s *Server) refresh(ctx *fasthttp.RequestCtx) {
 	}
 	next := auth.Successor(a.RefreshKey, rt)
 	op := &storage.SessionOp{Action: storage.SessionRefresh, UserID: rt.UserID, Family: rt.Family, Hash: rt.Hash(), Next: next.Hash()}
-	res, idx, err := s.node.Propose(&storage.Command{Kind: storage.CmdSession, Stamp: s.node.Stamps(1), RequestID: w.key, Fingerprint: w.fp, Session: op}, s.deadline())
+	res, idx, err := s.node.Propose(s.traceCtx(ctx), &storage.Command{Kind: storage.CmdSession, Stamp: s.node.Stamps(1), RequestID: w.key, Fingerprint: w.fp, Session: op}, s.deadline())
 	setIndex(ctx, idx)
 	switch {
 	case err != nil:

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/troupe-db/troupe/actors"
+	"github.com/troupe-db/troupe/internal/tracing"
 	"github.com/troupe-db/troupe/storage"
 	"github.com/troupe-db/troupe/transport/auth"
 )
@@ -57,6 +58,8 @@ type Config struct {
 	// the decisions (nil: no rate limiting and no check route).
 	RateLimit *storage.Policy
 	Limiter   Limiter
+	// Tracing, if set, traces requests (package tracing); nil: off.
+	Tracing *tracing.Provider
 	// RateLimitGlobal makes each key's decisions on the node that owns
 	// it (--rate-limit-mode=global); else every node decides alone.
 	RateLimitGlobal bool

@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"maps"
 	"net/http"
 	"strconv"
 
@@ -120,6 +121,18 @@ func writeError(ctx *fasthttp.RequestCtx, err error) {
 	}
 	if e.Status == http.StatusServiceUnavailable {
 		ctx.Response.Header.Set("Retry-After", "1")
+	}
+	if e.Status >= 500 {
+		// The operator finds the request's spans by this id.
+		if id := requestTraceID(ctx); id != "" {
+			c := *e
+			c.Details = maps.Clone(e.Details)
+			if c.Details == nil {
+				c.Details = map[string]any{}
+			}
+			c.Details["trace_id"] = id
+			e = &c
+		}
 	}
 	writeJSON(ctx, e.Status, errorBody{Error: e})
 }

@@ -11,6 +11,10 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/troupe-db/troupe/internal/tracing"
 )
 
 // Forwarding: a write that reaches a follower is passed, as HTTP, to the
@@ -87,6 +91,11 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, h fasthttp.RequestHandler) {
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
+	// The forward's span; its traceparent goes with the request, so the
+	// leader's spans join this trace.
+	tctx, span := tracing.Child(s.traceCtx(ctx), "forward to leader", trace.WithSpanKind(trace.SpanKindClient))
+	defer span.End()
+	attempts := 0
 	tried := false // an attempt may have reached a leader
 	for {
 		leader := s.node.LeaderHTTP()
@@ -125,9 +134,18 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, h fasthttp.RequestHandler) {
 		}
 		req.Header.Set(forwardedHeader, proof)
 		req.SetBody(ctx.PostBody())
+		s.injectTrace(tctx, req)
 		resp.Reset()
 		err := s.fwd.client(leader).DoDeadline(req, resp, deadline)
 		tried = true
+		attempts++
+		if span.IsRecording() {
+			span.SetAttributes(attribute.String("troupe.leader", leader), attribute.Int("troupe.forward.attempts", attempts),
+				attribute.Int("http.response.status_code", resp.StatusCode()))
+			if err != nil {
+				span.AddEvent("attempt failed", trace.WithAttributes(attribute.String("error", err.Error())))
+			}
+		}
 		deposed := resp.StatusCode() == http.StatusServiceUnavailable && s.node.LeaderHTTP() != leader
 		if err == nil && !deposed {
 			ctx.SetStatusCode(resp.StatusCode())
@@ -142,7 +160,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, h fasthttp.RequestHandler) {
 		// The attempt failed or met a deposed leader: with the same key, a
 		// retry is safe, for as long as the request may take.
 		if err != nil {
-			s.log.Debug("forwarding to the leader failed; retrying", slog.String("leader", leader), slog.Any("err", err))
+			s.reqLog(ctx).Debug("forwarding to the leader failed; retrying", slog.String("leader", leader), slog.Any("err", err))
 		}
 		if time.Now().After(deadline) {
 			s.forwardFailed(ctx, true)

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
@@ -11,7 +12,10 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/troupe-db/troupe/internal/tracing"
 	"github.com/troupe-db/troupe/replica"
 	"github.com/troupe-db/troupe/storage"
 	"github.com/troupe-db/troupe/transport/peer"
@@ -56,6 +60,9 @@ type fwdItem struct {
 	token    string
 	cmd      []byte
 	reply    chan fwdReply // cap 1: the sender never blocks on it
+	// trace is the trace context of the forward (nil: none); the first
+	// item's that has one goes with the batch, as its traceparent.
+	trace context.Context
 }
 
 type fwdReply struct {
@@ -99,6 +106,14 @@ func (f *cmdForwarder) send(leader string, batch []*fwdItem) {
 		body = appendBytes(body, it.cmd)
 	}
 	s.peerPost(req, leader, forwardCommandsPath, "application/octet-stream", body)
+	var tctx context.Context
+	for _, it := range batch {
+		if it.trace != nil {
+			tctx = it.trace
+			break
+		}
+	}
+	s.injectTrace(tctx, req)
 	err := s.fwd.client(leader).DoTimeout(req, resp, s.cfg.RequestTimeout+5*time.Second)
 	var replies []fwdReply
 	switch {
@@ -124,12 +139,18 @@ func (f *cmdForwarder) send(leader string, batch []*fwdItem) {
 // until the deadline.
 func (s *Server) forwardCommand(ctx *fasthttp.RequestCtx, cmd *storage.Command, deadline time.Time) (storage.Result, uint64, error) {
 	token, hasToken := bearerToken(ctx)
-	return s.forwardCommandAs(token, hasToken, cmd, deadline)
+	return s.forwardCommandAs(s.traceCtx(ctx), token, hasToken, cmd, deadline)
 }
 
 // forwardCommandAs is forwardCommand for a caller known by its token
-// (a WebSocket, whose request context is gone).
-func (s *Server) forwardCommandAs(token string, hasToken bool, cmd *storage.Command, deadline time.Time) (storage.Result, uint64, error) {
+// (a WebSocket, whose request context is gone), in the trace of tctx.
+func (s *Server) forwardCommandAs(tctx context.Context, token string, hasToken bool, cmd *storage.Command, deadline time.Time) (storage.Result, uint64, error) {
+	tctx, span := tracing.Child(tctx, "forward command to leader", trace.WithSpanKind(trace.SpanKindClient))
+	defer span.End()
+	var itemTrace context.Context // the forward's trace context, if any
+	if trace.SpanContextFromContext(tctx).IsValid() {
+		itemTrace = tctx
+	}
 	leaderWait := time.Now().Add(s.cfg.LeaderWait)
 	tried := false // an attempt may have reached a leader's log
 	var data []byte
@@ -137,7 +158,7 @@ func (s *Server) forwardCommandAs(token string, hasToken bool, cmd *storage.Comm
 		if s.node.IsLeader() {
 			// This node leads now: its own stamps.
 			cmd.Restamp(s.node.Stamps(cmd.StampCount()))
-			res, idx, err := s.node.Propose(cmd, deadline)
+			res, idx, err := s.node.Propose(tctx, cmd, deadline)
 			if !errors.Is(err, replica.ErrNotLeader) {
 				return res, idx, err
 			}
@@ -149,7 +170,10 @@ func (s *Server) forwardCommandAs(token string, hasToken bool, cmd *storage.Comm
 			if data == nil {
 				data = storage.EncodeCommand(nil, cmd)
 			}
-			it := &fwdItem{hasToken: hasToken, token: token, cmd: data, reply: make(chan fwdReply, 1)}
+			it := &fwdItem{hasToken: hasToken, token: token, cmd: data, reply: make(chan fwdReply, 1), trace: itemTrace}
+			if span.IsRecording() {
+				span.SetAttributes(attribute.String("troupe.leader", leader))
+			}
 			t := time.NewTimer(time.Until(deadline))
 			select {
 			case queue <- it:
@@ -271,7 +295,7 @@ func (s *Server) forwardedCommands(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, badRequest("bad forwarded batch", ""))
 		return
 	}
-	for j, p := range s.node.ProposeRestamped(cmds, s.deadline()) {
+	for j, p := range s.node.ProposeRestamped(s.traceCtx(ctx), cmds, s.deadline()) {
 		r := &replies[pos[j]]
 		switch {
 		case p.Err == nil:

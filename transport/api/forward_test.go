@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"io"
 	"log/slog"
@@ -28,10 +29,10 @@ type followerNode struct {
 
 func (f *followerNode) IsLeader() bool     { return false }
 func (f *followerNode) LeaderHTTP() string { return f.leaderHTTP }
-func (f *followerNode) Propose(*storage.Command, time.Time) (storage.Result, uint64, error) {
+func (f *followerNode) Propose(context.Context, *storage.Command, time.Time) (storage.Result, uint64, error) {
 	return storage.Result{}, 0, replica.ErrNotLeader
 }
-func (f *followerNode) ProposeRestamped(cmds []*storage.Command, _ time.Time) []replica.Proposal {
+func (f *followerNode) ProposeRestamped(_ context.Context, cmds []*storage.Command, _ time.Time) []replica.Proposal {
 	out := make([]replica.Proposal, len(cmds))
 	for i := range out {
 		out[i].Err = replica.ErrNotLeader

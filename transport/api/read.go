@@ -42,7 +42,7 @@ func (s *Server) readGate(ctx *fasthttp.RequestCtx, deadline time.Time) bool {
 		writeError(ctx, e)
 		return false
 	}
-	if err := s.node.ReadBarrier(c, minIndex, deadline); err != nil {
+	if err := s.node.ReadBarrier(s.traceCtx(ctx), c, minIndex, deadline); err != nil {
 		writeError(ctx, err)
 		return false
 	}

@@ -23,8 +23,10 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/fasthttp/router"
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/troupe-db/troupe/actors"
+	"github.com/troupe-db/troupe/internal/tracing"
 	"github.com/troupe-db/troupe/replica"
 	"github.com/troupe-db/troupe/storage"
 	"github.com/troupe-db/troupe/transport/auth"
@@ -38,9 +40,12 @@ import (
 // reads. Its errors are replica's.
 type Node interface {
 	Stamps(k int) uint64
-	Propose(cmd *storage.Command, deadline time.Time) (storage.Result, uint64, error)
-	ProposeRestamped(cmds []*storage.Command, deadline time.Time) []replica.Proposal
-	ReadBarrier(c replica.Consistency, minIndex uint64, deadline time.Time) error
+	// Propose, ProposeRestamped and ReadBarrier take the request's trace
+	// context (context.Background() when there is none): their spans
+	// hang below its span.
+	Propose(ctx context.Context, cmd *storage.Command, deadline time.Time) (storage.Result, uint64, error)
+	ProposeRestamped(ctx context.Context, cmds []*storage.Command, deadline time.Time) []replica.Proposal
+	ReadBarrier(ctx context.Context, c replica.Consistency, minIndex uint64, deadline time.Time) error
 	Ready() error
 	// NotInitialised says why this node has no state to serve yet (it is
 	// catching up on the log, or the cluster was never initialised): an
@@ -131,6 +136,10 @@ type Server struct {
 	proof         authProof
 
 	routesStats sync.Map // route name → *routeMetrics
+
+	traces *tracing.Provider // nil: tracing is off (see tracing.go)
+	tracer trace.Tracer      // traces' tracer, nil when off
+	nodeID string            // for the spans
 }
 
 // New returns a server for node and its documents; users returns the
@@ -149,6 +158,7 @@ func New(cfg Config, logger *slog.Logger, set *metrics.Set, node Node, docs Docs
 		docLimits:     newDocLimitMetrics(set),
 	}
 	s.cmdFwd.init(s)
+	s.traces, s.tracer, s.nodeID = cfg.Tracing, cfg.Tracing.Tracer(), cfg.Tracing.NodeID()
 	s.presence = stream.NewRelay(stream.RelayConfig{Peers: s.peers, Post: s.postPresence, Log: logger})
 	docs.OnPresence(s.presence.Local)
 	s.streams = stream.NewRegistry(stream.Config{MaxStreams: cfg.MaxStreams, MaxStreamsPerUser: cfg.MaxStreamsPerUser,
@@ -193,7 +203,7 @@ func (s *Server) routes() fasthttp.RequestHandler {
 		if strings.HasPrefix(path, "/v1/") {
 			// The default policy runs after authentication (it counts
 			// by user when there is one).
-			h = s.limitDefault(h)
+			h = s.traceDefaultLimit(s.limitDefault, h)
 		}
 		r.Handle(method, path, s.handle(method+" "+path, s.guard(level, h)))
 	}
@@ -231,7 +241,7 @@ func (s *Server) routes() fasthttp.RequestHandler {
 	route("GET", "/v1/ratelimit/policies", adminOnly, s.listPolicies)
 	route("PUT", "/v1/ratelimit/policies/{name}", adminOnly, s.leaderOnly(s.putPolicy))
 	route("DELETE", "/v1/ratelimit/policies/{name}", adminOnly, s.leaderOnly(s.deletePolicy))
-	route("POST", "/v1/ratelimit/check", signedIn, s.check)
+	route("POST", "/v1/ratelimit/check", signedIn, s.traceCheck(s.check))
 	route("POST", "/v1/ratelimit/release", signedIn, s.release)
 	route("GET", "/v1/ratelimit/policies/{name}/keys/{key:*}", signedIn, s.peekKey)
 	route("DELETE", "/v1/ratelimit/policies/{name}/keys/{key:*}", signedIn, s.resetKey)
@@ -264,7 +274,7 @@ func (s *Server) routes() fasthttp.RequestHandler {
 		writeError(ctx, newError("method_not_allowed", "method "+string(ctx.Method())+" is not allowed on "+string(ctx.Path())))
 	})
 	r.PanicHandler = func(ctx *fasthttp.RequestCtx, v any) {
-		s.log.Error("handler panicked", slog.String("route", string(ctx.Path())), slog.Any("panic", v))
+		s.reqLog(ctx).Error("handler panicked", slog.String("route", string(ctx.Path())), slog.Any("panic", v))
 		writeError(ctx, newError("internal", "internal error"))
 	}
 	return r.Handler
@@ -307,17 +317,31 @@ func (m *routeMetrics) count(set *metrics.Set, status int) {
 	c.Inc()
 }
 
-// handle wraps a handler with metrics.
+// untracedRoutes get no span even with tracing on.
+var untracedRoutes = map[string]bool{"GET /healthz": true, "GET /readyz": true, "GET /metrics": true}
+
+// handle wraps a handler with metrics and, with tracing on, its span.
 func (s *Server) handle(route string, h fasthttp.RequestHandler) fasthttp.RequestHandler {
 	m := s.routeMetrics(route)
+	_, path, _ := strings.Cut(route, " ") // "" for "not found"…
+	// Probes and scrapes come every few seconds and tell nothing a trace
+	// would: they are not traced.
+	traced := s.tracer != nil && !untracedRoutes[route]
 	return func(ctx *fasthttp.RequestCtx) {
 		start := time.Now()
+		var span trace.Span
+		if traced {
+			span = s.startRequestSpan(ctx, route)
+		}
 		if leader := s.node.LeaderHTTP(); leader != "" {
 			ctx.Response.Header.Set("X-Troupe-Leader", leader)
 		}
 		h(ctx)
 		m.latency.UpdateDuration(start)
 		m.count(s.set, ctx.Response.StatusCode())
+		if span != nil {
+			s.endRequestSpan(ctx, span, path)
+		}
 	}
 }
 

@@ -27,7 +27,7 @@ import (
 // fasthttp on 127.0.0.1) whose every response is checked against
 // api/openapi.yaml.
 type testServer struct {
-	t         *testing.T
+	t         testing.TB
 	base      string
 	node      *cluster.Node
 	validator *openapi.Validator
@@ -47,13 +47,13 @@ var cheapArgon = storage.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1, KeyLen
 // testAdminPassword is the password of the first admin of test servers.
 const testAdminPassword = "admin-password"
 
-func startServer(t *testing.T, opts ...func(*Config)) *testServer {
+func startServer(t testing.TB, opts ...func(*Config)) *testServer {
 	t.Helper()
 	return startServerWith(t, nil, opts...)
 }
 
 // startServerWith also lets the test change the node's configuration.
-func startServerWith(t *testing.T, nodeOpt func(*cluster.Config), opts ...func(*Config)) *testServer {
+func startServerWith(t testing.TB, nodeOpt func(*cluster.Config), opts ...func(*Config)) *testServer {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(testLogOutput(), nil))
 	set := metrics.NewSet()
@@ -114,14 +114,14 @@ type response struct {
 	body   []byte
 }
 
-func (r *response) json(t *testing.T, v any) {
+func (r *response) json(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.body, v); err != nil {
 		t.Fatalf("decode %s: %v", r.body, err)
 	}
 }
 
-func (r *response) errorCode(t *testing.T) string {
+func (r *response) errorCode(t testing.TB) string {
 	t.Helper()
 	var e struct {
 		Error struct {
@@ -255,7 +255,7 @@ func testLogOutput() io.Writer {
 // serveForTest serves the API of node on ln until the test ends, then
 // shuts the server down and runs after (nil: nothing). Users come from
 // state's shards.
-func serveForTest(t *testing.T, ln net.Listener, hcfg Config, logger *slog.Logger, set *metrics.Set, node Node, state *cluster.Node, after func()) *Server {
+func serveForTest(t testing.TB, ln net.Listener, hcfg Config, logger *slog.Logger, set *metrics.Set, node Node, state *cluster.Node, after func()) *Server {
 	t.Helper()
 	hcfg.HTTPAddr = ln.Addr().String()
 	srv, err := New(hcfg, logger, set, node, state.Docs(), func() Users {

@@ -82,7 +82,7 @@ func (s *Server) startWrite(ctx *fasthttp.RequestCtx, req any) (w writeRequest, 
 // propose sends cmd through the cluster and writes the error response if
 // it failed. It sets X-Troupe-Index whenever the index is known.
 func (s *Server) propose(ctx *fasthttp.RequestCtx, cmd *storage.Command, deadline time.Time) (storage.Result, bool) {
-	res, idx, err := s.node.Propose(cmd, deadline)
+	res, idx, err := s.node.Propose(s.traceCtx(ctx), cmd, deadline)
 	return res, settled(ctx, res, idx, err)
 }
 
@@ -112,7 +112,7 @@ func (s *Server) proposeVia(ctx *fasthttp.RequestCtx, w writeRequest, cmd *stora
 	var idx uint64
 	var err error
 	if s.node.IsLeader() {
-		res, idx, err = s.node.Propose(cmd, deadline)
+		res, idx, err = s.node.Propose(s.traceCtx(ctx), cmd, deadline)
 	} else {
 		err = replica.ErrNotLeader
 	}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"strconv"
 	"sync"
@@ -429,12 +430,12 @@ func (w *wsSession) submit(in *wsIn) {
 	var res storage.Result
 	var err error
 	if w.s.node.IsLeader() {
-		res, _, err = w.s.node.Propose(cmd, deadline)
+		res, _, err = w.s.node.Propose(context.Background(), cmd, deadline)
 	} else {
 		err = replica.ErrNotLeader
 	}
 	if errors.Is(err, replica.ErrNotLeader) {
-		res, _, err = w.s.forwardCommandAs(token, hasToken, cmd, deadline)
+		res, _, err = w.s.forwardCommandAs(context.Background(), token, hasToken, cmd, deadline)
 	}
 	switch {
 	case err != nil:
