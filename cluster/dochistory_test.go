@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -18,7 +19,7 @@ func TestDocHistorySurvivesRestart(t *testing.T) {
 	author := createUser(t, n, "Ada", "ada@example.com").User.ID
 	propose := func(kind storage.CommandKind, dc *storage.DocCommand) storage.Result {
 		t.Helper()
-		res, _, err := n.Propose(&storage.Command{Kind: kind, Stamp: n.Stamps(1), Doc: dc}, time.Now().Add(5*time.Second))
+		res, _, err := n.Propose(context.Background(), &storage.Command{Kind: kind, Stamp: n.Stamps(1), Doc: dc}, time.Now().Add(5*time.Second))
 		if err != nil || res.Err != nil {
 			t.Fatalf("%v %v", err, res.Err)
 		}
@@ -44,7 +45,7 @@ func TestDocHistorySurvivesRestart(t *testing.T) {
 	}
 	read := func() *storage.Doc {
 		t.Helper()
-		if err := n.ReadBarrier(replica.Linearizable, 0, time.Now().Add(5*time.Second)); err != nil {
+		if err := n.ReadBarrier(context.Background(), replica.Linearizable, 0, time.Now().Add(5*time.Second)); err != nil {
 			t.Fatal(err)
 		}
 		d, err := n.Docs().Get(docID, time.Now().Add(5*time.Second))
@@ -60,7 +61,7 @@ func TestDocHistorySurvivesRestart(t *testing.T) {
 
 	n, stop = testNode(t, dir)
 	defer stop()
-	if err := n.ReadBarrier(replica.Linearizable, applied, time.Now().Add(5*time.Second)); err != nil {
+	if err := n.ReadBarrier(context.Background(), replica.Linearizable, applied, time.Now().Add(5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	d := read()
