@@ -13,8 +13,20 @@ import (
 // version 4 documents (docs frames), version 5 carries every record in
 // bounded chunks (chunks.go) so that no value has a size limit of the
 // format's own, version 6 a rate-limit policy's algorithm (the policies
-// of older snapshots are GCRA); older versions are still read.
-const SnapshotVersion = 6
+// of older snapshots are GCRA), version 7 a policy's Envoy rule (none in
+// older snapshots); older versions are still read.
+const SnapshotVersion = 7
+
+// policyFormatOfSnapshot is the policy layout of snapshot version v.
+func policyFormatOfSnapshot(v uint64) policyFormat {
+	switch {
+	case v >= 7:
+		return policyV3
+	case v == 6:
+		return policyV2
+	}
+	return policyV1
+}
 
 var snapshotMagic = []byte("TROUPE-SNAPSHOT\n")
 
@@ -337,7 +349,7 @@ func ReadSnapshot(r io.Reader) (*Snapshot, error) {
 			n := d.count(4)
 			s.Meta.Policies = make([]Policy, 0, n)
 			for i := 0; i < n && d.err == nil; i++ {
-				p := d.policy(v >= 6)
+				p := d.policy(policyFormatOfSnapshot(v))
 				if d.err != nil {
 					break
 				}
