@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,6 +27,8 @@ type serveConfig struct {
 	LogLevel  string
 	LogFormat string
 	PprofAddr string // serve net/http/pprof here; empty: off
+	// GRPCAddr serves Envoy's rate-limit service (gRPC) here; empty: off.
+	GRPCAddr string
 
 	// Explicit records which flags the operator set (flag or env), e.g. to
 	// tell a chosen --user-shards from the default.
@@ -90,6 +93,7 @@ func parseServe(args []string, stderr io.Writer, getenv func(string) string) (*s
 	fs.StringVar(&c.RateLimitMode, "rate-limit-mode", "local", "local (each node limits what it receives) or global (each key's decisions on the node that owns it)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	fs.StringVar(&c.GRPCAddr, "grpc-addr", "", "serve Envoy's rate-limit service (gRPC) on this address, e.g. 127.0.0.1:8081; off when empty")
 	fs.StringVar(&c.PprofAddr, "pprof", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060; off when empty")
 	fs.IntVar(&c.Node.UserShards, "user-shards", c.Node.UserShards, "user shards of a new cluster (a power of two; fixed at creation)")
 	fs.DurationVar(&c.Node.IdempotencyRetention, "idempotency-retention", c.Node.IdempotencyRetention, "how long Idempotency-Keys are remembered in a new cluster, 10s to 24h (fixed at creation)")
@@ -206,6 +210,9 @@ func (c *serveConfig) validate() error {
 	if err := c.setupHTTPTLS(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := checkListenAddr("grpc-addr", c.GRPCAddr); err != nil {
+		errs = append(errs, err)
+	}
 	for name, v := range map[string]string{"cors-origins": c.CORSOrigins} {
 		if v != "" {
 			notYet(name)
@@ -309,4 +316,19 @@ func (c *serveConfig) peerClient(timeout time.Duration) *http.Client {
 		return &http.Client{Timeout: timeout}
 	}
 	return &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: c.peerTLS}}
+}
+
+// checkListenAddr checks an optional host:port flag (empty: off).
+func checkListenAddr(flag, addr string) error {
+	if addr == "" {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err == nil {
+		_, err = strconv.ParseUint(port, 10, 16)
+	}
+	if err != nil {
+		return fmt.Errorf("--%s %q: give host:port with a port from 0 to 65535 (e.g. 127.0.0.1:8081), or leave it empty for off", flag, addr)
+	}
+	return nil
 }
