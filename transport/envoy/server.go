@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
 	"github.com/troupe-db/troupe/actors"
@@ -105,6 +106,9 @@ func New(cfg Config, policies Policies, limiter Limiter, auth Authorizer) *Serve
 	}
 	s.grpc = grpc.NewServer(opts...)
 	rlsv3.RegisterRateLimitServiceServer(s.grpc, s)
+	// The service's schema is public (Envoy's protos): reflection lets
+	// grpcurl and the like call it without them.
+	reflection.Register(s.grpc)
 	return s
 }
 
