@@ -69,7 +69,7 @@ type fixture struct {
 
 // serve starts a real service on 127.0.0.1 with real bucket actors, and
 // a client built from the same protos.
-func serve(t *testing.T, cfg Config, policies ...storage.Policy) *fixture {
+func serve(t testing.TB, cfg Config, policies ...storage.Policy) *fixture {
 	t.Helper()
 	set := metrics.NewSet()
 	sys := actors.NewSystem(slog.New(slog.NewTextHandler(io.Discard, nil)), set)
