@@ -70,29 +70,7 @@ func TestEnvoyServiceThroughServer(t *testing.T) {
 	ts.expect(ts.do("PUT", "/v1/ratelimit/policies/per-ip",
 		`{"limit":1,"window_ms":60000,"envoy":{"domain":"edge","descriptors":[{"key":"remote_address"}]}}`, admin, true), 200, "")
 
-	lim := ts.srv.RateLimiter()
-	if lim == nil {
-		t.Fatal("no limiter")
-	}
-	rls := envoy.New(envoy.Config{}, ts.node, lim, ts.srv)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- rls.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		rls.Stop(ctx)
-		<-served
-	})
-	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	client := rlsv3.NewRateLimitServiceClient(conn)
+	client := startEnvoy(t, ts)
 	req := &rlsv3.RateLimitRequest{Domain: "edge", Descriptors: []*ratelimitv3.RateLimitDescriptor{
 		{Entries: []*ratelimitv3.RateLimitDescriptor_Entry{{Key: "remote_address", Value: "192.0.2.7"}}},
 	}}
@@ -126,5 +104,65 @@ func TestEnvoyServiceThroughServer(t *testing.T) {
 	ts.expect(r, 200, "")
 	if !strings.Contains(string(r.body), `"remaining":0`) {
 		t.Fatalf("peek: %s", r.body)
+	}
+}
+
+// startEnvoy serves Envoy's rate-limit service for ts on 127.0.0.1, as
+// cmd/troupe wires it, and returns a client built from Envoy's protos.
+func startEnvoy(t *testing.T, ts *testServer) rlsv3.RateLimitServiceClient {
+	t.Helper()
+	lim := ts.srv.RateLimiter()
+	if lim == nil {
+		t.Fatal("no limiter")
+	}
+	rls := envoy.New(envoy.Config{}, ts.node, lim, ts.srv)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- rls.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		rls.Stop(ctx)
+		<-served
+	})
+	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return rlsv3.NewRateLimitServiceClient(conn)
+}
+
+// In global mode Envoy may ask any node: a descriptor's key is decided
+// by its owner, so its limit holds across the nodes.
+func TestEnvoyServiceGlobalMode(t *testing.T) {
+	a, b, _ := twoOwners(t)
+	for _, ts := range []*testServer{a, b} {
+		ts.expect(ts.do("PUT", "/v1/ratelimit/policies/edge-ip",
+			`{"limit":3,"window_ms":60000,"envoy":{"domain":"edge","descriptors":[{"key":"remote_address"}]}}`, ts.adminToken(), true), 200, "")
+	}
+	clients := []rlsv3.RateLimitServiceClient{startEnvoy(t, a), startEnvoy(t, b)}
+	for _, ip := range []string{"192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"} {
+		req := &rlsv3.RateLimitRequest{Domain: "edge", Descriptors: []*ratelimitv3.RateLimitDescriptor{
+			{Entries: []*ratelimitv3.RateLimitDescriptor_Entry{{Key: "remote_address", Value: ip}}},
+		}}
+		ok := 0
+		for i := range 8 {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			resp, err := clients[i%2].ShouldRateLimit(ctx, req)
+			cancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.OverallCode == rlsv3.RateLimitResponse_OK {
+				ok++
+			}
+		}
+		if ok != 3 {
+			t.Fatalf("%s: %d of 8 allowed through two nodes, want 3", ip, ok)
+		}
 	}
 }
