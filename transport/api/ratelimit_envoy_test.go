@@ -126,7 +126,9 @@ func startEnvoy(t *testing.T, ts *testServer) rlsv3.RateLimitServiceClient {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		rls.Stop(ctx)
-		<-served
+		if err := <-served; err != nil {
+			t.Errorf("the rate-limit service ended with %v", err)
+		}
 	})
 	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

@@ -72,6 +72,7 @@ func (s *Server) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReques
 	out := make([]storage.Decision, len(checks))
 	allowed, err := s.limiter.DecideAll(checks, out, time.Now().Add(s.cfg.Timeout))
 	if err != nil {
+		s.cfg.Logger.Debug("rate-limit service: no decision", "domain", req.GetDomain(), "err", err)
 		return nil, status.Error(codes.Unavailable, "the rate limiter did not answer in time")
 	}
 	if !allowed {
