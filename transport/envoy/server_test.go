@@ -408,3 +408,36 @@ func TestCurrentLimitUnits(t *testing.T) {
 		}
 	}
 }
+
+// Two descriptors on the same bucket spend it twice, together.
+func TestShouldRateLimitSameBucketTwice(t *testing.T) {
+	f := serve(t, Config{}, storage.Policy{Name: "p", Limit: 3, WindowMs: 60_000, Envoy: rule("d", "k")})
+	req := &rlsv3.RateLimitRequest{Domain: "d", Descriptors: []*ratelimitv3.RateLimitDescriptor{desc("k", "v"), desc("k", "v")}}
+	resp, err := f.client.ShouldRateLimit(withToken("svc"), req)
+	if err != nil || resp.OverallCode != rlsv3.RateLimitResponse_OK || resp.Statuses[1].LimitRemaining != 1 {
+		t.Fatalf("first: %v %v", resp, err)
+	}
+	// One left: the pair is denied whole, and the one stays.
+	resp, err = f.client.ShouldRateLimit(withToken("svc"), req)
+	if err != nil || resp.OverallCode != rlsv3.RateLimitResponse_OVER_LIMIT {
+		t.Fatalf("second: %v %v", resp, err)
+	}
+	resp, err = f.client.ShouldRateLimit(withToken("svc"), &rlsv3.RateLimitRequest{Domain: "d", Descriptors: req.Descriptors[:1]})
+	if err != nil || resp.OverallCode != rlsv3.RateLimitResponse_OK || resp.Statuses[0].LimitRemaining != 0 {
+		t.Fatalf("the one left: %v %v", resp, err)
+	}
+}
+
+// A shadow policy never makes Envoy refuse: over its limit it answers OK
+// and counts what it would have denied.
+func TestShouldRateLimitShadow(t *testing.T) {
+	f := serve(t, Config{}, storage.Policy{Name: "trial", Algorithm: storage.SlidingWindow, Limit: 1, WindowMs: 60_000, Shadow: true, Envoy: rule("d", "k")})
+	req := &rlsv3.RateLimitRequest{Domain: "d", Descriptors: []*ratelimitv3.RateLimitDescriptor{desc("k", "v")}}
+	for range 3 {
+		resp, err := f.client.ShouldRateLimit(withToken("svc"), req)
+		if err != nil || resp.OverallCode != rlsv3.RateLimitResponse_OK {
+			t.Fatalf("%v %v", resp, err)
+		}
+	}
+	counted(t, f.set, "trial", "shadow_denied", 2)
+}
