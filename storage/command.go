@@ -11,8 +11,9 @@ import (
 // document command carries (DocCommand.MaxDocs, HistoryBytes), version
 // 3 a policy's algorithm (Policy.Algorithm, Window, TimeZone; a policy of
 // an older command is GCRA), version 4 the checkpoint interval of a
-// document submit (DocCommand.CheckpointEvery; none in older commands).
-const CommandVersion = 4
+// document submit (DocCommand.CheckpointEvery; none in older commands),
+// version 5 a policy's Envoy rule (Policy.Envoy; none in older commands).
+const CommandVersion = 5
 
 // CommandKind says what a command does.
 type CommandKind uint8
@@ -258,9 +259,34 @@ func EncodeMulti(dst []byte, subs [][]byte) []byte {
 	return e.b
 }
 
+// policyFormat is the layout of a policy record: what the command or
+// snapshot version that carries it wrote.
+type policyFormat uint8
+
+const (
+	// policyV1: name, limit, window, burst, shadow (command versions 1
+	// and 2, snapshot versions up to 5).
+	policyV1 policyFormat = iota
+	// policyV2 adds the algorithm (command version 3, snapshot 6).
+	policyV2
+	// policyV3 adds the Envoy rule (command version 5, snapshot 8).
+	policyV3
+)
+
+// policyFormatOfCommand is the policy layout of command version v.
+func policyFormatOfCommand(v byte) policyFormat {
+	switch {
+	case v >= 5:
+		return policyV3
+	case v >= 3:
+		return policyV2
+	}
+	return policyV1
+}
+
 // policy writes a policy record: the fields of command version 2 and
 // snapshot version 5, then the algorithm and, for fixed windows, the
-// unit and time zone.
+// unit and time zone, then the Envoy rule.
 func (e *encoder) policy(p *Policy) {
 	e.str(p.Name)
 	e.uvarint(uint64(p.Limit))
@@ -272,12 +298,12 @@ func (e *encoder) policy(p *Policy) {
 		e.byte1(byte(p.Window))
 		e.str(p.TimeZone)
 	}
+	e.envoyRule(p.Envoy)
 }
 
-// policy reads a policy record; withAlgorithm is false for the records
-// of command versions 1 and 2 and snapshot versions up to 5, whose
-// policies are all GCRA.
-func (d *decoder) policy(withAlgorithm bool) *Policy {
+// policy reads a policy record written in format f: the policies of
+// policyV1 are all GCRA, those before policyV3 have no Envoy rule.
+func (d *decoder) policy(f policyFormat) *Policy {
 	p := &Policy{Name: d.str()}
 	limit := d.uvarint()
 	p.WindowMs = d.varint()
@@ -287,7 +313,7 @@ func (d *decoder) policy(withAlgorithm bool) *Policy {
 		d.fail("policy limit %d or burst %d out of range", limit, burst)
 	}
 	p.Limit, p.Burst = uint32(limit), uint32(burst)
-	if !withAlgorithm {
+	if f < policyV2 {
 		return p
 	}
 	p.Algorithm = Algorithm(d.byte1())
@@ -301,6 +327,9 @@ func (d *decoder) policy(withAlgorithm bool) *Policy {
 		if d.err == nil && (p.Window < UnitSecond || p.Window > lastUnit || len(p.TimeZone) > MaxTimeZone) {
 			d.fail("fixed window %d in time zone %q", p.Window, p.TimeZone)
 		}
+	}
+	if f >= policyV3 {
+		p.Envoy = d.envoyRule()
 	}
 	return p
 }
@@ -422,7 +451,7 @@ func DecodeCommand(b []byte) (*Command, error) {
 		op.PasswordCheck = d.fixed64()
 		c.Session = op
 	case CmdPolicyPut:
-		c.Policy = d.policy(v >= 3)
+		c.Policy = d.policy(policyFormatOfCommand(v))
 	case CmdPolicyDelete:
 		c.Policy = &Policy{Name: d.str()}
 	case CmdDocCreate, CmdDocSubmit, CmdDocTitle, CmdDocDelete, CmdDocEditor:

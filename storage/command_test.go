@@ -48,6 +48,8 @@ func sampleCommands() []*Command {
 		{Kind: CmdPolicyPut, Stamp: stamp + 10, Policy: &Policy{Name: "sw", Algorithm: SlidingWindow, Limit: 10, WindowMs: 60_000, Burst: 10}},
 		{Kind: CmdPolicyPut, Stamp: stamp + 10, Policy: &Policy{Name: "fw", Algorithm: FixedWindow, Limit: 1000, Burst: 1000, Window: UnitMonth, TimeZone: "Europe/Paris"}},
 		{Kind: CmdPolicyPut, Stamp: stamp + 10, Policy: &Policy{Name: "sem", Algorithm: Concurrency, Limit: 8, Burst: 8, Shadow: true}},
+		{Kind: CmdPolicyPut, Stamp: stamp + 10, Policy: &Policy{Name: "edge", Limit: 10, WindowMs: 1000, Burst: 10,
+			Envoy: &EnvoyRule{Domain: "edge", Descriptors: []EnvoyEntry{{Key: "remote_address"}, {Key: "path", Value: "/login"}}}}},
 		{Kind: CmdPolicyDelete, Stamp: stamp + 11, RequestID: "del-policy", Fingerprint: 5, Policy: &Policy{Name: "api"}},
 		{Kind: CmdDocCreate, Stamp: stamp + 12, Doc: &DocCommand{DocID: "d1", Caller: "u1", Title: "Notes", Content: "héllo", MaxDocs: 10_000}},
 		{Kind: CmdDocSubmit, Stamp: stamp + 13, RequestID: "sub", Fingerprint: 6, Doc: &DocCommand{DocID: "d1", Caller: "u1", Admin: true, HistoryBytes: 16 << 20,

@@ -83,7 +83,8 @@ func FuzzReadSnapshot(f *testing.F) {
 		{Name: "c", Algorithm: Concurrency, Limit: 2, Burst: 2},
 		{Name: "f", Algorithm: FixedWindow, Limit: 3, Burst: 3, Window: UnitDay, TimeZone: "Asia/Tokyo"},
 		{Name: "g", Limit: 3, WindowMs: 10, Burst: 1},
-		{Name: "s", Algorithm: SlidingWindow, Limit: 3, WindowMs: 10, Burst: 3},
+		{Name: "s", Algorithm: SlidingWindow, Limit: 3, WindowMs: 10, Burst: 3,
+			Envoy: &EnvoyRule{Domain: "d", Descriptors: []EnvoyEntry{{Key: "k"}, {Key: "v", Value: "x"}}}},
 	}
 	f.Add(writeSnap(f, withPolicies))
 	// A small document with authors and checkpoints (snapshot version 7).

@@ -121,6 +121,9 @@ type Policy struct {
 	// wall clock it is read on ("" is UTC).
 	Window   CalendarUnit
 	TimeZone string
+	// Envoy, when not nil, makes the policy decide the Envoy descriptors
+	// it matches (ratelimit_envoy.go). Shared by copies: never changed.
+	Envoy *EnvoyRule
 }
 
 // Policy limits.
@@ -203,6 +206,9 @@ func (p *Policy) Validate() *Error {
 	}
 	if p.Algorithm == GCRA && uint64(p.Limit) > uint64(p.WindowMs)*uint64(time.Millisecond) {
 		return badRequest("limit", "limit must be at most one request per nanosecond of window_ms")
+	}
+	if p.Envoy != nil {
+		return p.Envoy.validate(p.Algorithm)
 	}
 	return nil
 }

@@ -35,13 +35,14 @@ func TestDecodePolicyCommandVersion2(t *testing.T) {
 		if c.Policy.Algorithm != GCRA {
 			t.Fatalf("a version 2 policy is %v", c.Policy.Algorithm)
 		}
-		// Written again, it is the current version, the old bytes plus the algorithm.
+		// Written again, it is the current version: the old bytes plus
+		// the algorithm and no Envoy rule.
 		again := EncodeCommand(nil, c)
-		if again[0] != CommandVersion || !bytes.Equal(again[1:], append(b[1:], byte(GCRA))) {
+		if again[0] != CommandVersion || !bytes.Equal(again[1:], append(b[1:], byte(GCRA), 0)) {
 			t.Fatalf("re-encoded: %x", again)
 		}
 		if c2, err := DecodeCommand(again); err != nil || !reflect.DeepEqual(c2, c) {
-			t.Fatalf("version 3: %+v %v", c2, err)
+			t.Fatalf("version %d: %+v %v", CommandVersion, c2, err)
 		}
 	}
 }
@@ -167,14 +168,14 @@ func FuzzDecodePolicy(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		d := decoder{b: b}
-		p := d.policy(true)
+		p := d.policy(policyV3)
 		if d.err != nil {
 			return
 		}
 		var e encoder
 		e.policy(p)
 		d2 := decoder{b: e.b}
-		if p2 := d2.policy(true); d2.err != nil || !reflect.DeepEqual(p, p2) {
+		if p2 := d2.policy(policyV3); d2.err != nil || !reflect.DeepEqual(p, p2) {
 			t.Fatalf("round trip: %+v %+v %v", p, p2, d2.err)
 		}
 		if p.Validate() == nil {

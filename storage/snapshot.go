@@ -15,9 +15,21 @@ import (
 // format's own, version 6 a rate-limit policy's algorithm (the policies
 // of older snapshots are GCRA), version 7 each kept change's author and
 // time and a document's checkpoints (timetravel.go; a document of an
-// older snapshot has none, and its changes no author); older versions
-// are still read.
-const SnapshotVersion = 7
+// older snapshot has none, and its changes no author), version 8 a
+// policy's Envoy rule (none in older snapshots); older versions are still
+// read.
+const SnapshotVersion = 8
+
+// policyFormatOfSnapshot is the policy layout of snapshot version v.
+func policyFormatOfSnapshot(v uint64) policyFormat {
+	switch {
+	case v >= 8:
+		return policyV3
+	case v >= 6:
+		return policyV2
+	}
+	return policyV1
+}
 
 var snapshotMagic = []byte("TROUPE-SNAPSHOT\n")
 
@@ -341,7 +353,7 @@ func ReadSnapshot(r io.Reader) (*Snapshot, error) {
 			n := d.count(4)
 			s.Meta.Policies = make([]Policy, 0, n)
 			for i := 0; i < n && d.err == nil; i++ {
-				p := d.policy(v >= 6)
+				p := d.policy(policyFormatOfSnapshot(v))
 				if d.err != nil {
 					break
 				}

@@ -81,21 +81,24 @@ func takePort(t *testing.T) (addr string, release func()) {
 
 func TestStartupFailsCleanlyOnTakenPorts(t *testing.T) {
 	t.Parallel()
-	for _, which := range []string{"http", "raft"} {
+	for _, which := range []string{"http", "raft", "grpc"} {
 		t.Run(which, func(t *testing.T) {
 			cfg := newNodeConfig(t, "n1")
 			cfg.DataDir = filepath.Join(t.TempDir(), "data") // absent: a first start
 			taken, release := takePort(t)
 			flag := "--" + which + "-addr"
-			if which == "http" {
+			args := []string{"--node-id", cfg.ID, "--data", cfg.DataDir, "--insecure", "--rate-limit", "off"}
+			switch which {
+			case "http":
 				cfg.HTTPAddr = taken
-			} else {
+			case "raft":
 				cfg.RaftAddr = taken
+			case "grpc":
+				args = append(args, "--grpc-addr", taken)
 			}
-			args := []string{"--node-id", cfg.ID, "--http-addr", cfg.HTTPAddr, "--raft-addr", cfg.RaftAddr,
-				"--data", cfg.DataDir, "--insecure", "--rate-limit", "off"}
+			args = append(args, "--http-addr", cfg.HTTPAddr, "--raft-addr", cfg.RaftAddr)
 			got := serveExpectingFailure(t, args...)
-			for _, want := range []string{"troupe: cannot listen for " + map[string]string{"http": "HTTP", "raft": "raft"}[which], taken, flag, "address already in use"} {
+			for _, want := range []string{"troupe: cannot listen for " + map[string]string{"http": "HTTP", "raft": "raft", "grpc": "gRPC"}[which], taken, flag, "address already in use"} {
 				if !strings.Contains(got.stderr, want) {
 					t.Errorf("stderr %q does not name %q", got.stderr, want)
 				}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,6 +31,8 @@ type serveConfig struct {
 	// Tracing says where spans go (--otlp-endpoint, or the OTEL_*
 	// variables) and which share of traces is kept (--trace-sample).
 	Tracing tracing.Config
+	// GRPCAddr serves Envoy's rate-limit service (gRPC) here; empty: off.
+	GRPCAddr string
 
 	// Explicit records which flags the operator set (flag or env), e.g. to
 	// tell a chosen --user-shards from the default.
@@ -96,6 +99,7 @@ func parseServe(args []string, stderr io.Writer, getenv func(string) string) (*s
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
 	fs.StringVar(&c.Tracing.Endpoint, "otlp-endpoint", "", "send traces here, OTLP over HTTP, e.g. http://127.0.0.1:4318 (/v1/traces is added to a URL without a path); empty: the OTEL_EXPORTER_OTLP_* variables, else tracing is off")
 	fs.Float64Var(&c.Tracing.SampleRatio, "trace-sample", tracing.DefaultSampleRatio, "share of new traces kept when tracing is on, 0 to 1 (a request whose traceparent is sampled is always traced)")
+	fs.StringVar(&c.GRPCAddr, "grpc-addr", "", "serve Envoy's rate-limit service (gRPC) on this address, e.g. 127.0.0.1:8081; off when empty")
 	fs.StringVar(&c.PprofAddr, "pprof", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060; off when empty")
 	fs.IntVar(&c.Node.UserShards, "user-shards", c.Node.UserShards, "user shards of a new cluster (a power of two; fixed at creation)")
 	fs.DurationVar(&c.Node.IdempotencyRetention, "idempotency-retention", c.Node.IdempotencyRetention, "how long Idempotency-Keys are remembered in a new cluster, 10s to 24h (fixed at creation)")
@@ -212,6 +216,9 @@ func (c *serveConfig) validate() error {
 	if err := c.setupHTTPTLS(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := checkListenAddr("grpc-addr", c.GRPCAddr); err != nil {
+		errs = append(errs, err)
+	}
 	for name, v := range map[string]string{"cors-origins": c.CORSOrigins} {
 		if v != "" {
 			notYet(name)
@@ -318,4 +325,19 @@ func (c *serveConfig) peerClient(timeout time.Duration) *http.Client {
 		return &http.Client{Timeout: timeout}
 	}
 	return &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: c.peerTLS}}
+}
+
+// checkListenAddr checks an optional host:port flag (empty: off).
+func checkListenAddr(flag, addr string) error {
+	if addr == "" {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err == nil {
+		_, err = strconv.ParseUint(port, 10, 16)
+	}
+	if err != nil {
+		return fmt.Errorf("--%s %q: give host:port with a port from 0 to 65535 (e.g. 127.0.0.1:8081), or leave it empty for off", flag, addr)
+	}
+	return nil
 }

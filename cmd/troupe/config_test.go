@@ -42,35 +42,37 @@ func TestParseServeFlagsEnvDefaults(t *testing.T) {
 
 func TestParseServeRejects(t *testing.T) {
 	cases := map[string][]string{
-		"bad shards":            {"--insecure", "--user-shards", "6"},
-		"join and bootstrap":    {"--insecure", "--join", "http://127.0.0.1:8081", "--bootstrap"},
-		"bad join url":          {"--insecure", "--join", "ftp://127.0.0.1:8081"},
-		"join, no advertise":    {"--insecure", "--join", "127.0.0.1:8081", "--http-addr", "0.0.0.0:8080"},
-		"expect without peers":  {"--insecure", "--bootstrap-expect", "3"},
-		"half tls":              {"--insecure", "--tls-cert", "node.pem"},
-		"missing tls files":     {"--insecure", "--tls-cert", "/nonexistent/c.pem", "--tls-key", "/nonexistent/k.pem", "--tls-ca", "/nonexistent/ca.pem"},
-		"expect out of range":   {"--insecure", "--bootstrap-expect", "12", "--join", "127.0.0.1:8081"},
-		"bad log level":         {"--insecure", "--log-level", "loud"},
-		"access ttl too long":   {"--access-token-ttl", "48h"},
-		"bad rate limit":        {"--insecure", "--rate-limit", "lots"},
-		"bad limit mode":        {"--insecure", "--rate-limit-mode", "planetary"},
-		"bad trusted proxy":     {"--insecure", "--trusted-proxies", "10.0.0.0/33"},
-		"bad address":           {"--insecure", "--http-addr", "nonsense"},
-		"stray argument":        {"--insecure", "extra"},
-		"tiny argon2":           {"--insecure", "--argon2-memory-kib", "1"},
-		"bad node id":           {"--insecure", "--node-id", "a b"},
-		"unspecified advertise": {"--insecure", "--advertise-raft", "0.0.0.0:7080"},
-		"no connections":        {"--insecure", "--max-connections", "0"},
-		"too many streams":      {"--insecure", "--max-streams", "1000001"},
-		"no streams per user":   {"--insecure", "--max-streams-per-user", "0"},
-		"no presence":           {"--insecure", "--max-presence-per-document", "0"},
-		"no documents per user": {"--insecure", "--max-documents-per-user", "0"},
-		"tiny wal segments":     {"--insecure", "--raft-wal-segment-size", "1000"},
-		"many trailing logs":    {"--insecure", "--raft-trailing-logs", "20000000"},
-		"tiny document history": {"--insecure", "--document-history-bytes", "1000"},
-		"huge document history": {"--insecure", "--document-history-bytes", "2147483648"},
-		"retention too short":   {"--insecure", "--idempotency-retention", "9s"},
-		"retention too long":    {"--insecure", "--idempotency-retention", "25h"},
+		"bad shards":             {"--insecure", "--user-shards", "6"},
+		"join and bootstrap":     {"--insecure", "--join", "http://127.0.0.1:8081", "--bootstrap"},
+		"bad join url":           {"--insecure", "--join", "ftp://127.0.0.1:8081"},
+		"join, no advertise":     {"--insecure", "--join", "127.0.0.1:8081", "--http-addr", "0.0.0.0:8080"},
+		"expect without peers":   {"--insecure", "--bootstrap-expect", "3"},
+		"half tls":               {"--insecure", "--tls-cert", "node.pem"},
+		"missing tls files":      {"--insecure", "--tls-cert", "/nonexistent/c.pem", "--tls-key", "/nonexistent/k.pem", "--tls-ca", "/nonexistent/ca.pem"},
+		"expect out of range":    {"--insecure", "--bootstrap-expect", "12", "--join", "127.0.0.1:8081"},
+		"bad log level":          {"--insecure", "--log-level", "loud"},
+		"access ttl too long":    {"--access-token-ttl", "48h"},
+		"bad rate limit":         {"--insecure", "--rate-limit", "lots"},
+		"bad limit mode":         {"--insecure", "--rate-limit-mode", "planetary"},
+		"bad trusted proxy":      {"--insecure", "--trusted-proxies", "10.0.0.0/33"},
+		"bad address":            {"--insecure", "--http-addr", "nonsense"},
+		"bad grpc address":       {"--insecure", "--grpc-addr", "nonsense"},
+		"grpc port out of range": {"--insecure", "--grpc-addr", "127.0.0.1:70000"},
+		"stray argument":         {"--insecure", "extra"},
+		"tiny argon2":            {"--insecure", "--argon2-memory-kib", "1"},
+		"bad node id":            {"--insecure", "--node-id", "a b"},
+		"unspecified advertise":  {"--insecure", "--advertise-raft", "0.0.0.0:7080"},
+		"no connections":         {"--insecure", "--max-connections", "0"},
+		"too many streams":       {"--insecure", "--max-streams", "1000001"},
+		"no streams per user":    {"--insecure", "--max-streams-per-user", "0"},
+		"no presence":            {"--insecure", "--max-presence-per-document", "0"},
+		"no documents per user":  {"--insecure", "--max-documents-per-user", "0"},
+		"tiny wal segments":      {"--insecure", "--raft-wal-segment-size", "1000"},
+		"many trailing logs":     {"--insecure", "--raft-trailing-logs", "20000000"},
+		"tiny document history":  {"--insecure", "--document-history-bytes", "1000"},
+		"huge document history":  {"--insecure", "--document-history-bytes", "2147483648"},
+		"retention too short":    {"--insecure", "--idempotency-retention", "9s"},
+		"retention too long":     {"--insecure", "--idempotency-retention", "25h"},
 	}
 	for name, args := range cases {
 		if _, err := parseServe(args, io.Discard, env(nil)); err == nil {
@@ -80,6 +82,13 @@ func TestParseServeRejects(t *testing.T) {
 	if _, err := parseServe([]string{"--insecure", "--max-streams-per-user", "0"}, io.Discard, env(nil)); err == nil ||
 		!strings.Contains(err.Error(), "max-streams-per-user 0 must be from 1 to 100000") {
 		t.Errorf("out of range: %v", err)
+	}
+	if _, err := parseServe([]string{"--insecure", "--grpc-addr", "8081"}, io.Discard, env(nil)); err == nil ||
+		!strings.Contains(err.Error(), `--grpc-addr "8081": give host:port with a port from 0 to 65535`) {
+		t.Errorf("bad grpc address: %v", err)
+	}
+	if c, err := parseServe([]string{"--insecure", "--grpc-addr", "127.0.0.1:8081"}, io.Discard, env(nil)); err != nil || c.GRPCAddr != "127.0.0.1:8081" {
+		t.Errorf("grpc address: %v", err)
 	}
 	if _, err := parseServe([]string{"--insecure"}, io.Discard, env(map[string]string{"TROUPE_USER_SHARDS": "many"})); err == nil ||
 		!strings.Contains(err.Error(), "TROUPE_USER_SHARDS") {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +28,7 @@ import (
 	"github.com/troupe-db/troupe/internal/tracing"
 	"github.com/troupe-db/troupe/storage"
 	"github.com/troupe-db/troupe/transport/api"
+	"github.com/troupe-db/troupe/transport/envoy"
 )
 
 func serve(args []string, stdout, stderr io.Writer) int {
@@ -115,6 +117,17 @@ func runNode(ctx context.Context, cfg *serveConfig, logger *slog.Logger, stdout 
 			ln.Close()
 		}
 	}()
+	var grpcLn net.Listener
+	if cfg.GRPCAddr != "" {
+		if grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+			return startError{fmt.Errorf("cannot listen for gRPC on %s (--grpc-addr): %w", cfg.GRPCAddr, netCause(err))}
+		}
+		defer func() {
+			if !serving {
+				grpcLn.Close()
+			}
+		}()
+	}
 	raftLayer, err := cluster.ListenRaft(cfg.Node)
 	if err != nil {
 		return startError{err}
@@ -210,6 +223,16 @@ func runNode(ctx context.Context, cfg *serveConfig, logger *slog.Logger, stdout 
 	if err != nil {
 		return startError{fmt.Errorf("cannot start the HTTP server: %w", err)}
 	}
+	var rls *envoy.Server
+	if grpcLn != nil {
+		var tlsCfg *tls.Config
+		if cfg.Node.TLS.Enabled() {
+			if tlsCfg, err = cfg.Node.TLS.Config(); err != nil {
+				return startError{err}
+			}
+		}
+		rls = envoy.New(envoy.Config{TLS: tlsCfg, Timeout: cfg.HTTP.RequestTimeout, Logger: logger}, node, srv.RateLimiter(), srv)
+	}
 	serving = true // Serve owns the listener now
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -224,6 +247,20 @@ func runNode(ctx context.Context, cfg *serveConfig, logger *slog.Logger, stdout 
 		}
 		logger.Info("HTTP server stopped")
 	}()
+	if rls != nil {
+		grpcErr := make(chan error, 1)
+		go func() { grpcErr <- rls.Serve(grpcLn) }()
+		logger.Info("serving Envoy's rate-limit service", slog.String("addr", grpcLn.Addr().String()), slog.Bool("tls", cfg.Node.TLS.Enabled()))
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.ShutdownGrace)
+			defer cancel()
+			rls.Stop(sctx)
+			if err := <-grpcErr; err != nil {
+				logger.Warn("gRPC server ended with an error", slog.Any("err", err))
+			}
+			logger.Info("gRPC server stopped")
+		}()
+	}
 
 	joinCtx, cancelJoin := context.WithCancel(ctx)
 	defer cancelJoin()

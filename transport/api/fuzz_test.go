@@ -1,6 +1,7 @@
 package api
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 
@@ -22,6 +23,8 @@ func FuzzDecodeRequests(f *testing.F) {
 		`{"limit":100,"window_ms":1000,"burst":10,"shadow":true}`,
 		`{"algorithm":"fixed_window","limit":10,"window":"month","time_zone":"Asia/Kolkata"}`, `{"algorithm":"concurrency","limit":3}`,
 		`{"algorithm":"sliding_window","limit":5,"window_ms":60000}`, `{"algorithm":"fixed_window","limit":1,"window":"day","time_zone":"UTC"}`,
+		`{"limit":5,"window_ms":1000,"envoy":{"domain":"edge","descriptors":[{"key":"remote_address"},{"key":"path","value":"/login"}]}}`,
+		`{"limit":5,"window_ms":1000,"envoy":{"domain":"","descriptors":[{"value":""}]}}`,
 		`{"checks":[{"policy":"a","key":"k","cost":2},{"policy":"sem","key":"k","lease_ms":1000}]}`,
 		`{"policy":"sem","key":"k","lease_id":"00000000000000ff"}`, `{"policy":"sem","key":"k","lease_id":"00000000000000FF"}`,
 		`{"all":true,"checks":[{"policy":{"name":"p","algorithm":"concurrency","limit":2,"shadow":false},"key":"k","cost":1,"lease_ms":5}]}`,
@@ -62,7 +65,7 @@ func FuzzDecodeRequests(f *testing.F) {
 				// Shown and read back (the decide route's wire form), it is
 				// the same policy.
 				j := toPolicyJSON(&p, "")
-				if back, e := fromPolicyJSON(&j); e != nil || back != p {
+				if back, e := fromPolicyJSON(&j); e != nil || !reflect.DeepEqual(back, p) {
 					t.Fatalf("policy %+v read back as %+v (%v)", p, back, e)
 				}
 			}

@@ -40,6 +40,9 @@ type policyJSON struct {
 	Burst     uint32 `json:"burst,omitempty"`
 	Shadow    bool   `json:"shadow"`
 	Scope     string `json:"scope,omitempty"` // "node" (the default policy) or "cluster"
+	// Envoy binds the policy to descriptors of Envoy's rate-limit
+	// service (transport/envoy).
+	Envoy *envoyJSON `json:"envoy,omitempty"`
 }
 
 func toPolicyJSON(p *storage.Policy, scope string) policyJSON {
@@ -47,6 +50,7 @@ func toPolicyJSON(p *storage.Policy, scope string) policyJSON {
 	if p.Algorithm == storage.GCRA {
 		j.Burst = p.Burst
 	}
+	j.Envoy = toEnvoyJSON(p.Envoy)
 	if p.Algorithm == storage.FixedWindow {
 		j.Window, j.TimeZone = p.Window.String(), p.TimeZone
 		if j.TimeZone == "" {
@@ -72,6 +76,13 @@ func fromPolicyJSON(j *policyJSON) (storage.Policy, *storage.Error) {
 	if p.TimeZone == "UTC" {
 		p.TimeZone = "" // as stored: see putPolicy
 	}
+	if j.Envoy != nil {
+		r, e := j.Envoy.rule()
+		if e != nil {
+			return storage.Policy{}, e
+		}
+		p.Envoy = r
+	}
 	if e := p.Validate(); e != nil {
 		return storage.Policy{}, e
 	}
@@ -79,13 +90,14 @@ func fromPolicyJSON(j *policyJSON) (storage.Policy, *storage.Error) {
 }
 
 type putPolicyRequest struct {
-	Algorithm *string `json:"algorithm"`
-	Limit     *uint32 `json:"limit"`
-	WindowMs  *int64  `json:"window_ms"`
-	Window    *string `json:"window"`
-	TimeZone  *string `json:"time_zone"`
-	Burst     *uint32 `json:"burst"`
-	Shadow    *bool   `json:"shadow"`
+	Algorithm *string    `json:"algorithm"`
+	Limit     *uint32    `json:"limit"`
+	WindowMs  *int64     `json:"window_ms"`
+	Window    *string    `json:"window"`
+	TimeZone  *string    `json:"time_zone"`
+	Burst     *uint32    `json:"burst"`
+	Shadow    *bool      `json:"shadow"`
+	Envoy     *envoyJSON `json:"envoy"`
 }
 
 const maxLimitKeyBytes = 512
@@ -315,6 +327,13 @@ func (req *putPolicyRequest) policy(name string) (storage.Policy, error) {
 	}
 	if req.Shadow != nil {
 		p.Shadow = *req.Shadow
+	}
+	if req.Envoy != nil {
+		r, e := req.Envoy.rule()
+		if e != nil {
+			return p, e
+		}
+		p.Envoy = r
 	}
 	if name == storage.DefaultPolicy {
 		return p, badRequest("the default policy is set per node with --rate-limit, not through the API", "name")

@@ -1,0 +1,50 @@
+package envoy
+
+import (
+	"context"
+	"strconv"
+	"sync/atomic"
+	"testing"
+
+	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/troupe-db/troupe/storage"
+)
+
+// BenchmarkShouldRateLimit: decisions per second through a real gRPC
+// server on 127.0.0.1, one descriptor per request, many keys, callers on
+// one connection (HTTP/2 streams), with the token check of a service.
+func BenchmarkShouldRateLimit(b *testing.B) {
+	for _, descs := range []int{1, 3} {
+		b.Run("descriptors="+strconv.Itoa(descs), func(b *testing.B) {
+			f := serve(b, Config{}, storage.Policy{Name: "per-ip", Limit: 1_000_000, WindowMs: 1000, Envoy: rule("edge", "remote_address")},
+				storage.Policy{Name: "per-route", Limit: 1_000_000, WindowMs: 1000, Envoy: rule("edge", "route")},
+				storage.Policy{Name: "per-user", Limit: 1_000_000, WindowMs: 1000, Envoy: rule("edge", "user")})
+			keys := []string{"remote_address", "route", "user"}
+			var seq atomic.Uint64
+			b.SetParallelism(16)
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer svc")
+				for pb.Next() {
+					n := seq.Add(1)
+					req := &rlsv3.RateLimitRequest{Domain: "edge"}
+					for d := range descs {
+						req.Descriptors = append(req.Descriptors, &ratelimitv3.RateLimitDescriptor{Entries: []*ratelimitv3.RateLimitDescriptor_Entry{
+							{Key: keys[d], Value: strconv.FormatUint(n%10_000, 10)},
+						}})
+					}
+					resp, err := f.client.ShouldRateLimit(ctx, req)
+					if err != nil || resp.OverallCode != rlsv3.RateLimitResponse_OK {
+						b.Errorf("%v %v", resp, err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N*descs)/b.Elapsed().Seconds(), "decisions/s")
+		})
+	}
+}
