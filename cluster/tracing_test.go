@@ -20,7 +20,7 @@ func TestTracedPropose(t *testing.T) {
 	defer stop()
 	rec := tracetest.NewSpanRecorder()
 	p := tracing.NewWithProcessor(tracing.Config{SampleRatio: 1}, rec)
-	defer p.Shutdown(context.Background())
+	defer func() { _ = p.Shutdown(context.Background()) }()
 
 	createUser(t, n, "Ada", "ada@example.com") // untraced
 	if got := n.fsm.traced.n.Load(); got != 0 {

@@ -52,7 +52,7 @@ func TestValidate(t *testing.T) {
 func TestChildOnlyBelowARecordingSpan(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	p := NewWithProcessor(Config{SampleRatio: 1, NodeID: "n1"}, rec)
-	defer p.Shutdown(context.Background())
+	defer func() { _ = p.Shutdown(context.Background()) }()
 
 	ctx, span := Child(context.Background(), "orphan")
 	if span.IsRecording() || ctx != context.Background() {
@@ -77,7 +77,7 @@ func TestChildOnlyBelowARecordingSpan(t *testing.T) {
 func TestSamplingFollowsTheParent(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	p := NewWithProcessor(Config{SampleRatio: 0}, rec) // keeps no new trace
-	defer p.Shutdown(context.Background())
+	defer func() { _ = p.Shutdown(context.Background()) }()
 	for range 1000 {
 		if p.SampleNew() {
 			t.Fatal("ratio 0 sampled a new trace")

@@ -72,7 +72,7 @@ func spanNames(spans []sdktrace.ReadOnlySpan) string {
 func attrOf(s sdktrace.ReadOnlySpan, key string) string {
 	for _, a := range s.Attributes() {
 		if string(a.Key) == key {
-			return a.Value.Emit()
+			return a.Value.String()
 		}
 	}
 	return ""
@@ -239,7 +239,7 @@ func TestRateLimitDecisionIsAnEvent(t *testing.T) {
 			if e.Name == "rate limit" {
 				for _, a := range e.Attributes {
 					if a.Key == "troupe.ratelimit.allowed" {
-						got = append(got, a.Value.Emit())
+						got = append(got, a.Value.String())
 					}
 				}
 			}
@@ -265,7 +265,7 @@ func TestRateLimitDecisionIsAnEvent(t *testing.T) {
 			}
 			for _, a := range e.Attributes {
 				if a.Key == "troupe.ratelimit.allowed" || a.Key == "troupe.ratelimit.policy" {
-					got = append(got, a.Value.Emit())
+					got = append(got, a.Value.String())
 				}
 			}
 		}
