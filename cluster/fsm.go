@@ -66,6 +66,7 @@ type FSM struct {
 	traced traceRegistry
 
 	// --- FSM goroutine only ---
+	idsBuf []string // decodeBatch's request ids, reused
 	index  uint64 // of the entry being applied
 	init   *storage.InitParams
 	lastMs int64
@@ -160,9 +161,10 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	f.applyMu.Lock()
 	defer f.applyMu.Unlock()
 	out := make([]any, len(logs))
+	cmds, errs := f.decodeBatch(logs)
 	for i, l := range logs {
 		if l.Type == raft.LogCommand {
-			out[i] = f.applyCommand(l)
+			out[i] = f.applyCommand(l, cmds[i], errs[i])
 		}
 	}
 	// The catalog hears of the batch's document commands before a read
@@ -175,14 +177,45 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	return out
 }
 
+// decodeBatch decodes the batch's commands (errors in errs, applied in
+// their turn), then has the idempotency window read ahead the slots
+// their request ids will need.
+func (f *FSM) decodeBatch(logs []*raft.Log) ([]*storage.Command, []error) {
+	cmds, errs := make([]*storage.Command, len(logs)), make([]error, len(logs))
+	ids := f.idsBuf[:0]
+	for i, l := range logs {
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		cmds[i], errs[i] = storage.DecodeCommand(l.Data)
+		switch c := cmds[i]; {
+		case c == nil:
+		case c.Kind == storage.CmdMulti:
+			for _, sub := range c.Multi {
+				if sub.RequestID != "" {
+					ids = append(ids, sub.RequestID)
+				}
+			}
+		case c.RequestID != "":
+			ids = append(ids, c.RequestID)
+		}
+	}
+	if len(ids) > 1 {
+		f.idem.prefetch(ids)
+	}
+	clear(ids)
+	f.idsBuf = ids[:0]
+	return cmds, errs
+}
+
 // applyCommand returns the command's *actors.Pending, or for a CmdMulti
-// one per command it carries ([]*actors.Pending), in order.
-func (f *FSM) applyCommand(l *raft.Log) any {
+// one per command it carries ([]*actors.Pending), in order. cmd and err
+// are what decoding l gave.
+func (f *FSM) applyCommand(l *raft.Log, cmd *storage.Command, err error) any {
 	if f.failed {
 		return actors.Resolved(internal("this node stopped applying commands"))
 	}
 	f.index = l.Index
-	cmd, err := storage.DecodeCommand(l.Data)
 	if err != nil {
 		if errors.Is(err, storage.ErrUnsupportedVersion) {
 			f.failed = true

@@ -96,6 +96,16 @@ func (x *idemIndex) remove(h, seq uint64) bool {
 	return true
 }
 
+// peek reads the slot where a probe for h starts, and returns it: a
+// prefetch (its value means nothing to the caller).
+func (x *idemIndex) peek(h uint64) uint64 {
+	t := x.part(h)
+	if len(t.slots) == 0 {
+		return 0
+	}
+	return t.slots[int(idemFrag(h))&(len(t.slots)-1)]
+}
+
 // find returns the slot holding h (a matching fragment that held
 // confirms), or else the free slot that ends its probe.
 func (t *idemTable) find(h uint64, held idemHolds) (int, bool) {

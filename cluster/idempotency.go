@@ -152,6 +152,26 @@ func (w *idempotencyWindow) holds(h uint64) idemHolds {
 	}
 }
 
+// prefetch reads, ahead of a batch, the index slots its keyed commands
+// (ids) will look up and those that expiring the next len(ids) oldest
+// keys will clear. With a million keys each is a cache miss; read
+// back to back they overlap, where one command after another would wait
+// for each in turn.
+func (w *idempotencyWindow) prefetch(ids []string) {
+	var sum uint64
+	for _, id := range ids {
+		sum += w.index.peek(idemHash(w.seed, id))
+	}
+	for seq := w.headSeq; seq < w.tailSeq && seq < w.headSeq+uint64(len(ids)); seq++ {
+		_, s := w.slot(seq)
+		sum += w.index.peek(s.hash)
+	}
+	idemPrefetched.Store(sum)
+}
+
+// idemPrefetched keeps prefetch's reads from being optimised away.
+var idemPrefetched atomic.Uint64
+
 // fingerprint returns the fingerprint recorded with entry seq.
 func (w *idempotencyWindow) fingerprint(seq uint64) uint64 {
 	_, s := w.slot(seq)
