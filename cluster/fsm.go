@@ -67,7 +67,7 @@ type FSM struct {
 
 	// --- FSM goroutine only ---
 	idsBuf []string // decodeBatch's request ids, reused
-	index  uint64 // of the entry being applied
+	index  uint64   // of the entry being applied
 	init   *storage.InitParams
 	lastMs int64
 	idem   *idempotencyWindow // replaced on restore; its kept count is read by the metrics
