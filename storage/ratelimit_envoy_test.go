@@ -45,7 +45,16 @@ func TestDecodePolicyCommandVersion3(t *testing.T) {
 // richSnapshot with its first 40 documents and a policy of each
 // algorithm): its policies have none.
 func TestReadSnapshotVersion6Policies(t *testing.T) {
-	b, err := os.ReadFile("testdata/snapshot-v6-policies.bin")
+	readPoliciesGolden(t, "testdata/snapshot-v6-policies.bin")
+}
+
+// readPoliciesGolden reads a snapshot an earlier build wrote of
+// richSnapshot with its first 40 documents and goldenPolicies, checks it
+// holds that state (no Envoy rule: no build before version 8 wrote one)
+// and that written again it reads back the same.
+func readPoliciesGolden(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,18 +64,22 @@ func TestReadSnapshotVersion6Policies(t *testing.T) {
 	}
 	want := richSnapshot(t)
 	want.Docs = want.Docs[:40]
-	want.Meta.Policies = []Policy{
-		{Name: "a-gcra", Limit: 100, WindowMs: 1000, Burst: 20},
-		{Name: "b-sliding", Algorithm: SlidingWindow, Limit: 50, WindowMs: 60_000, Burst: 50},
-		{Name: "c-fixed", Algorithm: FixedWindow, Limit: 1_000_000, Burst: 1_000_000, Window: UnitDay, TimeZone: "America/New_York", Shadow: true},
-		{Name: "e-sem", Algorithm: Concurrency, Limit: 16, Burst: 16},
-	}
+	want.Meta.Policies = goldenPolicies
 	sameState(t, got, want)
 	again, err := ReadSnapshot(bytes.NewReader(writeSnap(t, got)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	sameState(t, again, want)
+}
+
+// goldenPolicies are the policies of the golden snapshots that hold one
+// of each algorithm.
+var goldenPolicies = []Policy{
+	{Name: "a-gcra", Limit: 100, WindowMs: 1000, Burst: 20},
+	{Name: "b-sliding", Algorithm: SlidingWindow, Limit: 50, WindowMs: 60_000, Burst: 50},
+	{Name: "c-fixed", Algorithm: FixedWindow, Limit: 1_000_000, Burst: 1_000_000, Window: UnitDay, TimeZone: "America/New_York", Shadow: true},
+	{Name: "e-sem", Algorithm: Concurrency, Limit: 16, Burst: 16},
 }
 
 func TestSnapshotPolicyEnvoy(t *testing.T) {
@@ -155,31 +168,5 @@ func TestEnvoyRuleMatchAndKey(t *testing.T) {
 // (testdata/snapshot-v7.bin: richSnapshot with its first 40 documents and
 // a policy of each algorithm): its policies have none.
 func TestReadSnapshotVersion7(t *testing.T) {
-	b, err := os.ReadFile("testdata/snapshot-v7.bin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := ReadSnapshot(bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := richSnapshot(t)
-	want.Docs = want.Docs[:40]
-	want.Meta.Policies = []Policy{
-		{Name: "a-gcra", Limit: 100, WindowMs: 1000, Burst: 20},
-		{Name: "b-sliding", Algorithm: SlidingWindow, Limit: 50, WindowMs: 60_000, Burst: 50},
-		{Name: "c-fixed", Algorithm: FixedWindow, Limit: 1_000_000, Burst: 1_000_000, Window: UnitDay, TimeZone: "America/New_York", Shadow: true},
-		{Name: "e-sem", Algorithm: Concurrency, Limit: 16, Burst: 16},
-	}
-	sameState(t, got, want)
-	for _, p := range got.Meta.Policies {
-		if p.Envoy != nil {
-			t.Fatalf("policy %s of a version 7 snapshot has an Envoy rule", p.Name)
-		}
-	}
-	again, err := ReadSnapshot(bytes.NewReader(writeSnap(t, got)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sameState(t, again, want)
+	readPoliciesGolden(t, "testdata/snapshot-v7.bin")
 }

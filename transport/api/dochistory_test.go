@@ -33,19 +33,8 @@ type errorResp struct {
 // dropped out of the history bytes is gone, naming the oldest kept.
 func TestDocTimeTravelOverHTTP(t *testing.T) {
 	ts := startServer(t, secure, func(c *Config) { c.DocumentHistoryBytes = 1 << 20 })
-	adaID := ts.register("Ada", "ada@example.com", "correct horse")
-	ada := bearer(ts.login("ada@example.com", "correct horse").AccessToken)
-	bobID := ts.register("Bob", "bob@example.com", "correct horse")
-	bob := bearer(ts.login("bob@example.com", "correct horse").AccessToken)
-	ts.register("Carol", "carol@example.com", "correct horse")
-	carol := bearer(ts.login("carol@example.com", "correct horse").AccessToken)
-
-	r := ts.do("POST", "/v1/docs", `{"title":"Past","content":"é"}`, ada, true)
-	ts.expect(r, 201, "")
-	var d docResp
-	r.json(t, &d)
-	path := "/v1/docs/" + d.ID
-	ts.expect(ts.do("PUT", path+"/editors/"+bobID, "", ada, true), 204, "")
+	f := newHistoryFixture(t, ts, "Past", "é")
+	adaID, ada, bobID, bob, carol, path := f.adaID, f.ada, f.bobID, f.bob, f.carol, f.path
 
 	texts := []string{"é"}
 	seq := map[string]int{}
@@ -87,7 +76,7 @@ func TestDocTimeTravelOverHTTP(t *testing.T) {
 
 	// The history, newest first, in pages of 50.
 	var h historyResp
-	r = ts.do("GET", path+"/history", "", ada, true)
+	r := ts.do("GET", path+"/history", "", ada, true)
 	ts.expect(r, 200, "")
 	r.json(t, &h)
 	if len(h.Items) != 50 || h.Next == nil || *h.Next != N-49 || h.Oldest != 0 {
@@ -167,26 +156,15 @@ func deref(s *string) string {
 // on the version before it lands where its author meant.
 func TestDocRestoreOverHTTP(t *testing.T) {
 	ts := startServer(t, secure)
-	adaID := ts.register("Ada", "ada@example.com", "correct horse")
-	ada := bearer(ts.login("ada@example.com", "correct horse").AccessToken)
-	bobID := ts.register("Bob", "bob@example.com", "correct horse")
-	bob := bearer(ts.login("bob@example.com", "correct horse").AccessToken)
-	ts.register("Carol", "carol@example.com", "correct horse")
-	carol := bearer(ts.login("carol@example.com", "correct horse").AccessToken)
-
-	r := ts.do("POST", "/v1/docs", `{"title":"Fox","content":"The quick brown fox"}`, ada, true)
-	ts.expect(r, 201, "")
-	var d docResp
-	r.json(t, &d)
-	path := "/v1/docs/" + d.ID
-	ts.expect(ts.do("PUT", path+"/editors/"+bobID, "", ada, true), 204, "")
+	f := newHistoryFixture(t, ts, "Fox", "The quick brown fox")
+	ada, bobID, bob, carol, path := f.ada, f.bobID, f.bob, f.carol, f.path
 	ts.expect(ts.do("POST", path+"/ops", `{"client_id":"a","seq":1,"base_version":0,"ops":[{"op":"replace","pos":4,"len":5,"text":"slow"}]}`, ada, true), 200, "")
 
 	var res struct {
 		Version  uint64 `json:"version"`
 		Restored uint64 `json:"restored"`
 	}
-	r = ts.do("POST", path+"/restore", `{"version":0}`, bob, true)
+	r := ts.do("POST", path+"/restore", `{"version":0}`, bob, true)
 	ts.expect(r, 200, "")
 	r.json(t, &res)
 	if res.Version != 2 || res.Restored != 0 {
@@ -196,6 +174,7 @@ func TestDocRestoreOverHTTP(t *testing.T) {
 	// restore, it is still at the end.
 	ts.expect(ts.do("POST", path+"/ops", `{"client_id":"a","seq":2,"base_version":1,"ops":[{"op":"insert","pos":18,"text":" jumps"}]}`, ada, true), 200, "")
 	r = ts.do("GET", path, "", ada, true)
+	var d docResp
 	r.json(t, &d)
 	if *d.Content != "The quick brown fox jumps" || d.Version != 3 {
 		t.Fatalf("after the restore: %s", r.body)
@@ -218,5 +197,30 @@ func TestDocRestoreOverHTTP(t *testing.T) {
 	ts.expect(ts.do("POST", path+"/restore", `{"version":4}`, ada, true), 400, "bad_request")
 	ts.expect(ts.do("POST", path+"/restore", `{}`, ada, false), 400, "bad_request")
 	ts.expect(ts.do("POST", path+"/restore", `{"version":0}`, carol, true), 403, "forbidden")
-	_ = adaID
+}
+
+// historyFixture is a document Ada owns with Bob as its editor, and Carol,
+// who may not read it.
+type historyFixture struct {
+	adaID, bobID    string
+	ada, bob, carol map[string]string // their bearer headers
+	path            string            // /v1/docs/{id}
+}
+
+func newHistoryFixture(t *testing.T, ts *testServer, title, content string) historyFixture {
+	t.Helper()
+	var f historyFixture
+	f.adaID = ts.register("Ada", "ada@example.com", "correct horse")
+	f.ada = bearer(ts.login("ada@example.com", "correct horse").AccessToken)
+	f.bobID = ts.register("Bob", "bob@example.com", "correct horse")
+	f.bob = bearer(ts.login("bob@example.com", "correct horse").AccessToken)
+	ts.register("Carol", "carol@example.com", "correct horse")
+	f.carol = bearer(ts.login("carol@example.com", "correct horse").AccessToken)
+	r := ts.do("POST", "/v1/docs", fmt.Sprintf(`{"title":%q,"content":%q}`, title, content), f.ada, true)
+	ts.expect(r, 201, "")
+	var d docResp
+	r.json(t, &d)
+	f.path = "/v1/docs/" + d.ID
+	ts.expect(ts.do("PUT", f.path+"/editors/"+f.bobID, "", f.ada, true), 204, "")
+	return f
 }

@@ -42,6 +42,23 @@ func (s *Server) usersOrUnavailable(ctx *fasthttp.RequestCtx) Users {
 	return u
 }
 
+// userName checks a user's name as a label (no invalid UTF-8, controls or
+// bidi overrides) and normalises it: field "name".
+func userName(s string) (string, *storage.Error) {
+	if err := storage.CheckLabel("name", s); err != nil {
+		return "", err
+	}
+	return storage.NormalizeName("name", s)
+}
+
+// userEmail does the same for an email address: field "email".
+func userEmail(s string) (string, *storage.Error) {
+	if err := storage.CheckLabel("email", s); err != nil {
+		return "", err
+	}
+	return storage.NormalizeEmail("email", s)
+}
+
 // validateNewUser normalises a create request. allowHash says whether
 // password_hash may be given (batch imports).
 func validateNewUser(r *createUserRequest, allowHash bool) (storage.NewUser, *storage.Error) {
@@ -53,16 +70,10 @@ func validateNewUser(r *createUserRequest, allowHash bool) (storage.NewUser, *st
 		return nu, &storage.Error{Kind: storage.KindBadRequest, Field: "email", Message: "email is required"}
 	}
 	var err *storage.Error
-	if err = storage.CheckLabel("name", *r.Name); err != nil {
+	if nu.Name, err = userName(*r.Name); err != nil {
 		return nu, err
 	}
-	if nu.Name, err = storage.NormalizeName("name", *r.Name); err != nil {
-		return nu, err
-	}
-	if err = storage.CheckLabel("email", *r.Email); err != nil {
-		return nu, err
-	}
-	if nu.Email, err = storage.NormalizeEmail("email", *r.Email); err != nil {
+	if nu.Email, err = userEmail(*r.Email); err != nil {
 		return nu, err
 	}
 	nu.Role = storage.RoleUser
@@ -226,22 +237,14 @@ func (s *Server) patchUser(ctx *fasthttp.RequestCtx) {
 	var serr *storage.Error
 	if req.Name != nil {
 		p.Fields |= storage.PatchName
-		if serr = storage.CheckLabel("name", *req.Name); serr != nil {
-			writeError(ctx, serr)
-			return
-		}
-		if p.Name, serr = storage.NormalizeName("name", *req.Name); serr != nil {
+		if p.Name, serr = userName(*req.Name); serr != nil {
 			writeError(ctx, serr)
 			return
 		}
 	}
 	if req.Email != nil {
 		p.Fields |= storage.PatchEmail
-		if serr = storage.CheckLabel("email", *req.Email); serr != nil {
-			writeError(ctx, serr)
-			return
-		}
-		if p.Email, serr = storage.NormalizeEmail("email", *req.Email); serr != nil {
+		if p.Email, serr = userEmail(*req.Email); serr != nil {
 			writeError(ctx, serr)
 			return
 		}
