@@ -3,8 +3,6 @@ package storage
 import (
 	"bytes"
 	"fmt"
-
-	"github.com/google/btree"
 )
 
 // UserShard is the state of one user shard: the records whose id names
@@ -27,7 +25,7 @@ import (
 // holds is never changed: a change writes a new record (Put), and the
 // first change to a tree node after a view copies the node.
 type UserShard struct {
-	byID  *btree.BTreeG[userRef]
+	byID  userIndex
 	arena arena
 	// byEmail maps an email key to a user id. It is derivable from the
 	// records of all shards (RebuildEmailIndexes), so snapshots do not
@@ -70,7 +68,7 @@ const btreeDegree = 32
 // NewUserShard returns an empty shard.
 func NewUserShard() *UserShard {
 	return &UserShard{
-		byID:    btree.NewG(btreeDegree, lessRef),
+		byID:    newUserIndex(),
 		byEmail: newEmailIndex(0),
 	}
 }
@@ -81,7 +79,7 @@ func NewUserShard() *UserShard {
 // that node: the cost is paid by writes, per view taken. A view has no
 // email index (see RebuildEmailIndexes).
 func (s *UserShard) View() *UserShard {
-	return &UserShard{byID: s.byID.Clone(), arena: s.arena.view()}
+	return &UserShard{byID: s.byID.clone(), arena: s.arena.view()}
 }
 
 // TakeOver makes s hold from's records and email index. The two share
@@ -89,7 +87,7 @@ func (s *UserShard) View() *UserShard {
 // they were whatever s does; from's email index becomes s's, and from
 // must not use it again.
 func (s *UserShard) TakeOver(from *UserShard) {
-	*s = UserShard{byID: from.byID.Clone(), arena: from.arena.view(), byEmail: from.byEmail}
+	*s = UserShard{byID: from.byID.clone(), arena: from.arena.view(), byEmail: from.byEmail}
 }
 
 // HasEmailIndex reports whether the shard holds its email index (a view
@@ -97,7 +95,7 @@ func (s *UserShard) TakeOver(from *UserShard) {
 func (s *UserShard) HasEmailIndex() bool { return s.byEmail != nil }
 
 // Len is the number of records whose home is this shard.
-func (s *UserShard) Len() int { return s.byID.Len() }
+func (s *UserShard) Len() int { return s.byID.len() }
 
 // Get returns the record with id.
 func (s *UserShard) Get(id string) (*User, bool) {
@@ -105,7 +103,7 @@ func (s *UserShard) Get(id string) (*User, bool) {
 	if !ok {
 		return nil, false
 	}
-	r, ok := s.byID.Get(k)
+	r, ok := s.byID.get(k)
 	if !ok {
 		return nil, false
 	}
@@ -117,7 +115,7 @@ func (s *UserShard) Get(id string) (*User, bool) {
 // has reports whether a record with id exists.
 func (s *UserShard) has(id string) bool {
 	k, ok := refOf(id)
-	return ok && s.byID.Has(k)
+	return ok && s.byID.has(k)
 }
 
 // decode fills u with the record r refers to. Its strings alias a copy
@@ -161,7 +159,7 @@ func (s *UserShard) Put(u *User) {
 	if !ok {
 		panic(fmt.Sprintf("storage: user id %q is not canonical", u.ID))
 	}
-	if old, existed := s.byID.ReplaceOrInsert(s.write(k, u)); existed {
+	if old, existed := s.byID.replaceOrInsert(s.write(k, u)); existed {
 		s.arena.free(old.loc())
 		s.compactIfWasteful()
 	}
@@ -180,7 +178,7 @@ func (s *UserShard) Remove(id string) {
 	if !ok {
 		return
 	}
-	if old, existed := s.byID.Delete(k); existed {
+	if old, existed := s.byID.delete(k); existed {
 		s.arena.free(old.loc())
 		s.compactIfWasteful()
 	}
@@ -196,12 +194,12 @@ func (s *UserShard) compactIfWasteful() {
 		return
 	}
 	fresh := sizedFor(s.arena.live)
-	tree := btree.NewG(btreeDegree, lessRef)
-	s.byID.Ascend(func(r userRef) bool {
-		tree.ReplaceOrInsert(makeRef(r.stamp, r.home(), fresh.add(s.arena.record(r.loc()))))
+	index := newUserIndex()
+	s.byID.ascend(func(r userRef) bool {
+		index.tree.ReplaceOrInsert(makeRef(r.stamp, r.home(), fresh.add(s.arena.record(r.loc()))))
 		return true
 	})
-	s.byID, s.arena = tree, fresh
+	s.byID, s.arena = index, fresh
 }
 
 // IndexEmail maps key to id. It fails with a conflict when another user
@@ -245,8 +243,8 @@ func (s *UserShard) Create(id string, in *NewUser, nowMs int64) (*User, *Error) 
 	// existed. Ids are unique by construction (stamps); an existing one
 	// means a clock or leadership anomaly, reported deterministically.
 	r := s.write(k, u)
-	if old, existed := s.byID.ReplaceOrInsert(r); existed {
-		s.byID.ReplaceOrInsert(old)
+	if old, existed := s.byID.replaceOrInsert(r); existed {
+		s.byID.replaceOrInsert(old)
 		s.arena.free(r.loc())
 		return nil, errorf(KindConflict, "user id %s already exists", id)
 	}
@@ -281,14 +279,14 @@ func (s *UserShard) List(dst []*User, q ListQuery) []*User {
 		return n < q.Limit
 	}
 	if q.After == "" {
-		s.byID.Ascend(visit)
+		s.byID.ascend(visit)
 		return dst
 	}
 	after, ok := refOf(q.After)
 	if !ok {
 		return dst // no id follows a string that is not one
 	}
-	s.byID.AscendGreaterOrEqual(after, func(r userRef) bool {
+	s.byID.ascendFrom(after, func(r userRef) bool {
 		return !lessRef(after, r) || visit(r)
 	})
 	return dst
@@ -297,11 +295,11 @@ func (s *UserShard) List(dst []*User, q ListQuery) []*User {
 // Count returns the number of records matching q (lower-case) or all.
 func (s *UserShard) Count(q string) int {
 	if q == "" {
-		return s.byID.Len()
+		return s.byID.len()
 	}
 	n := 0
 	var u User
-	s.byID.Ascend(func(r userRef) bool {
+	s.byID.ascend(func(r userRef) bool {
 		s.fields(r, &u)
 		if containsFold(u.Name, q) || containsFold(u.Email, q) {
 			n++
@@ -313,7 +311,7 @@ func (s *UserShard) Count(q string) int {
 
 // Ascend calls fn for every record in id order until it returns false.
 func (s *UserShard) Ascend(fn func(*User) bool) {
-	s.byID.Ascend(func(r userRef) bool {
+	s.byID.ascend(func(r userRef) bool {
 		u := &User{}
 		s.decode(r, u)
 		return fn(u)
@@ -323,13 +321,13 @@ func (s *UserShard) Ascend(fn func(*User) bool) {
 // ascendRecords calls fn with the encoding of every record (encoder.user)
 // in id order until it returns false. The bytes alias the arena.
 func (s *UserShard) ascendRecords(fn func(rec []byte) bool) {
-	s.byID.Ascend(func(r userRef) bool { return fn(s.arena.record(r.loc())) })
+	s.byID.ascend(func(r userRef) bool { return fn(s.arena.record(r.loc())) })
 }
 
 // Admins appends the ids of this shard's admins.
 func (s *UserShard) Admins(dst []string) []string {
 	var u User
-	s.byID.Ascend(func(r userRef) bool {
+	s.byID.ascend(func(r userRef) bool {
 		if s.fields(r, &u); u.Role == RoleAdmin {
 			dst = append(dst, MakeUserID(r.stamp, r.home()))
 		}
@@ -349,7 +347,7 @@ func RebuildEmailIndexes(shards []*UserShard) error {
 	for _, s := range shards {
 		var err error
 		var u User
-		s.byID.Ascend(func(r userRef) bool {
+		s.byID.ascend(func(r userRef) bool {
 			s.fields(r, &u)
 			key := EmailKey(u.Email)
 			if e := shards[ShardOf(key, len(shards))].IndexEmail(key, u.ID); e != nil {
