@@ -19,6 +19,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/url"
 	"strings"
@@ -99,7 +100,10 @@ type Provider struct {
 	tp     *sdktrace.TracerProvider
 	tracer trace.Tracer
 	nodeID string
-	ratio  float64
+	// A new trace is started when a random uint64 is below below, or
+	// always if all.
+	below uint64
+	all   bool
 }
 
 // New starts exporting spans as c says, or returns nil when tracing is
@@ -145,13 +149,21 @@ func newProvider(c Config, sp sdktrace.SpanProcessor, res *resource.Resource) *P
 		sdktrace.WithSpanProcessor(sp),
 		sdktrace.WithResource(res),
 	)
-	return &Provider{tp: tp, tracer: tp.Tracer(Scope), nodeID: c.NodeID, ratio: c.SampleRatio}
+	p := &Provider{tp: tp, tracer: tp.Tracer(Scope), nodeID: c.NodeID}
+	if x := math.Ldexp(c.SampleRatio, 64); x >= math.Ldexp(1, 64) {
+		p.all = true
+	} else if x > 0 {
+		p.below = uint64(x)
+	}
+	return p
 }
 
 // SampleNew decides whether a request that came without a trace context
-// starts a trace: true for the configured share of calls.
+// starts a trace: true for the configured share of calls. It is on the
+// path of every request when tracing is on: one comparison with a
+// runtime random number.
 func (p *Provider) SampleNew() bool {
-	return p != nil && (p.ratio >= 1 || p.ratio > 0 && rand.Float64() < p.ratio)
+	return p != nil && (p.all || rand.Uint64() < p.below)
 }
 
 // NotSampledParent is a traceparent header value for a request this node

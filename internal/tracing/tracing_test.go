@@ -93,6 +93,17 @@ func TestSamplingFollowsTheParent(t *testing.T) {
 	if kept < 4000 || kept > 6000 {
 		t.Fatalf("ratio 0.5 kept %d of 10000", kept)
 	}
+	// A small ratio, as operators set it (σ ≈ 31 of 100 000 draws).
+	pct := NewWithProcessor(Config{SampleRatio: 0.01}, rec)
+	kept = 0
+	for range 100_000 {
+		if pct.SampleNew() {
+			kept++
+		}
+	}
+	if kept < 700 || kept > 1300 {
+		t.Fatalf("ratio 0.01 kept %d of 100000", kept)
+	}
 	var off *Provider
 	if off.SampleNew() || !NewWithProcessor(Config{SampleRatio: 1}, rec).SampleNew() {
 		t.Fatal("off samples nothing, ratio 1 everything")
