@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"log/slog"
@@ -340,5 +341,38 @@ func TestProbesAreNotTraced(t *testing.T) {
 	spans := spansOf(t, []string{"not found"}, rec)
 	if len(spans) != 1 {
 		t.Fatalf("probes were traced: %s", spanNames(spans))
+	}
+}
+
+// TestPeekTraceparent finds the header however its name is cased, and
+// leaves the header's normalising as it found it.
+func TestPeekTraceparent(t *testing.T) {
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	for _, name := range []string{"traceparent", "Traceparent", "TRACEPARENT", "TraceParent"} {
+		var req fasthttp.Request
+		raw := "GET / HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n" + name + ": " + tp + "\r\n\r\n"
+		if err := req.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
+			t.Fatal(err)
+		}
+		if got := string(peekTraceparent(&req.Header)); got != tp {
+			t.Fatalf("%s: got %q", name, got)
+		}
+		req.Header.Set("x-after", "1") // still normalised: found by any case
+		if string(req.Header.Peek("X-AFTER")) != "1" {
+			t.Fatalf("%s: normalising not restored", name)
+		}
+	}
+	var none fasthttp.Request
+	none.Header.Set("Accept", "*/*")
+	if v := peekTraceparent(&none.Header); v != nil {
+		t.Fatalf("no header: %q", v)
+	}
+	// A header that keeps names as sent finds the lower-case name, and
+	// stays so.
+	var raw fasthttp.Request
+	raw.Header.DisableNormalizing()
+	raw.Header.Set(traceparentHeader, tp)
+	if string(peekTraceparent(&raw.Header)) != tp || !raw.Header.DisableNormalizing() {
+		t.Fatal("a header without normalising")
 	}
 }
