@@ -1,12 +1,19 @@
 // Package web serves troupe's browser editor: one page and its scripts
-// and styles, embedded in the binary (no build step, nothing fetched from
-// elsewhere). The page talks to the /v1 API of the node that served it.
+// and styles, embedded in the binary (nothing fetched from elsewhere).
+// The page talks to the /v1 API of the node that served it.
+//
+// editor.js is a bundle (CodeMirror 6 and the modules in src/) that
+// build.mjs builds with esbuild; it is committed, so the Go build needs
+// no Node (make web rebuilds it, make web-test tests src/ with node).
+// The other files are served as written.
 //
 // GET / answers index.html with Cache-Control: no-cache (always
 // revalidated, by ETag). The page names its assets with ?v=<content
 // hash>, so GET /assets/{file}?v=<that hash> may be cached for a year;
-// any other asset request is revalidated by ETag. Anything else is 404 in
-// the API's error shape.
+// any other asset request is revalidated by ETag. GET /sw.js is the
+// service worker that keeps the page for offline reloads (served from /,
+// the scope it needs; no-cache). Anything else is 404 in the API's error
+// shape.
 package web
 
 import (
@@ -21,7 +28,7 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-//go:embed index.html app.js style.css selftest.js
+//go:embed index.html app.js editor.js offline.js history.js style.css selftest.js sw.js
 var files embed.FS
 
 // asset is one file as served.
@@ -33,12 +40,15 @@ type asset struct {
 }
 
 var (
-	index  asset
-	assets = map[string]*asset{}
+	index   asset
+	worker  *asset
+	assets  = map[string]*asset{}
+	scripts = []string{"editor.js", "offline.js", "history.js", "app.js", "style.css", "selftest.js"}
 )
 
 func init() {
-	for _, name := range []string{"app.js", "style.css", "selftest.js"} {
+	worker = load("sw.js")
+	for _, name := range scripts {
 		assets[name] = load(name)
 	}
 	index = *load("index.html")
@@ -95,6 +105,8 @@ func serve(ctx *fasthttp.RequestCtx) {
 		ctx.Response.Header.Set("Content-Security-Policy", contentSecurityPolicy)
 		ctx.Response.Header.Set("Referrer-Policy", "no-referrer")
 		write(ctx, &index, "no-cache")
+	case p == "/sw.js":
+		write(ctx, worker, "no-cache")
 	case strings.HasPrefix(p, "/assets/"):
 		a, ok := assets[strings.TrimPrefix(p, "/assets/")]
 		if !ok {
