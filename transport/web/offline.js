@@ -88,7 +88,7 @@ const Outbox = (() => {
   // A reload or a closed tab: what was typed in the last 200 ms too.
   window.addEventListener('pagehide', () => save(true));
 
-  return { save, take };
+  return { save, take, worker: 'none' };
 })();
 
 // The service worker (sw.js) serves the page and its assets from its
@@ -96,5 +96,11 @@ const Outbox = (() => {
 // localhost only; elsewhere a reload needs the network (the outbox still
 // keeps the edits).
 if ('serviceWorker' in navigator && window.isSecureContext) {
-  navigator.serviceWorker.register('/sw.js').catch(() => {});
+  Outbox.worker = 'registering';
+  navigator.serviceWorker.register('/assets/sw.js', { scope: '/' }).then(() => {
+    Outbox.worker = 'registered';
+  }, (e) => {
+    // Reloads then need the network; the edits are kept all the same.
+    Outbox.worker = 'failed: ' + e.message;
+  });
 }

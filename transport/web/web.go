@@ -10,10 +10,10 @@
 // GET / answers index.html with Cache-Control: no-cache (always
 // revalidated, by ETag). The page names its assets with ?v=<content
 // hash>, so GET /assets/{file}?v=<that hash> may be cached for a year;
-// any other asset request is revalidated by ETag. GET /sw.js is the
-// service worker that keeps the page for offline reloads (served from /,
-// the scope it needs; no-cache). Anything else is 404 in the API's error
-// shape.
+// any other asset request is revalidated by ETag. /assets/sw.js is the
+// service worker that keeps the page for offline reloads; it is answered
+// with Service-Worker-Allowed: / so that it may serve the page at /.
+// Anything else is 404 in the API's error shape.
 package web
 
 import (
@@ -40,15 +40,12 @@ type asset struct {
 }
 
 var (
-	index   asset
-	worker  *asset
-	assets  = map[string]*asset{}
-	scripts = []string{"editor.js", "offline.js", "history.js", "app.js", "style.css", "selftest.js"}
+	index  asset
+	assets = map[string]*asset{}
 )
 
 func init() {
-	worker = load("sw.js")
-	for _, name := range scripts {
+	for _, name := range []string{"editor.js", "offline.js", "history.js", "app.js", "style.css", "selftest.js", "sw.js"} {
 		assets[name] = load(name)
 	}
 	index = *load("index.html")
@@ -105,8 +102,6 @@ func serve(ctx *fasthttp.RequestCtx) {
 		ctx.Response.Header.Set("Content-Security-Policy", contentSecurityPolicy)
 		ctx.Response.Header.Set("Referrer-Policy", "no-referrer")
 		write(ctx, &index, "no-cache")
-	case p == "/sw.js":
-		write(ctx, worker, "no-cache")
 	case strings.HasPrefix(p, "/assets/"):
 		a, ok := assets[strings.TrimPrefix(p, "/assets/")]
 		if !ok {
@@ -114,7 +109,9 @@ func serve(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		cache := "no-cache"
-		if string(ctx.QueryArgs().Peek("v")) == a.version {
+		if a == assets["sw.js"] {
+			ctx.Response.Header.Set("Service-Worker-Allowed", "/")
+		} else if string(ctx.QueryArgs().Peek("v")) == a.version {
 			cache = "public, max-age=31536000, immutable"
 		}
 		write(ctx, a, cache)
