@@ -39,6 +39,7 @@ const S = {
   undo: new UndoHistory(), // undo and redo of this tab's own edits
   offline: !navigator.onLine, // the browser says it has no network
   opened: false, // the document was shown (after its load or a restore)
+  cutOff: false, // its socket was lost (or never opened after a restore)
   ws: null,
   retries: 0,
   reconnectTimer: null,
@@ -91,7 +92,7 @@ function showVersion() {
   }
   const unsent = unsentEdits();
   $('version').textContent = 'version ' + S.version + (unsent ? ' · saving…' : ' · saved');
-  off.hidden = !(S.opened && !wsOpen());
+  off.hidden = !(S.opened && !wsOpen() && (S.offline || S.cutOff));
   off.textContent = 'offline — ' + unsent + (unsent === 1 ? ' change' : ' changes') + ' pending';
   $('undo').disabled = !S.undo.canUndo;
   $('redo').disabled = !S.undo.canRedo;
@@ -349,6 +350,7 @@ function closeDoc() {
   clearTimeout(S.opRetryTimer);
   S.doc = null;
   S.opened = false;
+  S.cutOff = false;
   S.inflight = null;
   S.pending = [];
   S.edits = 0;
@@ -382,6 +384,7 @@ function connect() {
   ws.onopen = () => {
     if (S.ws !== ws) return;
     S.retries = 0;
+    S.cutOff = false;
     S.stats.connects++;
     setConn('open', 'connected');
     S.presence.clear();
@@ -410,6 +413,7 @@ function connect() {
   ws.onclose = () => {
     if (S.ws !== ws) return;
     S.ws = null;
+    S.cutOff = true;
     S.presence.clear();
     renderPeople();
     if (S.offline) setConn('reconnecting', 'offline');
