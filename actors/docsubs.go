@@ -47,6 +47,7 @@ type Presence struct {
 	ClientID string
 	State    string // join, leave, cursor
 	Pos      int    // cursor position (code points), with State cursor
+	Anchor   int    // the other end of its selection, with State cursor; Pos when nothing is selected
 }
 
 // SubscriberQueue is how many events a subscriber may have waiting.
@@ -198,11 +199,12 @@ func (d *Docs) Unsubscribe(id string, s *Subscriber) {
 	s.end()
 }
 
-// Cursor announces a subscriber's cursor to the others.
-func (d *Docs) Cursor(id string, s *Subscriber, pos int) {
+// Cursor announces a subscriber's cursor and selection (anchor to pos;
+// anchor == pos when nothing is selected) to the others.
+func (d *Docs) Cursor(id string, s *Subscriber, pos, anchor int) {
 	d.send(id, &docMsg{run: func(b *docBox) {
 		if _, ok := b.subs[s]; ok && s.clientID != "" {
-			b.localPresence(Presence{User: s.user, ClientID: s.clientID, State: "cursor", Pos: pos}, s)
+			b.localPresence(Presence{User: s.user, ClientID: s.clientID, State: "cursor", Pos: pos, Anchor: anchor}, s)
 		}
 	}})
 }
@@ -258,7 +260,7 @@ func (d *Docs) RemotePresence(id string, p Presence) {
 		}
 		b.remote[p.ClientID] = remotePresence{Presence: p, expires: time.Now().Add(d.presenceTTL)}
 		// A renewal of what everyone knows says nothing new.
-		if known && cur.User == p.User && (cur.State == p.State || p.State == "join") && (p.State != "cursor" || cur.Pos == p.Pos) {
+		if known && cur.User == p.User && (cur.State == p.State || p.State == "join") && (p.State != "cursor" || (cur.Pos == p.Pos && cur.Anchor == p.Anchor)) {
 			return
 		}
 		b.publish(Event{Kind: EventPresence, Presence: &p})
