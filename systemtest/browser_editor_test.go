@@ -2,12 +2,12 @@ package systemtest
 
 // The editor's collaboration features in headless Chromium, one document
 // and two tabs on two nodes of a secure cluster, step by step: the tabs
-// converge; each draws the other's caret where it is; undo takes back
-// only the tab's own edit and redo makes it again; restoring a version
-// from the history panel reaches both tabs; a tab cut off the network
-// keeps typing, shows its pending changes, reloads (from its service
-// worker) without losing them, and converges with the other once back.
-// Every wait is a poll with a deadline.
+// converge; each draws the other's caret where it is, and its selection;
+// undo takes back only the tab's own edit and redo makes it again;
+// restoring a version from the history panel reaches both tabs; a tab cut
+// off the network keeps typing, shows its pending changes, reloads (from
+// its service worker) without losing them, and converges with the other
+// once back. Every wait is a poll with a deadline.
 
 import (
 	"context"
@@ -212,6 +212,20 @@ func TestBrowserEditorCollaboration(t *testing.T) {
 		t.Fatal(err)
 	}
 	caretAt(a, bID, 9, "Ada")
+	// B's selection is drawn too: B selects code points 3 to 8 (its caret
+	// at 3), and A shows those characters marked, B's caret before them.
+	if err := b.eval(`troupe.select(8, 3)`, nil); err != nil {
+		t.Fatal(err)
+	}
+	caretAt(a, bID, 3, "Ada")
+	a.poll("B's selection", fmt.Sprintf(`(() => {
+		const marked = [...document.querySelectorAll('.cm-content .cm-remote-selection[data-client-id="%s"]')];
+		return marked.length > 0 && marked.map((el) => el.textContent).join('') === Array.from(troupe.shown()).slice(3, 8).join('');
+	})()`, bID), 10*time.Second)
+	if err := b.eval(`troupe.select(9)`, nil); err != nil {
+		t.Fatal(err)
+	}
+	a.poll("B's selection gone", fmt.Sprintf(`!document.querySelector('.cm-remote-selection[data-client-id="%s"]')`, bID), 10*time.Second)
 
 	// Undo in A takes back A's last edit and keeps B's later one.
 	a.typeAt(0, "UNDO-ME ")

@@ -47,7 +47,7 @@ const S = {
   opRetries: 0,
   busy: false, // reloading or resynchronising: no socket on purpose
   presence: new Map(), // client id → {user, pos}: the others
-  lastCursor: -1,
+  lastCursor: '', // the caret and anchor last sent
   cursorTimer: null,
   refreshTimer: null,
   next: null, // cursor of the document list
@@ -397,7 +397,7 @@ function connect() {
     } else {
       flush();
     }
-    S.lastCursor = -1;
+    S.lastCursor = '';
     sendCursor();
   };
   ws.onmessage = (e) => {
@@ -735,10 +735,14 @@ function scheduleCursor() {
   }, 150);
 }
 
+// sendCursor tells the others where our caret is, and what we selected
+// (anchor, when it is not at the caret).
 function sendCursor() {
   if (!S.doc) return;
-  const pos = caret();
-  if (pos !== S.lastCursor && send({ type: 'cursor', pos })) S.lastCursor = pos;
+  const { anchor, head } = S.ed.selection();
+  const key = head + ':' + anchor;
+  const m = anchor === head ? { type: 'cursor', pos: head } : { type: 'cursor', pos: head, anchor };
+  if (key !== S.lastCursor && send(m)) S.lastCursor = key;
   renderPeople();
 }
 
