@@ -868,12 +868,16 @@ function wire() {
     }
     const t = S.tokens;
     if (t) api('POST', '/v1/auth/logout', { refresh_token: t.refresh }).catch(() => {});
+    const unsent = S.doc ? unsentEdits() : 0;
+    const user = S.user.id;
     setTokens(null);
     S.user = null;
     closeDoc();
+    // Nothing of the user's documents stays in this browser.
+    const dropped = Outbox.drop(user) ? ' Changes not yet sent were dropped' + (unsent ? ' (' + unsent + ')' : '') + '.' : '';
     location.hash = '#/';
     showAuth();
-    say('Logged out.');
+    say('Logged out.' + dropped, dropped ? 'error' : 'info');
   });
   S.ed = new Editor($('text'), { onLocal, onSelection: scheduleCursor, onUndo: undo, onRedo: redo });
   $('undo').addEventListener('click', undo);

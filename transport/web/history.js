@@ -103,7 +103,7 @@ async function previewVersion(v) {
   $('preview-title').textContent = 'Version ' + v;
   $('preview-text').textContent = d.content;
   $('history-preview').hidden = false;
-  $('restore-version').disabled = S.readOnly === true;
+  $('restore-version').disabled = S.ed.readOnly;
 }
 
 async function restoreVersion() {

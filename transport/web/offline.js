@@ -82,13 +82,31 @@ const Outbox = (() => {
     return null;
   }
 
+  // drop removes every outbox of a user (at logout: no text of theirs
+  // stays in the browser); true if there was one.
+  function drop(user) {
+    const keys = [];
+    for (let i = 0; i < localStorage.length; i++) {
+      const key = localStorage.key(i);
+      if (!key || !key.startsWith(PREFIX)) continue;
+      try {
+        const k = JSON.parse(localStorage.getItem(key));
+        if (k && k.user === user) keys.push(key);
+      } catch (e) {
+        keys.push(key);
+      }
+    }
+    for (const key of keys) localStorage.removeItem(key);
+    return keys.length > 0;
+  }
+
   setInterval(() => {
     if (S.doc && (S.inflight || S.pending.length)) save(true);
   }, RENEW_MS);
   // A reload or a closed tab: what was typed in the last 200 ms too.
   window.addEventListener('pagehide', () => save(true));
 
-  return { save, take, worker: 'none' };
+  return { save, take, drop, worker: 'none' };
 })();
 
 // The service worker (sw.js) serves the page and its assets from its

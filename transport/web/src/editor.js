@@ -103,7 +103,7 @@ const caretField = StateField.define({
 // onSelection() when the caret or selection moved; onUndo(), onRedo().
 export class Editor {
   constructor(parent, { onLocal, onSelection, onUndo, onRedo }) {
-    this.readOnly = new Compartment();
+    this.lock = new Compartment();
     this.view = new EditorView({
       parent,
       state: EditorState.create({
@@ -113,7 +113,7 @@ export class Editor {
           drawSelection(),
           EditorView.lineWrapping,
           EditorView.contentAttributes.of({ 'aria-label': 'Document text', spellcheck: 'false', autocorrect: 'off', autocapitalize: 'off' }),
-          this.readOnly.of([EditorState.readOnly.of(true), EditorView.editable.of(false)]),
+          this.lock.of([EditorState.readOnly.of(true), EditorView.editable.of(false)]),
           keymap.of([
             { key: 'Mod-z', run: () => (onUndo(), true), preventDefault: true },
             { key: 'Mod-y', run: () => (onRedo(), true), preventDefault: true },
@@ -220,8 +220,12 @@ export class Editor {
     this.view.dispatch({ effects: setCarets.of(carets) });
   }
 
+  get readOnly() {
+    return this.view.state.readOnly;
+  }
+
   setReadOnly(on) {
-    this.view.dispatch({ effects: this.readOnly.reconfigure(on ? [EditorState.readOnly.of(true), EditorView.editable.of(false)] : []) });
+    this.view.dispatch({ effects: this.lock.reconfigure(on ? [EditorState.readOnly.of(true), EditorView.editable.of(false)] : []) });
   }
 
   focus() {
