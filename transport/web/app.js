@@ -892,6 +892,11 @@ function wire() {
   });
   window.addEventListener('online', () => {
     S.offline = false;
+    if (S.doc && !S.opened) {
+      // It could not be loaded while offline: again.
+      route();
+      return;
+    }
     if (!S.doc || S.ws || S.busy) return;
     clearTimeout(S.reconnectTimer);
     S.reconnectTimer = null;
