@@ -44,7 +44,7 @@ func toPresenceJSON(p *actors.Presence) presenceJSON {
 	if p.State == "cursor" {
 		pos := p.Pos
 		j.Pos = &pos
-		if p.Anchor != p.Pos {
+		if p.Selected {
 			anchor := p.Anchor
 			j.Anchor = &anchor
 		}

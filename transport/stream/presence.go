@@ -158,7 +158,7 @@ func (r *Relay) send(addr string, batch []PresenceItem) {
 // itemOf is a presence as reported to the other nodes.
 func itemOf(doc string, p actors.Presence) PresenceItem {
 	it := PresenceItem{Doc: doc, User: p.User, ClientID: p.ClientID, State: p.State, Pos: p.Pos}
-	if p.State == "cursor" && p.Anchor != p.Pos {
+	if p.State == "cursor" && p.Selected {
 		anchor := p.Anchor
 		it.Anchor = &anchor
 	}
@@ -167,9 +167,9 @@ func itemOf(doc string, p actors.Presence) PresenceItem {
 
 // Presence is a reported presence as the document actors keep it.
 func (it PresenceItem) Presence() actors.Presence {
-	p := actors.Presence{User: it.User, ClientID: it.ClientID, State: it.State, Pos: it.Pos, Anchor: it.Pos}
-	if it.Anchor != nil && *it.Anchor >= 0 {
-		p.Anchor = *it.Anchor
+	p := actors.Presence{User: it.User, ClientID: it.ClientID, State: it.State, Pos: it.Pos}
+	if it.State == "cursor" && it.Anchor != nil && *it.Anchor >= 0 && *it.Anchor != it.Pos {
+		p.Selected, p.Anchor = true, *it.Anchor
 	}
 	return p
 }

@@ -61,12 +61,13 @@ func TestRelaySendsToEveryOtherMember(t *testing.T) {
 // one (or from a node that did not send anchors) selects nothing.
 func TestPresenceItemSelection(t *testing.T) {
 	for _, p := range []actors.Presence{
-		{User: "u", ClientID: "c", State: "cursor", Pos: 4, Anchor: 9},
-		{User: "u", ClientID: "c", State: "cursor", Pos: 4, Anchor: 4},
+		{User: "u", ClientID: "c", State: "cursor", Pos: 4, Selected: true, Anchor: 9},
+		{User: "u", ClientID: "c", State: "cursor", Pos: 4, Selected: true, Anchor: 0},
+		{User: "u", ClientID: "c", State: "cursor", Pos: 4},
 		{User: "u", ClientID: "c", State: "join"},
 	} {
 		it := itemOf("d", p)
-		if (it.Anchor != nil) != (p.Anchor != p.Pos) {
+		if (it.Anchor != nil) != p.Selected {
 			t.Fatalf("%+v reported as %+v", p, it)
 		}
 		body, err := json.Marshal(it)
@@ -82,12 +83,13 @@ func TestPresenceItemSelection(t *testing.T) {
 		}
 	}
 	old := PresenceItem{Doc: "d", User: "u", ClientID: "c", State: "cursor", Pos: 3}
-	if p := old.Presence(); p.Anchor != 3 {
+	if p := old.Presence(); p.Selected {
 		t.Fatalf("a cursor without an anchor: %+v", p)
 	}
-	neg := -1
-	old.Anchor = &neg
-	if p := old.Presence(); p.Anchor != 3 {
-		t.Fatalf("a negative anchor: %+v", p)
+	for _, anchor := range []int{-1, 3} {
+		old.Anchor = &anchor
+		if p := old.Presence(); p.Selected {
+			t.Fatalf("anchor %d: %+v", anchor, p)
+		}
 	}
 }
