@@ -10,7 +10,8 @@
 // GET / answers index.html with Cache-Control: no-cache (always
 // revalidated, by ETag). The page names its assets with ?v=<content
 // hash>, so GET /assets/{file}?v=<that hash> may be cached for a year;
-// any other asset request is revalidated by ETag. /assets/sw.js is the
+// any other asset request is revalidated by ETag. Clients that accept gzip
+// get the page and its assets gzipped (once, at start). /assets/sw.js is the
 // service worker that keeps the page for offline reloads; it is answered
 // with Service-Worker-Allowed: / so that it may serve the page at /.
 // Anything else is 404 in the API's error shape.
@@ -18,6 +19,7 @@ package web
 
 import (
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
@@ -37,6 +39,11 @@ type asset struct {
 	contentType string
 	etag        string // quoted
 	version     string // content hash, the ?v= of the page's links
+	// gz is body gzipped once at start, for clients that accept it (the
+	// bundle shrinks to a third); nil when that saves nothing. It has its
+	// own ETag, as a different representation must.
+	gz     []byte
+	gzEtag string
 }
 
 var (
@@ -55,6 +62,26 @@ func init() {
 		index.body = bytes.ReplaceAll(index.body, ref, []byte(`"/assets/`+name+`?v=`+a.version+`"`))
 	}
 	index.etag, index.version = tag(index.body)
+	index.compress()
+	for _, a := range assets {
+		a.compress()
+	}
+}
+
+func (a *asset) compress() {
+	var buf bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	if err != nil {
+		panic("web: " + err.Error())
+	}
+	_, _ = zw.Write(a.body)
+	if err := zw.Close(); err != nil {
+		panic("web: " + err.Error())
+	}
+	if buf.Len() < len(a.body)*9/10 {
+		a.gz = buf.Bytes()
+		a.gzEtag = `"` + a.version + `-gzip"`
+	}
 }
 
 func load(name string) *asset {
@@ -123,15 +150,41 @@ func serve(ctx *fasthttp.RequestCtx) {
 func write(ctx *fasthttp.RequestCtx, a *asset, cache string) {
 	h := &ctx.Response.Header
 	h.Set("Cache-Control", cache)
-	h.Set("ETag", a.etag)
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.SetContentType(a.contentType)
-	if match := ctx.Request.Header.Peek("If-None-Match"); len(match) > 0 && etagMatches(string(match), a.etag) {
+	body, etag := a.body, a.etag
+	if a.gz != nil {
+		h.Set("Vary", "Accept-Encoding")
+		if acceptsGzip(string(ctx.Request.Header.Peek("Accept-Encoding"))) {
+			body, etag = a.gz, a.gzEtag
+			h.Set("Content-Encoding", "gzip")
+		}
+	}
+	h.Set("ETag", etag)
+	if match := ctx.Request.Header.Peek("If-None-Match"); len(match) > 0 && etagMatches(string(match), etag) {
 		ctx.SetStatusCode(fasthttp.StatusNotModified)
 		return
 	}
 	ctx.SetStatusCode(fasthttp.StatusOK)
-	ctx.SetBody(a.body)
+	ctx.SetBody(body)
+}
+
+// acceptsGzip reports whether an Accept-Encoding list allows gzip (by
+// name or *, without q=0).
+func acceptsGzip(list string) bool {
+	for _, item := range strings.Split(list, ",") {
+		name, params, _ := strings.Cut(strings.TrimSpace(item), ";")
+		name = strings.ToLower(strings.TrimSpace(name))
+		if name != "gzip" && name != "*" {
+			continue
+		}
+		q := strings.ReplaceAll(strings.ToLower(params), " ", "")
+		if q == "q=0" || strings.HasPrefix(q, "q=0.") && strings.Trim(q[4:], "0") == "" {
+			return false
+		}
+		return true
+	}
+	return false
 }
 
 // etagMatches reports whether an If-None-Match list names etag (weak

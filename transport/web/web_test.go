@@ -2,9 +2,11 @@ package web
 
 import (
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -201,5 +203,44 @@ func TestBundleLicences(t *testing.T) {
 		if strings.Contains(line, "@") && strings.HasSuffix(line, "):") && !strings.Contains(line, "(MIT)") {
 			t.Errorf("a package that is not MIT: %s (check its licence before shipping it)", line)
 		}
+	}
+}
+
+// Clients that accept gzip get the bundle (and the page) gzipped, with an
+// ETag of their own; others get it as it is.
+func TestGzip(t *testing.T) {
+	a := assets["editor.js"]
+	for _, ae := range []string{"gzip", "br, gzip;q=0.5", "*", "deflate, GZIP"} {
+		r := get(t, "/assets/editor.js?v="+a.version, map[string]string{"Accept-Encoding": ae})
+		if string(r.Header.Peek("Content-Encoding")) != "gzip" || string(r.Header.Peek("Vary")) != "Accept-Encoding" {
+			t.Fatalf("%q: encoding %q, vary %q", ae, r.Header.Peek("Content-Encoding"), r.Header.Peek("Vary"))
+		}
+		zr, err := gzip.NewReader(bytes.NewReader(r.Body()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain, err := io.ReadAll(zr)
+		if err != nil || !bytes.Equal(plain, a.body) {
+			t.Fatalf("%q: the gzipped body is not the bundle (%v)", ae, err)
+		}
+		if len(r.Body()) > len(a.body)/2 {
+			t.Fatalf("gzipped to %d of %d bytes", len(r.Body()), len(a.body))
+		}
+		etag := string(r.Header.Peek("ETag"))
+		if etag == a.etag {
+			t.Fatalf("the gzipped bundle has the plain one's ETag %s", etag)
+		}
+		if r := get(t, "/assets/editor.js", map[string]string{"Accept-Encoding": ae, "If-None-Match": etag}); r.StatusCode() != 304 {
+			t.Fatalf("%q: revalidation %d", ae, r.StatusCode())
+		}
+	}
+	for _, ae := range []string{"", "br", "gzip;q=0", "identity, gzip; q=0.0"} {
+		r := get(t, "/assets/editor.js", map[string]string{"Accept-Encoding": ae})
+		if len(r.Header.Peek("Content-Encoding")) != 0 || !bytes.Equal(r.Body(), a.body) {
+			t.Fatalf("%q: encoding %q, %d bytes", ae, r.Header.Peek("Content-Encoding"), len(r.Body()))
+		}
+	}
+	if r := get(t, "/", map[string]string{"Accept-Encoding": "gzip"}); string(r.Header.Peek("Content-Encoding")) != "gzip" {
+		t.Fatal("the page is not gzipped")
 	}
 }
