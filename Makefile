@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # system tests build their own (race-free) binary, as a real deployment.
 PKGS    := ./...
 
-.PHONY: run build test fuzz-smoke bench bench-keyed bench-users soak torture lint imports clean
+.PHONY: run build test fuzz-smoke bench bench-keyed bench-users soak torture lint imports web web-test clean
 
 ## run: build and start a one-node cluster in ./troupe-data (secure: log in as the first admin)
 run: build
@@ -83,6 +83,18 @@ lint: imports
 imports:
 	@deps=$$($(GO) list -deps ./transport/... | grep '^github.com/troupe-db/troupe/cluster'); \
 	if [ -n "$$deps" ]; then echo "transport must not depend on cluster, but depends on:"; echo "$$deps"; exit 1; fi
+
+## web: rebuild the browser editor's bundle (transport/web/editor.js: CodeMirror 6 and
+## transport/web/src/, by esbuild) from the pinned npm packages; needs Node 18+ and npm.
+## The bundle is committed: the Go build and make test need no Node.
+WEB := transport/web
+web:
+	cd $(WEB) && npm ci --no-audit --no-fund && node build.mjs
+
+## web-test: the editor's JavaScript modules tested with node (undo and redo of one's own
+## changes past others'), and a check that the committed bundle is what make web builds
+web-test:
+	cd $(WEB) && npm ci --no-audit --no-fund && node --test test/ && node build.mjs --check
 
 clean:
 	rm -rf bin

@@ -47,6 +47,10 @@ type Presence struct {
 	ClientID string
 	State    string // join, leave, cursor
 	Pos      int    // cursor position (code points), with State cursor
+	// Selected says the client has a selection, from Anchor to Pos (code
+	// points), with State cursor; the zero value is a bare caret.
+	Selected bool
+	Anchor   int
 }
 
 // SubscriberQueue is how many events a subscriber may have waiting.
@@ -198,11 +202,16 @@ func (d *Docs) Unsubscribe(id string, s *Subscriber) {
 	s.end()
 }
 
-// Cursor announces a subscriber's cursor to the others.
-func (d *Docs) Cursor(id string, s *Subscriber, pos int) {
+// Cursor announces a subscriber's cursor and selection (anchor to pos;
+// anchor == pos when nothing is selected) to the others.
+func (d *Docs) Cursor(id string, s *Subscriber, pos, anchor int) {
 	d.send(id, &docMsg{run: func(b *docBox) {
 		if _, ok := b.subs[s]; ok && s.clientID != "" {
-			b.localPresence(Presence{User: s.user, ClientID: s.clientID, State: "cursor", Pos: pos}, s)
+			p := Presence{User: s.user, ClientID: s.clientID, State: "cursor", Pos: pos}
+			if anchor != pos {
+				p.Selected, p.Anchor = true, anchor
+			}
+			b.localPresence(p, s)
 		}
 	}})
 }
@@ -258,7 +267,7 @@ func (d *Docs) RemotePresence(id string, p Presence) {
 		}
 		b.remote[p.ClientID] = remotePresence{Presence: p, expires: time.Now().Add(d.presenceTTL)}
 		// A renewal of what everyone knows says nothing new.
-		if known && cur.User == p.User && (cur.State == p.State || p.State == "join") && (p.State != "cursor" || cur.Pos == p.Pos) {
+		if known && cur.User == p.User && (cur.State == p.State || p.State == "join") && (p.State != "cursor" || (cur.Pos == p.Pos && cur.Selected == p.Selected && cur.Anchor == p.Anchor)) {
 			return
 		}
 		b.publish(Event{Kind: EventPresence, Presence: &p})

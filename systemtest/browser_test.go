@@ -161,7 +161,7 @@ type pageState struct {
 
 func (tb *tab) state() (pageState, error) {
 	var st pageState
-	err := tb.eval(`({text: troupe.state.text, shown: document.getElementById('text').value,
+	err := tb.eval(`({text: troupe.state.text, shown: troupe.shown(),
 		version: troupe.state.version, idle: troupe.idle(),
 		people: document.querySelectorAll('#people li').length,
 		conn: document.getElementById('conn').dataset.state, stats: troupe.state.stats})`, &st)
@@ -178,12 +178,9 @@ func (tb *tab) typeWords(word, emoji string, count int, drop func(i int) string)
 	for i := range count {
 		var caret int
 		if err := tb.eval(`(() => {
-			const el = document.getElementById('text');
-			const cps = Array.from(el.value);
-			const u = cps.slice(0, Math.floor(Math.random() * (cps.length + 1))).join('').length;
-			el.focus();
-			el.setSelectionRange(u, u);
-			return u;
+			const cp = Math.floor(Math.random() * (Array.from(troupe.shown()).length + 1));
+			troupe.select(cp);
+			return cp;
 		})()`, &caret); err != nil {
 			return typed.String(), fmt.Errorf("moving the caret: %w", err)
 		}
@@ -219,10 +216,7 @@ func (tb *tab) typeWords(word, emoji string, count int, drop func(i int) string)
 			// An edit is sent and the socket closed at once: its ack is
 			// likely lost, and the page must send it again with its seq.
 			if err := tb.eval(`(() => {
-				const el = document.getElementById('text');
-				el.focus();
-				el.setRangeText('Z', el.selectionStart, el.selectionEnd, 'end');
-				el.dispatchEvent(new Event('input', {bubbles: true}));
+				troupe.insert('Z');
 				const inflight = troupe.state.inflight;
 				troupe.dropSocket();
 				return !!inflight;
@@ -416,7 +410,7 @@ func TestBrowserEditor(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	if sa.Shown != sa.Text || sb.Shown != sb.Text {
-		t.Fatalf("a textarea differs from its page's text:\nA %q / %q\nB %q / %q", sa.Shown, sa.Text, sb.Shown, sb.Text)
+		t.Fatalf("an editor shows other than its page's text:\nA %q / %q\nB %q / %q", sa.Shown, sa.Text, sb.Shown, sb.Text)
 	}
 	want := runeCounts(typed[a] + typed[b])
 	if d := diffCounts(runeCounts(sa.Text), want); d != "" {

@@ -36,6 +36,7 @@ type presenceJSON struct {
 	ClientID string `json:"client_id"`
 	State    string `json:"state"`
 	Pos      *int   `json:"pos,omitempty"`
+	Anchor   *int   `json:"anchor,omitempty"` // with a selection only
 }
 
 func toPresenceJSON(p *actors.Presence) presenceJSON {
@@ -43,6 +44,10 @@ func toPresenceJSON(p *actors.Presence) presenceJSON {
 	if p.State == "cursor" {
 		pos := p.Pos
 		j.Pos = &pos
+		if p.Selected {
+			anchor := p.Anchor
+			j.Anchor = &anchor
+		}
 	}
 	return j
 }

@@ -6,7 +6,6 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/troupe-db/troupe/actors"
 	"github.com/troupe-db/troupe/transport/stream"
 )
 
@@ -71,7 +70,7 @@ func (s *Server) receivePresence(ctx *fasthttp.RequestCtx) {
 		default:
 			continue
 		}
-		docs.RemotePresence(it.Doc, actors.Presence{User: it.User, ClientID: it.ClientID, State: it.State, Pos: it.Pos})
+		docs.RemotePresence(it.Doc, it.Presence())
 	}
 	ctx.SetStatusCode(http.StatusNoContent)
 }

@@ -84,7 +84,7 @@ type Docs interface {
 	Subscribe(id string, after uint64, hasAfter bool, user, clientID string, deadline time.Time) (*actors.Subscriber, error)
 	Unsubscribe(id string, sub *actors.Subscriber)
 	Revoke(id string, sub *actors.Subscriber, reason string)
-	Cursor(id string, sub *actors.Subscriber, pos int)
+	Cursor(id string, sub *actors.Subscriber, pos, anchor int)
 	SetMaxPresence(n int)
 	PresenceRefused() int64
 	OnPresence(fn func(docID string, p actors.Presence))

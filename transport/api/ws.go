@@ -21,7 +21,7 @@ import (
 // "type" field, plus submits from the client:
 //
 //	→ {"type":"op","client_id"?,"seq","base_version","ops"}   ← {"type":"ack","seq","version","ops"}
-//	→ {"type":"cursor","pos"}                                  (presence to the others)
+//	→ {"type":"cursor","pos","anchor"?}                        (presence to the others)
 //	→ {"type":"auth","access_token"}                           ← {"type":"auth_ok"} (a fresh token)
 //	← {"type":"change",...} {"type":"presence",...} {"type":"reset","doc":{...}}
 //	← {"type":"error","seq"?,"error":{"code","message"}}        (a refused op or message)
@@ -58,6 +58,7 @@ type wsIn struct {
 	BaseVersion *uint64   `json:"base_version"`
 	Ops         *[]opJSON `json:"ops"`
 	Pos         *int      `json:"pos"`
+	Anchor      *int      `json:"anchor"` // type cursor: the selection's other end
 }
 
 type wsAck struct {
@@ -120,6 +121,7 @@ type wsSession struct {
 	cursorMu    sync.Mutex
 	cursorSent  time.Time   // when the last cursor went to the document
 	cursorPos   int         // the newest position not sent yet
+	cursorAnch  int         // and its selection's anchor
 	cursorTimer *time.Timer // sends cursorPos when due; nil if none is waiting
 	cursorDone  bool
 
@@ -201,7 +203,15 @@ func (w *wsSession) run() {
 				_ = w.write(wsError{Type: "error", Error: badRequest("a cursor needs pos, a code point offset ≥ 0", "pos")})
 				continue
 			}
-			w.cursor(*in.Pos)
+			anchor := *in.Pos
+			if in.Anchor != nil {
+				if *in.Anchor < 0 {
+					_ = w.write(wsError{Type: "error", Error: badRequest("a cursor's anchor is a code point offset ≥ 0", "anchor")})
+					continue
+				}
+				anchor = *in.Anchor
+			}
+			w.cursor(*in.Pos, anchor)
 		case "auth":
 			w.reauth(&in)
 		default:
@@ -239,21 +249,21 @@ func (w *wsSession) charge(in *wsIn) bool {
 // coalesced: the newest goes when the gap has passed.
 const cursorGap = 50 * time.Millisecond
 
-func (w *wsSession) cursor(pos int) {
+func (w *wsSession) cursor(pos, anchor int) {
 	w.cursorMu.Lock()
 	defer w.cursorMu.Unlock()
 	if w.cursorTimer != nil {
-		w.cursorPos = pos // the waiting one takes the newest position
+		w.cursorPos, w.cursorAnch = pos, anchor // the waiting one takes the newest position
 		w.s.wsMetrics.cursorsCoalesced.Inc()
 		return
 	}
 	if wait := cursorGap - time.Since(w.cursorSent); wait > 0 {
-		w.cursorPos = pos
+		w.cursorPos, w.cursorAnch = pos, anchor
 		w.cursorTimer = time.AfterFunc(wait, w.flushCursor)
 		return
 	}
 	w.cursorSent = time.Now()
-	w.docs.Cursor(w.id, w.sub, pos)
+	w.docs.Cursor(w.id, w.sub, pos, anchor)
 }
 
 func (w *wsSession) flushCursor() {
@@ -264,7 +274,7 @@ func (w *wsSession) flushCursor() {
 		return
 	}
 	w.cursorSent = time.Now()
-	w.docs.Cursor(w.id, w.sub, w.cursorPos)
+	w.docs.Cursor(w.id, w.sub, w.cursorPos, w.cursorAnch)
 }
 
 func (w *wsSession) stopCursor() {

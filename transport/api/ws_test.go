@@ -18,6 +18,7 @@ type wsMsg struct {
 	ClientID string          `json:"client_id"`
 	State    string          `json:"state"`
 	Pos      *int            `json:"pos"`
+	Anchor   *int            `json:"anchor"`
 	Ops      []opJSON        `json:"ops"`
 	Error    json.RawMessage `json:"error"`
 	Doc      *docResp        `json:"doc"`
@@ -125,12 +126,23 @@ func TestWebSocketEditing(t *testing.T) {
 	if err := b.WriteJSON(map[string]any{"type": "cursor", "pos": 3}); err != nil {
 		t.Fatal(err)
 	}
-	if m := next(t, a, "presence"); m.State != "cursor" || m.Pos == nil || *m.Pos != 3 || m.ClientID != "B" {
+	if m := next(t, a, "presence"); m.State != "cursor" || m.Pos == nil || *m.Pos != 3 || m.Anchor != nil || m.ClientID != "B" {
 		t.Fatalf("cursor: %+v", m)
+	}
+	// A selection: its anchor travels with the cursor; without one, or
+	// with the anchor at the cursor, nothing is selected.
+	for _, c := range []struct{ pos, anchor, want int }{{1, 3, 3}, {2, 2, -1}, {4, 0, 0}} {
+		if err := b.WriteJSON(map[string]any{"type": "cursor", "pos": c.pos, "anchor": c.anchor}); err != nil {
+			t.Fatal(err)
+		}
+		m := next(t, a, "presence")
+		if m.Pos == nil || *m.Pos != c.pos || (c.want < 0) != (m.Anchor == nil) || (m.Anchor != nil && *m.Anchor != c.want) {
+			t.Fatalf("selection %+v: %+v (anchor %v)", c, m, m.Anchor)
+		}
 	}
 	// A cursor without a position, or before the text, is an error, not
 	// silence.
-	for _, bad := range []map[string]any{{"type": "cursor", "pos": -1}, {"type": "cursor"}} {
+	for _, bad := range []map[string]any{{"type": "cursor", "pos": -1}, {"type": "cursor"}, {"type": "cursor", "pos": 1, "anchor": -1}} {
 		if err := b.WriteJSON(bad); err != nil {
 			t.Fatal(err)
 		}
@@ -141,7 +153,7 @@ func TestWebSocketEditing(t *testing.T) {
 				t.Fatalf("%v: %v", bad, err)
 			}
 			if m.Type == "error" {
-				if !strings.Contains(string(m.Error), `"field":"pos"`) {
+				if !strings.Contains(string(m.Error), `"field":"pos"`) && !strings.Contains(string(m.Error), `"field":"anchor"`) {
 					t.Fatalf("%v: %s", bad, m.Error)
 				}
 				break

@@ -35,6 +35,9 @@ type PresenceItem struct {
 	ClientID string `json:"client_id"`
 	State    string `json:"state"`
 	Pos      int    `json:"pos"`
+	// Anchor is the other end of a selection (with state cursor), absent
+	// when nothing is selected (and from nodes that did not know it).
+	Anchor *int `json:"anchor,omitempty"`
 }
 
 // PresenceBatch is the body of a presence report.
@@ -79,7 +82,7 @@ func NewRelay(cfg RelayConfig) *Relay {
 // document actors: it never blocks).
 func (r *Relay) Local(doc string, p actors.Presence) {
 	select {
-	case r.in <- PresenceItem{Doc: doc, User: p.User, ClientID: p.ClientID, State: p.State, Pos: p.Pos}:
+	case r.in <- itemOf(doc, p):
 	default: // best-effort: the next renewal repairs it
 	}
 }
@@ -150,4 +153,23 @@ func (r *Relay) send(addr string, batch []PresenceItem) {
 	if err := r.cfg.Post(addr, PresencePath, data); err != nil {
 		r.cfg.Log.Debug("presence not delivered", slog.String("to", addr), slog.Any("err", err))
 	}
+}
+
+// itemOf is a presence as reported to the other nodes.
+func itemOf(doc string, p actors.Presence) PresenceItem {
+	it := PresenceItem{Doc: doc, User: p.User, ClientID: p.ClientID, State: p.State, Pos: p.Pos}
+	if p.State == "cursor" && p.Selected {
+		anchor := p.Anchor
+		it.Anchor = &anchor
+	}
+	return it
+}
+
+// Presence is a reported presence as the document actors keep it.
+func (it PresenceItem) Presence() actors.Presence {
+	p := actors.Presence{User: it.User, ClientID: it.ClientID, State: it.State, Pos: it.Pos}
+	if it.State == "cursor" && it.Anchor != nil && *it.Anchor >= 0 && *it.Anchor != it.Pos {
+		p.Selected, p.Anchor = true, *it.Anchor
+	}
+	return p
 }

@@ -56,3 +56,40 @@ func TestRelaySendsToEveryOtherMember(t *testing.T) {
 		t.Fatalf("reported to %v, want a:1 and b:1", got)
 	}
 }
+
+// A selection travels between nodes as pos and anchor; a cursor without
+// one (or from a node that did not send anchors) selects nothing.
+func TestPresenceItemSelection(t *testing.T) {
+	for _, p := range []actors.Presence{
+		{User: "u", ClientID: "c", State: "cursor", Pos: 4, Selected: true, Anchor: 9},
+		{User: "u", ClientID: "c", State: "cursor", Pos: 4, Selected: true, Anchor: 0},
+		{User: "u", ClientID: "c", State: "cursor", Pos: 4},
+		{User: "u", ClientID: "c", State: "join"},
+	} {
+		it := itemOf("d", p)
+		if (it.Anchor != nil) != p.Selected {
+			t.Fatalf("%+v reported as %+v", p, it)
+		}
+		body, err := json.Marshal(it)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back PresenceItem
+		if err := json.Unmarshal(body, &back); err != nil {
+			t.Fatal(err)
+		}
+		if got := back.Presence(); got != p {
+			t.Fatalf("%+v came back as %+v (%s)", p, got, body)
+		}
+	}
+	old := PresenceItem{Doc: "d", User: "u", ClientID: "c", State: "cursor", Pos: 3}
+	if p := old.Presence(); p.Selected {
+		t.Fatalf("a cursor without an anchor: %+v", p)
+	}
+	for _, anchor := range []int{-1, 3} {
+		old.Anchor = &anchor
+		if p := old.Presence(); p.Selected {
+			t.Fatalf("anchor %d: %+v", anchor, p)
+		}
+	}
+}

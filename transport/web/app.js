@@ -11,210 +11,11 @@
 // server's do, not the UTF-16 units JavaScript strings use.
 'use strict';
 
-// ---- Operational transformation (a mirror of storage/ot.go) ------------
-//
-// A primitive is {t:'i', pos, n, text} (insert n code points) or
-// {t:'d', pos, n} (delete n code points). A replace(p, len, s) is the
-// insert of s at p followed by the delete of len from p+|s|, as on the
-// server, so both sides break the same op into the same primitives.
-const OT = (() => {
-  const isHigh = (c) => c >= 0xd800 && c <= 0xdbff;
-  const isLow = (c) => c >= 0xdc00 && c <= 0xdfff;
-  const pairAt = (s, i) => isHigh(s.charCodeAt(i)) && i + 1 < s.length && isLow(s.charCodeAt(i + 1));
-
-  // cpLen: the number of code points of s.
-  function cpLen(s) {
-    let n = 0;
-    for (let i = 0; i < s.length; i += pairAt(s, i) ? 2 : 1) n++;
-    return n;
-  }
-
-  // cpToUnit: the UTF-16 index after cp code points of s from unit index
-  // from, or -1 when s is shorter.
-  function cpToUnit(s, cp, from = 0) {
-    let i = from;
-    for (; cp > 0; cp--) {
-      if (i >= s.length) return -1;
-      i += pairAt(s, i) ? 2 : 1;
-    }
-    return i;
-  }
-
-  const unitToCp = (s, u) => cpLen(s.slice(0, u));
-
-  function toPrims(ops) {
-    const ps = [];
-    for (const op of ops) {
-      if (op.op === 'insert') {
-        ps.push({ t: 'i', pos: op.pos, n: cpLen(op.text), text: op.text });
-      } else if (op.op === 'delete' || (op.op === 'replace' && op.text === '')) {
-        ps.push({ t: 'd', pos: op.pos, n: op.len });
-      } else if (op.op === 'replace') {
-        const k = cpLen(op.text);
-        ps.push({ t: 'i', pos: op.pos, n: k, text: op.text }, { t: 'd', pos: op.pos + k, n: op.len });
-      } else {
-        throw new Error('unknown op ' + JSON.stringify(op));
-      }
-    }
-    return ps;
-  }
-
-  // fromPrims: API ops; an insert directly followed by a delete just after
-  // its text is sent as one replace (the same primitives on the server).
-  function fromPrims(ps) {
-    const ops = [];
-    for (let i = 0; i < ps.length; i++) {
-      const p = ps[i];
-      const q = ps[i + 1];
-      if (p.t === 'i' && q && q.t === 'd' && q.pos === p.pos + p.n) {
-        ops.push({ op: 'replace', pos: p.pos, len: q.n, text: p.text });
-        i++;
-      } else if (p.t === 'i') {
-        ops.push({ op: 'insert', pos: p.pos, text: p.text });
-      } else {
-        ops.push({ op: 'delete', pos: p.pos, len: p.n });
-      }
-    }
-    return ops;
-  }
-
-  // applyPrims applies primitives in order to s; it throws when one reaches
-  // past the text (a bug: the local text and the ops disagree).
-  function applyPrims(s, ps) {
-    for (const p of ps) {
-      const u = cpToUnit(s, p.pos);
-      const e = p.t === 'd' ? cpToUnit(s, p.n, u) : u;
-      if (u < 0 || e < 0) throw new Error('op out of range: ' + JSON.stringify(p));
-      s = s.slice(0, u) + (p.t === 'i' ? p.text : '') + s.slice(e);
-    }
-    return s;
-  }
-
-  // posPastDel maps a position through the delete d.
-  function posPastDel(p, d) {
-    if (p <= d.pos) return p;
-    if (p >= d.pos + d.n) return p - d.n;
-    return d.pos;
-  }
-
-  // delPastIns rewrites the delete d to apply after the insert i: split
-  // around it when i is strictly inside (inserted text survives).
-  function delPastIns(d, i) {
-    if (i.pos <= d.pos) return [{ ...d, pos: d.pos + i.n }];
-    if (i.pos >= d.pos + d.n) return [d];
-    const first = i.pos - d.pos;
-    return [{ ...d, n: first }, { ...d, pos: d.pos + i.n, n: d.n - first }];
-  }
-
-  function delPastDel(d, e) {
-    const start = posPastDel(d.pos, e);
-    const end = posPastDel(d.pos + d.n, e);
-    return end === start ? [] : [{ ...d, pos: start, n: end - start }];
-  }
-
-  // xfPair: x and y written against the same text; returns [x after y,
-  // y after x]. xFirst: x's insert goes first at equal positions.
-  function xfPair(x, y, xFirst) {
-    if (x.t === 'i' && y.t === 'i') {
-      if (x.pos < y.pos || (x.pos === y.pos && xFirst)) return [[x], [{ ...y, pos: y.pos + x.n }]];
-      return [[{ ...x, pos: x.pos + y.n }], [y]];
-    }
-    if (x.t === 'i') return [[{ ...x, pos: posPastDel(x.pos, y) }], delPastIns(y, x)];
-    if (y.t === 'i') return [delPastIns(x, y), [{ ...y, pos: posPastDel(y.pos, x) }]];
-    return [delPastDel(x, y), delPastDel(y, x)];
-  }
-
-  // xf transforms the sequential lists b and a (written against the same
-  // text): returns [b after a, a after b]. bFirst: b wins ties.
-  function xf(b, a, bFirst) {
-    const bOut = [];
-    for (const x of b) {
-      const [xs, a2] = xfOne(x, a, bFirst);
-      bOut.push(...xs);
-      a = a2;
-    }
-    return [bOut, a];
-  }
-
-  function xfOne(x, a, bFirst) {
-    const aOut = [];
-    for (let i = 0; i < a.length; i++) {
-      const [xs, ys] = xfPair(x, a[i], bFirst);
-      aOut.push(...ys);
-      if (xs.length === 0) return [[], aOut.concat(a.slice(i + 1))];
-      if (xs.length === 2) {
-        const [rest, aRest] = xf(xs, a.slice(i + 1), bFirst);
-        return [rest, aOut.concat(aRest)];
-      }
-      x = xs[0];
-    }
-    return [[x], aOut];
-  }
-
-  // mapPos moves a caret position through primitives (an insert at the
-  // caret puts the caret after it, as the server orders committed text
-  // first).
-  function mapPos(p, ps) {
-    for (const q of ps) p = q.t === 'i' ? (p >= q.pos ? p + q.n : p) : posPastDel(p, q);
-    return p;
-  }
-
-  // diff finds the one edit turning a into b: the common prefix and suffix
-  // (never splitting a surrogate pair) around a replaced middle. caret,
-  // the UTF-16 caret in b, bounds the suffix, so that typing "a" into "aa"
-  // inserts where the caret is.
-  function diff(a, b, caret) {
-    if (a === b) return [];
-    const la = a.length;
-    const lb = b.length;
-    let maxSuffix = Math.min(la, lb);
-    if (Number.isInteger(caret) && caret >= 0 && caret <= lb) maxSuffix = Math.min(maxSuffix, lb - caret);
-    let s = 0;
-    while (s < maxSuffix && a.charCodeAt(la - 1 - s) === b.charCodeAt(lb - 1 - s)) s++;
-    if (s > 0 && isLow(a.charCodeAt(la - s))) s--;
-    const maxPrefix = Math.min(la, lb) - s;
-    let p = 0;
-    while (p < maxPrefix && a.charCodeAt(p) === b.charCodeAt(p)) p++;
-    if (p > 0 && isHigh(a.charCodeAt(p - 1))) p--;
-    const pos = cpLen(a.slice(0, p));
-    const removed = a.slice(p, la - s);
-    const added = b.slice(p, lb - s);
-    const ps = [];
-    if (added) ps.push({ t: 'i', pos, n: cpLen(added), text: added });
-    if (removed) ps.push({ t: 'd', pos: pos + (added ? ps[0].n : 0), n: cpLen(removed) });
-    return ps;
-  }
-
-  // compose appends primitives to a list, merging with its last one when
-  // the two are one edit (typing on, deleting on, erasing what was just
-  // typed). The result applies exactly as the list followed by ps.
-  function compose(list, ps) {
-    const out = list.slice();
-    for (const n of ps) {
-      const l = out[out.length - 1];
-      if (l && l.t === 'i' && n.t === 'i' && n.pos >= l.pos && n.pos <= l.pos + l.n) {
-        const u = cpToUnit(l.text, n.pos - l.pos);
-        out[out.length - 1] = { t: 'i', pos: l.pos, n: l.n + n.n, text: l.text.slice(0, u) + n.text + l.text.slice(u) };
-      } else if (l && l.t === 'd' && n.t === 'd' && n.pos === l.pos) {
-        out[out.length - 1] = { t: 'd', pos: l.pos, n: l.n + n.n };
-      } else if (l && l.t === 'd' && n.t === 'd' && n.pos + n.n === l.pos) {
-        out[out.length - 1] = { t: 'd', pos: n.pos, n: l.n + n.n };
-      } else if (l && l.t === 'i' && n.t === 'd' && n.pos >= l.pos && n.pos + n.n <= l.pos + l.n) {
-        const u = cpToUnit(l.text, n.pos - l.pos);
-        const e = cpToUnit(l.text, n.n, u);
-        const text = l.text.slice(0, u) + l.text.slice(e);
-        if (text) out[out.length - 1] = { t: 'i', pos: l.pos, n: l.n - n.n, text };
-        else out.pop();
-      } else {
-        out.push(n);
-      }
-    }
-    return out;
-  }
-
-  return { cpLen, cpToUnit, unitToCp, toPrims, fromPrims, applyPrims, xf, mapPos, diff, compose };
-})();
-window.troupeOT = OT;
+// The OT functions (src/ot.js), the CodeMirror editor (src/editor.js) and
+// the undo history (src/undo.js) come from the bundle, editor.js, loaded
+// before this script.
+const OT = window.troupeOT;
+const { Editor, UndoHistory } = window.troupeEditor;
 
 // ---- State --------------------------------------------------------------
 
@@ -230,26 +31,31 @@ const S = {
   doc: null, // {id, title}
   text: '', // the local text, as shown
   version: 0, // the last server version integrated into text
-  inflight: null, // {seq, base, ops (as sent), prims (transformed since), acked}
+  inflight: null, // {seq, base, ops (as sent), prims (transformed since), acked, edits}
   pending: [], // primitives after inflight, not yet sent
   pendingBase: '', // the text the pending list applies to
+  edits: 0, // local edits in pending (as made: what "N changes pending" counts)
+  ed: null, // the Editor (CodeMirror), which shows text
+  undo: new UndoHistory(), // undo and redo of this tab's own edits
+  offline: !navigator.onLine, // the browser says it has no network
+  opened: false, // the document was shown (after its load or a restore)
+  cutOff: false, // its socket was lost (or never opened after a restore)
   ws: null,
   retries: 0,
   reconnectTimer: null,
   opRetryTimer: null,
   opRetries: 0,
   busy: false, // reloading or resynchronising: no socket on purpose
-  presence: new Map(), // client id → {user, pos}
-  lastCursor: -1,
+  presence: new Map(), // client id → {user, pos}: the others
+  lastCursor: '', // the caret and anchor last sent
   cursorTimer: null,
   refreshTimer: null,
   next: null, // cursor of the document list
   // What happened so far (for tests and the curious).
-  stats: { changes: 0, transformed: 0, acks: 0, resent: 0, connects: 0, resyncs: 0, reloads: 0 },
+  stats: { changes: 0, transformed: 0, acks: 0, resent: 0, connects: 0, resyncs: 0, reloads: 0, restored: 0, undos: 0 },
 };
 
 const $ = (id) => document.getElementById(id);
-const ta = () => $('text');
 
 function randomId() {
   const b = new Uint8Array(9);
@@ -269,15 +75,28 @@ function setConn(state, label) {
   const el = $('conn');
   el.dataset.state = state;
   el.textContent = label || state;
+  showVersion();
 }
 
+// unsentEdits counts the local edits not yet seen committed.
+const unsentEdits = () => (S.inflight ? S.inflight.edits : 0) + S.edits;
+
+// showVersion shows the version, whether all is saved, the offline
+// indicator and the undo buttons; and keeps unsent edits in storage.
 function showVersion() {
+  const off = $('offline');
   if (!S.doc) {
     $('version').textContent = '';
+    off.hidden = true;
     return;
   }
-  const unsent = (S.inflight ? 1 : 0) + S.pending.length;
+  const unsent = unsentEdits();
   $('version').textContent = 'version ' + S.version + (unsent ? ' · saving…' : ' · saved');
+  off.hidden = !(S.opened && !wsOpen() && (S.offline || S.cutOff));
+  off.textContent = 'offline — ' + unsent + (unsent === 1 ? ' change' : ' changes') + ' pending';
+  $('undo').disabled = !S.undo.canUndo;
+  $('redo').disabled = !S.undo.canRedo;
+  Outbox.save(false);
 }
 
 // ---- HTTP API and tokens ------------------------------------------------
@@ -322,6 +141,7 @@ function setTokens(t) {
   if (!t) {
     S.tokens = null;
     sessionStorage.removeItem('troupe.tokens');
+    sessionStorage.removeItem('troupe.user');
     return;
   }
   S.tokens = { access: t.access_token || t.access, refresh: t.refresh_token || t.refresh,
@@ -448,7 +268,16 @@ async function openDoc(id) {
   S.doc = { id, title: '' };
   show('editor-view');
   $('doc-title').textContent = 'Loading…';
-  ta().disabled = true;
+  S.ed.setReadOnly(true);
+  // Edits this tab (before a reload) or a closed one could not send.
+  const kept = Outbox.take(id, S.user ? S.user.id : '');
+  if (kept) {
+    restore(kept);
+    return;
+  }
+  // A new client id for each opening: a client's seqs must only grow,
+  // and an adopted outbox may carry this tab's last id.
+  S.clientId = randomId();
   setConn('connecting', 'loading');
   let d;
   try {
@@ -461,14 +290,44 @@ async function openDoc(id) {
     return;
   }
   if (!S.doc || S.doc.id !== id) return; // gone elsewhere meanwhile
-  S.doc.title = d.title;
-  $('doc-title').textContent = d.title || '(untitled)';
-  document.title = (d.title || 'untitled') + ' · troupe';
+  showTitle(d.title);
   load(d.content, d.version);
-  ta().disabled = false;
-  ta().focus();
+  S.ed.setReadOnly(false);
+  S.ed.focus();
   if (d.content.includes('\r')) say('This document has carriage returns; the browser shows (and saves) them as plain line ends.', 'error');
   else say('');
+  connect();
+}
+
+function showTitle(title) {
+  S.doc.title = title;
+  $('doc-title').textContent = title || '(untitled)';
+  document.title = (title || 'untitled') + ' · troupe';
+}
+
+// restore shows a document as a kept outbox left it, unsent edits
+// included, and connects: the stream resumes from the kept version, so
+// the changes made since are transformed past the edits like any others,
+// and the in-flight op is sent again with its client_id and seq (once
+// committed, a repeat only gets its ack).
+function restore(k) {
+  showTitle(k.title);
+  S.clientId = k.clientId;
+  S.seq = Math.max(S.seq, k.seq);
+  S.text = k.text;
+  S.version = k.version;
+  S.inflight = k.inflight ? { ...k.inflight, acked: null } : null;
+  S.pending = k.pending;
+  S.pendingBase = k.pendingBase;
+  S.edits = k.edits;
+  S.ed.load(S.text);
+  S.undo.clear();
+  S.opened = true;
+  S.ed.setReadOnly(false);
+  S.ed.focus();
+  const n = unsentEdits();
+  say(n + (n === 1 ? ' change' : ' changes') + ' not sent before were kept in this browser; they are sent once connected.');
+  S.stats.restored++;
   connect();
 }
 
@@ -478,22 +337,30 @@ function load(content, version) {
   S.inflight = null;
   S.pending = [];
   S.pendingBase = content;
-  ta().value = content;
+  S.edits = 0;
+  S.ed.load(content);
+  S.undo.clear();
+  S.opened = true;
   showVersion();
 }
 
 function closeDoc() {
+  if (S.doc) Outbox.save(true);
   dropSocket();
   clearTimeout(S.opRetryTimer);
   S.doc = null;
+  S.opened = false;
+  S.cutOff = false;
   S.inflight = null;
   S.pending = [];
+  S.edits = 0;
   S.busy = false;
   S.presence.clear();
+  S.undo.clear();
   renderPeople();
   setConn('idle', 'not connected');
-  showVersion();
   document.title = 'troupe';
+  closeHistory();
 }
 
 function dropSocket() {
@@ -517,6 +384,7 @@ function connect() {
   ws.onopen = () => {
     if (S.ws !== ws) return;
     S.retries = 0;
+    S.cutOff = false;
     S.stats.connects++;
     setConn('open', 'connected');
     S.presence.clear();
@@ -529,7 +397,7 @@ function connect() {
     } else {
       flush();
     }
-    S.lastCursor = -1;
+    S.lastCursor = '';
     sendCursor();
   };
   ws.onmessage = (e) => {
@@ -545,9 +413,11 @@ function connect() {
   ws.onclose = () => {
     if (S.ws !== ws) return;
     S.ws = null;
+    S.cutOff = true;
     S.presence.clear();
     renderPeople();
-    scheduleReconnect();
+    if (S.offline) setConn('reconnecting', 'offline');
+    else scheduleReconnect();
   };
 }
 
@@ -556,6 +426,11 @@ function connect() {
 // api() refreshes it), since a refused upgrade tells the page nothing.
 function scheduleReconnect() {
   if (!S.doc || S.reconnectTimer) return;
+  if (S.offline) {
+    // The browser has no network: the online event reconnects.
+    setConn('reconnecting', 'offline');
+    return;
+  }
   const delay = Math.min(250 * 2 ** S.retries, 8000) * (0.5 + Math.random() / 2);
   S.retries++;
   setConn('reconnecting', 'reconnecting in ' + (delay / 1000).toFixed(1) + ' s');
@@ -569,7 +444,7 @@ function scheduleReconnect() {
         if (e.code === 'not_found' || e.code === 'forbidden') {
           setConn('closed', 'closed');
           say('The document is gone or no longer yours: ' + e.message, 'error');
-          ta().disabled = true;
+          S.ed.setReadOnly(true);
           return;
         }
         if (!S.doc) return;
@@ -600,8 +475,12 @@ function flush() {
   const prims = S.pending.slice(0, MAX_OPS);
   S.pending = S.pending.slice(MAX_OPS);
   S.pendingBase = OT.applyPrims(S.pendingBase, prims);
-  S.inflight = { seq: ++S.seq, base: S.version, ops: OT.fromPrims(prims), prims, acked: null };
+  const edits = S.pending.length ? Math.min(1, S.edits) : S.edits;
+  S.edits -= edits;
+  S.inflight = { seq: ++S.seq, base: S.version, ops: OT.fromPrims(prims), prims, acked: null, edits };
   S.opRetries = 0;
+  // Kept before it is sent: a reload must send it again with this seq.
+  Outbox.save(true);
   sendInflight();
   showVersion();
 }
@@ -625,7 +504,7 @@ function onMessage(m) {
       if (m.deleted) {
         dropSocket();
         setConn('closed', 'closed');
-        ta().disabled = true;
+        S.ed.setReadOnly(true);
         say('This document was deleted.', 'error');
       } else {
         resync('the server restarted this document’s stream');
@@ -651,6 +530,7 @@ function onChange(c) {
       S.inflight = null;
       flush();
       showVersion();
+      historyChanged();
       return true;
     }
     hardReload('A change of this tab came back unexpectedly');
@@ -669,45 +549,61 @@ function onChange(c) {
   S.version = c.version;
   showVersion();
   scheduleCursor();
+  historyChanged();
   return true;
 }
 
-// applyRemote applies primitives to the text and the textarea, moving the
-// selection through them.
+// applyRemote applies others' primitives to the text and the editor
+// (which moves the selection through them) and past the undo history.
 function applyRemote(ps) {
-  const el = ta();
-  const start = OT.unitToCp(S.text, el.selectionStart);
-  const end = OT.unitToCp(S.text, el.selectionEnd);
-  const dir = el.selectionDirection;
   S.text = OT.applyPrims(S.text, ps);
-  setText(OT.mapPos(start, ps), OT.mapPos(end, ps), dir);
+  S.undo.remote(ps);
+  S.ed.apply(ps, 'remote');
 }
 
-function setText(start, end, dir) {
-  const el = ta();
-  const top = el.scrollTop;
-  el.value = S.text;
-  const u = (p) => {
-    const i = OT.cpToUnit(S.text, p);
-    return i < 0 ? S.text.length : i;
-  };
-  el.setSelectionRange(u(start), u(end), dir || 'none');
-  el.scrollTop = top;
+// setText shows S.text whole, the selection at start..end (code points).
+function setText(start, end) {
+  S.ed.load(S.text);
+  S.ed.select(start, end);
 }
 
-// onInput turns what the user did into primitives. It runs during a
-// reload too: hardReload takes the pending list as it is when it is done.
-function onInput() {
-  if (!S.doc) return;
-  const el = ta();
-  const ps = OT.diff(S.text, el.value, el.selectionEnd);
-  if (!ps.length) return;
-  if (!S.pending.length) S.pendingBase = S.text;
-  S.text = el.value;
+// onLocal takes an edit made in the editor: typed ('input'), or an undo
+// or redo. It runs during a reload too: hardReload takes the pending list
+// as it is when it is done.
+function onLocal(ps, kind) {
+  if (!S.doc || !ps.length) return;
+  const before = S.text;
+  if (kind === 'input') S.undo.local(ps, before, Date.now());
+  if (!S.pending.length) S.pendingBase = before;
+  S.text = OT.applyPrims(before, ps);
   S.pending = OT.compose(S.pending, ps);
-  if (!S.pending.length) S.pendingBase = S.text;
+  S.edits++;
+  if (!S.pending.length) {
+    // Typed and erased: nothing to send.
+    S.pendingBase = S.text;
+    S.edits = 0;
+  }
   flush();
   scheduleCursor();
+}
+
+// undo takes back this tab's last edit (only its own: what others wrote
+// since stays); redo makes it again.
+function undo() {
+  undoStep(S.undo.undo(S.text), 'undo');
+}
+
+function redo() {
+  undoStep(S.undo.redo(S.text), 'redo');
+}
+
+function undoStep(ps, kind) {
+  if (ps && S.doc) {
+    S.stats.undos++;
+    S.ed.apply(ps, kind); // reported back through onLocal
+  }
+  S.ed.focus();
+  showVersion();
 }
 
 function onOpError(m) {
@@ -799,15 +695,15 @@ async function hardReload(why) {
     }
     const d = await api('GET', path); // linearizable: includes that op
     if (!S.doc || S.doc.id !== id) return;
-    const el = ta();
-    const start = OT.unitToCp(S.text, el.selectionStart);
-    const end = OT.unitToCp(S.text, el.selectionEnd);
+    const { anchor: start, head: end } = S.ed.selection();
     const pending = S.pending;
+    const edits = S.edits;
     const local = S.text;
     const base = S.pendingBase;
     load(d.content, d.version);
     if (pending.length && !lost && d.content === base) {
       S.pending = pending;
+      S.edits = edits;
       S.text = local;
     } else {
       lost += pending.length;
@@ -828,7 +724,7 @@ async function hardReload(why) {
 // ---- Presence ---------------------------------------------------------------
 
 function caret() {
-  return OT.unitToCp(S.text, ta().selectionEnd);
+  return S.ed.selection().head;
 }
 
 function scheduleCursor() {
@@ -839,10 +735,14 @@ function scheduleCursor() {
   }, 150);
 }
 
+// sendCursor tells the others where our caret is, and what we selected
+// (anchor, when it is not at the caret).
 function sendCursor() {
   if (!S.doc) return;
-  const pos = caret();
-  if (pos !== S.lastCursor && send({ type: 'cursor', pos })) S.lastCursor = pos;
+  const { anchor, head } = S.ed.selection();
+  const key = head + ':' + anchor;
+  const m = anchor === head ? { type: 'cursor', pos: head } : { type: 'cursor', pos: head, anchor };
+  if (key !== S.lastCursor && send(m)) S.lastCursor = key;
   renderPeople();
 }
 
@@ -851,7 +751,9 @@ function onPresence(p) {
   if (p.state === 'leave') S.presence.delete(p.client_id);
   else {
     const was = S.presence.get(p.client_id);
-    S.presence.set(p.client_id, { user: p.user, pos: p.pos != null ? p.pos : was ? was.pos : null });
+    const pos = p.pos != null ? p.pos : was ? was.pos : null;
+    const anchor = p.pos != null ? (p.anchor != null ? p.anchor : p.pos) : was ? was.anchor : null;
+    S.presence.set(p.client_id, { user: p.user, pos, anchor });
   }
   renderPeople();
 }
@@ -870,27 +772,43 @@ function nameOf(uid) {
   return S.names.get(uid);
 }
 
-function hue(s) {
+// colourOf: a user's colour, one of the palette's (style.css,
+// .troupe-colour-N), the same on every page and every visit.
+const COLOURS = 12;
+function colourOf(s) {
   let h = 0;
-  for (let i = 0; i < s.length; i++) h = (h * 31 + s.charCodeAt(i)) % 360;
-  return h;
+  for (let i = 0; i < s.length; i++) h = (h * 31 + s.charCodeAt(i)) % 1000003;
+  return h % COLOURS;
 }
 
 function renderPeople() {
   const ul = $('people');
   const items = [];
-  const add = (id, label) => {
+  const add = (id, user, label) => {
     const li = document.createElement('li');
     li.dataset.clientId = id;
     const dot = document.createElement('span');
-    dot.className = 'dot';
-    dot.style.background = 'hsl(' + hue(id) + ' 65% 50%)';
+    dot.className = 'dot troupe-colour-' + colourOf(user || id);
     li.append(dot, label);
     items.push(li);
   };
-  if (S.doc) add(S.clientId, 'You at ' + caret());
-  for (const [id, p] of S.presence) add(id, nameOf(p.user) + (p.pos != null ? ' at ' + p.pos : ''));
+  if (S.doc) add(S.clientId, S.user && S.user.id, 'You at ' + caret());
+  for (const [id, p] of S.presence) add(id, p.user, nameOf(p.user) + (p.pos != null ? ' at ' + p.pos : ''));
   ul.replaceChildren(...items);
+  renderCarets();
+}
+
+// renderCarets draws the others' carets (and selections, when their
+// presence carries an anchor) in the text, with their names.
+function renderCarets() {
+  const list = [];
+  if (S.doc) {
+    for (const [id, p] of S.presence) {
+      if (p.pos == null) continue;
+      list.push({ id, name: nameOf(p.user), colour: colourOf(p.user || id), head: p.pos, anchor: p.anchor });
+    }
+  }
+  S.ed.setCarets(list);
 }
 
 // ---- Forms and startup ----------------------------------------------------
@@ -898,6 +816,7 @@ function renderPeople() {
 async function loggedIn(tokens) {
   setTokens(tokens);
   S.user = await api('GET', '/v1/auth/me');
+  sessionStorage.setItem('troupe.user', JSON.stringify(S.user));
   say('Logged in as ' + S.user.name + '.');
   await route();
 }
@@ -949,20 +868,41 @@ function wire() {
     }
     const t = S.tokens;
     if (t) api('POST', '/v1/auth/logout', { refresh_token: t.refresh }).catch(() => {});
+    const unsent = S.doc ? unsentEdits() : 0;
+    const user = S.user.id;
     setTokens(null);
     S.user = null;
     closeDoc();
+    // Nothing of the user's documents stays in this browser.
+    const dropped = Outbox.drop(user) ? ' Changes not yet sent were dropped' + (unsent ? ' (' + unsent + ')' : '') + '.' : '';
     location.hash = '#/';
     showAuth();
-    say('Logged out.');
+    say('Logged out.' + dropped, dropped ? 'error' : 'info');
   });
-  const el = ta();
-  el.addEventListener('input', onInput);
-  for (const ev of ['keyup', 'mouseup', 'focus', 'select']) el.addEventListener(ev, scheduleCursor);
-  document.addEventListener('selectionchange', () => {
-    if (document.activeElement === el) scheduleCursor();
-  });
+  S.ed = new Editor($('text'), { onLocal, onSelection: scheduleCursor, onUndo: undo, onRedo: redo });
+  $('undo').addEventListener('click', undo);
+  $('redo').addEventListener('click', redo);
+  wireHistory();
   window.addEventListener('hashchange', route);
+  window.addEventListener('offline', () => {
+    S.offline = true;
+    // The socket may linger a while: edits wait from now on.
+    if (S.ws) dropSocket();
+    if (S.doc) setConn('reconnecting', 'offline');
+  });
+  window.addEventListener('online', () => {
+    S.offline = false;
+    if (S.doc && !S.opened) {
+      // It could not be loaded while offline: again.
+      route();
+      return;
+    }
+    if (!S.doc || S.ws || S.busy) return;
+    clearTimeout(S.reconnectTimer);
+    S.reconnectTimer = null;
+    S.retries = 0;
+    connect();
+  });
 }
 
 async function boot() {
@@ -976,8 +916,11 @@ async function boot() {
   if (S.tokens) {
     try {
       S.user = await api('GET', '/v1/auth/me');
+      sessionStorage.setItem('troupe.user', JSON.stringify(S.user));
     } catch (e) {
-      setTokens(null);
+      // Offline: the session stays, as it was last known.
+      S.user = e.status === 0 ? JSON.parse(sessionStorage.getItem('troupe.user') || 'null') : null;
+      if (!S.user) setTokens(null);
     }
   }
   if (!S.user) {
@@ -998,6 +941,14 @@ window.troupe = {
   idle: () => !!S.doc && wsOpen() && !S.busy && !S.inflight && S.pending.length === 0,
   dropSocket: () => S.ws && S.ws.close(),
   receive: onMessage, // a message as if from the socket
+  shown: () => S.ed.text(),
+  selection: () => S.ed.selection(),
+  select: (anchor, head) => {
+    S.ed.focus();
+    S.ed.select(anchor, head);
+  },
+  insert: (text) => S.ed.insert(text),
+  caretOf: (clientId) => S.ed.caretPosition(clientId), // where its widget is drawn
 };
 
 boot();

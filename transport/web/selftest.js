@@ -1,5 +1,6 @@
-// A self-test of the editor's diff and transform (app.js, OT), run by the
-// browser test: troupeSelfTest() returns the failures, [] when all pass.
+// A self-test of the editor's diff, transform and undo (src/ot.js,
+// src/undo.js, as bundled in editor.js), run by the browser test:
+// troupeSelfTest() returns the failures, [] when all pass.
 // The transform cases are storage/ot_test.go's TestTransformRules, so the
 // client and the server agree on every rule of API.md.
 'use strict';
@@ -126,6 +127,37 @@ window.troupeSelfTest = () => {
       eq('compose ' + i, OT.applyPrims(t, composed), OT.applyPrims(OT.applyPrims(t, a), c));
     } catch (e) {
       fails.push('random ' + i + ': ' + e.message);
+    }
+  }
+  // Undo of one's own edits past others' (src/undo.js; make web-test
+  // runs its full tests with node): undoing all of ours leaves exactly
+  // the others' text, and redoing all brings ours back.
+  const { UndoHistory } = window.troupeEditor;
+  const pins = (pos, text) => ({ t: 'i', pos, n: OT.cpLen(text), text });
+  for (let round = 0; round < 200 && fails.length < 20; round++) {
+    const h = new UndoHistory({ groupMs: 0 });
+    let t = '0123456789';
+    let now = 0;
+    try {
+      for (let i = 0; i < 12; i++) {
+        const pos = rnd(OT.cpLen(t) + 1);
+        if (rnd(2)) {
+          const ps = [pins(pos, 'abcdefgh'[rnd(8)])];
+          h.local(ps, t, (now += 1000));
+          t = OT.applyPrims(t, ps);
+        } else {
+          const ps = rnd(3) || OT.cpLen(t) === 0 ? [pins(pos, ['X', 'Y', '😀'][rnd(3)])] : [{ t: 'd', pos: Math.min(pos, OT.cpLen(t) - 1), n: 1 }];
+          h.remote(ps);
+          t = OT.applyPrims(t, ps);
+        }
+      }
+      const full = t;
+      for (let ps = h.undo(t); ps; ps = h.undo(t)) t = OT.applyPrims(t, ps);
+      eq('undo all ours ' + round, t, full.replace(/[a-h]/g, ''));
+      for (let ps = h.redo(t); ps; ps = h.redo(t)) t = OT.applyPrims(t, ps);
+      eq('redo all ours ' + round, t, full);
+    } catch (e) {
+      fails.push('undo ' + round + ': ' + e.message);
     }
   }
   return fails;

@@ -1,16 +1,25 @@
 // Package web serves troupe's browser editor: one page and its scripts
-// and styles, embedded in the binary (no build step, nothing fetched from
-// elsewhere). The page talks to the /v1 API of the node that served it.
+// and styles, embedded in the binary (nothing fetched from elsewhere).
+// The page talks to the /v1 API of the node that served it.
+//
+// editor.js is a bundle (CodeMirror 6 and the modules in src/) that
+// build.mjs builds with esbuild; it is committed, so the Go build needs
+// no Node (make web rebuilds it, make web-test tests src/ with node).
+// The other files are served as written.
 //
 // GET / answers index.html with Cache-Control: no-cache (always
 // revalidated, by ETag). The page names its assets with ?v=<content
 // hash>, so GET /assets/{file}?v=<that hash> may be cached for a year;
-// any other asset request is revalidated by ETag. Anything else is 404 in
-// the API's error shape.
+// any other asset request is revalidated by ETag. Clients that accept gzip
+// get the page and its assets gzipped (once, at start). /assets/sw.js is the
+// service worker that keeps the page for offline reloads; it is answered
+// with Service-Worker-Allowed: / so that it may serve the page at /.
+// Anything else is 404 in the API's error shape.
 package web
 
 import (
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
@@ -21,7 +30,7 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-//go:embed index.html app.js style.css selftest.js
+//go:embed index.html app.js editor.js offline.js history.js style.css selftest.js sw.js
 var files embed.FS
 
 // asset is one file as served.
@@ -30,6 +39,11 @@ type asset struct {
 	contentType string
 	etag        string // quoted
 	version     string // content hash, the ?v= of the page's links
+	// gz is body gzipped once at start, for clients that accept it (the
+	// bundle shrinks to a third); nil when that saves nothing. It has its
+	// own ETag, as a different representation must.
+	gz     []byte
+	gzEtag string
 }
 
 var (
@@ -38,7 +52,7 @@ var (
 )
 
 func init() {
-	for _, name := range []string{"app.js", "style.css", "selftest.js"} {
+	for _, name := range []string{"editor.js", "offline.js", "history.js", "app.js", "style.css", "selftest.js", "sw.js"} {
 		assets[name] = load(name)
 	}
 	index = *load("index.html")
@@ -48,6 +62,26 @@ func init() {
 		index.body = bytes.ReplaceAll(index.body, ref, []byte(`"/assets/`+name+`?v=`+a.version+`"`))
 	}
 	index.etag, index.version = tag(index.body)
+	index.compress()
+	for _, a := range assets {
+		a.compress()
+	}
+}
+
+func (a *asset) compress() {
+	var buf bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	if err != nil {
+		panic("web: " + err.Error())
+	}
+	_, _ = zw.Write(a.body)
+	if err := zw.Close(); err != nil {
+		panic("web: " + err.Error())
+	}
+	if buf.Len() < len(a.body)*9/10 {
+		a.gz = buf.Bytes()
+		a.gzEtag = `"` + a.version + `-gzip"`
+	}
 }
 
 func load(name string) *asset {
@@ -102,7 +136,9 @@ func serve(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		cache := "no-cache"
-		if string(ctx.QueryArgs().Peek("v")) == a.version {
+		if a == assets["sw.js"] {
+			ctx.Response.Header.Set("Service-Worker-Allowed", "/")
+		} else if string(ctx.QueryArgs().Peek("v")) == a.version {
 			cache = "public, max-age=31536000, immutable"
 		}
 		write(ctx, a, cache)
@@ -114,15 +150,41 @@ func serve(ctx *fasthttp.RequestCtx) {
 func write(ctx *fasthttp.RequestCtx, a *asset, cache string) {
 	h := &ctx.Response.Header
 	h.Set("Cache-Control", cache)
-	h.Set("ETag", a.etag)
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.SetContentType(a.contentType)
-	if match := ctx.Request.Header.Peek("If-None-Match"); len(match) > 0 && etagMatches(string(match), a.etag) {
+	body, etag := a.body, a.etag
+	if a.gz != nil {
+		h.Set("Vary", "Accept-Encoding")
+		if acceptsGzip(string(ctx.Request.Header.Peek("Accept-Encoding"))) {
+			body, etag = a.gz, a.gzEtag
+			h.Set("Content-Encoding", "gzip")
+		}
+	}
+	h.Set("ETag", etag)
+	if match := ctx.Request.Header.Peek("If-None-Match"); len(match) > 0 && etagMatches(string(match), etag) {
 		ctx.SetStatusCode(fasthttp.StatusNotModified)
 		return
 	}
 	ctx.SetStatusCode(fasthttp.StatusOK)
-	ctx.SetBody(a.body)
+	ctx.SetBody(body)
+}
+
+// acceptsGzip reports whether an Accept-Encoding list allows gzip (by
+// name or *, without q=0).
+func acceptsGzip(list string) bool {
+	for _, item := range strings.Split(list, ",") {
+		name, params, _ := strings.Cut(strings.TrimSpace(item), ";")
+		name = strings.ToLower(strings.TrimSpace(name))
+		if name != "gzip" && name != "*" {
+			continue
+		}
+		q := strings.ReplaceAll(strings.ToLower(params), " ", "")
+		if q == "q=0" || strings.HasPrefix(q, "q=0.") && strings.Trim(q[4:], "0") == "" {
+			return false
+		}
+		return true
+	}
+	return false
 }
 
 // etagMatches reports whether an If-None-Match list names etag (weak
