@@ -11,7 +11,6 @@ package systemtest
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"regexp"
 	"strings"
@@ -306,21 +305,7 @@ func TestBrowserEditorCollaboration(t *testing.T) {
 	t.Logf("converged after the offline spell at version %d: %q", st.Version, st.Text)
 
 	// What the tabs show is what every node serves.
-	tokens := login(t, nodes[1], email, password)
-	for _, n := range nodes {
-		r := n.do(t, "GET", "/v1/docs/"+docID, nil, bearer(tokens.AccessToken))
-		expectStatus(t, r, 200)
-		var d struct {
-			Content string `json:"content"`
-			Version uint64 `json:"version"`
-		}
-		if err := json.Unmarshal(r.Body, &d); err != nil {
-			t.Fatal(err)
-		}
-		if d.Content != st.Text || d.Version != st.Version {
-			t.Fatalf("node %s serves version %d %q; the tabs show version %d %q", n.cfg.ID, d.Version, d.Content, st.Version, st.Text)
-		}
-	}
+	expectNodesServe(t, nodes, email, password, docID, st.Text, st.Version)
 	for _, tb := range []*tab{a, b} {
 		tb.mu.Lock()
 		errs := tb.errors

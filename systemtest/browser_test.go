@@ -436,21 +436,7 @@ func TestBrowserEditor(t *testing.T) {
 	}
 
 	// Every node serves the same document.
-	tokens := login(t, nodes[1], email, password)
-	for _, n := range nodes {
-		r := n.do(t, "GET", "/v1/docs/"+docID, nil, bearer(tokens.AccessToken))
-		expectStatus(t, r, 200)
-		var d struct {
-			Content string `json:"content"`
-			Version uint64 `json:"version"`
-		}
-		if err := json.Unmarshal(r.Body, &d); err != nil {
-			t.Fatal(err)
-		}
-		if d.Content != sa.Text || d.Version != sa.Version {
-			t.Fatalf("node %s serves version %d %q; the tabs show version %d %q", n.cfg.ID, d.Version, d.Content, sa.Version, sa.Text)
-		}
-	}
+	expectNodesServe(t, nodes, email, password, docID, sa.Text, sa.Version)
 
 	// Presence: each tab lists itself and the other (over two nodes).
 	for _, tb := range []*tab{a, b} {
@@ -468,4 +454,25 @@ func TestBrowserEditor(t *testing.T) {
 		}
 	}
 	t.Logf("total %v", time.Since(start).Round(time.Millisecond))
+}
+
+// expectNodesServe checks that every node serves document docID at
+// version with text, as the tabs show it.
+func expectNodesServe(t *testing.T, nodes []*node, email, password, docID, text string, version uint64) {
+	t.Helper()
+	tokens := login(t, nodes[1], email, password)
+	for _, n := range nodes {
+		r := n.do(t, "GET", "/v1/docs/"+docID, nil, bearer(tokens.AccessToken))
+		expectStatus(t, r, 200)
+		var d struct {
+			Content string `json:"content"`
+			Version uint64 `json:"version"`
+		}
+		if err := json.Unmarshal(r.Body, &d); err != nil {
+			t.Fatal(err)
+		}
+		if d.Content != text || d.Version != version {
+			t.Fatalf("node %s serves version %d %q; the tabs show version %d %q", n.cfg.ID, d.Version, d.Content, version, text)
+		}
+	}
 }
