@@ -76,6 +76,7 @@ type LimiterConfig struct {
 type Limiter struct {
 	sys     *System
 	pids    []*actor.PID
+	boxes   []*bucketBox // of each actor, for the turns taken directly
 	seed    maphash.Seed
 	now     func() int64
 	perCap  int
@@ -129,6 +130,7 @@ func NewLimiter(sys *System, set *metrics.Set, cfg LimiterConfig) *Limiter {
 	}
 	for i := 0; i < cfg.Actors; i++ {
 		box := &bucketBox{l: l, index: i, byPolicy: map[string]*policyKeys{}, tally: map[string]*tally{}, leaseKey: rand.Uint64()}
+		l.boxes = append(l.boxes, box)
 		// On the inline dispatcher: a sender that finds the actor idle
 		// runs its turn itself, so a decision costs no goroutine switch
 		// (DESIGN.md, Rate limits: bucket actors).
@@ -215,17 +217,42 @@ func (l *Limiter) DecideBatch(checks []Check, out []storage.Decision, deadline t
 	if len(checks) == 0 {
 		return nil
 	}
-	w := waitPool.Get().(*batchWait)
 	if len(checks) == 1 {
+		a := l.actorOf(checks[0].Key)
+		if b := l.boxes[a]; b.tryTurn() {
+			b.runDirect(checks, out, nil)
+			b.turn.Unlock()
+			return nil
+		}
+		w := waitPool.Get().(*batchWait)
 		w.left.Store(1)
-		l.send(l.actorOf(checks[0].Key), &bucketMsg{checks: checks, out: out, g: w})
-	} else {
-		idx, parts := l.partition(checks)
-		w.left.Store(int32(len(parts)))
-		for _, p := range parts {
-			l.send(p.actor, &bucketMsg{checks: checks, out: out, idx: idx[p.lo:p.hi], g: w})
+		l.send(a, &bucketMsg{checks: checks, out: out, g: w})
+		return w.wait(deadline)
+	}
+	// The parts of idle actors are decided here; the others are sent.
+	idx, parts := l.partition(checks)
+	busy := parts[:0]
+	for _, p := range parts {
+		if b := l.boxes[p.actor]; b.tryTurn() {
+			b.runDirect(checks, out, idx[p.lo:p.hi])
+			b.turn.Unlock()
+		} else {
+			busy = append(busy, p)
 		}
 	}
+	if len(busy) == 0 {
+		return nil
+	}
+	w := waitPool.Get().(*batchWait)
+	w.left.Store(int32(len(busy)))
+	for _, p := range busy {
+		l.send(p.actor, &bucketMsg{checks: checks, out: out, idx: idx[p.lo:p.hi], g: w})
+	}
+	return w.wait(deadline)
+}
+
+// wait waits until every part sent has been decided, or the deadline.
+func (w *batchWait) wait(deadline time.Time) error {
 	t := lazyTimer{deadline: deadline}
 	defer t.stop()
 	select {
@@ -342,6 +369,14 @@ func (l *Limiter) countersFor(policy string) *policyCounters {
 type bucketActor struct{ box *bucketBox }
 
 type bucketBox struct {
+	// turn is held by whoever runs the actor's turn: its Receive, for
+	// each message, or a caller that found the actor idle and decides
+	// in its own goroutine (ratelimit_direct.go). Everything below is
+	// touched only under it. It is never held while waiting for
+	// anything else, so it is never held long; a direct caller only
+	// ever tries it (TryLock), so holding several cannot deadlock.
+	turn sync.Mutex
+
 	l     *Limiter
 	index int
 	// byPolicy maps policy name → its keys' state.
@@ -369,6 +404,8 @@ type tally struct{ allowed, denied, shadowDenied, rolledBack, released, reset ui
 func (a *bucketActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *bucketMsg, *allMsg, sweepMsg:
+		a.box.turn.Lock()
+		defer a.box.turn.Unlock()
 		a.box.l.sys.mailboxDepth.Add(-1)
 		if a.box.held != nil {
 			// Held by a multi-check (ratelimit_all.go): later.
@@ -377,6 +414,8 @@ func (a *bucketActor) Receive(ctx actor.Context) {
 		}
 		a.box.handle(m)
 	case *verdictMsg:
+		a.box.turn.Lock()
+		defer a.box.turn.Unlock()
 		a.box.l.sys.mailboxDepth.Add(-1)
 		a.box.verdict(m)
 	}
@@ -396,20 +435,31 @@ func (b *bucketBox) handle(m any) {
 func (b *bucketBox) decide(m *bucketMsg) {
 	defer func() {
 		if r := recover(); r != nil {
-			b.l.sys.panics.Inc()
-			b.l.sys.log.Error("bucket actor recovered from a panic", slog.Int("actor", b.index), slog.String("panic", fmt.Sprint(r)))
+			b.recovered(r)
 			m.g.partDone()
 		}
 	}()
-	now := b.l.now()
-	if m.idx == nil {
-		for i := range m.checks {
-			m.out[i] = b.one(&m.checks[i], now)
-		}
-	} else {
-		for _, i := range m.idx {
-			m.out[i] = b.one(&m.checks[i], now)
-		}
-	}
+	b.run(m.checks, m.out, m.idx)
 	m.g.partDone()
+}
+
+// run makes the decisions of checks at idx (all of them when idx is
+// nil) into out.
+func (b *bucketBox) run(checks []Check, out []storage.Decision, idx []int32) {
+	now := b.l.now()
+	if idx == nil {
+		for i := range checks {
+			out[i] = b.one(&checks[i], now)
+		}
+		return
+	}
+	for _, i := range idx {
+		out[i] = b.one(&checks[i], now)
+	}
+}
+
+// recovered counts and logs a panic recovered in the actor's turn.
+func (b *bucketBox) recovered(r any) {
+	b.l.sys.panics.Inc()
+	b.l.sys.log.Error("bucket actor recovered from a panic", slog.Int("actor", b.index), slog.String("panic", fmt.Sprint(r)))
 }

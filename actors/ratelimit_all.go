@@ -3,6 +3,7 @@ package actors
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -77,6 +78,9 @@ func (l *Limiter) DecideAll(checks []Check, out []storage.Decision, deadline tim
 		return true, nil
 	}
 	idx, parts := l.partition(checks)
+	if allowed, ok, err := l.decideAllDirect(checks, out, idx, parts); ok {
+		return allowed, err
+	}
 	g := &groupState{}
 	// One answer per part; buffered for all of them, so that no part
 	// ever waits to answer, also after the caller gave up.
@@ -163,27 +167,6 @@ type undoRec struct {
 	shadow  bool // allowed by a shadow policy that would have denied
 }
 
-// capture records the state of c's key before c is decided.
-func (b *bucketBox) capture(c *Check) undoRec {
-	p := c.Policy
-	u := undoRec{p: p, key: c.Key}
-	pk := b.byPolicy[p.Name]
-	if pk == nil {
-		return u
-	}
-	switch p.Algorithm {
-	case storage.GCRA:
-		u.tat, u.had = pk.gcra[c.Key]
-	case storage.SlidingWindow:
-		b.follow(pk, p)
-		u.sliding, u.had = pk.sliding[c.Key]
-	case storage.FixedWindow:
-		b.follow(pk, p)
-		u.fixed, u.had = pk.fixed[c.Key]
-	}
-	return u
-}
-
 // rollback undoes the allowed checks of a part, last first.
 func (b *bucketBox) rollback(undo []undoRec) {
 	now := b.l.now()
@@ -242,7 +225,9 @@ func restore[V any](b *bucketBox, m map[string]V, key string, v V, had bool) {
 
 // decideAll decides an actor's part of a group (see DecideAll).
 func (b *bucketBox) decideAll(m *allMsg) {
-	var undo []undoRec
+	// On the stack unless the part is large; a held part keeps a copy.
+	var undoBuf [8]undoRec
+	undo := undoBuf[:0]
 	answered := false
 	defer func() {
 		if r := recover(); r != nil {
@@ -258,8 +243,8 @@ func (b *bucketBox) decideAll(m *allMsg) {
 	ok := true
 	for _, i := range m.idx {
 		c := &m.checks[i]
-		u := b.capture(c)
-		d := b.one(c, now)
+		u := undoRec{p: c.Policy, key: c.Key}
+		d := b.decideOne(c, now, &u)
 		m.out[i] = d
 		if !d.Allowed {
 			ok = false
@@ -283,7 +268,7 @@ func (b *bucketBox) decideAll(m *allMsg) {
 		m.ready <- committed
 	default:
 		// Held: later messages wait for the verdict.
-		b.held = &heldPart{g: m.g, undo: undo}
+		b.held = &heldPart{g: m.g, undo: slices.Clone(undo)}
 		answered = true
 		m.ready <- true
 	}
