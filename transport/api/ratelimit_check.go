@@ -224,7 +224,7 @@ func (s *Server) check(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, newError("unavailable", "the rate limiter did not answer in time"))
 		return
 	}
-	writeJSON(ctx, http.StatusOK, toCheckResponse(&d))
+	writeCheck(ctx, &d)
 }
 
 // multiCheck decides 1 to 100 checks all or nothing: when any says no,
@@ -237,15 +237,16 @@ func (s *Server) multiCheck(ctx *fasthttp.RequestCtx, items []checkItem) {
 	checks := make([]actors.Check, len(items))
 	for i := range items {
 		it := &items[i]
-		at := "checks[" + strconv.Itoa(i) + "]."
-		p, e := s.checkTarget(ctx, at, it.Policy, it.Key, mayCheck)
-		if e != nil {
-			writeError(ctx, e)
-			return
+		// Validated without the item's place in the field names, which
+		// only an error needs (a string per check otherwise).
+		p, e := s.checkTarget(ctx, "", it.Policy, it.Key, mayCheck)
+		var cost uint32
+		var lease int64
+		if e == nil {
+			cost, lease, e = checkArgs("", p, it.Cost, it.LeaseMs)
 		}
-		cost, lease, e := checkArgs(at, p, it.Cost, it.LeaseMs)
 		if e != nil {
-			writeError(ctx, e)
+			writeError(ctx, s.checkItemError(ctx, i, it, e))
 			return
 		}
 		checks[i] = actors.Check{Policy: p, Key: *it.Key, Cost: cost, LeaseMs: lease}
@@ -260,11 +261,23 @@ func (s *Server) multiCheck(ctx *fasthttp.RequestCtx, items []checkItem) {
 		writeError(ctx, newError("unavailable", "the rate limiter did not answer in time"))
 		return
 	}
-	resp := multiCheckResponse{Allowed: allowed, Results: make([]checkResponse, len(out))}
-	for i := range out {
-		resp.Results[i] = toCheckResponse(&out[i])
+	writeMultiCheck(ctx, allowed, out)
+}
+
+// checkItemError words the error e of check i of a multi-check again,
+// with the check's place in its field names ("checks[3].cost"): the same
+// validation, so the same error (e itself if the policies changed
+// meanwhile and the check now passes).
+func (s *Server) checkItemError(ctx *fasthttp.RequestCtx, i int, it *checkItem, e *apiError) *apiError {
+	at := "checks[" + strconv.Itoa(i) + "]."
+	p, e2 := s.checkTarget(ctx, at, it.Policy, it.Key, mayCheck)
+	if e2 == nil {
+		_, _, e2 = checkArgs(at, p, it.Cost, it.LeaseMs)
 	}
-	writeJSON(ctx, http.StatusOK, resp)
+	if e2 != nil {
+		return e2
+	}
+	return e
 }
 
 // release gives a concurrency lease back. Released is false for a lease
