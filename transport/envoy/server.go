@@ -18,6 +18,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"runtime"
 	"time"
 
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
@@ -96,7 +97,7 @@ func New(cfg Config, policies Policies, limiter Limiter, auth Authorizer) *Serve
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, policies: policies, limiter: limiter, auth: auth}
-	var opts []grpc.ServerOption
+	opts := ServerOptions()
 	if cfg.TLS != nil {
 		t := cfg.TLS.Clone()
 		// Envoy may come with the cluster's certificate or with a token.
@@ -110,6 +111,18 @@ func New(cfg Config, policies Policies, limiter Limiter, auth Authorizer) *Serve
 	// grpcurl and the like call it without them.
 	reflection.Register(s.grpc)
 	return s
+}
+
+// ServerOptions are the gRPC settings of the service (TLS aside), which
+// the bench's floor server uses too:
+//   - stream workers: a call runs on one of a few long-lived goroutines
+//     instead of a goroutine of its own, whose stack then grows (copied
+//     at each doubling) on every call — 15% of the service's CPU before
+//     (docs/BENCHMARKS-notes.md, rate limits);
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.NumStreamWorkers(uint32(2 * runtime.GOMAXPROCS(0))),
+	}
 }
 
 // Serve answers on ln until Stop.
@@ -145,11 +158,11 @@ func (s *Server) authorize(ctx context.Context) error {
 			return nil
 		}
 	}
+	// One key of the metadata, not FromIncomingContext: that copies
+	// every key and value on each call.
 	var authz string
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get("authorization"); len(v) > 0 {
-			authz = v[0]
-		}
+	if v := metadata.ValueFromIncomingContext(ctx, "authorization"); len(v) > 0 {
+		authz = v[0]
 	}
 	forbidden, err := s.auth.AuthorizeRateLimitService(authz)
 	switch {
@@ -164,11 +177,7 @@ func (s *Server) authorize(ctx context.Context) error {
 // wantsHeaders reports whether the request asks for the RateLimit
 // headers.
 func wantsHeaders(ctx context.Context) bool {
-	md, ok := metadata.FromIncomingContext(ctx)
-	if !ok {
-		return false
-	}
-	for _, v := range md.Get(HeadersMetadata) {
+	for _, v := range metadata.ValueFromIncomingContext(ctx, HeadersMetadata) {
 		switch v {
 		case "1", "true", "on":
 			return true
