@@ -9,6 +9,8 @@ import (
 	"github.com/valyala/fasthttp"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/troupe-db/troupe/transport/envoy"
 )
 
 // floorBody is the size and shape of a user record as the API returns it.
@@ -58,7 +60,9 @@ type FloorRateLimitService struct {
 // NewFloorRateLimitService returns the floor's gRPC server.
 func NewFloorRateLimitService() *FloorRateLimitService {
 	f := &FloorRateLimitService{
-		srv: grpc.NewServer(),
+		// The service's own gRPC settings: the floor differs from it by
+		// the work behind the answer only.
+		srv: grpc.NewServer(envoy.ServerOptions()...),
 		resp: &rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OK, Statuses: []*rlsv3.RateLimitResponse_DescriptorStatus{{
 			Code:               rlsv3.RateLimitResponse_OK,
 			CurrentLimit:       &rlsv3.RateLimitResponse_RateLimit{Name: benchEnvoyPolicy, RequestsPerUnit: 1_000_000, Unit: rlsv3.RateLimitResponse_RateLimit_SECOND},

@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -186,6 +188,16 @@ func serveFloor(args []string, stdout, stderr io.Writer) int {
 	srv := bench.NewFloorServer()
 	var rls *bench.FloorRateLimitService
 	if *grpcAddr != "" {
+		// The gRPC floor runs with the node's runtime settings (serve's
+		// collector target and processors, unless the environment sets
+		// them), so that it differs from the node's rate-limit service
+		// by the work behind the answer only.
+		if os.Getenv("GOGC") == "" {
+			debug.SetGCPercent(400)
+		}
+		if os.Getenv("GOMAXPROCS") == "" {
+			runtime.GOMAXPROCS(2 * runtime.GOMAXPROCS(0))
+		}
 		gln, err := net.Listen("tcp", *grpcAddr)
 		if err != nil {
 			ln.Close()
