@@ -186,9 +186,9 @@ func freeAddr() string {
 // node is a troupe process under test, with its data dir.
 type node struct {
 	bin, dir, addr, raftAddr, pprofAddr, grpcAddr string
-	extra                               []string
-	env                                 []string // added to the environment
-	cmd                                 *exec.Cmd
+	extra                                         []string
+	env                                           []string // added to the environment
+	cmd                                           *exec.Cmd
 }
 
 func newNode(bin string) (*node, error) {
