@@ -11,7 +11,9 @@ package bench
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -141,6 +143,13 @@ func (c *Config) Validate() error {
 	}
 	if c.Checks < 1 || c.Checks > 100 {
 		errs = append(errs, fmt.Errorf("checks %d out of range 1..100 (a multi-check holds at most 100)", c.Checks))
+	}
+	if c.GRPCAddr != "" {
+		if _, port, err := net.SplitHostPort(c.GRPCAddr); err != nil {
+			errs = append(errs, fmt.Errorf("--grpc-addr %q: want host:port, as the node's --grpc-addr", c.GRPCAddr))
+		} else if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+			errs = append(errs, fmt.Errorf("--grpc-addr %q: port must be 1..65535", c.GRPCAddr))
+		}
 	}
 	if sc, ok := scenarios[c.Scenario]; ok && sc.grpc && c.GRPCAddr == "" {
 		errs = append(errs, fmt.Errorf("scenario %s calls the node's rate-limit service: give its address with --grpc-addr (the node's --grpc-addr)", c.Scenario))

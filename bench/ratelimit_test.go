@@ -39,6 +39,12 @@ func TestRateLimitScenariosValidate(t *testing.T) {
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--grpc-addr") {
 		t.Fatalf("ratelimit-grpc without an address: %v", err)
 	}
+	for _, bad := range []string{"127.0.0.1", "127.0.0.1:0", "127.0.0.1:70000", "127.0.0.1:x"} {
+		cfg.GRPCAddr = bad
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--grpc-addr") {
+			t.Fatalf("--grpc-addr %q: %v", bad, err)
+		}
+	}
 	cfg.GRPCAddr = "127.0.0.1:1"
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
