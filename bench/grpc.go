@@ -53,7 +53,10 @@ func (g *grpcTargets) dial(r *Runner) error {
 	g.once.Do(func() {
 		n := (r.cfg.Connections + streamsPerConn - 1) / streamsPerConn
 		for range n {
-			c, err := grpc.NewClient(r.cfg.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			// Static flow-control windows, as Envoy's HTTP/2 client keeps
+			// (large, and no bandwidth-estimate pings).
+			c, err := grpc.NewClient(r.cfg.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+				grpc.WithInitialWindowSize(1<<20), grpc.WithInitialConnWindowSize(1<<20))
 			if err != nil {
 				g.err = fmt.Errorf("cannot open a gRPC connection to %s: %w", r.cfg.GRPCAddr, err)
 				return

@@ -119,11 +119,21 @@ func New(cfg Config, policies Policies, limiter Limiter, auth Authorizer) *Serve
 //     instead of a goroutine of its own, whose stack then grows (copied
 //     at each doubling) on every call — 15% of the service's CPU before
 //     (docs/BENCHMARKS-notes.md, rate limits);
+//   - static flow-control windows of 1 MiB: the messages are a few
+//     dozen bytes, so a window never holds a call back, and the dynamic
+//     windows' bandwidth estimate sent a ping, with a window update, for
+//     every round trip of data on a busy connection.
 func ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.NumStreamWorkers(uint32(2 * runtime.GOMAXPROCS(0))),
+		grpc.InitialWindowSize(flowWindow),
+		grpc.InitialConnWindowSize(flowWindow),
 	}
 }
+
+// flowWindow is the service's HTTP/2 flow-control window, per stream and
+// per connection.
+const flowWindow = 1 << 20
 
 // Serve answers on ln until Stop.
 func (s *Server) Serve(ln net.Listener) error {
