@@ -115,21 +115,30 @@ func New(cfg Config, policies Policies, limiter Limiter, auth Authorizer) *Serve
 
 // ServerOptions are the gRPC settings of the service (TLS aside), which
 // the bench's floor server uses too:
-//   - stream workers: a call runs on one of a few long-lived goroutines
-//     instead of a goroutine of its own, whose stack then grows (copied
-//     at each doubling) on every call — 15% of the service's CPU before
-//     (docs/BENCHMARKS-notes.md, rate limits);
+//   - stream workers: a call runs on one of streamWorkers long-lived
+//     goroutines instead of a goroutine of its own, whose stack then
+//     grows (copied at each doubling) on every call — 15% of the
+//     service's CPU before (docs/BENCHMARKS-notes.md, rate limits). A
+//     worker is taken for the whole call, its wait for the request's
+//     data included, and a call that finds none free gets a goroutine
+//     of its own as before: with 2 × GOMAXPROCS workers, 64 streams
+//     in flight still spent 7.6% of the CPU growing such stacks;
 //   - static flow-control windows of 1 MiB: the messages are a few
 //     dozen bytes, so a window never holds a call back, and the dynamic
 //     windows' bandwidth estimate sent a ping, with a window update, for
 //     every round trip of data on a busy connection.
 func ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
-		grpc.NumStreamWorkers(uint32(2 * runtime.GOMAXPROCS(0))),
+		grpc.NumStreamWorkers(uint32(max(streamWorkers, 2*runtime.GOMAXPROCS(0)))),
 		grpc.InitialWindowSize(flowWindow),
 		grpc.InitialConnWindowSize(flowWindow),
 	}
 }
+
+// streamWorkers is how many calls run on long-lived goroutines at once
+// (at least; 2 × GOMAXPROCS on a larger machine): as many as the calls
+// in flight from a few busy Envoys. An idle worker holds only its stack.
+const streamWorkers = 64
 
 // flowWindow is the service's HTTP/2 flow-control window, per stream and
 // per connection.
