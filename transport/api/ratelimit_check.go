@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"errors"
 	"net/http"
 	"net/url"
@@ -192,6 +193,9 @@ func checkArgs(at string, p *storage.Policy, costIn *uint32, leaseIn *int64) (ui
 // check answers "may key spend cost under policy?", or decides a
 // multi-check all or nothing.
 func (s *Server) check(ctx *fasthttp.RequestCtx) {
+	if body := ctx.PostBody(); bytes.Contains(body, checksField) && s.fastMultiCheck(ctx, body) {
+		return
+	}
 	var req checkRequest
 	if e := decodeJSON(ctx.PostBody(), &req); e != nil {
 		writeError(ctx, e)
@@ -202,7 +206,8 @@ func (s *Server) check(ctx *fasthttp.RequestCtx) {
 			writeError(ctx, badRequest("a multi-check gives its checks only, each with its policy and key", "checks"))
 			return
 		}
-		s.multiCheck(ctx, *req.Checks)
+		items := *req.Checks
+		s.multiCheck(ctx, len(items), func(i int) *checkItem { return &items[i] })
 		return
 	}
 	p, e := s.checkTarget(ctx, "", req.Policy, req.Key, mayCheck)
@@ -227,16 +232,17 @@ func (s *Server) check(ctx *fasthttp.RequestCtx) {
 	writeCheck(ctx, &d)
 }
 
-// multiCheck decides 1 to 100 checks all or nothing: when any says no,
-// none of them spends anything (DESIGN.md, Rate limits).
-func (s *Server) multiCheck(ctx *fasthttp.RequestCtx, items []checkItem) {
-	if len(items) == 0 || len(items) > maxMultiCheck {
+// multiCheck decides n (1 to 100) checks, item(i) each, all or nothing:
+// when any says no, none of them spends anything (DESIGN.md, Rate
+// limits).
+func (s *Server) multiCheck(ctx *fasthttp.RequestCtx, n int, item func(i int) *checkItem) {
+	if n == 0 || n > maxMultiCheck {
 		writeError(ctx, badRequest("checks must hold 1 to "+strconv.Itoa(maxMultiCheck)+" checks", "checks"))
 		return
 	}
-	checks := make([]actors.Check, len(items))
-	for i := range items {
-		it := &items[i]
+	checks := make([]actors.Check, n)
+	for i := range n {
+		it := item(i)
 		// Validated without the item's place in the field names, which
 		// only an error needs (a string per check otherwise).
 		p, e := s.checkTarget(ctx, "", it.Policy, it.Key, mayCheck)
