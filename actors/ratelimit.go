@@ -28,7 +28,16 @@ import (
 // actor's turn itself, the mailbox still admitting one goroutine at a
 // time, so a decision costs no goroutine switch and no timer unless the
 // actor is busy; a message sent to a busy actor waits in its mailbox for
-// the goroutine running it. Nothing a bucket actor does blocks.
+// the goroutine running it. A caller that finds an actor idle may also
+// take its turn without a message (ratelimit_direct.go).
+//
+// Ownership and locks: a bucketBox is touched only by whoever holds its
+// turn (bucketBox.turn): the actor's Receive, one message at a time, or
+// a direct caller. Receive takes one turn and nothing else; direct
+// callers take several only by trying (TryLock), in ascending order of
+// actor, and nobody waits for anything while holding a turn, so no
+// order of taking them can deadlock. The Limiter's counters directory
+// (mu) is taken under a turn (by a sweep), never the other way round.
 //
 // An actor per key, as the architecture first drew it, would cost a spawn
 // (2–3.5 µs) and ≈680 B per key plus a message per decision; grouping
