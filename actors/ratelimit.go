@@ -28,16 +28,7 @@ import (
 // actor's turn itself, the mailbox still admitting one goroutine at a
 // time, so a decision costs no goroutine switch and no timer unless the
 // actor is busy; a message sent to a busy actor waits in its mailbox for
-// the goroutine running it. A caller that finds an actor idle may also
-// take its turn without a message (ratelimit_direct.go).
-//
-// Ownership and locks: a bucketBox is touched only by whoever holds its
-// turn (bucketBox.turn): the actor's Receive, one message at a time, or
-// a direct caller. Receive takes one turn and nothing else; direct
-// callers take several only by trying (TryLock), in ascending order of
-// actor, and nobody waits for anything while holding a turn, so no
-// order of taking them can deadlock. The Limiter's counters directory
-// (mu) is taken under a turn (by a sweep), never the other way round.
+// the goroutine running it. Nothing a bucket actor does blocks.
 //
 // An actor per key, as the architecture first drew it, would cost a spawn
 // (2–3.5 µs) and ≈680 B per key plus a message per decision; grouping
@@ -85,7 +76,6 @@ type LimiterConfig struct {
 type Limiter struct {
 	sys     *System
 	pids    []*actor.PID
-	boxes   []*bucketBox // of each actor, for the turns taken directly
 	seed    maphash.Seed
 	now     func() int64
 	perCap  int
@@ -139,7 +129,6 @@ func NewLimiter(sys *System, set *metrics.Set, cfg LimiterConfig) *Limiter {
 	}
 	for i := 0; i < cfg.Actors; i++ {
 		box := &bucketBox{l: l, index: i, byPolicy: map[string]*policyKeys{}, tally: map[string]*tally{}, leaseKey: rand.Uint64()}
-		l.boxes = append(l.boxes, box)
 		// On the inline dispatcher: a sender that finds the actor idle
 		// runs its turn itself, so a decision costs no goroutine switch
 		// (DESIGN.md, Rate limits: bucket actors).
@@ -226,42 +215,17 @@ func (l *Limiter) DecideBatch(checks []Check, out []storage.Decision, deadline t
 	if len(checks) == 0 {
 		return nil
 	}
-	if len(checks) == 1 {
-		a := l.actorOf(checks[0].Key)
-		if b := l.boxes[a]; b.tryTurn() {
-			b.runDirect(checks, out, nil)
-			b.turn.Unlock()
-			return nil
-		}
-		w := waitPool.Get().(*batchWait)
-		w.left.Store(1)
-		l.send(a, &bucketMsg{checks: checks, out: out, g: w})
-		return w.wait(deadline)
-	}
-	// The parts of idle actors are decided here; the others are sent.
-	idx, parts := l.partition(checks)
-	busy := parts[:0]
-	for _, p := range parts {
-		if b := l.boxes[p.actor]; b.tryTurn() {
-			b.runDirect(checks, out, idx[p.lo:p.hi])
-			b.turn.Unlock()
-		} else {
-			busy = append(busy, p)
-		}
-	}
-	if len(busy) == 0 {
-		return nil
-	}
 	w := waitPool.Get().(*batchWait)
-	w.left.Store(int32(len(busy)))
-	for _, p := range busy {
-		l.send(p.actor, &bucketMsg{checks: checks, out: out, idx: idx[p.lo:p.hi], g: w})
+	if len(checks) == 1 {
+		w.left.Store(1)
+		l.send(l.actorOf(checks[0].Key), &bucketMsg{checks: checks, out: out, g: w})
+	} else {
+		idx, parts := l.partition(checks)
+		w.left.Store(int32(len(parts)))
+		for _, p := range parts {
+			l.send(p.actor, &bucketMsg{checks: checks, out: out, idx: idx[p.lo:p.hi], g: w})
+		}
 	}
-	return w.wait(deadline)
-}
-
-// wait waits until every part sent has been decided, or the deadline.
-func (w *batchWait) wait(deadline time.Time) error {
 	t := lazyTimer{deadline: deadline}
 	defer t.stop()
 	select {
@@ -314,7 +278,7 @@ func (l *Limiter) partition(checks []Check) ([]int32, []part) {
 		act = make([]int32, 0, len(checks))
 	}
 	var countBuf [maxInline + 1]int32
-	var count []int32
+	count := countBuf[:0]
 	if len(l.pids) > maxInline {
 		count = make([]int32, len(l.pids)+1)
 	} else {
@@ -378,14 +342,6 @@ func (l *Limiter) countersFor(policy string) *policyCounters {
 type bucketActor struct{ box *bucketBox }
 
 type bucketBox struct {
-	// turn is held by whoever runs the actor's turn: its Receive, for
-	// each message, or a caller that found the actor idle and decides
-	// in its own goroutine (ratelimit_direct.go). Everything below is
-	// touched only under it. It is never held while waiting for
-	// anything else, so it is never held long; a direct caller only
-	// ever tries it (TryLock), so holding several cannot deadlock.
-	turn sync.Mutex
-
 	l     *Limiter
 	index int
 	// byPolicy maps policy name → its keys' state.
@@ -413,8 +369,6 @@ type tally struct{ allowed, denied, shadowDenied, rolledBack, released, reset ui
 func (a *bucketActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *bucketMsg, *allMsg, sweepMsg:
-		a.box.turn.Lock()
-		defer a.box.turn.Unlock()
 		a.box.l.sys.mailboxDepth.Add(-1)
 		if a.box.held != nil {
 			// Held by a multi-check (ratelimit_all.go): later.
@@ -423,8 +377,6 @@ func (a *bucketActor) Receive(ctx actor.Context) {
 		}
 		a.box.handle(m)
 	case *verdictMsg:
-		a.box.turn.Lock()
-		defer a.box.turn.Unlock()
 		a.box.l.sys.mailboxDepth.Add(-1)
 		a.box.verdict(m)
 	}
@@ -444,31 +396,20 @@ func (b *bucketBox) handle(m any) {
 func (b *bucketBox) decide(m *bucketMsg) {
 	defer func() {
 		if r := recover(); r != nil {
-			b.recovered(r)
+			b.l.sys.panics.Inc()
+			b.l.sys.log.Error("bucket actor recovered from a panic", slog.Int("actor", b.index), slog.String("panic", fmt.Sprint(r)))
 			m.g.partDone()
 		}
 	}()
-	b.run(m.checks, m.out, m.idx)
-	m.g.partDone()
-}
-
-// run makes the decisions of checks at idx (all of them when idx is
-// nil) into out.
-func (b *bucketBox) run(checks []Check, out []storage.Decision, idx []int32) {
 	now := b.l.now()
-	if idx == nil {
-		for i := range checks {
-			out[i] = b.one(&checks[i], now)
+	if m.idx == nil {
+		for i := range m.checks {
+			m.out[i] = b.one(&m.checks[i], now)
 		}
-		return
+	} else {
+		for _, i := range m.idx {
+			m.out[i] = b.one(&m.checks[i], now)
+		}
 	}
-	for _, i := range idx {
-		out[i] = b.one(&checks[i], now)
-	}
-}
-
-// recovered counts and logs a panic recovered in the actor's turn.
-func (b *bucketBox) recovered(r any) {
-	b.l.sys.panics.Inc()
-	b.l.sys.log.Error("bucket actor recovered from a panic", slog.Int("actor", b.index), slog.String("panic", fmt.Sprint(r)))
+	m.g.partDone()
 }

@@ -3,7 +3,6 @@ package actors
 import (
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync/atomic"
 	"time"
 
@@ -78,9 +77,6 @@ func (l *Limiter) DecideAll(checks []Check, out []storage.Decision, deadline tim
 		return true, nil
 	}
 	idx, parts := l.partition(checks)
-	if allowed, ok, err := l.decideAllDirect(checks, out, idx, parts); ok {
-		return allowed, err
-	}
 	g := &groupState{}
 	// One answer per part; buffered for all of them, so that no part
 	// ever waits to answer, also after the caller gave up.
@@ -167,6 +163,27 @@ type undoRec struct {
 	shadow  bool // allowed by a shadow policy that would have denied
 }
 
+// capture records the state of c's key before c is decided.
+func (b *bucketBox) capture(c *Check) undoRec {
+	p := c.Policy
+	u := undoRec{p: p, key: c.Key}
+	pk := b.byPolicy[p.Name]
+	if pk == nil {
+		return u
+	}
+	switch p.Algorithm {
+	case storage.GCRA:
+		u.tat, u.had = pk.gcra[c.Key]
+	case storage.SlidingWindow:
+		b.follow(pk, p)
+		u.sliding, u.had = pk.sliding[c.Key]
+	case storage.FixedWindow:
+		b.follow(pk, p)
+		u.fixed, u.had = pk.fixed[c.Key]
+	}
+	return u
+}
+
 // rollback undoes the allowed checks of a part, last first.
 func (b *bucketBox) rollback(undo []undoRec) {
 	now := b.l.now()
@@ -225,9 +242,7 @@ func restore[V any](b *bucketBox, m map[string]V, key string, v V, had bool) {
 
 // decideAll decides an actor's part of a group (see DecideAll).
 func (b *bucketBox) decideAll(m *allMsg) {
-	// On the stack unless the part is large; a held part keeps a copy.
-	var undoBuf [8]undoRec
-	undo := undoBuf[:0]
+	var undo []undoRec
 	answered := false
 	defer func() {
 		if r := recover(); r != nil {
@@ -243,8 +258,8 @@ func (b *bucketBox) decideAll(m *allMsg) {
 	ok := true
 	for _, i := range m.idx {
 		c := &m.checks[i]
-		u := undoRec{p: c.Policy, key: c.Key}
-		d := b.decideOne(c, now, &u)
+		u := b.capture(c)
+		d := b.one(c, now)
 		m.out[i] = d
 		if !d.Allowed {
 			ok = false
@@ -268,7 +283,7 @@ func (b *bucketBox) decideAll(m *allMsg) {
 		m.ready <- committed
 	default:
 		// Held: later messages wait for the verdict.
-		b.held = &heldPart{g: m.g, undo: slices.Clone(undo)}
+		b.held = &heldPart{g: m.g, undo: undo}
 		answered = true
 		m.ready <- true
 	}

@@ -11,12 +11,7 @@ import (
 // goroutine (bucketBox is its state); only Limiter.zone is shared, and
 // it holds immutable locations.
 
-func (b *bucketBox) one(c *Check, now int64) storage.Decision { return b.decideOne(c, now, nil) }
-
-// decideOne decides c; when u is not nil it also records there how to
-// undo the decision (the key's state before it: a multi-check's part),
-// read with the same lookup the decision makes.
-func (b *bucketBox) decideOne(c *Check, now int64, u *undoRec) storage.Decision {
+func (b *bucketBox) one(c *Check, now int64) storage.Decision {
 	p := c.Policy
 	pk := b.byPolicy[p.Name]
 	if pk == nil {
@@ -42,9 +37,6 @@ func (b *bucketBox) decideOne(c *Check, now int64, u *undoRec) storage.Decision 
 			pk.gcra = map[string]int64{}
 		}
 		tat, had := pk.gcra[c.Key]
-		if u != nil {
-			u.tat, u.had = tat, had
-		}
 		bk := storage.Bucket{TAT: tat}
 		d = p.Decide(&bk, c.Cost, now)
 		if bk.TAT != tat {
@@ -56,9 +48,6 @@ func (b *bucketBox) decideOne(c *Check, now int64, u *undoRec) storage.Decision 
 	case storage.SlidingWindow:
 		b.follow(pk, p)
 		st, had := pk.sliding[c.Key]
-		if u != nil {
-			u.sliding, u.had = st, had
-		}
 		before := st
 		d = p.DecideSliding(&st, c.Cost, now)
 		if st != before {
@@ -73,9 +62,6 @@ func (b *bucketBox) decideOne(c *Check, now int64, u *undoRec) storage.Decision 
 			pk.win = storage.CalendarWindowAt(p.Window, pk.loc, now)
 		}
 		st, had := pk.fixed[c.Key]
-		if u != nil {
-			u.fixed, u.had = st, had
-		}
 		before := st
 		d = p.DecideFixed(&st, pk.win, c.Cost, now)
 		if st != before {
