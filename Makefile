@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # system tests build their own (race-free) binary, as a real deployment.
 PKGS    := ./...
 
-.PHONY: run build test fuzz-smoke bench bench-keyed bench-users soak torture lint imports web web-test clean
+.PHONY: run build test fuzz-smoke bench bench-keyed bench-users bench-ratelimit soak torture lint imports web web-test clean
 
 ## run: build and start a one-node cluster in ./troupe-data (secure: log in as the first admin)
 run: build
@@ -56,6 +56,19 @@ bench-users: build
 	cd /tmp/troupe-before && $(GO) build -o $(CURDIR)/bin/troupe-before ./cmd/troupe; \
 		status=$$?; cd $(CURDIR) && git worktree remove --force /tmp/troupe-before; exit $$status
 	$(GO) run ./bench/suite --troupe $(BIN) --before bin/troupe-before --only users
+
+## bench-ratelimit: the rate-limit rows (check, multi-check of 10, Envoy's gRPC service, with
+## floors, load average and node CPU per request) of this build, or of this build against the
+## build of BEFORE (a git revision) alternately when BEFORE is given, printed (≈ 2 min a build)
+bench-ratelimit: build
+	@if [ -n "$(BEFORE)" ] && [ "$(origin BEFORE)" != "file" ]; then \
+		rm -rf /tmp/troupe-before && git worktree add --detach /tmp/troupe-before $(BEFORE) && \
+		(cd /tmp/troupe-before && $(GO) build -o $(CURDIR)/bin/troupe-before ./cmd/troupe); \
+		status=$$?; git worktree remove --force /tmp/troupe-before; [ $$status = 0 ] || exit $$status; \
+		$(GO) run ./bench/suite --troupe $(BIN) --before bin/troupe-before --only ratelimit; \
+	else \
+		$(GO) run ./bench/suite --troupe $(BIN) --only ratelimit --rounds 1; \
+	fi
 
 ## soak: a 3-node cluster under a steady mixed load at half its maximum for $(SOAK), a
 ## follower killed (-9) every 5 minutes; writes docs/SOAK.md and fails on a failed verdict.

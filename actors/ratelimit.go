@@ -23,7 +23,12 @@ import (
 // so the decisions on one key are serialised (exact under any
 // concurrency) while different keys are decided in parallel. A message
 // carries a batch of decisions, so the cost of a message is shared by
-// many.
+// many. The bucket actors run on the inline dispatcher: the goroutine
+// that sends to an idle actor (an HTTP handler, a gRPC call) runs the
+// actor's turn itself, the mailbox still admitting one goroutine at a
+// time, so a decision costs no goroutine switch and no timer unless the
+// actor is busy; a message sent to a busy actor waits in its mailbox for
+// the goroutine running it. Nothing a bucket actor does blocks.
 //
 // An actor per key, as the architecture first drew it, would cost a spawn
 // (2–3.5 µs) and ≈680 B per key plus a message per decision; grouping
@@ -124,7 +129,10 @@ func NewLimiter(sys *System, set *metrics.Set, cfg LimiterConfig) *Limiter {
 	}
 	for i := 0; i < cfg.Actors; i++ {
 		box := &bucketBox{l: l, index: i, byPolicy: map[string]*policyKeys{}, tally: map[string]*tally{}, leaseKey: rand.Uint64()}
-		l.pids = append(l.pids, sys.spawn(func() actor.Actor { return &bucketActor{box: box} }))
+		// On the inline dispatcher: a sender that finds the actor idle
+		// runs its turn itself, so a decision costs no goroutine switch
+		// (DESIGN.md, Rate limits: bucket actors).
+		l.pids = append(l.pids, sys.spawnInline(func() actor.Actor { return &bucketActor{box: box} }))
 	}
 	sys.actorCount.Add(int64(cfg.Actors))
 	set.NewGauge(`troupe_ratelimit_buckets`, func() float64 { return float64(l.buckets.Load()) })
@@ -174,7 +182,9 @@ type bucketMsg struct {
 
 type sweepMsg struct{}
 
-// batchWait collects the answers of the actors a batch went to.
+// batchWait collects the answers of the actors a batch went to: the
+// last part to finish puts a token in done (cap 1), so that a batchWait
+// whose token was taken can serve another batch.
 type batchWait struct {
 	left atomic.Int32
 	done chan struct{}
@@ -182,11 +192,11 @@ type batchWait struct {
 
 func (w *batchWait) partDone() {
 	if w.left.Add(-1) == 0 {
-		close(w.done)
+		w.done <- struct{}{}
 	}
 }
 
-var waitPool = sync.Pool{New: func() any { return &batchWait{} }}
+var waitPool = sync.Pool{New: func() any { return &batchWait{done: make(chan struct{}, 1)} }}
 
 // Decide makes one decision.
 func (l *Limiter) Decide(c Check, deadline time.Time) (storage.Decision, error) {
@@ -206,40 +216,102 @@ func (l *Limiter) DecideBatch(checks []Check, out []storage.Decision, deadline t
 		return nil
 	}
 	w := waitPool.Get().(*batchWait)
-	w.done = make(chan struct{})
 	if len(checks) == 1 {
 		w.left.Store(1)
 		l.send(l.actorOf(checks[0].Key), &bucketMsg{checks: checks, out: out, g: w})
 	} else {
-		parts := make([][]int32, len(l.pids))
-		for i := range checks {
-			a := l.actorOf(checks[i].Key)
-			parts[a] = append(parts[a], int32(i))
-		}
-		n := int32(0)
+		idx, parts := l.partition(checks)
+		w.left.Store(int32(len(parts)))
 		for _, p := range parts {
-			if len(p) > 0 {
-				n++
-			}
-		}
-		w.left.Store(n)
-		for a, p := range parts {
-			if len(p) > 0 {
-				l.send(a, &bucketMsg{checks: checks, out: out, idx: p, g: w})
-			}
+			l.send(p.actor, &bucketMsg{checks: checks, out: out, idx: idx[p.lo:p.hi], g: w})
 		}
 	}
-	t := time.NewTimer(time.Until(deadline))
-	defer t.Stop()
+	t := lazyTimer{deadline: deadline}
+	defer t.stop()
 	select {
 	case <-w.done:
-		waitPool.Put(w)
-		return nil
-	case <-t.C:
-		// Late answers may still come: w is not reused.
-		return ErrLimiterTimeout
+	default:
+		select {
+		case <-w.done:
+		case <-t.C():
+			// Late answers may still come: w is not reused.
+			return ErrLimiterTimeout
+		}
+	}
+	waitPool.Put(w)
+	return nil
+}
+
+// lazyTimer is a deadline timer started only when a wait must block:
+// bucket actors run on the goroutine that sends to them while they are
+// idle (see NewLimiter), so most answers are there when the sends
+// return, and a timer per decision would cost more than the decision.
+type lazyTimer struct {
+	deadline time.Time
+	t        *time.Timer
+}
+
+// C is the timer's channel, the timer started on the first call.
+func (lt *lazyTimer) C() <-chan time.Time {
+	if lt.t == nil {
+		lt.t = time.NewTimer(time.Until(lt.deadline))
+	}
+	return lt.t.C
+}
+
+func (lt *lazyTimer) stop() {
+	if lt.t != nil {
+		lt.t.Stop()
 	}
 }
+
+// part is the checks of one bucket actor: idx[lo:hi] of a partition.
+type part struct{ actor, lo, hi int }
+
+// partition groups the indexes of checks by the actor of their keys, the
+// actors in ascending order (the order DecideAll takes them in), each
+// group's checks in their order in checks.
+func (l *Limiter) partition(checks []Check) ([]int32, []part) {
+	var actBuf [maxInline]int32
+	act := actBuf[:0]
+	if len(checks) > maxInline {
+		act = make([]int32, 0, len(checks))
+	}
+	var countBuf [maxInline + 1]int32
+	count := countBuf[:0]
+	if len(l.pids) > maxInline {
+		count = make([]int32, len(l.pids)+1)
+	} else {
+		count = countBuf[:len(l.pids)+1]
+	}
+	for i := range checks {
+		a := int32(l.actorOf(checks[i].Key))
+		act = append(act, a)
+		count[a+1]++
+	}
+	n := 0
+	for a := range l.pids {
+		if count[a+1] > 0 {
+			n++
+		}
+		count[a+1] += count[a]
+	}
+	parts := make([]part, 0, n)
+	for a := range l.pids {
+		if lo, hi := int(count[a]), int(count[a+1]); hi > lo {
+			parts = append(parts, part{actor: a, lo: lo, hi: hi})
+		}
+	}
+	idx := make([]int32, len(checks))
+	for i, a := range act {
+		idx[count[a]] = int32(i)
+		count[a]++
+	}
+	return idx, parts
+}
+
+// maxInline bounds the checks and actors partition counts on its stack.
+const maxInline = 128
 
 func (l *Limiter) send(a int, m any) {
 	l.sys.mailboxDepth.Add(1)

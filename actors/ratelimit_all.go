@@ -51,7 +51,7 @@ type allMsg struct {
 	idx    []int32
 	g      *groupState
 	last   bool      // this part decides the group
-	ready  chan bool // cap 1: whether the part was allowed (and, last, committed)
+	ready  chan bool // room for every part's answer: whether it was allowed (and, last, committed)
 }
 
 // verdictMsg tells an actor that the group is decided (g.state).
@@ -76,56 +76,48 @@ func (l *Limiter) DecideAll(checks []Check, out []storage.Decision, deadline tim
 	if len(checks) == 0 {
 		return true, nil
 	}
-	parts := make([][]int32, len(l.pids))
-	for i := range checks {
-		a := l.actorOf(checks[i].Key)
-		parts[a] = append(parts[a], int32(i))
-	}
-	order := make([]int, 0, len(parts))
-	for a, p := range parts {
-		if len(p) > 0 {
-			order = append(order, a)
-		}
-	}
+	idx, parts := l.partition(checks)
 	g := &groupState{}
-	var sent []int
+	// One answer per part; buffered for all of them, so that no part
+	// ever waits to answer, also after the caller gave up.
+	ready := make(chan bool, len(parts))
+	msgs := make([]allMsg, len(parts))
+	sent := 0
 	defer func() {
 		// Every actor a part went to hears the verdict (one that did not
 		// hold ignores it), but for the group's last part, which never
 		// holds.
 		g.state.CompareAndSwap(groupPending, groupAborted)
-		for j, a := range sent {
-			if j < len(order)-1 {
-				l.send(a, &verdictMsg{g: g})
+		if held := min(sent, len(parts)-1); held > 0 {
+			v := &verdictMsg{g: g}
+			for _, p := range parts[:held] {
+				l.send(p.actor, v)
 			}
 		}
 	}()
-	t := time.NewTimer(time.Until(deadline))
-	defer t.Stop()
-	allowed := true
-	var late []chan bool
-	for j, a := range order {
-		m := &allMsg{checks: checks, out: out, idx: parts[a], g: g, last: j == len(order)-1, ready: make(chan bool, 1)}
-		sent = append(sent, a)
-		l.send(a, m)
+	t := lazyTimer{deadline: deadline}
+	defer t.stop()
+	allowed, late := true, 0
+	for j, p := range parts {
+		m := &msgs[j]
+		*m = allMsg{checks: checks, out: out, idx: idx[p.lo:p.hi], g: g, last: j == len(parts)-1, ready: ready}
+		sent++
+		l.send(p.actor, m)
 		if !allowed {
 			// Denied already: the other parts only say what they
 			// would have answered, undoing at once; none holds.
-			late = append(late, m.ready)
+			late++
 			continue
 		}
-		select {
-		case ok := <-m.ready:
-			allowed = ok
-		case <-t.C:
-			return false, ErrLimiterTimeout
+		ok, err := waitReady(ready, &t)
+		if err != nil {
+			return false, err
 		}
+		allowed = ok
 	}
-	for _, r := range late {
-		select {
-		case <-r:
-		case <-t.C:
-			return false, ErrLimiterTimeout
+	for range late {
+		if _, err := waitReady(ready, &t); err != nil {
+			return false, err
 		}
 	}
 	if allowed {
@@ -140,6 +132,23 @@ func (l *Limiter) DecideAll(checks []Check, out []storage.Decision, deadline tim
 		return false, ErrLimiterTimeout // not reached: a part says no only for a denial
 	}
 	return false, nil
+}
+
+// waitReady takes the next part's answer, starting the deadline timer
+// only if it is not there yet (an idle actor has answered by the time
+// the send returns).
+func waitReady(ready chan bool, t *lazyTimer) (bool, error) {
+	select {
+	case ok := <-ready:
+		return ok, nil
+	default:
+	}
+	select {
+	case ok := <-ready:
+		return ok, nil
+	case <-t.C():
+		return false, ErrLimiterTimeout
+	}
 }
 
 // undoRec is how to undo one allowed check of a part.

@@ -219,6 +219,7 @@ func BenchmarkDecideAll(b *testing.B) {
 			l, _ := newTestLimiter(b, LimiterConfig{})
 			b.ReportAllocs()
 			b.SetParallelism(8) // callers waiting on their answers, as HTTP handlers do
+			cpu := startCPU()
 			var next atomic.Int64
 			b.RunParallel(func(pb *testing.PB) {
 				const n = 10
@@ -248,6 +249,7 @@ func BenchmarkDecideAll(b *testing.B) {
 					}
 				}
 			})
+			cpu.report(b, b.N)
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
 		})
 	}

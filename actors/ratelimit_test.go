@@ -196,6 +196,7 @@ func BenchmarkRateLimitDecisions(b *testing.B) {
 			l, _ := newTestLimiter(b, LimiterConfig{})
 			p := algs[alg]
 			b.ReportAllocs()
+			cpu := startCPU()
 			var next atomic.Int64
 			b.RunParallel(func(pb *testing.PB) {
 				const batch = 256
@@ -231,6 +232,7 @@ func BenchmarkRateLimitDecisions(b *testing.B) {
 					}
 				}
 			})
+			cpu.report(b, b.N)
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
 		})
 	}
@@ -246,6 +248,7 @@ func BenchmarkRateLimitDecisions(b *testing.B) {
 		}
 		seed := maphash.MakeSeed()
 		b.ReportAllocs()
+		cpu := startCPU()
 		var next atomic.Int64
 		b.RunParallel(func(pb *testing.PB) {
 			base := int(next.Add(7919))
@@ -262,6 +265,7 @@ func BenchmarkRateLimitDecisions(b *testing.B) {
 				lim.Allow()
 			}
 		})
+		cpu.report(b, b.N)
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
 	})
 }

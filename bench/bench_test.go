@@ -44,10 +44,13 @@ func mustRun(t *testing.T, cfg Config, floor bool) *Result {
 }
 
 func TestRunAgainstFloor(t *testing.T) {
-	addr := startFloor(t)
+	addr, rls := startFloor(t), startFloorRLS(t)
 	for _, sc := range ScenarioNames() {
 		cfg := DefaultConfig()
 		cfg.Addrs, cfg.Scenario, cfg.Connections = []string{addr}, sc, 3
+		if IsGRPC(sc) {
+			cfg.GRPCAddr = rls
+		}
 		cfg.Duration, cfg.Warmup = 300*time.Millisecond, 50*time.Millisecond
 		r, err := NewRunner(cfg, true)
 		if !HasFloor(sc) {

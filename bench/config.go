@@ -11,7 +11,9 @@ package bench
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -31,6 +33,13 @@ type Config struct {
 	// Docs is how many documents docs-ops and docs-ws edit
 	// (connections spread over them round-robin).
 	Docs int
+	// Checks is how many checks one ratelimit-batch request makes (a
+	// multi-check, decided all or nothing).
+	Checks int
+	// GRPCAddr is the host:port of the node's rate-limit service
+	// (--grpc-addr), which ratelimit-grpc calls; the other scenarios
+	// ignore it.
+	GRPCAddr string
 	// Token is sent as "Authorization: Bearer" (secure nodes); the
 	// scenarios that create users or policies need an admin's.
 	Token string
@@ -76,6 +85,7 @@ func DefaultConfig() Config {
 		Users:       1000,
 		BatchSize:   100,
 		Docs:        64,
+		Checks:      10,
 		Timeout:     10 * time.Second,
 	}
 }
@@ -130,6 +140,19 @@ func (c *Config) Validate() error {
 	}
 	if c.Users < 1 || c.BatchSize < 1 || c.BatchSize > 1000 || c.Docs < 1 || c.Docs > 10_000 {
 		errs = append(errs, errors.New("users must be ≥ 1, batch size 1..1000 and docs 1..10000"))
+	}
+	if c.Checks < 1 || c.Checks > 100 {
+		errs = append(errs, fmt.Errorf("checks %d out of range 1..100 (a multi-check holds at most 100)", c.Checks))
+	}
+	if c.GRPCAddr != "" {
+		if _, port, err := net.SplitHostPort(c.GRPCAddr); err != nil {
+			errs = append(errs, fmt.Errorf("--grpc-addr %q: want host:port, as the node's --grpc-addr", c.GRPCAddr))
+		} else if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+			errs = append(errs, fmt.Errorf("--grpc-addr %q: port must be 1..65535", c.GRPCAddr))
+		}
+	}
+	if sc, ok := scenarios[c.Scenario]; ok && sc.grpc && c.GRPCAddr == "" {
+		errs = append(errs, fmt.Errorf("scenario %s calls the node's rate-limit service: give its address with --grpc-addr (the node's --grpc-addr)", c.Scenario))
 	}
 	if c.Timeout <= 0 {
 		errs = append(errs, errors.New("timeout must be positive"))

@@ -1,9 +1,16 @@
 package bench
 
 import (
+	"context"
 	"net"
+	"time"
 
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"github.com/valyala/fasthttp"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/troupe-db/troupe/transport/envoy"
 )
 
 // floorBody is the size and shape of a user record as the API returns it.
@@ -38,3 +45,43 @@ func (f *FloorServer) Serve(ln net.Listener) error { return f.srv.Serve(ln) }
 
 // Shutdown stops the server.
 func (f *FloorServer) Shutdown() error { return f.srv.Shutdown() }
+
+// FloorRateLimitService is the floor of ratelimit-grpc: a bare gRPC
+// server of Envoy's rate-limit service that answers every call at once
+// with the answer troupe gives to one descriptor of the bench policy
+// (OK, its limit, remaining and time to reset), so that a run against
+// it measures the machine, the client and the gRPC stack alone.
+type FloorRateLimitService struct {
+	rlsv3.UnimplementedRateLimitServiceServer
+	srv  *grpc.Server
+	resp *rlsv3.RateLimitResponse
+}
+
+// NewFloorRateLimitService returns the floor's gRPC server.
+func NewFloorRateLimitService() *FloorRateLimitService {
+	f := &FloorRateLimitService{
+		// The service's own gRPC settings: the floor differs from it by
+		// the work behind the answer only.
+		srv: grpc.NewServer(envoy.ServerOptions()...),
+		resp: &rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OK, Statuses: []*rlsv3.RateLimitResponse_DescriptorStatus{{
+			Code:               rlsv3.RateLimitResponse_OK,
+			CurrentLimit:       &rlsv3.RateLimitResponse_RateLimit{Name: benchEnvoyPolicy, RequestsPerUnit: 1_000_000, Unit: rlsv3.RateLimitResponse_RateLimit_SECOND},
+			LimitRemaining:     999_999,
+			DurationUntilReset: durationpb.New(time.Microsecond),
+		}}},
+	}
+	rlsv3.RegisterRateLimitServiceServer(f.srv, f)
+	return f
+}
+
+// ShouldRateLimit answers OK (the same message every time: a message
+// is only read while it is marshalled).
+func (f *FloorRateLimitService) ShouldRateLimit(context.Context, *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {
+	return f.resp, nil
+}
+
+// Serve serves on ln until Stop.
+func (f *FloorRateLimitService) Serve(ln net.Listener) error { return f.srv.Serve(ln) }
+
+// Stop closes every connection.
+func (f *FloorRateLimitService) Stop() { f.srv.Stop() }

@@ -39,6 +39,7 @@ type Runner struct {
 	stoppedAt atomic.Int64   // UnixNano of the halt
 	startAt   time.Time      // start of measurement
 	due       chan time.Time // open loop: requests as they fall due (pace)
+	grpc      grpcTargets    // ratelimit-grpc: the connections its workers share
 	// refused is the first answer that said the caller may not (401 or
 	// 403, when the scenario wants another status): it ends the run at
 	// once, since every later request would be refused as well.
@@ -149,6 +150,7 @@ func (r *Runner) client(addr string) *fasthttp.HostClient {
 // Run executes setup, warmup and the measured phase. progress, if not
 // nil, is called about four times a second with a live snapshot.
 func (r *Runner) Run(ctx context.Context, progress func(Live)) (*Result, error) {
+	defer r.grpc.close()
 	if r.floor {
 		r.ids = []string{"0000000000000000"}
 	} else if r.sc.setup != nil {
@@ -462,9 +464,14 @@ func (r *Runner) result(elapsed time.Duration) *Result {
 		res.ThroughputRPS = float64(res.Requests-res.Errors) / res.DurationS
 	}
 	if r.sc.loop != nil {
-		// WebSocket failures need not answer an op: count the acks.
+		// WebSocket failures need not answer an op: count the acks
+		// (gRPC: the calls answered OK).
+		label := "ack"
+		if r.sc.grpc {
+			label = "ok"
+		}
 		if acks > 0 {
-			res.ByStatus["ack"] = acks
+			res.ByStatus[label] = acks
 		}
 		if res.DurationS > 0 {
 			res.ThroughputRPS = float64(acks) / res.DurationS
@@ -479,8 +486,11 @@ func (r *Runner) result(elapsed time.Duration) *Result {
 		P50: h.ValueAtQuantile(50), P90: h.ValueAtQuantile(90), P99: h.ValueAtQuantile(99),
 		P999: h.ValueAtQuantile(99.9), Max: h.Max(),
 	}
-	if r.cfg.Scenario == "users-batch" {
+	switch r.cfg.Scenario {
+	case "users-batch":
 		res.ItemsPerRequest = r.cfg.BatchSize
+	case "ratelimit-batch":
+		res.ItemsPerRequest = r.cfg.Checks
 	}
 	return res
 }

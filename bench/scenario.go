@@ -33,6 +33,9 @@ type scenario struct {
 	// keyed: the scenario writes over HTTP, so its writes can carry an
 	// Idempotency-Key (Config.Idempotency applies).
 	keyed bool
+	// grpc: a loop scenario that calls the node's gRPC rate-limit
+	// service (Config.GRPCAddr); its floor is a bare gRPC server.
+	grpc bool
 }
 
 var scenarios = map[string]scenario{
@@ -98,6 +101,18 @@ var scenarios = map[string]scenario{
 		setup:       setupPolicy,
 		next:        nextCheck,
 	},
+	"ratelimit-batch": {
+		description: "multi-checks (POST /v1/ratelimit/check {\"checks\":[…]}, all or nothing) of --checks distinct keys each, of 10k keys of a generous policy; items are decisions",
+		setup:       setupPolicy,
+		next:        nextMultiCheck,
+	},
+	"ratelimit-grpc": {
+		description: "Envoy's rate-limit service (ShouldRateLimit on --grpc-addr): each connection is one stream in flight, one descriptor of 10k keys per request, 16 streams per gRPC connection",
+		setup:       setupEnvoyPolicy,
+		loop:        grpcLoop,
+		paced:       true,
+		grpc:        true,
+	},
 }
 
 // benchPolicy is the policy ratelimit-check asks about: generous enough
@@ -135,6 +150,26 @@ func nextCheck(r *Runner, w *worker, req *fasthttp.Request) int {
 	b := append(w.buf[:0], `{"policy":"`+benchPolicy+`","key":"k`...)
 	b = strconv.AppendInt(b, int64(w.rng.IntN(benchPolicyKeys)), 10)
 	w.buf = append(b, `"}`...)
+	req.SetBodyRaw(w.buf)
+	return fasthttp.StatusOK
+}
+
+// nextMultiCheck asks for cfg.Checks distinct keys at once.
+func nextMultiCheck(r *Runner, w *worker, req *fasthttp.Request) int {
+	setJSON(req, "POST", "/v1/ratelimit/check")
+	b := append(w.buf[:0], `{"checks":[`...)
+	first := w.rng.IntN(benchPolicyKeys)
+	for i := range r.cfg.Checks {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"policy":"`+benchPolicy+`","key":"k`...)
+		// Consecutive keys from a random start: distinct, and hashed to
+		// the bucket actors independently.
+		b = strconv.AppendInt(b, int64((first+i)%benchPolicyKeys), 10)
+		b = append(b, `"}`...)
+	}
+	w.buf = append(b, "]}"...)
 	req.SetBodyRaw(w.buf)
 	return fasthttp.StatusOK
 }
@@ -287,8 +322,13 @@ func (r *Runner) setIdempotencyKey(w *worker, req *fasthttp.Request) {
 }
 
 // HasFloor says whether a scenario can run against the floor server (a
-// plain HTTP one: not the WebSocket scenario).
-func HasFloor(name string) bool { return scenarios[name].loop == nil }
+// plain HTTP one, and a bare gRPC rate-limit service: not the WebSocket
+// scenario).
+func HasFloor(name string) bool { return scenarios[name].loop == nil || scenarios[name].grpc }
+
+// IsGRPC says whether a scenario calls the node's gRPC rate-limit
+// service (and so needs Config.GRPCAddr).
+func IsGRPC(name string) bool { return scenarios[name].grpc }
 
 func setJSON(req *fasthttp.Request, method, path string) {
 	req.Header.SetMethod(method)

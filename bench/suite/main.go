@@ -62,9 +62,9 @@ func main() {
 	duration := flag.Duration("duration", 5*time.Second, "measured time per scenario")
 	flag.IntVar(&memUsers, "mem-users", 1_000_000, "users loaded for the memory and restart figures")
 	gobench := flag.String("gobench", "./storage/ ./actors/ ./cluster/ ./transport/api/", "packages whose Go benchmarks to run")
-	only := flag.String("only", "", "run only one group of rows and print its section instead of writing the report: keyed (the Idempotency-Key rows), users (the user rows, --before against --troupe)")
-	before := flag.String("before", "", "with --only users: a second troupe binary to run the same rows against, alternately")
-	rounds := flag.Int("rounds", 2, "with --only users: how many times to run each binary")
+	only := flag.String("only", "", "run only one group of rows and print its section instead of writing the report: keyed (the Idempotency-Key rows), users (the user rows, --before against --troupe), ratelimit (the rate-limit rows, --before against --troupe)")
+	before := flag.String("before", "", "with --only users or ratelimit: a second troupe binary to run the same rows against, alternately")
+	rounds := flag.Int("rounds", 2, "with --only users or ratelimit: how many times to run each binary")
 	flag.Parse()
 	switch *only {
 	case "":
@@ -80,8 +80,14 @@ func main() {
 			os.Exit(1)
 		}
 		return
+	case "ratelimit":
+		if err := rateLimitOnly(*bin, *before, *duration, *rounds); err != nil {
+			fmt.Fprintln(os.Stderr, "bench suite:", err)
+			os.Exit(1)
+		}
+		return
 	default:
-		fmt.Fprintf(os.Stderr, "bench suite: --only %q: the groups are: keyed, users\n", *only)
+		fmt.Fprintf(os.Stderr, "bench suite: --only %q: the groups are: keyed, users, ratelimit\n", *only)
 		os.Exit(2)
 	}
 	if err := suite(*bin, *out, *duration, strings.Fields(*gobench)); err != nil {
@@ -91,13 +97,13 @@ func main() {
 }
 
 func suite(bin, out string, d time.Duration, gopkgs []string) error {
-	addr, stop, err := startNode(bin)
+	n, err := startNodeProc(bin)
 	if err != nil {
 		return err
 	}
-	defer stop()
+	defer n.remove()
 	dur := d.String()
-	url := "http://" + addr
+	url := "http://" + n.addr
 	common := []string{"bench", "--addr", url, "--duration", dur, "--warmup", "1s", "--json", "--compare-floor"}
 	ws := []string{"bench", "--addr", url, "--duration", dur, "--warmup", "1s", "--json", "--scenario", "docs-ws", "--connections", "64"}
 	runs := []*run{
@@ -108,6 +114,8 @@ func suite(bin, out string, d time.Duration, gopkgs []string) error {
 		{label: "users-mixed (90% get, 10% create), 64 connections", args: append(common, "--scenario", "users-mixed", "--connections", "64")},
 		{label: "users-batch (100 per request), 16 connections", args: append(common, "--scenario", "users-batch", "--connections", "16", "--batch-size", "100")},
 		{label: "ratelimit-check (10k keys), 64 connections", args: append(common, "--scenario", "ratelimit-check", "--connections", "64")},
+		{label: rateLimitRows[1].label, args: append(common, rateLimitRows[1].args(n)...)},
+		{label: rateLimitRows[2].label, args: append(common, rateLimitRows[2].args(n)...)},
 		{label: "docs-ops, 64 clients on 1 document (HTTP)", args: append(common, "--scenario", "docs-ops", "--docs", "1", "--connections", "64")},
 		{label: "docs-ops, 64 clients on 64 documents (HTTP)", args: append(common, "--scenario", "docs-ops", "--docs", "64", "--connections", "64")},
 		// The floor server speaks no WebSocket: these rows have none.
@@ -177,10 +185,10 @@ func freeAddr() string {
 
 // node is a troupe process under test, with its data dir.
 type node struct {
-	bin, dir, addr, raftAddr, pprofAddr string
-	extra                               []string
-	env                                 []string // added to the environment
-	cmd                                 *exec.Cmd
+	bin, dir, addr, raftAddr, pprofAddr, grpcAddr string
+	extra                                         []string
+	env                                           []string // added to the environment
+	cmd                                           *exec.Cmd
 }
 
 func newNode(bin string) (*node, error) {
@@ -188,7 +196,7 @@ func newNode(bin string) (*node, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &node{bin: bin, dir: dir, addr: freeAddr(), raftAddr: freeAddr(), pprofAddr: freeAddr()}, nil
+	return &node{bin: bin, dir: dir, addr: freeAddr(), raftAddr: freeAddr(), pprofAddr: freeAddr(), grpcAddr: freeAddr()}, nil
 }
 
 // start runs the node and returns how long it took to become ready.
@@ -197,7 +205,7 @@ func (n *node) start() (time.Duration, error) {
 	// Every bench client is one user (or one address): it may hold as
 	// many streams as the scenario opens.
 	args := []string{"serve", "--insecure", "--rate-limit", "off", "--max-streams-per-user", "100000", "--data", n.dir,
-		"--http-addr", n.addr, "--raft-addr", n.raftAddr, "--pprof", n.pprofAddr, "--log-level", "warn"}
+		"--http-addr", n.addr, "--raft-addr", n.raftAddr, "--pprof", n.pprofAddr, "--grpc-addr", n.grpcAddr, "--log-level", "warn"}
 	n.cmd = exec.Command(n.bin, append(args, n.extra...)...)
 	n.cmd.Stderr = os.Stderr
 	if len(n.env) > 0 {
@@ -280,15 +288,24 @@ func runOpenTuned(bin, dur string, open *run) (*run, error) {
 }
 
 func startNode(bin string) (string, func(), error) {
-	n, err := newNode(bin)
+	n, err := startNodeProc(bin)
 	if err != nil {
 		return "", nil, err
 	}
+	return n.addr, n.remove, nil
+}
+
+// startNodeProc starts a fresh node and returns it running.
+func startNodeProc(bin string) (*node, error) {
+	n, err := newNode(bin)
+	if err != nil {
+		return nil, err
+	}
 	if _, err := n.start(); err != nil {
 		n.remove()
-		return "", nil, err
+		return nil, err
 	}
-	return n.addr, n.remove, nil
+	return n, nil
 }
 
 func runBench(bin string, args []string) (*result, string, error) {

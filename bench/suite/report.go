@@ -26,6 +26,14 @@ func benchNs(out, name string) (float64, bool) {
 	return 0, false
 }
 
+// itemName is what a scenario's items are.
+func itemName(scenario string) string {
+	if strings.HasPrefix(scenario, "ratelimit-") {
+		return "decisions"
+	}
+	return "users"
+}
+
 func ms(us int64) string { return fmt.Sprintf("%.2f", float64(us)/1000) }
 
 // pct shows a share of CPU time stolen, or — when unknown.
@@ -57,7 +65,7 @@ func writeReport(path string, runs []*run, opens []*run, keyed *keyedRuns, fsync
 	w("from /proc/stat): a row with more than a few percent was measured on a contended machine.\n\n")
 	w("Machine: %d cores (`nproc`), %s, %s. Durable writes: fsync of a 4 KiB append here took\n", runtime.NumCPU(), cpuModel(), goVersion())
 	w("%.2f ms on average (so one writer at a time could do at most %.0f writes/s).\n\n", float64(fsync.Microseconds())/1000, 1/fsync.Seconds())
-	w("Node: `troupe serve --insecure --rate-limit off --max-streams-per-user 100000` with a fresh data dir, one-node cluster, 64 user shards.\n\n")
+	w("Node: `troupe serve --insecure --rate-limit off --max-streams-per-user 100000 --grpc-addr 127.0.0.1:8081` with a fresh data dir, one-node cluster, 64 user shards.\n\n")
 
 	w("## Load (`troupe bench`)\n\n")
 	w("| scenario | req/s | p50 ms | p99 ms | p99.9 ms | floor req/s (open loops: its p99 at the same rate) | ratio | stolen |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -68,7 +76,7 @@ func writeReport(path string, runs []*run, opens []*run, keyed *keyedRuns, fsync
 		}
 		extra := ""
 		if r.res.Items > 0 {
-			extra = fmt.Sprintf(" (%.0f users/s)", r.res.ThroughputRPS*float64(r.res.Items))
+			extra = fmt.Sprintf(" (%.0f %s/s)", r.res.ThroughputRPS*float64(r.res.Items), itemName(r.res.Scenario))
 		}
 		w("| %s | %.0f%s | %s | %s | %s | %s | %s | %s |\n", r.label, r.res.ThroughputRPS, extra,
 			ms(r.res.LatencyUS.P50), ms(r.res.LatencyUS.P99), ms(r.res.LatencyUS.P999), fr, ratio, pct(r.res.Steal))

@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -37,12 +39,14 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Users, "users", cfg.Users, "users created before the read scenarios (not timed); users-churn keeps as many (each connection its share)")
 	fs.IntVar(&cfg.BatchSize, "batch-size", cfg.BatchSize, "users per request in users-batch")
 	fs.IntVar(&cfg.Docs, "docs", cfg.Docs, "documents docs-ops and docs-ws edit (connections are spread over them)")
+	fs.IntVar(&cfg.Checks, "checks", cfg.Checks, "checks per multi-check in ratelimit-batch, 1..100")
+	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", "", "ratelimit-grpc: host:port of the node's rate-limit service (its --grpc-addr); the policy is put through --addr")
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "per-request timeout")
 	fs.StringVar(&cfg.Token, "token", os.Getenv("TROUPE_TOKEN"), "access token for secure nodes (an admin's for scenarios that create users or policies; env TROUPE_TOKEN)")
 	fs.BoolVar(&cfg.FollowLeader, "follow-leader", false, "write scenarios: move each connection to the node its answers name in X-Troupe-Leader (among --addr), as the Go client sends writes")
 	fs.BoolVar(&cfg.Idempotency, "idempotency", false, "send a fresh Idempotency-Key with every write (the scenarios that write over HTTP: "+strings.Join(bench.KeyedScenarios(), ", ")+")")
 	asJSON := fs.Bool("json", false, "print the result as one JSON object on the last line")
-	compare := fs.Bool("compare-floor", false, "also run the scenario against a bare fasthttp server (troupe bench serve-floor) and print the ratio")
+	compare := fs.Bool("compare-floor", false, "also run the scenario against a bare fasthttp server, or for ratelimit-grpc a bare gRPC rate-limit service (troupe bench serve-floor), and print the ratio")
 	list := fs.Bool("list", false, "list the scenarios")
 	allowErrors := fs.Bool("allow-errors", false, "exit 0 even when more than 1% of the measured requests failed (else such a run exits 2)")
 	if err := fs.Parse(args); err != nil {
@@ -67,7 +71,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *compare && !bench.HasFloor(cfg.Scenario) {
-		fmt.Fprintf(stderr, "troupe bench: --compare-floor: scenario %s has no floor (the floor server speaks plain HTTP only)\n", cfg.Scenario)
+		fmt.Fprintf(stderr, "troupe bench: --compare-floor: scenario %s has no floor (the floor server speaks plain HTTP and gRPC only)\n", cfg.Scenario)
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -125,7 +129,14 @@ func runFloor(ctx context.Context, cfg bench.Config, stderr io.Writer) (*bench.R
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(self, "bench", "serve-floor", "--http-addr", addr)
+	args := []string{"bench", "serve-floor", "--http-addr", addr}
+	if bench.IsGRPC(cfg.Scenario) {
+		if cfg.GRPCAddr, err = freeLoopbackAddr(); err != nil {
+			return nil, err
+		}
+		args = append(args, "--grpc-addr", cfg.GRPCAddr)
+	}
+	cmd := exec.Command(self, args...)
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("cannot start the floor server: %w", err)
@@ -135,16 +146,18 @@ func runFloor(ctx context.Context, cfg bench.Config, stderr io.Writer) (*bench.R
 		_ = cmd.Wait()
 	}()
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			break
+	for _, a := range []string{addr, cfg.GRPCAddr} {
+		for a != "" {
+			c, err := net.DialTimeout("tcp", a, time.Second)
+			if err == nil {
+				c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				return nil, fmt.Errorf("the floor server did not start on %s", a)
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("the floor server did not start on %s", addr)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 	cfg.Addrs = []string{addr}
 	return runBench(ctx, cfg, true, stderr)
@@ -163,6 +176,7 @@ func serveFloor(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve-floor", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("http-addr", "127.0.0.1:8090", "address to serve on")
+	grpcAddr := fs.String("grpc-addr", "", "also serve a bare gRPC rate-limit service (the floor of ratelimit-grpc) here; default: none")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -172,10 +186,35 @@ func serveFloor(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	srv := bench.NewFloorServer()
+	var rls *bench.FloorRateLimitService
+	if *grpcAddr != "" {
+		// The gRPC floor runs with the node's runtime settings (serve's
+		// collector target and processors, unless the environment sets
+		// them), so that it differs from the node's rate-limit service
+		// by the work behind the answer only.
+		if os.Getenv("GOGC") == "" {
+			debug.SetGCPercent(400)
+		}
+		if os.Getenv("GOMAXPROCS") == "" {
+			runtime.GOMAXPROCS(2 * runtime.GOMAXPROCS(0))
+		}
+		gln, err := net.Listen("tcp", *grpcAddr)
+		if err != nil {
+			ln.Close()
+			fmt.Fprintf(stderr, "troupe bench serve-floor: --grpc-addr: %v\n", err)
+			return 1
+		}
+		rls = bench.NewFloorRateLimitService()
+		go func() { _ = rls.Serve(gln) }()
+		fmt.Fprintf(stdout, "floor rate-limit service (gRPC) on %s\n", gln.Addr())
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	go func() {
 		<-ctx.Done()
+		if rls != nil {
+			rls.Stop()
+		}
 		_ = srv.Shutdown()
 	}()
 	fmt.Fprintf(stdout, "floor server on http://%s\n", ln.Addr())

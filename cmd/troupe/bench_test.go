@@ -54,3 +54,20 @@ func TestBenchExitsOnErrors(t *testing.T) {
 		}
 	}
 }
+
+// The rate-limit scenarios' flags are checked before anything runs.
+func TestBenchRateLimitFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--scenario", "ratelimit-grpc"}, "--grpc-addr"},
+		{[]string{"--scenario", "ratelimit-batch", "--checks", "0"}, "1..100"},
+		{[]string{"--scenario", "ratelimit-batch", "--checks", "101"}, "1..100"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := benchCmd(append([]string{"--addr", "http://127.0.0.1:1", "--duration", "1s"}, tc.args...), &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), tc.want) {
+			t.Fatalf("%v: exit %d, %s", tc.args, code, stderr.String())
+		}
+	}
+}

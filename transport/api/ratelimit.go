@@ -4,9 +4,11 @@ import (
 	"errors"
 	"net/http"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -250,8 +252,35 @@ func (s *Server) policy(name string) (*storage.Policy, string, bool) {
 	if name == storage.DefaultPolicy {
 		return s.cfg.RateLimit, "node", s.cfg.RateLimit != nil
 	}
-	p, ok := s.node.Policies()[name]
-	return &p, "cluster", ok
+	p, ok := s.policies.of(s.node.Policies())[name]
+	return p, "cluster", ok
+}
+
+// policyCache holds a pointer to each policy of the map it was built
+// from, so that a check finds its policy without copying it (a copy per
+// check was an allocation per decision). The node replaces the map when
+// a policy is put or deleted, never changes it: a map still in use by a
+// request keeps its pointers valid, and pointer identity tells when to
+// build again.
+type policyCache struct {
+	cur atomic.Pointer[policyPtrs]
+}
+
+type policyPtrs struct {
+	src  map[string]storage.Policy
+	ptrs map[string]*storage.Policy
+}
+
+func (c *policyCache) of(m map[string]storage.Policy) map[string]*storage.Policy {
+	if b := c.cur.Load(); b != nil && reflect.ValueOf(b.src).Pointer() == reflect.ValueOf(m).Pointer() {
+		return b.ptrs
+	}
+	ptrs := make(map[string]*storage.Policy, len(m))
+	for name, p := range m {
+		ptrs[name] = &p
+	}
+	c.cur.Store(&policyPtrs{src: m, ptrs: ptrs})
+	return ptrs
 }
 
 func (s *Server) putPolicy(ctx *fasthttp.RequestCtx) {

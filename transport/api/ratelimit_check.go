@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"errors"
 	"net/http"
 	"net/url"
@@ -192,6 +193,9 @@ func checkArgs(at string, p *storage.Policy, costIn *uint32, leaseIn *int64) (ui
 // check answers "may key spend cost under policy?", or decides a
 // multi-check all or nothing.
 func (s *Server) check(ctx *fasthttp.RequestCtx) {
+	if body := ctx.PostBody(); bytes.Contains(body, checksField) && s.fastMultiCheck(ctx, body) {
+		return
+	}
 	var req checkRequest
 	if e := decodeJSON(ctx.PostBody(), &req); e != nil {
 		writeError(ctx, e)
@@ -202,7 +206,8 @@ func (s *Server) check(ctx *fasthttp.RequestCtx) {
 			writeError(ctx, badRequest("a multi-check gives its checks only, each with its policy and key", "checks"))
 			return
 		}
-		s.multiCheck(ctx, *req.Checks)
+		items := *req.Checks
+		s.multiCheck(ctx, len(items), func(i int) *checkItem { return &items[i] })
 		return
 	}
 	p, e := s.checkTarget(ctx, "", req.Policy, req.Key, mayCheck)
@@ -224,28 +229,30 @@ func (s *Server) check(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, newError("unavailable", "the rate limiter did not answer in time"))
 		return
 	}
-	writeJSON(ctx, http.StatusOK, toCheckResponse(&d))
+	writeCheck(ctx, &d)
 }
 
-// multiCheck decides 1 to 100 checks all or nothing: when any says no,
-// none of them spends anything (DESIGN.md, Rate limits).
-func (s *Server) multiCheck(ctx *fasthttp.RequestCtx, items []checkItem) {
-	if len(items) == 0 || len(items) > maxMultiCheck {
+// multiCheck decides n (1 to 100) checks, item(i) each, all or nothing:
+// when any says no, none of them spends anything (DESIGN.md, Rate
+// limits).
+func (s *Server) multiCheck(ctx *fasthttp.RequestCtx, n int, item func(i int) *checkItem) {
+	if n == 0 || n > maxMultiCheck {
 		writeError(ctx, badRequest("checks must hold 1 to "+strconv.Itoa(maxMultiCheck)+" checks", "checks"))
 		return
 	}
-	checks := make([]actors.Check, len(items))
-	for i := range items {
-		it := &items[i]
-		at := "checks[" + strconv.Itoa(i) + "]."
-		p, e := s.checkTarget(ctx, at, it.Policy, it.Key, mayCheck)
-		if e != nil {
-			writeError(ctx, e)
-			return
+	checks := make([]actors.Check, n)
+	for i := range n {
+		it := item(i)
+		// Validated without the item's place in the field names, which
+		// only an error needs (a string per check otherwise).
+		p, e := s.checkTarget(ctx, "", it.Policy, it.Key, mayCheck)
+		var cost uint32
+		var lease int64
+		if e == nil {
+			cost, lease, e = checkArgs("", p, it.Cost, it.LeaseMs)
 		}
-		cost, lease, e := checkArgs(at, p, it.Cost, it.LeaseMs)
 		if e != nil {
-			writeError(ctx, e)
+			writeError(ctx, s.checkItemError(ctx, i, it, e))
 			return
 		}
 		checks[i] = actors.Check{Policy: p, Key: *it.Key, Cost: cost, LeaseMs: lease}
@@ -260,11 +267,23 @@ func (s *Server) multiCheck(ctx *fasthttp.RequestCtx, items []checkItem) {
 		writeError(ctx, newError("unavailable", "the rate limiter did not answer in time"))
 		return
 	}
-	resp := multiCheckResponse{Allowed: allowed, Results: make([]checkResponse, len(out))}
-	for i := range out {
-		resp.Results[i] = toCheckResponse(&out[i])
+	writeMultiCheck(ctx, allowed, out)
+}
+
+// checkItemError words the error e of check i of a multi-check again,
+// with the check's place in its field names ("checks[3].cost"): the same
+// validation, so the same error (e itself if the policies changed
+// meanwhile and the check now passes).
+func (s *Server) checkItemError(ctx *fasthttp.RequestCtx, i int, it *checkItem, e *apiError) *apiError {
+	at := "checks[" + strconv.Itoa(i) + "]."
+	p, e2 := s.checkTarget(ctx, at, it.Policy, it.Key, mayCheck)
+	if e2 == nil {
+		_, _, e2 = checkArgs(at, p, it.Cost, it.LeaseMs)
 	}
-	writeJSON(ctx, http.StatusOK, resp)
+	if e2 != nil {
+		return e2
+	}
+	return e
 }
 
 // release gives a concurrency lease back. Released is false for a lease

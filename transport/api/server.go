@@ -118,6 +118,7 @@ type Server struct {
 	// that sends them to each key's owner.
 	limiter, localLimiter Limiter
 	global                *globalLimiter
+	policies              policyCache    // pointers to the named policies (ratelimit.go)
 	ws                    stream.Sockets // open WebSockets, closed on shutdown
 	streams               *stream.Registry
 	unhook                []func() // removes the hooks New added to the node

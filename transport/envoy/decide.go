@@ -41,18 +41,25 @@ func (s *Server) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReques
 		return nil, status.Errorf(codes.InvalidArgument, "a request must hold 1 to %d descriptors, it holds %d", MaxDescriptors, len(descs))
 	}
 	rules := s.index.of(s.policies.Policies())[req.GetDomain()]
+	// The statuses in one allocation, the checks and their decisions in
+	// two: a request has 1 to 100 descriptors, mostly one or two.
 	resp := &rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OK, Statuses: make([]*rlsv3.RateLimitResponse_DescriptorStatus, len(descs))}
-	var checks []actors.Check
-	var at []int // the descriptor of each check
-	pairs := make([]storage.EnvoyPair, 0, 4)
+	statuses := make([]rlsv3.RateLimitResponse_DescriptorStatus, len(descs))
+	checks := make([]actors.Check, 0, len(descs))
+	at := make([]int32, 0, len(descs)) // the descriptor of each check
+	matched := make([]*domainRule, 0, len(descs))
+	var pairBuf [4]storage.EnvoyPair
+	pairs := pairBuf[:0]
 	for i, d := range descs {
-		resp.Statuses[i] = &rlsv3.RateLimitResponse_DescriptorStatus{Code: rlsv3.RateLimitResponse_OK}
+		st := &statuses[i]
+		st.Code = rlsv3.RateLimitResponse_OK
+		resp.Statuses[i] = st
 		pairs = pairs[:0]
 		for _, e := range d.GetEntries() {
 			pairs = append(pairs, storage.EnvoyPair{Key: e.GetKey(), Value: e.GetValue()})
 		}
-		p := match(rules, pairs)
-		if p == nil || d.GetIsNegativeHits() {
+		r := match(rules, pairs)
+		if r == nil || d.GetIsNegativeHits() {
 			continue
 		}
 		key := storage.EnvoyKey(pairs)
@@ -63,8 +70,9 @@ func (s *Server) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReques
 		if h := d.GetHitsAddend(); h != nil {
 			cost = h.GetValue()
 		}
-		checks = append(checks, actors.Check{Policy: p, Key: key, Cost: uint32(min(max(cost, 1), math.MaxUint32))})
-		at = append(at, i)
+		checks = append(checks, actors.Check{Policy: r.p, Key: key, Cost: uint32(min(max(cost, 1), math.MaxUint32))})
+		at = append(at, int32(i))
+		matched = append(matched, r)
 	}
 	if len(checks) == 0 {
 		return resp, nil
@@ -79,12 +87,14 @@ func (s *Server) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReques
 		resp.OverallCode = rlsv3.RateLimitResponse_OVER_LIMIT
 	}
 	for j, i := range at {
-		d, p := &out[j], checks[j].Policy
+		d := &out[j]
 		st := resp.Statuses[i]
 		if !d.Allowed {
 			st.Code = rlsv3.RateLimitResponse_OVER_LIMIT
 		}
-		st.CurrentLimit = currentLimit(p)
+		// Shared by every answer under the policy: a message is only
+		// read while it is marshalled.
+		st.CurrentLimit = matched[j].limit
 		st.LimitRemaining = d.Remaining
 		st.DurationUntilReset = durationpb.New(time.Duration(d.ResetNs))
 	}
@@ -94,14 +104,20 @@ func (s *Server) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReques
 	return resp, nil
 }
 
+// domainRule is a policy with an Envoy rule, and its limit as Envoy states it.
+type domainRule struct {
+	p     *storage.Policy
+	limit *rlsv3.RateLimitResponse_RateLimit
+}
+
 // match returns the rule of rules that matches entries most
 // specifically (rules are sorted by name: the first wins a tie).
-func match(rules []*storage.Policy, entries []storage.EnvoyPair) *storage.Policy {
-	var best *storage.Policy
+func match(rules []*domainRule, entries []storage.EnvoyPair) *domainRule {
+	var best *domainRule
 	bestSpec := -1
-	for _, p := range rules {
-		if spec, ok := p.Envoy.Match(entries); ok && spec > bestSpec {
-			best, bestSpec = p, spec
+	for _, r := range rules {
+		if spec, ok := r.p.Envoy.Match(entries); ok && spec > bestSpec {
+			best, bestSpec = r, spec
 		}
 	}
 	return best
@@ -220,22 +236,22 @@ type indexCache struct {
 
 type builtIndex struct {
 	src map[string]storage.Policy
-	idx map[string][]*storage.Policy
+	idx map[string][]*domainRule
 }
 
-func (c *indexCache) of(m map[string]storage.Policy) map[string][]*storage.Policy {
+func (c *indexCache) of(m map[string]storage.Policy) map[string][]*domainRule {
 	if b := c.cur.Load(); b != nil && reflect.ValueOf(b.src).Pointer() == reflect.ValueOf(m).Pointer() {
 		return b.idx
 	}
-	idx := map[string][]*storage.Policy{}
+	idx := map[string][]*domainRule{}
 	for _, p := range m {
 		if p.Envoy != nil {
 			q := p
-			idx[p.Envoy.Domain] = append(idx[p.Envoy.Domain], &q)
+			idx[p.Envoy.Domain] = append(idx[p.Envoy.Domain], &domainRule{p: &q, limit: currentLimit(&q)})
 		}
 	}
 	for _, rules := range idx {
-		sort.Slice(rules, func(i, j int) bool { return rules[i].Name < rules[j].Name })
+		sort.Slice(rules, func(i, j int) bool { return rules[i].p.Name < rules[j].p.Name })
 	}
 	c.cur.Store(&builtIndex{src: m, idx: idx})
 	return idx

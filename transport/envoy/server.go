@@ -18,6 +18,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"runtime"
 	"time"
 
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
@@ -96,7 +97,7 @@ func New(cfg Config, policies Policies, limiter Limiter, auth Authorizer) *Serve
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, policies: policies, limiter: limiter, auth: auth}
-	var opts []grpc.ServerOption
+	opts := ServerOptions()
 	if cfg.TLS != nil {
 		t := cfg.TLS.Clone()
 		// Envoy may come with the cluster's certificate or with a token.
@@ -111,6 +112,37 @@ func New(cfg Config, policies Policies, limiter Limiter, auth Authorizer) *Serve
 	reflection.Register(s.grpc)
 	return s
 }
+
+// ServerOptions are the gRPC settings of the service (TLS aside), which
+// the bench's floor server uses too:
+//   - stream workers: a call runs on one of streamWorkers long-lived
+//     goroutines instead of a goroutine of its own, whose stack then
+//     grows (copied at each doubling) on every call — 15% of the
+//     service's CPU before (docs/BENCHMARKS-notes.md, rate limits). A
+//     worker is taken for the whole call, its wait for the request's
+//     data included, and a call that finds none free gets a goroutine
+//     of its own as before: with 2 × GOMAXPROCS workers, 64 streams
+//     in flight still spent 7.6% of the CPU growing such stacks;
+//   - static flow-control windows of 1 MiB: the messages are a few
+//     dozen bytes, so a window never holds a call back, and the dynamic
+//     windows' bandwidth estimate sent a ping, with a window update, for
+//     every round trip of data on a busy connection.
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.NumStreamWorkers(uint32(max(streamWorkers, 2*runtime.GOMAXPROCS(0)))),
+		grpc.InitialWindowSize(flowWindow),
+		grpc.InitialConnWindowSize(flowWindow),
+	}
+}
+
+// streamWorkers is how many calls run on long-lived goroutines at once
+// (at least; 2 × GOMAXPROCS on a larger machine): as many as the calls
+// in flight from a few busy Envoys. An idle worker holds only its stack.
+const streamWorkers = 64
+
+// flowWindow is the service's HTTP/2 flow-control window, per stream and
+// per connection.
+const flowWindow = 1 << 20
 
 // Serve answers on ln until Stop.
 func (s *Server) Serve(ln net.Listener) error {
@@ -145,11 +177,11 @@ func (s *Server) authorize(ctx context.Context) error {
 			return nil
 		}
 	}
+	// One key of the metadata, not FromIncomingContext: that copies
+	// every key and value on each call.
 	var authz string
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get("authorization"); len(v) > 0 {
-			authz = v[0]
-		}
+	if v := metadata.ValueFromIncomingContext(ctx, "authorization"); len(v) > 0 {
+		authz = v[0]
 	}
 	forbidden, err := s.auth.AuthorizeRateLimitService(authz)
 	switch {
@@ -164,11 +196,7 @@ func (s *Server) authorize(ctx context.Context) error {
 // wantsHeaders reports whether the request asks for the RateLimit
 // headers.
 func wantsHeaders(ctx context.Context) bool {
-	md, ok := metadata.FromIncomingContext(ctx)
-	if !ok {
-		return false
-	}
-	for _, v := range md.Get(HeadersMetadata) {
+	for _, v := range metadata.ValueFromIncomingContext(ctx, HeadersMetadata) {
 		switch v {
 		case "1", "true", "on":
 			return true

@@ -1,0 +1,206 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"github.com/valyala/fasthttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// ratelimit-grpc: Envoy's rate-limit service (envoy.service.ratelimit.v3,
+// the node's --grpc-addr), called as Envoy calls it: each worker is one
+// stream in flight (a unary ShouldRateLimit call, the next sent when the
+// previous answered), with one descriptor {client: kN} of the domain
+// "bench" per request, N one of 10k keys. Workers share a gRPC
+// connection per streamsPerConn of them, as Envoy's worker threads each
+// keep one HTTP/2 connection to the service and multiplex their calls
+// on it.
+//
+// Goroutines: each worker's loop owns its request; the connections are
+// shared (grpc.ClientConn is safe for concurrent calls) and closed by
+// grpcTargets.close once every worker has returned.
+
+const (
+	// benchDomain is the Envoy domain of the bench policy's rule.
+	benchDomain = "bench"
+	// benchEnvoyPolicy is the policy ratelimit-grpc's descriptors match.
+	benchEnvoyPolicy = "bench-envoy"
+	// streamsPerConn is how many workers share a gRPC connection.
+	streamsPerConn = 16
+)
+
+// grpcTargets are the connections of a ratelimit-grpc run.
+type grpcTargets struct {
+	once    sync.Once
+	err     error
+	conns   []*grpc.ClientConn
+	clients []rlsv3.RateLimitServiceClient
+}
+
+// dial opens the connections the workers of r share, once.
+func (g *grpcTargets) dial(r *Runner) error {
+	g.once.Do(func() {
+		n := (r.cfg.Connections + streamsPerConn - 1) / streamsPerConn
+		for range n {
+			// Static flow-control windows, as Envoy's HTTP/2 client keeps
+			// (large, and no bandwidth-estimate pings).
+			c, err := grpc.NewClient(r.cfg.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+				grpc.WithInitialWindowSize(1<<20), grpc.WithInitialConnWindowSize(1<<20))
+			if err != nil {
+				g.err = fmt.Errorf("cannot open a gRPC connection to %s: %w", r.cfg.GRPCAddr, err)
+				return
+			}
+			g.conns = append(g.conns, c)
+			g.clients = append(g.clients, rlsv3.NewRateLimitServiceClient(c))
+		}
+	})
+	return g.err
+}
+
+func (g *grpcTargets) close() {
+	for _, c := range g.conns {
+		_ = c.Close()
+	}
+}
+
+// outgoing is the context of every call: the bearer token, if the run
+// has one.
+func (r *Runner) outgoing() context.Context {
+	ctx := context.Background()
+	if r.cfg.Token != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+r.cfg.Token)
+	}
+	return ctx
+}
+
+// setupEnvoyPolicy puts the bench policy with an Envoy rule (domain
+// "bench", descriptor key "client") and waits until the rate-limit
+// service decides with it.
+func setupEnvoyPolicy(r *Runner) error {
+	client := r.client(r.cfg.Addrs[0])
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.Header.SetHost(r.cfg.Addrs[0])
+	r.authorize(req)
+	setJSON(req, "PUT", "/v1/ratelimit/policies/"+benchEnvoyPolicy)
+	req.SetBodyString(`{"limit":1000000,"window_ms":1000,"envoy":{"domain":"` + benchDomain + `","descriptors":[{"key":"client"}]}}`)
+	if err := client.DoTimeout(req, resp, r.cfg.Timeout); err != nil {
+		return fmt.Errorf("setup: creating the bench policy: %w", err)
+	}
+	if resp.StatusCode() != fasthttp.StatusOK {
+		return fmt.Errorf("setup: creating the bench policy: %d %s", resp.StatusCode(), resp.Body())
+	}
+	if err := r.grpc.dial(r); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(r.outgoing(), 5*time.Second)
+		out, err := r.grpc.clients[0].ShouldRateLimit(ctx, grpcRequest("setup"))
+		cancel()
+		// A descriptor no policy matches answers OK with no limit: the
+		// policy is known once the answer states its limit.
+		if err == nil && len(out.GetStatuses()) == 1 && out.GetStatuses()[0].GetCurrentLimit() != nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("setup: the rate-limit service on %s did not decide with the bench policy: %v", r.cfg.GRPCAddr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func grpcRequest(key string) *rlsv3.RateLimitRequest {
+	return &rlsv3.RateLimitRequest{Domain: benchDomain, Descriptors: []*ratelimitv3.RateLimitDescriptor{{
+		Entries: []*ratelimitv3.RateLimitDescriptor_Entry{{Key: "client", Value: key}},
+	}}}
+}
+
+// grpcLoop is the ratelimit-grpc worker: one call in flight until stop.
+func grpcLoop(r *Runner, w *worker) {
+	if err := r.grpc.dial(r); err != nil {
+		w.mu.Lock()
+		w.failures["dial"]++
+		w.mu.Unlock()
+		return
+	}
+	client := r.grpc.clients[w.id/streamsPerConn]
+	ctx := r.outgoing()
+	req := grpcRequest("")
+	entry := req.Descriptors[0].Entries[0]
+	var key []byte
+	for !r.stop.Load() {
+		start := time.Now()
+		if r.due != nil {
+			at, ok := <-r.due
+			if !ok || r.stop.Load() {
+				return
+			}
+			start = at
+		}
+		key = strconv.AppendInt(append(key[:0], 'k'), int64(w.rng.IntN(benchPolicyKeys)), 10)
+		entry.Value = string(key)
+		cctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+		resp, err := client.ShouldRateLimit(cctx, req)
+		cancel()
+		lat := time.Since(start)
+		if c := status.Code(err); c == codes.Unauthenticated || c == codes.PermissionDenied {
+			r.refused.CompareAndSwap(nil, &refusal{status: grpcRefusal(c), body: err.Error()})
+			r.halt()
+			return
+		}
+		if !r.counting() {
+			continue
+		}
+		w.mu.Lock()
+		_ = w.hist.RecordValue(max(1, lat.Microseconds()))
+		_ = w.interval.hist.RecordValue(max(1, lat.Microseconds()))
+		switch {
+		case err != nil:
+			w.failures[grpcFailure(err)]++
+			w.interval.failed++
+		case resp.GetOverallCode() != rlsv3.RateLimitResponse_OK:
+			w.failures["over_limit"]++
+			w.interval.failed++
+		default:
+			w.acks++
+			w.countOK(r, start.Add(lat))
+		}
+		w.mu.Unlock()
+		if n := r.total.Add(1); r.cfg.Requests > 0 && n >= r.cfg.Requests {
+			r.halt()
+		}
+		if err != nil {
+			pause(r) // do not spin on a dead target
+		}
+	}
+}
+
+// grpcRefusal is the HTTP status a refusing gRPC code stands for (as
+// RefusedError words it).
+func grpcRefusal(c codes.Code) int {
+	if c == codes.Unauthenticated {
+		return fasthttp.StatusUnauthorized
+	}
+	return fasthttp.StatusForbidden
+}
+
+// grpcFailure names a failed call by its gRPC code.
+func grpcFailure(err error) string {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "timeout"
+	}
+	return "grpc_" + status.Code(err).String()
+}
