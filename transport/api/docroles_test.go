@@ -14,10 +14,10 @@ import (
 // rolesFixture: Ada owns a document; Bob and Cy are signed in, members of
 // nothing yet.
 type rolesFixture struct {
-	ts                *testServer
+	ts                 *testServer
 	adaID, bobID, cyID string
-	ada, bob, cy      map[string]string
-	docID, docPath    string
+	ada, bob, cy       map[string]string
+	docID, docPath     string
 }
 
 func newRolesFixture(t *testing.T, opts ...func(*Config)) *rolesFixture {
@@ -364,7 +364,7 @@ func TestGuestsAreRateLimitedByLink(t *testing.T) {
 	ts := f.ts
 	a := f.link(t, f.docPath, `{"role":"viewer"}`)
 	b := f.link(t, f.docPath, `{"role":"viewer"}`)
-	ts.clock.advance(time.Hour) // the fixture's requests are forgotten
+	ts.clock.advance(time.Hour)                          // the fixture's requests are forgotten
 	c := dialWS(t, ts, f.docPath, "share="+*a.Token, "") // 1 of 10
 	for range 9 {
 		ts.expect(ts.do("GET", f.docPath, "", share(*a.Token), true), 200, "")
