@@ -241,3 +241,25 @@ func TestForwardedCreateNeedsAdmin(t *testing.T) {
 		t.Fatalf("an admin creating a user through a follower: %d %s", r.status, r.body)
 	}
 }
+
+// FuzzForwardCredentials: the credentials of a forwarded command decode
+// without panicking, and what decodes encodes to bytes that decode to
+// the same credentials.
+func FuzzForwardCredentials(f *testing.F) {
+	for _, c := range []fwdCredentials{{}, {hasToken: true, token: "tok"}, {share: "0123456789abcdef0123456789abcdef"}, {hasToken: true, token: "t", share: "s"}} {
+		f.Add(c.append(nil))
+	}
+	f.Add([]byte{4, 0})
+	f.Add([]byte{2, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		d := fwdDecoder{b: b}
+		c := d.credentials()
+		if d.err != nil {
+			return
+		}
+		d2 := fwdDecoder{b: c.append(nil)}
+		if again := d2.credentials(); d2.end() != nil || again != c {
+			t.Fatalf("%+v re-encoded reads %+v (%v)", c, again, d2.err)
+		}
+	})
+}
