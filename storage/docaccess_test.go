@@ -394,3 +394,49 @@ func FuzzDecodeDocAccess(f *testing.F) {
 		_ = doc.LinkByToken("x")
 	})
 }
+
+// BenchmarkLinkByToken finds a token among DefaultMaxLinksPerDoc links:
+// a hash and that many constant-time comparisons, on every request that
+// presents a share token.
+func BenchmarkLinkByToken(b *testing.B) {
+	d, _ := NewDoc("d1", "T", accOwner, "", t0)
+	links := make([]ShareLink, DefaultMaxLinksPerDoc)
+	for i := range links {
+		links[i] = ShareLink{ID: fmt.Sprintf("%016x", i), Hash: ShareTokenHash("d1", fmt.Sprint("token-", i)), Role: DocViewer}
+	}
+	d = d.withLinks(links)
+	token := fmt.Sprint("token-", len(links)/2)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if d.LinkByToken(token) == nil {
+			b.Fatal("not found")
+		}
+	}
+}
+
+// BenchmarkDocAccess is the rule every document request and stream
+// check asks: a member among 1000, and a link among 100.
+func BenchmarkDocAccess(b *testing.B) {
+	d, _ := NewDoc("d1", "T", accOwner, "", t0)
+	for i := range DefaultMaxMembersPerDoc {
+		d = d.WithMember(MakeUserID(uint64(i), 1), DocRole(1+i%2))
+	}
+	links := make([]ShareLink, DefaultMaxLinksPerDoc)
+	for i := range links {
+		links[i] = ShareLink{ID: fmt.Sprintf("%016x", i), Role: DocViewer}
+	}
+	d = d.withLinks(links)
+	user, link := DocCaller{User: MakeUserID(501, 1)}, DocCaller{Link: fmt.Sprintf("%016x", 50)}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		c := user
+		if i%2 == 1 {
+			c = link
+		}
+		if d.Access(c, t0) == AccessNone {
+			b.Fatal("no access")
+		}
+	}
+}
