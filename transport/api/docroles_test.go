@@ -107,7 +107,7 @@ func TestDocMembersOverHTTP(t *testing.T) {
 	ts.expect(f.submit(path, f.bob, "b", 1, 0), 403, "forbidden")
 	ts.expect(ts.do("PATCH", path, `{"title":"Mine"}`, f.bob, true), 403, "forbidden")
 	ts.expect(ts.do("PUT", path+"/members/"+f.cyID, `{"role":"viewer"}`, f.bob, true), 403, "forbidden")
-	ts.expect(ts.do("POST", path+"/restore", `{"version":0}`, f.bob, false), 200, "") // nothing to restore: no change
+	ts.expect(ts.do("POST", path+"/restore", `{"version":0}`, f.bob, true), 403, "forbidden")
 
 	// Over the WebSocket too: the viewer's socket streams, its op is refused.
 	c := dialWS(t, ts, path, "client_id=bob", strings.TrimPrefix(f.bob["Authorization"], "Bearer "))

@@ -282,6 +282,15 @@ func (s *Server) listDocs(ctx *fasthttp.RequestCtx) {
 
 // docWrite proposes a document command and answers with fn on success.
 func (s *Server) docWrite(ctx *fasthttp.RequestCtx, w writeRequest, kind storage.CommandKind, dc *storage.DocCommand, ok func(storage.Result)) {
+	if kind == storage.CmdDocSubmit || kind == storage.CmdDocTitle {
+		// A caller that may only read is refused here, at no log entry
+		// (this is the leader, which has applied every change it
+		// acknowledged); apply decides, on every node, for the others.
+		if d := s.docs.Latest(dc.DocID); d != nil && s.access(ctx, d) == storage.AccessRead {
+			writeError(ctx, newError("forbidden", "viewers may read the document but not change it"))
+			return
+		}
+	}
 	if kind == storage.CmdDocSubmit {
 		dc.HistoryBytes = uint64(s.cfg.DocumentHistoryBytes)
 		dc.CheckpointEvery = storage.DocCheckpointEvery
