@@ -381,3 +381,25 @@ func TestGuestsAreRateLimitedByLink(t *testing.T) {
 	ts.expect(ts.do("GET", f.docPath, "", share(*b.Token), true), 200, "")
 	ts.expect(ts.do("GET", f.docPath, "", f.ada, true), 200, "")
 }
+
+// Under --insecure a request without a token acts as admin, but one with
+// a share token is its link's guest.
+func TestShareLinkUnderInsecure(t *testing.T) {
+	ts := startServer(t) // --insecure
+	ts.register("Ada", "ada@example.com", "correct horse")
+	ada := bearer(ts.login("ada@example.com", "correct horse").AccessToken)
+	r := ts.do("POST", "/v1/docs", `{"title":"Open","content":"abc"}`, ada, true)
+	ts.expect(r, 201, "")
+	var d docResp
+	r.json(t, &d)
+	path := "/v1/docs/" + d.ID
+	r = ts.do("POST", path+"/links", `{"role":"viewer"}`, ada, true)
+	ts.expect(r, 201, "")
+	var l linkResp
+	r.json(t, &l)
+	sub := `{"client_id":"g","seq":1,"base_version":0,"ops":[{"op":"insert","pos":0,"text":"x"}]}`
+	ts.expect(ts.do("POST", path+"/ops", sub, share(*l.Token), true), 403, "forbidden")
+	ts.expect(ts.do("DELETE", path, "", share(*l.Token), true), 403, "forbidden")
+	ts.expect(ts.do("GET", path, "", share(*l.Token), true), 200, "")
+	ts.expect(ts.do("POST", path+"/ops", sub, nil, true), 200, "") // no token: the insecure admin
+}
