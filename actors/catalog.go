@@ -291,7 +291,7 @@ func (s *catalogState) apply(n *catalogNote) {
 	default:
 		prev := e.doc
 		e.doc = n.doc.Listing()
-		if prev.Owner == e.doc.Owner && sameEditors(prev.Editors, e.doc.Editors) {
+		if prev.Owner == e.doc.Owner && sameEditors(prev.Editors, e.doc.Editors) && sameEditors(prev.Viewers, e.doc.Viewers) {
 			return
 		}
 		// Who may read it changed: move it between users' indexes by the

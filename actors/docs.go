@@ -178,7 +178,8 @@ func (d *Docs) SetMaxPresence(n int) {
 }
 
 // OnReadersNarrowed adds a function told of every document that lost a
-// reader (an editor removed, the owner changed) while it had subscribers
+// reader (a member removed, the owner changed, a share link revoked or
+// expired and dropped) while it had subscribers
 // on this node, so their rights can be checked again; it must not block.
 // The returned function removes it.
 func (d *Docs) OnReadersNarrowed(fn func(docID string)) (remove func()) { return d.onNarrowed.Add(fn) }
@@ -447,17 +448,32 @@ func (d *Docs) ApplyTraced(tctx context.Context, kind storage.CommandKind, c *st
 }
 
 // readersNarrowed reports whether someone who could read prev cannot
-// read next (admins aside, who read everything).
+// read next (admins aside, who read everything): a member or the owner
+// gone, or a share link revoked or dropped once expired. A change that
+// kept the members and links (a submit, a retitle) shares their slices:
+// told at once.
 func readersNarrowed(prev, next *storage.Doc) bool {
-	if prev.Owner != next.Owner && !next.CanEdit(prev.Owner) {
-		return true
+	if prev.Owner == next.Owner && sameSlice(prev.Editors, next.Editors) && sameSlice(prev.Viewers, next.Viewers) &&
+		sameSlice(prev.Links(), next.Links()) {
+		return false
 	}
-	for _, e := range prev.Editors {
-		if !next.CanEdit(e) {
+	for _, u := range prev.Readers() {
+		if !next.MayRead(u, false) {
+			return true
+		}
+	}
+	for _, l := range prev.Links() {
+		if next.Link(l.ID) == nil {
 			return true
 		}
 	}
 	return false
+}
+
+// sameSlice reports whether a and b are the same slice (a Doc change
+// that does not touch a list keeps it).
+func sameSlice[T any](a, b []T) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 // disown counts one document less for owner; under mu.

@@ -178,6 +178,7 @@ func describe(r storage.Result) string {
 type logGen struct {
 	r      *rand.Rand
 	pr     *rand.Rand // policies' algorithms: a stream of their own, so the rest of the log is as before
+	dr     *rand.Rand // document members and share links: likewise
 	index  uint64
 	stamp  uint64
 	ids    []string // ids of creates proposed (not all succeeded)
@@ -193,7 +194,8 @@ type sentReq struct {
 }
 
 func newLogGen(seed uint64) *logGen {
-	g := &logGen{r: rand.New(rand.NewPCG(seed, seed^0x5eed)), pr: rand.New(rand.NewPCG(seed, seed^0xa190)), stamp: storage.StampAt(1_700_000_000_000)}
+	g := &logGen{r: rand.New(rand.NewPCG(seed, seed^0x5eed)), pr: rand.New(rand.NewPCG(seed, seed^0xa190)),
+		dr: rand.New(rand.NewPCG(seed, seed^0xd0c5)), stamp: storage.StampAt(1_700_000_000_000)}
 	p := storage.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1, KeyLen: 16, SaltLen: 8}
 	for i := range 3 {
 		g.hashes = append(g.hashes, storage.HashPassword(fmt.Sprint("password", i), []byte(fmt.Sprint("saltsalt", i)), p))
@@ -450,7 +452,43 @@ func (g *logGen) docCommand() *storage.Command {
 		// a command of an older version.
 		dc.CheckpointEvery = dc.Submit.Seq % 4
 	}
+	g.rolesAndLinks(&kind, dc)
 	return &storage.Command{Kind: kind, Stamp: g.stamps(1), Doc: dc}
+}
+
+// rolesAndLinks turns some retitles, editor changes and deletes into
+// member and share-link commands, and has strangers' submits made through
+// a link, drawing from its own stream so that the rest of the log (its
+// creates and accepted submits included) is as before. Members and links
+// come from small pools and the caps are 0 (none) to 2, so role changes,
+// removals, revocations, expiries (by command time) and both caps occur.
+func (g *logGen) rolesAndLinks(kind *storage.CommandKind, dc *storage.DocCommand) {
+	pool := func() string { return fmt.Sprintf("%016x", g.dr.IntN(4)) }
+	switch *kind {
+	case storage.CmdDocCreate:
+		return
+	case storage.CmdDocSubmit:
+		if dc.Caller == "stranger" && !dc.Admin && g.dr.IntN(2) == 0 {
+			dc.Caller, dc.Link = "", pool() // a guest (its link may be a viewer's, revoked or expired)
+		}
+		return
+	}
+	if g.dr.IntN(3) == 0 {
+		return
+	}
+	if g.dr.IntN(4) != 0 {
+		dc.Caller = "owner" // mostly the owner: the others are refused
+	}
+	if g.dr.IntN(2) == 0 {
+		*kind = storage.CmdDocMember
+		dc.Editor, dc.Role = storage.MakeUserID(uint64(g.dr.IntN(5)), 1), storage.DocRole(1+g.dr.IntN(2))
+		dc.Remove, dc.MaxMembers = g.dr.IntN(4) == 0, uint64(g.dr.IntN(3))
+		return
+	}
+	*kind = storage.CmdDocLink
+	dc.LinkID, dc.Remove = pool(), g.dr.IntN(4) == 0
+	dc.LinkHash, dc.Role = sha256.Sum256([]byte(dc.LinkID)), storage.DocRole(1+g.dr.IntN(2))
+	dc.ExpiresInS, dc.MaxLinks = uint64(g.dr.IntN(3)), uint64(g.dr.IntN(3))
 }
 
 // session makes a session change: tokens and families come from small
@@ -643,6 +681,7 @@ func testDeterminism(t *testing.T, seed uint64) {
 		"auth_setup:ok", "auth_setup:conflict", "key_rotate:ok", "key_rotate:bad_request",
 		"policy_put:ok", "policy_put:bad_request", "policy_delete:ok", "policy_delete:not_found",
 		"doc_create:ok", "doc_create:conflict", "doc_submit:ok", "doc_submit:bad_request", "doc_submit:forbidden", "doc_delete:ok",
+		"doc_member:ok", "doc_member:forbidden", "doc_link:ok", "doc_link:not_found", "doc_link:forbidden",
 		"multi:item:ok", "multi:item:conflict",
 	} {
 		if counts[want] == 0 {

@@ -12,8 +12,11 @@ import (
 // 3 a policy's algorithm (Policy.Algorithm, Window, TimeZone; a policy of
 // an older command is GCRA), version 4 the checkpoint interval of a
 // document submit (DocCommand.CheckpointEvery; none in older commands),
-// version 5 a policy's Envoy rule (Policy.Envoy; none in older commands).
-const CommandVersion = 5
+// version 5 a policy's Envoy rule (Policy.Envoy; none in older commands),
+// version 6 document members with roles and share links (CmdDocMember,
+// CmdDocLink, and DocCommand.Link, the share link a caller presents; none
+// in older commands).
+const CommandVersion = 6
 
 // CommandKind says what a command does.
 type CommandKind uint8
@@ -58,16 +61,22 @@ const (
 	// per-entry work (replication, the log, the FSM's hand-off) is paid
 	// once for all of them.
 	CmdMulti CommandKind = 18
+	// CmdDocMember gives a user a role in a document, or removes it.
+	CmdDocMember CommandKind = 19
+	// CmdDocLink creates or revokes a document's share link.
+	CmdDocLink CommandKind = 20
 )
 
 // lastKind is the highest kind this build knows.
-const lastKind = CmdMulti
+const lastKind = CmdDocLink
 
 // MaxMulti is the most commands one CmdMulti may carry.
 const MaxMulti = 256
 
 // IsDoc reports whether k is a document command.
-func (k CommandKind) IsDoc() bool { return k >= CmdDocCreate && k <= CmdDocEditor }
+func (k CommandKind) IsDoc() bool {
+	return k >= CmdDocCreate && k <= CmdDocEditor || k == CmdDocMember || k == CmdDocLink
+}
 
 func (k CommandKind) String() string {
 	switch k {
@@ -107,6 +116,10 @@ func (k CommandKind) String() string {
 		return "doc_editor"
 	case CmdMulti:
 		return "multi"
+	case CmdDocMember:
+		return "doc_member"
+	case CmdDocLink:
+		return "doc_link"
 	}
 	return fmt.Sprintf("command(%d)", uint8(k))
 }
@@ -232,7 +245,7 @@ func EncodeCommand(dst []byte, c *Command) []byte {
 		e.policy(c.Policy)
 	case CmdPolicyDelete:
 		e.str(c.Policy.Name)
-	case CmdDocCreate, CmdDocSubmit, CmdDocTitle, CmdDocDelete, CmdDocEditor:
+	case CmdDocCreate, CmdDocSubmit, CmdDocTitle, CmdDocDelete, CmdDocEditor, CmdDocMember, CmdDocLink:
 		e.docCommand(c.Kind, c.Doc)
 	case CmdMulti:
 		e.uvarint(uint64(len(c.Multi)))
@@ -454,7 +467,7 @@ func DecodeCommand(b []byte) (*Command, error) {
 		c.Policy = d.policy(policyFormatOfCommand(v))
 	case CmdPolicyDelete:
 		c.Policy = &Policy{Name: d.str()}
-	case CmdDocCreate, CmdDocSubmit, CmdDocTitle, CmdDocDelete, CmdDocEditor:
+	case CmdDocCreate, CmdDocSubmit, CmdDocTitle, CmdDocDelete, CmdDocEditor, CmdDocMember, CmdDocLink:
 		c.Doc = d.docCommand(c.Kind, v)
 	case CmdMulti:
 		n := d.count(3)

@@ -57,6 +57,12 @@ func sampleCommands() []*Command {
 		{Kind: CmdDocTitle, Stamp: stamp + 14, Doc: &DocCommand{DocID: "d1", Caller: "u2", Title: "Renamed"}},
 		{Kind: CmdDocDelete, Stamp: stamp + 15, Doc: &DocCommand{DocID: "d1", Admin: true}},
 		{Kind: CmdDocEditor, Stamp: stamp + 16, Doc: &DocCommand{DocID: "d1", Caller: "u1", Editor: "u3", Remove: true}},
+		{Kind: CmdDocMember, Stamp: stamp + 17, Doc: &DocCommand{DocID: "d1", Caller: "u1", Editor: "u3", Role: DocViewer, MaxMembers: 1000}},
+		{Kind: CmdDocMember, Stamp: stamp + 17, RequestID: "mem", Fingerprint: 8, Doc: &DocCommand{DocID: "d1", Admin: true, Editor: "u3", Remove: true}},
+		{Kind: CmdDocLink, Stamp: stamp + 18, Doc: &DocCommand{DocID: "d1", Caller: "u1", LinkID: "0123456789abcdef", LinkHash: [32]byte{1, 31: 2}, Role: DocEditor, ExpiresInS: 3600, MaxLinks: 100}},
+		{Kind: CmdDocLink, Stamp: stamp + 18, Doc: &DocCommand{DocID: "d1", Caller: "u1", LinkID: "0123456789abcdef", Remove: true}},
+		{Kind: CmdDocSubmit, Stamp: stamp + 19, Doc: &DocCommand{DocID: "d1", Link: "0123456789abcdef", CheckpointEvery: 64,
+			Submit: &DocSubmit{DocID: "d1", ClientID: "g", Seq: 1, Ops: []Op{{Kind: OpInsert, Pos: 0, Text: "hi"}}}}},
 	}
 	for f := PatchFields(0); f <= patchAll; f++ {
 		p := &UserPatch{ID: MakeUserID(stamp, uint16(f)), Fields: f}

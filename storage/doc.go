@@ -52,8 +52,10 @@ type Doc struct {
 	Title string
 	Owner string // user id
 	// Editors are user ids allowed to edit besides the owner, sorted and
-	// without duplicates.
+	// without duplicates; Viewers, sorted too, may only read. A user is
+	// in at most one of them (docaccess.go: members and their roles).
 	Editors   []string
+	Viewers   []string
 	Text      Text
 	Version   uint64 // 0 at creation, +1 per accepted submit
 	CreatedMs int64  // command time, Unix milliseconds
@@ -79,6 +81,10 @@ type Doc struct {
 	// The slice is copied when one is added, so Docs share it safely.
 	cps     []checkpoint
 	cpBytes int // what the checkpoints count against the history bytes
+
+	// links are the share links, sorted by id (docaccess.go). The slice
+	// is copied when one is added or removed, so Docs share it safely.
+	links []ShareLink
 }
 
 type histEntry struct {
@@ -126,15 +132,8 @@ func (d *Doc) WithTitle(title string, nowMs int64) *Doc {
 
 // WithEditor returns the document with userID among its editors (d itself
 // if it already was).
-func (d *Doc) WithEditor(userID string) *Doc {
-	i, found := slices.BinarySearch(d.Editors, userID)
-	if found {
-		return d
-	}
-	n := *d
-	n.Editors = slices.Insert(slices.Clip(d.Editors), i, userID)
-	return &n
-}
+// A viewer becomes an editor.
+func (d *Doc) WithEditor(userID string) *Doc { return d.WithMember(userID, DocEditor) }
 
 // WithoutEditor returns the document without userID among its editors (d
 // itself if it was not).

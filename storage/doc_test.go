@@ -261,6 +261,7 @@ func encodeDoc(d *Doc) []byte {
 	var e encoder
 	e.doc(d)
 	e.docHistory(d, nil)
+	e.docAccess(d)
 	return e.b
 }
 
@@ -268,6 +269,7 @@ func decodeDoc(b []byte) (*Doc, error) {
 	d := decoder{b: b}
 	doc := d.doc()
 	d.docHistory(doc)
+	d.docAccess(doc)
 	if err := d.end(); err != nil {
 		return nil, err
 	}

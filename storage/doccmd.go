@@ -16,8 +16,17 @@ type DocCommand struct {
 	Title   string     // CmdDocCreate, CmdDocTitle
 	Content string     // CmdDocCreate
 	Submit  *DocSubmit // CmdDocSubmit (its DocID is DocID)
-	Editor  string     // CmdDocEditor: the user id
-	Remove  bool       // CmdDocEditor: remove instead of add
+	Editor  string     // CmdDocEditor, CmdDocMember: the user id
+	Remove  bool       // CmdDocEditor, CmdDocMember, CmdDocLink: remove instead of add
+	// Link, from version 6: the id of the share link the caller
+	// presents ("" none); Access counts what it grants.
+	Link string
+	Role DocRole // CmdDocMember: the member's role; CmdDocLink: the new link's
+	// CmdDocLink: the link's id (decided by the proposing node); to
+	// create one, also its token's hash and lifetime (0: never expires).
+	LinkID     string
+	LinkHash   [32]byte
+	ExpiresInS uint64
 
 	// Limits decided by the proposing node (its flags) and carried in the
 	// command, so that every node applies the same one; 0, as in commands
@@ -28,6 +37,10 @@ type DocCommand struct {
 	// versions (HistoryRules.CheckpointEvery); 0, as in older commands,
 	// takes none, so that nodes of older builds keep the same history.
 	CheckpointEvery uint64
+	// CmdDocMember: members a document may have; CmdDocLink (create):
+	// links it may have (0: no bound).
+	MaxMembers uint64
+	MaxLinks   uint64
 }
 
 // Document limits.
@@ -47,26 +60,29 @@ const (
 )
 
 var (
-	errDocForbidden   = &Error{Kind: KindForbidden, Message: "only the document's owner, its editors and admins may edit it"}
+	errDocForbidden   = &Error{Kind: KindForbidden, Message: "only the document's owner, its editors, editor links and admins may edit it (viewers may only read)"}
 	errOwnerForbidden = &Error{Kind: KindForbidden, Message: "only the document's owner and admins may do this"}
 )
 
-// MayRead reports whether a caller may read d.
-func (d *Doc) MayRead(caller string, admin bool) bool { return admin || d.CanEdit(caller) }
-
-// Readers are the users MayRead admits without being admins: the owner,
-// then the editors (the owner may be one too). Indexes of who may read
-// what are keyed by them; MayRead stays the rule they follow.
-func (d *Doc) Readers() []string {
-	out := make([]string, 0, 1+len(d.Editors))
-	return append(append(out, d.Owner), d.Editors...)
+// MayRead reports whether a user (no share link) may read d: Access.
+func (d *Doc) MayRead(caller string, admin bool) bool {
+	return d.Access(DocCaller{User: caller, Admin: admin}, 0) >= AccessRead
 }
 
-// Listing returns what a listing shows of d: every field but the text and
-// the history, so that what keeps a listing does not keep them alive.
-// The editors are shared (a Doc never changes them in place).
+// Readers are the users MayRead admits without being admins: the owner,
+// then the editors and the viewers (the owner may be one too). Indexes of
+// who may read what are keyed by them; MayRead stays the rule they
+// follow.
+func (d *Doc) Readers() []string {
+	out := make([]string, 0, 1+len(d.Editors)+len(d.Viewers))
+	return append(append(append(out, d.Owner), d.Editors...), d.Viewers...)
+}
+
+// Listing returns what a listing shows of d: every field but the text,
+// the history and the links, so that what keeps a listing does not keep
+// them alive. The members are shared (a Doc never changes them in place).
 func (d *Doc) Listing() Doc {
-	return Doc{ID: d.ID, Title: d.Title, Owner: d.Owner, Editors: d.Editors, Version: d.Version,
+	return Doc{ID: d.ID, Title: d.Title, Owner: d.Owner, Editors: d.Editors, Viewers: d.Viewers, Version: d.Version,
 		CreatedMs: d.CreatedMs, UpdatedMs: d.UpdatedMs}
 }
 
@@ -92,10 +108,11 @@ func ApplyDoc(kind CommandKind, c *DocCommand, cur *Doc, nowMs int64, maxHistory
 	if cur == nil {
 		return nil, nil, &Error{Kind: KindNotFound, Message: "no document with id " + c.DocID}
 	}
-	owner := c.Admin || c.Caller == cur.Owner
+	access := cur.Access(DocCaller{User: c.Caller, Admin: c.Admin, Link: c.Link}, nowMs)
+	owner := access >= AccessManage
 	switch kind {
 	case CmdDocSubmit:
-		if !c.Admin && !cur.CanEdit(c.Caller) {
+		if access < AccessWrite {
 			return nil, nil, errDocForbidden
 		}
 		s := c.Submit
@@ -104,7 +121,11 @@ func ApplyDoc(kind CommandKind, c *DocCommand, cur *Doc, nowMs int64, maxHistory
 		}
 		rules := HistoryRules{MaxChanges: maxHistory, MaxBytes: int(min(c.HistoryBytes, 1<<40)),
 			CheckpointEvery: int(min(c.CheckpointEvery, maxCheckpointEvery))}
-		next, res, err := cur.SubmitAs(c.Caller, s.ClientID, s.Seq, s.Base, s.Ops, max(nowMs, cur.UpdatedMs), rules)
+		author := c.Caller
+		if author == "" && c.Link != "" && !c.Admin {
+			author = GuestAuthor(c.Link)
+		}
+		next, res, err := cur.SubmitAs(author, s.ClientID, s.Seq, s.Base, s.Ops, max(nowMs, cur.UpdatedMs), rules)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -114,7 +135,7 @@ func ApplyDoc(kind CommandKind, c *DocCommand, cur *Doc, nowMs int64, maxHistory
 		}
 		return next, &res, nil
 	case CmdDocTitle:
-		if !c.Admin && !cur.CanEdit(c.Caller) {
+		if access < AccessWrite {
 			return nil, nil, errDocForbidden
 		}
 		title, err := NormalizeName("title", c.Title)
@@ -141,6 +162,18 @@ func ApplyDoc(kind CommandKind, c *DocCommand, cur *Doc, nowMs int64, maxHistory
 			return nil, nil, errOwnerForbidden
 		}
 		return nil, nil, nil
+	case CmdDocMember:
+		if !owner {
+			return nil, nil, errOwnerForbidden
+		}
+		next, err := applyMember(c, cur)
+		return next, nil, err
+	case CmdDocLink:
+		if !owner {
+			return nil, nil, errOwnerForbidden
+		}
+		next, err := applyLink(c, cur, nowMs)
+		return next, nil, err
 	}
 	return nil, nil, badRequest("", "not a document command")
 }
@@ -168,6 +201,7 @@ func (e *encoder) docCommand(kind CommandKind, c *DocCommand) {
 	e.str(c.DocID)
 	e.str(c.Caller)
 	e.boolean(c.Admin)
+	e.str(c.Link) // from version 6
 	switch kind {
 	case CmdDocCreate:
 		e.str(c.Title)
@@ -189,12 +223,32 @@ func (e *encoder) docCommand(kind CommandKind, c *DocCommand) {
 	case CmdDocEditor:
 		e.str(c.Editor)
 		e.boolean(c.Remove)
+	case CmdDocMember:
+		e.str(c.Editor)
+		if c.Remove {
+			e.byte1(0)
+		} else {
+			e.byte1(byte(c.Role))
+		}
+		e.uvarint(c.MaxMembers)
+	case CmdDocLink:
+		e.str(c.LinkID)
+		e.boolean(c.Remove)
+		if !c.Remove {
+			e.b = append(e.b, c.LinkHash[:]...)
+			e.byte1(byte(c.Role))
+			e.uvarint(c.ExpiresInS)
+			e.uvarint(c.MaxLinks)
+		}
 	}
 }
 
 // docCommand reads a document command of command version v.
 func (d *decoder) docCommand(kind CommandKind, v byte) *DocCommand {
 	c := &DocCommand{DocID: d.str(), Caller: d.str(), Admin: d.boolean()}
+	if v >= 6 {
+		c.Link = d.str()
+	}
 	switch kind {
 	case CmdDocCreate:
 		c.Title = d.str()
@@ -215,6 +269,26 @@ func (d *decoder) docCommand(kind CommandKind, v byte) *DocCommand {
 	case CmdDocEditor:
 		c.Editor = d.str()
 		c.Remove = d.boolean()
+	case CmdDocMember:
+		c.Editor = d.str()
+		c.Role = DocRole(d.byte1())
+		c.Remove = c.Role == 0
+		c.MaxMembers = d.uvarint()
+		if d.err == nil && !c.Remove && !c.Role.Valid() {
+			d.fail("member role %d", c.Role)
+		}
+	case CmdDocLink:
+		c.LinkID = d.str()
+		c.Remove = d.boolean()
+		if !c.Remove {
+			d.hash(&c.LinkHash)
+			c.Role = DocRole(d.byte1())
+			c.ExpiresInS = d.uvarint()
+			c.MaxLinks = d.uvarint()
+			if d.err == nil && (!c.Role.Valid() || c.ExpiresInS > MaxLinkExpiresInS) {
+				d.fail("share link role %d, lifetime %d s", c.Role, c.ExpiresInS)
+			}
+		}
 	}
 	return c
 }

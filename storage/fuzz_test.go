@@ -93,6 +93,9 @@ func FuzzReadSnapshot(f *testing.F) {
 		small, _, _ = small.SubmitAs("u", "c", uint64(i+1), small.Version, []Op{{Kind: OpInsert, Pos: 1, Text: "é"}}, 2, HistoryRules{MaxChanges: 3, CheckpointEvery: 2})
 	}
 	f.Add(writeSnap(f, &Snapshot{Docs: []*Doc{small}}))
+	// With a viewer and a share link (snapshot version 9).
+	shared := small.WithMember(MakeUserID(1, 0), DocViewer).withLinks([]ShareLink{{ID: "00000000000000aa", Role: DocEditor, ExpiresMs: 9}})
+	f.Add(writeSnap(f, &Snapshot{Docs: []*Doc{shared}}))
 	f.Add(snapshotMagic)
 	f.Add([]byte("TROUPE-SNAPSHOT\n\x02"))
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -16,9 +16,11 @@ import (
 // of older snapshots are GCRA), version 7 each kept change's author and
 // time and a document's checkpoints (timetravel.go; a document of an
 // older snapshot has none, and its changes no author), version 8 a
-// policy's Envoy rule (none in older snapshots); older versions are still
-// read.
-const SnapshotVersion = 8
+// policy's Envoy rule (none in older snapshots), version 9 a document's
+// viewers and share links (docaccess.go; a document of an older snapshot
+// has neither, so its editors are all its members, with role editor);
+// older versions are still read.
+const SnapshotVersion = 9
 
 // policyFormatOfSnapshot is the policy layout of snapshot version v.
 func policyFormatOfSnapshot(v uint64) policyFormat {
@@ -189,6 +191,7 @@ func WriteSnapshot(w io.Writer, s *Snapshot) error {
 			}
 			e.docSpilling(d, rw.spill)
 			e.docHistory(d, rw.spill)
+			e.docAccess(d)
 			if rw.err != nil {
 				return rw.err
 			}
@@ -371,6 +374,9 @@ func ReadSnapshot(r io.Reader) (*Snapshot, error) {
 				doc := d.doc()
 				if v >= 7 {
 					d.docHistory(doc)
+				}
+				if v >= 9 {
+					d.docAccess(doc)
 				}
 				if d.err != nil {
 					break

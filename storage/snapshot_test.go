@@ -161,7 +161,9 @@ func sameState(t testing.TB, got, want *Snapshot) {
 	for i := range got.Docs {
 		var g, w encoder
 		g.doc(got.Docs[i])
+		g.docAccess(got.Docs[i])
 		w.doc(want.Docs[i])
+		w.docAccess(want.Docs[i])
 		if !bytes.Equal(g.b, w.b) || got.Docs[i].Text.String() != want.Docs[i].Text.String() {
 			t.Fatalf("document %s differs", want.Docs[i].ID)
 		}

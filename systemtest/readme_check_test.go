@@ -28,6 +28,8 @@ var tourPlaceholders = map[string]placeholderSource{
 	"<Ada's token>":                 {regexp.MustCompile(`/v1/auth/login .*"ada@example\.com"`), "access_token"},
 	"<Ada's refresh token>":         {regexp.MustCompile(`/v1/auth/login .*"ada@example\.com"`), "refresh_token"},
 	"<the lease_id from above>":     {regexp.MustCompile(`/v1/ratelimit/check .*"lease_ms"`), "lease_id"},
+	"<the share token from above>":  {regexp.MustCompile(`/v1/docs/\$DOC/links -d`), "token"},
+	"<the link id from above>":      {regexp.MustCompile(`/v1/docs/\$DOC/links -d`), "id"},
 }
 
 // placeholder finds <words> in a command; a "<" followed by a space (a

@@ -110,6 +110,8 @@ func parseServe(args []string, stderr io.Writer, getenv func(string) string) (*s
 	fs.DurationVar(&c.Node.HeartbeatTimeout, "raft-heartbeat-timeout", c.Node.HeartbeatTimeout, "raft heartbeat timeout of multi-node clusters")
 	fs.DurationVar(&c.Node.ElectionTimeout, "raft-election-timeout", c.Node.ElectionTimeout, "raft election timeout of multi-node clusters")
 	fs.IntVar(&c.HTTP.MaxDocumentsPerUser, "max-documents-per-user", c.HTTP.MaxDocumentsPerUser, "documents one user may own (1 to 10000000); over it a create gets 403 quota_exceeded")
+	fs.IntVar(&c.HTTP.MaxMembersPerDocument, "max-members-per-document", c.HTTP.MaxMembersPerDocument, "members (viewers and editors) one document may have (1 to 100000); one more gets 403 quota_exceeded")
+	fs.IntVar(&c.HTTP.MaxLinksPerDocument, "max-links-per-document", c.HTTP.MaxLinksPerDocument, "share links one document may have that have not expired (1 to 10000); one more gets 403 quota_exceeded")
 	fs.IntVar(&c.HTTP.DocumentHistoryBytes, "document-history-bytes", c.HTTP.DocumentHistoryBytes, "bytes of changes and checkpoints a document keeps for late submits, replays and reading past versions (1048576 to 1073741824); the oldest drop out")
 	fs.Uint64Var(&c.Node.SnapshotThreshold, "snapshot-threshold", c.Node.SnapshotThreshold, "log entries between automatic snapshots")
 	fs.IntVar(&c.HTTP.MaxConnections, "max-connections", c.HTTP.MaxConnections, "client connections this node holds open, WebSockets included (1 to 1000000); the next gets 503")

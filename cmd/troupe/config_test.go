@@ -35,6 +35,9 @@ func TestParseServeFlagsEnvDefaults(t *testing.T) {
 	if c, err := parseServe([]string{"--insecure", "--raft-heartbeat-timeout", "3s", "--raft-election-timeout", "3s"}, io.Discard, env(nil)); err != nil || c.Node.LeaderLeaseTimeout != 1500*time.Millisecond {
 		t.Fatalf("leader lease with a 3s heartbeat: %v", err)
 	}
+	if c.HTTP.MaxMembersPerDocument != 1000 || c.HTTP.MaxLinksPerDocument != 100 {
+		t.Fatalf("member and link limits: %d, %d", c.HTTP.MaxMembersPerDocument, c.HTTP.MaxLinksPerDocument)
+	}
 	if c.HTTP.MaxDocumentsPerUser != 10_000 || c.HTTP.DocumentHistoryBytes != 16<<20 {
 		t.Fatalf("document limits: %d, %d", c.HTTP.MaxDocumentsPerUser, c.HTTP.DocumentHistoryBytes)
 	}
@@ -42,37 +45,39 @@ func TestParseServeFlagsEnvDefaults(t *testing.T) {
 
 func TestParseServeRejects(t *testing.T) {
 	cases := map[string][]string{
-		"bad shards":             {"--insecure", "--user-shards", "6"},
-		"join and bootstrap":     {"--insecure", "--join", "http://127.0.0.1:8081", "--bootstrap"},
-		"bad join url":           {"--insecure", "--join", "ftp://127.0.0.1:8081"},
-		"join, no advertise":     {"--insecure", "--join", "127.0.0.1:8081", "--http-addr", "0.0.0.0:8080"},
-		"expect without peers":   {"--insecure", "--bootstrap-expect", "3"},
-		"half tls":               {"--insecure", "--tls-cert", "node.pem"},
-		"missing tls files":      {"--insecure", "--tls-cert", "/nonexistent/c.pem", "--tls-key", "/nonexistent/k.pem", "--tls-ca", "/nonexistent/ca.pem"},
-		"expect out of range":    {"--insecure", "--bootstrap-expect", "12", "--join", "127.0.0.1:8081"},
-		"bad log level":          {"--insecure", "--log-level", "loud"},
-		"access ttl too long":    {"--access-token-ttl", "48h"},
-		"bad rate limit":         {"--insecure", "--rate-limit", "lots"},
-		"bad limit mode":         {"--insecure", "--rate-limit-mode", "planetary"},
-		"bad trusted proxy":      {"--insecure", "--trusted-proxies", "10.0.0.0/33"},
-		"bad address":            {"--insecure", "--http-addr", "nonsense"},
-		"bad grpc address":       {"--insecure", "--grpc-addr", "nonsense"},
-		"grpc port out of range": {"--insecure", "--grpc-addr", "127.0.0.1:70000"},
-		"stray argument":         {"--insecure", "extra"},
-		"tiny argon2":            {"--insecure", "--argon2-memory-kib", "1"},
-		"bad node id":            {"--insecure", "--node-id", "a b"},
-		"unspecified advertise":  {"--insecure", "--advertise-raft", "0.0.0.0:7080"},
-		"no connections":         {"--insecure", "--max-connections", "0"},
-		"too many streams":       {"--insecure", "--max-streams", "1000001"},
-		"no streams per user":    {"--insecure", "--max-streams-per-user", "0"},
-		"no presence":            {"--insecure", "--max-presence-per-document", "0"},
-		"no documents per user":  {"--insecure", "--max-documents-per-user", "0"},
-		"tiny wal segments":      {"--insecure", "--raft-wal-segment-size", "1000"},
-		"many trailing logs":     {"--insecure", "--raft-trailing-logs", "20000000"},
-		"tiny document history":  {"--insecure", "--document-history-bytes", "1000"},
-		"huge document history":  {"--insecure", "--document-history-bytes", "2147483648"},
-		"retention too short":    {"--insecure", "--idempotency-retention", "9s"},
-		"retention too long":     {"--insecure", "--idempotency-retention", "25h"},
+		"bad shards":              {"--insecure", "--user-shards", "6"},
+		"join and bootstrap":      {"--insecure", "--join", "http://127.0.0.1:8081", "--bootstrap"},
+		"bad join url":            {"--insecure", "--join", "ftp://127.0.0.1:8081"},
+		"join, no advertise":      {"--insecure", "--join", "127.0.0.1:8081", "--http-addr", "0.0.0.0:8080"},
+		"expect without peers":    {"--insecure", "--bootstrap-expect", "3"},
+		"half tls":                {"--insecure", "--tls-cert", "node.pem"},
+		"missing tls files":       {"--insecure", "--tls-cert", "/nonexistent/c.pem", "--tls-key", "/nonexistent/k.pem", "--tls-ca", "/nonexistent/ca.pem"},
+		"expect out of range":     {"--insecure", "--bootstrap-expect", "12", "--join", "127.0.0.1:8081"},
+		"bad log level":           {"--insecure", "--log-level", "loud"},
+		"access ttl too long":     {"--access-token-ttl", "48h"},
+		"bad rate limit":          {"--insecure", "--rate-limit", "lots"},
+		"bad limit mode":          {"--insecure", "--rate-limit-mode", "planetary"},
+		"bad trusted proxy":       {"--insecure", "--trusted-proxies", "10.0.0.0/33"},
+		"bad address":             {"--insecure", "--http-addr", "nonsense"},
+		"bad grpc address":        {"--insecure", "--grpc-addr", "nonsense"},
+		"grpc port out of range":  {"--insecure", "--grpc-addr", "127.0.0.1:70000"},
+		"stray argument":          {"--insecure", "extra"},
+		"tiny argon2":             {"--insecure", "--argon2-memory-kib", "1"},
+		"bad node id":             {"--insecure", "--node-id", "a b"},
+		"unspecified advertise":   {"--insecure", "--advertise-raft", "0.0.0.0:7080"},
+		"no connections":          {"--insecure", "--max-connections", "0"},
+		"too many streams":        {"--insecure", "--max-streams", "1000001"},
+		"no streams per user":     {"--insecure", "--max-streams-per-user", "0"},
+		"no presence":             {"--insecure", "--max-presence-per-document", "0"},
+		"no documents per user":   {"--insecure", "--max-documents-per-user", "0"},
+		"no members per document": {"--insecure", "--max-members-per-document", "0"},
+		"too many links":          {"--insecure", "--max-links-per-document", "10001"},
+		"tiny wal segments":       {"--insecure", "--raft-wal-segment-size", "1000"},
+		"many trailing logs":      {"--insecure", "--raft-trailing-logs", "20000000"},
+		"tiny document history":   {"--insecure", "--document-history-bytes", "1000"},
+		"huge document history":   {"--insecure", "--document-history-bytes", "2147483648"},
+		"retention too short":     {"--insecure", "--idempotency-retention", "9s"},
+		"retention too long":      {"--insecure", "--idempotency-retention", "25h"},
 	}
 	for name, args := range cases {
 		if _, err := parseServe(args, io.Discard, env(nil)); err == nil {

@@ -37,6 +37,10 @@ const (
 	// peerOrAdmin routes accept another node proving itself (cluster
 	// secret or client certificate) or an admin.
 	peerOrAdmin
+	// docRoute routes are one document's (/v1/docs/{id}...): they need a
+	// valid access token, or a share link of that document (share.go),
+	// or both; the handler asks Doc.Access what the caller may do.
+	docRoute
 )
 
 // caller is who sent a request.
@@ -46,6 +50,9 @@ type caller struct {
 	user  *storage.User
 	admin bool
 	sid   string // the session the access token came from
+	// link is the share link of the route's document the request
+	// presents (nil: none).
+	link *shareCaller
 }
 
 // is reports whether the caller is the user with id.
@@ -77,6 +84,18 @@ func (s *Server) guard(level access, h fasthttp.RequestHandler) fasthttp.Request
 			ctx.SetUserValue(callerKey{}, peerCaller)
 			h(ctx)
 			return
+		}
+		if level == docRoute {
+			if token := shareToken(ctx); token != "" {
+				c, e := s.authenticateShare(ctx, token)
+				if e != nil {
+					writeError(ctx, e)
+					return
+				}
+				ctx.SetUserValue(callerKey{}, c)
+				h(ctx)
+				return
+			}
 		}
 		c, e := s.authenticate(ctx)
 		if e != nil {

@@ -49,6 +49,7 @@ type authMetrics struct {
 	loginOK, loginFailed, loginThrottled    *metrics.Counter
 	refreshOK, refreshFailed, refreshReused *metrics.Counter
 	tokenRejected, logouts, keyRotations    *metrics.Counter
+	shareRejected                           *metrics.Counter // share tokens refused (unknown, revoked, expired)
 }
 
 func newAuthMetrics(set *metrics.Set) authMetrics {
@@ -62,6 +63,7 @@ func newAuthMetrics(set *metrics.Set) authMetrics {
 		tokenRejected:  set.NewCounter(`troupe_auth_token_rejections_total`),
 		logouts:        set.NewCounter(`troupe_auth_logouts_total`),
 		keyRotations:   set.NewCounter(`troupe_auth_key_rotations_total`),
+		shareRejected:  set.NewCounter(`troupe_auth_share_rejections_total`),
 	}
 }
 

@@ -89,6 +89,11 @@ type Config struct {
 	// proposes, so every node applies the proposer's value.
 	MaxDocumentsPerUser  int
 	DocumentHistoryBytes int
+	// MaxMembersPerDocument bounds a document's members (editors and
+	// viewers) and MaxLinksPerDocument its live share links; 403
+	// quota_exceeded beyond. They travel in the commands too.
+	MaxMembersPerDocument int
+	MaxLinksPerDocument   int
 }
 
 // DefaultMaxHeaderBytes bounds a request's line and headers (API.md): an
@@ -121,6 +126,8 @@ func DefaultConfig() Config {
 		LoginFailuresPerMinute: 10,
 		MaxDocumentsPerUser:    storage.DefaultMaxDocsPerUser,
 		DocumentHistoryBytes:   storage.DefaultDocHistoryBytes,
+		MaxMembersPerDocument:  storage.DefaultMaxMembersPerDoc,
+		MaxLinksPerDocument:    storage.DefaultMaxLinksPerDoc,
 	}
 }
 
@@ -174,6 +181,8 @@ func (c *Config) Validate() error {
 		{"max-streams", c.MaxStreams, 1, 1_000_000},
 		{"max-streams-per-user", c.MaxStreamsPerUser, 1, 100_000},
 		{"max-presence-per-document", c.MaxPresence, 1, 100_000},
+		{"max-members-per-document", c.MaxMembersPerDocument, 1, 100_000},
+		{"max-links-per-document", c.MaxLinksPerDocument, 1, 10_000},
 	} {
 		if l.v < l.lo || l.v > l.hi {
 			errs = append(errs, fmt.Errorf("--%s %d must be from %d to %d", l.name, l.v, l.lo, l.hi))

@@ -79,10 +79,7 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx) (d *storage.Doc, sub *actor
 		}
 		after = n
 	}
-	user := ""
-	if c := callerOf(ctx); c.user != nil {
-		user = c.user.ID
-	}
+	user := callerOf(ctx).presenceName() // a guest shows as guest-xxxx
 	wait := time.Now().Add(notYetWait)
 	for {
 		sub, err := s.docs.Subscribe(d.ID, after, last != "", user, clientID, deadline)

@@ -131,6 +131,10 @@ func (s *Server) restoreDoc(ctx *fasthttp.RequestCtx) {
 	if !ok {
 		return
 	}
+	if s.access(ctx, d) < storage.AccessWrite {
+		writeError(ctx, newError("forbidden", "only the document's owner, its editors, editor links and admins may restore it"))
+		return
+	}
 	target, err := d.TextAt(*req.Version)
 	if err != nil {
 		writeError(ctx, err)

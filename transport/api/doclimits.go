@@ -10,13 +10,15 @@ import (
 // quota on this node (the node that answered the client, once per
 // request; apply refuses them on every node).
 type docLimitMetrics struct {
-	textBytes, docsPerUser *metrics.Counter
+	textBytes, docsPerUser, membersPerDoc, linksPerDoc *metrics.Counter
 }
 
 func newDocLimitMetrics(set *metrics.Set) docLimitMetrics {
 	return docLimitMetrics{
-		textBytes:   set.NewCounter(`troupe_doc_limit_refusals_total{limit="text_bytes"}`),
-		docsPerUser: set.NewCounter(`troupe_doc_limit_refusals_total{limit="documents_per_user"}`),
+		textBytes:     set.NewCounter(`troupe_doc_limit_refusals_total{limit="text_bytes"}`),
+		docsPerUser:   set.NewCounter(`troupe_doc_limit_refusals_total{limit="documents_per_user"}`),
+		membersPerDoc: set.NewCounter(`troupe_doc_limit_refusals_total{limit="members_per_document"}`),
+		linksPerDoc:   set.NewCounter(`troupe_doc_limit_refusals_total{limit="links_per_document"}`),
 	}
 }
 
@@ -26,6 +28,10 @@ func (m docLimitMetrics) count(err *storage.Error) {
 	case err == nil:
 	case err.Kind == storage.KindPayloadTooLarge:
 		m.textBytes.Inc()
+	case err.Kind == storage.KindQuotaExceeded && err.Field == "members":
+		m.membersPerDoc.Inc()
+	case err.Kind == storage.KindQuotaExceeded && err.Field == "links":
+		m.linksPerDoc.Inc()
 	case err.Kind == storage.KindQuotaExceeded:
 		m.docsPerUser.Inc()
 	}

@@ -15,20 +15,32 @@ import (
 // node. Reads check it here, on this node's state.
 
 type docJSON struct {
-	ID            string   `json:"id"`
-	Title         string   `json:"title"`
-	Content       *string  `json:"content,omitempty"`
-	Version       uint64   `json:"version"`
-	Owner         string   `json:"owner"`
-	Editors       []string `json:"editors"`
-	Collaborators []string `json:"collaborators"`
-	CreatedAt     string   `json:"created_at"`
-	UpdatedAt     string   `json:"updated_at"`
+	ID            string       `json:"id"`
+	Title         string       `json:"title"`
+	Content       *string      `json:"content,omitempty"`
+	Version       uint64       `json:"version"`
+	Owner         string       `json:"owner"`
+	Editors       []string     `json:"editors"`
+	Members       []memberJSON `json:"members"`
+	Collaborators []string     `json:"collaborators"`
+	CreatedAt     string       `json:"created_at"`
+	UpdatedAt     string       `json:"updated_at"`
+}
+
+// memberJSON is one of a document's members: {"user","role"}.
+type memberJSON struct {
+	User string `json:"user"`
+	Role string `json:"role"`
 }
 
 func toDocJSON(d *storage.Doc, withContent bool, collaborators []string) docJSON {
 	j := docJSON{ID: d.ID, Title: d.Title, Version: d.Version, Owner: d.Owner, Editors: d.Editors,
 		Collaborators: collaborators, CreatedAt: formatTime(d.CreatedMs), UpdatedAt: formatTime(d.UpdatedMs)}
+	ms := d.Members()
+	j.Members = make([]memberJSON, len(ms))
+	for i, m := range ms {
+		j.Members[i] = memberJSON{User: m.User, Role: m.Role.String()}
+	}
 	if j.Editors == nil {
 		j.Editors = []string{}
 	}
@@ -142,12 +154,8 @@ func toChangeJSON(c *storage.Change) changeJSON {
 
 // docCommand starts a document command from the caller.
 func docCommand(ctx *fasthttp.RequestCtx, id string) *storage.DocCommand {
-	c := callerOf(ctx)
-	dc := &storage.DocCommand{DocID: id, Admin: c.admin}
-	if c.user != nil {
-		dc.Caller = c.user.ID
-	}
-	return dc
+	dc := callerOf(ctx).docCaller(id)
+	return &storage.DocCommand{DocID: id, Caller: dc.User, Admin: dc.Admin, Link: dc.Link}
 }
 
 func docID(ctx *fasthttp.RequestCtx) string {
@@ -217,13 +225,8 @@ func (s *Server) readableDoc(ctx *fasthttp.RequestCtx, deadline time.Time) (*sto
 		writeError(ctx, err)
 		return nil, false
 	}
-	c := callerOf(ctx)
-	uid := ""
-	if c.user != nil {
-		uid = c.user.ID
-	}
-	if !d.MayRead(uid, c.admin) {
-		writeError(ctx, newError("forbidden", "only the document's owner, its editors and admins may read it"))
+	if s.access(ctx, d) < storage.AccessRead {
+		writeError(ctx, newError("forbidden", "only the document's owner, its members, its share links and admins may read it"))
 		return nil, false
 	}
 	return d, true
@@ -279,6 +282,15 @@ func (s *Server) listDocs(ctx *fasthttp.RequestCtx) {
 
 // docWrite proposes a document command and answers with fn on success.
 func (s *Server) docWrite(ctx *fasthttp.RequestCtx, w writeRequest, kind storage.CommandKind, dc *storage.DocCommand, ok func(storage.Result)) {
+	if kind == storage.CmdDocSubmit || kind == storage.CmdDocTitle {
+		// A caller that may only read is refused here, at no log entry
+		// (this is the leader, which has applied every change it
+		// acknowledged); apply decides, on every node, for the others.
+		if d := s.docs.Latest(dc.DocID); d != nil && s.access(ctx, d) == storage.AccessRead {
+			writeError(ctx, newError("forbidden", "viewers may read the document but not change it"))
+			return
+		}
+	}
 	if kind == storage.CmdDocSubmit {
 		dc.HistoryBytes = uint64(s.cfg.DocumentHistoryBytes)
 		dc.CheckpointEvery = storage.DocCheckpointEvery
@@ -321,21 +333,6 @@ func (s *Server) deleteDoc(ctx *fasthttp.RequestCtx) {
 	s.docWrite(ctx, w, storage.CmdDocDelete, docCommand(ctx, docID(ctx)), func(storage.Result) {
 		ctx.SetStatusCode(http.StatusNoContent)
 	})
-}
-
-func (s *Server) docEditor(remove bool) fasthttp.RequestHandler {
-	return func(ctx *fasthttp.RequestCtx) {
-		w, ok := s.startWrite(ctx, nil)
-		if !ok {
-			return
-		}
-		dc := docCommand(ctx, docID(ctx))
-		dc.Editor, _ = ctx.UserValue("user_id").(string)
-		dc.Remove = remove
-		s.docWrite(ctx, w, storage.CmdDocEditor, dc, func(storage.Result) {
-			ctx.SetStatusCode(http.StatusNoContent)
-		})
-	}
 }
 
 func (s *Server) submitOps(ctx *fasthttp.RequestCtx) {

@@ -32,6 +32,7 @@ type errorBody struct {
 var codeStatus = map[string]int{
 	"bad_request":         http.StatusBadRequest,
 	"unauthenticated":     http.StatusUnauthorized,
+	"link_expired":        http.StatusUnauthorized, // a share link past its expires_at
 	"forbidden":           http.StatusForbidden,
 	"not_found":           http.StatusNotFound,
 	"method_not_allowed":  http.StatusMethodNotAllowed,

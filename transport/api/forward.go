@@ -74,7 +74,7 @@ func (s *Server) leaderOnly(h fasthttp.RequestHandler) fasthttp.RequestHandler {
 	}
 }
 
-var forwardHeaders = []string{"Content-Type", "If-Match", "Authorization", "X-Troupe-Cluster-Secret"}
+var forwardHeaders = []string{"Content-Type", "If-Match", "Authorization", "X-Troupe-Cluster-Secret", shareHeader}
 var backHeaders = []string{"Content-Type", "Location", "ETag", "X-Troupe-Index", "Retry-After"}
 
 // forward passes the request to the leader; h is the local handler, run

@@ -56,10 +56,9 @@ var errForwardUnsupported = errors.New("the leader does not take forwarded comma
 
 // fwdItem is one command waiting at a follower.
 type fwdItem struct {
-	hasToken bool
-	token    string
-	cmd      []byte
-	reply    chan fwdReply // cap 1: the sender never blocks on it
+	cred  fwdCredentials
+	cmd   []byte
+	reply chan fwdReply // cap 1: the sender never blocks on it
 	// trace is the trace context of the forward (nil: none); the first
 	// item's that has one goes with the batch, as its traceparent.
 	trace context.Context
@@ -97,12 +96,7 @@ func (f *cmdForwarder) send(leader string, batch []*fwdItem) {
 	defer fasthttp.ReleaseResponse(resp)
 	body := binary.AppendUvarint(make([]byte, 0, 64*len(batch)), uint64(len(batch)))
 	for _, it := range batch {
-		if it.hasToken {
-			body = append(body, 1)
-		} else {
-			body = append(body, 0)
-		}
-		body = appendBytes(body, []byte(it.token))
+		body = it.cred.append(body)
 		body = appendBytes(body, it.cmd)
 	}
 	s.peerPost(req, leader, forwardCommandsPath, "application/octet-stream", body)
@@ -139,12 +133,55 @@ func (f *cmdForwarder) send(leader string, batch []*fwdItem) {
 // until the deadline.
 func (s *Server) forwardCommand(ctx *fasthttp.RequestCtx, cmd *storage.Command, deadline time.Time) (storage.Result, uint64, error) {
 	token, hasToken := bearerToken(ctx)
-	return s.forwardCommandAs(s.traceCtx(ctx), token, hasToken, cmd, deadline)
+	return s.forwardCommandAs(s.traceCtx(ctx), fwdCredentials{token: token, hasToken: hasToken, share: shareToken(ctx)}, cmd, deadline)
 }
 
-// forwardCommandAs is forwardCommand for a caller known by its token
+// fwdCredentials are what a forwarded command's caller showed: its
+// access token (hasToken: one was given) and its share token ("" none),
+// which the leader checks again.
+type fwdCredentials struct {
+	token    string
+	hasToken bool
+	share    string
+}
+
+// Flags of fwdCredentials on the wire: a byte, the token, then the share
+// token if fwdShare is set.
+const (
+	fwdHasToken = 1
+	fwdShare    = 2
+)
+
+func (c *fwdCredentials) append(b []byte) []byte {
+	flags := byte(0)
+	if c.hasToken {
+		flags |= fwdHasToken
+	}
+	if c.share != "" {
+		flags |= fwdShare
+	}
+	b = appendBytes(append(b, flags), []byte(c.token))
+	if c.share != "" {
+		b = appendBytes(b, []byte(c.share))
+	}
+	return b
+}
+
+func (d *fwdDecoder) credentials() fwdCredentials {
+	flags := d.byte1()
+	if flags&^(fwdHasToken|fwdShare) != 0 {
+		d.err = errBadForward
+	}
+	c := fwdCredentials{hasToken: flags&fwdHasToken != 0, token: string(d.bytes())}
+	if flags&fwdShare != 0 {
+		c.share = string(d.bytes())
+	}
+	return c
+}
+
+// forwardCommandAs is forwardCommand for a caller known by its tokens
 // (a WebSocket, whose request context is gone), in the trace of tctx.
-func (s *Server) forwardCommandAs(tctx context.Context, token string, hasToken bool, cmd *storage.Command, deadline time.Time) (storage.Result, uint64, error) {
+func (s *Server) forwardCommandAs(tctx context.Context, cred fwdCredentials, cmd *storage.Command, deadline time.Time) (storage.Result, uint64, error) {
 	tctx, span := tracing.Child(tctx, "forward command to leader", trace.WithSpanKind(trace.SpanKindClient))
 	defer span.End()
 	var itemTrace context.Context // the forward's trace context, if any
@@ -170,7 +207,7 @@ func (s *Server) forwardCommandAs(tctx context.Context, token string, hasToken b
 			if data == nil {
 				data = storage.EncodeCommand(nil, cmd)
 			}
-			it := &fwdItem{hasToken: hasToken, token: token, cmd: data, reply: make(chan fwdReply, 1), trace: itemTrace}
+			it := &fwdItem{cred: cred, cmd: data, reply: make(chan fwdReply, 1), trace: itemTrace}
 			if span.IsRecording() {
 				span.SetAttributes(attribute.String("troupe.leader", leader))
 			}
@@ -251,8 +288,7 @@ func (s *Server) forwardedCommands(ctx *fasthttp.RequestCtx) {
 	cmds := make([]*storage.Command, 0, n)
 	pos := make([]int, 0, n)
 	for i := range replies {
-		hasToken := d.byte1() == 1
-		token := string(d.bytes())
+		cred := d.credentials()
 		raw := d.bytes()
 		if d.err != nil {
 			writeError(ctx, badRequest("bad forwarded batch", ""))
@@ -264,22 +300,23 @@ func (s *Server) forwardedCommands(ctx *fasthttp.RequestCtx) {
 			continue
 		}
 		// The caller's rights, as the leader makes them out from the
-		// token: POST /v1/users is for admins; a submit acts as its
-		// caller (apply checks the document's editors).
-		c, e := s.tokenCaller(token, hasToken)
+		// tokens: POST /v1/users is for admins; a submit acts as its
+		// caller and its share link (apply checks Doc.Access).
+		c, e := s.forwardedCaller(ctx, cred, cmd)
 		if e == nil && cmd.Kind == storage.CmdUserCreate && !c.admin {
 			e = newError("forbidden", "this route is for admins")
 		}
 		if e == nil && cmd.Kind == storage.CmdDocSubmit {
-			cmd.Doc.Caller, cmd.Doc.Admin = "", c.admin
-			if c.user != nil {
-				cmd.Doc.Caller = c.user.ID
-			}
+			dc := c.docCaller(cmd.Doc.DocID)
+			cmd.Doc.Caller, cmd.Doc.Admin, cmd.Doc.Link = dc.User, dc.Admin, dc.Link
 		}
 		if e != nil {
 			kind := storage.KindUnauthenticated
 			if e.Code == "forbidden" {
 				kind = storage.KindForbidden
+			}
+			if e.Code == "link_expired" {
+				e.Code = "unauthenticated"
 			}
 			if e.Code != "unauthenticated" && e.Code != "forbidden" {
 				replies[i].status = fwdNotLeader // unavailable here: try again
@@ -321,6 +358,30 @@ func (s *Server) forwardedCommands(ctx *fasthttp.RequestCtx) {
 	ctx.SetStatusCode(http.StatusOK)
 	ctx.SetContentType("application/octet-stream")
 	ctx.SetBody(out)
+}
+
+// forwardedCaller is the caller of a forwarded command, from the tokens
+// it showed: the access token's user (or nobody, for a guest), with the
+// share link of the command's document if it showed a share token.
+func (s *Server) forwardedCaller(ctx *fasthttp.RequestCtx, cred fwdCredentials, cmd *storage.Command) (*caller, *apiError) {
+	if cred.share == "" || cmd.Kind != storage.CmdDocSubmit {
+		return s.tokenCaller(cred.token, cred.hasToken)
+	}
+	c := &caller{}
+	if cred.hasToken {
+		u, e := s.tokenCaller(cred.token, true)
+		if e != nil {
+			return nil, e
+		}
+		cc := *u
+		c = &cc
+	}
+	link, e := s.resolveShare(s.traceCtx(ctx), cmd.Doc.DocID, cred.share, s.deadline())
+	if e != nil {
+		return nil, e
+	}
+	c.link = link
+	return c, nil
 }
 
 func decodeForwardReplies(b []byte, n int) ([]fwdReply, error) {

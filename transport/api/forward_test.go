@@ -128,12 +128,7 @@ func forwardBatch(t *testing.T, ts *testServer, proof string, items ...fwdItem) 
 	t.Helper()
 	body := binary.AppendUvarint(nil, uint64(len(items)))
 	for _, it := range items {
-		flag := byte(0)
-		if it.hasToken {
-			flag = 1
-		}
-		body = append(body, flag)
-		body = appendBytes(body, []byte(it.token))
+		body = it.cred.append(body)
 		body = appendBytes(body, it.cmd)
 	}
 	req, err := http.NewRequest("POST", ts.base+forwardCommandsPath, bytes.NewReader(body))
@@ -180,10 +175,10 @@ func TestForwardRoute(t *testing.T) {
 	cmd := createCommand(t, leader, "-:fwd-1", "fw@example.com")
 
 	// Only members may forward.
-	if status, _ := forwardBatch(t, leader, "", fwdItem{hasToken: true, token: adminToken, cmd: cmd}); status != http.StatusForbidden {
+	if status, _ := forwardBatch(t, leader, "", fwdItem{cred: fwdCredentials{hasToken: true, token: adminToken}, cmd: cmd}); status != http.StatusForbidden {
 		t.Fatalf("without proof: %d", status)
 	}
-	if status, _ := forwardBatch(t, leader, "forged", fwdItem{hasToken: true, token: adminToken, cmd: cmd}); status != http.StatusForbidden {
+	if status, _ := forwardBatch(t, leader, "forged", fwdItem{cred: fwdCredentials{hasToken: true, token: adminToken}, cmd: cmd}); status != http.StatusForbidden {
 		t.Fatalf("forged proof: %d", status)
 	}
 
@@ -191,10 +186,10 @@ func TestForwardRoute(t *testing.T) {
 	// the leader stamps it anew, and the request id answers the retry
 	// with the first result.
 	status, replies := forwardBatch(t, leader, proof,
-		fwdItem{hasToken: true, token: adminToken, cmd: cmd},
-		fwdItem{hasToken: true, token: "not-a-token", cmd: createCommand(t, leader, "-:fwd-2", "bad@example.com")},
-		fwdItem{hasToken: false, cmd: createCommand(t, leader, "-:fwd-3", "anon@example.com")},
-		fwdItem{hasToken: true, token: adminToken, cmd: storage.EncodeCommand(nil, &storage.Command{Kind: storage.CmdNoop, Stamp: 1})},
+		fwdItem{cred: fwdCredentials{hasToken: true, token: adminToken}, cmd: cmd},
+		fwdItem{cred: fwdCredentials{hasToken: true, token: "not-a-token"}, cmd: createCommand(t, leader, "-:fwd-2", "bad@example.com")},
+		fwdItem{cmd: createCommand(t, leader, "-:fwd-3", "anon@example.com")},
+		fwdItem{cred: fwdCredentials{hasToken: true, token: adminToken}, cmd: storage.EncodeCommand(nil, &storage.Command{Kind: storage.CmdNoop, Stamp: 1})},
 	)
 	if status != http.StatusOK {
 		t.Fatalf("batch: %d", status)
@@ -212,7 +207,7 @@ func TestForwardRoute(t *testing.T) {
 	if replies[3].res.Err == nil || replies[3].res.Err.Kind != storage.KindBadRequest {
 		t.Fatalf("a command that may not be forwarded: %+v", replies[3])
 	}
-	_, again := forwardBatch(t, leader, proof, fwdItem{hasToken: true, token: adminToken, cmd: cmd})
+	_, again := forwardBatch(t, leader, proof, fwdItem{cred: fwdCredentials{hasToken: true, token: adminToken}, cmd: cmd})
 	if again[0].res.User == nil || again[0].res.User.ID != first.res.User.ID {
 		t.Fatalf("retry: %+v, first %+v", again[0].res.User, first.res.User)
 	}
@@ -237,7 +232,7 @@ func TestForwardedCreateNeedsAdmin(t *testing.T) {
 	if r := f.do("POST", "/v1/users", `{"name":"X","email":"x1@example.com"}`, bearer(userToken), true); r.status != 403 {
 		t.Fatalf("a user creating users through a follower: %d %s", r.status, r.body)
 	}
-	_, replies := forwardBatch(t, leader, leader.srv.forwardProof(), fwdItem{hasToken: true, token: userToken, cmd: createCommand(t, leader, "u:fwd-1", "x1@example.com")})
+	_, replies := forwardBatch(t, leader, leader.srv.forwardProof(), fwdItem{cred: fwdCredentials{hasToken: true, token: userToken}, cmd: createCommand(t, leader, "u:fwd-1", "x1@example.com")})
 	if replies[0].res.Err == nil || replies[0].res.Err.Kind != storage.KindForbidden {
 		t.Fatalf("a user's forwarded command: %+v", replies[0])
 	}
@@ -245,4 +240,26 @@ func TestForwardedCreateNeedsAdmin(t *testing.T) {
 	if r := f.do("POST", "/v1/users", `{"name":"X","email":"x2@example.com"}`, bearer(adminToken), true); r.status != 201 {
 		t.Fatalf("an admin creating a user through a follower: %d %s", r.status, r.body)
 	}
+}
+
+// FuzzForwardCredentials: the credentials of a forwarded command decode
+// without panicking, and what decodes encodes to bytes that decode to
+// the same credentials.
+func FuzzForwardCredentials(f *testing.F) {
+	for _, c := range []fwdCredentials{{}, {hasToken: true, token: "tok"}, {share: "0123456789abcdef0123456789abcdef"}, {hasToken: true, token: "t", share: "s"}} {
+		f.Add(c.append(nil))
+	}
+	f.Add([]byte{4, 0})
+	f.Add([]byte{2, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		d := fwdDecoder{b: b}
+		c := d.credentials()
+		if d.err != nil {
+			return
+		}
+		d2 := fwdDecoder{b: c.append(nil)}
+		if again := d2.credentials(); d2.end() != nil || again != c {
+			t.Fatalf("%+v re-encoded reads %+v (%v)", c, again, d2.err)
+		}
+	})
 }

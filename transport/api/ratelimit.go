@@ -178,8 +178,12 @@ func ceilDiv(a, b int64) int64 {
 // limitKey is who the default policy counts: the authenticated user,
 // else the client address (X-Forwarded-For only from a trusted proxy).
 func (s *Server) limitKey(ctx *fasthttp.RequestCtx) string {
-	if c := callerOf(ctx); c.user != nil {
+	c := callerOf(ctx)
+	if c.user != nil {
 		return "user:" + c.user.ID
+	}
+	if c.guest() {
+		return linkLimitKey(c.link) // a guest is charged to its share link
 	}
 	return "addr:" + s.clientAddr(ctx)
 }

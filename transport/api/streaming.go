@@ -24,21 +24,27 @@ func (s *Server) streamDenied(x *stream.Stream) string {
 		return stream.ReasonDeleted
 	}
 	token, hasToken, expires := x.Credentials()
-	if !expires.IsZero() && !s.tokens.Now().Before(expires) {
-		return stream.ReasonExpired
+	now := s.tokens.Now()
+	c := &caller{} // a guest: its link is all it has
+	if hasToken || x.Link == "" {
+		if !expires.IsZero() && !now.Before(expires) {
+			return stream.ReasonExpired
+		}
+		var reason string
+		c, reason = s.streamCaller(token, hasToken)
+		if reason != "" || c == nil {
+			return reason
+		}
 	}
-	c, reason := s.streamCaller(token, hasToken)
-	if reason != "" || c == nil {
-		return reason
+	dc := c.docCaller(doc.ID)
+	dc.Link = x.Link
+	if doc.Access(dc, now.UnixMilli()) >= storage.AccessRead {
+		return ""
 	}
-	uid := ""
-	if c.user != nil {
-		uid = c.user.ID
+	if l := doc.Link(x.Link); l != nil && l.Expired(now.UnixMilli()) {
+		return stream.ReasonLinkExpired
 	}
-	if !doc.MayRead(uid, c.admin) {
-		return stream.ReasonRevoked
-	}
-	return ""
+	return stream.ReasonRevoked
 }
 
 // streamCaller is tokenCaller for a token that passed on this node
@@ -99,9 +105,16 @@ func (s *Server) openStream(ctx *fasthttp.RequestCtx) (x *stream.Stream, d *stor
 	}
 	token, hasToken := bearerToken(ctx)
 	x = &stream.Stream{DocID: d.ID, Key: key, Sub: sub}
+	c := callerOf(ctx)
 	user := ""
-	if c := callerOf(ctx); c.user != nil {
+	if c.user != nil {
 		user = c.user.ID
+	}
+	if dc := c.docCaller(d.ID); dc.Link != "" {
+		x.Link = dc.Link
+		if c.link.expiresMs != 0 {
+			x.LinkExpires = time.UnixMilli(c.link.expiresMs)
+		}
 	}
 	s.streams.Add(x, token, hasToken, user, s.tokenExpiry(token, hasToken))
 	// A right lost between the request's authentication and the

@@ -73,6 +73,8 @@ func (s *Server) startWrite(ctx *fasthttp.RequestCtx, req any) (w writeRequest, 
 		scope := "-"
 		if c := callerOf(ctx); c.user != nil {
 			scope = c.user.ID
+		} else if c.guest() {
+			scope = storage.GuestAuthor(c.link.id) // one link's guests share a scope
 		}
 		w.key = scope + ":" + w.key
 	}

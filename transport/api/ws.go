@@ -83,6 +83,10 @@ func (s *Server) docWS(ctx *fasthttp.RequestCtx) {
 	// context is not ours once the connection is hijacked.
 	base := docCommand(ctx, d.ID)
 	limitKey := s.limitKey(ctx)
+	share := ""
+	if c := callerOf(ctx); c.link != nil {
+		share = c.link.token
+	}
 	docs := s.docs
 	err := upgrader.Upgrade(ctx, func(conn *websocket.Conn) {
 		defer s.closeStream(x)
@@ -93,7 +97,7 @@ func (s *Server) docWS(ctx *fasthttp.RequestCtx) {
 		defer s.ws.Remove(conn)
 		defer conn.Close()
 		conn.SetReadLimit(wsMaxMessage)
-		sess := &wsSession{s: s, conn: conn, docs: docs, id: x.DocID, sub: x.Sub, x: x, clientID: clientID, base: base, limitKey: limitKey}
+		sess := &wsSession{s: s, conn: conn, docs: docs, id: x.DocID, sub: x.Sub, x: x, clientID: clientID, base: base, limitKey: limitKey, share: share}
 		sess.run()
 	})
 	if err != nil {
@@ -113,6 +117,7 @@ type wsSession struct {
 	clientID string
 	base     *storage.DocCommand
 	limitKey string
+	share    string // the share token the socket was opened with ("" none)
 
 	// overSince: when the rate limit began refusing this socket's
 	// messages without a break (zero: it is not refusing). Reader only.
@@ -420,22 +425,28 @@ func (w *wsSession) submit(in *wsIn) {
 	}
 	// The token is checked again for every submit, as a request would
 	// be: a socket outlives its token, a logout, a new password or role.
+	// A guest has no token: its share link is checked in apply (a
+	// revoked or expired one, or a viewer's, gets forbidden).
 	token, hasToken := w.token()
-	c, ae := w.s.tokenCaller(token, hasToken)
-	if ae != nil {
-		fail(ae)
-		return
+	c := &caller{}
+	if hasToken || w.x.Link == "" {
+		var ae *apiError
+		if c, ae = w.s.tokenCaller(token, hasToken); ae != nil {
+			fail(ae)
+			return
+		}
 	}
 	dc := *w.base
 	dc.Caller, dc.Admin = "", c.admin
 	if c.user != nil {
 		dc.Caller = c.user.ID
 	}
+	dc.Link = w.x.Link
 	dc.Submit = &storage.DocSubmit{DocID: w.id, ClientID: clientID, Seq: *in.Seq, Base: *in.BaseVersion, Ops: ops}
 	dc.HistoryBytes = uint64(w.s.cfg.DocumentHistoryBytes)
 	dc.CheckpointEvery = storage.DocCheckpointEvery
 	cmd := &storage.Command{Kind: storage.CmdDocSubmit, Stamp: w.s.node.Stamps(1), Doc: &dc,
-		RequestID: "ws:" + dc.Caller + ":" + w.id + ":" + clientID + ":" + strconv.FormatUint(*in.Seq, 10)}
+		RequestID: "ws:" + wsScope(&dc) + ":" + w.id + ":" + clientID + ":" + strconv.FormatUint(*in.Seq, 10)}
 	deadline := w.s.deadline()
 	var res storage.Result
 	var err error
@@ -445,7 +456,7 @@ func (w *wsSession) submit(in *wsIn) {
 		err = replica.ErrNotLeader
 	}
 	if errors.Is(err, replica.ErrNotLeader) {
-		res, _, err = w.s.forwardCommandAs(context.Background(), token, hasToken, cmd, deadline)
+		res, _, err = w.s.forwardCommandAs(context.Background(), fwdCredentials{token: token, hasToken: hasToken, share: w.share}, cmd, deadline)
 	}
 	switch {
 	case err != nil:
@@ -458,4 +469,13 @@ func (w *wsSession) submit(in *wsIn) {
 	default:
 		_ = w.write(wsAck{Type: "ack", Seq: *in.Seq, Version: res.Submit.Version, Ops: opsToJSON(res.Submit.Ops)})
 	}
+}
+
+// wsScope scopes a socket's submit request ids: its user, else (a guest)
+// its share link, so that two guests' client ids never meet.
+func wsScope(dc *storage.DocCommand) string {
+	if dc.Caller == "" && dc.Link != "" {
+		return storage.GuestAuthor(dc.Link)
+	}
+	return dc.Caller
 }

@@ -23,14 +23,15 @@ import (
 //
 // A stream lasts as long as a GET of its document with its token would
 // succeed. What can change that is told to this node as it applies it:
-// the document actor reports a document that lost a reader (an editor
-// removed), the user shards report a user who was deleted, got a new role
+// the document actor reports a document that lost a reader (a member
+// removed, a share link revoked), the user shards report a user who was deleted, got a new role
 // or token epoch, or lost a session (OnAuthNarrowed); a deleted document
 // ends its subscriptions itself. The revoker goroutine then checks again
 // every stream of that user or document, against this node's state
 // only: the stream's token passed here once, and sessions never reopen,
 // epochs never go back, ids are never reused, so a failed check is final
-// (no read barrier). A timer per stream fires when its token expires;
+// (no read barrier). A timer per stream fires when its token (or its
+// share link) expires;
 // every keep-alive checks again as a backstop. A stream that fails ends
 // with a "closed" event naming the reason.
 //
@@ -44,13 +45,23 @@ const (
 	ReasonDeleted     = actors.ReasonDeleted
 	ReasonExpired     = "token_expired"
 	ReasonRateLimited = "rate_limited" // WebSocket only: kept sending over the limit
+	// ReasonLinkExpired: the share link the stream was opened with has
+	// expired (a revoked one is ReasonRevoked).
+	ReasonLinkExpired = "link_expired"
 )
 
 // Stream is one open subscription.
 type Stream struct {
 	DocID string
-	Key   string // what --max-streams-per-user counts: the user, else the client address
+	Key   string // what --max-streams-per-user counts: the user, else the share link, else the client address
 	Sub   *actors.Subscriber
+	// Link is the id of the share link the stream was opened with ("":
+	// none); set before Add, never changed. A revoked link narrows its
+	// document's readers, so its streams are checked like a user's.
+	Link string
+	// LinkExpires is when that link expires (zero: never); the stream
+	// is checked again then, as when its token expires.
+	LinkExpires time.Time
 
 	mu       sync.Mutex
 	token    string
@@ -106,7 +117,7 @@ func NewRegistry(cfg Config, set *metrics.Set) *Registry {
 		refusedPresence: set.NewCounter(`troupe_streams_refused_total{reason="presence_limit"}`),
 		closedBy:        map[string]*metrics.Counter{},
 	}
-	for _, r := range []string{ReasonRevoked, ReasonDeleted, ReasonExpired, ReasonRateLimited} {
+	for _, r := range []string{ReasonRevoked, ReasonDeleted, ReasonExpired, ReasonRateLimited, ReasonLinkExpired} {
 		st.closedBy[r] = set.NewCounter(`troupe_streams_closed_total{reason="` + r + `"}`)
 	}
 	set.NewGauge(`troupe_streams_open`, func() float64 {
@@ -256,6 +267,9 @@ func (x *Stream) setExpiry(st *Registry, at time.Time) {
 	if x.expiry != nil {
 		x.expiry.Stop()
 		x.expiry = nil
+	}
+	if !x.LinkExpires.IsZero() && (at.IsZero() || x.LinkExpires.Before(at)) {
+		at = x.LinkExpires
 	}
 	if x.closed || at.IsZero() {
 		return

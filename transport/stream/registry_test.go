@@ -131,3 +131,34 @@ func TestTokenExpiryChecksTheStream(t *testing.T) {
 	}
 	expectRevoked(t, revoked, "d1:"+ReasonExpired)
 }
+
+// A stream opened with a share link is checked again when the link
+// expires, whether it has a token that lasts longer (renewed or not) or
+// none; Credentials still tell the token's own expiry.
+func TestLinkExpiryChecksTheStream(t *testing.T) {
+	denied := allowed()
+	r, revoked := registry(t, 10, 10, denied)
+	denied.Store(ReasonLinkExpired)
+	for _, tc := range []struct {
+		name     string
+		hasToken bool
+		expires  time.Time
+	}{
+		{"a guest", false, time.Time{}},
+		{"a user with a link", true, time.Now().Add(time.Hour)},
+	} {
+		x := &Stream{DocID: "d1", Key: "link:d1/00000000000000aa", Link: "00000000000000aa", LinkExpires: time.Now().Add(20 * time.Millisecond)}
+		if err := r.Admit(x.Key); err != nil {
+			t.Fatal(err)
+		}
+		r.Add(x, "tok", tc.hasToken, "", tc.expires)
+		if tc.hasToken {
+			r.Renew(x, "fresh", time.Now().Add(2*time.Hour)) // a later token does not put the check off
+		}
+		expectRevoked(t, revoked, "d1:"+ReasonLinkExpired)
+		if _, _, exp := x.Credentials(); tc.hasToken && !exp.After(time.Now().Add(time.Hour)) {
+			t.Fatalf("%s: the token's expiry became %v", tc.name, exp)
+		}
+		r.Remove(x, "")
+	}
+}
