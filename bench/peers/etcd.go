@@ -194,15 +194,16 @@ const (
 // requests. It returns the measured run's summary and command line.
 func runEtcdBench(t *etcdTools, endpoints []string, conns int, d time.Duration, sub []string) (*etcdSummary, string, error) {
 	calib := max(200, 50*conns)
-	s, _, err := etcdBenchOnce(t, endpoints, conns, calib, sub)
+	s, _, err := etcdBenchOnce(t, endpoints, conns, calib, sub, 5*time.Minute)
 	if err != nil {
 		return nil, "", err
 	}
 	total := max(calib, int(s.RPS*d.Seconds()))
-	return etcdBenchOnce(t, endpoints, conns, total, sub)
+	return etcdBenchOnce(t, endpoints, conns, total, sub, 2*d+5*time.Minute)
 }
 
-func etcdBenchOnce(t *etcdTools, endpoints []string, conns, total int, sub []string) (*etcdSummary, string, error) {
+// etcdBenchOnce runs the tool for total requests, killed after limit.
+func etcdBenchOnce(t *etcdTools, endpoints []string, conns, total int, sub []string, limit time.Duration) (*etcdSummary, string, error) {
 	args := []string{"--endpoints", strings.Join(endpoints, ","), "--conns", strconv.Itoa(conns), "--clients", strconv.Itoa(conns), "--precise"}
 	args = append(args, sub...)
 	args = append(args, "--total", strconv.Itoa(total))
@@ -213,8 +214,8 @@ func etcdBenchOnce(t *etcdTools, endpoints []string, conns, total int, sub []str
 	cmd := exec.Command(t.benchmark, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	// Bounded: even at 100 requests/s the largest run ends well within it.
-	timer := time.AfterFunc(10*time.Minute, func() { _ = cmd.Process.Kill() })
+	// Bounded whatever the cluster does.
+	timer := time.AfterFunc(limit, func() { _ = cmd.Process.Kill() })
 	err := cmd.Run()
 	timer.Stop()
 	line := "benchmark " + strings.Join(shownEndpoints(args), " ")

@@ -101,7 +101,7 @@ func run(o options) error {
 	}
 	defer os.RemoveAll(root)
 	rep := &report{started: time.Now().UTC(), duration: o.duration}
-	rep.troupeVersion = troupeVersion(o.troupe)
+	rep.troupeVersion, rep.loadAvg = troupeVersion(o.troupe), loadAverage()
 
 	if o.only != "sharedb" {
 		fmt.Fprintf(os.Stderr, "→ building etcd %s\n", o.etcdVersion)

@@ -156,3 +156,34 @@ func TestParseCPU(t *testing.T) {
 		t.Fatal("parsed a line that is not cpu")
 	}
 }
+
+// A peer whose toolchain is not on PATH is skipped with a message that
+// names what is missing (the caller reports it and goes on).
+func TestMissingToolchainSkips(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	scratch := t.TempDir()
+	if _, err := buildEtcd(scratch, "v3.6.8"); err == nil || !strings.Contains(err.Error(), "no go command on PATH") {
+		t.Errorf("etcd without go: %v", err)
+	}
+	if _, err := installShareDB(scratch, "7"); err == nil || !strings.Contains(err.Error(), "no node on PATH") {
+		t.Errorf("ShareDB without node: %v", err)
+	}
+}
+
+func TestSkippedPeersInReport(t *testing.T) {
+	out := t.TempDir() + "/PEERS.md"
+	rep := &report{duration: 2e9, troupeVersion: "v0", loadAvg: "0.1 0.2 0.3",
+		etcdSkipped: "no go command on PATH", sharedbSkipped: "no node on PATH (Node 18+ and npm are needed)"}
+	if err := rep.write(out); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"**etcd skipped**: no go command on PATH", "**ShareDB skipped**: no node on PATH", "A short trial"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+}

@@ -67,6 +67,7 @@ type report struct {
 	started        time.Time
 	duration       time.Duration
 	troupeVersion  string
+	loadAvg        string
 	etcd           *etcdTools
 	etcdSkipped    string
 	sharedb        *sharedbTools
@@ -79,8 +80,26 @@ func troupeVersion(bin string) string {
 	if err != nil {
 		return "unknown"
 	}
-	return strings.TrimSpace(string(out))
+	return strings.TrimPrefix(strings.TrimSpace(string(out)), "troupe ")
 }
+
+// loadAverage is the first three fields of /proc/loadavg, or "unknown":
+// other processes on the machine show there, not in steal.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// shortRun is below the time a row needs to be read as a figure rather
+// than as a check that the harness runs (PEERS_DURATION=2s).
+const shortRun = 5 * time.Second
 
 func num(v float64) string {
 	if v < 0 {
@@ -127,7 +146,11 @@ func (rep *report) write(path string) error {
 	w("troupe ahead). Figures are noisy on shared machines: compare ratios taken in one run. The last column\n")
 	w("is the share of the machine's CPU time the hypervisor gave to other machines during the row (steal,\n")
 	w("from /proc/stat): a row with more than a few percent was measured on a contended machine.\n\n")
-	w("Machine: %d cores (`nproc`), %s. Servers and load generators all on 127.0.0.1.\n\n", runtime.NumCPU(), cpuModel())
+	if rep.duration < shortRun {
+		w("**A short trial (%s per row): it shows that the harness runs, not how the systems compare.**\n\n", rep.duration)
+	}
+	w("Machine: %d cores (`nproc`), %s; load average at the start %s (`/proc/loadavg`: other work on\n", runtime.NumCPU(), cpuModel(), rep.loadAvg)
+	w("the machine shows there, not in steal). Servers and load generators all on 127.0.0.1.\n\n")
 	w("Versions: troupe `%s`", rep.troupeVersion)
 	if rep.etcd != nil {
 		w("; etcd %s (server and tools/benchmark, built by %s)", rep.etcd.version, rep.etcd.goVersionOf)
