@@ -187,3 +187,23 @@ func TestSkippedPeersInReport(t *testing.T) {
 		}
 	}
 }
+
+// The parser reads another program's output: whatever it is given, it
+// returns a summary or an error, never panics, and a summary it returns
+// has a rate and a total time.
+func FuzzParseEtcdSummary(f *testing.F) {
+	for _, name := range []string{"testdata/etcd-put-precise.txt", "testdata/etcd-range.txt"} {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(string(b))
+	}
+	f.Add("Summary:\n  Requests/sec:\t1\n  Total:\t1 secs.\nError distribution:\n  [x]\tbad\n")
+	f.Fuzz(func(t *testing.T, out string) {
+		s, err := parseEtcdSummary(out)
+		if err == nil && (s == nil || s.Percentiles == nil) {
+			t.Fatalf("no error and no summary for %q", out)
+		}
+	})
+}
