@@ -144,15 +144,17 @@ func kvRows(o options, rep *report, et *etcdTools, root string) error {
 		if err != nil {
 			return err
 		}
-		ec, err := startEtcd(et, root, nodes)
-		if err != nil {
-			tc.stop()
-			return err
+		// etcd that cannot start leaves its cells empty, with the
+		// reason below the tables; troupe's rows run all the same.
+		ec, etcdErr := startEtcd(et, root, nodes)
+		if etcdErr == nil {
+			if etcdErr = etcdPut(ec.endpoints[0], etcdReadKey, string(make([]byte, etcdValueSize))); etcdErr != nil {
+				ec.stop()
+				ec = nil
+			}
 		}
-		if err := etcdPut(ec.endpoints[0], etcdReadKey, string(make([]byte, etcdValueSize))); err != nil {
-			ec.stop()
-			tc.stop()
-			return err
+		if etcdErr != nil {
+			fmt.Fprintf(os.Stderr, "bench peers: %d-node etcd: %v\n", nodes, etcdErr)
 		}
 		tb := []string{"bench", "--addr", tc.urls(), "--duration", dur, "--warmup", "1s", "--json"}
 		put := []string{"put", "--key-size", fmt.Sprint(etcdKeySize), "--val-size", fmt.Sprint(etcdValueSize), "--sequential-keys"}
@@ -186,28 +188,41 @@ func kvRows(o options, rep *report, et *etcdTools, root string) error {
 			before, okB := readCPU()
 			tres, tcmd, err := runTroupeBench(o.troupe, append(slices.Clip(tb), r.troupeArgs...))
 			if err != nil {
-				ec.stop()
+				if ec != nil {
+					ec.stop()
+				}
 				tc.stop()
 				return err
 			}
 			row.troupe = fromTroupe(tres, tcmd)
-			eres, ecmd, err := runEtcdBench(et, ec.endpoints, r.conns, o.duration, r.etcdSub)
-			if err != nil {
+			switch eres, ecmd, err := runEtcd(et, ec, etcdErr, r.conns, o.duration, r.etcdSub); {
+			case err != nil:
 				// A failed peer run is reported, not fatal: troupe's
 				// figure stands alone in its row.
 				row.peerErr = err.Error()
 				fmt.Fprintf(os.Stderr, "bench peers: %v\n", err)
-			} else {
+			default:
 				row.peer = fromEtcd(eres, ecmd)
 			}
 			after, okA := readCPU()
 			row.steal = stolen(before, after, okB, okA)
 			rep.kv = append(rep.kv, row)
 		}
-		ec.stop()
+		if ec != nil {
+			ec.stop()
+		}
 		tc.stop()
 	}
 	return nil
+}
+
+// runEtcd runs one etcd row, or says why it cannot (the cluster did not
+// start).
+func runEtcd(et *etcdTools, ec *etcdCluster, startErr error, conns int, d time.Duration, sub []string) (*etcdSummary, string, error) {
+	if ec == nil {
+		return nil, "", fmt.Errorf("etcd did not start: %w", startErr)
+	}
+	return runEtcdBench(et, ec.endpoints, conns, d, sub)
 }
 
 // wsRows runs docs-ws on a fresh 1-node troupe and load.js on the ShareDB
@@ -219,11 +234,14 @@ func wsRows(o options, rep *report, st *sharedbTools, root string) error {
 		return err
 	}
 	defer tc.stop()
-	sp, addr, err := startShareDB(st, root)
-	if err != nil {
-		return err
+	// A server that cannot start leaves ShareDB's cells empty, with the
+	// reason below the tables; troupe's rows run all the same.
+	sp, addr, serverErr := startShareDB(st, root)
+	if serverErr != nil {
+		fmt.Fprintf(os.Stderr, "bench peers: ShareDB server: %v\n", serverErr)
+	} else {
+		defer sp.stop()
 	}
-	defer sp.stop()
 	for _, docs := range []int{1, 64} {
 		label := "64 WebSocket clients on 1 document (every op to all 64)"
 		if docs > 1 {
@@ -239,7 +257,13 @@ func wsRows(o options, rep *report, st *sharedbTools, root string) error {
 			return err
 		}
 		row.troupe = fromTroupe(tres, tcmd)
-		sres, scmd, err := runShareDBLoad(st, addr, 64, docs, o.duration)
+		var sres *sharedbResult
+		var scmd string
+		if serverErr != nil {
+			err = fmt.Errorf("the ShareDB server did not start: %w", serverErr)
+		} else {
+			sres, scmd, err = runShareDBLoad(st, addr, 64, docs, o.duration)
+		}
 		if err != nil {
 			row.peerErr = err.Error()
 			fmt.Fprintf(os.Stderr, "bench peers: %v\n", err)

@@ -207,3 +207,28 @@ func FuzzParseEtcdSummary(f *testing.F) {
 		}
 	})
 }
+
+func TestFailedPeerRowInReport(t *testing.T) {
+	out := t.TempDir() + "/PEERS.md"
+	rep := &report{duration: 10e9, troupeVersion: "v0", loadAvg: "0.1 0.2 0.3", etcd: &etcdTools{version: "v3.6.8"},
+		kv: []*row{{label: "durable writes, 1 connection, 1 node", peerName: "etcd", steal: 0.01,
+			troupe: &figure{rps: 2000, p50: 0.4, p99: 1, cmd: "troupe bench …"}, peerErr: "etcd did not start: port in use"}}}
+	if err := rep.write(out); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"| durable writes, 1 connection, 1 node | 2000 | 0.40 | 1.00 | failed: see below | — | — | — | 1% |",
+		"- durable writes, 1 connection, 1 node, etcd: etcd did not start: port in use",
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("report lacks %q:\n%s", want, b)
+		}
+	}
+	if strings.Contains(string(b), "A short trial") {
+		t.Error("a 10 s run called a short trial")
+	}
+}
