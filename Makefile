@@ -60,8 +60,9 @@ bench-users: build
 ## bench-peers: troupe next to etcd 3.6 and ShareDB 7 in one run, the same connection counts;
 ## writes docs/PEERS.md. Builds etcd (go, from the module proxy) and installs ShareDB (npm) into
 ## PEERS_SCRATCH, outside the repository; a peer whose toolchain is missing is skipped with the
-## reason. Not part of make test or CI. PEERS_DURATION=2s make bench-peers for a short trial
-## (≈ 1 min, plus the first build of etcd: a few minutes); PEERS_ONLY=etcd or sharedb runs one peer
+## reason. Not part of make test or CI. ≈ 5 min with the default 10 s per row and system, plus the
+## first build of etcd (a few minutes); PEERS_DURATION=2s make bench-peers for a short trial
+## (≈ 1.5 min); PEERS_ONLY=etcd or sharedb runs one peer
 PEERS_DURATION ?= 10s
 PEERS_SCRATCH ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/troupe-peers
 PEERS_ONLY ?=
