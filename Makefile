@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # system tests build their own (race-free) binary, as a real deployment.
 PKGS    := ./...
 
-.PHONY: run build test fuzz-smoke bench bench-keyed bench-users bench-ratelimit soak torture lint imports web web-test clean
+.PHONY: run build test fuzz-smoke bench bench-keyed bench-users bench-ratelimit bench-peers soak torture lint imports web web-test clean
 
 ## run: build and start a one-node cluster in ./troupe-data (secure: log in as the first admin)
 run: build
@@ -31,7 +31,7 @@ test:
 ## deadline with "context deadline exceeded" and no failing input,
 ## go.dev/issue/75804)
 FUZZ_EXECS ?= 20000x
-FUZZ_PKGS := ./storage/ ./transport/api/ ./transport/auth/ ./bench/ ./cluster/
+FUZZ_PKGS := ./storage/ ./transport/api/ ./transport/auth/ ./bench/ ./bench/peers/ ./cluster/
 fuzz-smoke:
 	@for pkg in $(FUZZ_PKGS); do \
 		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
@@ -69,6 +69,19 @@ bench-ratelimit: build
 	else \
 		$(GO) run ./bench/suite --troupe $(BIN) --only ratelimit --rounds 1; \
 	fi
+
+## bench-peers: troupe next to etcd 3.6 and ShareDB 7 in one run, the same connection counts;
+## writes docs/PEERS.md. Builds etcd (go, from the module proxy) and installs ShareDB (npm) into
+## PEERS_SCRATCH, outside the repository; a peer whose toolchain is missing is skipped with the
+## reason. Not part of make test or CI. ≈ 5 min with the default 10 s per row and system, plus the
+## first build of etcd (a few minutes); PEERS_DURATION=2s make bench-peers for a short trial
+## (≈ 1.5 min); PEERS_ONLY=etcd or sharedb runs one peer
+PEERS_DURATION ?= 10s
+PEERS_SCRATCH ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/troupe-peers
+PEERS_ONLY ?=
+bench-peers: build
+	$(GO) run ./bench/peers --troupe $(BIN) --out docs/PEERS.md --duration $(PEERS_DURATION) \
+		--scratch $(PEERS_SCRATCH) $(if $(PEERS_ONLY),--only $(PEERS_ONLY))
 
 ## soak: a 3-node cluster under a steady mixed load at half its maximum for $(SOAK), a
 ## follower killed (-9) every 5 minutes; writes docs/SOAK.md and fails on a failed verdict.
