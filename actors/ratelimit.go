@@ -278,7 +278,7 @@ func (l *Limiter) partition(checks []Check) ([]int32, []part) {
 		act = make([]int32, 0, len(checks))
 	}
 	var countBuf [maxInline + 1]int32
-	count := countBuf[:0]
+	var count []int32
 	if len(l.pids) > maxInline {
 		count = make([]int32, len(l.pids)+1)
 	} else {
