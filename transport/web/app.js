@@ -35,7 +35,6 @@ const S = {
   share: null, // {doc, token, role}: the share link the page was opened with
   role: '', // the caller's on the open document: owner, admin, editor, viewer
   readOnly: false, // the open document may only be read (a viewer)
-  selfName: '', // how the server shows this page in presence (a guest: guest-xxxx)
   clientId: randomId(),
   seq: 0, // increases over the tab's life, across documents
   names: new Map(), // user id → display name
@@ -213,7 +212,7 @@ function showWho() {
     $('user-name').textContent = S.user.name + ' <' + S.user.email + '>';
     $('logout').textContent = 'Log out';
   } else if (S.share) {
-    $('user-name').textContent = (S.selfName || 'guest') + ' (through a share link)';
+    $('user-name').textContent = 'a guest (through a share link)';
     $('logout').textContent = 'Log in';
   } else {
     $('user-name').textContent = 'not logged in (the server runs --insecure)';
@@ -429,7 +428,6 @@ function closeDoc() {
   S.undo.clear();
   S.role = '';
   S.readOnly = false;
-  S.selfName = '';
   $('access').hidden = true;
   $('share').hidden = true;
   if ($('share-dialog').open) $('share-dialog').close();
@@ -861,15 +859,7 @@ function sendCursor() {
 }
 
 function onPresence(p) {
-  if (p.client_id === S.clientId) {
-    // Ourselves, as the server names us (a guest: guest-xxxx).
-    if (p.user && p.user !== S.selfName) {
-      S.selfName = p.user;
-      if (!S.user) showWho();
-      renderPeople();
-    }
-    return;
-  }
+  if (p.client_id === S.clientId) return;
   if (p.state === 'leave') S.presence.delete(p.client_id);
   else {
     const was = S.presence.get(p.client_id);
@@ -918,7 +908,7 @@ function renderPeople() {
     li.append(dot, label);
     items.push(li);
   };
-  if (S.doc) add(S.clientId, S.user ? S.user.id : S.selfName, (S.selfName && !S.user ? 'You (' + S.selfName + ')' : 'You') + ' at ' + caret());
+  if (S.doc) add(S.clientId, S.user && S.user.id, (S.user || !S.share ? 'You' : 'You (a guest)') + ' at ' + caret());
   for (const [id, p] of S.presence) add(id, p.user, nameOf(p.user) + (p.pos != null ? ' at ' + p.pos : ''));
   ul.replaceChildren(...items);
   renderCarets();
