@@ -35,6 +35,7 @@ const S = {
   share: null, // {doc, token, role}: the share link the page was opened with
   role: '', // the caller's on the open document: owner, admin, editor, viewer
   readOnly: false, // the open document may only be read (a viewer)
+  ended: false, // the open document may no longer be edited here (endDoc)
   clientId: randomId(),
   seq: 0, // increases over the tab's life, across documents
   names: new Map(), // user id → display name
@@ -344,7 +345,7 @@ function roleOf(d) {
 // the owner and admins get the share dialog.
 function applyAccess() {
   S.readOnly = S.role === 'viewer';
-  S.ed.setReadOnly(S.readOnly);
+  S.ed.setReadOnly(S.readOnly || S.ended);
   $('access').textContent = 'read-only';
   $('access').hidden = !S.readOnly;
   $('share').hidden = !canShare();
@@ -428,6 +429,7 @@ function closeDoc() {
   S.undo.clear();
   S.role = '';
   S.readOnly = false;
+  S.ended = false;
   $('access').hidden = true;
   $('share').hidden = true;
   if ($('share-dialog').open) $('share-dialog').close();
@@ -448,7 +450,7 @@ function dropSocket() {
 const wsOpen = () => S.ws && S.ws.readyState === WebSocket.OPEN;
 
 function connect() {
-  if (!S.doc || S.busy) return;
+  if (!S.doc || S.busy || S.ended) return;
   const q = new URLSearchParams({ client_id: S.clientId, last_event_id: String(S.version) });
   if (S.tokens) q.set('access_token', S.tokens.access);
   if (S.share && S.share.doc === S.doc.id) q.set('share', S.share.token); // a WebSocket takes no headers
@@ -522,9 +524,7 @@ function scheduleReconnect() {
           return;
         }
         if (e.code === 'not_found' || e.code === 'forbidden') {
-          setConn('closed', 'closed');
-          say('The document is gone or no longer yours: ' + e.message, 'error');
-          S.ed.setReadOnly(true);
+          endDoc('The document is gone or no longer yours: ' + e.message);
           return;
         }
         if (!S.doc) return;
@@ -582,10 +582,7 @@ function onMessage(m) {
       break;
     case 'reset':
       if (m.deleted) {
-        dropSocket();
-        setConn('closed', 'closed');
-        S.ed.setReadOnly(true);
-        say('This document was deleted.', 'error');
+        endDoc('This document was deleted.');
       } else {
         resync('the server restarted this document’s stream');
       }
@@ -612,6 +609,7 @@ function onClosed(reason) {
 // endDoc stops editing the open document for good: no socket, no
 // reconnecting, the text locked, and why on the status line.
 function endDoc(msg) {
+  S.ended = true;
   dropSocket();
   clearTimeout(S.opRetryTimer);
   S.presence.clear();
@@ -772,7 +770,10 @@ async function resync(why) {
   } catch (e) {
     S.busy = false;
     if (!S.doc || S.doc.id !== id) return;
-    if (e.code === 'version_too_old' || e.code === 'bad_request') {
+    const ended = shareEnded(e.code);
+    if (ended) {
+      endDoc(ended);
+    } else if (e.code === 'version_too_old' || e.code === 'bad_request') {
       hardReload('The document moved on too far (' + why + ')');
     } else {
       say('Cannot catch up: ' + e.message, 'error');
@@ -826,6 +827,12 @@ async function hardReload(why) {
     connect();
   } catch (e) {
     S.busy = false;
+    if (!S.doc || S.doc.id !== id) return;
+    const ended = shareEnded(e.code);
+    if (ended) {
+      endDoc(ended);
+      return;
+    }
     say(why + '. Reloading failed (' + e.message + '); retrying…', 'error');
     setTimeout(() => {
       if (S.doc && S.doc.id === id) hardReload(why);
