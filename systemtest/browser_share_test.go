@@ -162,6 +162,26 @@ func TestBrowserShareLinks(t *testing.T) {
 	guest.poll("the guest's own line", `document.getElementById('user-name').textContent.includes('guest') &&
 		document.querySelector('#people li').textContent.startsWith('You (a guest)')`, 10*time.Second)
 
+	// The server decides: the viewer link's address without its role
+	// shows an editable page, whose first edit is refused; the page turns
+	// read-only and drops it.
+	bare := strings.Replace(viewURL, "&role=viewer", "", 1)
+	if bare == viewURL {
+		t.Fatalf("cannot take the role out of %q", viewURL)
+	}
+	blind := newTab(t, browser, "the viewer link's tab without the role", n)
+	blind.do("open the viewer link without its role", chromedp.Navigate(bare), chromedp.WaitVisible(chromedp.ID("editor-view")))
+	blind.waitIdle(15 * time.Second)
+	blind.poll("an editable page until an edit is tried", `!troupe.state.readOnly && troupe.shown() === `+fmt.Sprintf("%q", st.Text), 10*time.Second)
+	blind.typeAt(-1, " refused")
+	blind.poll("read-only once refused", readOnly+` && /read-only for you/.test(document.getElementById('status').textContent)`, 15*time.Second)
+	if after := converge(t, 15*time.Second, owner, guest, blind); after.Text != st.Text {
+		t.Fatalf("after an edit through a viewer link: %q, want %q", after.Text, st.Text)
+	}
+	if text, _ := serverText(t, n, doc.ID, ada); text != st.Text {
+		t.Fatalf("the server has %q after an edit through a viewer link, want %q", text, st.Text)
+	}
+
 	// An editor link's guest types, and Ada sees it.
 	editURL := owner.createLink("editor")
 	editor := newTab(t, browser, "the editor link's tab", n)
@@ -217,7 +237,7 @@ func TestBrowserShareLinks(t *testing.T) {
 	late.poll("the expired link's message", `/expired/.test(document.getElementById('status').textContent) &&
 		document.getElementById('auth-view').hidden`, 10*time.Second)
 
-	for _, tb := range []*tab{owner, viewer, guest, editor, late} {
+	for _, tb := range []*tab{owner, viewer, guest, blind, editor, late} {
 		tb.mu.Lock()
 		errs := tb.errors
 		tb.mu.Unlock()
