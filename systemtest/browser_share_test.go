@@ -10,6 +10,7 @@ package systemtest
 // cannot open. Every wait is a poll with a deadline.
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -17,6 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 )
 
@@ -34,8 +38,26 @@ func (tb *tab) signIn(docID, email, password string) {
 	tb.waitIdle(15 * time.Second)
 }
 
-// createLink creates a share link of role in the owner's share dialog and
-// returns the address it shows.
+// allowClipboard lets the tab's page write and read the clipboard, as a
+// user's click on a permission prompt would, and keeps it focused (a
+// clipboard is only for the focused page).
+func (tb *tab) allowClipboard() {
+	tb.t.Helper()
+	tb.do("allow the clipboard", chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		for _, name := range []string{"clipboard-read", "clipboard-write"} {
+			if _, err := cdp.Call(ctx, t, browser.SetPermission, browser.SetPermissionParams{
+				Permission: &browser.PermissionDescriptor{Name: name}, Setting: browser.PermissionSettingGranted, Origin: tb.node.URL}); err != nil {
+				return err
+			}
+		}
+		_, err := cdp.Call(ctx, t, emulation.SetFocusEmulationEnabled, emulation.SetFocusEmulationEnabledParams{Enabled: true})
+		return err
+	}))
+}
+
+// createLink creates a share link of role in the owner's share dialog,
+// copies its address with the dialog's button (allowClipboard first) and
+// returns it.
 func (tb *tab) createLink(role string) string {
 	tb.t.Helper()
 	tb.do("create a "+role+" link",
@@ -52,6 +74,12 @@ func (tb *tab) createLink(role string) string {
 	u, err := url.Parse(addr)
 	if err != nil || u.Path != "/" || !strings.HasPrefix(u.Fragment, "/doc/") {
 		tb.t.Fatalf("the dialog shows %q (%v), not a share URL", addr, err)
+	}
+	tb.do("copy the address", chromedp.Click(chromedp.ID("share-copy")))
+	tb.poll("the address copied", `document.getElementById('share-copy').textContent === 'Copied'`, 10*time.Second)
+	var copied string
+	if err := tb.eval(`navigator.clipboard.readText()`, &copied); err != nil || copied != addr {
+		tb.t.Fatalf("the clipboard holds %q (%v), want %q", copied, err, addr)
 	}
 	tb.do("close the dialog", chromedp.Click(chromedp.ID("share-close")), chromedp.WaitNotVisible(chromedp.ID("share-dialog")))
 	return addr
@@ -109,6 +137,7 @@ func TestBrowserShareLinks(t *testing.T) {
 	owner := newTab(t, browser, "Ada's tab", n)
 	viewer := newTab(t, browser, "Bob's tab", n)
 	owner.signIn(doc.ID, adaEmail, password)
+	owner.allowClipboard()
 	viewer.signIn(doc.ID, bobEmail, password)
 
 	// Bob's page is read-only, and says so; it offers no sharing.
