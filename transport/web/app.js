@@ -829,8 +829,8 @@ async function hardReload(why) {
     S.busy = false;
     if (!S.doc || S.doc.id !== id) return;
     const ended = shareEnded(e.code);
-    if (ended) {
-      endDoc(ended);
+    if (ended || e.code === 'not_found' || e.code === 'forbidden') {
+      endDoc(ended || 'The document is gone or no longer yours: ' + e.message);
       return;
     }
     say(why + '. Reloading failed (' + e.message + '); retrying…', 'error');
@@ -883,7 +883,7 @@ function nameOf(uid) {
   // A guest: guest-xxxx in presence, guest:<link id> in the history.
   if (uid.startsWith('guest-')) return uid;
   if (uid.startsWith('guest:')) return 'guest-' + uid.slice(6, 10);
-  if (!S.tokens) return uid; // a guest may not read users
+  if (!S.tokens && !S.insecure) return uid; // a guest may not read users
   if (!S.names.has(uid)) {
     S.names.set(uid, uid);
     // Users may read only themselves; admins anyone. Else the id stays.
