@@ -247,6 +247,13 @@ func TestBrowserShareLinks(t *testing.T) {
 	guest.poll("the revoked link's message", `/no longer valid/.test(document.getElementById('status').textContent) &&
 		document.getElementById('auth-view').hidden`, 10*time.Second)
 
+	// Bob, no longer a member, is told so and his page stops.
+	expectStatus(t, n.do(t, "DELETE", "/v1/docs/"+doc.ID+"/members/"+bob.ID, nil, ada), 204)
+	removed := time.Now()
+	viewer.poll("the former member's page ended", `!troupe.state.ws && document.getElementById('conn').dataset.state === 'closed' &&
+		/no longer have access/.test(document.getElementById('status').textContent)`, 20*time.Second)
+	t.Logf("the former member's page ended after %v", time.Since(removed).Round(time.Millisecond))
+
 	// An expired link's page says it expired.
 	r = n.do(t, "POST", "/v1/docs/"+doc.ID+"/links", map[string]any{"role": "viewer", "expires_in_s": 1}, ada)
 	expectStatus(t, r, 201)
