@@ -188,8 +188,9 @@ func TestBrowserShareLinks(t *testing.T) {
 	// Ada sees the guest as the server names it.
 	guestName := "guest-" + viewLink[:4]
 	owner.poll("the guest in presence", fmt.Sprintf(`[...document.querySelectorAll('#people li')].some((li) => li.textContent.startsWith(%q))`, guestName), 10*time.Second)
-	guest.poll("the guest's own line", `document.getElementById('user-name').textContent.includes('guest') &&
-		document.querySelector('#people li').textContent.startsWith('You (a guest)')`, 10*time.Second)
+	guest.poll("the guest's own line, and the owner's", `document.getElementById('user-name').textContent.includes('guest') &&
+		document.querySelector('#people li').textContent.startsWith('You (a guest)') &&
+		[...document.querySelectorAll('#people li')].some((li) => li.textContent.startsWith('the owner'))`, 10*time.Second)
 
 	// The server decides: the viewer link's address without its role
 	// shows an editable page, whose first edit is refused; the page turns

@@ -39,7 +39,7 @@ const S = {
   clientId: randomId(),
   seq: 0, // increases over the tab's life, across documents
   names: new Map(), // user id → display name
-  doc: null, // {id, title}
+  doc: null, // {id, title, owner}
   text: '', // the local text, as shown
   version: 0, // the last server version integrated into text
   inflight: null, // {seq, base, ops (as sent), prims (transformed since), acked, edits}
@@ -308,6 +308,7 @@ async function openDoc(id) {
   }
   if (!S.doc || S.doc.id !== id) return; // gone elsewhere meanwhile
   showTitle(d.title);
+  S.doc.owner = d.owner;
   load(d.content, d.version);
   S.role = roleOf(d);
   applyAccess();
@@ -359,6 +360,7 @@ async function learnRole(id) {
   try {
     const d = await api('GET', '/v1/docs/' + encodeURIComponent(id) + '?consistency=stale');
     if (!S.doc || S.doc.id !== id) return;
+    S.doc.owner = d.owner;
     S.role = roleOf(d);
     applyAccess();
   } catch (e) {
@@ -883,7 +885,8 @@ function nameOf(uid) {
   // A guest: guest-xxxx in presence, guest:<link id> in the history.
   if (uid.startsWith('guest-')) return uid;
   if (uid.startsWith('guest:')) return 'guest-' + uid.slice(6, 10);
-  if (!S.tokens && !S.insecure) return uid; // a guest may not read users
+  // A guest may not read users: the owner is named as such, others by id.
+  if (!S.tokens && !S.insecure) return S.doc && uid === S.doc.owner ? 'the owner' : uid;
   if (!S.names.has(uid)) {
     S.names.set(uid, uid);
     // Users may read only themselves; admins anyone. Else the id stays.
