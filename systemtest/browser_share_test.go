@@ -3,11 +3,14 @@ package systemtest
 // Viewers and share links in the browser editor, in headless Chromium
 // against one secure node: a viewer member's page is read-only (typing
 // changes nothing, here or on the server); the owner creates links in the
-// share dialog; a viewer link opens the document without signing in and
-// shows the owner's changes live; an editor link lets its guest type and
-// the owner sees it; revoking a link in the dialog ends its guest's stream
-// and the page says so; a revoked or expired link's page says why it
-// cannot open. Every wait is a poll with a deadline.
+// share dialog and copies their addresses; a viewer link opens the
+// document without signing in and shows the owner's changes live; the same
+// link's address without its role shows an editable page until the server
+// refuses its first edit; an editor link lets its guest type and the owner
+// sees it; revoking a link in the dialog ends its guest's stream and the
+// page says so, as removing a member ends the member's; a revoked or
+// expired link's page says why it cannot open. Every wait is a poll with a
+// deadline.
 
 import (
 	"context"
