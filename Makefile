@@ -118,7 +118,8 @@ web:
 	cd $(WEB) && npm ci --no-audit --no-fund && node build.mjs
 
 ## web-test: the editor's JavaScript modules tested with node (undo and redo of one's own
-## changes past others'), and a check that the committed bundle is what make web builds
+## changes past others', share links' addresses), and a check that the committed bundle is
+## what make web builds
 web-test:
 	cd $(WEB) && npm ci --no-audit --no-fund && node --test test/ && node build.mjs --check
 

@@ -14,6 +14,13 @@
 // The OT functions (src/ot.js), the CodeMirror editor (src/editor.js) and
 // the undo history (src/undo.js) come from the bundle, editor.js, loaded
 // before this script.
+//
+// Who may do what: the page shows the open document as its caller's role
+// allows (S.role: the owner, an admin, or a member's or share link's role,
+// editor or viewer); a viewer's page is read-only. The server decides: an
+// edit it refuses (forbidden) turns the page read-only too. A page opened
+// from a share link (share.js) is a guest's: no sign-in, the link's token
+// on the document's routes.
 const OT = window.troupeOT;
 const { Editor, UndoHistory } = window.troupeEditor;
 
@@ -25,10 +32,14 @@ const S = {
   tokens: null, // {access, refresh, expiresAt}
   user: null,
   insecure: false,
+  share: null, // {doc, token, role}: the share link the page was opened with
+  role: '', // the caller's on the open document: owner, admin, editor, viewer
+  readOnly: false, // the open document may only be read (a viewer)
+  ended: false, // the open document may no longer be edited here (endDoc)
   clientId: randomId(),
   seq: 0, // increases over the tab's life, across documents
   names: new Map(), // user id → display name
-  doc: null, // {id, title}
+  doc: null, // {id, title, owner}
   text: '', // the local text, as shown
   version: 0, // the last server version integrated into text
   inflight: null, // {seq, base, ops (as sent), prims (transformed since), acked, edits}
@@ -94,8 +105,8 @@ function showVersion() {
   $('version').textContent = 'version ' + S.version + (unsent ? ' · saving…' : ' · saved');
   off.hidden = !(S.opened && !wsOpen() && (S.offline || S.cutOff));
   off.textContent = 'offline — ' + unsent + (unsent === 1 ? ' change' : ' changes') + ' pending';
-  $('undo').disabled = !S.undo.canUndo;
-  $('redo').disabled = !S.undo.canRedo;
+  $('undo').disabled = S.readOnly || !S.undo.canUndo;
+  $('redo').disabled = S.readOnly || !S.undo.canRedo;
   Outbox.save(false);
 }
 
@@ -110,7 +121,7 @@ class APIError extends Error {
 }
 
 async function api(method, path, body, headers = {}, retried = false) {
-  const h = { ...headers };
+  const h = { ...shareHeaders(path), ...headers };
   if (body !== undefined) h['Content-Type'] = 'application/json';
   if (S.tokens) h.Authorization = 'Bearer ' + S.tokens.access;
   let r;
@@ -201,6 +212,9 @@ function showWho() {
   if (S.user) {
     $('user-name').textContent = S.user.name + ' <' + S.user.email + '>';
     $('logout').textContent = 'Log out';
+  } else if (S.share) {
+    $('user-name').textContent = 'a guest (through a share link)';
+    $('logout').textContent = 'Log in';
   } else {
     $('user-name').textContent = 'not logged in (the server runs --insecure)';
     $('logout').textContent = 'Log in';
@@ -215,14 +229,16 @@ function showAuth() {
 }
 
 async function route() {
-  if (!S.user && !S.insecure) {
+  const h = parseDocHash(location.hash);
+  S.share = h && h.share ? { doc: h.id, token: h.share, role: h.role } : null;
+  // A share link opens its document without signing in.
+  if (!S.user && !S.insecure && !S.share) {
     showAuth();
     return;
   }
   showWho();
-  const m = /^#\/doc\/(.+)$/.exec(location.hash);
-  if (m) {
-    await openDoc(decodeURIComponent(m[1]));
+  if (h) {
+    await openDoc(h.id);
   } else {
     closeDoc();
     show('docs-view');
@@ -285,18 +301,72 @@ async function openDoc(id) {
   } catch (e) {
     if (S.doc && S.doc.id === id) {
       setConn('closed', 'not connected');
-      say('Cannot open the document: ' + e.message, 'error');
+      $('doc-title').textContent = 'Cannot open the document';
+      say(shareEnded(e.code) || 'Cannot open the document: ' + e.message, 'error');
     }
     return;
   }
   if (!S.doc || S.doc.id !== id) return; // gone elsewhere meanwhile
   showTitle(d.title);
+  S.doc.owner = d.owner;
   load(d.content, d.version);
-  S.ed.setReadOnly(false);
+  S.role = roleOf(d);
+  applyAccess();
   S.ed.focus();
   if (d.content.includes('\r')) say('This document has carriage returns; the browser shows (and saves) them as plain line ends.', 'error');
   else say('');
   connect();
+}
+
+// roleOf is the caller's role on document d: its owner, an admin, or the
+// highest of its member's role and its share link's. A share URL without
+// a role is taken as an editor's (the server refuses what it may not do).
+function roleOf(d) {
+  const rank = { '': 0, viewer: 1, editor: 2, admin: 3, owner: 4 };
+  let r = '';
+  if (S.user) {
+    if (d.owner === S.user.id) r = 'owner';
+    else if (S.user.role === 'admin') r = 'admin';
+    else {
+      const m = (d.members || []).find((x) => x.user === S.user.id);
+      if (m) r = m.role;
+    }
+  } else if (S.insecure && !S.share) {
+    r = 'admin'; // an anonymous request under --insecure
+  }
+  if (S.share && S.share.doc === d.id) {
+    const l = S.share.role || 'editor';
+    if (rank[l] > rank[r]) r = l;
+  }
+  return r || 'editor';
+}
+
+// applyAccess shows the open document as S.role allows: a viewer's text,
+// undo, redo and restore are locked and the status line says read-only;
+// the owner and admins get the share dialog.
+function applyAccess() {
+  S.readOnly = S.role === 'viewer';
+  S.ed.setReadOnly(S.readOnly || S.ended);
+  $('access').textContent = 'read-only';
+  $('access').hidden = !S.readOnly;
+  $('share').hidden = !canShare();
+  if (S.readOnly) $('restore-version').disabled = true;
+  showVersion();
+}
+
+// learnRole finds the caller's role when the document was shown from a
+// kept outbox, without a load.
+async function learnRole(id) {
+  try {
+    const d = await api('GET', '/v1/docs/' + encodeURIComponent(id) + '?consistency=stale');
+    if (!S.doc || S.doc.id !== id) return;
+    S.doc.owner = d.owner;
+    S.role = roleOf(d);
+    applyAccess();
+  } catch (e) {
+    // Offline: the edits are sent once connected, and refused if they
+    // may not be.
+  }
 }
 
 function showTitle(title) {
@@ -323,8 +393,10 @@ function restore(k) {
   S.ed.load(S.text);
   S.undo.clear();
   S.opened = true;
+  S.role = '';
   S.ed.setReadOnly(false);
   S.ed.focus();
+  learnRole(S.doc.id);
   const n = unsentEdits();
   say(n + (n === 1 ? ' change' : ' changes') + ' not sent before were kept in this browser; they are sent once connected.');
   S.stats.restored++;
@@ -357,6 +429,12 @@ function closeDoc() {
   S.busy = false;
   S.presence.clear();
   S.undo.clear();
+  S.role = '';
+  S.readOnly = false;
+  S.ended = false;
+  $('access').hidden = true;
+  $('share').hidden = true;
+  if ($('share-dialog').open) $('share-dialog').close();
   renderPeople();
   setConn('idle', 'not connected');
   document.title = 'troupe';
@@ -374,9 +452,10 @@ function dropSocket() {
 const wsOpen = () => S.ws && S.ws.readyState === WebSocket.OPEN;
 
 function connect() {
-  if (!S.doc || S.busy) return;
+  if (!S.doc || S.busy || S.ended) return;
   const q = new URLSearchParams({ client_id: S.clientId, last_event_id: String(S.version) });
   if (S.tokens) q.set('access_token', S.tokens.access);
+  if (S.share && S.share.doc === S.doc.id) q.set('share', S.share.token); // a WebSocket takes no headers
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
   const ws = new WebSocket(scheme + '//' + location.host + '/v1/docs/' + encodeURIComponent(S.doc.id) + '/ws?' + q);
   S.ws = ws;
@@ -441,10 +520,13 @@ function scheduleReconnect() {
       try {
         await api('GET', '/v1/docs/' + encodeURIComponent(S.doc.id) + '?consistency=stale');
       } catch (e) {
+        const ended = shareEnded(e.code);
+        if (ended) {
+          endDoc(ended);
+          return;
+        }
         if (e.code === 'not_found' || e.code === 'forbidden') {
-          setConn('closed', 'closed');
-          say('The document is gone or no longer yours: ' + e.message, 'error');
-          S.ed.setReadOnly(true);
+          endDoc('The document is gone or no longer yours: ' + e.message);
           return;
         }
         if (!S.doc) return;
@@ -502,10 +584,7 @@ function onMessage(m) {
       break;
     case 'reset':
       if (m.deleted) {
-        dropSocket();
-        setConn('closed', 'closed');
-        S.ed.setReadOnly(true);
-        say('This document was deleted.', 'error');
+        endDoc('This document was deleted.');
       } else {
         resync('the server restarted this document’s stream');
       }
@@ -513,7 +592,34 @@ function onMessage(m) {
     case 'error':
       onOpError(m);
       break;
+    case 'closed':
+      onClosed(m.reason);
+      break;
   }
+}
+
+// onClosed: the server ends the stream for our sake. A right lost ends
+// the page's editing; an expired token or a rate limit only this socket
+// (it reconnects, with a fresh token).
+function onClosed(reason) {
+  let msg = shareEnded(reason);
+  if (!msg && reason === 'access_revoked') msg = 'You no longer have access to this document.';
+  if (!msg && reason === 'document_deleted') msg = 'This document was deleted.';
+  if (msg) endDoc(msg);
+}
+
+// endDoc stops editing the open document for good: no socket, no
+// reconnecting, the text locked, and why on the status line.
+function endDoc(msg) {
+  S.ended = true;
+  dropSocket();
+  clearTimeout(S.opRetryTimer);
+  S.presence.clear();
+  renderPeople();
+  setConn('closed', 'closed');
+  S.ed.setReadOnly(true);
+  $('share').hidden = true;
+  say(msg, 'error');
 }
 
 // onChange integrates one committed change; false when it started a
@@ -598,7 +704,7 @@ function redo() {
 }
 
 function undoStep(ps, kind) {
-  if (ps && S.doc) {
+  if (ps && S.doc && !S.readOnly) {
     S.stats.undos++;
     S.ed.apply(ps, kind); // reported back through onLocal
   }
@@ -628,6 +734,12 @@ function onOpError(m) {
       S.opRetryTimer = setTimeout(() => {
         if (S.inflight && S.inflight.seq === seq && S.inflight.acked == null) sendInflight();
       }, Math.min(200 * 2 ** S.opRetries, 5000));
+      return;
+    case 'forbidden':
+      // We may only read it (a viewer; or a member demoted meanwhile).
+      S.role = 'viewer';
+      applyAccess();
+      hardReload('The server refused an edit: this document is read-only for you');
       return;
     case 'unauthenticated':
       if (!S.tokens) break;
@@ -660,7 +772,10 @@ async function resync(why) {
   } catch (e) {
     S.busy = false;
     if (!S.doc || S.doc.id !== id) return;
-    if (e.code === 'version_too_old' || e.code === 'bad_request') {
+    const ended = shareEnded(e.code);
+    if (ended) {
+      endDoc(ended);
+    } else if (e.code === 'version_too_old' || e.code === 'bad_request') {
       hardReload('The document moved on too far (' + why + ')');
     } else {
       say('Cannot catch up: ' + e.message, 'error');
@@ -714,6 +829,12 @@ async function hardReload(why) {
     connect();
   } catch (e) {
     S.busy = false;
+    if (!S.doc || S.doc.id !== id) return;
+    const ended = shareEnded(e.code);
+    if (ended || e.code === 'not_found' || e.code === 'forbidden') {
+      endDoc(ended || 'The document is gone or no longer yours: ' + e.message);
+      return;
+    }
     say(why + '. Reloading failed (' + e.message + '); retrying…', 'error');
     setTimeout(() => {
       if (S.doc && S.doc.id === id) hardReload(why);
@@ -761,6 +882,11 @@ function onPresence(p) {
 function nameOf(uid) {
   if (!uid) return 'anonymous';
   if (S.user && uid === S.user.id) return S.user.name;
+  // A guest: guest-xxxx in presence, guest:<link id> in the history.
+  if (uid.startsWith('guest-')) return uid;
+  if (uid.startsWith('guest:')) return 'guest-' + uid.slice(6, 10);
+  // A guest may not read users: the owner is named as such, others by id.
+  if (!S.tokens && !S.insecure) return S.doc && uid === S.doc.owner ? 'the owner' : uid;
   if (!S.names.has(uid)) {
     S.names.set(uid, uid);
     // Users may read only themselves; admins anyone. Else the id stays.
@@ -792,7 +918,7 @@ function renderPeople() {
     li.append(dot, label);
     items.push(li);
   };
-  if (S.doc) add(S.clientId, S.user && S.user.id, 'You at ' + caret());
+  if (S.doc) add(S.clientId, S.user && S.user.id, (S.user || !S.share ? 'You' : 'You (a guest)') + ' at ' + caret());
   for (const [id, p] of S.presence) add(id, p.user, nameOf(p.user) + (p.pos != null ? ' at ' + p.pos : ''));
   ul.replaceChildren(...items);
   renderCarets();
@@ -883,6 +1009,7 @@ function wire() {
   $('undo').addEventListener('click', undo);
   $('redo').addEventListener('click', redo);
   wireHistory();
+  wireShare();
   window.addEventListener('hashchange', route);
   window.addEventListener('offline', () => {
     S.offline = true;

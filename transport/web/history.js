@@ -118,6 +118,6 @@ async function restoreVersion() {
   } catch (e) {
     say('Cannot restore version ' + v + ': ' + e.message, 'error');
   } finally {
-    btn.disabled = false;
+    btn.disabled = S.ed.readOnly;
   }
 }

@@ -30,7 +30,7 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-//go:embed index.html app.js editor.js offline.js history.js style.css selftest.js sw.js
+//go:embed index.html app.js editor.js offline.js history.js share.js style.css selftest.js sw.js
 var files embed.FS
 
 // asset is one file as served.
@@ -52,7 +52,7 @@ var (
 )
 
 func init() {
-	for _, name := range []string{"editor.js", "offline.js", "history.js", "app.js", "style.css", "selftest.js", "sw.js"} {
+	for _, name := range []string{"editor.js", "offline.js", "history.js", "share.js", "app.js", "style.css", "selftest.js", "sw.js"} {
 		assets[name] = load(name)
 	}
 	index = *load("index.html")

@@ -131,7 +131,7 @@ func TestNotFound(t *testing.T) {
 func TestScriptOrder(t *testing.T) {
 	body := string(get(t, "/", nil).Body())
 	last := -1
-	for _, name := range []string{"editor.js", "offline.js", "history.js", "app.js"} {
+	for _, name := range []string{"editor.js", "offline.js", "history.js", "share.js", "app.js"} {
 		i := strings.Index(body, `<script src="/assets/`+name+`?v=`)
 		if i < 0 || i < last {
 			t.Fatalf("%s is not linked after the scripts it needs", name)
