@@ -18,7 +18,14 @@ func bearer(token string) map[string]string {
 
 func login(t *testing.T, n *node, email, password string) tokenPair {
 	t.Helper()
-	r := n.do(t, "POST", "/v1/auth/login", map[string]string{"email": email, "password": password}, nil)
+	// A login records a session through the leader: while an election
+	// runs (a loaded machine can make a leader step down), the node
+	// answers 503 unavailable, and a client logs in again, as here.
+	var r response
+	eventually(t, "a login answered", 15*time.Second, func() bool {
+		r = n.do(t, "POST", "/v1/auth/login", map[string]string{"email": email, "password": password}, nil)
+		return r.Status != 503
+	})
 	expectStatus(t, r, 200)
 	var tp tokenPair
 	if err := json.Unmarshal(r.Body, &tp); err != nil {
