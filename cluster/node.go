@@ -95,6 +95,7 @@ func Open(cfg Config, logger *slog.Logger, set *metrics.Set, sys *actors.System,
 		logger.Info("raft traffic uses mutual TLS")
 	}
 	n.fsm = NewFSM(sys, logger.With("component", "fsm"), set, n.fatal)
+	n.fsm.SetWatchHistory(cfg.Watch)
 	n.group.commands = set.NewPrometheusHistogramExt(`troupe_raft_entry_commands`, countBuckets)
 	n.group.abandon = make(chan struct{})
 	started := false
