@@ -135,6 +135,16 @@ func parseDecimal(s string, max uint64) (uint64, error) {
 	return v, nil
 }
 
+// ParseIndex reads a log index: a decimal integer without sign, from 0
+// to 2^64-1.
+func ParseIndex(s string) (uint64, error) {
+	i, err := parseDecimal(s, math.MaxUint64)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a log index: an integer from 0 to %d", s, uint64(math.MaxUint64))
+	}
+	return i, nil
+}
+
 // ParseKinds reads a kinds list: comma-separated names among "users",
 // "docs", "policies", "members" (each once at most; the singular
 // "user", "doc", "policy", "member" too). An empty list is an error.

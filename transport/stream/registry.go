@@ -46,11 +46,15 @@ const (
 	ReasonRateLimited = "rate_limited" // WebSocket only: kept sending over the limit
 )
 
-// Stream is one open subscription.
+// Stream is one open subscription: of a document (DocID, Sub), or of
+// the change feed (End; DocID empty, Sub nil).
 type Stream struct {
 	DocID string
 	Key   string // what --max-streams-per-user counts: the user, else the client address
 	Sub   *actors.Subscriber
+	// End, if set, ends a stream that is not a document's (the change
+	// feed's) for reason, instead of Config.Revoke. It must not block.
+	End func(reason string)
 
 	mu       sync.Mutex
 	token    string
@@ -347,6 +351,10 @@ func (st *Registry) Check(x *Stream) {
 		return
 	}
 	if reason := st.cfg.Denied(x); reason != "" {
+		if x.End != nil {
+			x.End(reason)
+			return
+		}
 		st.cfg.Revoke(x.DocID, x.Sub, reason)
 	}
 }
