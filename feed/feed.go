@@ -36,17 +36,23 @@ type Config struct {
 const (
 	MinMaxChanges = 1
 	MaxMaxChanges = 10_000_000
-	MinMaxBytes   = 1 << 10
+	MinMaxBytes   = 1 << 20
 	MaxMaxBytes   = 64 << 30
 )
 
 // Validate checks the bounds (0 means the default).
-func (c Config) Validate() error {
-	if c.MaxChanges != 0 && (c.MaxChanges < MinMaxChanges || c.MaxChanges > MaxMaxChanges) {
-		return fmt.Errorf("watch history must be from %d to %d changes, not %d", MinMaxChanges, MaxMaxChanges, c.MaxChanges)
+func (c Config) Validate() error { return c.check(true) }
+
+// ValidateFlags is Validate for bounds given as flags, which have their
+// defaults written out: 0 is out of range there too.
+func (c Config) ValidateFlags() error { return c.check(false) }
+
+func (c Config) check(zeroOK bool) error {
+	if !(zeroOK && c.MaxChanges == 0) && (c.MaxChanges < MinMaxChanges || c.MaxChanges > MaxMaxChanges) {
+		return fmt.Errorf("watch history (--watch-history) %d must be from %d to %d changes", c.MaxChanges, MinMaxChanges, MaxMaxChanges)
 	}
-	if c.MaxBytes != 0 && (c.MaxBytes < MinMaxBytes || c.MaxBytes > MaxMaxBytes) {
-		return fmt.Errorf("watch history bytes must be from %d to %d, not %d", int64(MinMaxBytes), int64(MaxMaxBytes), c.MaxBytes)
+	if !(zeroOK && c.MaxBytes == 0) && (c.MaxBytes < MinMaxBytes || c.MaxBytes > MaxMaxBytes) {
+		return fmt.Errorf("watch history bytes (--watch-history-bytes) %d must be from %d (1 MiB) to %d (64 GiB)", c.MaxBytes, int64(MinMaxBytes), int64(MaxMaxBytes))
 	}
 	return nil
 }
