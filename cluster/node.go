@@ -163,8 +163,9 @@ func Open(cfg Config, logger *slog.Logger, set *metrics.Set, sys *actors.System,
 	n.reads.init()
 	n.leaders.tls = cfg.PeerHTTPTLS
 	n.registerMetrics(set)
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go n.watchLeadership()
+	go n.settleTextChanges()
 	go n.reads.run(n)
 	go n.health.observe(n.raft, n.stop, n.wg.Done)
 	if cfg.Backups.Dir != "" {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -75,6 +76,10 @@ type Feed struct {
 	progress  chan struct{} // closed and replaced when processed advances
 
 	b builder // worker only
+	// owedUntil is, while documents owe a text change, the command time
+	// (ms) from which the first of them is due (any command applied at
+	// or after it announces it); 0 when none is owed. Set by the worker.
+	owedUntil atomic.Int64
 
 	kept, keptBytes metrics.Gauge
 	changes         *metrics.Counter
@@ -228,6 +233,11 @@ func (f *Feed) worker() {
 			}
 		}
 		clear(items)
+		if len(f.b.owing) > 0 {
+			f.owedUntil.Store((f.b.minBucket + 1) * TextBucketMs)
+		} else {
+			f.owedUntil.Store(0)
+		}
 		if len(out) > 0 {
 			f.publish(out, 0)
 			out = out[:0]
@@ -269,6 +279,13 @@ func (f *Feed) advanced() {
 	close(f.progress)
 	f.progress = make(chan struct{})
 }
+
+// OwedUntil is, while some documents' text changes are held back, the
+// command time (Unix ms) at and after which any command applied
+// announces the first of them; 0 when none is held back. The leader
+// proposes a no-op then if nothing else comes, so that the last version
+// of an edit burst is announced within about a bucket.
+func (f *Feed) OwedUntil() int64 { return f.owedUntil.Load() }
 
 // Processed is the index up to which every change is in the feed.
 func (f *Feed) Processed() uint64 {

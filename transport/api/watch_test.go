@@ -268,3 +268,35 @@ func TestWatchWebSocket(t *testing.T) {
 		t.Fatalf("%+v %v", e, err)
 	}
 }
+
+// TestWatchTextChangesCoalesced: a burst of edits is announced by far
+// fewer changes than edits, and its last version comes without any
+// further write (the leader's no-op settles it).
+func TestWatchTextChangesCoalesced(t *testing.T) {
+	ts := startServer(t)
+	ts.register("Ada", "ada@example.com", "correct horse")
+	ada := ts.login("ada@example.com", "correct horse")
+	r := ts.do("POST", "/v1/docs", `{"title":"Burst"}`, bearer(ada.AccessToken), true)
+	var d docResp
+	r.json(t, &d)
+	s := openWatchSSE(t, ts, "kinds=docs", ada.AccessToken, "")
+	const edits = 30
+	for i := 1; i <= edits; i++ {
+		ts.expect(ts.do("POST", "/v1/docs/"+d.ID+"/ops", fmt.Sprintf(`{"client_id":"c","seq":%d,"base_version":%d,"ops":[{"op":"insert","pos":0,"text":"x"}]}`, i, i-1), bearer(ada.AccessToken), true), 200, "")
+	}
+	changes := 0
+	for {
+		ev := nextChange(t, s)
+		changes++
+		if ev.Data.Op != "updated" || ev.Data.Version == nil {
+			t.Fatalf("change %s", ev)
+		}
+		if *ev.Data.Version == edits {
+			break
+		}
+	}
+	if changes >= edits {
+		t.Fatalf("%d changes for %d edits", changes, edits)
+	}
+	t.Logf("%d edits announced by %d changes", edits, changes)
+}
