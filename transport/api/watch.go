@@ -36,9 +36,6 @@ import (
 // watchBatch bounds the changes read from the feed at once.
 const watchBatch = 256
 
-// ReasonGone ends a watch stream that fell behind the kept history.
-const reasonGone = "gone"
-
 // watcher is one open watch stream.
 type watcher struct {
 	x      *stream.Stream
@@ -259,8 +256,8 @@ func (s *Server) watchSSE(ctx *fasthttp.RequestCtx) {
 					return
 				}
 				if gone != nil {
-					s.streams.Ended(reasonGone)
-					send(appendSSEClosed(buf[:0], reasonGone))
+					s.streams.Ended(stream.ReasonGone)
+					send(appendSSEClosed(buf[:0], stream.ReasonGone))
 					return
 				}
 			case <-w.ended:

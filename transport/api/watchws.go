@@ -9,6 +9,7 @@ import (
 
 	"github.com/troupe-db/troupe/feed"
 	"github.com/troupe-db/troupe/storage"
+	"github.com/troupe-db/troupe/transport/stream"
 )
 
 // GET /v1/watch/ws: the change feed over a WebSocket (see watch.go). The
@@ -104,7 +105,7 @@ func (ws *watchSession) pump(done <-chan struct{}) {
 				return
 			}
 			if gone != nil {
-				ws.ws.closeWith(reasonGone)
+				ws.ws.closeWith(stream.ReasonGone)
 				return
 			}
 		case <-ws.w.ended:

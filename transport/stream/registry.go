@@ -44,6 +44,9 @@ const (
 	ReasonDeleted     = actors.ReasonDeleted
 	ReasonExpired     = "token_expired"
 	ReasonRateLimited = "rate_limited" // WebSocket only: kept sending over the limit
+	// ReasonGone: a change-feed stream fell behind the changes its node
+	// keeps.
+	ReasonGone = "gone"
 )
 
 // Stream is one open subscription: of a document (DocID, Sub), or of
@@ -110,7 +113,7 @@ func NewRegistry(cfg Config, set *metrics.Set) *Registry {
 		refusedPresence: set.NewCounter(`troupe_streams_refused_total{reason="presence_limit"}`),
 		closedBy:        map[string]*metrics.Counter{},
 	}
-	for _, r := range []string{ReasonRevoked, ReasonDeleted, ReasonExpired, ReasonRateLimited} {
+	for _, r := range []string{ReasonRevoked, ReasonDeleted, ReasonExpired, ReasonRateLimited, ReasonGone} {
 		st.closedBy[r] = set.NewCounter(`troupe_streams_closed_total{reason="` + r + `"}`)
 	}
 	set.NewGauge(`troupe_streams_open`, func() float64 {
