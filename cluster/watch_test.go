@@ -223,3 +223,53 @@ func TestFeedRing(t *testing.T) {
 }
 
 func errorsAs(err error, target **feed.GoneError) bool { return errors.As(err, target) }
+
+// TestFeedSinceReader: a reader that keeps its own position (as a
+// webhook deliverer will) and reads "every change after X" with Since
+// while the log is applied gets every change once, in log order, the
+// same as reading the whole feed afterwards.
+func TestFeedSinceReader(t *testing.T) {
+	d := newDetFSM(t)
+	defer d.close()
+	g := newLogGen(11)
+	logs := append([]*raft.Log{g.init()}, g.logs(3000)...)
+	last := logs[len(logs)-1].Index
+	f := d.fsm.Feed()
+	got := make(chan []string, 1)
+	go func() {
+		var out []string
+		var buf []*feed.Change
+		p := feed.After(0)
+		for {
+			// Taken before reading: once processed covers the last
+			// entry, a read that finds nothing new has read everything.
+			done := f.Processed() >= last
+			var err error
+			buf, err = f.Since(p, buf[:0], 17)
+			if err != nil {
+				t.Errorf("after %v: %v", p, err)
+				got <- out
+				return
+			}
+			for _, c := range buf {
+				out = append(out, describeChange(c))
+			}
+			if len(buf) > 0 {
+				p = buf[len(buf)-1].Position
+				continue
+			}
+			if done {
+				got <- out
+				return
+			}
+			// Nothing new yet: wait for the next entries.
+			_ = f.WaitProcessed(f.Processed()+1, time.Now().Add(time.Second))
+		}
+	}()
+	applyAll(t, logs, 5, d)
+	read := <-got
+	compareFeeds(t, read, feedDigest(t, d.fsm, feed.After(0), last), "read while applied vs read after")
+	if len(read) < 1000 {
+		t.Fatalf("only %d changes", len(read))
+	}
+}
