@@ -30,6 +30,22 @@ type builder struct {
 	// bucket among them.
 	owing     map[string]owed
 	minBucket int64
+	// slab is where new changes are taken from: one allocation for
+	// slabSize changes (a slab stays alive while the ring keeps any of
+	// its changes: at most slabSize-1 dropped ones beyond the bounds).
+	slab []Change
+}
+
+const slabSize = 64
+
+// newChange returns a zero change of the builder's slab.
+func (b *builder) newChange() *Change {
+	if len(b.slab) == 0 {
+		b.slab = make([]Change, slabSize)
+	}
+	c := &b.slab[0]
+	b.slab = b.slab[1:]
+	return c
 }
 
 // owed is a document's newest listing (title and editors as they are
@@ -74,10 +90,28 @@ func heldBack(d *storage.Doc) (atMs int64, held bool) {
 	return cs[1].AtMs, cs[0].AtMs/TextBucketMs == cs[1].AtMs/TextBucketMs
 }
 
-// add appends a change at the next position of the current entry.
-func (b *builder) add(out []*Change, c *Change) []*Change {
+// spec is what a change says, before it has a place.
+type spec struct {
+	Kind       Kind
+	Op         Op
+	ID         string
+	Version    uint64
+	AtMs       int64
+	User       *storage.User
+	Doc        *storage.Doc
+	Policy     *storage.Policy
+	Member     *storage.Member
+	LostReader string
+}
+
+// add appends a change (in the slab) at the next position of the
+// current entry.
+func (b *builder) add(out []*Change, v spec) []*Change {
+	c := b.newChange()
 	c.Position = Position{Index: b.index, N: b.n}
 	b.n++
+	c.Kind, c.Op, c.ID, c.Version, c.AtMs = v.Kind, v.Op, v.ID, v.Version, v.AtMs
+	c.User, c.Doc, c.Policy, c.Member, c.LostReader = v.User, v.Doc, v.Policy, v.Member, v.LostReader
 	return append(out, c)
 }
 
@@ -116,13 +150,13 @@ func (b *builder) changes(it *item, out []*Change) []*Change {
 			out = b.add(out, userChange(OpUpdated, res.User, it.atMs))
 		}
 	case storage.CmdUserDelete:
-		out = b.add(out, &Change{Kind: KindUser, Op: OpDeleted, ID: cmd.Delete, AtMs: it.atMs})
+		out = b.add(out, spec{Kind: KindUser, Op: OpDeleted, ID: cmd.Delete, AtMs: it.atMs})
 	case storage.CmdDocCreate, storage.CmdDocTitle, storage.CmdDocEditor, storage.CmdDocDelete:
 		if res.Doc == nil {
 			break
 		}
 		l := res.Doc.Listing()
-		c := &Change{Kind: KindDoc, Op: OpUpdated, ID: l.ID, Version: l.Version, AtMs: it.atMs, Doc: &l}
+		c := spec{Kind: KindDoc, Op: OpUpdated, ID: l.ID, Version: l.Version, AtMs: it.atMs, Doc: &l}
 		switch cmd.Kind {
 		case storage.CmdDocCreate:
 			c.Op = OpCreated
@@ -152,12 +186,12 @@ func (b *builder) changes(it *item, out []*Change) []*Change {
 			break
 		}
 		delete(b.owing, l.ID)
-		out = b.add(out, &Change{Kind: KindDoc, Op: OpUpdated, ID: l.ID, Version: l.Version, AtMs: it.atMs, Doc: &l})
+		out = b.add(out, spec{Kind: KindDoc, Op: OpUpdated, ID: l.ID, Version: l.Version, AtMs: it.atMs, Doc: &l})
 	case storage.CmdPolicyPut, storage.CmdPolicyDelete:
 		if it.meta == nil {
 			break
 		}
-		c := &Change{Kind: KindPolicy, Op: OpDeleted, ID: cmd.Policy.Name, AtMs: it.atMs}
+		c := spec{Kind: KindPolicy, Op: OpDeleted, ID: cmd.Policy.Name, AtMs: it.atMs}
 		if cmd.Kind == storage.CmdPolicyPut {
 			c.Op, c.Policy = OpCreated, it.meta.Policy
 			if it.meta.Existed {
@@ -169,7 +203,7 @@ func (b *builder) changes(it *item, out []*Change) []*Change {
 		if it.meta == nil {
 			break
 		}
-		c := &Change{Kind: KindMember, Op: OpDeleted, ID: cmd.Member.ID, AtMs: it.atMs}
+		c := spec{Kind: KindMember, Op: OpDeleted, ID: cmd.Member.ID, AtMs: it.atMs}
 		if !cmd.Member.Remove {
 			c.Op, c.Member = OpCreated, it.meta.Member
 			if it.meta.Existed {
@@ -203,7 +237,7 @@ func (b *builder) settle(out []*Change, bucket int64, skip string) []*Change {
 	sortDocs(due)
 	for _, d := range due {
 		// At the document's time, which a restored node knows too.
-		out = b.add(out, &Change{Kind: KindDoc, Op: OpUpdated, ID: d.ID, Version: d.Version, AtMs: d.UpdatedMs, Doc: d})
+		out = b.add(out, spec{Kind: KindDoc, Op: OpUpdated, ID: d.ID, Version: d.Version, AtMs: d.UpdatedMs, Doc: d})
 	}
 	return out
 }
@@ -216,9 +250,9 @@ func sortDocs(ds []*storage.Doc) {
 	}
 }
 
-// userChange is a change of u, without its password hash or sessions.
-func userChange(op Op, u *storage.User, atMs int64) *Change {
-	c := *u
-	c.PasswordHash, c.Auth = "", nil
-	return &Change{Kind: KindUser, Op: op, ID: u.ID, Version: u.Version, AtMs: atMs, User: &c}
+// userChange is a change of u. u is the command's result, a record of
+// its own that nothing changes; it is kept as it is (no copy on the apply
+// path): its password hash and sessions are never rendered.
+func userChange(op Op, u *storage.User, atMs int64) spec {
+	return spec{Kind: KindUser, Op: op, ID: u.ID, Version: u.Version, AtMs: atMs, User: u}
 }
