@@ -31,6 +31,9 @@ type Config struct {
 	// Docs is how many documents docs-ops and docs-ws edit
 	// (connections spread over them round-robin).
 	Docs int
+	// Watchers is how many change-feed streams the watch scenario
+	// holds open while it writes (0: none, the comparison run).
+	Watchers int
 	// Token is sent as "Authorization: Bearer" (secure nodes); the
 	// scenarios that create users or policies need an admin's.
 	Token string
@@ -76,6 +79,7 @@ func DefaultConfig() Config {
 		Users:       1000,
 		BatchSize:   100,
 		Docs:        64,
+		Watchers:    64,
 		Timeout:     10 * time.Second,
 	}
 }
@@ -130,6 +134,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Users < 1 || c.BatchSize < 1 || c.BatchSize > 1000 || c.Docs < 1 || c.Docs > 10_000 {
 		errs = append(errs, errors.New("users must be ≥ 1, batch size 1..1000 and docs 1..10000"))
+	}
+	if c.Watchers < 0 || c.Watchers > 10_000 {
+		errs = append(errs, fmt.Errorf("watchers %d out of range 0..10000", c.Watchers))
 	}
 	if c.Timeout <= 0 {
 		errs = append(errs, errors.New("timeout must be positive"))
