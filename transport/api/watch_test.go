@@ -300,3 +300,27 @@ func TestWatchTextChangesCoalesced(t *testing.T) {
 	}
 	t.Logf("%d edits announced by %d changes", edits, changes)
 }
+
+// TestWatchStreamLimits: watch streams count against the stream limits
+// as document streams do.
+func TestWatchStreamLimits(t *testing.T) {
+	ts := startServer(t, func(c *Config) { c.MaxStreamsPerUser, c.StreamKeepAlive = 1, 50*time.Millisecond })
+	first := openWatchSSE(t, ts, "", "", "")
+	if _, status, body := tryWatch(t, ts, "", "", ""); status != 429 || !strings.Contains(body, `"limit":1`) {
+		t.Fatalf("a second stream: %d %s", status, body)
+	}
+	first.cancel()
+	// Its place comes back once the server has seen it go (a keep-alive
+	// that finds the connection closed).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s, status, _ := tryWatch(t, ts, "", "", "")
+		if s != nil {
+			break
+		}
+		if status != 429 || time.Now().After(deadline) {
+			t.Fatalf("after the first ended: %d", status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
