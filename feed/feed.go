@@ -76,6 +76,9 @@ type Feed struct {
 	progress  chan struct{} // closed and replaced when processed advances
 
 	b builder // worker only
+	// eager counts the subscriptions and waiters: while there are any,
+	// every batch wakes the worker.
+	eager atomic.Int32
 	// owedUntil is, while documents owe a text change, the command time
 	// (ms) from which the first of them is due (any command applied at
 	// or after it announces it); 0 when none is owed. Set by the worker.
@@ -179,9 +182,14 @@ func (f *Feed) Reset(index uint64, docs []*storage.Doc, lastMs int64) {
 	f.hand()
 }
 
+// hand gives the batch to the worker: the two swap buffers when the
+// worker has taken the last one (no copy). The worker is woken at once
+// only while someone reads the feed live (a subscription, a waiter);
+// otherwise it takes what came every lazyEvery, so a node nobody watches
+// pays no goroutine switch per batch.
 func (f *Feed) hand() {
 	f.inMu.Lock()
-	if f.in == nil {
+	if len(f.in) == 0 {
 		f.in, f.batch = f.batch, f.in[:0]
 	} else {
 		f.in = append(f.in, f.batch...)
@@ -189,21 +197,34 @@ func (f *Feed) hand() {
 		f.batch = f.batch[:0]
 	}
 	f.inMu.Unlock()
+	if f.eager.Load() > 0 {
+		f.poke()
+	}
+}
+
+func (f *Feed) poke() {
 	select {
 	case f.wake <- struct{}{}:
 	default:
 	}
 }
 
+// lazyEvery is how often the worker takes the commands applied while
+// nobody reads the feed live.
+const lazyEvery = 10 * time.Millisecond
+
 func (f *Feed) worker() {
 	defer close(f.done)
 	var items []item
 	var out []*Change
+	tick := time.NewTicker(lazyEvery)
+	defer tick.Stop()
 	for {
 		select {
 		case <-f.stop:
 			return
 		case <-f.wake:
+		case <-tick.C:
 		}
 		f.inMu.Lock()
 		items, f.in = f.in, items[:0]
@@ -302,6 +323,9 @@ var ErrNotYet = errors.New("this node has not applied that index yet")
 func (f *Feed) WaitProcessed(index uint64, deadline time.Time) error {
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
+	f.eager.Add(1)
+	defer f.eager.Add(-1)
+	f.poke()
 	for {
 		f.mu.Lock()
 		done, ch := f.processed >= index, f.progress
@@ -356,6 +380,7 @@ func (f *Feed) Subscribe(p Position) (*Subscription, error) {
 	}
 	s := &Subscription{f: f, pos: p, wake: make(chan struct{}, 1)}
 	f.subs[s] = struct{}{}
+	f.eager.Add(1)
 	if f.ring.last().Index > 0 && p.Less(f.ring.last()) {
 		s.wake <- struct{}{}
 	}
@@ -401,6 +426,9 @@ func (s *Subscription) Position() Position {
 // Close ends the subscription.
 func (s *Subscription) Close() {
 	s.f.mu.Lock()
-	delete(s.f.subs, s)
+	if _, ok := s.f.subs[s]; ok {
+		delete(s.f.subs, s)
+		s.f.eager.Add(-1)
+	}
 	s.f.mu.Unlock()
 }
