@@ -79,7 +79,7 @@ func compareFeeds(t *testing.T, a, b []string, what string) {
 func checkFeedShape(t *testing.T, digest []string, changes []*feed.Change) {
 	t.Helper()
 	for i, c := range changes {
-		if i > 0 && !changes[i-1].Position.Less(c.Position) {
+		if i > 0 && !changes[i-1].Less(c.Position) {
 			t.Fatalf("change %d at %v after %v", i, c.Position, changes[i-1].Position)
 		}
 		if c.Doc != nil && c.Doc.Text.Len() != 0 {

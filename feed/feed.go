@@ -49,10 +49,10 @@ func (c Config) Validate() error { return c.check(true) }
 func (c Config) ValidateFlags() error { return c.check(false) }
 
 func (c Config) check(zeroOK bool) error {
-	if !(zeroOK && c.MaxChanges == 0) && (c.MaxChanges < MinMaxChanges || c.MaxChanges > MaxMaxChanges) {
+	if (!zeroOK || c.MaxChanges != 0) && (c.MaxChanges < MinMaxChanges || c.MaxChanges > MaxMaxChanges) {
 		return fmt.Errorf("watch history (--watch-history) %d must be from %d to %d changes", c.MaxChanges, MinMaxChanges, MaxMaxChanges)
 	}
-	if !(zeroOK && c.MaxBytes == 0) && (c.MaxBytes < MinMaxBytes || c.MaxBytes > MaxMaxBytes) {
+	if (!zeroOK || c.MaxBytes != 0) && (c.MaxBytes < MinMaxBytes || c.MaxBytes > MaxMaxBytes) {
 		return fmt.Errorf("watch history bytes (--watch-history-bytes) %d must be from %d (1 MiB) to %d (64 GiB)", c.MaxBytes, int64(MinMaxBytes), int64(MaxMaxBytes))
 	}
 	return nil
@@ -84,8 +84,7 @@ type Feed struct {
 	// or after it announces it); 0 when none is owed. Set by the worker.
 	owedUntil atomic.Int64
 
-	kept, keptBytes metrics.Gauge
-	changes         *metrics.Counter
+	changes *metrics.Counter
 }
 
 // item is what the FSM hands over: one applied command, the end of a

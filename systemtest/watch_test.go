@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -104,8 +105,10 @@ func TestWatchSameSequenceOnEveryNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	var index uint64
-	fmt.Sscan(from, &index)
+	index, err := strconv.ParseUint(from, 10, 64)
+	if err != nil {
+		t.Fatalf("X-Troupe-Index %q: %v", from, err)
+	}
 
 	// Writers: users created through the survivors, documents edited.
 	const users = 300

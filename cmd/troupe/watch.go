@@ -94,8 +94,7 @@ func watchCmd(args []string, stdout, stderr io.Writer) int {
 		}
 		if *asJSON {
 			b, _ := json.Marshal(ch)
-			out.Write(b)
-			out.WriteByte('\n')
+			_, _ = out.Write(append(b, '\n'))
 		} else {
 			fmt.Fprintf(out, "%s %s %s %s", ch.EventID(), ch.Kind, ch.Op, ch.ID)
 			if ch.Version != nil {
