@@ -215,12 +215,11 @@ func TestFeedRing(t *testing.T) {
 		t.Fatalf("from the oldest: %d changes, %v", len(cs), err)
 	}
 	var gone *feed.GoneError
-	if _, err := d.fsm.Feed().Since(feed.After(oldest-1), nil, 1000); !errorsAs(err, &gone) || gone.Oldest != oldest {
+	if _, err := d.fsm.Feed().Since(feed.After(oldest-1), nil, 1000); !errors.As(err, &gone) || gone.Oldest != oldest {
 		t.Fatalf("from before the oldest: %v", err)
 	}
 }
 
-func errorsAs(err error, target **feed.GoneError) bool { return errors.As(err, target) }
 
 // TestFeedSinceReader: a reader that keeps its own position (as a
 // webhook deliverer will) and reads "every change after X" with Since
@@ -270,4 +269,41 @@ func TestFeedSinceReader(t *testing.T) {
 	if len(read) < 1000 {
 		t.Fatalf("only %d changes", len(read))
 	}
+}
+
+// TestFeedRestoreEndsSubscriptions: a snapshot installed under a live
+// subscription leaves a gap in what it read, so its next read is gone;
+// a new one starts after the snapshot's index.
+func TestFeedRestoreEndsSubscriptions(t *testing.T) {
+	src := newDetFSM(t)
+	defer src.close()
+	g := newLogGen(5)
+	logs := append([]*raft.Log{g.init()}, g.logs(300)...)
+	applyAll(t, logs, 1, src)
+	snap, _ := src.stateHash(t)
+
+	d := newDetFSM(t)
+	defer d.close()
+	early := append([]*raft.Log{}, logs[:50]...)
+	applyAll(t, early, 2, d)
+	sub, err := d.fsm.Feed().Subscribe(feed.After(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	if err := d.fsm.Restore(io.NopCloser(bytes.NewReader(snap))); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.fsm.Feed().WaitProcessed(uint64(len(logs)), time.Now().Add(10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	var gone *feed.GoneError
+	if _, err := sub.Next(nil, 10); !errors.As(err, &gone) || gone.Oldest != uint64(len(logs)) {
+		t.Fatalf("after the restore: %v", err)
+	}
+	again, err := d.fsm.Feed().Subscribe(feed.After(uint64(len(logs))))
+	if err != nil {
+		t.Fatalf("from the snapshot's index: %v", err)
+	}
+	again.Close()
 }
