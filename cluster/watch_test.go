@@ -220,7 +220,6 @@ func TestFeedRing(t *testing.T) {
 	}
 }
 
-
 // TestFeedSinceReader: a reader that keeps its own position (as a
 // webhook deliverer will) and reads "every change after X" with Since
 // while the log is applied gets every change once, in log order, the
