@@ -73,14 +73,16 @@ func compareFeeds(t *testing.T, a, b []string, what string) {
 	}
 }
 
-// checkFeedShape checks what every change must be: documents without
-// text, positions in order. (Users are kept as the results they are; the
-// API never renders their secrets: transport/api's watch tests.)
+// checkFeedShape checks what every change must be: users without
+// secrets, documents without text, positions in order.
 func checkFeedShape(t *testing.T, digest []string, changes []*feed.Change) {
 	t.Helper()
 	for i, c := range changes {
 		if i > 0 && !changes[i-1].Less(c.Position) {
 			t.Fatalf("change %d at %v after %v", i, c.Position, changes[i-1].Position)
+		}
+		if c.User != nil && (c.User.PasswordHash != "" || c.User.Auth != nil) {
+			t.Fatalf("change %s holds a password hash or sessions", digest[i])
 		}
 		if c.Doc != nil && c.Doc.Text.Len() != 0 {
 			t.Fatalf("change %s holds the document's text", digest[i])

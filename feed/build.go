@@ -1,6 +1,8 @@
 package feed
 
 import (
+	"unsafe"
+
 	"github.com/troupe-db/troupe/storage"
 )
 
@@ -34,9 +36,45 @@ type builder struct {
 	// slabSize changes (a slab stays alive while the ring keeps any of
 	// its changes: at most slabSize-1 dropped ones beyond the bounds).
 	slab []Change
+	// users and chunk hold the kept users' records: copies without
+	// password hash or sessions, 64 to an allocation, their strings in
+	// chunks of bytes that hold no pointers. The history keeps a hundred
+	// thousand changes alive, and the collector marks what they point
+	// to: one result object and its bytes per user cost it twice what the
+	// rest of the apply path did (docs/BENCHMARKS-notes.md).
+	users []storage.User
+	chunk []byte
 }
 
-const slabSize = 64
+const (
+	slabSize  = 64
+	chunkSize = 16 << 10
+)
+
+// keepUser copies what a change shows of u into the builder's slabs.
+func (b *builder) keepUser(u *storage.User) *storage.User {
+	if len(b.users) == cap(b.users) {
+		b.users = make([]storage.User, 0, slabSize)
+	}
+	// Appending within the capacity never moves the earlier records.
+	b.users = append(b.users, storage.User{ID: b.str(u.ID), Name: b.str(u.Name), Email: b.str(u.Email),
+		Role: u.Role, Version: u.Version, CreatedMs: u.CreatedMs, UpdatedMs: u.UpdatedMs})
+	return &b.users[len(b.users)-1]
+}
+
+// str copies s into the current chunk. A chunk's written bytes never
+// change (appends stay within its capacity), so strings may alias them.
+func (b *builder) str(s string) string {
+	if s == "" {
+		return ""
+	}
+	if len(s) > cap(b.chunk)-len(b.chunk) {
+		b.chunk = make([]byte, 0, max(chunkSize, len(s)))
+	}
+	start := len(b.chunk)
+	b.chunk = append(b.chunk, s...)
+	return unsafe.String(&b.chunk[start], len(s))
+}
 
 // newChange returns a zero change of the builder's slab.
 func (b *builder) newChange() *Change {
@@ -137,17 +175,17 @@ func (b *builder) changes(it *item, out []*Change) []*Change {
 	switch cmd.Kind {
 	case storage.CmdInit, storage.CmdUserCreate:
 		if res.User != nil {
-			out = b.add(out, userChange(OpCreated, res.User, it.atMs))
+			out = b.add(out, b.userChange(OpCreated, res.User, it.atMs))
 		}
 	case storage.CmdUserBatch:
 		for i := range res.Items {
 			if u := res.Items[i].User; u != nil && res.Items[i].Err == nil {
-				out = b.add(out, userChange(OpCreated, u, it.atMs))
+				out = b.add(out, b.userChange(OpCreated, u, it.atMs))
 			}
 		}
 	case storage.CmdUserPatch:
 		if res.User != nil && cmd.Patch.Fields != 0 {
-			out = b.add(out, userChange(OpUpdated, res.User, it.atMs))
+			out = b.add(out, b.userChange(OpUpdated, res.User, it.atMs))
 		}
 	case storage.CmdUserDelete:
 		out = b.add(out, spec{Kind: KindUser, Op: OpDeleted, ID: cmd.Delete, AtMs: it.atMs})
@@ -250,9 +288,9 @@ func sortDocs(ds []*storage.Doc) {
 	}
 }
 
-// userChange is a change of u. u is the command's result, a record of
-// its own that nothing changes; it is kept as it is (no copy on the apply
-// path): its password hash and sessions are never rendered.
-func userChange(op Op, u *storage.User, atMs int64) spec {
-	return spec{Kind: KindUser, Op: op, ID: u.ID, Version: u.Version, AtMs: atMs, User: u}
+// userChange is a change of u, kept without its password hash or
+// sessions.
+func (b *builder) userChange(op Op, u *storage.User, atMs int64) spec {
+	k := b.keepUser(u)
+	return spec{Kind: KindUser, Op: op, ID: k.ID, Version: u.Version, AtMs: atMs, User: k}
 }

@@ -205,10 +205,9 @@ type Change struct {
 	AtMs    int64 // the command's time, Unix milliseconds
 
 	// The record after the change (a deleted document: the last state, to
-	// decide who may hear of it; other deletions: nil). A user is the
-	// command's result as it is: its password hash and sessions must never
-	// be shown (Data renderers leave them out). Documents come as their
-	// listing (no text, no history).
+	// decide who may hear of it; other deletions: nil). Users come without
+	// password hash or sessions, documents as their listing (no text, no
+	// history).
 	User   *storage.User
 	Doc    *storage.Doc
 	Policy *storage.Policy
@@ -241,10 +240,7 @@ const changeOverhead = 160
 func (c *Change) size() int {
 	n := changeOverhead + len(c.ID) + len(c.LostReader)
 	if u := c.User; u != nil {
-		n += 64 + len(u.ID) + len(u.Name) + len(u.Email) + len(u.PasswordHash)
-		if u.Auth != nil {
-			n += 64 * (1 + len(u.Auth.Sessions))
-		}
+		n += 64 + len(u.ID) + len(u.Name) + len(u.Email)
 	}
 	if d := c.Doc; d != nil {
 		n += len(d.ID) + len(d.Title) + len(d.Owner)
