@@ -409,6 +409,7 @@ func (d *Docs) ApplyTraced(tctx context.Context, kind storage.CommandKind, c *st
 					}
 					b.publish(Event{Kind: EventChange, Change: &storage.Change{Version: sub.Version, ClientID: c.Submit.ClientID, Seq: c.Submit.Seq, Ops: sub.Ops}})
 				}
+				p.after = next
 				p.resolve(storage.Result{Submit: sub})
 				return
 			}

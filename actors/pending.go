@@ -16,6 +16,11 @@ type Pending struct {
 	// closedDone once it is: a command resolved before anyone waits (the
 	// FSM running an idle shard's turn itself) makes no channel.
 	done atomic.Pointer[chan struct{}]
+	// after is the document after a submit, set before the resolve (so
+	// visible to whoever saw Done): for the change feed, which announces
+	// a submit with the document's listing. Not part of the result: the
+	// idempotency window does not record it.
+	after *storage.Doc
 }
 
 // closedDone is every resolved Pending's channel that nobody waited on.
@@ -56,6 +61,10 @@ func (p *Pending) Done() <-chan struct{} {
 	}
 	return *p.done.Load() // resolved meanwhile: closedDone
 }
+
+// After is the document a submit left (nil for other commands, or a
+// submit that failed); call it only after Done is closed.
+func (p *Pending) After() *storage.Doc { return p.after }
 
 // Result returns the result; call it only after Done is closed.
 func (p *Pending) Result() storage.Result { return p.res }

@@ -378,3 +378,30 @@ func TestRefusedRunStops(t *testing.T) {
 		_ = srv.Shutdown()
 	}
 }
+
+// TestWatchAgainstNode: the watch scenario's watchers read every change
+// the run made (the measured ones at least) and report their lag.
+func TestWatchAgainstNode(t *testing.T) {
+	addr := startNode(t)
+	cfg := DefaultConfig()
+	cfg.Addrs, cfg.Scenario, cfg.Connections, cfg.Watchers = []string{addr}, "watch", 4, 8
+	cfg.Duration, cfg.Warmup, cfg.Requests, cfg.Rate = 30*time.Second, 0, 200, 400
+	res := mustRun(t, cfg, false)
+	if res.Errors != 0 || res.Requests < 200 || res.Watchers != 8 || res.WatchLagMS == nil || len(res.WatchErrors) != 0 {
+		t.Fatalf("%+v", res)
+	}
+	// Each watcher reads each create (those at the very end may not
+	// have reached them all yet).
+	if read := res.WatchEventsRPS * res.DurationS; read < 0.9*8*float64(res.Requests) {
+		t.Fatalf("%.0f changes read for %d creates and 8 watchers", read, res.Requests)
+	}
+	var out strings.Builder
+	WriteTable(&out, res)
+	if !strings.Contains(out.String(), "watchers   8,") {
+		t.Fatalf("report:\n%s", out.String())
+	}
+	cfg.Watchers = -1
+	if cfg.Validate() == nil {
+		t.Fatal("negative watchers accepted")
+	}
+}

@@ -40,6 +40,9 @@ type Config struct {
 	// (--grpc-addr), which ratelimit-grpc calls; the other scenarios
 	// ignore it.
 	GRPCAddr string
+	// Watchers is how many change-feed streams the watch scenario
+	// holds open while it writes (0: none, the comparison run).
+	Watchers int
 	// Token is sent as "Authorization: Bearer" (secure nodes); the
 	// scenarios that create users or policies need an admin's.
 	Token string
@@ -86,6 +89,7 @@ func DefaultConfig() Config {
 		BatchSize:   100,
 		Docs:        64,
 		Checks:      10,
+		Watchers:    64,
 		Timeout:     10 * time.Second,
 	}
 }
@@ -153,6 +157,9 @@ func (c *Config) Validate() error {
 	}
 	if sc, ok := scenarios[c.Scenario]; ok && sc.grpc && c.GRPCAddr == "" {
 		errs = append(errs, fmt.Errorf("scenario %s calls the node's rate-limit service: give its address with --grpc-addr (the node's --grpc-addr)", c.Scenario))
+	}
+	if c.Watchers < 0 || c.Watchers > 10_000 {
+		errs = append(errs, fmt.Errorf("watchers %d out of range 0..10000", c.Watchers))
 	}
 	if c.Timeout <= 0 {
 		errs = append(errs, errors.New("timeout must be positive"))

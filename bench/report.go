@@ -57,6 +57,13 @@ func writeOne(w io.Writer, label string, r *Result) {
 	if r.FirstRPS > 0 || r.LastRPS > 0 {
 		fmt.Fprintf(w, "  %sover time  first tenth %.0f req/s, last tenth %.0f req/s\n", label, r.FirstRPS, r.LastRPS)
 	}
+	if l := r.WatchLagMS; l != nil {
+		fmt.Fprintf(w, "  %swatchers   %d, %.0f changes/s read together; lag p50 %d ms  p90 %d ms  p99 %d ms  max %d ms\n", label,
+			r.Watchers, r.WatchEventsRPS, l.P50, l.P90, l.P99, l.Max)
+		for _, e := range r.WatchErrors {
+			fmt.Fprintf(w, "  %swatch ended early: %s\n", label, e)
+		}
+	}
 	if r.EventsRPS > 0 || r.Resets > 0 {
 		fmt.Fprintf(w, "  %sevents     %.0f changes/s received by the clients (%d resets)\n", label, r.EventsRPS, r.Resets)
 	}

@@ -29,8 +29,9 @@ type Runner struct {
 	runID string
 	// docIDs are the documents docs-ops edits (set up before timing).
 	docIDs []string
-	ids    []string // users a read scenario reads
-	floor  bool     // the target is a floor server: no setup
+	ids    []string    // users a read scenario reads
+	watch  *watchState // the watch scenario's watchers; nil otherwise
+	floor  bool        // the target is a floor server: no setup
 
 	workers   []*worker
 	total     atomic.Int64 // measured requests finished
@@ -211,6 +212,9 @@ loop:
 		}
 	}
 	r.halt()
+	if r.watch != nil {
+		defer r.watch.stop()
+	}
 	for _, w := range r.workers {
 		// Ends a WebSocket read that would wait for the timeout.
 		if c := w.ws.Load(); c != nil {
@@ -255,6 +259,9 @@ func (r *Runner) beginMeasuring() {
 		w.mu.Unlock()
 	}
 	r.total.Store(0)
+	if r.watch != nil {
+		r.watch.reset()
+	}
 	// Workers read startAt only once they see measured set (after it).
 	r.startAt = time.Now()
 	r.measured.Store(true)
@@ -492,6 +499,9 @@ func (r *Runner) result(elapsed time.Duration) *Result {
 	case "ratelimit-batch":
 		res.ItemsPerRequest = r.cfg.Checks
 	}
+	if r.watch != nil {
+		r.watch.result(res, r.cfg.Watchers)
+	}
 	return res
 }
 
@@ -545,11 +555,19 @@ type Result struct {
 	Resets int64 `json:"resets,omitempty"`
 	// FirstRPS and LastRPS (docs-*): the throughput in the first and last
 	// tenth of the measured time, to see whether it holds over a run.
-	FirstRPS   float64 `json:"first_rps,omitempty"`
-	LastRPS    float64 `json:"last_rps,omitempty"`
-	LatencyUS  Latency `json:"latency_us"`
-	Floor      *Result `json:"floor,omitempty"`
-	FloorRatio float64 `json:"floor_ratio,omitempty"`
+	// Watchers, WatchEventsRPS, WatchLagMS (watch): the change-feed
+	// streams open, the changes they read per second together, and how
+	// long after its time a watcher read a change (ms); WatchErrors: the
+	// first streams that ended early.
+	Watchers       int      `json:"watchers,omitempty"`
+	WatchEventsRPS float64  `json:"watch_events_rps,omitempty"`
+	WatchLagMS     *Latency `json:"watch_lag_ms,omitempty"`
+	WatchErrors    []string `json:"watch_errors,omitempty"`
+	FirstRPS       float64  `json:"first_rps,omitempty"`
+	LastRPS        float64  `json:"last_rps,omitempty"`
+	LatencyUS      Latency  `json:"latency_us"`
+	Floor          *Result  `json:"floor,omitempty"`
+	FloorRatio     float64  `json:"floor_ratio,omitempty"`
 }
 
 // Latency percentiles in microseconds.

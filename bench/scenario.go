@@ -96,6 +96,14 @@ var scenarios = map[string]scenario{
 		loop:        docsWSLoop,
 		paced:       true,
 	},
+	"watch": {
+		description: "durable user creates while --watchers streams of the change feed (GET /v1/watch) read every one: watch_lag_ms is when a watcher read a change minus its time; run open loop (--rate) at half the users-create maximum, and again with --watchers 0",
+		setup:       setupWatchers,
+		next:        nextCreate,
+		acked:       ackedUser,
+		writes:      true,
+		keyed:       true,
+	},
 	"ratelimit-check": {
 		description: "rate-limit decisions (POST /v1/ratelimit/check) over 10k keys of a generous policy",
 		setup:       setupPolicy,

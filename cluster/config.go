@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/troupe-db/troupe/feed"
 	"github.com/troupe-db/troupe/storage"
 )
 
@@ -70,6 +71,10 @@ type Config struct {
 	// Backups are the leader's scheduled backups (off if Backups.Dir is
 	// empty).
 	Backups BackupSchedule
+
+	// Watch bounds the change feed's history (--watch-history,
+	// --watch-history-bytes); zero values take feed's defaults.
+	Watch feed.Config
 }
 
 // The range of Config.IdempotencyRetention (--idempotency-retention): long
@@ -198,6 +203,9 @@ func (c *Config) Validate() error {
 	}
 	if err := p.Validate(); err != nil {
 		bad("%v", err)
+	}
+	if err := c.Watch.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/troupe-db/troupe/actors"
+	"github.com/troupe-db/troupe/feed"
 	"github.com/troupe-db/troupe/storage"
 )
 
@@ -666,6 +667,9 @@ func testDeterminism(t *testing.T, seed uint64) {
 	defer f2.close()
 	res := applyAll(t, logs, 1, f1, f2)
 	compareResults(t, logs, res[0], res[1], "fsm 1 vs fsm 2")
+	feed1 := feedDigest(t, f1.fsm, feed.After(0), uint64(len(logs)))
+	compareFeeds(t, feed1, feedDigest(t, f2.fsm, feed.After(0), uint64(len(logs))), "the change feeds of fsm 1 and fsm 2")
+	checkFeedKinds(t, f1.fsm, feed1)
 	if r := res[0][0]; r.Err != nil || r.User == nil || r.User.ID != g.admin {
 		t.Fatalf("init: %s", describe(r))
 	}
@@ -743,6 +747,17 @@ func testDeterminism(t *testing.T, seed uint64) {
 	compareResults(t, more, res2[0], res2[1], "after the snapshot, fsm 1 vs fsm 2")
 	compareResults(t, more, res2[0], res2[2], "after the snapshot, fsm 1 vs restored fsm 3")
 	compareResults(t, more, res2[0], res2[3], "after the snapshot, fsm 1 vs re-restored fsm 4")
+	// The feeds after the snapshot are the same too, held-back text
+	// changes included.
+	last := more[len(more)-1].Index
+	after := feed.After(uint64(len(logs)))
+	feedAfter := feedDigest(t, f1.fsm, after, last)
+	compareFeeds(t, feedAfter, feedDigest(t, f2.fsm, after, last), "after the snapshot, the feeds of fsm 1 and 2")
+	compareFeeds(t, feedAfter, feedDigest(t, f3.fsm, after, last), "after the snapshot, the feeds of fsm 1 and restored fsm 3")
+	compareFeeds(t, feedAfter, feedDigest(t, f4.fsm, after, last), "after the snapshot, the feeds of fsm 1 and re-restored fsm 4")
+	if _, err := f3.fsm.Feed().Since(feed.After(uint64(len(logs))-1), nil, 1); err == nil {
+		t.Fatal("a restored feed answers changes from before its snapshot")
+	}
 	_, h1 = f1.stateHash(t)
 	_, h2 = f2.stateHash(t)
 	_, h3 := f3.stateHash(t)

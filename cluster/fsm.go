@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/troupe-db/troupe/actors"
+	"github.com/troupe-db/troupe/feed"
 	"github.com/troupe-db/troupe/storage"
 )
 
@@ -65,6 +66,10 @@ type FSM struct {
 	// proposed (tracing.go).
 	traced traceRegistry
 
+	// feed hears of every command applied, in log order (Record, Applied
+	// and Reset are called from the FSM goroutine only).
+	feed *feed.Feed
+
 	// --- FSM goroutine only ---
 	idsBuf []string // decodeBatch's request ids, reused
 	index  uint64   // of the entry being applied
@@ -84,6 +89,7 @@ func NewFSM(sys *actors.System, logger *slog.Logger, set *metrics.Set, fatal fun
 		batchSize: set.NewPrometheusHistogramExt(`troupe_fsm_apply_batch_size`, countBuckets),
 		idem:      newIdempotencyWindow(),
 		docs:      actors.NewDocs(sys, actors.DocsConfig{}),
+		feed:      feed.New(feed.Config{}, set),
 	}
 	f.idemKept.Store(f.idem)
 	set.NewGauge(`troupe_snapshot_last_size_bytes`, func() float64 { return float64(f.snapBytes.Load()) })
@@ -126,8 +132,15 @@ func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
 // LastStamp is the highest command stamp applied.
 func (f *FSM) LastStamp() uint64 { return f.stamp.Load() }
 
-// Close stops the actors.
+// Feed is the change feed of the commands this FSM applies.
+func (f *FSM) Feed() *feed.Feed { return f.feed }
+
+// SetWatchHistory bounds the change feed's history.
+func (f *FSM) SetWatchHistory(cfg feed.Config) { f.feed.SetBounds(cfg) }
+
+// Close stops the actors and the change feed.
 func (f *FSM) Close() {
+	f.feed.Close()
 	if u := f.users.Swap(nil); u != nil {
 		u.Stop()
 	}
@@ -173,6 +186,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	if n := len(logs); n > 0 {
 		f.batchSize.Update(float64(n))
 		f.setApplied(logs[n-1].Index)
+		f.feed.Applied(logs[n-1].Index)
 	}
 	return out
 }
@@ -276,7 +290,15 @@ func (f *FSM) applyTraced(cmd *storage.Command, a *applyTrace) (_ *actors.Pendin
 	if a != nil {
 		tctx = a.actorCtx(cmd)
 	}
+	var meta *feed.Meta
+	if cmd.Kind == storage.CmdPolicyPut || cmd.Kind == storage.CmdPolicyDelete || cmd.Kind == storage.CmdMember {
+		meta = f.feedMetaBefore(cmd)
+	}
 	p := f.dispatch(tctx, cmd, now)
+	if meta != nil {
+		f.feedMetaAfter(cmd, meta)
+	}
+	f.feed.Record(f.index, cmd, p, now, meta)
 	if cmd.RequestID != "" {
 		f.idem.add(cmd.RequestID, cmd.Fingerprint, now, p, storage.Result{})
 	}
@@ -577,6 +599,7 @@ func (f *FSM) restore(snap *storage.Snapshot) error {
 	}
 	f.policies.Store(&policies)
 	f.setApplied(m.Index)
+	f.feed.Reset(m.Index, snap.Docs, m.LastMs)
 	return nil
 }
 
@@ -607,3 +630,30 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 }
 
 func (s *fsmSnapshot) Release() {}
+
+// feedMetaBefore notes, for the change feed, whether the policy or
+// member a command names exists before it is applied.
+func (f *FSM) feedMetaBefore(cmd *storage.Command) *feed.Meta {
+	m := &feed.Meta{}
+	switch {
+	case cmd.Policy != nil:
+		_, m.Existed = f.Policies()[cmd.Policy.Name]
+	case cmd.Member != nil:
+		_, m.Existed = f.Members()[cmd.Member.ID]
+	}
+	return m
+}
+
+// feedMetaAfter notes the policy or member as the command left it.
+func (f *FSM) feedMetaAfter(cmd *storage.Command, m *feed.Meta) {
+	switch {
+	case cmd.Policy != nil:
+		if p, ok := f.Policies()[cmd.Policy.Name]; ok {
+			m.Policy = &p
+		}
+	case cmd.Member != nil:
+		if mb, ok := f.Members()[cmd.Member.ID]; ok {
+			m.Member = &mb
+		}
+	}
+}

@@ -95,6 +95,7 @@ func Open(cfg Config, logger *slog.Logger, set *metrics.Set, sys *actors.System,
 		logger.Info("raft traffic uses mutual TLS")
 	}
 	n.fsm = NewFSM(sys, logger.With("component", "fsm"), set, n.fatal)
+	n.fsm.SetWatchHistory(cfg.Watch)
 	n.group.commands = set.NewPrometheusHistogramExt(`troupe_raft_entry_commands`, countBuckets)
 	n.group.abandon = make(chan struct{})
 	started := false
@@ -162,8 +163,9 @@ func Open(cfg Config, logger *slog.Logger, set *metrics.Set, sys *actors.System,
 	n.reads.init()
 	n.leaders.tls = cfg.PeerHTTPTLS
 	n.registerMetrics(set)
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go n.watchLeadership()
+	go n.settleTextChanges()
 	go n.reads.run(n)
 	go n.health.observe(n.raft, n.stop, n.wg.Done)
 	if cfg.Backups.Dir != "" {

@@ -82,6 +82,83 @@ func (tr *tour) stream(s *shell, c tourCommand, text string) {
 	t.Logf("README.md:%d: ok: %d changes replayed, then Ctrl-C: %s", c.Line, len(acked), shorten(text, 160))
 }
 
+// watchStream runs a change-feed command the README ends with Ctrl-C: it
+// must answer 200 with an event stream of changes, ids "<index>-<n>" in
+// increasing order, that holds the creation of every user the tour
+// created before it; then it is interrupted.
+func (tr *tour) watchStream(s *shell, c tourCommand, text string) {
+	t := tr.t
+	t.Helper()
+	want := map[string]bool{}
+	for _, o := range tr.outputs {
+		var u struct {
+			ID string `json:"id"`
+		}
+		if strings.Contains(o.Readme, "-XPOST") && strings.Contains(o.Readme, "/v1/users ") && json.Unmarshal(o.Out, &u) == nil && u.ID != "" {
+			want[u.ID] = true
+		}
+	}
+	if len(want) == 0 {
+		t.Fatalf("README.md:%d: no user was created before the change feed's command", c.Line)
+	}
+	j, err := s.start(text)
+	if err != nil {
+		t.Fatalf("README.md:%d: %s: %v", c.Line, c.Text, err)
+	}
+	type change struct {
+		Index uint64 `json:"index"`
+		N     uint32 `json:"n"`
+		Kind  string `json:"kind"`
+		Op    string `json:"op"`
+		ID    string `json:"id"`
+	}
+	created := map[string]bool{}
+	deadline := time.Now().Add(streamTimeout)
+	for {
+		events := sseEvents(j.stdout())
+		clear(created)
+		var last change
+		for i, ev := range events {
+			var ch change
+			if ev["event"] != "change" || json.Unmarshal([]byte(ev["data"]), &ch) != nil || ev["id"] != fmt.Sprintf("%d-%d", ch.Index, ch.N) ||
+				i > 0 && (ch.Index < last.Index || ch.Index == last.Index && ch.N <= last.N) {
+				_ = j.interrupt()
+				t.Fatalf("README.md:%d: event %d: %v (after %+v)", c.Line, i, ev, last)
+			}
+			last = ch
+			if ch.Kind == "user" && ch.Op == "created" {
+				created[ch.ID] = true
+			}
+		}
+		missing := 0
+		for id := range want {
+			if !created[id] {
+				missing++
+			}
+		}
+		if missing == 0 && len(s.result(j.dir).Curls) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = j.interrupt()
+			t.Fatalf("README.md:%d: %s: %d of the %d users created before are missing from the feed within %v; output %q",
+				c.Line, c.Text, missing, len(want), streamTimeout, j.stdout())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := j.interrupt(); err != nil {
+		t.Fatalf("README.md:%d: %s: Ctrl-C: %v", c.Line, c.Text, err)
+	}
+	res, err := j.wait(commandTimeout)
+	if err != nil {
+		t.Fatalf("README.md:%d: %s: after Ctrl-C: %v", c.Line, c.Text, err)
+	}
+	if len(res.Curls) != 1 || res.Curls[0].Status != http.StatusOK || !strings.HasPrefix(res.Curls[0].Header.Get("Content-Type"), "text/event-stream") {
+		t.Fatalf("README.md:%d: %s: want one 200 text/event-stream answer, got %+v", c.Line, c.Text, res.Curls)
+	}
+	t.Logf("README.md:%d: ok: the %d users created before are in the feed, then Ctrl-C: %s", c.Line, len(want), shorten(text, 160))
+}
+
 // sseEvents returns the complete events of a text/event-stream, each as
 // its fields (comments left out; data lines joined).
 func sseEvents(b []byte) []map[string]string {

@@ -162,6 +162,8 @@ func (tr *tour) run(s *shell, c tourCommand) {
 		tr.serve(s, c, text)
 	case strings.HasSuffix(text, "&"):
 		t.Fatalf("README.md:%d: %s: the test runs only `troupe serve` in the background", c.Line, c.Text)
+	case strings.Contains(c.Comment, "Ctrl-C") && strings.Contains(text, "/v1/watch"):
+		tr.watchStream(s, c, text)
 	case strings.Contains(c.Comment, "Ctrl-C"):
 		tr.stream(s, c, text)
 	default:

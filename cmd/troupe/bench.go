@@ -41,6 +41,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Docs, "docs", cfg.Docs, "documents docs-ops and docs-ws edit (connections are spread over them)")
 	fs.IntVar(&cfg.Checks, "checks", cfg.Checks, "checks per multi-check in ratelimit-batch, 1..100")
 	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", "", "ratelimit-grpc: host:port of the node's rate-limit service (its --grpc-addr); the policy is put through --addr")
+	fs.IntVar(&cfg.Watchers, "watchers", cfg.Watchers, "change-feed streams the watch scenario holds open while it creates users (0 to 10000; 0: none, to compare)")
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "per-request timeout")
 	fs.StringVar(&cfg.Token, "token", os.Getenv("TROUPE_TOKEN"), "access token for secure nodes (an admin's for scenarios that create users or policies; env TROUPE_TOKEN)")
 	fs.BoolVar(&cfg.FollowLeader, "follow-leader", false, "write scenarios: move each connection to the node its answers name in X-Troupe-Leader (among --addr), as the Go client sends writes")

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/troupe-db/troupe/cluster"
+	"github.com/troupe-db/troupe/feed"
 	"github.com/troupe-db/troupe/internal/tracing"
 	"github.com/troupe-db/troupe/storage"
 	"github.com/troupe-db/troupe/transport/api"
@@ -113,6 +114,8 @@ func parseServe(args []string, stderr io.Writer, getenv func(string) string) (*s
 	fs.IntVar(&c.HTTP.MaxMembersPerDocument, "max-members-per-document", c.HTTP.MaxMembersPerDocument, "members (viewers and editors) one document may have (1 to 100000); one more gets 403 quota_exceeded")
 	fs.IntVar(&c.HTTP.MaxLinksPerDocument, "max-links-per-document", c.HTTP.MaxLinksPerDocument, "share links one document may have that have not expired (1 to 10000); one more gets 403 quota_exceeded")
 	fs.IntVar(&c.HTTP.DocumentHistoryBytes, "document-history-bytes", c.HTTP.DocumentHistoryBytes, "bytes of changes and checkpoints a document keeps for late submits, replays and reading past versions (1048576 to 1073741824); the oldest drop out")
+	fs.IntVar(&c.Node.Watch.MaxChanges, "watch-history", feed.DefaultMaxChanges, "changes the node keeps for watchers that resume (1 to 10000000); a watch from before them gets 410 gone")
+	fs.Int64Var(&c.Node.Watch.MaxBytes, "watch-history-bytes", feed.DefaultMaxBytes, "bytes of kept changes at most (1048576 to 68719476736); the oldest go first")
 	fs.Uint64Var(&c.Node.SnapshotThreshold, "snapshot-threshold", c.Node.SnapshotThreshold, "log entries between automatic snapshots")
 	fs.IntVar(&c.HTTP.MaxConnections, "max-connections", c.HTTP.MaxConnections, "client connections this node holds open, WebSockets included (1 to 1000000); the next gets 503")
 	fs.IntVar(&c.HTTP.MaxStreams, "max-streams", c.HTTP.MaxStreams, "SSE and WebSocket streams open on this node (1 to 1000000); the next gets 503")
@@ -256,7 +259,9 @@ func (c *serveConfig) validate() error {
 	// keeps a leader from stepping down while its followers sync large
 	// entries.
 	c.Node.LeaderLeaseTimeout = c.Node.HeartbeatTimeout / 2
-	if err := c.Node.Validate(); err != nil {
+	if err := c.Node.Watch.ValidateFlags(); err != nil {
+		errs = append(errs, err)
+	} else if err := c.Node.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.Tracing.Validate(); err != nil {

@@ -78,6 +78,9 @@ func TestParseServeRejects(t *testing.T) {
 		"huge document history":   {"--insecure", "--document-history-bytes", "2147483648"},
 		"retention too short":     {"--insecure", "--idempotency-retention", "9s"},
 		"retention too long":      {"--insecure", "--idempotency-retention", "25h"},
+		"no watch history":        {"--insecure", "--watch-history", "0"},
+		"huge watch history":      {"--insecure", "--watch-history", "10000001"},
+		"tiny watch history":      {"--insecure", "--watch-history-bytes", "1000"},
 	}
 	for name, args := range cases {
 		if _, err := parseServe(args, io.Discard, env(nil)); err == nil {
@@ -87,6 +90,13 @@ func TestParseServeRejects(t *testing.T) {
 	if _, err := parseServe([]string{"--insecure", "--max-streams-per-user", "0"}, io.Discard, env(nil)); err == nil ||
 		!strings.Contains(err.Error(), "max-streams-per-user 0 must be from 1 to 100000") {
 		t.Errorf("out of range: %v", err)
+	}
+	if _, err := parseServe([]string{"--insecure", "--watch-history", "0"}, io.Discard, env(nil)); err == nil ||
+		!strings.Contains(err.Error(), "watch history (--watch-history) 0 must be from 1 to 10000000 changes") {
+		t.Errorf("watch history out of range: %v", err)
+	}
+	if c, err := parseServe([]string{"--insecure"}, io.Discard, env(nil)); err != nil || c.Node.Watch.MaxChanges != 100_000 || c.Node.Watch.MaxBytes != 64<<20 {
+		t.Errorf("watch history defaults: %+v, %v", c.Node.Watch, err)
 	}
 	if _, err := parseServe([]string{"--insecure", "--grpc-addr", "8081"}, io.Discard, env(nil)); err == nil ||
 		!strings.Contains(err.Error(), `--grpc-addr "8081": give host:port with a port from 0 to 65535`) {

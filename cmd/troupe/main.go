@@ -4,6 +4,7 @@
 //	troupe bench     drive load and compare with the floor (see troupe bench -h)
 //	troupe status    the cluster as a node sees it
 //	troupe join      add a member through any node
+//	troupe watch     print the change feed, one change per line
 //	troupe backup    download a consistent backup from a node
 //	troupe restore   prepare a data dir that boots from a backup
 //	troupe recover   rewrite a stopped node's cluster after a lost quorum
@@ -37,6 +38,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return statusCmd(args[1:], stdout, stderr)
 	case "join":
 		return joinCmd(args[1:], stdout, stderr)
+	case "watch":
+		return watchCmd(args[1:], stdout, stderr)
 	case "recover":
 		return recoverCmd(args[1:], stdout, stderr)
 	case "backup":
@@ -63,6 +66,7 @@ Usage:
   troupe bench [flags]   drive load at nodes (troupe bench -h; troupe bench serve-floor)
   troupe status --addr URL               the cluster as a node sees it, and each member's readiness
   troupe join --addr URL --id ID --http-addr H --raft-addr R [--learner]   add a member
+  troupe watch --addr URL[,URL] [--kinds users,docs] [--from N] [--json]   print the change feed, one change per line
   troupe backup --addr URL --out FILE      download a consistent backup from a node
   troupe restore --from FILE --data DIR    make DIR boot a new one-node cluster holding the backup
   troupe recover --data DIR --peers FILE   after losing a quorum: keep only the listed servers

@@ -276,5 +276,8 @@ func (s *Server) audit(ctx *fasthttp.RequestCtx, msg string, attrs ...any) {
 // streamingRoute reports whether path is a document's events or
 // WebSocket route.
 func streamingRoute(path []byte) bool {
+	if string(path) == "/v1/watch" || string(path) == "/v1/watch/ws" {
+		return true
+	}
 	return bytes.HasPrefix(path, []byte("/v1/docs/")) && (bytes.HasSuffix(path, []byte("/events")) || bytes.HasSuffix(path, []byte("/ws")))
 }

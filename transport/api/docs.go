@@ -253,7 +253,7 @@ func (s *Server) listDocs(ctx *fasthttp.RequestCtx) {
 	}
 	after := string(ctx.QueryArgs().Peek("after"))
 	deadline := s.deadline()
-	if !s.readGate(ctx, deadline) {
+	if !s.listGate(ctx, deadline) {
 		return
 	}
 	c := callerOf(ctx)

@@ -35,6 +35,8 @@ func (s *Server) metrics(ctx *fasthttp.RequestCtx) {
 }
 
 func (s *Server) clusterStatus(ctx *fasthttp.RequestCtx) {
+	// The members as of this index at least: watch members from it.
+	setIndex(ctx, s.node.AppliedIndex())
 	writeJSON(ctx, http.StatusOK, s.node.Status(s.cfg.AdvertiseHTTP))
 }
 

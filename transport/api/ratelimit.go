@@ -396,7 +396,7 @@ func (s *Server) deletePolicy(ctx *fasthttp.RequestCtx) {
 
 func (s *Server) listPolicies(ctx *fasthttp.RequestCtx) {
 	deadline := s.deadline()
-	if !s.readGate(ctx, deadline) {
+	if !s.listGate(ctx, deadline) {
 		return
 	}
 	items := []policyJSON{}

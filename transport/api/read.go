@@ -35,6 +35,19 @@ func readOptions(ctx *fasthttp.RequestCtx) (replica.Consistency, uint64, *apiErr
 	return c, minIndex, nil
 }
 
+// listGate is readGate for a listing: it also answers X-Troupe-Index,
+// the index to watch the changes from (GET /v1/watch?from=): taken after
+// the barrier and before the listing is read, so the listing reflects
+// every change up to it and a watcher from it misses nothing (it may see
+// again a change the listing already shows).
+func (s *Server) listGate(ctx *fasthttp.RequestCtx, deadline time.Time) bool {
+	if !s.readGate(ctx, deadline) {
+		return false
+	}
+	setIndex(ctx, s.node.AppliedIndex())
+	return true
+}
+
 // readGate applies the read's consistency; false means it answered.
 func (s *Server) readGate(ctx *fasthttp.RequestCtx, deadline time.Time) bool {
 	c, minIndex, e := readOptions(ctx)

@@ -26,6 +26,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/troupe-db/troupe/actors"
+	"github.com/troupe-db/troupe/feed"
 	"github.com/troupe-db/troupe/internal/tracing"
 	"github.com/troupe-db/troupe/replica"
 	"github.com/troupe-db/troupe/storage"
@@ -68,6 +69,14 @@ type Node interface {
 	// returned function removes it.
 	OnAuthNarrowed(fn func(userID string)) (remove func())
 	RotateKey(deadline time.Time) (kid string, index uint64, err error)
+	// AppliedIndex is the index of the last command this node applied.
+	AppliedIndex() uint64
+	// Watch subscribes to the change feed after p (a *feed.GoneError
+	// when some of those changes are no longer kept); WaitWatchable
+	// waits until the feed holds every change up to index (else
+	// feed.ErrNotYet at deadline).
+	Watch(p feed.Position) (*feed.Subscription, error)
+	WaitWatchable(index uint64, deadline time.Time) error
 }
 
 // Docs is what the transport needs from the document actors
@@ -267,6 +276,8 @@ func (s *Server) routes() fasthttp.RequestHandler {
 	route("POST", "/v1/docs/{id}/restore", docRoute, s.leaderOnly(s.restoreDoc))
 	route("GET", "/v1/docs/{id}/events", docRoute, s.docEvents)
 	route("GET", "/v1/docs/{id}/ws", docRoute, s.docWS)
+	route("GET", "/v1/watch", signedIn, s.watchSSE)
+	route("GET", "/v1/watch/ws", signedIn, s.watchWS)
 
 	// Self or admin: checked by the handlers, which know the id.
 	route("GET", "/v1/users/{id}", signedIn, s.getUser)

@@ -19,6 +19,9 @@ import (
 // document ("" if it still may, or if that cannot be told now: a check
 // that times out waits for the next one).
 func (s *Server) streamDenied(x *stream.Stream) string {
+	if x.End != nil {
+		return s.watchDenied(x)
+	}
 	doc := s.docs.Latest(x.DocID)
 	if doc == nil {
 		return stream.ReasonDeleted
@@ -85,17 +88,7 @@ func (s *Server) streamCaller(raw string, hasToken bool) (*caller, string) {
 // answers why not. The caller must end it with closeStream.
 func (s *Server) openStream(ctx *fasthttp.RequestCtx) (x *stream.Stream, d *storage.Doc, clientID string, ok bool) {
 	key := s.limitKey(ctx)
-	if err := s.streams.Admit(key); err != nil {
-		e := newError("unavailable", err.Error())
-		var le *stream.LimitError
-		if errors.As(err, &le) {
-			if le.PerUser {
-				e = newError("rate_limited", err.Error())
-				ctx.Response.Header.Set("Retry-After", "1")
-			}
-			e.Details = map[string]any{"limit": le.Limit}
-		}
-		writeError(ctx, e)
+	if !s.admitStream(ctx, key) {
 		return nil, nil, "", false
 	}
 	d, sub, clientID, ok := s.subscribe(ctx)
@@ -121,6 +114,26 @@ func (s *Server) openStream(ctx *fasthttp.RequestCtx) (x *stream.Stream, d *stor
 	// registration above was told to nobody: check once now.
 	s.streams.Check(x)
 	return x, d, clientID, true
+}
+
+// admitStream reserves a stream's place for key (the node's and the
+// key's limits), or answers why not; s.streams.Release gives it back.
+func (s *Server) admitStream(ctx *fasthttp.RequestCtx, key string) bool {
+	err := s.streams.Admit(key)
+	if err == nil {
+		return true
+	}
+	e := newError("unavailable", err.Error())
+	var le *stream.LimitError
+	if errors.As(err, &le) {
+		if le.PerUser {
+			e = newError("rate_limited", err.Error())
+			ctx.Response.Header.Set("Retry-After", "1")
+		}
+		e.Details = map[string]any{"limit": le.Limit}
+	}
+	writeError(ctx, e)
+	return false
 }
 
 // closeStream ends a stream: unsubscribes and gives its place back.

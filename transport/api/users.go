@@ -391,7 +391,7 @@ func (s *Server) listUsers(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	deadline := s.deadline()
-	if !s.readGate(ctx, deadline) {
+	if !s.listGate(ctx, deadline) {
 		return
 	}
 	list, more, err := users.List(after, q, limit, deadline)
@@ -429,7 +429,7 @@ func (s *Server) countUsers(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	deadline := s.deadline()
-	if !s.readGate(ctx, deadline) {
+	if !s.listGate(ctx, deadline) {
 		return
 	}
 	n, err := users.Count(q, deadline)

@@ -48,9 +48,13 @@ const (
 	// ReasonLinkExpired: the share link the stream was opened with has
 	// expired (a revoked one is ReasonRevoked).
 	ReasonLinkExpired = "link_expired"
+	// ReasonGone: a change-feed stream fell behind the changes its node
+	// keeps.
+	ReasonGone = "gone"
 )
 
-// Stream is one open subscription.
+// Stream is one open subscription: of a document (DocID, Sub), or of
+// the change feed (End; DocID empty, Sub nil).
 type Stream struct {
 	DocID string
 	Key   string // what --max-streams-per-user counts: the user, else the share link, else the client address
@@ -62,6 +66,9 @@ type Stream struct {
 	// LinkExpires is when that link expires (zero: never); the stream
 	// is checked again then, as when its token expires.
 	LinkExpires time.Time
+	// End, if set, ends a stream that is not a document's (the change
+	// feed's) for reason, instead of Config.Revoke. It must not block.
+	End func(reason string)
 
 	mu       sync.Mutex
 	token    string
@@ -117,7 +124,7 @@ func NewRegistry(cfg Config, set *metrics.Set) *Registry {
 		refusedPresence: set.NewCounter(`troupe_streams_refused_total{reason="presence_limit"}`),
 		closedBy:        map[string]*metrics.Counter{},
 	}
-	for _, r := range []string{ReasonRevoked, ReasonDeleted, ReasonExpired, ReasonRateLimited, ReasonLinkExpired} {
+	for _, r := range []string{ReasonRevoked, ReasonDeleted, ReasonExpired, ReasonRateLimited, ReasonLinkExpired, ReasonGone} {
 		st.closedBy[r] = set.NewCounter(`troupe_streams_closed_total{reason="` + r + `"}`)
 	}
 	set.NewGauge(`troupe_streams_open`, func() float64 {
@@ -361,6 +368,10 @@ func (st *Registry) Check(x *Stream) {
 		return
 	}
 	if reason := st.cfg.Denied(x); reason != "" {
+		if x.End != nil {
+			x.End(reason)
+			return
+		}
 		st.cfg.Revoke(x.DocID, x.Sub, reason)
 	}
 }
