@@ -19,6 +19,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -205,7 +206,10 @@ func (n *node) start() (time.Duration, error) {
 	// Every bench client is one user (or one address): it may hold as
 	// many streams as the scenario opens.
 	args := []string{"serve", "--insecure", "--rate-limit", "off", "--max-streams-per-user", "100000", "--data", n.dir,
-		"--http-addr", n.addr, "--raft-addr", n.raftAddr, "--pprof", n.pprofAddr, "--grpc-addr", n.grpcAddr, "--log-level", "warn"}
+		"--http-addr", n.addr, "--raft-addr", n.raftAddr, "--pprof", n.pprofAddr, "--log-level", "warn"}
+	if servesFlag(n.bin, "grpc-addr") { // an earlier build compared against may not have it
+		args = append(args, "--grpc-addr", n.grpcAddr)
+	}
 	n.cmd = exec.Command(n.bin, append(args, n.extra...)...)
 	n.cmd.Stderr = os.Stderr
 	if len(n.env) > 0 {
@@ -448,4 +452,23 @@ func runThreeNode(bin, dur string) ([]*run, error) {
 		}
 	}
 	return []*run{spread, leader}, nil
+}
+
+var (
+	serveFlagsMu sync.Mutex
+	serveFlags   = map[string]string{} // binary → its `serve -h` output
+)
+
+// servesFlag reports whether bin's `troupe serve` takes --name: the suite
+// also runs builds from before a flag existed (--before).
+func servesFlag(bin, name string) bool {
+	serveFlagsMu.Lock()
+	defer serveFlagsMu.Unlock()
+	help, ok := serveFlags[bin]
+	if !ok {
+		out, _ := exec.Command(bin, "serve", "-h").CombinedOutput()
+		help = string(out)
+		serveFlags[bin] = help
+	}
+	return strings.Contains(help, "-"+name+" ")
 }
