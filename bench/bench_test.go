@@ -405,3 +405,18 @@ func TestWatchAgainstNode(t *testing.T) {
 		t.Fatal("negative watchers accepted")
 	}
 }
+
+// TestChangeAt finds a change's time, not a user's name that looks like
+// one, and refuses a change without one.
+func TestChangeAt(t *testing.T) {
+	obj := []byte(`{"index":7,"n":0,"kind":"user","op":"created","id":"u1","version":1,"at":"2026-12-07T03:04:05.678Z","data":{"name":"x\",\"at\":\"1999-01-01T00:00:00Z","created_at":"2026-12-07T03:04:05.678Z"}}`)
+	at, ok := changeAt(obj)
+	if !ok || at.UnixMilli() != time.Date(2026, 12, 7, 3, 4, 5, 678e6, time.UTC).UnixMilli() {
+		t.Fatalf("changeAt: %v %v", at, ok)
+	}
+	for _, bad := range []string{`{"index":7}`, `{"at":"yesterday"}`, `{"at":"2026-12-07T03:04:05Z`} {
+		if _, ok := changeAt([]byte(bad)); ok {
+			t.Fatalf("changeAt(%s) found a time", bad)
+		}
+	}
+}
