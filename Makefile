@@ -31,7 +31,7 @@ test:
 ## deadline with "context deadline exceeded" and no failing input,
 ## go.dev/issue/75804)
 FUZZ_EXECS ?= 20000x
-FUZZ_PKGS := ./storage/ ./transport/api/ ./transport/auth/ ./bench/ ./bench/peers/ ./cluster/
+FUZZ_PKGS := ./storage/ ./transport/api/ ./transport/auth/ ./bench/ ./bench/peers/ ./cluster/ ./internal/feed/
 fuzz-smoke:
 	@for pkg in $(FUZZ_PKGS); do \
 		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \

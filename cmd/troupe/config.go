@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/troupe-db/troupe/cluster"
-	"github.com/troupe-db/troupe/feed"
+	"github.com/troupe-db/troupe/internal/feed"
 	"github.com/troupe-db/troupe/internal/tracing"
 	"github.com/troupe-db/troupe/storage"
 	"github.com/troupe-db/troupe/transport/api"

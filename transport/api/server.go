@@ -26,7 +26,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/troupe-db/troupe/actors"
-	"github.com/troupe-db/troupe/feed"
+	"github.com/troupe-db/troupe/internal/feed"
 	"github.com/troupe-db/troupe/internal/tracing"
 	"github.com/troupe-db/troupe/replica"
 	"github.com/troupe-db/troupe/storage"

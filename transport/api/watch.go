@@ -11,7 +11,7 @@ import (
 	json "github.com/goccy/go-json"
 	"github.com/valyala/fasthttp"
 
-	"github.com/troupe-db/troupe/feed"
+	"github.com/troupe-db/troupe/internal/feed"
 	"github.com/troupe-db/troupe/transport/stream"
 )
 

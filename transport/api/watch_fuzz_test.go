@@ -3,7 +3,7 @@ package api
 import (
 	"testing"
 
-	"github.com/troupe-db/troupe/feed"
+	"github.com/troupe-db/troupe/internal/feed"
 )
 
 // FuzzWatchQuery feeds arbitrary kinds, from and Last-Event-ID values to

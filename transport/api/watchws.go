@@ -7,7 +7,7 @@ import (
 	"github.com/fasthttp/websocket"
 	"github.com/valyala/fasthttp"
 
-	"github.com/troupe-db/troupe/feed"
+	"github.com/troupe-db/troupe/internal/feed"
 	"github.com/troupe-db/troupe/storage"
 	"github.com/troupe-db/troupe/transport/stream"
 )
