@@ -233,11 +233,12 @@ func TestBrowserShareLinks(t *testing.T) {
 
 	// Ada revokes the viewer link in the dialog: its guest's stream ends
 	// and the page says why; the editor link's guest stays.
-	owner.do("revoke the viewer link",
-		chromedp.Click(chromedp.ID("share")),
-		chromedp.WaitVisible(chromedp.CSS(`#share-links li[data-link-id="`+viewLink+`"] button.revoke`)),
-		chromedp.Click(chromedp.CSS(`#share-links li[data-link-id="`+viewLink+`"] button.revoke`)),
-	)
+	owner.do("open the share dialog", chromedp.Click(chromedp.ID("share")))
+	// The dialog lists the links as they load, and may draw the list
+	// again meanwhile: the button is found and clicked in one step in the
+	// page, not found first and clicked by a node id that may be gone.
+	owner.poll("the viewer link's revoke button clicked", `(b => b ? (b.click(), true) : false)(
+		document.querySelector('#share-links li[data-link-id="`+viewLink+`"] button.revoke'))`, 10*time.Second)
 	owner.poll("the link gone from the list", `document.querySelectorAll('#share-links li[data-link-id]').length === 1 &&
 		!document.querySelector('#share-links li[data-link-id="`+viewLink+`"]')`, 10*time.Second)
 	owner.do("close the dialog", chromedp.Click(chromedp.ID("share-close")))

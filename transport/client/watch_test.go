@@ -77,7 +77,9 @@ func TestWatchResumesOnAnotherNode(t *testing.T) {
 		t.Fatalf("listing: %+v %+v %v", page, meta, err)
 	}
 	const n = 40
+	created := make(chan struct{}) // the creates are done, answers and all
 	go func() {
+		defer close(created)
 		for i := range n {
 			if _, _, err := c.CreateUser(ctx, NewUser{Name: "U", Email: fmt.Sprintf("u%d@example.com", i), Password: "password1"}); err != nil {
 				t.Error(err)
@@ -98,6 +100,9 @@ func TestWatchResumesOnAnotherNode(t *testing.T) {
 			break
 		}
 	}
+	// The last create's change can arrive before its answer: wait for the
+	// answers, so that none is cut off when the test's context ends.
+	<-created
 	seen := map[string]bool{}
 	for i, ch := range got {
 		if ch.Kind != "user" || ch.Op != "created" || seen[ch.ID] {
