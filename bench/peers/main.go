@@ -32,6 +32,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/troupe-db/troupe/bench"
 )
 
 type options struct {
@@ -185,7 +187,7 @@ func kvRows(o options, rep *report, et *etcdTools, root string) error {
 		for _, r := range rows {
 			fmt.Fprintf(os.Stderr, "→ %s\n", r.label)
 			row := &row{label: r.label, peerName: "etcd"}
-			before, okB := readCPU()
+			before, okB := bench.ReadCPU()
 			tres, tcmd, err := runTroupeBench(o.troupe, append(slices.Clip(tb), r.troupeArgs...))
 			if err != nil {
 				if ec != nil {
@@ -204,8 +206,8 @@ func kvRows(o options, rep *report, et *etcdTools, root string) error {
 			default:
 				row.peer = fromEtcd(eres, ecmd)
 			}
-			after, okA := readCPU()
-			row.steal = stolen(before, after, okB, okA)
+			after, okA := bench.ReadCPU()
+			row.steal = bench.Stolen(before, after, okB, okA)
 			rep.kv = append(rep.kv, row)
 		}
 		if ec != nil {
@@ -249,7 +251,7 @@ func wsRows(o options, rep *report, st *sharedbTools, root string) error {
 		}
 		fmt.Fprintf(os.Stderr, "→ %s\n", label)
 		row := &row{label: label, peerName: "ShareDB"}
-		before, okB := readCPU()
+		before, okB := bench.ReadCPU()
 		args := []string{"bench", "--addr", tc.urls(), "--duration", o.duration.String(), "--warmup", "1s", "--json",
 			"--scenario", "docs-ws", "--connections", "64", "--docs", fmt.Sprint(docs)}
 		tres, tcmd, err := runTroupeBench(o.troupe, args)
@@ -270,8 +272,8 @@ func wsRows(o options, rep *report, st *sharedbTools, root string) error {
 		} else {
 			row.peer = fromShareDB(sres, scmd)
 		}
-		after, okA := readCPU()
-		row.steal = stolen(before, after, okB, okA)
+		after, okA := bench.ReadCPU()
+		row.steal = bench.Stolen(before, after, okB, okA)
 		rep.ws = append(rep.ws, row)
 	}
 	return nil

@@ -143,20 +143,6 @@ func TestRatioAndShownCommands(t *testing.T) {
 	}
 }
 
-func TestParseCPU(t *testing.T) {
-	a, ok := parseCPU("cpu  100 5 50 800 10 0 5 30 0 0\ncpu0 1 2 3\n")
-	if !ok || a.total != 1000 || a.steal != 30 {
-		t.Fatalf("got %+v %v", a, ok)
-	}
-	b, _ := parseCPU("cpu  200 5 100 1600 10 0 5 80 0 0\n")
-	if s := stolen(a, b, true, true); s != 50.0/1000 {
-		t.Fatalf("stolen %v", s)
-	}
-	if _, ok := parseCPU("intr 1 2"); ok {
-		t.Fatal("parsed a line that is not cpu")
-	}
-}
-
 // A peer whose toolchain is not on PATH is skipped with a message that
 // names what is missing (the caller reports it and goes on).
 func TestMissingToolchainSkips(t *testing.T) {

@@ -22,6 +22,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/troupe-db/troupe/bench"
 )
 
 type result struct {
@@ -316,17 +318,17 @@ func runBench(bin string, args []string) (*result, string, error) {
 	cmd := exec.Command(bin, args...)
 	var stdout bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, os.Stderr
-	before, okBefore := readCPU()
+	before, okBefore := bench.ReadCPU()
 	if err := cmd.Run(); err != nil {
 		return nil, "", fmt.Errorf("troupe %s: %w", strings.Join(args, " "), err)
 	}
-	after, okAfter := readCPU()
+	after, okAfter := bench.ReadCPU()
 	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
 	var r result
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
 		return nil, "", fmt.Errorf("cannot parse the bench result: %w", err)
 	}
-	r.Steal = stolen(before, after, okBefore, okAfter)
+	r.Steal = bench.Stolen(before, after, okBefore, okAfter)
 	shown := append([]string{"troupe"}, args...)
 	for i, a := range shown {
 		if !strings.HasPrefix(a, "http://127.0.0.1:") {

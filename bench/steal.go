@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"os"
@@ -6,33 +6,33 @@ import (
 	"strings"
 )
 
-// cpuTimes is the machine's CPU time so far, in clock ticks: all of it,
+// CPUTimes is the machine's CPU time so far, in clock ticks: all of it,
 // and the part the hypervisor gave to other machines (steal), from the
 // first line of /proc/stat.
-type cpuTimes struct{ total, steal uint64 }
+type CPUTimes struct{ total, steal uint64 }
 
-// readCPU reads /proc/stat; false where there is none.
-func readCPU() (cpuTimes, bool) {
+// ReadCPU reads /proc/stat; false where there is none.
+func ReadCPU() (CPUTimes, bool) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return cpuTimes{}, false
+		return CPUTimes{}, false
 	}
-	return parseCPU(string(b))
+	return ParseCPU(string(b))
 }
 
-// parseCPU reads the aggregate "cpu" line: user nice system idle iowait
+// ParseCPU reads the aggregate "cpu" line: user nice system idle iowait
 // irq softirq steal (guest time is counted in user already).
-func parseCPU(stat string) (cpuTimes, bool) {
+func ParseCPU(stat string) (CPUTimes, bool) {
 	line, _, _ := strings.Cut(stat, "\n")
 	f := strings.Fields(line)
 	if len(f) < 9 || f[0] != "cpu" {
-		return cpuTimes{}, false
+		return CPUTimes{}, false
 	}
-	var t cpuTimes
+	var t CPUTimes
 	for i, s := range f[1:9] {
 		v, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
-			return cpuTimes{}, false
+			return CPUTimes{}, false
 		}
 		t.total += v
 		if i == 7 {
@@ -42,9 +42,9 @@ func parseCPU(stat string) (cpuTimes, bool) {
 	return t, true
 }
 
-// stolen is the share of the machine's CPU time taken by the hypervisor
+// Stolen is the share of the machine's CPU time taken by the hypervisor
 // between a and b, or -1 if unknown.
-func stolen(a, b cpuTimes, okA, okB bool) float64 {
+func Stolen(a, b CPUTimes, okA, okB bool) float64 {
 	if !okA || !okB || b.total <= a.total {
 		return -1
 	}
