@@ -1,9 +1,7 @@
 package api
 
 import (
-	"bufio"
 	"errors"
-	"net/http"
 	"strconv"
 	"time"
 
@@ -116,23 +114,9 @@ func (s *Server) docEvents(ctx *fasthttp.RequestCtx) {
 	sub := x.Sub
 	docs := s.docs
 	id := d.ID
-	conn := ctx.Conn()
 	shutdown := ctx.Done()
-	ctx.SetStatusCode(http.StatusOK)
-	ctx.SetContentType("text/event-stream")
-	ctx.Response.Header.Set("Cache-Control", "no-cache")
-	ctx.Response.Header.Set("X-Accel-Buffering", "no")
-	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+	serveSSE(ctx, func(send func([]byte) bool) {
 		defer s.closeStream(x)
-		send := func(b []byte) bool {
-			// The server's write timeout covers a whole response; a
-			// stream extends it per event.
-			_ = conn.SetWriteDeadline(time.Now().Add(sseWriteTimeout))
-			if _, err := w.Write(b); err != nil {
-				return false
-			}
-			return w.Flush() == nil
-		}
 		if !send([]byte(": subscribed\n\n")) {
 			return
 		}

@@ -1,7 +1,9 @@
 package api
 
 import (
+	"bufio"
 	"errors"
+	"net/http"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -153,4 +155,26 @@ func (s *Server) tokenExpiry(raw string, hasToken bool) time.Time {
 		return s.tokens.ExpiresAt(c)
 	}
 	return time.Time{}
+}
+
+// serveSSE answers ctx with an event stream (text/event-stream, not
+// cached or buffered by proxies) and runs body as the response's writer.
+// send writes b and flushes it, and reports whether the client still
+// reads; the server's write timeout covers a whole response, so a stream
+// extends it per write.
+func serveSSE(ctx *fasthttp.RequestCtx, body func(send func(b []byte) bool)) {
+	conn := ctx.Conn()
+	ctx.SetStatusCode(http.StatusOK)
+	ctx.SetContentType("text/event-stream")
+	ctx.Response.Header.Set("Cache-Control", "no-cache")
+	ctx.Response.Header.Set("X-Accel-Buffering", "no")
+	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+		body(func(b []byte) bool {
+			_ = conn.SetWriteDeadline(time.Now().Add(sseWriteTimeout))
+			if _, err := w.Write(b); err != nil {
+				return false
+			}
+			return w.Flush() == nil
+		})
+	})
 }

@@ -1,9 +1,7 @@
 package api
 
 import (
-	"bufio"
 	"errors"
-	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -225,21 +223,9 @@ func (s *Server) watchSSE(ctx *fasthttp.RequestCtx) {
 	if !ok {
 		return
 	}
-	conn := ctx.Conn()
 	shutdown := ctx.Done()
-	ctx.SetStatusCode(http.StatusOK)
-	ctx.SetContentType("text/event-stream")
-	ctx.Response.Header.Set("Cache-Control", "no-cache")
-	ctx.Response.Header.Set("X-Accel-Buffering", "no")
-	ctx.SetBodyStreamWriter(func(bw *bufio.Writer) {
+	serveSSE(ctx, func(send func([]byte) bool) {
 		defer s.closeWatch(w)
-		send := func(b []byte) bool {
-			_ = conn.SetWriteDeadline(time.Now().Add(sseWriteTimeout))
-			if _, err := bw.Write(b); err != nil {
-				return false
-			}
-			return bw.Flush() == nil
-		}
 		if !send([]byte(": watching after " + w.start.String() + "\n\n")) {
 			return
 		}
