@@ -169,7 +169,9 @@ func TestWatchSameSequenceOnEveryNode(t *testing.T) {
 			ids[j], _, _ = strings.Cut(e, " ")
 		}
 		if nodes[i] == victim {
-			if len(ids) < users/3 || len(ids) > users {
+			// Killed once the client's watch had users/3 changes: its own
+			// watcher, on another connection, may have been a little behind.
+			if len(ids) == 0 || len(ids) > users {
 				t.Fatalf("the killed node's watcher saw %d changes", len(ids))
 			}
 			compareIDs(t, ids, want[:len(ids)], "the killed node's watcher vs the client's")
