@@ -203,19 +203,20 @@ func (s *Server) watchDenied(x *stream.Stream) string {
 // next reads the next changes the watcher may hear of into buf (each
 // rendered by add), or says the stream must end (gone: it fell behind
 // the history). changes is scratch space, returned for reuse.
-func (w *watcher) next(changes []*feed.Change, buf []byte, add func([]byte, *feed.Change) []byte) ([]*feed.Change, []byte, *feed.GoneError) {
+func (w *watcher) next(changes []*feed.Change, buf []byte, add func([]byte, *feed.Change) []byte) (_ []*feed.Change, _ []byte, more bool, _ *feed.GoneError) {
 	changes, err := w.sub.Next(changes[:0], watchBatch)
 	var gone *feed.GoneError
 	if errors.As(err, &gone) {
-		return changes, buf, gone
+		return changes, buf, false, gone
 	}
 	for _, c := range changes {
 		if w.visible(c) {
 			buf = add(buf, c)
 		}
 	}
+	more = len(changes) == watchBatch // a full read: more may wait, read on at once
 	clear(changes)
-	return changes, buf, nil
+	return changes, buf, more, nil
 }
 
 func (s *Server) watchSSE(ctx *fasthttp.RequestCtx) {
@@ -233,19 +234,28 @@ func (s *Server) watchSSE(ctx *fasthttp.RequestCtx) {
 		defer keepAlive.Stop()
 		var buf []byte
 		var changes []*feed.Change
+		var pace watchPace
 		for {
 			select {
-			case <-w.sub.Wake():
+			case <-pace.wake(w.sub.Wake()):
 				var gone *feed.GoneError
-				changes, buf, gone = w.next(changes, buf[:0], appendWatchSSE)
-				if len(buf) > 0 && !send(buf) {
-					return
+				var more bool
+				changes, buf, more, gone = w.next(changes, buf[:0], appendWatchSSE)
+				if len(buf) > 0 {
+					if !send(buf) {
+						return
+					}
+					if !more {
+						pace.wrote()
+					}
 				}
 				if gone != nil {
 					s.streams.Ended(stream.ReasonGone)
 					send(appendSSEClosed(buf[:0], stream.ReasonGone))
 					return
 				}
+			case <-pace.hold:
+				pace.hold = nil
 			case <-w.ended:
 				s.streams.Ended(w.reason)
 				send(appendSSEClosed(buf[:0], w.reason))
@@ -261,6 +271,29 @@ func (s *Server) watchSSE(ctx *fasthttp.RequestCtx) {
 		}
 	})
 }
+
+// watchBatchEvery is how long a watch stream waits after a write before
+// it reads the feed again, so that the changes that came meanwhile go out
+// in one write. With 64 watchers, a write per applied batch per watcher
+// was half the node's CPU in write system calls (docs/BENCHMARKS-notes.md,
+// the watch row); the wait adds at most this to a change's lag.
+const watchBatchEvery = 10 * time.Millisecond
+
+// watchPace holds a watch stream back for watchBatchEvery after a write.
+// The subscription's wake-up stays pending meanwhile.
+type watchPace struct {
+	hold <-chan time.Time // fires when the stream may write again; nil: now
+}
+
+// wake is c, or nil (never ready) while the stream is held back.
+func (p *watchPace) wake(c <-chan struct{}) <-chan struct{} {
+	if p.hold != nil {
+		return nil
+	}
+	return c
+}
+
+func (p *watchPace) wrote() { p.hold = time.After(watchBatchEvery) }
 
 // watchChangeJSON is a change as the streams send it.
 type watchChangeJSON struct {

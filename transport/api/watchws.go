@@ -96,18 +96,27 @@ func (ws *watchSession) pump(done <-chan struct{}) {
 	defer ws.conn.Close() // ends the reader too
 	var buf []byte
 	var changes []*feed.Change
+	var pace watchPace
 	for {
 		select {
-		case <-ws.w.sub.Wake():
+		case <-pace.wake(ws.w.sub.Wake()):
 			var gone *feed.GoneError
-			changes, buf, gone = ws.w.next(changes, buf[:0], appendWatchWS)
-			if len(buf) > 0 && ws.ws.writeFrames(buf) != nil {
-				return
+			var more bool
+			changes, buf, more, gone = ws.w.next(changes, buf[:0], appendWatchWS)
+			if len(buf) > 0 {
+				if ws.ws.writeFrames(buf) != nil {
+					return
+				}
+				if !more {
+					pace.wrote()
+				}
 			}
 			if gone != nil {
 				ws.ws.closeWith(stream.ReasonGone)
 				return
 			}
+		case <-pace.hold:
+			pace.hold = nil
 		case <-ws.w.ended:
 			ws.ws.closeWith(ws.w.reason)
 			return
