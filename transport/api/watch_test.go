@@ -328,3 +328,50 @@ func TestWatchStreamLimits(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestWatchSocketMessagesAreRateLimited: a watch socket's messages spend
+// the caller's default bucket, as a document socket's do: over the limit
+// they are refused rate_limited, and a socket that keeps on past
+// WSOverLimitClose is closed.
+func TestWatchSocketMessagesAreRateLimited(t *testing.T) {
+	f := newRevocationFixture(t, withDefaultLimit(5, time.Second), func(c *Config) { c.WSOverLimitClose = 300 * time.Millisecond })
+	ts := f.ts
+	ts.clock.advance(time.Hour) // the fixture's requests are forgotten
+	c := dialWS(t, ts, "/v1/watch", "kinds=users", f.bob.AccessToken)
+	refused := false
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for i := 0; !refused; i++ {
+		if i == 20 {
+			t.Fatal("20 messages and none refused")
+		}
+		if err := c.WriteJSON(map[string]any{"type": "hello"}); err != nil {
+			t.Fatal(err)
+		}
+		var m struct {
+			Type  string `json:"type"`
+			Error struct {
+				Code string `json:"code"`
+			} `json:"error"`
+		}
+		if err := c.ReadJSON(&m); err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case m.Type == "error" && m.Error.Code == "rate_limited":
+			refused = true
+		case m.Type != "error" || m.Error.Code != "bad_request":
+			t.Fatalf("message %d: %+v", i, m)
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for start := time.Now(); time.Since(start) < 5*time.Second; time.Sleep(20 * time.Millisecond) {
+			if c.WriteJSON(map[string]any{"type": "hello"}) != nil {
+				return
+			}
+		}
+	}()
+	expectWSClosed(t, c, "rate_limited")
+	<-done
+}

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"errors"
 	"time"
 
 	"github.com/fasthttp/websocket"
@@ -34,6 +33,7 @@ func (s *Server) watchWS(ctx *fasthttp.RequestCtx) {
 	if !ok {
 		return
 	}
+	limitKey := s.limitKey(ctx) // its messages spend the caller's default bucket, as a document socket's
 	err := upgrader.Upgrade(ctx, func(conn *websocket.Conn) {
 		defer s.closeWatch(w)
 		if !s.ws.Add(conn) {
@@ -43,7 +43,7 @@ func (s *Server) watchWS(ctx *fasthttp.RequestCtx) {
 		defer s.ws.Remove(conn)
 		defer conn.Close()
 		conn.SetReadLimit(wsMaxMessage)
-		ws := &wsSession{s: s, conn: conn, x: w.x, base: &storage.DocCommand{Caller: w.user, Admin: w.admin}}
+		ws := &wsSession{s: s, conn: conn, x: w.x, base: &storage.DocCommand{Caller: w.user, Admin: w.admin}, limitKey: limitKey}
 		(&watchSession{s: s, w: w, conn: conn, ws: ws}).run()
 	})
 	if err != nil {
@@ -63,29 +63,13 @@ func (ws *watchSession) run() {
 		_ = ws.conn.Close()
 		<-pumped
 	}()
-	_ = ws.conn.SetReadDeadline(time.Now().Add(wsPongWait))
-	ws.conn.SetPongHandler(func(string) error { return ws.conn.SetReadDeadline(time.Now().Add(wsPongWait)) })
-	for {
-		_, data, err := ws.conn.ReadMessage()
-		if err != nil {
-			if errors.Is(err, websocket.ErrReadLimit) {
-				ws.s.wsMetrics.tooLarge.Inc()
-			}
-			return
-		}
-		ws.s.wsMetrics.received.Inc()
-		_ = ws.conn.SetReadDeadline(time.Now().Add(wsPongWait))
-		var in wsIn
-		if e := decodeJSON(data, &in); e != nil {
-			_ = ws.ws.write(wsError{Type: "error", Error: e})
-			continue
-		}
+	ws.ws.readMessages(func(in *wsIn) {
 		if in.Type != "auth" {
 			_ = ws.ws.write(wsError{Type: "error", Error: badRequest(`a watch socket takes only "auth" messages`, "type")})
-			continue
+			return
 		}
-		ws.ws.reauth(&in)
-	}
+		ws.ws.reauth(in)
+	})
 }
 
 // pump sends the changes and keep-alive pings until the stream or the

@@ -175,6 +175,39 @@ func (w *wsSession) run() {
 		_ = w.conn.Close()
 		<-pumped
 	}()
+	w.readMessages(func(in *wsIn) {
+		switch in.Type {
+		case "op":
+			w.submit(in)
+		case "cursor":
+			if in.Pos == nil || *in.Pos < 0 {
+				_ = w.write(wsError{Type: "error", Error: badRequest("a cursor needs pos, a code point offset ≥ 0", "pos")})
+				return
+			}
+			anchor := *in.Pos
+			if in.Anchor != nil {
+				if *in.Anchor < 0 {
+					_ = w.write(wsError{Type: "error", Error: badRequest("a cursor's anchor is a code point offset ≥ 0", "anchor")})
+					return
+				}
+				anchor = *in.Anchor
+			}
+			w.cursor(*in.Pos, anchor)
+		case "auth":
+			w.reauth(in)
+		default:
+			_ = w.write(wsError{Type: "error", Error: badRequest(`type must be "op", "cursor" or "auth"`, "type")})
+		}
+	})
+}
+
+// readMessages reads the socket's messages until it fails or closes, and
+// hands each to handle once it has been charged to the caller's rate
+// limit and decoded: the read deadline (extended by pongs and messages),
+// the size limit and the metrics, the same for every kind of socket. A
+// caller over its limit for Config.WSOverLimitClose is disconnected; a
+// message that does not decode is answered with an error.
+func (w *wsSession) readMessages(handle func(in *wsIn)) {
 	_ = w.conn.SetReadDeadline(time.Now().Add(wsPongWait))
 	w.conn.SetPongHandler(func(string) error { return w.conn.SetReadDeadline(time.Now().Add(wsPongWait)) })
 	for {
@@ -200,28 +233,7 @@ func (w *wsSession) run() {
 			_ = w.write(wsError{Type: "error", Error: e})
 			continue
 		}
-		switch in.Type {
-		case "op":
-			w.submit(&in)
-		case "cursor":
-			if in.Pos == nil || *in.Pos < 0 {
-				_ = w.write(wsError{Type: "error", Error: badRequest("a cursor needs pos, a code point offset ≥ 0", "pos")})
-				continue
-			}
-			anchor := *in.Pos
-			if in.Anchor != nil {
-				if *in.Anchor < 0 {
-					_ = w.write(wsError{Type: "error", Error: badRequest("a cursor's anchor is a code point offset ≥ 0", "anchor")})
-					continue
-				}
-				anchor = *in.Anchor
-			}
-			w.cursor(*in.Pos, anchor)
-		case "auth":
-			w.reauth(&in)
-		default:
-			_ = w.write(wsError{Type: "error", Error: badRequest(`type must be "op", "cursor" or "auth"`, "type")})
-		}
+		handle(&in)
 	}
 }
 
