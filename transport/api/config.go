@@ -66,6 +66,10 @@ type Config struct {
 	// StreamKeepAlive is how often a quiet event stream or WebSocket
 	// gets a keep-alive, which is also how a vanished client is noticed.
 	StreamKeepAlive time.Duration
+	// WSAckWait bounds how long a document socket holds an op's own
+	// change for the op's ack, to send both in one write (wsack.go).
+	// Not a flag; 0 is the default, 5 ms.
+	WSAckWait time.Duration
 	// TrustedProxies may set X-Forwarded-For: the client address of a
 	// request from one of them is the last untrusted hop.
 	TrustedProxies []netip.Prefix

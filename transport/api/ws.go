@@ -131,6 +131,8 @@ type wsSession struct {
 	cursorDone  bool
 
 	wmu sync.Mutex // one writer at a time
+
+	acks *wsAcks // a document socket's: its acks go out through the pump (wsack.go)
 }
 
 // token is the access token the session acts with.
@@ -162,6 +164,7 @@ func (w *wsSession) closeWith(reason string) {
 
 func (w *wsSession) run() {
 	done, pumped := make(chan struct{}), make(chan struct{})
+	w.acks = newWSAcks(pumped, w.s.cfg.WSAckWait)
 	go func() {
 		defer close(pumped)
 		w.pump(done)
@@ -316,21 +319,38 @@ func (w *wsSession) pump(done <-chan struct{}) {
 	reset := false // a reset went out: the subscription is over
 	// send writes ev and whatever is queued behind it; false ends the
 	// pump (a failed write, or a reset, after which C is closed).
-	send := func(ev actors.Event) bool {
-		buf = appendWSEvent(buf[:0], &ev)
-		last := ev.Kind == actors.EventReset
+	send := func(ev *actors.Event, ack *wsAckOut) bool {
+		buf = buf[:0]
+		last, withChange := false, false
+		if ev != nil {
+			buf = appendWSEvent(buf, ev)
+			last = ev.Kind == actors.EventReset
+			if ack == nil && w.acks.isOwn(ev) {
+				ack = w.acks.await()
+				withChange = ack != nil
+			}
+		}
+		if ack != nil {
+			buf = append(buf, ack.frame...)
+		}
 		for !last && len(buf) < wsBatchBytes {
 			select {
-			case ev = <-w.sub.C:
-				buf = appendWSEvent(buf, &ev)
-				last = ev.Kind == actors.EventReset
+			case e := <-w.sub.C:
+				buf = appendWSEvent(buf, &e)
+				last = e.Kind == actors.EventReset
+				withChange = withChange || (ack != nil && changeOf(&e, ack.own))
 				continue
 			default:
 			}
 			break
 		}
 		reset = reset || last
-		return w.writeFrames(buf) == nil && !last
+		err := w.writeFrames(buf)
+		if ack != nil {
+			w.s.wsMetrics.acked(withChange)
+			w.acks.written(ack, err)
+		}
+		return err == nil && !last
 	}
 	// ended: after a reset, a subscription ended for its holder's sake
 	// says why (a deleted document).
@@ -342,7 +362,12 @@ func (w *wsSession) pump(done <-chan struct{}) {
 	for {
 		select {
 		case ev := <-w.sub.C:
-			if !send(ev) {
+			if !send(&ev, nil) {
+				ended()
+				return
+			}
+		case ack := <-w.acks.ch:
+			if !send(nil, ack) {
 				ended()
 				return
 			}
@@ -355,7 +380,7 @@ func (w *wsSession) pump(done <-chan struct{}) {
 			for {
 				select {
 				case ev := <-w.sub.C:
-					if !send(ev) {
+					if !send(&ev, nil) {
 						ended()
 						return
 					}
@@ -421,7 +446,10 @@ func (w *wsSession) reauth(in *wsIn) {
 // submit proposes an op list (on the leader, or forwarded to it) and
 // acknowledges it.
 func (w *wsSession) submit(in *wsIn) {
-	fail := func(e *apiError) { _ = w.write(wsError{Type: "error", Seq: in.Seq, Error: e}) }
+	fail := func(e *apiError) {
+		w.acks.own.Store(nil)
+		_ = w.write(wsError{Type: "error", Seq: in.Seq, Error: e})
+	}
 	if in.Seq == nil || in.BaseVersion == nil || in.Ops == nil {
 		fail(badRequest("seq, base_version and ops are required", ""))
 		return
@@ -460,6 +488,7 @@ func (w *wsSession) submit(in *wsIn) {
 	cmd := &storage.Command{Kind: storage.CmdDocSubmit, Stamp: w.s.node.Stamps(1), Doc: &dc,
 		RequestID: "ws:" + wsScope(&dc) + ":" + w.id + ":" + clientID + ":" + strconv.FormatUint(*in.Seq, 10)}
 	deadline := w.s.deadline()
+	w.acks.waiting(clientID, *in.Seq)
 	var res storage.Result
 	var err error
 	if w.s.node.IsLeader() {
@@ -479,7 +508,7 @@ func (w *wsSession) submit(in *wsIn) {
 	case res.Submit == nil:
 		fail(newError("internal", "no result for the submit"))
 	default:
-		_ = w.write(wsAck{Type: "ack", Seq: *in.Seq, Version: res.Submit.Version, Ops: opsToJSON(res.Submit.Ops)})
+		w.sendAck(&wsAck{Type: "ack", Seq: *in.Seq, Version: res.Submit.Version, Ops: opsToJSON(res.Submit.Ops)})
 	}
 }
 

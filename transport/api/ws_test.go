@@ -258,3 +258,66 @@ func TestWebSocketBatchedFrames(t *testing.T) {
 		}
 	}
 }
+
+// TestWebSocketAckWithItsChange: on the leader, an op's ack goes out in
+// the same write as the op's own change (one write per op, not two), in
+// either order, and the socket's answers keep the reader's order: an
+// error for a later bad message comes after the ack before it.
+func TestWebSocketAckWithItsChange(t *testing.T) {
+	// A long wait makes the pairing certain however loaded the machine.
+	ts := startServer(t, secure, func(c *Config) { c.WSAckWait = time.Minute })
+	ts.register("Ada", "ada@example.com", "correct horse")
+	tk := ts.login("ada@example.com", "correct horse")
+	r := ts.do("POST", "/v1/docs", `{"title":"Pad","content":""}`, bearer(tk.AccessToken), true)
+	var d docResp
+	r.json(t, &d)
+	c := dialWS(t, ts, "/v1/docs/"+d.ID, "client_id=A", tk.AccessToken)
+	const ops = 20
+	for i := 1; i <= ops; i++ {
+		if err := c.WriteJSON(map[string]any{"type": "op", "seq": i, "base_version": i - 1, "ops": []map[string]any{{"op": "insert", "pos": i - 1, "text": "x"}}}); err != nil {
+			t.Fatal(err)
+		}
+		var gotAck, gotChange bool
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for !gotAck || !gotChange {
+			var m wsMsg
+			if err := c.ReadJSON(&m); err != nil {
+				t.Fatal(err)
+			}
+			switch m.Type {
+			case "ack":
+				gotAck = m.Seq == uint64(i) && m.Version == uint64(i)
+			case "change":
+				gotChange = gotChange || m.Version == uint64(i)
+			case "error":
+				t.Fatalf("op %d: error %s", i, m.Error)
+			}
+		}
+	}
+	if got := metricValue(t, ts, `troupe_ws_acks_total{write="with_change"}`); got != ops {
+		t.Fatalf("acks written with their change: %v of %d (alone: %v)", got, ops,
+			metricValue(t, ts, `troupe_ws_acks_total{write="alone"}`))
+	}
+	// A refused op (a base version from the future) is answered with its
+	// error, and the ack of the next good op still comes.
+	if err := c.WriteJSON(map[string]any{"type": "op", "seq": ops + 1, "base_version": 999, "ops": []map[string]any{{"op": "insert", "pos": 0, "text": "y"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WriteJSON(map[string]any{"type": "op", "seq": ops + 2, "base_version": ops, "ops": []map[string]any{{"op": "insert", "pos": 0, "text": "z"}}}); err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for len(order) < 2 {
+		var m wsMsg
+		if err := c.ReadJSON(&m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Type == "ack" || m.Type == "error" {
+			order = append(order, fmt.Sprintf("%s %d", m.Type, m.Seq))
+		}
+	}
+	if fmt.Sprint(order) != fmt.Sprintf("[error %d ack %d]", ops+1, ops+2) {
+		t.Fatalf("answers %v", order)
+	}
+}

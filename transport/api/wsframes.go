@@ -106,6 +106,7 @@ func wsEvent(ev *actors.Event) any {
 // they refuse and coalesce.
 type wsMetrics struct {
 	received, rateLimited, tooLarge, cursorsCoalesced *metrics.Counter
+	acksWithChange, acksAlone                         *metrics.Counter
 }
 
 func newWSMetrics(set *metrics.Set) wsMetrics {
@@ -114,5 +115,17 @@ func newWSMetrics(set *metrics.Set) wsMetrics {
 		rateLimited:      set.NewCounter(`troupe_ws_messages_refused_total{reason="rate_limited"}`),
 		tooLarge:         set.NewCounter(`troupe_ws_messages_refused_total{reason="too_large"}`),
 		cursorsCoalesced: set.NewCounter(`troupe_ws_cursors_coalesced_total`),
+		acksWithChange:   set.NewCounter(`troupe_ws_acks_total{write="with_change"}`),
+		acksAlone:        set.NewCounter(`troupe_ws_acks_total{write="alone"}`),
+	}
+}
+
+// acked counts an ack written through the pump, in one write with its
+// op's change or not.
+func (m *wsMetrics) acked(withChange bool) {
+	if withChange {
+		m.acksWithChange.Inc()
+	} else {
+		m.acksAlone.Inc()
 	}
 }
