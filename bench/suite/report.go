@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -52,11 +53,16 @@ func floorP99(r *result) string {
 	return fmt.Sprintf("p99 %s ms", ms(r.Floor.LatencyUS.P99))
 }
 
-func writeReport(path string, runs []*run, opens []*run, keyed *keyedRuns, fsync time.Duration, mem *memoryResult, goOut, goCmd string) error {
+func writeReport(path string, runs []*run, opens []*run, keyed *keyedRuns, secure *secureRuns, fsync time.Duration, mem *memoryResult, docMem *docMemoryResult, goOut, goCmd string) error {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	when := time.Now().UTC().Format("2006-01-02 15:04 UTC")
+	chart := chartPath(path)
+	if err := writeChart(chart, runs, secure, when); err != nil {
+		return err
+	}
 	w("# troupe benchmarks\n\n")
-	w("Written by `make bench` (`go run ./bench/suite`) on %s. Every load figure stands next to its\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	w("Written by `make bench` (`go run ./bench/suite`) on %s. Every load figure stands next to its\n", when)
 	w("**floor** — the same scenario, client and connections against `troupe bench serve-floor`, a bare\n")
 	w("fasthttp server answering a user-sized body at once — measured in the same run, and the ratio.\n")
 	w("The load generator shares the machine with the node, as TARGETS.md prescribes. Figures are\n")
@@ -70,6 +76,9 @@ func writeReport(path string, runs []*run, opens []*run, keyed *keyedRuns, fsync
 	w("group of its rows; `make bench-peers` runs etcd 3.6 and ShareDB 7 beside troupe in one run, with the same\n")
 	w("connection counts, and writes docs/PEERS.md (`PEERS_DURATION=2s make bench-peers` for a short trial).\n\n")
 
+	w("[![Each load row's throughput over its floor's, with its target](%s)](%s)\n\n", filepath.Base(chart), filepath.Base(chart))
+	w("The chart (%s): each load row with a floor as a bar, its throughput / the floor's; the target as a\n", filepath.Base(chart))
+	w("black mark (a target in requests/s drawn at target / floor); green reaches it, red falls short.\n\n")
 	w("## Load (`troupe bench`)\n\n")
 	w("| scenario | req/s | p50 ms | p99 ms | p99.9 ms | floor req/s (open loops: its p99 at the same rate) | ratio | stolen |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range runs {
@@ -122,6 +131,7 @@ func writeReport(path string, runs []*run, opens []*run, keyed *keyedRuns, fsync
 	w("\n")
 
 	writeKeyed(w, keyed)
+	writeSecure(w, secure)
 
 	w("## Memory and restart\n\n")
 	w("%d users loaded in batches of 1000 (%.0f users/s): live heap %.0f MB after a forced GC, %.0f B per\n",
@@ -130,6 +140,8 @@ func writeReport(path string, runs []*run, opens []*run, keyed *keyedRuns, fsync
 		mem.RawPerUser, mem.perUser()-mem.RawPerUser)
 	w("(target ≤ 300 B, aim ≤ 150 B). Restart (SIGTERM, start, replay of the log) until `/readyz`:\n")
 	w("**%.2f s** (target ≤ 5 s, aim ≤ 2 s). Load command: `%s`.\n\n", mem.RestartReady.Seconds(), mem.Cmd)
+
+	writeDocMemory(w, docMem)
 
 	w("Commands (the node's address shown as the default):\n\n```sh\n")
 	for _, r := range runs {
@@ -146,3 +158,7 @@ func writeReport(path string, runs []*run, opens []*run, keyed *keyedRuns, fsync
 	}
 	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
+
+// chartPath is where the chart of the report at path goes: beside it,
+// the same name ending in .svg.
+func chartPath(path string) string { return strings.TrimSuffix(path, filepath.Ext(path)) + ".svg" }
