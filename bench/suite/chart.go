@@ -89,7 +89,13 @@ func chartSVG(title, subtitle string, bars []bar) []byte {
 		by := mid - chartBarH/2
 		w(`<rect class="bar" x="%d" y="%d" width="%.1f" height="%d" fill="%s"><title>%s: %.2f × floor</title></rect>`+"\n",
 			chartLabelW, by, x(bb.Ratio)-float64(chartLabelW), chartBarH, barColor(bb), html.EscapeString(bb.Label), bb.Ratio)
-		w(`<text x="%.1f" y="%d" dominant-baseline="middle">%.2f</text>`+"\n", x(bb.Ratio)+4, mid, bb.Ratio)
+		// The value after the bar, or after the mark where the mark
+		// would cross it.
+		tx := x(bb.Ratio) + 4
+		if mx := x(bb.Target); bb.Target > 0 && mx >= tx-2 && mx < tx+34 {
+			tx = mx + 5
+		}
+		w(`<text x="%.1f" y="%d" dominant-baseline="middle">%.2f</text>`+"\n", tx, mid, bb.Ratio)
 		if bb.Target > 0 {
 			w(`<line class="target" x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#000000" stroke-width="3"><title>target %.2f × floor</title></line>`+"\n",
 				x(bb.Target), by-4, x(bb.Target), by+chartBarH+4, bb.Target)

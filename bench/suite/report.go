@@ -11,14 +11,18 @@ import (
 )
 
 // benchNs finds a Go benchmark's ns/op in go test's output.
-func benchNs(out, name string) (float64, bool) {
+func benchNs(out, name string) (float64, bool) { return benchMetric(out, name, "ns/op") }
+
+// benchMetric finds the value a Go benchmark reported in unit (ns/op,
+// B/op, or one of its own, such as B/doc) in go test's output.
+func benchMetric(out, name, unit string) (float64, bool) {
 	for line := range strings.Lines(out) {
 		f := strings.Fields(line)
 		if len(f) < 4 || !strings.HasPrefix(f[0], name+"-") {
 			continue
 		}
 		for i := 2; i+1 < len(f); i++ {
-			if f[i+1] == "ns/op" {
+			if f[i+1] == unit {
 				v, err := strconv.ParseFloat(f[i], 64)
 				return v, err == nil
 			}
@@ -141,7 +145,7 @@ func writeReport(path string, runs []*run, opens []*run, keyed *keyedRuns, secur
 	w("(target ≤ 300 B, aim ≤ 150 B). Restart (SIGTERM, start, replay of the log) until `/readyz`:\n")
 	w("**%.2f s** (target ≤ 5 s, aim ≤ 2 s). Load command: `%s`.\n\n", mem.RestartReady.Seconds(), mem.Cmd)
 
-	writeDocMemory(w, docMem)
+	writeDocMemory(w, docMem, goOut)
 
 	w("Commands (the node's address shown as the default):\n\n```sh\n")
 	for _, r := range runs {

@@ -169,7 +169,7 @@ func sectionOnly(name, bin string, d time.Duration) error {
 		if err != nil {
 			return err
 		}
-		writeDocMemory(w, m)
+		writeDocMemory(w, m, "")
 	}
 	_, err := os.Stdout.WriteString(b.String())
 	return err
