@@ -27,6 +27,10 @@ type docMemoryResult struct {
 	HeapBefore  float64
 	HeapAfter   float64
 	LoadSeconds float64
+	// FeedBytes is what the change feed's history holds, by its own
+	// count (troupe_watch_history_bytes): bounded by --watch-history
+	// (100 000 changes), so a node-wide cost rather than a document's.
+	FeedBytes float64
 	// Ready is the restart until /readyz; ReadBack until a document read
 	// back whole after it (from the same start).
 	Ready, ReadBack time.Duration
@@ -67,6 +71,9 @@ func measureDocMemory(bin string, docs int) (*docMemoryResult, error) {
 	// Connections may finish a request or two past the count.
 	m.Docs, m.LoadSeconds, m.Cmd = int(res.ByStatus["201"]), res.DurationS, cmd
 	if m.HeapAfter, err = liveHeap(n); err != nil {
+		return nil, err
+	}
+	if m.FeedBytes, err = nodeMetric(n, "troupe_watch_history_bytes"); err != nil {
 		return nil, err
 	}
 	id, err := firstDoc(n)
@@ -146,7 +153,9 @@ func writeDocMemory(w func(string, ...any), m *docMemoryResult, goOut string) {
 	w("connections, %.0f documents/s), none opened since: live heap %.0f MB after a forced GC (%.0f MB\n",
 		float64(m.Docs)/m.LoadSeconds, m.HeapAfter/1e6, m.HeapBefore/1e6)
 	w("before), so **%.0f B per document beyond its text** (target ≤ 500 B, the text held once: a second\n", m.perDoc())
-	w("copy would add %d B). Restart (SIGTERM, start on the same data dir, replay) until `/readyz`:\n", docBytes)
+	w("copy would add %d B). Of the heap, %.0f B a document are the change feed's history\n", docBytes, m.FeedBytes/float64(m.Docs))
+	w("(`troupe_watch_history_bytes`: the last 100 000 changes, `--watch-history`) and up to 16 MiB the\n")
+	w("raft log cache, both bounded whatever the count. Restart (SIGTERM, start on the same data dir, replay) until `/readyz`:\n")
 	w("**%.2f s**; until a document reads back whole: **%.2f s**. Command: `%s`.\n",
 		m.Ready.Seconds(), m.ReadBack.Seconds(), m.Cmd)
 	if v, ok := benchMetric(goOut, "BenchmarkIdleDocMemory", "B/doc"); ok {
