@@ -131,13 +131,29 @@ func chartBars(runs []*run, secure *secureRuns) []bar {
 }
 
 // chartLabel is the row's label in the chart: its short one, or the
-// report's up to its first parenthesis.
+// report's without its parenthesised asides.
 func (r *run) chartLabel() string {
 	if r.short != "" {
 		return r.short
 	}
-	l, _, _ := strings.Cut(r.label, " (")
-	return l
+	return stripAsides(r.label)
+}
+
+// stripAsides removes each " (…)" from a label, nested ones with it.
+func stripAsides(label string) string {
+	var b strings.Builder
+	depth := 0
+	for i := 0; i < len(label); i++ {
+		switch c := label[i]; {
+		case c == '(':
+			depth++
+		case c == ')' && depth > 0:
+			depth--
+		case depth == 0:
+			b.WriteByte(c)
+		}
+	}
+	return strings.Join(strings.Fields(strings.ReplaceAll(b.String(), " ,", ",")), " ")
 }
 
 // writeChart writes the chart of the load rows to path.

@@ -114,3 +114,16 @@ func TestChartBars(t *testing.T) {
 		t.Fatal(p)
 	}
 }
+
+func TestStripAsides(t *testing.T) {
+	for in, want := range map[string]string{
+		"ratelimit-batch (10 checks per request, all or nothing), 64 connections": "ratelimit-batch, 64 connections",
+		"docs-ops, 64 clients on 1 document (HTTP)":                               "docs-ops, 64 clients on 1 document",
+		"users-create, 64 connections":                                            "users-create, 64 connections",
+		"a (b (c) d) e":                                                           "a e",
+	} {
+		if got := stripAsides(in); got != want {
+			t.Errorf("stripAsides(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
