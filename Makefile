@@ -40,7 +40,7 @@ fuzz-smoke:
 		done; \
 	done
 
-## bench: the load scenarios next to their floor and the Go benchmarks; writes docs/BENCHMARKS.md (≈ 6 min)
+## bench: the load scenarios next to their floor and the Go benchmarks; writes docs/BENCHMARKS.md and its chart docs/BENCHMARKS.svg (≈ 8 min)
 bench: build
 	$(GO) run ./bench/suite --troupe $(BIN) --out docs/BENCHMARKS.md
 

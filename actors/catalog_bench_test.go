@@ -179,7 +179,8 @@ func BenchmarkCatalogUpdate(b *testing.B) {
 		i := 0
 		for b.Loop() {
 			doc := views[i%len(views)]
-			e := &catalogEntry{doc: doc.Listing()}
+			e := new(catalogEntry)
+			*e = listingEntry(doc)
 			all = all.Clone()
 			all.ReplaceOrInsert(e)
 			owner := state.byUser[doc.Owner].Clone()

@@ -353,8 +353,12 @@ func TestCatalogKeepsNoText(t *testing.T) {
 	s := newCatalogState(&Catalog{})
 	doc, _ := storage.NewDoc("d1", "One", "alice", strings.Repeat("x", 1000), 1)
 	s.apply(&catalogNote{id: "d1", doc: doc})
-	if e := s.byID["d1"]; e.doc.Text.Size() != 0 || e.doc.OldestBase() != e.doc.Version {
-		t.Fatalf("the catalog entry holds the text or history: %+v", e.doc)
+	l := s.byID["d1"].listing()
+	if l.Text.Size() != 0 || l.OldestBase() != l.Version {
+		t.Fatalf("the catalog entry holds the text or history: %+v", l)
+	}
+	if l.ID != "d1" || l.Title != "One" || l.Owner != "alice" || l.CreatedMs != 1 || !l.MayRead("alice", false) || l.MayRead("bob", false) {
+		t.Fatalf("the listing lost a field: %+v", l)
 	}
 }
 

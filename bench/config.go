@@ -33,6 +33,8 @@ type Config struct {
 	// Docs is how many documents docs-ops and docs-ws edit
 	// (connections spread over them round-robin).
 	Docs int
+	// DocBytes is the length of each document's text in docs-create.
+	DocBytes int
 	// Checks is how many checks one ratelimit-batch request makes (a
 	// multi-check, decided all or nothing).
 	Checks int
@@ -46,6 +48,12 @@ type Config struct {
 	// Token is sent as "Authorization: Bearer" (secure nodes); the
 	// scenarios that create users or policies need an admin's.
 	Token string
+	// SignIn gives each connection a user of its own (an admin, created
+	// with Token before timing) and sends that user's access token, so a
+	// secure node verifies a different token on every connection. The
+	// floor is sent Token. HTTP scenarios only (not docs-ws,
+	// ratelimit-grpc).
+	SignIn bool
 	// FollowLeader moves each connection of a write scenario to the node
 	// its answers name in X-Troupe-Leader, if that is one of Addrs: the
 	// Go client sends writes to the leader so, saving followers the
@@ -77,6 +85,10 @@ type Ack struct {
 	Version  uint64
 }
 
+// MaxDocBytes bounds Config.DocBytes: a create's body stays small
+// beside the node's cap on a document's text.
+const MaxDocBytes = 1 << 20
+
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
@@ -88,6 +100,7 @@ func DefaultConfig() Config {
 		Users:       1000,
 		BatchSize:   100,
 		Docs:        64,
+		DocBytes:    1024,
 		Checks:      10,
 		Watchers:    64,
 		Timeout:     10 * time.Second,
@@ -145,6 +158,9 @@ func (c *Config) Validate() error {
 	if c.Users < 1 || c.BatchSize < 1 || c.BatchSize > 1000 || c.Docs < 1 || c.Docs > 10_000 {
 		errs = append(errs, errors.New("users must be ≥ 1, batch size 1..1000 and docs 1..10000"))
 	}
+	if c.DocBytes < 0 || c.DocBytes > MaxDocBytes {
+		errs = append(errs, fmt.Errorf("doc-bytes %d out of range 0..%d", c.DocBytes, MaxDocBytes))
+	}
 	if c.Checks < 1 || c.Checks > 100 {
 		errs = append(errs, fmt.Errorf("checks %d out of range 1..100 (a multi-check holds at most 100)", c.Checks))
 	}
@@ -169,6 +185,14 @@ func (c *Config) Validate() error {
 	}
 	if sc, ok := scenarios[c.Scenario]; ok && c.Idempotency && !sc.keyed {
 		errs = append(errs, fmt.Errorf("--idempotency applies to the scenarios that write over HTTP (%s), not %s", strings.Join(KeyedScenarios(), ", "), c.Scenario))
+	}
+	if c.SignIn {
+		if c.Token == "" {
+			errs = append(errs, errors.New("--sign-in creates a user per connection: give an admin's access token with --token or TROUPE_TOKEN"))
+		}
+		if sc, ok := scenarios[c.Scenario]; ok && sc.loop != nil {
+			errs = append(errs, fmt.Errorf("--sign-in applies to the scenarios of one HTTP request per turn, not %s", c.Scenario))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -86,6 +86,9 @@ type worker struct {
 	docSeq     uint64
 	// users-churn: the users this connection holds.
 	churn churnState
+	// token is the access token of this connection's own user
+	// (Config.SignIn); empty: the run's.
+	token string
 	// docs-ws: the worker's open WebSocket, closed by Run at stop.
 	ws atomic.Pointer[websocket.Conn]
 
@@ -159,6 +162,13 @@ func (r *Runner) Run(ctx context.Context, progress func(Live)) (*Result, error) 
 			return nil, err
 		}
 	}
+	var tokens []string
+	if r.cfg.SignIn && !r.floor {
+		var err error
+		if tokens, err = r.signIn(); err != nil {
+			return nil, err
+		}
+	}
 	r.workers = make([]*worker, r.cfg.Connections)
 	for i := range r.workers {
 		addr := r.cfg.Addrs[i%len(r.cfg.Addrs)]
@@ -166,6 +176,9 @@ func (r *Runner) Run(ctx context.Context, progress func(Live)) (*Result, error) 
 			id: i, rng: rand.New(rand.NewPCG(uint64(i), 42)), client: r.client(addr), addr: addr,
 			hist: newHist(), statuses: map[int]int64{}, failures: map[string]int64{},
 			interval: workerInterval{hist: newHist()},
+		}
+		if tokens != nil {
+			r.workers[i].token = tokens[i]
 		}
 	}
 	begin := time.Now()
@@ -307,7 +320,7 @@ func (r *Runner) work(w *worker) {
 		}
 		req.Reset()
 		req.Header.SetHost(w.addr)
-		r.authorize(req)
+		r.authorizeWorker(w, req)
 		want := r.sc.next(r, w, req)
 		if r.cfg.Idempotency && !req.Header.IsGet() {
 			r.setIdempotencyKey(w, req)

@@ -90,6 +90,13 @@ var scenarios = map[string]scenario{
 		writes:      true,
 		keyed:       true,
 	},
+	"docs-create": {
+		description: "durable document creates, each with --doc-bytes bytes of text (distinct in every document)",
+		setup:       setupDocOwner,
+		next:        nextDocCreate,
+		writes:      true,
+		keyed:       true,
+	},
 	"docs-ws": {
 		description: "collaborative edits over WebSockets: each connection is a client of one of --docs documents, one insert in flight (latency to its ack), reading every change of its document (events_rps)",
 		setup:       setupDocs,
@@ -182,8 +189,8 @@ func nextMultiCheck(r *Runner, w *worker, req *fasthttp.Request) int {
 	return fasthttp.StatusOK
 }
 
-// setupDocs creates cfg.Docs documents (empty, at version 0). Documents need an owner: without
-// a token (an --insecure node) it registers a bench user and uses its.
+// setupDocs creates cfg.Docs documents (empty, at version 0), owned by
+// the run's user (ensureOwner).
 func setupDocs(r *Runner) error {
 	client := r.client(r.cfg.Addrs[0])
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
@@ -203,21 +210,8 @@ func setupDocs(r *Runner) error {
 		}
 		return nil
 	}
-	if r.cfg.Token == "" {
-		email := "bench-" + r.runID + "@bench.example.com"
-		if err := do("POST", "/v1/auth/register", `{"name":"Bench","email":"`+email+`","password":"bench password"}`, 201); err != nil {
-			return err
-		}
-		if err := do("POST", "/v1/auth/login", `{"email":"`+email+`","password":"bench password"}`, 200); err != nil {
-			return err
-		}
-		var tk struct {
-			AccessToken string `json:"access_token"`
-		}
-		if err := json.Unmarshal(resp.Body(), &tk); err != nil {
-			return fmt.Errorf("setup: login: %w", err)
-		}
-		r.cfg.Token = tk.AccessToken
+	if err := ensureOwner(r, do, resp); err != nil {
+		return err
 	}
 	for i := 0; i < r.cfg.Docs; i++ {
 		if err := do("POST", "/v1/docs", `{"title":"Bench `+strconv.Itoa(i)+`"}`, 201); err != nil {

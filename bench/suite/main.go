@@ -27,14 +27,17 @@ import (
 )
 
 type result struct {
-	Scenario      string  `json:"scenario"`
-	Connections   int     `json:"connections"`
-	Rate          float64 `json:"rate_rps"`
-	DurationS     float64 `json:"duration_s"`
-	Requests      int64   `json:"requests"`
-	Errors        int64   `json:"errors"`
-	ThroughputRPS float64 `json:"throughput_rps"`
-	Items         int     `json:"items_per_request"`
+	Scenario    string  `json:"scenario"`
+	Connections int     `json:"connections"`
+	Rate        float64 `json:"rate_rps"`
+	DurationS   float64 `json:"duration_s"`
+	Requests    int64   `json:"requests"`
+	Errors      int64   `json:"errors"`
+	// ByStatus counts the measured answers by status ("201", "429", …)
+	// and the transport failures by kind.
+	ByStatus      map[string]int64 `json:"by_status"`
+	ThroughputRPS float64          `json:"throughput_rps"`
+	Items         int              `json:"items_per_request"`
 	LatencyUS     struct {
 		P50, P90, P99, P999, Max int64
 	} `json:"latency_us"`
@@ -55,17 +58,22 @@ type run struct {
 	rate  float64 // open loop: the rate in args
 	res   *result
 	cmd   string
+	// The row's target, for the chart: a ratio to its floor, or a
+	// throughput (drawn at targetRPS / the floor's); 0: none.
+	targetRatio, targetRPS float64
+	short                  string // the chart's label, if not the label's start
 }
 
-var memUsers int
+var memUsers, memDocs int
 
 func main() {
 	bin := flag.String("troupe", "bin/troupe", "the troupe binary")
 	out := flag.String("out", "docs/BENCHMARKS.md", "where to write the report")
 	duration := flag.Duration("duration", 5*time.Second, "measured time per scenario")
 	flag.IntVar(&memUsers, "mem-users", 1_000_000, "users loaded for the memory and restart figures")
+	flag.IntVar(&memDocs, "mem-docs", 100_000, "documents of 1 KiB created for the memory-per-document and restart figures")
 	gobench := flag.String("gobench", "./storage/ ./actors/ ./cluster/ ./transport/api/", "packages whose Go benchmarks to run")
-	only := flag.String("only", "", "run only one group of rows and print its section instead of writing the report: keyed (the Idempotency-Key rows), users (the user rows, --before against --troupe), ratelimit (the rate-limit rows, --before against --troupe)")
+	only := flag.String("only", "", "run only one group of rows and print its section instead of writing the report: keyed (the Idempotency-Key rows), secure (the secure-default rows), docs-memory (memory per idle document and the restart with them), users (the user rows, --before against --troupe), ratelimit (the rate-limit rows, --before against --troupe)")
 	before := flag.String("before", "", "with --only users or ratelimit: a second troupe binary to run the same rows against, alternately")
 	rounds := flag.Int("rounds", 2, "with --only users or ratelimit: how many times to run each binary")
 	flag.Parse()
@@ -73,6 +81,12 @@ func main() {
 	case "":
 	case "keyed":
 		if err := keyedOnly(*bin, *duration); err != nil {
+			fmt.Fprintln(os.Stderr, "bench suite:", err)
+			os.Exit(1)
+		}
+		return
+	case "secure", "docs-memory":
+		if err := sectionOnly(*only, *bin, *duration); err != nil {
 			fmt.Fprintln(os.Stderr, "bench suite:", err)
 			os.Exit(1)
 		}
@@ -90,7 +104,7 @@ func main() {
 		}
 		return
 	default:
-		fmt.Fprintf(os.Stderr, "bench suite: --only %q: the groups are: keyed, users, ratelimit\n", *only)
+		fmt.Fprintf(os.Stderr, "bench suite: --only %q: the groups are: keyed, secure, docs-memory, users, ratelimit\n", *only)
 		os.Exit(2)
 	}
 	if err := suite(*bin, *out, *duration, strings.Fields(*gobench)); err != nil {
@@ -110,15 +124,15 @@ func suite(bin, out string, d time.Duration, gopkgs []string) error {
 	common := []string{"bench", "--addr", url, "--duration", dur, "--warmup", "1s", "--json", "--compare-floor"}
 	ws := []string{"bench", "--addr", url, "--duration", dur, "--warmup", "1s", "--json", "--scenario", "docs-ws", "--connections", "64"}
 	runs := []*run{
-		{label: "users-create, 64 connections", args: append(common, "--scenario", "users-create", "--connections", "64")},
+		{label: "users-create, 64 connections", args: append(common, "--scenario", "users-create", "--connections", "64"), targetRPS: 34000},
 		{label: "users-create, 1 connection", args: append(common, "--scenario", "users-create", "--connections", "1")},
-		{label: "users-get (linearizable), 64 connections", args: append(common, "--scenario", "users-get", "--connections", "64")},
+		{label: "users-get (linearizable), 64 connections", args: append(common, "--scenario", "users-get", "--connections", "64"), targetRatio: 0.70, short: "users-get (linearizable), 64 connections"},
 		{label: "users-get-stale, 64 connections", args: append(common, "--scenario", "users-get-stale", "--connections", "64")},
 		{label: "users-mixed (90% get, 10% create), 64 connections", args: append(common, "--scenario", "users-mixed", "--connections", "64")},
 		{label: "users-batch (100 per request), 16 connections", args: append(common, "--scenario", "users-batch", "--connections", "16", "--batch-size", "100")},
-		{label: "ratelimit-check (10k keys), 64 connections", args: append(common, "--scenario", "ratelimit-check", "--connections", "64")},
-		{label: rateLimitRows[1].label, args: append(common, rateLimitRows[1].args(n)...)},
-		{label: rateLimitRows[2].label, args: append(common, rateLimitRows[2].args(n)...)},
+		{label: "ratelimit-check (10k keys), 64 connections", args: append(common, "--scenario", "ratelimit-check", "--connections", "64"), targetRatio: 0.6},
+		{label: rateLimitRows[1].label, args: append(common, rateLimitRows[1].args(n)...), targetRPS: 300_000 / 10}, // decisions/s over 10 per request
+		{label: rateLimitRows[2].label, args: append(common, rateLimitRows[2].args(n)...), targetRPS: 40_000},
 		{label: "docs-ops, 64 clients on 1 document (HTTP)", args: append(common, "--scenario", "docs-ops", "--docs", "1", "--connections", "64")},
 		{label: "docs-ops, 64 clients on 64 documents (HTTP)", args: append(common, "--scenario", "docs-ops", "--docs", "64", "--connections", "64")},
 		// The floor server speaks no WebSocket: these rows have none.
@@ -149,10 +163,18 @@ func suite(bin, out string, d time.Duration, gopkgs []string) error {
 		return err
 	}
 	fsync := measureFsync()
+	if fsync > 0 {
+		runs[1].targetRPS = 0.6 / fsync.Seconds()
+	}
 
 	// The same open loop on a node that trades memory for latency: the
 	// garbage collector off until a memory limit (OPERATIONS.md).
 	tuned, err := runOpenTuned(bin, dur, open)
+	if err != nil {
+		return err
+	}
+
+	secure, err := runSecure(bin, dur)
 	if err != nil {
 		return err
 	}
@@ -169,12 +191,18 @@ func suite(bin, out string, d time.Duration, gopkgs []string) error {
 		return err
 	}
 
+	fmt.Fprintf(os.Stderr, "→ memory per idle document and restart with %d documents\n", memDocs)
+	docMem, err := measureDocMemory(bin, memDocs)
+	if err != nil {
+		return err
+	}
+
 	fmt.Fprintln(os.Stderr, "→ Go benchmarks")
 	goOut, goCmd, err := runGoBench(gopkgs)
 	if err != nil {
 		return err
 	}
-	return writeReport(out, runs, []*run{open, tuned}, keyed, fsync, mem, goOut, goCmd)
+	return writeReport(out, runs, []*run{open, tuned}, keyed, secure, fsync, mem, docMem, goOut, goCmd)
 }
 
 func freeAddr() string {
@@ -191,7 +219,10 @@ type node struct {
 	bin, dir, addr, raftAddr, pprofAddr, grpcAddr string
 	extra                                         []string
 	env                                           []string // added to the environment
-	cmd                                           *exec.Cmd
+	// secure: authentication on and the default rate limit at
+	// secureRateLimit, in place of --insecure --rate-limit off.
+	secure bool
+	cmd    *exec.Cmd
 }
 
 func newNode(bin string) (*node, error) {
@@ -207,8 +238,12 @@ func (n *node) start() (time.Duration, error) {
 	begin := time.Now()
 	// Every bench client is one user (or one address): it may hold as
 	// many streams as the scenario opens.
-	args := []string{"serve", "--insecure", "--rate-limit", "off", "--max-streams-per-user", "100000", "--data", n.dir,
-		"--http-addr", n.addr, "--raft-addr", n.raftAddr, "--pprof", n.pprofAddr, "--log-level", "warn"}
+	mode := []string{"--insecure", "--rate-limit", "off"}
+	if n.secure {
+		mode = []string{"--rate-limit", secureRateLimit}
+	}
+	args := append(append([]string{"serve"}, mode...), "--max-streams-per-user", "100000", "--data", n.dir,
+		"--http-addr", n.addr, "--raft-addr", n.raftAddr, "--pprof", n.pprofAddr, "--log-level", "warn")
 	if servesFlag(n.bin, "grpc-addr") { // an earlier build compared against may not have it
 		args = append(args, "--grpc-addr", n.grpcAddr)
 	}
@@ -441,11 +476,11 @@ func runThreeNode(bin, dur string) ([]*run, error) {
 	}
 	args := []string{"bench", "--addr", strings.Join(urls, ","), "--duration", dur, "--warmup", "1s", "--json",
 		"--compare-floor", "--scenario", "users-create", "--connections", "64"}
-	spread := &run{label: "users-create, 3-node cluster, 64 connections over the 3 nodes", args: args}
+	spread := &run{label: "users-create, 3-node cluster, 64 connections over the 3 nodes", args: args, targetRPS: 17000}
 	// The same connections, each moving to the leader its first answer
 	// names, as the Go client sends writes: no forwarding hop.
 	leader := &run{label: "users-create, 3-node cluster, 64 connections over the 3 nodes, each following X-Troupe-Leader (`--follow-leader`, as the Go client does)",
-		args: append(slices.Clip(args), "--follow-leader")}
+		args: append(slices.Clip(args), "--follow-leader"), targetRPS: 25000, short: "users-create, 3-node cluster, following the leader"}
 	for _, r := range []*run{spread, leader} {
 		fmt.Fprintf(os.Stderr, "→ %s\n", r.label)
 		var err error

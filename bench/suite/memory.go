@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -75,19 +76,33 @@ func liveHeap(n *node) (float64, error) {
 		return 0, err
 	}
 	resp.Body.Close()
-	resp, err = http.Get("http://" + n.addr + "/metrics")
+	return nodeMetric(n, "go_memstats_heap_alloc_bytes")
+}
+
+// nodeMetric reads one unlabelled metric of the node's /metrics.
+func nodeMetric(n *node, name string) (float64, error) {
+	resp, err := http.Get("http://" + n.addr + "/metrics")
 	if err != nil {
 		return 0, err
 	}
 	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
+	return findMetric(resp.Body, name)
+}
+
+// findMetric finds an unlabelled metric's value in a Prometheus text
+// exposition.
+func findMetric(r io.Reader, name string) (float64, error) {
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "go_memstats_heap_alloc_bytes "); ok {
-			return strconv.ParseFloat(v, 64)
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
 		}
 	}
-	return 0, fmt.Errorf("no go_memstats_heap_alloc_bytes in /metrics")
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, fmt.Errorf("no %s in /metrics", name)
 }
 
 func rawBytesPerUser(n *node) (float64, error) {

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -10,14 +11,18 @@ import (
 )
 
 // benchNs finds a Go benchmark's ns/op in go test's output.
-func benchNs(out, name string) (float64, bool) {
+func benchNs(out, name string) (float64, bool) { return benchMetric(out, name, "ns/op") }
+
+// benchMetric finds the value a Go benchmark reported in unit (ns/op,
+// B/op, or one of its own, such as B/doc) in go test's output.
+func benchMetric(out, name, unit string) (float64, bool) {
 	for line := range strings.Lines(out) {
 		f := strings.Fields(line)
 		if len(f) < 4 || !strings.HasPrefix(f[0], name+"-") {
 			continue
 		}
 		for i := 2; i+1 < len(f); i++ {
-			if f[i+1] == "ns/op" {
+			if f[i+1] == unit {
 				v, err := strconv.ParseFloat(f[i], 64)
 				return v, err == nil
 			}
@@ -52,11 +57,16 @@ func floorP99(r *result) string {
 	return fmt.Sprintf("p99 %s ms", ms(r.Floor.LatencyUS.P99))
 }
 
-func writeReport(path string, runs []*run, opens []*run, keyed *keyedRuns, fsync time.Duration, mem *memoryResult, goOut, goCmd string) error {
+func writeReport(path string, runs []*run, opens []*run, keyed *keyedRuns, secure *secureRuns, fsync time.Duration, mem *memoryResult, docMem *docMemoryResult, goOut, goCmd string) error {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	when := time.Now().UTC().Format("2006-01-02 15:04 UTC")
+	chart := chartPath(path)
+	if err := writeChart(chart, runs, secure, when); err != nil {
+		return err
+	}
 	w("# troupe benchmarks\n\n")
-	w("Written by `make bench` (`go run ./bench/suite`) on %s. Every load figure stands next to its\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	w("Written by `make bench` (`go run ./bench/suite`) on %s. Every load figure stands next to its\n", when)
 	w("**floor** — the same scenario, client and connections against `troupe bench serve-floor`, a bare\n")
 	w("fasthttp server answering a user-sized body at once — measured in the same run, and the ratio.\n")
 	w("The load generator shares the machine with the node, as TARGETS.md prescribes. Figures are\n")
@@ -66,10 +76,13 @@ func writeReport(path string, runs []*run, opens []*run, keyed *keyedRuns, fsync
 	w("Machine: %d cores (`nproc`), %s, %s. Durable writes: fsync of a 4 KiB append here took\n", runtime.NumCPU(), cpuModel(), goVersion())
 	w("%.2f ms on average (so one writer at a time could do at most %.0f writes/s).\n\n", float64(fsync.Microseconds())/1000, 1/fsync.Seconds())
 	w("Node: `troupe serve --insecure --rate-limit off --max-streams-per-user 100000 --grpc-addr 127.0.0.1:8081` with a fresh data dir, one-node cluster, 64 user shards.\n\n")
-	w("How to run: `make bench` writes this page (≈ 6 min); `make bench-keyed`, `make bench-users` and `make bench-ratelimit` print one\n")
+	w("How to run: `make bench` writes this page and its chart (≈ 8 min); `make bench-keyed`, `make bench-users` and `make bench-ratelimit` print one\n")
 	w("group of its rows; `make bench-peers` runs etcd 3.6 and ShareDB 7 beside troupe in one run, with the same\n")
 	w("connection counts, and writes docs/PEERS.md (`PEERS_DURATION=2s make bench-peers` for a short trial).\n\n")
 
+	w("[![Each load row's throughput over its floor's, with its target](%s)](%s)\n\n", filepath.Base(chart), filepath.Base(chart))
+	w("The chart (%s): each load row with a floor as a bar, its throughput / the floor's; the target as a\n", filepath.Base(chart))
+	w("black mark (a target in requests/s drawn at target / floor); green reaches it, red falls short.\n\n")
 	w("## Load (`troupe bench`)\n\n")
 	w("| scenario | req/s | p50 ms | p99 ms | p99.9 ms | floor req/s (open loops: its p99 at the same rate) | ratio | stolen |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range runs {
@@ -122,6 +135,7 @@ func writeReport(path string, runs []*run, opens []*run, keyed *keyedRuns, fsync
 	w("\n")
 
 	writeKeyed(w, keyed)
+	writeSecure(w, secure)
 
 	w("## Memory and restart\n\n")
 	w("%d users loaded in batches of 1000 (%.0f users/s): live heap %.0f MB after a forced GC, %.0f B per\n",
@@ -130,6 +144,8 @@ func writeReport(path string, runs []*run, opens []*run, keyed *keyedRuns, fsync
 		mem.RawPerUser, mem.perUser()-mem.RawPerUser)
 	w("(target ≤ 300 B, aim ≤ 150 B). Restart (SIGTERM, start, replay of the log) until `/readyz`:\n")
 	w("**%.2f s** (target ≤ 5 s, aim ≤ 2 s). Load command: `%s`.\n\n", mem.RestartReady.Seconds(), mem.Cmd)
+
+	writeDocMemory(w, docMem, goOut)
 
 	w("Commands (the node's address shown as the default):\n\n```sh\n")
 	for _, r := range runs {
@@ -146,3 +162,7 @@ func writeReport(path string, runs []*run, opens []*run, keyed *keyedRuns, fsync
 	}
 	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
+
+// chartPath is where the chart of the report at path goes: beside it,
+// the same name ending in .svg.
+func chartPath(path string) string { return strings.TrimSuffix(path, filepath.Ext(path)) + ".svg" }
