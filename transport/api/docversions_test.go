@@ -35,7 +35,9 @@ func TestNamedVersionsOverHTTP(t *testing.T) {
 	ts.expect(f.submit(path, f.ada, "a", 1, 0), 200, "") // "xabc"
 	ts.expect(f.submit(path, f.ada, "a", 2, 1), 200, "") // "xxabc"
 
-	name := func(who map[string]string, body string) *response { return ts.do("POST", path+"/versions", body, who, true) }
+	name := func(who map[string]string, body string) *response {
+		return ts.do("POST", path+"/versions", body, who, true)
+	}
 	r := name(f.bob, `{"name":"  second draft "}`)
 	ts.expect(r, 201, "")
 	var nv namedResp
@@ -56,8 +58,7 @@ func TestNamedVersionsOverHTTP(t *testing.T) {
 		ts.expect(name(who, `{"name":"mine"}`), 403, "forbidden")
 		ts.expect(ts.do("DELETE", path+"/versions/2", "", who, true), 403, "forbidden")
 	}
-	stranger := ts.register("Dee", "dee@example.com", "correct horse")
-	_ = stranger
+	ts.register("Dee", "dee@example.com", "correct horse")
 	dee := bearer(ts.login("dee@example.com", "correct horse").AccessToken)
 	ts.expect(name(dee, `{"name":"mine"}`), 403, "forbidden")
 	ts.expect(ts.do("GET", path+"/versions", "", dee, true), 403, "forbidden")
