@@ -90,8 +90,8 @@ func (d *Doc) Readers() []string {
 }
 
 // Listing returns what a listing shows of d: every field but the text,
-// the history and the links, so that what keeps a listing does not keep
-// them alive. The members are shared (a Doc never changes them in place).
+// the history, the links and the named versions, so that what keeps a
+// listing does not keep them alive. The members are shared (a Doc never changes them in place).
 func (d *Doc) Listing() Doc {
 	return Doc{ID: d.ID, Title: d.Title, Owner: d.Owner, Editors: d.Editors, Viewers: d.Viewers, Version: d.Version,
 		CreatedMs: d.CreatedMs, UpdatedMs: d.UpdatedMs}
