@@ -59,6 +59,11 @@ type Docs struct {
 	// owned counts each user's documents, for the quota a create carries
 	// (changed in log order, by the FSM goroutine, under mu).
 	owned map[string]int
+	// namedBytes sums each owner's named-version bytes
+	// (storage.NamedVersion.Bytes) over its documents, for the quota a
+	// naming carries. It changes in log order: a naming or a delete is
+	// applied while the FSM goroutine waits for it, under mu.
+	namedBytes map[string]int
 
 	active      atomic.Int64
 	stop        chan struct{}
@@ -117,7 +122,7 @@ func NewDocs(sys *System, cfg DocsConfig) *Docs {
 		cfg.MaxPresence = DefaultMaxPresence
 	}
 	d := &Docs{sys: sys, catalog: NewCatalog(sys), maxHistory: cfg.MaxHistory, idleAfter: cfg.IdleAfter, presenceTTL: cfg.PresenceTTL,
-		entries: map[string]*docEntry{}, owned: map[string]int{}, stop: make(chan struct{})}
+		entries: map[string]*docEntry{}, owned: map[string]int{}, namedBytes: map[string]int{}, stop: make(chan struct{})}
 	d.maxPresence.Store(int64(cfg.MaxPresence))
 	d.wg.Add(1)
 	go d.sweeper()
@@ -373,7 +378,14 @@ func (d *Docs) ApplyTraced(tctx context.Context, kind storage.CommandKind, c *st
 				spanName = "doc transform"
 			}
 			_, span := tracing.Child(tctx, spanName)
-			next, sub, err := storage.ApplyDoc(kind, c, b.doc, nowMs, d.maxHistory)
+			var next *storage.Doc
+			var sub *storage.SubmitResult
+			var err *storage.Error
+			if kind == storage.CmdDocVersion {
+				next, err = d.applyNamed(c, b.doc, nowMs)
+			} else {
+				next, sub, err = storage.ApplyDoc(kind, c, b.doc, nowMs, d.maxHistory)
+			}
 			if span.IsRecording() {
 				traceTransform(span, c, sub, err)
 			}
@@ -426,6 +438,11 @@ func (d *Docs) ApplyTraced(tctx context.Context, kind storage.CommandKind, c *st
 	if note != nil {
 		d.notes = append(d.notes, note)
 	}
+	if kind == storage.CmdDocVersion {
+		// The owner's named-version bytes are counted in log order: the
+		// next command waits for this one.
+		<-deleted
+	}
 	if kind == storage.CmdDocDelete {
 		// The directory entry goes now, in log order.
 		if <-deleted {
@@ -435,6 +452,7 @@ func (d *Docs) ApplyTraced(tctx context.Context, kind storage.CommandKind, c *st
 				delete(d.entries, c.DocID)
 				if last := e.latest.Load(); last != nil {
 					d.disown(last.Owner)
+					d.addNamedBytes(last.Owner, -last.NamedBytes())
 				}
 				if e.pid != nil {
 					d.sys.root.Stop(e.pid)
@@ -482,6 +500,40 @@ func (d *Docs) disown(owner string) {
 	if d.owned[owner]--; d.owned[owner] <= 0 {
 		delete(d.owned, owner)
 	}
+}
+
+// applyNamed applies a CmdDocVersion to cur in its actor, while the FSM
+// goroutine waits for it (so no other command changes namedBytes
+// meanwhile), and counts the change in the owner's named-version bytes.
+func (d *Docs) applyNamed(c *storage.DocCommand, cur *storage.Doc, nowMs int64) (*storage.Doc, *storage.Error) {
+	var ownerBytes int
+	if cur != nil {
+		d.mu.Lock()
+		ownerBytes = d.namedBytes[cur.Owner]
+		d.mu.Unlock()
+	}
+	next, delta, err := storage.ApplyNamedVersion(c, cur, nowMs, ownerBytes)
+	if err == nil && delta != 0 {
+		d.mu.Lock()
+		d.addNamedBytes(cur.Owner, delta)
+		d.mu.Unlock()
+	}
+	return next, err
+}
+
+// addNamedBytes counts delta more named-version bytes for owner; under mu.
+func (d *Docs) addNamedBytes(owner string, delta int) {
+	if d.namedBytes[owner] += delta; d.namedBytes[owner] <= 0 {
+		delete(d.namedBytes, owner)
+	}
+}
+
+// NamedBytes is what userID's named versions count, over all the
+// documents it owns (storage.NamedVersion.Bytes).
+func (d *Docs) NamedBytes(userID string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.namedBytes[userID]
 }
 
 // Owned is the number of documents userID owns.
@@ -595,11 +647,13 @@ func (d *Docs) Restore(docs []*storage.Doc) {
 	old := d.entries
 	d.entries = make(map[string]*docEntry, len(docs))
 	d.owned = map[string]int{}
+	d.namedBytes = map[string]int{}
 	for _, doc := range docs {
 		e := &docEntry{id: doc.ID, doc: doc}
 		e.latest.Store(doc)
 		d.entries[doc.ID] = e
 		d.owned[doc.Owner]++
+		d.addNamedBytes(doc.Owner, doc.NamedBytes())
 	}
 	d.notes = nil // of commands the restored state replaces
 	d.catalog.restore(docs)

@@ -180,6 +180,7 @@ type logGen struct {
 	r      *rand.Rand
 	pr     *rand.Rand // policies' algorithms: a stream of their own, so the rest of the log is as before
 	dr     *rand.Rand // document members and share links: likewise
+	vr     *rand.Rand // named versions: likewise
 	index  uint64
 	stamp  uint64
 	ids    []string // ids of creates proposed (not all succeeded)
@@ -196,7 +197,7 @@ type sentReq struct {
 
 func newLogGen(seed uint64) *logGen {
 	g := &logGen{r: rand.New(rand.NewPCG(seed, seed^0x5eed)), pr: rand.New(rand.NewPCG(seed, seed^0xa190)),
-		dr: rand.New(rand.NewPCG(seed, seed^0xd0c5)), stamp: storage.StampAt(1_700_000_000_000)}
+		dr: rand.New(rand.NewPCG(seed, seed^0xd0c5)), vr: rand.New(rand.NewPCG(seed, seed^0x7e5)), stamp: storage.StampAt(1_700_000_000_000)}
 	p := storage.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1, KeyLen: 16, SaltLen: 8}
 	for i := range 3 {
 		g.hashes = append(g.hashes, storage.HashPassword(fmt.Sprint("password", i), []byte(fmt.Sprint("saltsalt", i)), p))
@@ -454,6 +455,7 @@ func (g *logGen) docCommand() *storage.Command {
 		dc.CheckpointEvery = dc.Submit.Seq % 4
 	}
 	g.rolesAndLinks(&kind, dc)
+	g.namedVersions(&kind, dc)
 	return &storage.Command{Kind: kind, Stamp: g.stamps(1), Doc: dc}
 }
 
@@ -490,6 +492,24 @@ func (g *logGen) rolesAndLinks(kind *storage.CommandKind, dc *storage.DocCommand
 	dc.LinkID, dc.Remove = pool(), g.dr.IntN(4) == 0
 	dc.LinkHash, dc.Role = sha256.Sum256([]byte(dc.LinkID)), storage.DocRole(1+g.dr.IntN(2))
 	dc.ExpiresInS, dc.MaxLinks = uint64(g.dr.IntN(3)), uint64(g.dr.IntN(3))
+}
+
+// namedVersions turns some of the retitles left into namings of a version
+// (the current one or an older one, kept or not) or deletes of a name,
+// drawing from its own stream so that the rest of the log is as before.
+// Callers are mostly the owner; the bounds are none to 2 per document and
+// up to a few hundred bytes per owner, so both are met.
+func (g *logGen) namedVersions(kind *storage.CommandKind, dc *storage.DocCommand) {
+	if *kind != storage.CmdDocTitle || g.vr.IntN(2) == 0 {
+		return
+	}
+	*kind = storage.CmdDocVersion
+	if g.vr.IntN(4) != 0 {
+		dc.Caller = "owner"
+	}
+	dc.VersionName, dc.Current = fmt.Sprint("v", g.vr.IntN(3)), g.vr.IntN(2) == 0
+	dc.Version, dc.Remove = uint64(g.vr.IntN(12)), g.vr.IntN(4) == 0
+	dc.MaxNamed, dc.MaxNamedBytes = uint64(g.vr.IntN(3)), uint64(g.vr.IntN(400))
 }
 
 // session makes a session change: tokens and families come from small
@@ -686,6 +706,7 @@ func testDeterminism(t *testing.T, seed uint64) {
 		"policy_put:ok", "policy_put:bad_request", "policy_delete:ok", "policy_delete:not_found",
 		"doc_create:ok", "doc_create:conflict", "doc_submit:ok", "doc_submit:bad_request", "doc_submit:forbidden", "doc_delete:ok",
 		"doc_member:ok", "doc_member:forbidden", "doc_link:ok", "doc_link:not_found", "doc_link:forbidden",
+		"doc_version:ok",
 		"multi:item:ok", "multi:item:conflict",
 	} {
 		if counts[want] == 0 {

@@ -15,8 +15,14 @@ import (
 // version 5 a policy's Envoy rule (Policy.Envoy; none in older commands),
 // version 6 document members with roles and share links (CmdDocMember,
 // CmdDocLink, and DocCommand.Link, the share link a caller presents; none
-// in older commands).
-const CommandVersion = 6
+// in older commands), version cmdVersionNamed named versions
+// (CmdDocVersion).
+const CommandVersion = cmdVersionNamed
+
+// cmdVersionNamed is the command version that introduced named versions
+// (CmdDocVersion). Every decoder branch that depends on it names this
+// constant, so renumbering it is a one-line change.
+const cmdVersionNamed = 7
 
 // CommandKind says what a command does.
 type CommandKind uint8
@@ -65,17 +71,20 @@ const (
 	CmdDocMember CommandKind = 19
 	// CmdDocLink creates or revokes a document's share link.
 	CmdDocLink CommandKind = 20
+	// CmdDocVersion names a version of a document, or deletes its name
+	// (from command version cmdVersionNamed).
+	CmdDocVersion CommandKind = 21
 )
 
 // lastKind is the highest kind this build knows.
-const lastKind = CmdDocLink
+const lastKind = CmdDocVersion
 
 // MaxMulti is the most commands one CmdMulti may carry.
 const MaxMulti = 256
 
 // IsDoc reports whether k is a document command.
 func (k CommandKind) IsDoc() bool {
-	return k >= CmdDocCreate && k <= CmdDocEditor || k == CmdDocMember || k == CmdDocLink
+	return k >= CmdDocCreate && k <= CmdDocEditor || k == CmdDocMember || k == CmdDocLink || k == CmdDocVersion
 }
 
 func (k CommandKind) String() string {
@@ -120,6 +129,8 @@ func (k CommandKind) String() string {
 		return "doc_member"
 	case CmdDocLink:
 		return "doc_link"
+	case CmdDocVersion:
+		return "doc_version"
 	}
 	return fmt.Sprintf("command(%d)", uint8(k))
 }
@@ -245,7 +256,7 @@ func EncodeCommand(dst []byte, c *Command) []byte {
 		e.policy(c.Policy)
 	case CmdPolicyDelete:
 		e.str(c.Policy.Name)
-	case CmdDocCreate, CmdDocSubmit, CmdDocTitle, CmdDocDelete, CmdDocEditor, CmdDocMember, CmdDocLink:
+	case CmdDocCreate, CmdDocSubmit, CmdDocTitle, CmdDocDelete, CmdDocEditor, CmdDocMember, CmdDocLink, CmdDocVersion:
 		e.docCommand(c.Kind, c.Doc)
 	case CmdMulti:
 		e.uvarint(uint64(len(c.Multi)))
@@ -467,7 +478,7 @@ func DecodeCommand(b []byte) (*Command, error) {
 		c.Policy = d.policy(policyFormatOfCommand(v))
 	case CmdPolicyDelete:
 		c.Policy = &Policy{Name: d.str()}
-	case CmdDocCreate, CmdDocSubmit, CmdDocTitle, CmdDocDelete, CmdDocEditor, CmdDocMember, CmdDocLink:
+	case CmdDocCreate, CmdDocSubmit, CmdDocTitle, CmdDocDelete, CmdDocEditor, CmdDocMember, CmdDocLink, CmdDocVersion:
 		c.Doc = d.docCommand(c.Kind, v)
 	case CmdMulti:
 		n := d.count(3)

@@ -61,6 +61,9 @@ func sampleCommands() []*Command {
 		{Kind: CmdDocMember, Stamp: stamp + 17, RequestID: "mem", Fingerprint: 8, Doc: &DocCommand{DocID: "d1", Admin: true, Editor: "u3", Remove: true}},
 		{Kind: CmdDocLink, Stamp: stamp + 18, Doc: &DocCommand{DocID: "d1", Caller: "u1", LinkID: "0123456789abcdef", LinkHash: [32]byte{1, 31: 2}, Role: DocEditor, ExpiresInS: 3600, MaxLinks: 100}},
 		{Kind: CmdDocLink, Stamp: stamp + 18, Doc: &DocCommand{DocID: "d1", Caller: "u1", LinkID: "0123456789abcdef", Remove: true}},
+		{Kind: CmdDocVersion, Stamp: stamp + 19, Doc: &DocCommand{DocID: "d1", Caller: "u1", VersionName: "draft", Current: true, MaxNamed: 100, MaxNamedBytes: 1 << 26}},
+		{Kind: CmdDocVersion, Stamp: stamp + 19, Doc: &DocCommand{DocID: "d1", Caller: "u1", VersionName: "v2", Version: 2}},
+		{Kind: CmdDocVersion, Stamp: stamp + 20, Doc: &DocCommand{DocID: "d1", Caller: "u1", Version: 2, Remove: true}},
 		{Kind: CmdDocSubmit, Stamp: stamp + 19, Doc: &DocCommand{DocID: "d1", Link: "0123456789abcdef", CheckpointEvery: 64,
 			Submit: &DocSubmit{DocID: "d1", ClientID: "g", Seq: 1, Ops: []Op{{Kind: OpInsert, Pos: 0, Text: "hi"}}}}},
 	}

@@ -85,6 +85,11 @@ type Doc struct {
 	// links are the share links, sorted by id (docaccess.go). The slice
 	// is copied when one is added or removed, so Docs share it safely.
 	links []ShareLink
+
+	// named are the named versions, by version (named.go), kept outside
+	// the history's bounds. The slice is copied when one is added or
+	// removed, so Docs share it safely.
+	named []NamedVersion
 }
 
 type histEntry struct {

@@ -262,6 +262,7 @@ func encodeDoc(d *Doc) []byte {
 	e.doc(d)
 	e.docHistory(d, nil)
 	e.docAccess(d)
+	e.docNamed(d, nil)
 	return e.b
 }
 
@@ -270,6 +271,7 @@ func decodeDoc(b []byte) (*Doc, error) {
 	doc := d.doc()
 	d.docHistory(doc)
 	d.docAccess(doc)
+	d.docNamed(doc)
 	if err := d.end(); err != nil {
 		return nil, err
 	}

@@ -41,6 +41,17 @@ type DocCommand struct {
 	// links it may have (0: no bound).
 	MaxMembers uint64
 	MaxLinks   uint64
+
+	// CmdDocVersion (named.go): the name to give, and the version named
+	// (Current: the document's version when the command applies; else
+	// Version), or with Remove the version whose name goes. MaxNamed
+	// bounds the document's named versions, MaxNamedBytes its owner's
+	// named-version bytes (0: no bound).
+	VersionName   string
+	Version       uint64
+	Current       bool
+	MaxNamed      uint64
+	MaxNamedBytes uint64
 }
 
 // Document limits.
@@ -79,8 +90,8 @@ func (d *Doc) Readers() []string {
 }
 
 // Listing returns what a listing shows of d: every field but the text,
-// the history and the links, so that what keeps a listing does not keep
-// them alive. The members are shared (a Doc never changes them in place).
+// the history, the links and the named versions, so that what keeps a
+// listing does not keep them alive. The members are shared (a Doc never changes them in place).
 func (d *Doc) Listing() Doc {
 	return Doc{ID: d.ID, Title: d.Title, Owner: d.Owner, Editors: d.Editors, Viewers: d.Viewers, Version: d.Version,
 		CreatedMs: d.CreatedMs, UpdatedMs: d.UpdatedMs}
@@ -174,6 +185,9 @@ func ApplyDoc(kind CommandKind, c *DocCommand, cur *Doc, nowMs int64, maxHistory
 		}
 		next, err := applyLink(c, cur, nowMs)
 		return next, nil, err
+	case CmdDocVersion:
+		// It needs the owner's named-version bytes: ApplyNamedVersion.
+		return nil, nil, &Error{Kind: KindInternal, Message: "a named version is applied with its owner's named-version bytes"}
 	}
 	return nil, nil, badRequest("", "not a document command")
 }
@@ -240,6 +254,15 @@ func (e *encoder) docCommand(kind CommandKind, c *DocCommand) {
 			e.uvarint(c.ExpiresInS)
 			e.uvarint(c.MaxLinks)
 		}
+	case CmdDocVersion: // from cmdVersionNamed
+		e.boolean(c.Remove)
+		e.uvarint(c.Version)
+		if !c.Remove {
+			e.str(c.VersionName)
+			e.boolean(c.Current)
+			e.uvarint(c.MaxNamed)
+			e.uvarint(c.MaxNamedBytes)
+		}
 	}
 }
 
@@ -288,6 +311,19 @@ func (d *decoder) docCommand(kind CommandKind, v byte) *DocCommand {
 			if d.err == nil && (!c.Role.Valid() || c.ExpiresInS > MaxLinkExpiresInS) {
 				d.fail("share link role %d, lifetime %d s", c.Role, c.ExpiresInS)
 			}
+		}
+	case CmdDocVersion:
+		if v < cmdVersionNamed {
+			d.fail("named versions in a command of version %d", v)
+			break
+		}
+		c.Remove = d.boolean()
+		c.Version = d.uvarint()
+		if !c.Remove {
+			c.VersionName = d.str()
+			c.Current = d.boolean()
+			c.MaxNamed = d.uvarint()
+			c.MaxNamedBytes = d.uvarint()
 		}
 	}
 	return c

@@ -96,6 +96,15 @@ func FuzzReadSnapshot(f *testing.F) {
 	// With a viewer and a share link (snapshot version 9).
 	shared := small.WithMember(MakeUserID(1, 0), DocViewer).withLinks([]ShareLink{{ID: "00000000000000aa", Role: DocEditor, ExpiresMs: 9}})
 	f.Add(writeSnap(f, &Snapshot{Docs: []*Doc{shared}}))
+	// With named versions, one in the history, one older (snapshot
+	// version snapVersionNamed).
+	named, _ := NewDoc("d", "t", "u", "ab", 1)
+	named = nameVersion(f, named, 0, "first")
+	for i := range 5 {
+		named, _, _ = named.SubmitAs("u", "c", uint64(i+1), named.Version, []Op{{Kind: OpInsert, Pos: 1, Text: "é"}}, 2, HistoryRules{MaxChanges: 2, CheckpointEvery: 2})
+	}
+	named = nameVersion(f, named, named.Version, "last")
+	f.Add(writeSnap(f, &Snapshot{Docs: []*Doc{named}}))
 	f.Add(snapshotMagic)
 	f.Add([]byte("TROUPE-SNAPSHOT\n\x02"))
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -18,9 +18,15 @@ import (
 // older snapshot has none, and its changes no author), version 8 a
 // policy's Envoy rule (none in older snapshots), version 9 a document's
 // viewers and share links (docaccess.go; a document of an older snapshot
-// has neither, so its editors are all its members, with role editor);
-// older versions are still read.
-const SnapshotVersion = 9
+// has neither, so its editors are all its members, with role editor),
+// version snapVersionNamed a document's named versions (named.go; none
+// in older snapshots); older versions are still read.
+const SnapshotVersion = snapVersionNamed
+
+// snapVersionNamed is the snapshot version that introduced named
+// versions. Every reader branch that depends on it names this constant,
+// so renumbering it is a one-line change.
+const snapVersionNamed = 10
 
 // policyFormatOfSnapshot is the policy layout of snapshot version v.
 func policyFormatOfSnapshot(v uint64) policyFormat {
@@ -192,6 +198,7 @@ func WriteSnapshot(w io.Writer, s *Snapshot) error {
 			e.docSpilling(d, rw.spill)
 			e.docHistory(d, rw.spill)
 			e.docAccess(d)
+			e.docNamed(d, rw.spill)
 			if rw.err != nil {
 				return rw.err
 			}
@@ -377,6 +384,9 @@ func ReadSnapshot(r io.Reader) (*Snapshot, error) {
 				}
 				if v >= 9 {
 					d.docAccess(doc)
+				}
+				if v >= snapVersionNamed {
+					d.docNamed(doc)
 				}
 				if d.err != nil {
 					break

@@ -162,8 +162,10 @@ func sameState(t testing.TB, got, want *Snapshot) {
 		var g, w encoder
 		g.doc(got.Docs[i])
 		g.docAccess(got.Docs[i])
+		g.docNamed(got.Docs[i], nil)
 		w.doc(want.Docs[i])
 		w.docAccess(want.Docs[i])
+		w.docNamed(want.Docs[i], nil)
 		if !bytes.Equal(g.b, w.b) || got.Docs[i].Text.String() != want.Docs[i].Text.String() {
 			t.Fatalf("document %s differs", want.Docs[i].ID)
 		}

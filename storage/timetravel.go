@@ -117,8 +117,9 @@ func (e *GoneError) Error() string {
 }
 
 // TextAt returns the document's text as it was at version v: a bad
-// request (field "version") if v is beyond the document's version, a
-// *GoneError if v is older than OldestVersion. It applies at most the
+// request (field "version") if v is beyond the document's version, the
+// kept text of a named version (named.go), a *GoneError if v is older
+// than OldestVersion and not named. It applies at most the
 // kept changes between the nearest checkpoint and v (see above) and never
 // changes d, so it may run on any goroutine holding d.
 func (d *Doc) TextAt(v uint64) (Text, error) {
@@ -127,6 +128,9 @@ func (d *Doc) TextAt(v uint64) (Text, error) {
 	}
 	if v == d.Version {
 		return d.Text, nil
+	}
+	if nv := d.Named(v); nv != nil {
+		return nv.Text, nil
 	}
 	i, found := slices.BinarySearchFunc(d.cps, v, func(c checkpoint, v uint64) int {
 		switch {

@@ -113,6 +113,8 @@ func parseServe(args []string, stderr io.Writer, getenv func(string) string) (*s
 	fs.IntVar(&c.HTTP.MaxDocumentsPerUser, "max-documents-per-user", c.HTTP.MaxDocumentsPerUser, "documents one user may own (1 to 10000000); over it a create gets 403 quota_exceeded")
 	fs.IntVar(&c.HTTP.MaxMembersPerDocument, "max-members-per-document", c.HTTP.MaxMembersPerDocument, "members (viewers and editors) one document may have (1 to 100000); one more gets 403 quota_exceeded")
 	fs.IntVar(&c.HTTP.MaxLinksPerDocument, "max-links-per-document", c.HTTP.MaxLinksPerDocument, "share links one document may have that have not expired (1 to 10000); one more gets 403 quota_exceeded")
+	fs.IntVar(&c.HTTP.MaxNamedVersionsPerDocument, "max-named-versions-per-document", c.HTTP.MaxNamedVersionsPerDocument, "named versions one document may keep (1 to 10000); one more gets 403 quota_exceeded")
+	fs.IntVar(&c.HTTP.MaxNamedVersionBytesPerUser, "max-named-version-bytes-per-user", c.HTTP.MaxNamedVersionBytesPerUser, "bytes of named versions (texts and names) the documents one user owns may keep (1048576 to 1099511627776); over it a naming gets 403 quota_exceeded")
 	fs.IntVar(&c.HTTP.DocumentHistoryBytes, "document-history-bytes", c.HTTP.DocumentHistoryBytes, "bytes of changes and checkpoints a document keeps for late submits, replays and reading past versions (1048576 to 1073741824); the oldest drop out")
 	fs.IntVar(&c.Node.Watch.MaxChanges, "watch-history", feed.DefaultMaxChanges, "changes the node keeps for watchers that resume (1 to 10000000); a watch from before them gets 410 gone")
 	fs.Int64Var(&c.Node.Watch.MaxBytes, "watch-history-bytes", feed.DefaultMaxBytes, "bytes of kept changes at most (1048576 to 68719476736); the oldest go first")

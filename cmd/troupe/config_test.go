@@ -72,6 +72,8 @@ func TestParseServeRejects(t *testing.T) {
 		"no documents per user":   {"--insecure", "--max-documents-per-user", "0"},
 		"no members per document": {"--insecure", "--max-members-per-document", "0"},
 		"too many links":          {"--insecure", "--max-links-per-document", "10001"},
+		"no named versions":       {"--insecure", "--max-named-versions-per-document", "0"},
+		"tiny named bytes":        {"--insecure", "--max-named-version-bytes-per-user", "1000"},
 		"tiny wal segments":       {"--insecure", "--raft-wal-segment-size", "1000"},
 		"many trailing logs":      {"--insecure", "--raft-trailing-logs", "20000000"},
 		"tiny document history":   {"--insecure", "--document-history-bytes", "1000"},

@@ -98,6 +98,12 @@ type Config struct {
 	// quota_exceeded beyond. They travel in the commands too.
 	MaxMembersPerDocument int
 	MaxLinksPerDocument   int
+	// MaxNamedVersionsPerDocument bounds a document's named versions,
+	// MaxNamedVersionBytesPerUser the bytes of named versions (texts and
+	// names) of all the documents one user owns; 403 quota_exceeded
+	// beyond. They travel in the commands too.
+	MaxNamedVersionsPerDocument int
+	MaxNamedVersionBytesPerUser int
 }
 
 // DefaultMaxHeaderBytes bounds a request's line and headers (API.md): an
@@ -127,11 +133,13 @@ func DefaultConfig() Config {
 		MaxPresence:       actors.DefaultMaxPresence,
 		WSOverLimitClose:  10 * time.Second,
 		// API.md: no sooner than 10 failures a minute.
-		LoginFailuresPerMinute: 10,
-		MaxDocumentsPerUser:    storage.DefaultMaxDocsPerUser,
-		DocumentHistoryBytes:   storage.DefaultDocHistoryBytes,
-		MaxMembersPerDocument:  storage.DefaultMaxMembersPerDoc,
-		MaxLinksPerDocument:    storage.DefaultMaxLinksPerDoc,
+		LoginFailuresPerMinute:      10,
+		MaxDocumentsPerUser:         storage.DefaultMaxDocsPerUser,
+		DocumentHistoryBytes:        storage.DefaultDocHistoryBytes,
+		MaxMembersPerDocument:       storage.DefaultMaxMembersPerDoc,
+		MaxLinksPerDocument:         storage.DefaultMaxLinksPerDoc,
+		MaxNamedVersionsPerDocument: storage.DefaultMaxNamedVersions,
+		MaxNamedVersionBytesPerUser: storage.DefaultMaxNamedVersionBytes,
 	}
 }
 
@@ -187,6 +195,8 @@ func (c *Config) Validate() error {
 		{"max-presence-per-document", c.MaxPresence, 1, 100_000},
 		{"max-members-per-document", c.MaxMembersPerDocument, 1, 100_000},
 		{"max-links-per-document", c.MaxLinksPerDocument, 1, 10_000},
+		{"max-named-versions-per-document", c.MaxNamedVersionsPerDocument, 1, 10_000},
+		{"max-named-version-bytes-per-user", c.MaxNamedVersionBytesPerUser, 1 << 20, 1 << 40},
 	} {
 		if l.v < l.lo || l.v > l.hi {
 			errs = append(errs, fmt.Errorf("--%s %d must be from %d to %d", l.name, l.v, l.lo, l.hi))

@@ -34,6 +34,7 @@ func (s *Server) getDocVersion(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	j := toDocJSON(d, false, nil)
+	j.Access = s.accessName(ctx, d)
 	content := text.String()
 	j.Content, j.Version = &content, v
 	ctx.Response.Header.Set("ETag", etag(v)) // the version of the content answered

@@ -11,14 +11,17 @@ import (
 // request; apply refuses them on every node).
 type docLimitMetrics struct {
 	textBytes, docsPerUser, membersPerDoc, linksPerDoc *metrics.Counter
+	namedPerDoc, namedBytesPerUser                     *metrics.Counter
 }
 
 func newDocLimitMetrics(set *metrics.Set) docLimitMetrics {
 	return docLimitMetrics{
-		textBytes:     set.NewCounter(`troupe_doc_limit_refusals_total{limit="text_bytes"}`),
-		docsPerUser:   set.NewCounter(`troupe_doc_limit_refusals_total{limit="documents_per_user"}`),
-		membersPerDoc: set.NewCounter(`troupe_doc_limit_refusals_total{limit="members_per_document"}`),
-		linksPerDoc:   set.NewCounter(`troupe_doc_limit_refusals_total{limit="links_per_document"}`),
+		textBytes:         set.NewCounter(`troupe_doc_limit_refusals_total{limit="text_bytes"}`),
+		docsPerUser:       set.NewCounter(`troupe_doc_limit_refusals_total{limit="documents_per_user"}`),
+		membersPerDoc:     set.NewCounter(`troupe_doc_limit_refusals_total{limit="members_per_document"}`),
+		linksPerDoc:       set.NewCounter(`troupe_doc_limit_refusals_total{limit="links_per_document"}`),
+		namedPerDoc:       set.NewCounter(`troupe_doc_limit_refusals_total{limit="named_versions_per_document"}`),
+		namedBytesPerUser: set.NewCounter(`troupe_doc_limit_refusals_total{limit="named_version_bytes_per_user"}`),
 	}
 }
 
@@ -32,6 +35,10 @@ func (m docLimitMetrics) count(err *storage.Error) {
 		m.membersPerDoc.Inc()
 	case err.Kind == storage.KindQuotaExceeded && err.Field == "links":
 		m.linksPerDoc.Inc()
+	case err.Kind == storage.KindQuotaExceeded && err.Field == "named_versions":
+		m.namedPerDoc.Inc()
+	case err.Kind == storage.KindQuotaExceeded && err.Field == "named_version_bytes":
+		m.namedBytesPerUser.Inc()
 	case err.Kind == storage.KindQuotaExceeded:
 		m.docsPerUser.Inc()
 	}

@@ -25,6 +25,29 @@ type docJSON struct {
 	Collaborators []string     `json:"collaborators"`
 	CreatedAt     string       `json:"created_at"`
 	UpdatedAt     string       `json:"updated_at"`
+	// Access is the caller's own access to the document (accessName):
+	// in the answers to one caller's reads and writes of it, not in
+	// listings, streams or the change feed, which many callers share.
+	Access string `json:"access,omitempty"`
+}
+
+// accessName names what storage.Doc.Access grants the request's caller
+// on d: "owner", "admin" (an admin who is not the owner), "editor" or
+// "viewer" (a member's role or a share link's, the higher), "" none.
+func (s *Server) accessName(ctx *fasthttp.RequestCtx, d *storage.Doc) string {
+	c := callerOf(ctx).docCaller(d.ID)
+	switch d.Access(c, s.nowMs()) {
+	case storage.AccessManage:
+		if c.User != "" && c.User == d.Owner {
+			return "owner"
+		}
+		return "admin"
+	case storage.AccessWrite:
+		return "editor"
+	case storage.AccessRead:
+		return "viewer"
+	}
+	return ""
 }
 
 // memberJSON is one of a document's members: {"user","role"}.
@@ -212,7 +235,9 @@ func (s *Server) createDoc(ctx *fasthttp.RequestCtx) {
 	}
 	ctx.Response.Header.Set("Location", "/v1/docs/"+res.Doc.ID)
 	ctx.Response.Header.Set("ETag", etag(res.Doc.Version))
-	writeJSON(ctx, http.StatusCreated, toDocJSON(res.Doc, true, nil))
+	j := toDocJSON(res.Doc, true, nil)
+	j.Access = s.accessName(ctx, res.Doc)
+	writeJSON(ctx, http.StatusCreated, j)
 }
 
 // readableDoc reads a document the caller may read, or answers.
@@ -243,7 +268,9 @@ func (s *Server) getDoc(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	ctx.Response.Header.Set("ETag", etag(d.Version))
-	writeJSON(ctx, http.StatusOK, toDocJSON(d, true, s.docs.Collaborators(d.ID, deadline)))
+	j := toDocJSON(d, true, s.docs.Collaborators(d.ID, deadline))
+	j.Access = s.accessName(ctx, d)
+	writeJSON(ctx, http.StatusOK, j)
 }
 
 func (s *Server) listDocs(ctx *fasthttp.RequestCtx) {
@@ -321,7 +348,9 @@ func (s *Server) patchDoc(ctx *fasthttp.RequestCtx) {
 	dc.Title = *req.Title
 	s.docWrite(ctx, w, storage.CmdDocTitle, dc, func(res storage.Result) {
 		ctx.Response.Header.Set("ETag", etag(res.Doc.Version))
-		writeJSON(ctx, http.StatusOK, toDocJSON(res.Doc, true, nil))
+		j := toDocJSON(res.Doc, true, nil)
+		j.Access = s.accessName(ctx, res.Doc)
+		writeJSON(ctx, http.StatusOK, j)
 	})
 }
 

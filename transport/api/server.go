@@ -89,6 +89,9 @@ type Docs interface {
 	// id order after after, reflecting every command applied when asked.
 	List(user string, admin bool, after string, limit int, deadline time.Time) ([]*storage.Doc, bool, error)
 	Owned(userID string) int
+	// NamedBytes is what userID's named versions count, over the
+	// documents it owns.
+	NamedBytes(userID string) int
 	Collaborators(id string, deadline time.Time) []string
 	Subscribe(id string, after uint64, hasAfter bool, user, clientID string, deadline time.Time) (*actors.Subscriber, error)
 	Unsubscribe(id string, sub *actors.Subscriber)
@@ -274,6 +277,9 @@ func (s *Server) routes() fasthttp.RequestHandler {
 	route("GET", "/v1/docs/{id}/ops", docRoute, s.docChanges)
 	route("GET", "/v1/docs/{id}/history", docRoute, s.docHistory)
 	route("POST", "/v1/docs/{id}/restore", docRoute, s.leaderOnly(s.restoreDoc))
+	route("POST", "/v1/docs/{id}/versions", docRoute, s.leaderOnly(s.nameVersion))
+	route("GET", "/v1/docs/{id}/versions", docRoute, s.listVersions)
+	route("DELETE", "/v1/docs/{id}/versions/{version}", docRoute, s.leaderOnly(s.deleteVersion))
 	route("GET", "/v1/docs/{id}/events", docRoute, s.docEvents)
 	route("GET", "/v1/docs/{id}/ws", docRoute, s.docWS)
 	route("GET", "/v1/watch", signedIn, s.watchSSE)

@@ -16,8 +16,8 @@
 // before this script.
 //
 // Who may do what: the page shows the open document as its caller's role
-// allows (S.role: the owner, an admin, or a member's or share link's role,
-// editor or viewer); a viewer's page is read-only. The server decides: an
+// allows (S.role: the document's "access" as the server answers it: owner,
+// admin, editor or viewer); a viewer's page is read-only. The server decides: an
 // edit it refuses (forbidden) turns the page read-only too. A page opened
 // from a share link (share.js) is a guest's: no sign-in, the link's token
 // on the document's routes.
@@ -310,7 +310,7 @@ async function openDoc(id) {
   showTitle(d.title);
   S.doc.owner = d.owner;
   load(d.content, d.version);
-  S.role = roleOf(d);
+  S.role = accessOf(d);
   applyAccess();
   S.ed.focus();
   if (d.content.includes('\r')) say('This document has carriage returns; the browser shows (and saves) them as plain line ends.', 'error');
@@ -318,27 +318,12 @@ async function openDoc(id) {
   connect();
 }
 
-// roleOf is the caller's role on document d: its owner, an admin, or the
-// highest of its member's role and its share link's. A share URL without
-// a role is taken as an editor's (the server refuses what it may not do).
-function roleOf(d) {
-  const rank = { '': 0, viewer: 1, editor: 2, admin: 3, owner: 4 };
-  let r = '';
-  if (S.user) {
-    if (d.owner === S.user.id) r = 'owner';
-    else if (S.user.role === 'admin') r = 'admin';
-    else {
-      const m = (d.members || []).find((x) => x.user === S.user.id);
-      if (m) r = m.role;
-    }
-  } else if (S.insecure && !S.share) {
-    r = 'admin'; // an anonymous request under --insecure
-  }
-  if (S.share && S.share.doc === d.id) {
-    const l = S.share.role || 'editor';
-    if (rank[l] > rank[r]) r = l;
-  }
-  return r || 'editor';
+// accessOf is the caller's access to document d as the server states it
+// (d.access: owner, admin, editor or viewer; storage.Doc.Access decides
+// it). Nothing is worked out here from the members or the share URL: a
+// document answered without it is shown read-only.
+function accessOf(d) {
+  return d.access || 'viewer';
 }
 
 // applyAccess shows the open document as S.role allows: a viewer's text,
@@ -350,7 +335,9 @@ function applyAccess() {
   $('access').textContent = 'read-only';
   $('access').hidden = !S.readOnly;
   $('share').hidden = !canShare();
+  $('name-form').hidden = !canName();
   if (S.readOnly) $('restore-version').disabled = true;
+  if (H.open) loadNamed(); // its restore and delete buttons follow the access
   showVersion();
 }
 
@@ -361,7 +348,7 @@ async function learnRole(id) {
     const d = await api('GET', '/v1/docs/' + encodeURIComponent(id) + '?consistency=stale');
     if (!S.doc || S.doc.id !== id) return;
     S.doc.owner = d.owner;
-    S.role = roleOf(d);
+    S.role = accessOf(d);
     applyAccess();
   } catch (e) {
     // Offline: the edits are sent once connected, and refused if they

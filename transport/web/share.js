@@ -10,9 +10,10 @@
 // token is in the fragment, which the browser never sends: it stays out of
 // the server's access logs, of proxies' and of Referer headers; the page
 // sends it only to that document's routes (X-Troupe-Share, and ?share= on
-// the WebSocket, which takes no headers). role tells the page how to show
-// the document before anything is tried; the server decides, and a page
-// whose edit is refused turns read-only.
+// the WebSocket, which takes no headers). role only says what the link is
+// for to whoever reads the URL: the page shows the document as the
+// server's answer says (the document's "access"), and a page whose edit is
+// refused turns read-only.
 'use strict';
 
 const SH = {
