@@ -15,8 +15,9 @@ import (
 // version 5 a policy's Envoy rule (Policy.Envoy; none in older commands),
 // version 6 document members with roles and share links (CmdDocMember,
 // CmdDocLink, and DocCommand.Link, the share link a caller presents; none
-// in older commands).
-const CommandVersion = 6
+// in older commands), version 7 webhooks (CmdWebhook,
+// CmdWebhookProgress: webhook.go; no older command has them).
+const CommandVersion = cmdVersionWebhooks
 
 // CommandKind says what a command does.
 type CommandKind uint8
@@ -65,10 +66,15 @@ const (
 	CmdDocMember CommandKind = 19
 	// CmdDocLink creates or revokes a document's share link.
 	CmdDocLink CommandKind = 20
+	// CmdWebhook creates, updates or deletes a webhook.
+	CmdWebhook CommandKind = 21
+	// CmdWebhookProgress records the leader's delivery progress on
+	// webhooks (acknowledged positions, failures).
+	CmdWebhookProgress CommandKind = 22
 )
 
 // lastKind is the highest kind this build knows.
-const lastKind = CmdDocLink
+const lastKind = CmdWebhookProgress
 
 // MaxMulti is the most commands one CmdMulti may carry.
 const MaxMulti = 256
@@ -120,6 +126,10 @@ func (k CommandKind) String() string {
 		return "doc_member"
 	case CmdDocLink:
 		return "doc_link"
+	case CmdWebhook:
+		return "webhook"
+	case CmdWebhookProgress:
+		return "webhook_progress"
 	}
 	return fmt.Sprintf("command(%d)", uint8(k))
 }
@@ -138,17 +148,20 @@ type Command struct {
 	Fingerprint uint64
 
 	Init    *InitParams
-	Create  *BatchItem    // CmdUserCreate
-	Batch   []BatchItem   // CmdUserBatch
-	Patch   *UserPatch    // CmdUserPatch
-	Delete  string        // CmdUserDelete: user id
-	Member  *MemberChange // CmdMember
-	Auth    *AuthSetup    // CmdAuthSetup
-	Key     *SigningKey   // CmdKeyRotate: KID and Secret
-	Session *SessionOp    // CmdSession
-	Policy  *Policy       // CmdPolicyPut; CmdPolicyDelete: Name only
-	Doc     *DocCommand   // document commands
-	Multi   []*Command    // CmdMulti: no CmdMulti among them; Stamp and RequestID unused
+	Create  *BatchItem      // CmdUserCreate
+	Batch   []BatchItem     // CmdUserBatch
+	Patch   *UserPatch      // CmdUserPatch
+	Delete  string          // CmdUserDelete: user id
+	Member  *MemberChange   // CmdMember
+	Auth    *AuthSetup      // CmdAuthSetup
+	Key     *SigningKey     // CmdKeyRotate: KID and Secret
+	Session *SessionOp      // CmdSession
+	Policy  *Policy         // CmdPolicyPut; CmdPolicyDelete: Name only
+	Doc     *DocCommand     // document commands
+	Multi   []*Command      // CmdMulti: no CmdMulti among them; Stamp and RequestID unused
+	Webhook *WebhookCommand // CmdWebhook
+	// Progress is CmdWebhookProgress's reports, one per webhook.
+	Progress []WebhookReport
 }
 
 // BatchItem is one user to create, with its id decided at the leader.
@@ -252,6 +265,10 @@ func EncodeCommand(dst []byte, c *Command) []byte {
 		for _, sub := range c.Multi {
 			e.bytes(EncodeCommand(nil, sub))
 		}
+	case CmdWebhook:
+		e.webhookCommand(c.Webhook)
+	case CmdWebhookProgress:
+		e.webhookReports(c.Progress)
 	}
 	return e.b
 }
@@ -492,6 +509,16 @@ func DecodeCommand(b []byte) (*Command, error) {
 				break
 			}
 			c.Multi = append(c.Multi, sub)
+		}
+	case CmdWebhook, CmdWebhookProgress:
+		if v < cmdVersionWebhooks {
+			d.fail("command kind %s in a command of version %d, older than webhooks", c.Kind, v)
+			break
+		}
+		if c.Kind == CmdWebhook {
+			c.Webhook = d.webhookCommand()
+		} else {
+			c.Progress = d.webhookReports()
 		}
 	default:
 		if d.err == nil && c.Kind > lastKind {

@@ -96,6 +96,10 @@ func FuzzReadSnapshot(f *testing.F) {
 	// With a viewer and a share link (snapshot version 9).
 	shared := small.WithMember(MakeUserID(1, 0), DocViewer).withLinks([]ShareLink{{ID: "00000000000000aa", Role: DocEditor, ExpiresMs: 9}})
 	f.Add(writeSnap(f, &Snapshot{Docs: []*Doc{shared}}))
+	// With webhooks (snapshot version 10).
+	hooks := tinySnapshot(1, 1)
+	hooks.Meta.Webhooks = sampleWebhooks()
+	f.Add(writeSnap(f, hooks))
 	f.Add(snapshotMagic)
 	f.Add([]byte("TROUPE-SNAPSHOT\n\x02"))
 	f.Fuzz(func(t *testing.T, b []byte) {
