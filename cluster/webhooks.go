@@ -1,10 +1,13 @@
 package cluster
 
 import (
+	"context"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/troupe-db/troupe/actors"
+	"github.com/troupe-db/troupe/internal/feed"
 	"github.com/troupe-db/troupe/storage"
 )
 
@@ -79,4 +82,37 @@ func (n *Node) Webhook(id string) *storage.Webhook { return n.fsm.Webhook(id) }
 // its state hold every position acknowledged under earlier leaders.
 func (n *Node) Leading() bool {
 	return n.IsLeader() && n.leaderTerm.Load() == n.raft.CurrentTerm()
+}
+
+// The change feed as the webhook deliverer reads it (internal/webhook's
+// Source): every change after a position, in order.
+
+// Since appends the changes after p (see feed.Feed.Since).
+func (n *Node) Since(p feed.Position, dst []*feed.Change, max int) ([]*feed.Change, error) {
+	return n.fsm.feed.Since(p, dst, max)
+}
+
+// WaitProcessed waits until the feed holds every change up to index (see
+// feed.Feed.WaitProcessed).
+func (n *Node) WaitProcessed(index uint64, deadline time.Time) error {
+	return n.fsm.feed.WaitProcessed(index, deadline)
+}
+
+// Processed is the index up to which the feed holds every change.
+func (n *Node) Processed() uint64 { return n.fsm.feed.Processed() }
+
+// Report proposes the deliverer's progress on webhooks.
+func (n *Node) Report(ctx context.Context, reports []storage.WebhookReport) error {
+	deadline := time.Now().Add(n.cfg.ApplyTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	res, _, err := n.Propose(ctx, &storage.Command{Kind: storage.CmdWebhookProgress, Stamp: n.Stamps(1), Progress: reports}, deadline)
+	if err != nil {
+		return err
+	}
+	if res.Err != nil {
+		return res.Err
+	}
+	return nil
 }
