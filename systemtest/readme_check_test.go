@@ -30,7 +30,6 @@ var tourPlaceholders = map[string]placeholderSource{
 	"<the lease_id from above>":     {regexp.MustCompile(`/v1/ratelimit/check .*"lease_ms"`), "lease_id"},
 	"<the share token from above>":  {regexp.MustCompile(`/v1/docs/\$DOC/links -d`), "token"},
 	"<the link id from above>":      {regexp.MustCompile(`/v1/docs/\$DOC/links -d`), "id"},
-	"<the webhook id from above>":   {regexp.MustCompile(`/v1/webhooks -d`), "id"},
 }
 
 // placeholder finds <words> in a command; a "<" followed by a space (a
