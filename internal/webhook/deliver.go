@@ -218,12 +218,21 @@ func (d *Deliverer) reconcile() {
 	}
 }
 
+// stopAll stops every worker: all are cancelled first, then waited for
+// (a worker notices within a feed wait, waitChanges).
 func (d *Deliverer) stopAll() {
+	for _, wk := range d.workers {
+		wk.cancel()
+	}
 	for id, wk := range d.workers {
-		wk.stop()
+		<-wk.done
 		delete(d.workers, id)
 	}
 }
+
+// waitChanges bounds how long a worker with nothing to send waits for the
+// feed before it looks again (and at its context).
+const waitChanges = 250 * time.Millisecond
 
 // report proposes the progress of the workers that moved.
 func (d *Deliverer) report() {
@@ -335,6 +344,9 @@ func (d *Deliverer) deliverLoop(ctx context.Context, wk *worker) {
 	var buf []*feed.Change
 	batch := make([]*feed.Change, 0, MaxBatch)
 	for ctx.Err() == nil {
+		// Taken before reading: a change that comes after the read comes
+		// with a later processed index, which the wait below waits for.
+		processed := d.src.Processed()
 		var upTo feed.Position
 		var err error
 		batch, upTo, buf, err = d.collect(wk.hook.Kinds, pos, batch[:0], buf)
@@ -354,8 +366,7 @@ func (d *Deliverer) deliverLoop(ctx context.Context, wk *worker) {
 				pos = upTo // changes of other kinds only: nothing to send
 				wk.update(func(p *progress) { p.pos = pos })
 			}
-			processed := d.src.Processed()
-			_ = d.src.WaitProcessed(processed+1, time.Now().Add(500*time.Millisecond))
+			_ = d.src.WaitProcessed(processed+1, time.Now().Add(waitChanges))
 			continue
 		}
 		if !d.send(ctx, wk, batch) {
