@@ -421,7 +421,7 @@ func Body(batch []*feed.Change, render func(*feed.Change) []byte) []byte {
 // ends, or failures have lasted FailAfter (false).
 func (d *Deliverer) send(ctx context.Context, wk *worker, batch []*feed.Change) bool {
 	body := Body(batch, d.cfg.Render)
-	id := batch[0].Position.String()
+	id := batch[0].String()
 	for attempt := 1; ; attempt++ {
 		now := d.cfg.Now()
 		o := post(ctx, d.client, wk.hook.URL, wk.hook.Secret, id, now, body)

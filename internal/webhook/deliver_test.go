@@ -11,10 +11,13 @@ import (
 	"net/http/httptest"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/troupe-db/troupe/internal/feed"
 	"github.com/troupe-db/troupe/storage"
@@ -211,7 +214,11 @@ func fastConfig() Config {
 }
 
 func start(t *testing.T, cfg Config, src Source) func() {
-	d := New(cfg, src, slog.New(slog.DiscardHandler), nil)
+	return startWith(t, cfg, src, nil)
+}
+
+func startWith(t *testing.T, cfg Config, src Source, set *metrics.Set) func() {
+	d := New(cfg, src, slog.New(slog.DiscardHandler), set)
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() { d.Run(stop); close(done) }()
@@ -238,7 +245,8 @@ func TestDeliverInOrderBatched(t *testing.T) {
 		}
 		src.add(feed.KindDoc, i%3)
 	}
-	start(t, fastConfig(), src)
+	set := metrics.NewSet()
+	startWith(t, fastConfig(), src, set)
 	waitFor(t, "every change", func() bool { return len(rcv.received()) >= len(want) })
 	if got := rcv.received(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("received\n%v\nwant\n%v", got, want)
@@ -251,6 +259,13 @@ func TestDeliverInOrderBatched(t *testing.T) {
 		w := src.hook("w")
 		return w.AckedIndex >= last-1 // the last entry holds documents only (or none)
 	})
+	var text strings.Builder
+	set.WritePrometheus(&text)
+	for _, m := range []string{`troupe_webhook_deliveries_total{result="ok"} `, `troupe_webhooks{status="active"} 1`, `troupe_webhook_lag_max `} {
+		if !strings.Contains(text.String(), m) {
+			t.Errorf("metrics lack %s:\n%s", m, text.String())
+		}
+	}
 }
 
 // A receiver that fails for FailAfter (by the injected clock) marks the
@@ -355,7 +370,7 @@ func TestResumeOnNewLeader(t *testing.T) {
 	var all []string
 	src.mu.Lock()
 	for _, c := range src.changes {
-		all = append(all, c.Position.String())
+		all = append(all, c.String())
 	}
 	src.mu.Unlock()
 	got := rcv.received()
