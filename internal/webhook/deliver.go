@@ -164,6 +164,8 @@ func (d *Deliverer) Run(stop <-chan struct{}) {
 	defer poll.Stop()
 	report := time.NewTicker(d.cfg.ReportEvery)
 	defer report.Stop()
+	// Last: no connection (and its goroutines) outlives the deliverer.
+	defer d.client.CloseIdleConnections()
 	defer d.stopAll()
 	for {
 		select {
