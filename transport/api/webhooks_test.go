@@ -16,6 +16,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/troupe-db/troupe/cluster"
 	"github.com/troupe-db/troupe/internal/webhook"
 	"github.com/troupe-db/troupe/storage"
 )
@@ -203,4 +204,110 @@ func (l *lateDeliverer) CheckTarget(ctx context.Context, u string) error {
 
 func (l *lateDeliverer) Test(ctx context.Context, w *storage.Webhook) webhook.Outcome {
 	return l.get().Test(ctx, w)
+}
+
+// A receiver down while more changes come than the leader's feed keeps
+// finds its webhook in status gap, with the oldest index the leader can
+// deliver after; nothing after the gap is sent until it is re-enabled,
+// which resumes from the re-enabling entry on.
+func TestWebhookGapOnARealNode(t *testing.T) {
+	var mu sync.Mutex
+	down := true
+	var ids []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		if down {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		var msg struct {
+			Changes []struct{ ID string } `json:"changes"`
+		}
+		_ = json.Unmarshal(body, &msg)
+		for _, c := range msg.Changes {
+			ids = append(ids, c.ID)
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer srv.Close()
+
+	var hooks *webhook.Deliverer
+	ts := startServerWith(t, func(c *cluster.Config) { c.Watch.MaxChanges = 4 }, func(c *Config) {
+		c.Webhooks = &lateDeliverer{get: func() *webhook.Deliverer { return hooks }}
+	})
+	hooks = webhook.New(webhook.Config{AllowPrivate: true, Timeout: 2 * time.Second, Render: RenderChange, ReportEvery: 20 * time.Millisecond,
+		Poll: 10 * time.Millisecond, RetryBase: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond}, ts.node, slog.New(slog.DiscardHandler), metrics.NewSet())
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() { defer close(done); hooks.Run(stop) }()
+	defer func() { close(stop); <-done }()
+
+	r := ts.do("POST", "/v1/webhooks", `{"url":"`+srv.URL+`","kinds":["users"]}`, nil, true)
+	var created struct{ ID string }
+	r.json(t, &created)
+	first := ts.create("G", "g@example.com")
+	get := func() (status string, oldest uint64, lastError string) {
+		var w struct {
+			Status    string  `json:"status"`
+			GapOldest *uint64 `json:"gap_oldest"`
+			LastError *string `json:"last_error"`
+		}
+		ts.do("GET", "/v1/webhooks/"+created.ID, "", nil, true).json(t, &w)
+		if w.GapOldest != nil {
+			oldest = *w.GapOldest
+		}
+		if w.LastError != nil {
+			lastError = *w.LastError
+		}
+		return w.Status, oldest, lastError
+	}
+	// Failing meanwhile, not failed: the batch in hand is retried.
+	deadline := time.Now().Add(10 * time.Second)
+	for _, _, e := get(); !strings.Contains(e, "502"); _, _, e = get() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no failure recorded: %q", e)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// More changes than the feed keeps, while the first is retried.
+	for i := range 12 {
+		ts.create(fmt.Sprintf("G%d", i), fmt.Sprintf("g%d@example.com", i))
+	}
+	mu.Lock()
+	down = false
+	mu.Unlock()
+	status, oldest, lastError := get()
+	for ; status != "gap"; status, oldest, lastError = get() {
+		if time.Now().After(deadline) {
+			t.Fatalf("status %s", status)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if oldest == 0 || !strings.Contains(lastError, "no longer kept") {
+		t.Fatalf("gap: oldest %d, last error %q", oldest, lastError)
+	}
+	mu.Lock()
+	before := len(ids)
+	if before != 1 || ids[0] != first["id"] {
+		t.Fatalf("delivered %v: want the change in hand only, nothing across the gap", ids)
+	}
+	mu.Unlock()
+	// Re-enabled: the changes after the PATCH are delivered.
+	if r := ts.do("PATCH", "/v1/webhooks/"+created.ID, `{"enabled":true}`, nil, true); r.status != 200 || !strings.Contains(string(r.body), `"status":"active"`) {
+		t.Fatalf("re-enable: %d %s", r.status, r.body)
+	}
+	u := ts.create("After", "after@example.com")
+	for {
+		mu.Lock()
+		got := append([]string(nil), ids[before:]...)
+		mu.Unlock()
+		if len(got) == 1 && got[0] == u["id"] {
+			break
+		}
+		if len(got) > 1 || time.Now().After(deadline) {
+			t.Fatalf("after re-enabling: %v, want [%s]", got, u["id"])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
