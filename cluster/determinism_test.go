@@ -181,6 +181,7 @@ type logGen struct {
 	pr     *rand.Rand // policies' algorithms: a stream of their own, so the rest of the log is as before
 	dr     *rand.Rand // document members and share links: likewise
 	vr     *rand.Rand // named versions: likewise
+	wr     *rand.Rand // webhooks: likewise
 	index  uint64
 	stamp  uint64
 	ids    []string // ids of creates proposed (not all succeeded)
@@ -197,7 +198,8 @@ type sentReq struct {
 
 func newLogGen(seed uint64) *logGen {
 	g := &logGen{r: rand.New(rand.NewPCG(seed, seed^0x5eed)), pr: rand.New(rand.NewPCG(seed, seed^0xa190)),
-		dr: rand.New(rand.NewPCG(seed, seed^0xd0c5)), vr: rand.New(rand.NewPCG(seed, seed^0x7e5)), stamp: storage.StampAt(1_700_000_000_000)}
+		dr: rand.New(rand.NewPCG(seed, seed^0xd0c5)), vr: rand.New(rand.NewPCG(seed, seed^0x7e5)), wr: rand.New(rand.NewPCG(seed, seed^0x400c)),
+		stamp: storage.StampAt(1_700_000_000_000)}
 	p := storage.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1, KeyLen: 16, SaltLen: 8}
 	for i := range 3 {
 		g.hashes = append(g.hashes, storage.HashPassword(fmt.Sprint("password", i), []byte(fmt.Sprint("saltsalt", i)), p))
@@ -318,6 +320,36 @@ func (g *logGen) log(c *storage.Command) *raft.Log {
 	return &raft.Log{Index: g.index, Term: 1, Type: raft.LogCommand, Data: storage.EncodeCommand(nil, c)}
 }
 
+// webhookCommand is a webhook create, update, delete or progress report,
+// valid or not, on a few ids.
+func (g *logGen) webhookCommand() *storage.Command {
+	r := g.wr
+	id := fmt.Sprint("wh_", r.IntN(5))
+	urls := []string{"https://a.example/h", "http://10.0.0.1:8080/x", "ftp://bad/", ""}
+	switch r.IntN(4) {
+	case 0:
+		secret := make([]byte, storage.WebhookSecretBytes-r.IntN(4)/3)
+		for i := range secret {
+			secret[i] = byte(r.Uint32())
+		}
+		return &storage.Command{Kind: storage.CmdWebhook, Stamp: g.stamps(1), Webhook: &storage.WebhookCommand{Action: storage.WebhookCreate, ID: id,
+			URL: urls[r.IntN(2)+r.IntN(4)/3*2], Kinds: uint8(1 + r.IntN(16)), Description: fmt.Sprint("d", r.IntN(9)), Secret: secret}}
+	case 1:
+		c := &storage.WebhookCommand{Action: storage.WebhookUpdate, ID: id, Fields: storage.WebhookFields(r.IntN(16))}
+		c.URL, c.Kinds, c.Description = urls[r.IntN(len(urls))], uint8(r.IntN(17)), "x"
+		return &storage.Command{Kind: storage.CmdWebhook, Stamp: g.stamps(1), Webhook: c}
+	case 2:
+		return &storage.Command{Kind: storage.CmdWebhook, Stamp: g.stamps(1), Webhook: &storage.WebhookCommand{Action: storage.WebhookDelete, ID: id}}
+	}
+	var rs []storage.WebhookReport
+	for range 1 + r.IntN(3) {
+		rs = append(rs, storage.WebhookReport{ID: fmt.Sprint("wh_", r.IntN(5)), Gen: 1 + r.Uint64N(3), AckedIndex: g.index - min(g.index, r.Uint64N(20)),
+			AckedN: uint32(r.IntN(3)), FailingSinceMs: r.Int64N(1000), LastAttemptMs: r.Int64N(1000), LastError: fmt.Sprint("e", r.IntN(3)),
+			Status: storage.WebhookStatus(r.IntN(3)), GapOldest: r.Uint64N(100)})
+	}
+	return &storage.Command{Kind: storage.CmdWebhookProgress, Stamp: g.stamps(1), Progress: rs}
+}
+
 func (g *logGen) command() *storage.Command {
 	var c *storage.Command
 	switch x := g.r.IntN(100); {
@@ -389,7 +421,11 @@ func (g *logGen) command() *storage.Command {
 		}
 		c = &storage.Command{Kind: kind, Stamp: g.stamps(1), Policy: p}
 	case x < 91:
-		c = &storage.Command{Kind: storage.CmdNoop, Stamp: g.stamps(1)}
+		if g.wr.IntN(3) > 0 {
+			c = g.webhookCommand()
+		} else {
+			c = &storage.Command{Kind: storage.CmdNoop, Stamp: g.stamps(1)}
+		}
 	case x < 96:
 		c = g.docCommand()
 	case x < 98:
@@ -416,7 +452,7 @@ func (g *logGen) command() *storage.Command {
 	if g.r.IntN(40) == 0 {
 		// A stale stamp (a new leader's clock behind): command time must
 		// not go backwards. Only for commands whose ids do not use it.
-		if c.Kind == storage.CmdUserPatch || c.Kind == storage.CmdUserDelete || c.Kind == storage.CmdNoop {
+		if c.Kind == storage.CmdUserPatch || c.Kind == storage.CmdUserDelete || c.Kind == storage.CmdNoop || c.Kind == storage.CmdWebhook || c.Kind == storage.CmdWebhookProgress {
 			c.Stamp -= storage.StampAt(g.r.Int64N(5000))
 		}
 	}

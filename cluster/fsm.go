@@ -41,6 +41,8 @@ type FSM struct {
 	auth    atomic.Pointer[storage.AuthState]         // nil until set up; replaced, never changed
 	// policies are the named rate-limit policies (replaced, never changed).
 	policies atomic.Pointer[map[string]storage.Policy]
+	// webhooks are the webhooks (webhooks.go; replaced, never changed).
+	webhooks atomic.Pointer[map[string]*storage.Webhook]
 	applied  atomic.Uint64
 	stamp    atomic.Uint64 // highest stamp applied, read by proposers
 	// narrowed hears of users whose tokens may have lost rights ("":
@@ -326,6 +328,10 @@ func (f *FSM) dispatch(tctx context.Context, cmd *storage.Command, now int64) *a
 		return actors.Resolved(f.applyPolicy(cmd.Policy, false))
 	case storage.CmdPolicyDelete:
 		return actors.Resolved(f.applyPolicy(cmd.Policy, true))
+	case storage.CmdWebhook:
+		return f.applyWebhook(cmd.Webhook, now)
+	case storage.CmdWebhookProgress:
+		return f.applyWebhookProgress(cmd.Progress)
 	}
 	u := f.users.Load()
 	if u == nil {
@@ -527,6 +533,7 @@ func (f *FSM) captureViews() (*storage.Snapshot, idemView) {
 		s.Meta.Policies = append(s.Meta.Policies, p)
 	}
 	slices.SortFunc(s.Meta.Policies, func(a, b storage.Policy) int { return strings.Compare(a.Name, b.Name) })
+	f.captureWebhooks(&s.Meta)
 	return s, idem
 }
 
@@ -598,6 +605,7 @@ func (f *FSM) restore(snap *storage.Snapshot) error {
 		policies[p.Name] = p
 	}
 	f.policies.Store(&policies)
+	f.restoreWebhooks(m)
 	f.setApplied(m.Index)
 	f.feed.Reset(m.Index, snap.Docs, m.LastMs)
 	return nil

@@ -16,8 +16,9 @@ import (
 // version 6 document members with roles and share links (CmdDocMember,
 // CmdDocLink, and DocCommand.Link, the share link a caller presents; none
 // in older commands), version cmdVersionNamed named versions
-// (CmdDocVersion).
-const CommandVersion = cmdVersionNamed
+// (CmdDocVersion), version cmdVersionWebhooks webhooks (CmdWebhook,
+// CmdWebhookProgress: webhook.go; no older command has them).
+const CommandVersion = cmdVersionWebhooks
 
 // cmdVersionNamed is the command version that introduced named versions
 // (CmdDocVersion). Every decoder branch that depends on it names this
@@ -74,10 +75,16 @@ const (
 	// CmdDocVersion names a version of a document, or deletes its name
 	// (from command version cmdVersionNamed).
 	CmdDocVersion CommandKind = 21
+	// CmdWebhook creates, updates or deletes a webhook (from command
+	// version cmdVersionWebhooks).
+	CmdWebhook CommandKind = 22
+	// CmdWebhookProgress records the leader's delivery progress on
+	// webhooks (acknowledged positions, failures).
+	CmdWebhookProgress CommandKind = 23
 )
 
 // lastKind is the highest kind this build knows.
-const lastKind = CmdDocVersion
+const lastKind = CmdWebhookProgress
 
 // MaxMulti is the most commands one CmdMulti may carry.
 const MaxMulti = 256
@@ -131,6 +138,10 @@ func (k CommandKind) String() string {
 		return "doc_link"
 	case CmdDocVersion:
 		return "doc_version"
+	case CmdWebhook:
+		return "webhook"
+	case CmdWebhookProgress:
+		return "webhook_progress"
 	}
 	return fmt.Sprintf("command(%d)", uint8(k))
 }
@@ -149,17 +160,20 @@ type Command struct {
 	Fingerprint uint64
 
 	Init    *InitParams
-	Create  *BatchItem    // CmdUserCreate
-	Batch   []BatchItem   // CmdUserBatch
-	Patch   *UserPatch    // CmdUserPatch
-	Delete  string        // CmdUserDelete: user id
-	Member  *MemberChange // CmdMember
-	Auth    *AuthSetup    // CmdAuthSetup
-	Key     *SigningKey   // CmdKeyRotate: KID and Secret
-	Session *SessionOp    // CmdSession
-	Policy  *Policy       // CmdPolicyPut; CmdPolicyDelete: Name only
-	Doc     *DocCommand   // document commands
-	Multi   []*Command    // CmdMulti: no CmdMulti among them; Stamp and RequestID unused
+	Create  *BatchItem      // CmdUserCreate
+	Batch   []BatchItem     // CmdUserBatch
+	Patch   *UserPatch      // CmdUserPatch
+	Delete  string          // CmdUserDelete: user id
+	Member  *MemberChange   // CmdMember
+	Auth    *AuthSetup      // CmdAuthSetup
+	Key     *SigningKey     // CmdKeyRotate: KID and Secret
+	Session *SessionOp      // CmdSession
+	Policy  *Policy         // CmdPolicyPut; CmdPolicyDelete: Name only
+	Doc     *DocCommand     // document commands
+	Multi   []*Command      // CmdMulti: no CmdMulti among them; Stamp and RequestID unused
+	Webhook *WebhookCommand // CmdWebhook
+	// Progress is CmdWebhookProgress's reports, one per webhook.
+	Progress []WebhookReport
 }
 
 // BatchItem is one user to create, with its id decided at the leader.
@@ -263,6 +277,10 @@ func EncodeCommand(dst []byte, c *Command) []byte {
 		for _, sub := range c.Multi {
 			e.bytes(EncodeCommand(nil, sub))
 		}
+	case CmdWebhook:
+		e.webhookCommand(c.Webhook)
+	case CmdWebhookProgress:
+		e.webhookReports(c.Progress)
 	}
 	return e.b
 }
@@ -503,6 +521,16 @@ func DecodeCommand(b []byte) (*Command, error) {
 				break
 			}
 			c.Multi = append(c.Multi, sub)
+		}
+	case CmdWebhook, CmdWebhookProgress:
+		if v < cmdVersionWebhooks {
+			d.fail("command kind %s in a command of version %d, older than webhooks", c.Kind, v)
+			break
+		}
+		if c.Kind == CmdWebhook {
+			c.Webhook = d.webhookCommand()
+		} else {
+			c.Progress = d.webhookReports()
 		}
 	default:
 		if d.err == nil && c.Kind > lastKind {

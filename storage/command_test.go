@@ -86,6 +86,7 @@ func sampleCommands() []*Command {
 		q.IfVersion = uint64(f) * 1000
 		cmds = append(cmds, &Command{Kind: CmdUserPatch, Stamp: stamp + 30 + uint64(f), RequestID: fmt.Sprint("patch-", f), Fingerprint: uint64(f) << 60, Patch: &q})
 	}
+	cmds = append(cmds, sampleWebhookCommands(stamp)...)
 	// Forwarded commands travel as one entry.
 	cmds = append(cmds, &Command{Kind: CmdMulti, Multi: []*Command{
 		{Kind: CmdUserCreate, Stamp: stamp + 50, Create: &BatchItem{ID: MakeUserID(stamp+50, 1), User: NewUser{Name: "M", Email: "m@example.com", Role: RoleUser}}},

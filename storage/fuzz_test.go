@@ -105,6 +105,10 @@ func FuzzReadSnapshot(f *testing.F) {
 	}
 	named = nameVersion(f, named, named.Version, "last")
 	f.Add(writeSnap(f, &Snapshot{Docs: []*Doc{named}}))
+	// With webhooks (snapshot version snapVersionWebhooks).
+	hooks := tinySnapshot(1, 1)
+	hooks.Meta.Webhooks = sampleWebhooks()
+	f.Add(writeSnap(f, hooks))
 	f.Add(snapshotMagic)
 	f.Add([]byte("TROUPE-SNAPSHOT\n\x02"))
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -26,3 +26,18 @@ func goldenV9(t testing.TB) *Snapshot {
 	}
 	return s
 }
+
+// goldenV10 is the state of testdata/snapshot-v10.bin, written by the
+// build before webhooks: goldenV9 with a named version on some documents,
+// each then typed on until the rolling history no longer holds it.
+func goldenV10(t testing.TB) *Snapshot {
+	s := goldenV9(t)
+	for i, d := range s.Docs {
+		if i%5 != 2 {
+			continue
+		}
+		d = nameVersion(t, d, d.Version, fmt.Sprintf("named %d", i))
+		s.Docs[i] = typed(t, d, 4, HistoryRules{MaxChanges: 2, CheckpointEvery: 2})
+	}
+	return s
+}

@@ -20,8 +20,9 @@ import (
 // viewers and share links (docaccess.go; a document of an older snapshot
 // has neither, so its editors are all its members, with role editor),
 // version snapVersionNamed a document's named versions (named.go; none
-// in older snapshots); older versions are still read.
-const SnapshotVersion = snapVersionNamed
+// in older snapshots), version snapVersionWebhooks webhooks (a webhooks
+// frame; none in older snapshots); older versions are still read.
+const SnapshotVersion = snapVersionWebhooks
 
 // snapVersionNamed is the snapshot version that introduced named
 // versions. Every reader branch that depends on it names this constant,
@@ -59,6 +60,7 @@ type Meta struct {
 	Members     []Member   // sorted by id
 	Auth        *AuthState // nil until set up
 	Policies    []Policy   // named rate-limit policies, sorted by name
+	Webhooks    []Webhook  // sorted by id
 }
 
 // IdempotencyEntry is one remembered request id and its result.
@@ -80,6 +82,7 @@ type IdempotencyEntry struct {
 //	auth      signing keys and session rules
 //	policies  named rate-limit policies
 //	docs      documents in id order, each with its text and kept history
+//	webhooks  webhooks in id order, with their progress
 //	users     a shard index, then that shard's user records
 //	end       the number of users, as a check
 //
@@ -96,6 +99,7 @@ const (
 	frameAuth    = 6
 	framePolicy  = 7
 	frameDocs    = 8
+	frameHooks   = 9 // webhooks, from snapshot version 10
 
 	recordTarget = 64 << 10
 	// maxFrame bounds a frame of versions 1 to 4, which wrote none longer.
@@ -178,6 +182,17 @@ func WriteSnapshot(w io.Writer, s *Snapshot) error {
 		e.uvarint(uint64(len(m.Policies)))
 		for i := range m.Policies {
 			e.policy(&m.Policies[i])
+		}
+		if err := rw.end(); err != nil {
+			return err
+		}
+	}
+
+	if len(m.Webhooks) > 0 {
+		e.byte1(frameHooks)
+		e.uvarint(uint64(len(m.Webhooks)))
+		for i := range m.Webhooks {
+			e.webhook(&m.Webhooks[i])
 		}
 		if err := rw.end(); err != nil {
 			return err
@@ -372,6 +387,28 @@ func ReadSnapshot(r io.Reader) (*Snapshot, error) {
 					break
 				}
 				s.Meta.Policies = append(s.Meta.Policies, *p)
+			}
+			if err := d.end(); err != nil {
+				return nil, err
+			}
+		case frameHooks:
+			if v < snapVersionWebhooks {
+				return nil, fmt.Errorf("%w: a webhooks frame in a snapshot of version %d, older than webhooks", ErrCorrupt, v)
+			}
+			if s.Meta.Webhooks != nil {
+				return nil, fmt.Errorf("%w: webhooks given twice", ErrCorrupt)
+			}
+			n := d.count(12)
+			if n > MaxWebhooks {
+				return nil, fmt.Errorf("%w: %d webhooks, more than %d", ErrCorrupt, n, MaxWebhooks)
+			}
+			s.Meta.Webhooks = make([]Webhook, 0, n)
+			for i := 0; i < n && d.err == nil; i++ {
+				w := d.webhook()
+				if d.err == nil && i > 0 && s.Meta.Webhooks[i-1].ID >= w.ID {
+					d.fail("webhooks out of order at %q", w.ID)
+				}
+				s.Meta.Webhooks = append(s.Meta.Webhooks, *w)
 			}
 			if err := d.end(); err != nil {
 				return nil, err

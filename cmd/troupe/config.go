@@ -17,6 +17,7 @@ import (
 	"github.com/troupe-db/troupe/cluster"
 	"github.com/troupe-db/troupe/internal/feed"
 	"github.com/troupe-db/troupe/internal/tracing"
+	"github.com/troupe-db/troupe/internal/webhook"
 	"github.com/troupe-db/troupe/storage"
 	"github.com/troupe-db/troupe/transport/api"
 )
@@ -34,6 +35,9 @@ type serveConfig struct {
 	Tracing tracing.Config
 	// GRPCAddr serves Envoy's rate-limit service (gRPC) here; empty: off.
 	GRPCAddr string
+	// Webhooks configures the leader's webhook deliveries
+	// (--webhook-allow-private, --webhook-timeout).
+	Webhooks webhook.Config
 
 	// Explicit records which flags the operator set (flag or env), e.g. to
 	// tell a chosen --user-shards from the default.
@@ -118,6 +122,8 @@ func parseServe(args []string, stderr io.Writer, getenv func(string) string) (*s
 	fs.IntVar(&c.HTTP.DocumentHistoryBytes, "document-history-bytes", c.HTTP.DocumentHistoryBytes, "bytes of changes and checkpoints a document keeps for late submits, replays and reading past versions (1048576 to 1073741824); the oldest drop out")
 	fs.IntVar(&c.Node.Watch.MaxChanges, "watch-history", feed.DefaultMaxChanges, "changes the node keeps for watchers that resume (1 to 10000000); a watch from before them gets 410 gone")
 	fs.Int64Var(&c.Node.Watch.MaxBytes, "watch-history-bytes", feed.DefaultMaxBytes, "bytes of kept changes at most (1048576 to 68719476736); the oldest go first")
+	fs.BoolVar(&c.Webhooks.AllowPrivate, "webhook-allow-private", false, "let webhooks target loopback, private, link-local and other non-public addresses (off: refused when created and when dialled)")
+	fs.DurationVar(&c.Webhooks.Timeout, "webhook-timeout", webhook.DefaultTimeout, "how long one webhook delivery may take (100ms to 5m); a slower receiver's delivery fails and is retried")
 	fs.Uint64Var(&c.Node.SnapshotThreshold, "snapshot-threshold", c.Node.SnapshotThreshold, "log entries between automatic snapshots")
 	fs.IntVar(&c.HTTP.MaxConnections, "max-connections", c.HTTP.MaxConnections, "client connections this node holds open, WebSockets included (1 to 1000000); the next gets 503")
 	fs.IntVar(&c.HTTP.MaxStreams, "max-streams", c.HTTP.MaxStreams, "SSE and WebSocket streams open on this node (1 to 1000000); the next gets 503")
@@ -221,6 +227,9 @@ func (c *serveConfig) validate() error {
 		}
 	}
 	if err := c.setupHTTPTLS(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := webhook.ValidateTimeout(c.Webhooks.Timeout); err != nil {
 		errs = append(errs, err)
 	}
 	if err := checkListenAddr("grpc-addr", c.GRPCAddr); err != nil {

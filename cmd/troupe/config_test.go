@@ -83,6 +83,8 @@ func TestParseServeRejects(t *testing.T) {
 		"no watch history":        {"--insecure", "--watch-history", "0"},
 		"huge watch history":      {"--insecure", "--watch-history", "10000001"},
 		"tiny watch history":      {"--insecure", "--watch-history-bytes", "1000"},
+		"instant webhook timeout": {"--insecure", "--webhook-timeout", "1ms"},
+		"endless webhook timeout": {"--insecure", "--webhook-timeout", "1h"},
 	}
 	for name, args := range cases {
 		if _, err := parseServe(args, io.Discard, env(nil)); err == nil {
@@ -96,6 +98,13 @@ func TestParseServeRejects(t *testing.T) {
 	if _, err := parseServe([]string{"--insecure", "--watch-history", "0"}, io.Discard, env(nil)); err == nil ||
 		!strings.Contains(err.Error(), "watch history (--watch-history) 0 must be from 1 to 10000000 changes") {
 		t.Errorf("watch history out of range: %v", err)
+	}
+	if _, err := parseServe([]string{"--insecure", "--webhook-timeout", "0s"}, io.Discard, env(nil)); err == nil ||
+		!strings.Contains(err.Error(), "--webhook-timeout 0s must be from 100ms to 5m0s") {
+		t.Errorf("webhook timeout out of range: %v", err)
+	}
+	if c, err := parseServe([]string{"--insecure"}, io.Discard, env(nil)); err != nil || c.Webhooks.Timeout != 10*time.Second || c.Webhooks.AllowPrivate {
+		t.Errorf("webhook defaults: %+v, %v", c.Webhooks, err)
 	}
 	if c, err := parseServe([]string{"--insecure"}, io.Discard, env(nil)); err != nil || c.Node.Watch.MaxChanges != 100_000 || c.Node.Watch.MaxBytes != 64<<20 {
 		t.Errorf("watch history defaults: %+v, %v", c.Node.Watch, err)

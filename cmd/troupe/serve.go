@@ -26,6 +26,7 @@ import (
 	"github.com/troupe-db/troupe/actors"
 	"github.com/troupe-db/troupe/cluster"
 	"github.com/troupe-db/troupe/internal/tracing"
+	"github.com/troupe-db/troupe/internal/webhook"
 	"github.com/troupe-db/troupe/storage"
 	"github.com/troupe-db/troupe/transport/api"
 	"github.com/troupe-db/troupe/transport/envoy"
@@ -219,6 +220,14 @@ func runNode(ctx context.Context, cfg *serveConfig, logger *slog.Logger, stdout 
 	limiter := actors.NewLimiter(sys, set, actors.LimiterConfig{})
 	defer limiter.Close()
 	cfg.HTTP.Limiter = limiter
+	// Webhooks: the leader delivers; the API checks targets and sends
+	// test deliveries with the same guard and client.
+	cfg.Webhooks.Render = api.RenderChange
+	hooks := webhook.New(cfg.Webhooks, node, logger, set)
+	cfg.HTTP.Webhooks = hooks
+	hooksStop, hooksDone := make(chan struct{}), make(chan struct{})
+	go func() { defer close(hooksDone); hooks.Run(hooksStop) }()
+	defer func() { close(hooksStop); <-hooksDone }()
 	srv, err := api.New(cfg.HTTP, logger, set, node, node.Docs(), users)
 	if err != nil {
 		return startError{fmt.Errorf("cannot start the HTTP server: %w", err)}

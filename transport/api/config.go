@@ -58,6 +58,10 @@ type Config struct {
 	// the decisions (nil: no rate limiting and no check route).
 	RateLimit *storage.Policy
 	Limiter   Limiter
+	// Webhooks, if set, checks webhook targets as the node is configured
+	// and sends test deliveries; nil: targets are checked with private
+	// networks refused, and the test route answers 503.
+	Webhooks WebhookDeliverer
 	// Tracing, if set, traces requests (package tracing); nil: off.
 	Tracing *tracing.Provider
 	// RateLimitGlobal makes each key's decisions on the node that owns

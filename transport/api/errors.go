@@ -42,10 +42,12 @@ var codeStatus = map[string]int{
 	"precondition_failed": http.StatusPreconditionFailed,
 	"payload_too_large":   http.StatusRequestEntityTooLarge,
 	"quota_exceeded":      http.StatusForbidden,
-	"rate_limited":        http.StatusTooManyRequests,
-	"internal":            http.StatusInternalServerError,
-	"unavailable":         http.StatusServiceUnavailable,
-	"timeout":             http.StatusGatewayTimeout,
+	// A webhook target on a network webhooks may not reach (SSRF guard).
+	"target_not_allowed": http.StatusBadRequest,
+	"rate_limited":       http.StatusTooManyRequests,
+	"internal":           http.StatusInternalServerError,
+	"unavailable":        http.StatusServiceUnavailable,
+	"timeout":            http.StatusGatewayTimeout,
 
 	// Answered by parseError: the request line and headers were too big.
 	"request_header_fields_too_large": http.StatusRequestHeaderFieldsTooLarge,

@@ -77,6 +77,10 @@ type Node interface {
 	// feed.ErrNotYet at deadline).
 	Watch(p feed.Position) (*feed.Subscription, error)
 	WaitWatchable(index uint64, deadline time.Time) error
+	// Webhooks are the webhooks in id order; Webhook one of them (nil:
+	// none). They must not be changed.
+	Webhooks() []*storage.Webhook
+	Webhook(id string) *storage.Webhook
 }
 
 // Docs is what the transport needs from the document actors
@@ -284,6 +288,12 @@ func (s *Server) routes() fasthttp.RequestHandler {
 	route("GET", "/v1/docs/{id}/ws", docRoute, s.docWS)
 	route("GET", "/v1/watch", signedIn, s.watchSSE)
 	route("GET", "/v1/watch/ws", signedIn, s.watchWS)
+	route("POST", "/v1/webhooks", adminOnly, s.leaderOnly(s.createWebhook))
+	route("GET", "/v1/webhooks", adminOnly, s.listWebhooks)
+	route("GET", "/v1/webhooks/{id}", adminOnly, s.getWebhook)
+	route("PATCH", "/v1/webhooks/{id}", adminOnly, s.leaderOnly(s.patchWebhook))
+	route("DELETE", "/v1/webhooks/{id}", adminOnly, s.leaderOnly(s.deleteWebhook))
+	route("POST", "/v1/webhooks/{id}/test", adminOnly, s.testWebhook)
 
 	// Self or admin: checked by the handlers, which know the id.
 	route("GET", "/v1/users/{id}", signedIn, s.getUser)
