@@ -44,6 +44,13 @@ type result struct {
 	EventsRPS  float64 `json:"events_rps"`
 	FirstRPS   float64 `json:"first_rps"`
 	LastRPS    float64 `json:"last_rps"`
+	// The watch scenario: changes read by the watchers together, and
+	// their lag.
+	WatchEventsRPS float64 `json:"watch_events_rps"`
+	WatchLagMS     *struct {
+		P50, P90, P99, P999, Max int64
+	} `json:"watch_lag_ms"`
+	WatchErrors []string `json:"watch_errors"`
 	// Steal is the share of the machine's CPU time the hypervisor gave
 	// to other machines while the command ran (floor included), or -1.
 	Steal float64 `json:"-"`
@@ -65,9 +72,9 @@ func main() {
 	duration := flag.Duration("duration", 5*time.Second, "measured time per scenario")
 	flag.IntVar(&memUsers, "mem-users", 1_000_000, "users loaded for the memory and restart figures")
 	gobench := flag.String("gobench", "./storage/ ./actors/ ./cluster/ ./transport/api/", "packages whose Go benchmarks to run")
-	only := flag.String("only", "", "run only one group of rows and print its section instead of writing the report: keyed (the Idempotency-Key rows), users (the user rows, --before against --troupe), ratelimit (the rate-limit rows, --before against --troupe)")
+	only := flag.String("only", "", "run only one group of rows and print its section instead of writing the report: keyed (the Idempotency-Key rows), users (the user rows, --before against --troupe), ratelimit (the rate-limit rows, --before against --troupe), watch (the change-feed row: creates with and without 64 watchers, alternately)")
 	before := flag.String("before", "", "with --only users or ratelimit: a second troupe binary to run the same rows against, alternately")
-	rounds := flag.Int("rounds", 2, "with --only users or ratelimit: how many times to run each binary")
+	rounds := flag.Int("rounds", 2, "with --only users or ratelimit: how many times to run each binary; with --only watch: how many pairs without and with watchers")
 	flag.Parse()
 	switch *only {
 	case "":
@@ -89,8 +96,14 @@ func main() {
 			os.Exit(1)
 		}
 		return
+	case "watch":
+		if err := watchOnly(*bin, *duration, *rounds); err != nil {
+			fmt.Fprintln(os.Stderr, "bench suite:", err)
+			os.Exit(1)
+		}
+		return
 	default:
-		fmt.Fprintf(os.Stderr, "bench suite: --only %q: the groups are: keyed, users, ratelimit\n", *only)
+		fmt.Fprintf(os.Stderr, "bench suite: --only %q: the groups are: keyed, users, ratelimit, watch\n", *only)
 		os.Exit(2)
 	}
 	if err := suite(*bin, *out, *duration, strings.Fields(*gobench)); err != nil {
