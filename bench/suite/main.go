@@ -170,6 +170,16 @@ func suite(bin, out string, d time.Duration, gopkgs []string) error {
 		return err
 	}
 
+	wn, err := startNodeProc(bin)
+	if err != nil {
+		return err
+	}
+	watchRate, watchRows, err := runWatchRows(bin, wn, d, 2)
+	wn.remove()
+	if err != nil {
+		return err
+	}
+
 	three, err := runThreeNode(bin, dur)
 	if err != nil {
 		return err
@@ -187,7 +197,7 @@ func suite(bin, out string, d time.Duration, gopkgs []string) error {
 	if err != nil {
 		return err
 	}
-	return writeReport(out, runs, []*run{open, tuned}, keyed, fsync, mem, goOut, goCmd)
+	return writeReport(out, runs, []*run{open, tuned}, keyed, watchTable(watchRate, watchRows), fsync, mem, goOut, goCmd)
 }
 
 func freeAddr() string {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -21,7 +22,18 @@ type watchRow struct {
 	round, watchers int
 	res             *result
 	cpuPerReq       string
+	genCores        string // the load generator's CPU, in cores
 	load, cmd       string
+}
+
+// childrenCPU is the CPU time of this process's children that have
+// ended (the load generators; the node runs until the rows are done).
+func childrenCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // runWatchRows measures the closed-loop create maximum on n, then rounds
@@ -41,18 +53,20 @@ func runWatchRows(bin string, n *node, d time.Duration, rounds int) (rate float6
 				"--scenario", "watch", "--watchers", fmt.Sprint(w), "--connections", "64", "--rate", fmt.Sprintf("%.0f", rate)}
 			load := loadAverage()
 			cpu0, ok0 := n.cpu()
+			gen0, start := childrenCPU(), time.Now()
 			res, cmd, err := runBench(bin, args)
 			if err != nil {
 				return 0, nil, err
 			}
 			cpu1, ok1 := n.cpu()
+			gen := fmt.Sprintf("%.2f", float64(childrenCPU()-gen0)/float64(time.Since(start)))
 			perReq := "—"
 			if ok0 && ok1 && res.Requests > 0 && res.DurationS > 0 {
 				// The warmup (2 s) counted at the measured rate.
 				reqs := float64(res.Requests) * (res.DurationS + 2) / res.DurationS
 				perReq = fmt.Sprintf("%.1f", float64((cpu1-cpu0).Microseconds())/reqs)
 			}
-			rows = append(rows, watchRow{round: round, watchers: w, res: res, cpuPerReq: perReq, load: load, cmd: cmd})
+			rows = append(rows, watchRow{round: round, watchers: w, res: res, cpuPerReq: perReq, genCores: gen, load: load, cmd: cmd})
 		}
 	}
 	return rate, rows, nil
@@ -63,7 +77,7 @@ func runWatchRows(bin string, n *node, d time.Duration, rounds int) (rate float6
 func watchTable(rate float64, rows []watchRow) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Creates open loop at %.0f req/s (half the closed-loop maximum measured first on the same node).\n\n", rate)
-	b.WriteString("| round | watchers | creates req/s | × without | create p99 ms | changes/s read | lag p50 ms | lag p99 ms | node CPU µs/create | load | stolen |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| round | watchers | creates req/s | × without | create p99 ms | changes/s read | lag p50 ms | lag p99 ms | node CPU µs/create | generator CPU (cores) | load | stolen |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	var without float64
 	for _, r := range rows {
 		ratio, lag50, lag99, events := "—", "—", "—", "—"
@@ -78,8 +92,8 @@ func watchTable(rate float64, rows []watchRow) string {
 			}
 			events = fmt.Sprintf("%.0f", r.res.WatchEventsRPS)
 		}
-		fmt.Fprintf(&b, "| %d | %d | %.0f | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.round, r.watchers, r.res.ThroughputRPS, ratio,
-			ms(r.res.LatencyUS.P99), events, lag50, lag99, r.cpuPerReq, r.load, pct(r.res.Steal))
+		fmt.Fprintf(&b, "| %d | %d | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.round, r.watchers, r.res.ThroughputRPS, ratio,
+			ms(r.res.LatencyUS.P99), events, lag50, lag99, r.cpuPerReq, r.genCores, r.load, pct(r.res.Steal))
 		if len(r.res.WatchErrors) > 0 {
 			fmt.Fprintf(&b, "\nwatch errors: %s\n\n", strings.Join(r.res.WatchErrors, "; "))
 		}
