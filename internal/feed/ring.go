@@ -31,6 +31,11 @@ type ring struct {
 	decoded    []*segment // the segments holding decoded changes
 	reads      uint64     // counts the reads of segments (segment.readAt)
 	slabs      slabs      // where decoded changes are taken from
+	// spare is the last segment dropped whose bytes nobody can hold (it
+	// was never decoded): the next segment reuses it, so a history
+	// nobody reads turns over in place instead of allocating (and
+	// zeroing) a new arena every 64 KiB.
+	spare *segment
 }
 
 const (
@@ -54,6 +59,9 @@ type segment struct {
 	// readAt is when the segment was last read (ring.reads): the
 	// decoded segment read least recently lets its changes go first.
 	readAt uint64
+	// shared: some change of it was decoded, so strings may alias its
+	// bytes; it is never reused.
+	shared bool
 }
 
 // sideRec is the policy or member of change i of a segment.
@@ -110,7 +118,11 @@ func (r *ring) push(enc []byte, side any) {
 		s = r.segs[len(r.segs)-1]
 	}
 	if s == nil || len(s.offs) == cap(s.offs) || len(enc) > cap(s.data)-len(s.data) {
-		s = &segment{data: make([]byte, 0, max(segBytes, len(enc))), offs: make([]uint32, 0, segChanges)}
+		if s = r.spare; s != nil && len(enc) <= cap(s.data) {
+			r.spare = nil
+		} else {
+			s = &segment{data: make([]byte, 0, max(segBytes, len(enc))), offs: make([]uint32, 0, segChanges)}
+		}
 		r.segs = append(r.segs, s)
 	}
 	i := len(s.offs)
@@ -139,6 +151,10 @@ func (r *ring) dropOldest() {
 		r.segs[0] = nil
 		r.segs = r.segs[1:]
 		r.undecode(s)
+		if !s.shared && len(s.side) == 0 {
+			s.data, s.offs, s.start, s.readAt = s.data[:0], s.offs[:0], 0, 0
+			r.spare = s
+		}
 	}
 }
 
@@ -165,7 +181,7 @@ func (r *ring) reset(floor Position) {
 	}
 	clear(r.segs)
 	clear(r.decoded)
-	r.segs, r.decoded, r.n, r.bytes, r.floor = r.segs[:0], r.decoded[:0], 0, 0, floor
+	r.segs, r.decoded, r.n, r.bytes, r.floor, r.spare = r.segs[:0], r.decoded[:0], 0, 0, floor, nil
 }
 
 // change is change i of s, decoded once and shared.
@@ -185,6 +201,7 @@ func (r *ring) change(s *segment, i int) *Change {
 	}
 	c := s.dec[i]
 	if c == nil {
+		s.shared = true
 		var side any
 		if len(s.side) > 0 {
 			side = s.sideOf(i)

@@ -1,6 +1,7 @@
 package feed
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -153,4 +154,50 @@ func TestRingUnreadDecodesNothing(t *testing.T) {
 			t.Fatal("a segment holds pointers")
 		}
 	}
+}
+
+// TestRingReusesUnreadSegments: a history nobody reads turns over
+// without allocating; a change a reader was given keeps its strings
+// after its segment is dropped (that segment is not reused).
+func TestRingReusesUnreadSegments(t *testing.T) {
+	r := ring{maxChanges: 3 * segChanges, maxBytes: 1 << 30, floor: After(0)}
+	u := &storage.User{ID: "u", Name: "name", Email: "e@x.io"}
+	i := uint64(0)
+	push := func(n int) {
+		for range n {
+			i++
+			pushSpec(&r, Position{i, 0}, spec{Kind: KindUser, Op: OpCreated, ID: fmt.Sprint("u", i), User: u})
+		}
+	}
+	push(5 * segChanges)
+	held, err := r.after(r.floor, nil, 1)
+	if err != nil || len(held) != 1 {
+		t.Fatal(len(held), err)
+	}
+	before := describe(held[0])
+	enc, _ := encodeChange(nil, Position{}, &spec{Kind: KindUser, Op: OpCreated, ID: "u-same", User: u})
+	allocs := testing.AllocsPerRun(10, func() {
+		for range 2 * segChanges {
+			i++
+			binaryPutPosition(enc, Position{i, 0})
+			r.push(enc, nil)
+		}
+	})
+	// The slice of segments grows now and then; the arenas never.
+	if allocs > 2 {
+		t.Fatalf("%.1f allocations per %d changes pushed", allocs, 2*segChanges)
+	}
+	if after := describe(held[0]); after != before {
+		t.Fatalf("a change read before its segment was dropped changed:\n%s\n%s", before, after)
+	}
+	push(1)
+	if cs, err := r.after(After(i-2), nil, 10); err != nil || len(cs) != 2 || cs[1].ID != fmt.Sprint("u", i) || cs[0].ID != "u-same" {
+		t.Fatalf("after reuse: %d changes, %v", len(cs), err)
+	}
+}
+
+// binaryPutPosition rewrites an encoded change's position.
+func binaryPutPosition(b []byte, p Position) {
+	binary.LittleEndian.PutUint64(b, p.Index)
+	binary.LittleEndian.PutUint32(b[8:], p.N)
 }
