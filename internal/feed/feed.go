@@ -242,9 +242,13 @@ func (f *Feed) worker() {
 				f.mu.Unlock()
 			default:
 				select {
-				case <-it.p.Done():
-				case <-f.stop:
-					return
+				case <-it.p.Done(): // resolved already, as most are
+				default:
+					select {
+					case <-it.p.Done():
+					case <-f.stop:
+						return
+					}
 				}
 				f.b.changes(it)
 			}
