@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # system tests build their own (race-free) binary, as a real deployment.
 PKGS    := ./...
 
-.PHONY: run build test fuzz-smoke bench bench-keyed bench-users bench-ratelimit bench-peers soak torture lint imports web web-test clean
+.PHONY: run build test fuzz-smoke bench bench-keyed bench-users bench-ratelimit bench-watch bench-peers soak torture lint imports web web-test clean
 
 ## run: build and start a one-node cluster in ./troupe-data (secure: log in as the first admin)
 run: build
@@ -69,6 +69,12 @@ bench-ratelimit: build
 	else \
 		$(GO) run ./bench/suite --troupe $(BIN) --only ratelimit --rounds 1; \
 	fi
+
+## bench-watch: the change-feed row: creates open loop at half the closed-loop maximum, without
+## and with 64 watchers, alternately on one fresh node (WATCH_ROUNDS pairs of 10 s), printed (≈ 2 min)
+WATCH_ROUNDS ?= 3
+bench-watch: build
+	$(GO) run ./bench/suite --troupe $(BIN) --only watch --duration 10s --rounds $(WATCH_ROUNDS)
 
 ## bench-peers: troupe next to etcd 3.6 and ShareDB 7 in one run, the same connection counts;
 ## writes docs/PEERS.md. Builds etcd (go, from the module proxy) and installs ShareDB (npm) into

@@ -420,3 +420,25 @@ func TestChangeAt(t *testing.T) {
 		}
 	}
 }
+
+// TestParseMillisUTC: the node's time form reads as time.Parse reads it;
+// anything else is left to time.Parse.
+func TestParseMillisUTC(t *testing.T) {
+	for _, s := range []string{"2026-12-07T03:04:05.678Z", "0001-01-01T00:00:00.000Z", "9999-12-31T23:59:59.999Z", "2024-02-29T12:00:00.001Z"} {
+		want, err := time.Parse(time.RFC3339Nano, s)
+		got, ok := parseMillisUTC([]byte(s))
+		if err != nil || !ok || !got.Equal(want) {
+			t.Errorf("%s: %v %v, want %v %v", s, got, ok, want, err)
+		}
+	}
+	for _, s := range []string{"", "2026-12-07T03:04:05Z", "2026-12-07T03:04:05.678+01:00", "2026-13-07T03:04:05.678Z",
+		"2026-12-07T24:04:05.678Z", "2026-12-07T03:04:05.6a8Z", "2026-12-07 03:04:05.678Z", "+026-12-07T03:04:05.678Z"} {
+		if got, ok := parseMillisUTC([]byte(s)); ok {
+			t.Errorf("%q read as %v", s, got)
+		}
+	}
+	// Another form still reads, by time.Parse.
+	if at, ok := changeAt([]byte(`{"at":"2026-12-07T03:04:05.6789+01:00"}`)); !ok || at.UnixMilli() != time.Date(2026, 12, 7, 2, 4, 5, 678_900_000, time.UTC).UnixMilli() {
+		t.Fatalf("changeAt with an offset: %v %v", at, ok)
+	}
+}

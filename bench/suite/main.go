@@ -47,6 +47,13 @@ type result struct {
 	EventsRPS  float64 `json:"events_rps"`
 	FirstRPS   float64 `json:"first_rps"`
 	LastRPS    float64 `json:"last_rps"`
+	// The watch scenario: changes read by the watchers together, and
+	// their lag.
+	WatchEventsRPS float64 `json:"watch_events_rps"`
+	WatchLagMS     *struct {
+		P50, P90, P99, P999, Max int64
+	} `json:"watch_lag_ms"`
+	WatchErrors []string `json:"watch_errors"`
 	// Steal is the share of the machine's CPU time the hypervisor gave
 	// to other machines while the command ran (floor included), or -1.
 	Steal float64 `json:"-"`
@@ -73,9 +80,9 @@ func main() {
 	flag.IntVar(&memUsers, "mem-users", 1_000_000, "users loaded for the memory and restart figures")
 	flag.IntVar(&memDocs, "mem-docs", 100_000, "documents of 1 KiB created for the memory-per-document and restart figures")
 	gobench := flag.String("gobench", "./storage/ ./actors/ ./cluster/ ./transport/api/", "packages whose Go benchmarks to run")
-	only := flag.String("only", "", "run only one group of rows and print its section instead of writing the report: keyed (the Idempotency-Key rows), secure (the secure-default rows), docs-memory (memory per idle document and the restart with them), users (the user rows, --before against --troupe), ratelimit (the rate-limit rows, --before against --troupe)")
+	only := flag.String("only", "", "run only one group of rows and print its section instead of writing the report: keyed (the Idempotency-Key rows), secure (the secure-default rows), docs-memory (memory per idle document and the restart with them), users (the user rows, --before against --troupe), ratelimit (the rate-limit rows, --before against --troupe), watch (the change-feed row: creates with and without 64 watchers, alternately)")
 	before := flag.String("before", "", "with --only users or ratelimit: a second troupe binary to run the same rows against, alternately")
-	rounds := flag.Int("rounds", 2, "with --only users or ratelimit: how many times to run each binary")
+	rounds := flag.Int("rounds", 2, "with --only users or ratelimit: how many times to run each binary; with --only watch: how many pairs without and with watchers")
 	flag.Parse()
 	switch *only {
 	case "":
@@ -103,8 +110,14 @@ func main() {
 			os.Exit(1)
 		}
 		return
+	case "watch":
+		if err := watchOnly(*bin, *duration, *rounds); err != nil {
+			fmt.Fprintln(os.Stderr, "bench suite:", err)
+			os.Exit(1)
+		}
+		return
 	default:
-		fmt.Fprintf(os.Stderr, "bench suite: --only %q: the groups are: keyed, secure, docs-memory, users, ratelimit\n", *only)
+		fmt.Fprintf(os.Stderr, "bench suite: --only %q: the groups are: keyed, secure, docs-memory, users, ratelimit, watch\n", *only)
 		os.Exit(2)
 	}
 	if err := suite(*bin, *out, *duration, strings.Fields(*gobench)); err != nil {
@@ -174,6 +187,16 @@ func suite(bin, out string, d time.Duration, gopkgs []string) error {
 		return err
 	}
 
+	wn, err := startNodeProc(bin)
+	if err != nil {
+		return err
+	}
+	watchRate, watchRows, err := runWatchRows(bin, wn, d, 2)
+	wn.remove()
+	if err != nil {
+		return err
+	}
+
 	secure, err := runSecure(bin, dur)
 	if err != nil {
 		return err
@@ -202,7 +225,7 @@ func suite(bin, out string, d time.Duration, gopkgs []string) error {
 	if err != nil {
 		return err
 	}
-	return writeReport(out, runs, []*run{open, tuned}, keyed, secure, fsync, mem, docMem, goOut, goCmd)
+	return writeReport(out, runs, []*run{open, tuned}, keyed, secure, watchTable(watchRate, watchRows), fsync, mem, docMem, goOut, goCmd)
 }
 
 func freeAddr() string {

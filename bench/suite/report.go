@@ -57,7 +57,7 @@ func floorP99(r *result) string {
 	return fmt.Sprintf("p99 %s ms", ms(r.Floor.LatencyUS.P99))
 }
 
-func writeReport(path string, runs []*run, opens []*run, keyed *keyedRuns, secure *secureRuns, fsync time.Duration, mem *memoryResult, docMem *docMemoryResult, goOut, goCmd string) error {
+func writeReport(path string, runs []*run, opens []*run, keyed *keyedRuns, secure *secureRuns, watch string, fsync time.Duration, mem *memoryResult, docMem *docMemoryResult, goOut, goCmd string) error {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	when := time.Now().UTC().Format("2006-01-02 15:04 UTC")
@@ -76,7 +76,7 @@ func writeReport(path string, runs []*run, opens []*run, keyed *keyedRuns, secur
 	w("Machine: %d cores (`nproc`), %s, %s. Durable writes: fsync of a 4 KiB append here took\n", runtime.NumCPU(), cpuModel(), goVersion())
 	w("%.2f ms on average (so one writer at a time could do at most %.0f writes/s).\n\n", float64(fsync.Microseconds())/1000, 1/fsync.Seconds())
 	w("Node: `troupe serve --insecure --rate-limit off --max-streams-per-user 100000 --grpc-addr 127.0.0.1:8081` with a fresh data dir, one-node cluster, 64 user shards.\n\n")
-	w("How to run: `make bench` writes this page and its chart (≈ 8 min); `make bench-keyed`, `make bench-users` and `make bench-ratelimit` print one\n")
+	w("How to run: `make bench` writes this page and its chart (≈ 8 min); `make bench-keyed`, `make bench-users`, `make bench-ratelimit` and `make bench-watch` print one\n")
 	w("group of its rows; `make bench-peers` runs etcd 3.6 and ShareDB 7 beside troupe in one run, with the same\n")
 	w("connection counts, and writes docs/PEERS.md (`PEERS_DURATION=2s make bench-peers` for a short trial).\n\n")
 
@@ -136,6 +136,12 @@ func writeReport(path string, runs []*run, opens []*run, keyed *keyedRuns, secur
 
 	writeKeyed(w, keyed)
 	writeSecure(w, secure)
+
+	w("## Change feed (`watch`)\n\n")
+	w("64 watchers of `GET /v1/watch?kinds=users` while creating users, next to the same creates without\n")
+	w("watchers, alternately on one fresh node (goal: creates ≥ 0.8 × without, every watcher's lag p99 ≤ 50 ms;\n")
+	w("lag is when the watcher read a change minus the change's `at`). `make bench-watch` runs three pairs of 10 s.\n\n")
+	w("%s\n", watch)
 
 	w("## Memory and restart\n\n")
 	w("%d users loaded in batches of 1000 (%.0f users/s): live heap %.0f MB after a forced GC, %.0f B per\n",

@@ -84,7 +84,7 @@ func TestWriteReport(t *testing.T) {
 		Ready: 2 * time.Second, ReadBack: 2100 * time.Millisecond, Cmd: "troupe bench --scenario docs-create …"}
 	goOut := "BenchmarkIdleDocMemory-2 \t 1\t 5 ns/op\t 686.0 B/doc\n"
 	path := filepath.Join(dir, "BENCHMARKS.md")
-	if err := writeReport(path, runs, opens, keyed, secure, 200*time.Microsecond, mem, docMem, goOut, "go test …"); err != nil {
+	if err := writeReport(path, runs, opens, keyed, secure, "| watch table |", 200*time.Microsecond, mem, docMem, goOut, "go test …"); err != nil {
 		t.Fatal(err)
 	}
 	md, err := os.ReadFile(path)

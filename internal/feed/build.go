@@ -1,8 +1,6 @@
 package feed
 
 import (
-	"unsafe"
-
 	"github.com/troupe-db/troupe/storage"
 )
 
@@ -32,58 +30,38 @@ type builder struct {
 	// bucket among them.
 	owing     map[string]owed
 	minBucket int64
-	// slab is where new changes are taken from: one allocation for
-	// slabSize changes (a slab stays alive while the ring keeps any of
-	// its changes: at most slabSize-1 dropped ones beyond the bounds).
-	slab []Change
-	// users and chunk hold the kept users' records: copies without
-	// password hash or sessions, 64 to an allocation, their strings in
-	// chunks of bytes that hold no pointers. The history keeps a hundred
-	// thousand changes alive, and the collector marks what they point
-	// to: one result object and its bytes per user cost it twice what the
-	// rest of the apply path did (docs/BENCHMARKS-notes.md).
-	users []storage.User
-	chunk []byte
+	// pend holds the changes built since the worker last published them,
+	// encoded (codec.go): building a change writes its bytes once, and
+	// keeps nothing of the command or its result.
+	pend pending
 }
 
-const (
-	slabSize  = 64
-	chunkSize = 16 << 10
-)
-
-// keepUser copies what a change shows of u into the builder's slabs.
-func (b *builder) keepUser(u *storage.User) *storage.User {
-	if len(b.users) == cap(b.users) {
-		b.users = make([]storage.User, 0, slabSize)
-	}
-	// Appending within the capacity never moves the earlier records.
-	b.users = append(b.users, storage.User{ID: b.str(u.ID), Name: b.str(u.Name), Email: b.str(u.Email),
-		Role: u.Role, Version: u.Version, CreatedMs: u.CreatedMs, UpdatedMs: u.UpdatedMs})
-	return &b.users[len(b.users)-1]
+// pending is a run of encoded changes, back to back.
+type pending struct {
+	data []byte
+	ends []int     // where each change ends in data
+	side []sideRec // the policies and members, by change number
 }
 
-// str copies s into the current chunk. A chunk's written bytes never
-// change (appends stay within its capacity), so strings may alias them.
-func (b *builder) str(s string) string {
-	if s == "" {
-		return ""
+func (p *pending) len() int { return len(p.ends) }
+
+// enc is change i, encoded, and its policy or member (nil if none).
+func (p *pending) enc(i int, k *int) ([]byte, any) {
+	start := 0
+	if i > 0 {
+		start = p.ends[i-1]
 	}
-	if len(s) > cap(b.chunk)-len(b.chunk) {
-		b.chunk = make([]byte, 0, max(chunkSize, len(s)))
+	var side any
+	if *k < len(p.side) && p.side[*k].i == i {
+		side = p.side[*k].rec
+		*k++
 	}
-	start := len(b.chunk)
-	b.chunk = append(b.chunk, s...)
-	return unsafe.String(&b.chunk[start], len(s))
+	return p.data[start:p.ends[i]], side
 }
 
-// newChange returns a zero change of the builder's slab.
-func (b *builder) newChange() *Change {
-	if len(b.slab) == 0 {
-		b.slab = make([]Change, slabSize)
-	}
-	c := &b.slab[0]
-	b.slab = b.slab[1:]
-	return c
+func (p *pending) clear() {
+	clear(p.side)
+	p.data, p.ends, p.side = p.data[:0], p.ends[:0], p.side[:0]
 }
 
 // owed is a document's newest listing (title and editors as they are
@@ -142,19 +120,20 @@ type spec struct {
 	LostReader string
 }
 
-// add appends a change (in the slab) at the next position of the
-// current entry.
-func (b *builder) add(out []*Change, v spec) []*Change {
-	c := b.newChange()
-	c.Position = Position{Index: b.index, N: b.n}
+// add builds a change at the next position of the current entry.
+func (b *builder) add(v spec) {
+	p := Position{Index: b.index, N: b.n}
 	b.n++
-	c.Kind, c.Op, c.ID, c.Version, c.AtMs = v.Kind, v.Op, v.ID, v.Version, v.AtMs
-	c.User, c.Doc, c.Policy, c.Member, c.LostReader = v.User, v.Doc, v.Policy, v.Member, v.LostReader
-	return append(out, c)
+	var side any
+	b.pend.data, side = encodeChange(b.pend.data, p, &v)
+	if side != nil {
+		b.pend.side = append(b.pend.side, sideRec{i: len(b.pend.ends), rec: side})
+	}
+	b.pend.ends = append(b.pend.ends, len(b.pend.data))
 }
 
-// changes appends the changes of one applied command.
-func (b *builder) changes(it *item, out []*Change) []*Change {
+// changes builds the changes of one applied command.
+func (b *builder) changes(it *item) {
 	if it.index != b.index {
 		b.index, b.n = it.index, 0
 	}
@@ -167,28 +146,28 @@ func (b *builder) changes(it *item, out []*Change) []*Change {
 		if cmd.Kind == storage.CmdDocSubmit && res.Err == nil && res.Submit != nil && !res.Submit.Repeated {
 			skip = cmd.Doc.DocID
 		}
-		out = b.settle(out, it.atMs/TextBucketMs, skip)
+		b.settle(it.atMs/TextBucketMs, skip)
 	}
 	if res.Err != nil {
-		return out
+		return
 	}
 	switch cmd.Kind {
 	case storage.CmdInit, storage.CmdUserCreate:
 		if res.User != nil {
-			out = b.add(out, b.userChange(OpCreated, res.User, it.atMs))
+			b.add(b.userChange(OpCreated, res.User, it.atMs))
 		}
 	case storage.CmdUserBatch:
 		for i := range res.Items {
 			if u := res.Items[i].User; u != nil && res.Items[i].Err == nil {
-				out = b.add(out, b.userChange(OpCreated, u, it.atMs))
+				b.add(b.userChange(OpCreated, u, it.atMs))
 			}
 		}
 	case storage.CmdUserPatch:
 		if res.User != nil && cmd.Patch.Fields != 0 {
-			out = b.add(out, b.userChange(OpUpdated, res.User, it.atMs))
+			b.add(b.userChange(OpUpdated, res.User, it.atMs))
 		}
 	case storage.CmdUserDelete:
-		out = b.add(out, spec{Kind: KindUser, Op: OpDeleted, ID: cmd.Delete, AtMs: it.atMs})
+		b.add(spec{Kind: KindUser, Op: OpDeleted, ID: cmd.Delete, AtMs: it.atMs})
 	case storage.CmdDocCreate, storage.CmdDocTitle, storage.CmdDocEditor, storage.CmdDocMember, storage.CmdDocDelete:
 		if res.Doc == nil {
 			break
@@ -214,7 +193,7 @@ func (b *builder) changes(it *item, out []*Change) []*Change {
 			l2 := l
 			b.owing[l.ID] = owed{doc: &l2, atMs: o.atMs}
 		}
-		out = b.add(out, c)
+		b.add(c)
 	case storage.CmdDocSubmit:
 		d := it.p.After()
 		if res.Submit == nil || res.Submit.Repeated || d == nil {
@@ -226,7 +205,7 @@ func (b *builder) changes(it *item, out []*Change) []*Change {
 			break
 		}
 		delete(b.owing, l.ID)
-		out = b.add(out, spec{Kind: KindDoc, Op: OpUpdated, ID: l.ID, Version: l.Version, AtMs: it.atMs, Doc: &l})
+		b.add(spec{Kind: KindDoc, Op: OpUpdated, ID: l.ID, Version: l.Version, AtMs: it.atMs, Doc: &l})
 	case storage.CmdPolicyPut, storage.CmdPolicyDelete:
 		if it.meta == nil {
 			break
@@ -238,7 +217,7 @@ func (b *builder) changes(it *item, out []*Change) []*Change {
 				c.Op = OpUpdated
 			}
 		}
-		out = b.add(out, c)
+		b.add(c)
 	case storage.CmdMember:
 		if it.meta == nil {
 			break
@@ -250,14 +229,13 @@ func (b *builder) changes(it *item, out []*Change) []*Change {
 				c.Op = OpUpdated
 			}
 		}
-		out = b.add(out, c)
+		b.add(c)
 	}
-	return out
 }
 
 // settle emits the owing documents whose bucket is before bucket (but
 // skip), in id order so that every node emits them alike.
-func (b *builder) settle(out []*Change, bucket int64, skip string) []*Change {
+func (b *builder) settle(bucket int64, skip string) {
 	var due []*storage.Doc
 	next := int64(-1)
 	for id, o := range b.owing {
@@ -277,9 +255,8 @@ func (b *builder) settle(out []*Change, bucket int64, skip string) []*Change {
 	sortDocs(due)
 	for _, d := range due {
 		// At the document's time, which a restored node knows too.
-		out = b.add(out, spec{Kind: KindDoc, Op: OpUpdated, ID: d.ID, Version: d.Version, AtMs: d.UpdatedMs, Doc: d})
+		b.add(spec{Kind: KindDoc, Op: OpUpdated, ID: d.ID, Version: d.Version, AtMs: d.UpdatedMs, Doc: d})
 	}
-	return out
 }
 
 func sortDocs(ds []*storage.Doc) {
@@ -290,9 +267,8 @@ func sortDocs(ds []*storage.Doc) {
 	}
 }
 
-// userChange is a change of u, kept without its password hash or
-// sessions.
+// userChange is a change of u (its encoding keeps no password hash or
+// sessions).
 func (b *builder) userChange(op Op, u *storage.User, atMs int64) spec {
-	k := b.keepUser(u)
-	return spec{Kind: KindUser, Op: op, ID: k.ID, Version: u.Version, AtMs: atMs, User: k}
+	return spec{Kind: KindUser, Op: op, ID: u.ID, Version: u.Version, AtMs: atMs, User: u}
 }

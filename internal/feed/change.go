@@ -217,7 +217,6 @@ type Change struct {
 	// that user hears of the document.
 	LostReader string
 
-	bytes    int
 	rendered atomic.Pointer[[]byte]
 }
 
@@ -230,32 +229,4 @@ func (c *Change) Rendered(render func(*Change) []byte) []byte {
 	b := render(c)
 	c.rendered.Store(&b)
 	return b
-}
-
-// changeOverhead is what a change counts against the ring's byte bound
-// beyond its strings: the struct, its record's and the ring's slot.
-const changeOverhead = 160
-
-// size estimates the memory the change holds.
-func (c *Change) size() int {
-	n := changeOverhead + len(c.ID) + len(c.LostReader)
-	if u := c.User; u != nil {
-		n += 64 + len(u.ID) + len(u.Name) + len(u.Email)
-	}
-	if d := c.Doc; d != nil {
-		n += len(d.ID) + len(d.Title) + len(d.Owner)
-		for _, e := range d.Editors {
-			n += 16 + len(e)
-		}
-	}
-	if p := c.Policy; p != nil {
-		n += 2 * len(p.Name)
-		if p.Envoy != nil {
-			n += 256
-		}
-	}
-	if m := c.Member; m != nil {
-		n += len(m.ID) + len(m.HTTPAddr) + len(m.RaftAddr)
-	}
-	return n
 }

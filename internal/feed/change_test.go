@@ -85,12 +85,18 @@ func FuzzParseKinds(f *testing.F) {
 	})
 }
 
+// pushSpec encodes v at p and pushes it into r.
+func pushSpec(r *ring, p Position, v spec) {
+	b, side := encodeChange(nil, p, &v)
+	r.push(b, side)
+}
+
 // TestRingBounds: the ring keeps the newest changes within both bounds
 // (the newest always), and says what it no longer has.
 func TestRingBounds(t *testing.T) {
 	r := ring{maxChanges: 100, maxBytes: 1 << 20, floor: After(0)}
 	for i := uint64(1); i <= 1000; i++ {
-		r.push(&Change{Position: Position{i, 0}, ID: "x"})
+		pushSpec(&r, Position{i, 0}, spec{ID: "x"})
 	}
 	if r.len() != 100 || r.floor != (Position{900, 0}) || r.last() != (Position{1000, 0}) {
 		t.Fatalf("%d kept, floor %v, last %v", r.len(), r.floor, r.last())
@@ -107,18 +113,21 @@ func TestRingBounds(t *testing.T) {
 	big := &storage.User{Name: strings.Repeat("n", 100_000)}
 	r.maxBytes = 350_000
 	for i := uint64(1001); i <= 1010; i++ {
-		r.push(&Change{Position: Position{i, 0}, User: big})
+		pushSpec(&r, Position{i, 0}, spec{User: big})
 	}
 	if r.len() != 3 || r.bytes > 350_000 {
 		t.Fatalf("%d kept, %d bytes", r.len(), r.bytes)
 	}
 	r.maxBytes = 1000
-	r.push(&Change{Position: Position{1011, 0}, User: big})
-	if r.len() != 1 || r.floor != (Position{1010, 0}) {
-		t.Fatalf("%d kept, floor %v", r.len(), r.floor)
+	pushSpec(&r, Position{1011, 0}, spec{User: big})
+	if r.len() != 1 || r.floor != (Position{1010, 0}) || len(r.segs) != 1 {
+		t.Fatalf("%d kept in %d segments, floor %v", r.len(), len(r.segs), r.floor)
 	}
 	r.reset(After(2000))
 	if r.len() != 0 || r.bytes != 0 || r.last() != After(2000) {
 		t.Fatalf("after a reset: %d kept, %d bytes, last %v", r.len(), r.bytes, r.last())
+	}
+	if cs, err := r.after(After(2000), nil, 10); err != nil || len(cs) != 0 {
+		t.Fatalf("after a reset: %d changes, %v", len(cs), err)
 	}
 }

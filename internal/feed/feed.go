@@ -215,7 +215,6 @@ const lazyEvery = 10 * time.Millisecond
 func (f *Feed) worker() {
 	defer close(f.done)
 	var items []item
-	var out []*Change
 	tick := time.NewTicker(lazyEvery)
 	defer tick.Stop()
 	for {
@@ -232,11 +231,9 @@ func (f *Feed) worker() {
 			it := &items[i]
 			switch {
 			case it.mark:
-				f.publish(out, it.index)
-				out = out[:0]
+				f.publish(it.index)
 			case it.reset != nil:
-				f.publish(out, 0)
-				out = out[:0]
+				f.publish(0)
 				f.b.reset(it.reset.docs, it.reset.lastMs)
 				f.mu.Lock()
 				f.ring.reset(After(it.index))
@@ -245,11 +242,15 @@ func (f *Feed) worker() {
 				f.mu.Unlock()
 			default:
 				select {
-				case <-it.p.Done():
-				case <-f.stop:
-					return
+				case <-it.p.Done(): // resolved already, as most are
+				default:
+					select {
+					case <-it.p.Done():
+					case <-f.stop:
+						return
+					}
 				}
-				out = f.b.changes(it, out)
+				f.b.changes(it)
 			}
 		}
 		clear(items)
@@ -258,28 +259,28 @@ func (f *Feed) worker() {
 		} else {
 			f.owedUntil.Store(0)
 		}
-		if len(out) > 0 {
-			f.publish(out, 0)
-			out = out[:0]
-		}
+		f.publish(0)
 	}
 }
 
-// publish pushes changes into the ring and, with index > 0, marks every
-// entry up to index processed; then wakes the subscriptions.
-func (f *Feed) publish(out []*Change, index uint64) {
-	if len(out) == 0 && index == 0 {
+// publish pushes the changes built into the ring and, with index > 0,
+// marks every entry up to index processed; then wakes the subscriptions.
+func (f *Feed) publish(index uint64) {
+	pend := &f.b.pend
+	n := pend.len()
+	if n == 0 && index == 0 {
 		return
 	}
 	f.mu.Lock()
-	for _, c := range out {
-		f.ring.push(c)
+	k := 0
+	for i := range n {
+		f.ring.push(pend.enc(i, &k))
 	}
 	if index > f.processed {
 		f.processed = index
 		f.advanced()
 	}
-	if len(out) > 0 {
+	if n > 0 {
 		for s := range f.subs {
 			select {
 			case s.wake <- struct{}{}:
@@ -289,9 +290,9 @@ func (f *Feed) publish(out []*Change, index uint64) {
 	}
 	f.mu.Unlock()
 	if f.changes != nil {
-		f.changes.Add(len(out))
+		f.changes.Add(n)
 	}
-	clear(out)
+	pend.clear()
 }
 
 // advanced wakes those waiting for progress; under mu.

@@ -225,7 +225,7 @@ func (s *Server) watchSSE(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	shutdown := ctx.Done()
-	serveSSE(ctx, func(send func([]byte) bool) {
+	serveSSEConn(ctx, func(send func([]byte) bool) {
 		defer s.closeWatch(w)
 		if !send([]byte(": watching after " + w.start.String() + "\n\n")) {
 			return
