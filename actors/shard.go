@@ -182,7 +182,7 @@ func (a *shardActor) publishIfWanted() {
 // still answer into it.
 type shardRead struct {
 	op  readOp
-	key string // the user id (readUser, readToken) or email key (readEmail)
+	key string // the email key (readEmail) or the user id (the others)
 	sid string // readToken: the session asked about
 
 	// Answers, written by the actor before it signals done.
@@ -214,9 +214,10 @@ func (m *shardRead) expire() { m.done <- readExpired }
 type readOp uint8
 
 const (
-	readUser  readOp = iota // the user with id key
-	readEmail               // the owner of email key
-	readToken               // the token state of the user with id key
+	readUser    readOp = iota // the user with id key
+	readEmail                 // the owner of email key
+	readToken                 // the token state of the user with id key
+	readProfile               // the user with id key, without its auth state
 )
 
 // lookup answers m in the actor, recovering a panic for that read alone:
@@ -274,6 +275,8 @@ func (m *shardRead) lookup(s *storage.UserShard) {
 		m.owner, m.found = s.EmailOwner(m.key)
 	case readToken:
 		m.tok, m.found = s.TokenState(m.key, m.sid)
+	case readProfile:
+		m.usr, m.found = s.GetProfile(m.key)
 	}
 }
 

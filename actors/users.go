@@ -464,11 +464,21 @@ func release(r *shardRead) {
 
 // Get returns the user with id, or a not-found *storage.Error.
 func (u *Users) Get(id string, deadline time.Time) (*storage.User, error) {
+	return u.get(readUser, id, deadline)
+}
+
+// GetProfile is Get without the user's authentication state (Auth nil,
+// storage.UserShard.GetProfile): for answers that show the user.
+func (u *Users) GetProfile(id string, deadline time.Time) (*storage.User, error) {
+	return u.get(readProfile, id, deadline)
+}
+
+func (u *Users) get(op readOp, id string, deadline time.Time) (*storage.User, error) {
 	home := u.homeShard(id)
 	if home < 0 {
 		return nil, notFound(id)
 	}
-	r := getRead(readUser, id)
+	r := getRead(op, id)
 	if err := u.ask(home, r, deadline); err != nil {
 		if !errors.Is(err, ErrTimeout) {
 			release(r)

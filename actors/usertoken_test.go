@@ -25,8 +25,12 @@ func TestTokenStateRead(t *testing.T) {
 		if err != nil || got != want {
 			t.Fatalf("%s: %+v %v, want %+v", what, got, err, want)
 		}
-		if u, err := f.users.Get(id, deadline()); err != nil || u.Role != got.Role || u.TokenEpoch() != got.Epoch || u.HasSession(sid) != got.Session {
+		u, err := f.users.Get(id, deadline())
+		if err != nil || u.Role != got.Role || u.TokenEpoch() != got.Epoch || u.HasSession(sid) != got.Session {
 			t.Fatalf("%s: Get disagrees: %+v %v", what, u, err)
+		}
+		if p, err := f.users.GetProfile(id, deadline()); err != nil || p.Auth != nil || p.ID != id || p.Version != u.Version || p.Role != u.Role {
+			t.Fatalf("%s: GetProfile %+v %v", what, p, err)
 		}
 	}
 	// The create published no view: this read goes through the actor.
@@ -53,6 +57,9 @@ func TestTokenStateRead(t *testing.T) {
 	}
 	if _, err := f.users.TokenState(id, "fam", deadline()); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("deleted user: %v", err)
+	}
+	if _, err := f.users.GetProfile(id, deadline()); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("deleted user's profile: %v", err)
 	}
 	if _, err := f.users.TokenState("not-an-id", "fam", deadline()); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("bad id: %v", err)

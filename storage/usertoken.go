@@ -1,5 +1,7 @@
 package storage
 
+import "bytes"
+
 // TokenState is what an access token is checked against in its user's
 // record: the user's current role and token epoch, and whether the
 // token's session (refresh family) is still open.
@@ -33,6 +35,28 @@ func (s *UserShard) TokenState(id, sid string) (TokenState, bool) {
 	t := d.tokenState(sid)
 	mustDecode(&d)
 	return t, true
+}
+
+// GetProfile is Get without the authentication state (Auth is nil): for
+// answers that show a user, which never include it. It decodes the
+// record's fields alone, never its sessions.
+func (s *UserShard) GetProfile(id string) (*User, bool) {
+	k, ok := refOf(id)
+	if !ok {
+		return nil, false
+	}
+	r, ok := s.byID.get(k)
+	if !ok {
+		return nil, false
+	}
+	// From a copy, as decode: the strings must not alias the arena.
+	d := decoder{b: bytes.Clone(s.arena.record(r.loc())), alias: true}
+	u := &User{}
+	d.userFields(u)
+	if d.err != nil {
+		mustDecode(&d)
+	}
+	return u, true
 }
 
 // tokenState decodes a record as userInto does, keeping only its token

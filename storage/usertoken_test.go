@@ -38,6 +38,9 @@ func TestTokenStateAgreesWithGet(t *testing.T) {
 			if !ok || got != want {
 				t.Fatalf("%s session %q: %+v %v, want %+v", id, sid, got, ok, want)
 			}
+			if p, ok := s.GetProfile(id); !ok || p.Auth != nil || *p != (User{ID: u.ID, Name: u.Name, Email: u.Email, PasswordHash: u.PasswordHash, Role: u.Role, Version: u.Version, CreatedMs: u.CreatedMs, UpdatedMs: u.UpdatedMs}) {
+				t.Fatalf("%s: GetProfile %+v, Get %+v", id, p, u)
+			}
 			if got.Holds(u.TokenEpoch()) != u.HasSession(sid) || u.Auth != nil && got.Holds(u.TokenEpoch()+1) {
 				t.Fatalf("%s session %q: Holds disagrees", id, sid)
 			}
@@ -45,6 +48,9 @@ func TestTokenStateAgreesWithGet(t *testing.T) {
 	}
 	s.Remove(ids[0])
 	for _, bad := range []string{ids[0], "", "not-an-id", strings.ToUpper(ids[1])} {
+		if _, ok := s.GetProfile(bad); ok {
+			t.Fatalf("GetProfile(%q) found a record", bad)
+		}
 		if _, ok := s.TokenState(bad, "f"); ok {
 			t.Fatalf("TokenState(%q) found a record", bad)
 		}

@@ -274,7 +274,7 @@ func (s *Server) me(ctx *fasthttp.RequestCtx) {
 	if !s.readGate(ctx, deadline) {
 		return
 	}
-	u, err := s.users().Get(c.uid, deadline)
+	u, err := s.users().GetProfile(c.uid, deadline)
 	if err != nil {
 		writeError(ctx, err)
 		return

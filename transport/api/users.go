@@ -190,7 +190,7 @@ func (s *Server) getUser(ctx *fasthttp.RequestCtx) {
 	if !s.readGate(ctx, deadline) {
 		return
 	}
-	u, err := users.Get(pathID(ctx), deadline)
+	u, err := users.GetProfile(pathID(ctx), deadline)
 	if err != nil {
 		writeError(ctx, err)
 		return
