@@ -1,6 +1,9 @@
 package storage
 
-import "bytes"
+import (
+	"bytes"
+	"encoding/binary"
+)
 
 // TokenState is what an access token is checked against in its user's
 // record: the user's current role and token epoch, and whether the
@@ -67,9 +70,9 @@ func (d *decoder) tokenState(sid string) TokenState {
 	d.raw() // email
 	d.raw() // password hash
 	t := TokenState{Role: Role(d.byte1())}
-	d.uvarint() // version
-	d.varint()  // created
-	d.varint()  // updated
+	d.skipVarint() // version
+	d.skipVarint() // created
+	d.skipVarint() // updated
 	switch d.byte1() {
 	case 0:
 		return t
@@ -84,11 +87,29 @@ func (d *decoder) tokenState(sid string) TokenState {
 		if string(d.raw()) == sid {
 			t.Session = true
 		}
-		d.skip(64) // hash, previous hash
-		d.varint() // rotated
-		d.varint() // expires
+		d.skip(64)     // hash, previous hash
+		d.skipVarint() // rotated
+		d.skipVarint() // expires
 	}
 	return t
+}
+
+// skipVarint passes over a varint (signed or not) without decoding it:
+// its last byte is the first below 0x80.
+func (d *decoder) skipVarint() {
+	if d.err != nil {
+		return
+	}
+	for i, c := range d.b {
+		if i == binary.MaxVarintLen64 {
+			break
+		}
+		if c < 0x80 {
+			d.b = d.b[i+1:]
+			return
+		}
+	}
+	d.fail("bad varint")
 }
 
 // skip passes over n bytes.

@@ -104,3 +104,24 @@ func BenchmarkUserTokenState(b *testing.B) {
 		}
 	})
 }
+
+// TestSkipVarint: skipping a varint passes over exactly the bytes
+// decoding it would, and refuses what decoding refuses for length.
+func TestSkipVarint(t *testing.T) {
+	for _, v := range []int64{0, 1, -1, 63, -64, 64, 1 << 40, t0, -t0, 1<<63 - 1, -1 << 63} {
+		var e encoder
+		e.varint(v)
+		e.byte1(7)
+		d := decoder{b: e.b}
+		d.skipVarint()
+		if d.err != nil || len(d.b) != 1 || d.b[0] != 7 {
+			t.Fatalf("%d: left %v, err %v", v, d.b, d.err)
+		}
+	}
+	for _, bad := range [][]byte{nil, {0x80}, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}} {
+		d := decoder{b: bad}
+		if d.skipVarint(); d.err == nil {
+			t.Fatalf("% x: skipped", bad)
+		}
+	}
+}
