@@ -182,11 +182,13 @@ func (a *shardActor) publishIfWanted() {
 // still answer into it.
 type shardRead struct {
 	op  readOp
-	key string // the user id (readUser) or email key (readEmail)
+	key string // the email key (readEmail) or the user id (the others)
+	sid string // readToken: the session asked about
 
 	// Answers, written by the actor before it signals done.
 	usr   *storage.User
-	owner string // readEmail: the id holding the email
+	tok   storage.TokenState // readToken
+	owner string             // readEmail: the id holding the email
 	found bool
 
 	// done gets the actor's answer (answered or panicked) and, should the
@@ -212,8 +214,10 @@ func (m *shardRead) expire() { m.done <- readExpired }
 type readOp uint8
 
 const (
-	readUser  readOp = iota // the user with id key
-	readEmail               // the owner of email key
+	readUser    readOp = iota // the user with id key
+	readEmail                 // the owner of email key
+	readToken                 // the token state of the user with id key
+	readProfile               // the user with id key, without its auth state
 )
 
 // lookup answers m in the actor, recovering a panic for that read alone:
@@ -234,7 +238,7 @@ func (a *shardActor) lookup(m *shardRead) (st readState) {
 // means m was not answered and must be sent to the actor; the actor is
 // then asked to publish a fresh view once it has caught up.
 func (l *shardLink) readView(m *shardRead, sys *System, index int) (ok bool, err error) {
-	if l.stopped.Load() || m.op != readUser {
+	if l.stopped.Load() || m.op == readEmail {
 		return false, nil
 	}
 	sent := l.sent.Load()
@@ -269,6 +273,10 @@ func (m *shardRead) lookup(s *storage.UserShard) {
 		m.usr, m.found = s.Get(m.key)
 	case readEmail:
 		m.owner, m.found = s.EmailOwner(m.key)
+	case readToken:
+		m.tok, m.found = s.TokenState(m.key, m.sid)
+	case readProfile:
+		m.usr, m.found = s.GetProfile(m.key)
 	}
 }
 

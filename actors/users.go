@@ -458,17 +458,27 @@ func release(r *shardRead) {
 	if !r.direct && !r.timer.Stop() {
 		return
 	}
-	r.key, r.usr, r.owner, r.found = "", nil, "", false
+	r.key, r.sid, r.usr, r.tok, r.owner, r.found = "", "", nil, storage.TokenState{}, "", false
 	reads.Put(r)
 }
 
 // Get returns the user with id, or a not-found *storage.Error.
 func (u *Users) Get(id string, deadline time.Time) (*storage.User, error) {
+	return u.get(readUser, id, deadline)
+}
+
+// GetProfile is Get without the user's authentication state (Auth nil,
+// storage.UserShard.GetProfile): for answers that show the user.
+func (u *Users) GetProfile(id string, deadline time.Time) (*storage.User, error) {
+	return u.get(readProfile, id, deadline)
+}
+
+func (u *Users) get(op readOp, id string, deadline time.Time) (*storage.User, error) {
 	home := u.homeShard(id)
 	if home < 0 {
 		return nil, notFound(id)
 	}
-	r := getRead(readUser, id)
+	r := getRead(op, id)
 	if err := u.ask(home, r, deadline); err != nil {
 		if !errors.Is(err, ErrTimeout) {
 			release(r)
@@ -481,6 +491,31 @@ func (u *Users) Get(id string, deadline time.Time) (*storage.User, error) {
 		return nil, notFound(id)
 	}
 	return usr, nil
+}
+
+// TokenState returns what an access token of session sid is checked
+// against in the user with id's record (storage.UserShard.TokenState),
+// read as Get reads the record, or a not-found *storage.Error. It builds
+// no user: a token check costs no copy of the record.
+func (u *Users) TokenState(id, sid string, deadline time.Time) (storage.TokenState, error) {
+	home := u.homeShard(id)
+	if home < 0 {
+		return storage.TokenState{}, notFound(id)
+	}
+	r := getRead(readToken, id)
+	r.sid = sid
+	if err := u.ask(home, r, deadline); err != nil {
+		if !errors.Is(err, ErrTimeout) {
+			release(r)
+		}
+		return storage.TokenState{}, err
+	}
+	t, found := r.tok, r.found
+	release(r)
+	if !found {
+		return storage.TokenState{}, notFound(id)
+	}
+	return t, nil
 }
 
 // FindEmail returns the user holding an email address, if any. The email

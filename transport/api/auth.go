@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/valyala/fasthttp"
 
@@ -45,9 +46,12 @@ const (
 
 // caller is who sent a request.
 type caller struct {
-	// user is the authenticated user; nil for an anonymous --insecure
-	// request or another node.
-	user  *storage.User
+	// uid is the authenticated user's id; "" for an anonymous --insecure
+	// request, another node or a guest with a share link. The token
+	// check reads only the user's token state (storage.TokenState), not
+	// the record: a handler that needs more reads it.
+	uid   string
+	role  storage.Role // the user's role when the token was checked
 	admin bool
 	sid   string // the session the access token came from
 	// link is the share link of the route's document the request
@@ -56,7 +60,10 @@ type caller struct {
 }
 
 // is reports whether the caller is the user with id.
-func (c *caller) is(id string) bool { return c.user != nil && c.user.ID == id }
+func (c *caller) is(id string) bool { return c.uid != "" && c.uid == id }
+
+// signedIn reports whether the caller is a user with a valid access token.
+func (c *caller) signedIn() bool { return c.uid != "" }
 
 type callerKey struct{}
 
@@ -114,8 +121,10 @@ func (s *Server) guard(level access, h fasthttp.RequestHandler) fasthttp.Request
 // authenticate finds the caller of a request from its bearer token. With
 // --insecure a request without a (valid) token acts as admin.
 func (s *Server) authenticate(ctx *fasthttp.RequestCtx) (*caller, *apiError) {
-	raw, hasToken := bearerToken(ctx)
-	c, e := s.tokenCaller(raw, hasToken)
+	b, hasToken := bearerBytes(ctx)
+	// The token is only verified, never kept (Tokens.Verify copies what
+	// it remembers): it is read where it lies in the request.
+	c, e := s.tokenCaller(unsafe.String(unsafe.SliceData(b), len(b)), hasToken)
 	switch {
 	case e != nil && !hasToken:
 		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="troupe"`)
@@ -163,18 +172,17 @@ func (s *Server) verifyCaller(raw string) (*caller, *apiError) {
 		return nil, newError("unauthenticated", "the access token was revoked; refresh it or log in again")
 	}
 	deadline := s.deadline()
-	u, err := users.Get(claims.Subject, deadline)
-	if errors.Is(err, storage.ErrNotFound) || err == nil && (u.TokenEpoch() < claims.Epoch ||
-		u.TokenEpoch() == claims.Epoch && !u.HasSession(claims.SID)) {
+	st, err := users.TokenState(claims.Subject, claims.SID, deadline)
+	if errors.Is(err, storage.ErrNotFound) || err == nil && (st.Epoch < claims.Epoch || st.Epoch == claims.Epoch && !st.Session) {
 		// This node may lag the one that issued the token (a user who
 		// just registered or logged in elsewhere, a token of a newer
 		// epoch): catch up to the leader's commit index and look again.
 		if err := s.node.ReadBarrier(context.Background(), replica.Linearizable, 0, deadline); err != nil {
 			return nil, toAPIError(err)
 		}
-		u, err = users.Get(claims.Subject, deadline)
+		st, err = users.TokenState(claims.Subject, claims.SID, deadline)
 		// Caught up: a token refused now is refused for good.
-		if errors.Is(err, storage.ErrNotFound) || err == nil && tokenHolds(u, claims) != nil {
+		if errors.Is(err, storage.ErrNotFound) || err == nil && tokenHolds(st, claims) != nil {
 			s.revoked.add(claims, time.Now())
 		}
 	}
@@ -184,18 +192,18 @@ func (s *Server) verifyCaller(raw string) (*caller, *apiError) {
 	if err != nil {
 		return nil, toAPIError(err)
 	}
-	if e := tokenHolds(u, claims); e != nil {
+	if e := tokenHolds(st, claims); e != nil {
 		return nil, e
 	}
-	return &caller{user: u, admin: u.Role == storage.RoleAdmin, sid: claims.SID}, nil
+	return &caller{uid: claims.Subject, role: st.Role, admin: st.Role == storage.RoleAdmin, sid: claims.SID}, nil
 }
 
-// tokenHolds checks an access token's claims against its user's record:
-// the same token epoch, and its session still open. Sessions are never
-// reopened and epochs never go back, so once this fails on a node that
-// has seen the token pass, it fails for good.
-func tokenHolds(u *storage.User, claims *auth.Claims) *apiError {
-	if u.TokenEpoch() != claims.Epoch || !u.HasSession(claims.SID) {
+// tokenHolds checks an access token's claims against its user's token
+// state: the same token epoch, and its session still open. Sessions are
+// never reopened and epochs never go back, so once this fails on a node
+// that has seen the token pass, it fails for good.
+func tokenHolds(st storage.TokenState, claims *auth.Claims) *apiError {
+	if !st.Holds(claims.Epoch) {
 		return newError("unauthenticated", "the access token was revoked; refresh it or log in again")
 	}
 	return nil
@@ -206,20 +214,27 @@ func tokenHolds(u *storage.User, claims *auth.Claims) *apiError {
 // the access_token query parameter (never logged: metrics and logs name
 // routes, not URLs).
 func bearerToken(ctx *fasthttp.RequestCtx) (string, bool) {
+	b, ok := bearerBytes(ctx)
+	return string(b), ok
+}
+
+// bearerBytes is bearerToken without the copy: the bytes are the
+// request's, valid until it ends.
+func bearerBytes(ctx *fasthttp.RequestCtx) ([]byte, bool) {
 	h := ctx.Request.Header.Peek("Authorization")
 	if len(h) == 0 {
 		if streamingRoute(ctx.Path()) {
 			if t := ctx.QueryArgs().Peek("access_token"); len(t) > 0 {
-				return string(t), true
+				return t, true
 			}
 		}
-		return "", false
+		return nil, false
 	}
 	const prefix = "bearer "
 	if len(h) <= len(prefix) || !bytes.EqualFold(h[:len(prefix)], []byte(prefix)) {
-		return "", true // present but not a bearer token: refused as invalid
+		return nil, true // present but not a bearer token: refused as invalid
 	}
-	return string(bytes.TrimSpace(h[len(prefix):])), true
+	return bytes.TrimSpace(h[len(prefix):]), true
 }
 
 // peerProven reports whether the request comes from another node: it

@@ -233,12 +233,12 @@ func (s *Server) logout(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	c := callerOf(ctx)
-	if c.user == nil {
+	if !c.signedIn() {
 		writeError(ctx, newError("unauthenticated", "log in first: this request has no user to log out"))
 		return
 	}
 	all := req.All != nil && *req.All
-	op := &storage.SessionOp{Action: storage.SessionRevokeAll, UserID: c.user.ID}
+	op := &storage.SessionOp{Action: storage.SessionRevokeAll, UserID: c.uid}
 	if !all {
 		if req.RefreshToken == nil {
 			writeError(ctx, badRequest("give refresh_token, or all: true", "refresh_token"))
@@ -249,7 +249,7 @@ func (s *Server) logout(ctx *fasthttp.RequestCtx) {
 			writeError(ctx, badRequest("refresh_token is not a refresh token", "refresh_token"))
 			return
 		}
-		if rt.UserID != c.user.ID {
+		if rt.UserID != c.uid {
 			writeError(ctx, newError("forbidden", "the refresh token belongs to another user"))
 			return
 		}
@@ -259,14 +259,14 @@ func (s *Server) logout(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	s.authMetrics.logouts.Inc()
-	s.audit(ctx, "logout", slog.String("user_id", c.user.ID), slog.Bool("all", all))
+	s.audit(ctx, "logout", slog.String("user_id", c.uid), slog.Bool("all", all))
 	ctx.SetStatusCode(http.StatusNoContent)
 }
 
 // me answers the caller's own record.
 func (s *Server) me(ctx *fasthttp.RequestCtx) {
 	c := callerOf(ctx)
-	if c.user == nil {
+	if !c.signedIn() {
 		writeError(ctx, newError("unauthenticated", "this request has no user (--insecure without a token acts as admin); log in to get one"))
 		return
 	}
@@ -274,7 +274,7 @@ func (s *Server) me(ctx *fasthttp.RequestCtx) {
 	if !s.readGate(ctx, deadline) {
 		return
 	}
-	u, err := s.users().Get(c.user.ID, deadline)
+	u, err := s.users().GetProfile(c.uid, deadline)
 	if err != nil {
 		writeError(ctx, err)
 		return

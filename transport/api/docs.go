@@ -285,8 +285,8 @@ func (s *Server) listDocs(ctx *fasthttp.RequestCtx) {
 	}
 	c := callerOf(ctx)
 	uid := ""
-	if c.user != nil {
-		uid = c.user.ID
+	if c.signedIn() {
+		uid = c.uid
 	}
 	docs, more, err := s.docs.List(uid, c.admin, after, limit, deadline)
 	if err != nil {

@@ -265,8 +265,8 @@ func forwardedRequestID(ctx *fasthttp.RequestCtx) string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	scope := "-"
-	if c := callerOf(ctx); c.user != nil {
-		scope = c.user.ID
+	if c := callerOf(ctx); c.signedIn() {
+		scope = c.uid
 	}
 	return scope + ":fwd-" + hex.EncodeToString(b[:])
 }

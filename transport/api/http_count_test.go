@@ -21,15 +21,27 @@ import (
 // callgrind, not a check: without TROUPE_COUNT_N it skips. The
 // instructions per request are the difference between two runs of
 // different N, divided by the difference in N (the node's start-up
-// cancels out). See docs/BENCHMARKS-notes.md.
+// cancels out). With TROUPE_COUNT_AUTH=1 authentication is on and the
+// reads are a signed-in user's of its own record, with its access token.
+// See docs/BENCHMARKS-notes.md.
 func TestCountRequests(t *testing.T) {
 	n, err := strconv.Atoi(os.Getenv("TROUPE_COUNT_N"))
 	if err != nil {
 		t.Skip("a harness for instruction counts, not a check: set TROUPE_COUNT_N to run it")
 	}
-	ts := startServer(t, countOpts(t)...)
+	opts, authLine := countOpts(t), ""
+	if os.Getenv("TROUPE_COUNT_AUTH") == "1" {
+		opts = append(opts, secure)
+	}
+	ts := startServer(t, opts...)
 	h := ts.srv.http.Handler
-	id, _ := ts.create("Bench", "bench@example.com")["id"].(string)
+	var id string
+	if os.Getenv("TROUPE_COUNT_AUTH") == "1" {
+		id = ts.register("Bench", "bench@example.com", "correct horse")
+		authLine = "Authorization: Bearer " + ts.login("bench@example.com", "correct horse").AccessToken + "\r\n"
+	} else {
+		id, _ = ts.create("Bench", "bench@example.com")["id"].(string)
+	}
 	uri, status := "/no/such/route", 404
 	switch os.Getenv("TROUPE_COUNT_CASE") {
 	case "get_stale":
@@ -42,7 +54,7 @@ func TestCountRequests(t *testing.T) {
 	// calls) — or, with TROUPE_COUNT_WIRE=0, handed over parsed: the
 	// handling alone.
 	raw := []byte("GET " + uri + " HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: bench/1.0\r\n" +
-		"Accept: application/json\r\nAccept-Encoding: gzip\r\n\r\n")
+		"Accept: application/json\r\nAccept-Encoding: gzip\r\n" + authLine + "\r\n")
 	wire := os.Getenv("TROUPE_COUNT_WIRE") != "0"
 	addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
 	// One thread: callgrind counts from countLoop's entry on the thread

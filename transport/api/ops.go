@@ -55,7 +55,7 @@ func (s *Server) clusterSecretOK(ctx *fasthttp.RequestCtx) bool {
 	if s.cfg.ClusterSecret == "" || s.peerProven(ctx) {
 		return true
 	}
-	if c := callerOf(ctx); c.user != nil && c.admin {
+	if c := callerOf(ctx); c.signedIn() && c.admin {
 		return true
 	}
 	writeError(ctx, newError("unauthenticated", "membership changes need the cluster secret (X-Troupe-Cluster-Secret)"))

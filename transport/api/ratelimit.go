@@ -179,8 +179,8 @@ func ceilDiv(a, b int64) int64 {
 // else the client address (X-Forwarded-For only from a trusted proxy).
 func (s *Server) limitKey(ctx *fasthttp.RequestCtx) string {
 	c := callerOf(ctx)
-	if c.user != nil {
-		return "user:" + c.user.ID
+	if c.signedIn() {
+		return "user:" + c.uid
 	}
 	if c.guest() {
 		return linkLimitKey(c.link) // a guest is charged to its share link

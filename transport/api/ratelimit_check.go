@@ -118,14 +118,14 @@ func mayCheck(c *caller, policy, key string) *apiError {
 	if c.admin {
 		return nil
 	}
-	if c.user == nil {
+	if !c.signedIn() {
 		return newError("forbidden", "only users may check rate limits")
 	}
-	own := "user:" + c.user.ID
+	own := "user:" + c.uid
 	if key == own || strings.HasPrefix(key, own+":") {
 		return nil
 	}
-	if c.user.Role == storage.RoleService {
+	if c.role == storage.RoleService {
 		if policy != storage.DefaultPolicy {
 			return nil
 		}
@@ -140,7 +140,7 @@ func mayReset(c *caller, policy, key string) *apiError {
 	if c.admin {
 		return nil
 	}
-	if c.user == nil || c.user.Role != storage.RoleService {
+	if !c.signedIn() || c.role != storage.RoleService {
 		return newError("forbidden", "only admins and services may reset a key")
 	}
 	return mayCheck(c, policy, key)

@@ -92,7 +92,7 @@ func (s *Server) AuthorizeRateLimitService(authorization string) (forbidden bool
 		}
 		return false, e
 	}
-	if c.admin || c.user != nil && c.user.Role == storage.RoleService {
+	if c.admin || c.signedIn() && c.role == storage.RoleService {
 		return false, nil
 	}
 	return true, newError("forbidden", "only admins and services may call the rate-limit service")

@@ -1,8 +1,8 @@
 package api
 
 import (
-	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/troupe-db/troupe/transport/auth"
@@ -19,21 +19,34 @@ import (
 // bounded: when full, the expired go, then an arbitrary half.
 type revokedTokens struct {
 	mu   sync.Mutex
-	dead map[string]time.Time // token identity → when the token expires
+	dead map[revokedKey]time.Time // token identity → when the token expires
+	// n is len(dead), for known to skip the lock when the set is empty,
+	// as it is on a node nobody sends revoked tokens to.
+	n atomic.Int64
 }
 
 // maxRevokedTokens bounds the set: ~100 bytes an entry.
 const maxRevokedTokens = 1 << 16
 
-func revokedKey(c *auth.Claims) string {
-	return c.Subject + "\x00" + strconv.FormatUint(c.Epoch, 10) + "\x00" + c.SID
+// revokedKey is a token's identity: its user, epoch and session. Its
+// strings are the claims', so looking one up allocates nothing.
+type revokedKey struct {
+	sub, sid string
+	epoch    uint64
+}
+
+func keyOf(c *auth.Claims) revokedKey {
+	return revokedKey{sub: c.Subject, sid: c.SID, epoch: c.Epoch}
 }
 
 // known reports whether the token of claims was found revoked before.
 func (r *revokedTokens) known(c *auth.Claims) bool {
+	if r.n.Load() == 0 {
+		return false
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	_, ok := r.dead[revokedKey(c)]
+	_, ok := r.dead[keyOf(c)]
 	return ok
 }
 
@@ -46,8 +59,9 @@ func (r *revokedTokens) add(c *auth.Claims, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.dead == nil {
-		r.dead = map[string]time.Time{}
+		r.dead = map[revokedKey]time.Time{}
 	}
+	defer func() { r.n.Store(int64(len(r.dead))) }()
 	if len(r.dead) >= maxRevokedTokens {
 		for k, e := range r.dead {
 			if now.After(e) {
@@ -61,7 +75,7 @@ func (r *revokedTokens) add(c *auth.Claims, now time.Time) {
 			delete(r.dead, k)
 		}
 	}
-	r.dead[revokedKey(c)] = exp
+	r.dead[keyOf(c)] = exp
 }
 
 func (r *revokedTokens) len() int {

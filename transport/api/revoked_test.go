@@ -23,6 +23,16 @@ func TestRevokedTokensBounded(t *testing.T) {
 	if !r.known(a) || r.known(claims("u1", 2, "s1", now)) || r.known(claims("u1", 1, "s2", now)) || r.known(claims("u2", 1, "s1", now)) {
 		t.Fatal("the set confuses tokens")
 	}
+	// Fields do not run into each other (a user id ending as a session
+	// begins).
+	var joined revokedTokens
+	joined.add(claims("u3", 1, "\x00s", now.Add(time.Minute)), now)
+	if joined.known(claims("u3\x001", 1, "s", now)) || joined.known(claims("u3\x00", 1, "s", now)) || !joined.known(claims("u3", 1, "\x00s", now)) {
+		t.Fatal("the set confuses tokens whose fields join alike")
+	}
+	if n := testing.AllocsPerRun(100, func() { r.known(a) }); n != 0 {
+		t.Fatalf("a look-up allocates %v times", n)
+	}
 	// Fill it with tokens that expired, then one more: the expired go.
 	for i := range maxRevokedTokens {
 		r.add(claims("old"+strconv.Itoa(i), 1, "s", now.Add(-time.Second)), now.Add(-2*time.Second))

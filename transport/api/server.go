@@ -112,6 +112,11 @@ type Docs interface {
 type Users interface {
 	HomeShardFor(email string) uint16
 	Get(id string, deadline time.Time) (*storage.User, error)
+	// GetProfile is Get without the authentication state: for answers.
+	GetProfile(id string, deadline time.Time) (*storage.User, error)
+	// TokenState is what an access token of session sid is checked
+	// against in the user's record, read as Get reads it.
+	TokenState(id, sid string, deadline time.Time) (storage.TokenState, error)
 	FindEmail(email string, deadline time.Time) (*storage.User, error)
 	EmailTakenIfIdle(email, exceptID string) bool
 	List(after, q string, limit int, deadline time.Time) ([]*storage.User, bool, error)

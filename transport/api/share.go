@@ -114,8 +114,8 @@ func (s *Server) nowMs() int64 { return s.tokens.Now().UnixMilli() }
 // link counts only on the document it is a link of.
 func (c *caller) docCaller(docID string) storage.DocCaller {
 	dc := storage.DocCaller{Admin: c.admin}
-	if c.user != nil {
-		dc.User = c.user.ID
+	if c.signedIn() {
+		dc.User = c.uid
 	}
 	if c.link != nil && c.link.docID == docID {
 		dc.Link = c.link.id
@@ -131,14 +131,14 @@ func (s *Server) access(ctx *fasthttp.RequestCtx, d *storage.Doc) storage.DocAcc
 }
 
 // guest reports whether c acts through a share link without an account.
-func (c *caller) guest() bool { return c.user == nil && !c.admin && c.link != nil }
+func (c *caller) guest() bool { return !c.signedIn() && !c.admin && c.link != nil }
 
 // presenceName is how c shows in a document's presence: its user id, or
 // for a guest "guest-" and the start of its link's id.
 func (c *caller) presenceName() string {
 	switch {
-	case c.user != nil:
-		return c.user.ID
+	case c.signedIn():
+		return c.uid
 	case c.guest():
 		return "guest-" + c.link.id[:4]
 	}

@@ -73,17 +73,17 @@ func (s *Server) streamCaller(raw string, hasToken bool) (*caller, string) {
 	if users == nil {
 		return nil, ""
 	}
-	u, err := users.Get(claims.Subject, s.deadline())
+	st, err := users.TokenState(claims.Subject, claims.SID, s.deadline())
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, stream.ReasonRevoked
 	}
 	if err != nil {
 		return nil, ""
 	}
-	if tokenHolds(u, claims) != nil {
+	if tokenHolds(st, claims) != nil {
 		return nil, stream.ReasonRevoked
 	}
-	return &caller{user: u, admin: u.Role == storage.RoleAdmin, sid: claims.SID}, ""
+	return &caller{uid: claims.Subject, role: st.Role, admin: st.Role == storage.RoleAdmin, sid: claims.SID}, ""
 }
 
 // openStream admits and registers a stream of the request's document, or
@@ -102,8 +102,8 @@ func (s *Server) openStream(ctx *fasthttp.RequestCtx) (x *stream.Stream, d *stor
 	x = &stream.Stream{DocID: d.ID, Key: key, Sub: sub}
 	c := callerOf(ctx)
 	user := ""
-	if c.user != nil {
-		user = c.user.ID
+	if c.signedIn() {
+		user = c.uid
 	}
 	if dc := c.docCaller(d.ID); dc.Link != "" {
 		x.Link = dc.Link

@@ -190,7 +190,7 @@ func (s *Server) getUser(ctx *fasthttp.RequestCtx) {
 	if !s.readGate(ctx, deadline) {
 		return
 	}
-	u, err := users.Get(pathID(ctx), deadline)
+	u, err := users.GetProfile(pathID(ctx), deadline)
 	if err != nil {
 		writeError(ctx, err)
 		return
@@ -278,12 +278,17 @@ func (s *Server) patchUser(ctx *fasthttp.RequestCtx) {
 			writeError(ctx, badRequest("current_password is required to change your own password", "current_password"))
 			return
 		}
-		ok, err := s.verifyPassword(*req.CurrentPassword, c.user.PasswordHash, deadline)
+		self, err := users.Get(c.uid, deadline)
 		if err != nil {
 			writeError(ctx, err)
 			return
 		}
-		if !ok || c.user.PasswordHash == "" {
+		ok, err := s.verifyPassword(*req.CurrentPassword, self.PasswordHash, deadline)
+		if err != nil {
+			writeError(ctx, err)
+			return
+		}
+		if !ok || self.PasswordHash == "" {
 			writeError(ctx, newError("forbidden", "current_password is wrong"))
 			return
 		}

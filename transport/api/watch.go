@@ -149,8 +149,8 @@ func (s *Server) openWatch(ctx *fasthttp.RequestCtx) (*watcher, bool) {
 		return nil, false
 	}
 	w := &watcher{kinds: q.kinds, admin: c.admin, ended: make(chan struct{})}
-	if c.user != nil {
-		w.user = c.user.ID
+	if c.signedIn() {
+		w.user = c.uid
 	}
 	if !q.hasAfter {
 		q.after = feed.After(s.node.AppliedIndex())

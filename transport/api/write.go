@@ -71,8 +71,8 @@ func (s *Server) startWrite(ctx *fasthttp.RequestCtx, req any) (w writeRequest, 
 		// Keys are scoped by caller: one user's key never answers
 		// another's request.
 		scope := "-"
-		if c := callerOf(ctx); c.user != nil {
-			scope = c.user.ID
+		if c := callerOf(ctx); c.signedIn() {
+			scope = c.uid
 		} else if c.guest() {
 			scope = storage.GuestAuthor(c.link.id) // one link's guests share a scope
 		}

@@ -432,7 +432,7 @@ func (w *wsSession) reauth(in *wsIn) {
 		return
 	}
 	c, ae := w.s.tokenCaller(*in.AccessToken, true)
-	if ae == nil && (c.user == nil || c.user.ID != w.base.Caller) {
+	if ae == nil && (!c.signedIn() || c.uid != w.base.Caller) {
 		ae = newError("forbidden", "the token is another user's")
 	}
 	if ae != nil {
@@ -478,8 +478,8 @@ func (w *wsSession) submit(in *wsIn) {
 	}
 	dc := *w.base
 	dc.Caller, dc.Admin = "", c.admin
-	if c.user != nil {
-		dc.Caller = c.user.ID
+	if c.signedIn() {
+		dc.Caller = c.uid
 	}
 	dc.Link = w.x.Link
 	dc.Submit = &storage.DocSubmit{DocID: w.id, ClientID: clientID, Seq: *in.Seq, Base: *in.BaseVersion, Ops: ops}

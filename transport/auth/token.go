@@ -128,7 +128,9 @@ func (t *Tokens) Issue(u *storage.User, sid string) (string, error) {
 
 // Verify checks an access token and returns its claims, which the
 // caller must not change (they may be shared). The error says nothing a
-// client could use to probe (which check failed is for logs).
+// client could use to probe (which check failed is for logs). Verify
+// keeps no reference to raw (what it remembers, it copies): raw may be a
+// view of a buffer the caller reuses after the call.
 func (t *Tokens) Verify(raw string) (*Claims, error) {
 	a := t.auth()
 	if a == nil {
@@ -166,7 +168,7 @@ func (t *Tokens) remember(a *storage.AuthState, raw string, c *Claims) {
 	if t.under != a || len(t.verified) >= maxVerifiedTokens {
 		t.under, t.verified = a, make(map[string]*Claims)
 	}
-	t.verified[raw] = c
+	t.verified[strings.Clone(raw)] = c
 }
 
 // Now is the time by the tokens' clock.

@@ -1,0 +1,67 @@
+package actors
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/troupe-db/troupe/storage"
+)
+
+// TestTokenStateRead: Users.TokenState answers as Get does, through the
+// actor while the shard's view is behind and from the view once it is
+// current, and follows a session opened and the user deleted.
+func TestTokenStateRead(t *testing.T) {
+	f := newFixture(t, 2)
+	it := f.item("Ada", "ada@example.com", storage.RoleAdmin)
+	it.User.PasswordHash = "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$a2V5a2V5a2V5a2V5a2V5aw"
+	if r := wait(t, f.users.Create(it, 1000)); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	id, shard := it.ID, f.users.homeShard(it.ID)
+	link := f.users.links[shard]
+	check := func(what, sid string, want storage.TokenState) {
+		t.Helper()
+		got, err := f.users.TokenState(id, sid, deadline())
+		if err != nil || got != want {
+			t.Fatalf("%s: %+v %v, want %+v", what, got, err, want)
+		}
+		u, err := f.users.Get(id, deadline())
+		if err != nil || u.Role != got.Role || u.TokenEpoch() != got.Epoch || u.HasSession(sid) != got.Session {
+			t.Fatalf("%s: Get disagrees: %+v %v", what, u, err)
+		}
+		if p, err := f.users.GetProfile(id, deadline()); err != nil || p.Auth != nil || p.ID != id || p.Version != u.Version || p.Role != u.Role {
+			t.Fatalf("%s: GetProfile %+v %v", what, p, err)
+		}
+	}
+	// The create published no view: this read goes through the actor.
+	if link.view.Load().count == link.sent.Load() {
+		t.Fatal("the view is current before any read")
+	}
+	check("through the actor", "fam", storage.TokenState{Role: storage.RoleAdmin})
+	waitView(t, f.users, shard)
+	r := getRead(readToken, id)
+	r.sid = "fam"
+	if ok, err := link.readView(r, f.sys, shard); !ok || err != nil || !r.found {
+		t.Fatalf("a current view did not answer: %v %v", ok, err)
+	}
+	open := &storage.SessionOp{Action: storage.SessionOpen, UserID: id, Family: "fam", Hash: [32]byte{1},
+		PasswordCheck: storage.PasswordCheck(it.User.PasswordHash)}
+	if res := wait(t, f.users.Session(open, 2000, storage.AuthParams{SessionTTLms: 60_000, GraceMs: 1000, MaxSessions: 4})); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	check("after login", "fam", storage.TokenState{Role: storage.RoleAdmin, Session: true})
+	check("another session", "other", storage.TokenState{Role: storage.RoleAdmin})
+	f.create("Bob", "bob@example.com", storage.RoleAdmin) // not the last admin
+	if res := wait(t, f.users.Delete(id)); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if _, err := f.users.TokenState(id, "fam", deadline()); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("deleted user: %v", err)
+	}
+	if _, err := f.users.GetProfile(id, deadline()); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("deleted user's profile: %v", err)
+	}
+	if _, err := f.users.TokenState("not-an-id", "fam", deadline()); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("bad id: %v", err)
+	}
+}
