@@ -345,9 +345,11 @@ func (w *wsSession) pump(done <-chan struct{}) {
 			break
 		}
 		reset = reset || last
+		if ack != nil { // counted before the write, which its reader may see first
+			w.s.wsMetrics.acked(withChange)
+		}
 		err := w.writeFrames(buf)
 		if ack != nil {
-			w.s.wsMetrics.acked(withChange)
 			w.acks.written(ack, err)
 		}
 		return err == nil && !last
