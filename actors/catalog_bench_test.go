@@ -179,8 +179,7 @@ func BenchmarkCatalogUpdate(b *testing.B) {
 		i := 0
 		for b.Loop() {
 			doc := views[i%len(views)]
-			e := new(catalogEntry)
-			*e = listingEntry(doc)
+			e := &catalogEntry{doc: doc}
 			all = all.Clone()
 			all.ReplaceOrInsert(e)
 			owner := state.byUser[doc.Owner].Clone()
