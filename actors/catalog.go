@@ -354,6 +354,7 @@ func (s *catalogState) unindex(user string, e *catalogEntry) {
 
 func (s *catalogState) restore(docs []*storage.Doc) {
 	s.reset()
+	s.byID = make(map[string]*catalogEntry, len(docs))
 	for _, d := range docs {
 		if s.byID[d.ID] != nil {
 			continue
