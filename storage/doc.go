@@ -452,7 +452,7 @@ func (d *decoder) doc() *Doc {
 		}
 	}
 	// One copy of the text, checked and then held (a conversion in each
-	// call copied it twice: a third of a restart's snapshot read).
+	// call copied it twice: a fifth of a restart's snapshot read).
 	text := string(d.raw())
 	if d.err == nil && CheckDocText("content", text) != nil {
 		d.fail("document text is not valid")
