@@ -12,10 +12,11 @@ import (
 )
 
 // Catalog is the listing of the documents (GET /v1/docs): an actor that
-// alone owns every document's listing metadata, kept in id order for
-// admins and, per user, in id order for the documents that user may read
-// (storage.Doc.Readers, the users MayRead admits), so that a user's page
-// costs O(page + log n) whatever the number of documents.
+// alone owns every document's place in the listing (an entry holding the
+// document's immutable state, shared with the directory), kept in id
+// order for admins and, per user, in id order for the documents that user
+// may read (storage.Doc.Readers, the users MayRead admits), so that a
+// user's page costs O(page + log n) whatever the number of documents.
 //
 // It is fed in log order: Docs.Apply, which the FSM calls in log order,
 // makes a note of every document command that reached a document, and
