@@ -100,17 +100,25 @@ func TestDocMethodsNeverChangeTheirReceiver(t *testing.T) {
 		}
 		docs := []*Doc{first}
 		prints := []docPrint{printOf(first)}
-		for step := range 200 {
-			from := docs[len(docs)-1]
-			if r.IntN(4) == 0 {
-				from = docs[r.IntN(len(docs))] // an older Doc: the shared arrays' other path
+		// check compares Doc i with its print when it was made.
+		check := func(step int, what string, i int) {
+			if got := printOf(docs[i]); !got.same(prints[i]) {
+				t.Fatalf("seed %d step %d: %s changed Doc %d (version %d)", seed, step, what, i, docs[i].Version)
 			}
+		}
+		for step := range 200 {
+			at := len(docs) - 1
+			if r.IntN(4) == 0 {
+				at = r.IntN(len(docs)) // an older Doc: the shared arrays' other path
+			}
+			from := docs[at]
 			now := t0 + int64(step+1)*1000
 			n, what := docStep(r, from, now)
-			for i, d := range docs {
-				if got := printOf(d); !got.same(prints[i]) {
-					t.Fatalf("seed %d step %d: %s on version %d changed Doc %d (version %d)", seed, step, what, from.Version, i, d.Version)
-				}
+			// The receiver and the newest Docs (which share the most
+			// with it) at once; every Doc at the end of the line.
+			check(step, what, at)
+			for i := max(len(docs)-4, 0); i < len(docs); i++ {
+				check(step, what, i)
 			}
 			if !reflect.DeepEqual(noRest, docRest{}) {
 				t.Fatalf("seed %d step %d: %s wrote the shared empty docRest", seed, step, what)
@@ -121,6 +129,9 @@ func TestDocMethodsNeverChangeTheirReceiver(t *testing.T) {
 				}
 				docs, prints = append(docs, n), append(prints, printOf(n))
 			}
+		}
+		for i := range docs {
+			check(200, "the line", i)
 		}
 	}
 }
