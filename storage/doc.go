@@ -3,6 +3,7 @@ package storage
 import (
 	"fmt"
 	"slices"
+	"unique"
 )
 
 // Documents: the replicated state of one collaborative document and the
@@ -157,12 +158,17 @@ func HistoryBytes(c *Change) int {
 // HistoryBytes.
 func (d *Doc) KeptHistory() (changes, bytes int) { return len(d.x().hist), d.x().histBytes }
 
+// ownerID returns the one copy of a document owner's id that every Doc
+// of that owner holds (unique's interning), rather than a copy per
+// document: a user owns many, and an idle document's bytes count.
+func ownerID(id string) string { return unique.Make(id).Value() }
+
 // NewDoc returns a document at version 0. Content must pass CheckDocText.
 func NewDoc(id, title, owner, content string, nowMs int64) (*Doc, *Error) {
 	if err := CheckDocText("content", content); err != nil {
 		return nil, err
 	}
-	return &Doc{ID: id, Title: title, Owner: owner, Text: NewText(content), CreatedMs: nowMs, UpdatedMs: nowMs}, nil
+	return &Doc{ID: id, Title: title, Owner: ownerID(owner), Text: NewText(content), CreatedMs: nowMs, UpdatedMs: nowMs}, nil
 }
 
 // WithTitle returns the document retitled at nowMs. A title is not part
@@ -441,7 +447,7 @@ func (e *encoder) docSpilling(d *Doc, spill func()) {
 }
 
 func (d *decoder) doc() *Doc {
-	doc := &Doc{ID: d.str(), Title: d.str(), Owner: d.str()}
+	doc := &Doc{ID: d.str(), Title: d.str(), Owner: ownerID(d.str())}
 	if n := d.count(1); n > 0 {
 		doc.Editors = make([]string, n)
 		for i := range doc.Editors {

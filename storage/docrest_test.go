@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"testing"
+	"unsafe"
 )
 
 // A Doc's rarely used fields live behind one pointer (Doc.rest) that Docs
@@ -153,5 +155,26 @@ func TestIdleDocHasNoRest(t *testing.T) {
 	n, _, serr := d.Submit("c", 1, 0, []Op{{Kind: OpInsert, Pos: 0, Text: "x"}}, t0+1, 4)
 	if serr != nil || n.rest == nil || d.rest != nil {
 		t.Fatalf("a submit: %v, rest %v, the original's %v", serr, n.rest, d.rest)
+	}
+}
+
+// Documents of one owner hold one copy of its id, created or restored,
+// whatever string the id came in.
+func TestDocsShareTheirOwnersID(t *testing.T) {
+	owner := func() string { return strings.Clone(accOwner) } // a string of its own each time
+	a, err := NewDoc(MakeDocID(StampAt(t0)), "a", owner(), "x", t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewDoc(MakeDocID(StampAt(t0)+1), "b", owner(), "y", t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, derr := decodeDoc(encodeDoc(b))
+	if derr != nil {
+		t.Fatal(derr)
+	}
+	if a.Owner != accOwner || unsafe.StringData(a.Owner) != unsafe.StringData(b.Owner) || unsafe.StringData(a.Owner) != unsafe.StringData(back.Owner) {
+		t.Fatal("documents of one owner hold copies of its id")
 	}
 }
