@@ -12,10 +12,11 @@ import (
 )
 
 // Catalog is the listing of the documents (GET /v1/docs): an actor that
-// alone owns every document's listing metadata, kept in id order for
-// admins and, per user, in id order for the documents that user may read
-// (storage.Doc.Readers, the users MayRead admits), so that a user's page
-// costs O(page + log n) whatever the number of documents.
+// alone owns every document's place in the listing (an entry holding the
+// document's immutable state, shared with the directory), kept in id
+// order for admins and, per user, in id order for the documents that user
+// may read (storage.Doc.Readers, the users MayRead admits), so that a
+// user's page costs O(page + log n) whatever the number of documents.
 //
 // It is fed in log order: Docs.Apply, which the FSM calls in log order,
 // makes a note of every document command that reached a document, and
@@ -96,32 +97,16 @@ type catalogPage struct {
 	err  error
 }
 
-// catalogEntry is one document's listing (Doc.Listing's fields),
-// replaced in place, by the actor only. It keeps the fields alone, not
-// a storage.Doc: an idle document costs the catalog 128 bytes, where a
-// Doc with its empty text, history and link fields took 240.
-type catalogEntry struct {
-	id, title, owner     string
-	editors, viewers     []string
-	version              uint64
-	createdMs, updatedMs int64
-}
+// catalogEntry is one document's place in the listing, replaced in
+// place, by the actor only: the document's state as the newest applied
+// note gave it. A Doc is immutable and the directory holds the same one
+// (each note carries the state the document's actor keeps), so an entry
+// costs the catalog a pointer, and no text or history the directory does
+// not hold too: the next note replaces it by the newer state. The rules
+// (MayRead, Readers) are asked on it, and a page answers its Listing.
+type catalogEntry struct{ doc *storage.Doc }
 
-// listingEntry is the entry of d's listing.
-func listingEntry(d *storage.Doc) catalogEntry {
-	l := d.Listing()
-	return catalogEntry{id: l.ID, title: l.Title, owner: l.Owner, editors: l.Editors, viewers: l.Viewers,
-		version: l.Version, createdMs: l.CreatedMs, updatedMs: l.UpdatedMs}
-}
-
-// listing is the entry as the storage.Doc that Doc.Listing made, on
-// which the rules (MayRead, Readers) are asked.
-func (e *catalogEntry) listing() storage.Doc {
-	return storage.Doc{ID: e.id, Title: e.title, Owner: e.owner, Editors: e.editors, Viewers: e.viewers,
-		Version: e.version, CreatedMs: e.createdMs, UpdatedMs: e.updatedMs}
-}
-
-func entryLess(a, b *catalogEntry) bool { return a.id < b.id }
+func entryLess(a, b *catalogEntry) bool { return a.doc.ID < b.doc.ID }
 
 // catalogDegree is the B-trees' degree: nodes of up to 63 pointers.
 const catalogDegree = 32
@@ -144,9 +129,10 @@ type catalogState struct {
 	// parked are the listings waiting for notes up to their mark, in
 	// arrival order; waking: a goroutine waits for the first unsettled
 	// note to send catalogWake.
-	parked []*catalogList
-	waking bool
-	pivot  catalogEntry // a search key, reused
+	parked   []*catalogList
+	waking   bool
+	pivot    catalogEntry // a search key, reused
+	pivotDoc storage.Doc  // pivot's
 }
 
 func newCatalogState(c *Catalog) *catalogState {
@@ -298,24 +284,20 @@ func (s *catalogState) apply(n *catalogNote) {
 		}
 		delete(s.byID, n.id)
 		s.all.Delete(e)
-		l := e.listing()
-		for _, u := range l.Readers() {
+		for _, u := range e.doc.Readers() {
 			s.unindex(u, e)
 		}
 	case n.doc == nil:
 	case e == nil:
-		e = new(catalogEntry)
-		*e = listingEntry(n.doc)
+		e = &catalogEntry{doc: n.doc}
 		s.byID[n.id] = e
 		s.all.ReplaceOrInsert(e)
-		l := e.listing()
-		for _, u := range l.Readers() {
+		for _, u := range e.doc.Readers() {
 			s.index(u, e)
 		}
 	default:
-		prev := e.listing()
-		*e = listingEntry(n.doc)
-		cur := e.listing()
+		prev, cur := e.doc, n.doc
+		e.doc = cur
 		if prev.Owner == cur.Owner && sameEditors(prev.Editors, cur.Editors) && sameEditors(prev.Viewers, cur.Viewers) {
 			return
 		}
@@ -373,16 +355,15 @@ func (s *catalogState) unindex(user string, e *catalogEntry) {
 
 func (s *catalogState) restore(docs []*storage.Doc) {
 	s.reset()
+	s.byID = make(map[string]*catalogEntry, len(docs))
 	for _, d := range docs {
 		if s.byID[d.ID] != nil {
 			continue
 		}
-		e := new(catalogEntry)
-		*e = listingEntry(d)
+		e := &catalogEntry{doc: d}
 		s.byID[d.ID] = e
 		s.all.ReplaceOrInsert(e)
-		l := e.listing()
-		for _, u := range l.Readers() {
+		for _, u := range d.Readers() {
 			s.index(u, e)
 		}
 	}
@@ -401,12 +382,13 @@ func (s *catalogState) page(user string, admin bool, after string, limit int) ([
 	}
 	found := make([]*catalogEntry, 0, min(limit, t.Len()))
 	more := false
-	s.pivot.id = after
+	s.pivotDoc.ID = after
+	s.pivot.doc = &s.pivotDoc
 	t.AscendGreaterOrEqual(&s.pivot, func(e *catalogEntry) bool {
-		if e.id == after {
+		if e.doc.ID == after {
 			return true
 		}
-		if l := e.listing(); !l.MayRead(user, admin) {
+		if !e.doc.MayRead(user, admin) {
 			return true
 		}
 		if len(found) == limit {
@@ -419,7 +401,7 @@ func (s *catalogState) page(user string, admin bool, after string, limit int) ([
 	docs := make([]storage.Doc, len(found))
 	out := make([]*storage.Doc, len(found))
 	for i, e := range found {
-		docs[i] = e.listing()
+		docs[i] = e.doc.Listing()
 		out[i] = &docs[i]
 	}
 	return out, more

@@ -34,7 +34,7 @@ func scanList(d *Docs, after string, limit int, keep func(*storage.Doc) bool) ([
 			ids = append(ids, id)
 		}
 	}
-	entries := make(map[string]*docEntry, len(ids))
+	entries := make(map[string]docEntry, len(ids))
 	for _, id := range ids {
 		entries[id] = d.entries[id]
 	}
@@ -42,7 +42,10 @@ func scanList(d *Docs, after string, limit int, keep func(*storage.Doc) bool) ([
 	slices.Sort(ids)
 	var out []*storage.Doc
 	for _, id := range ids {
-		doc := entries[id].latest.Load()
+		doc := entries[id].doc
+		if b := entries[id].box; b != nil {
+			doc = b.latest.Load()
+		}
 		if doc == nil || !keep(doc) {
 			continue
 		}
@@ -179,8 +182,7 @@ func BenchmarkCatalogUpdate(b *testing.B) {
 		i := 0
 		for b.Loop() {
 			doc := views[i%len(views)]
-			e := new(catalogEntry)
-			*e = listingEntry(doc)
+			e := &catalogEntry{doc: doc}
 			all = all.Clone()
 			all.ReplaceOrInsert(e)
 			owner := state.byUser[doc.Owner].Clone()

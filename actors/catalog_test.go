@@ -347,17 +347,34 @@ func TestCatalogWaitsForTheDocument(t *testing.T) {
 	}
 }
 
-// TestCatalogKeepsNoText: what the catalog holds for a document is its
-// listing, not the document, whose text can go.
-func TestCatalogKeepsNoText(t *testing.T) {
+// TestCatalogKeepsNoOldText: the catalog holds the document state the
+// newest note carried, the directory's own (no copy), so it keeps no
+// text the directory does not: a change replaces it. A page answers
+// listings, without the text or the history.
+func TestCatalogKeepsNoOldText(t *testing.T) {
 	s := newCatalogState(&Catalog{})
 	doc, _ := storage.NewDoc("d1", "One", "alice", strings.Repeat("x", 1000), 1)
 	s.apply(&catalogNote{id: "d1", doc: doc})
-	l := s.byID["d1"].listing()
-	if l.Text.Size() != 0 || l.OldestBase() != l.Version {
-		t.Fatalf("the catalog entry holds the text or history: %+v", l)
+	if s.byID["d1"].doc != doc {
+		t.Fatal("the catalog holds a copy of the document")
 	}
-	if l.ID != "d1" || l.Title != "One" || l.Owner != "alice" || l.CreatedMs != 1 || !l.MayRead("alice", false) || l.MayRead("bob", false) {
+	next, _, err := doc.Submit("c", 1, 0, []storage.Op{{Kind: storage.OpInsert, Pos: 0, Text: "y"}}, 2, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.apply(&catalogNote{id: "d1", doc: next})
+	if s.byID["d1"].doc != next {
+		t.Fatal("the catalog kept the older state, and its text")
+	}
+	docs, more := s.page("alice", false, "", 10)
+	if len(docs) != 1 || more {
+		t.Fatalf("page: %d documents, more %v", len(docs), more)
+	}
+	l := docs[0]
+	if l.Text.Size() != 0 || l.OldestBase() != l.Version || len(l.History()) != 0 {
+		t.Fatalf("the page holds the text or history: %+v", l)
+	}
+	if l.ID != "d1" || l.Title != "One" || l.Owner != "alice" || l.CreatedMs != 1 || l.Version != 1 || !l.MayRead("alice", false) || l.MayRead("bob", false) {
 		t.Fatalf("the listing lost a field: %+v", l)
 	}
 }

@@ -55,7 +55,7 @@ type Docs struct {
 	maxPresence atomic.Int64
 
 	mu      sync.Mutex
-	entries map[string]*docEntry
+	entries map[string]docEntry
 	// owned counts each user's documents, for the quota a create carries
 	// (changed in log order, by the FSM goroutine, under mu).
 	owned map[string]int
@@ -79,15 +79,12 @@ type Docs struct {
 	presenceRefused atomic.Int64
 }
 
+// docEntry is a document's place in the directory, held in the map's
+// slot (no allocation of its own): its state while passivated, or its
+// actor's box while active. Changed under Docs.mu only.
 type docEntry struct {
-	id   string
-	pid  *actor.PID   // nil while passivated
-	doc  *storage.Doc // the state while passivated
-	sent uint64       // messages sent to pid (under Docs.mu)
-	box  *docBox      // while active
-	// latest is the newest state, published by the actor after each
-	// change, for what needs no actor round trip (a stream's reset).
-	latest atomic.Pointer[storage.Doc]
+	doc *storage.Doc // the state while passivated
+	box *docBox      // the actor while active (doc is nil)
 }
 
 // DocsConfig configures Docs.
@@ -122,7 +119,7 @@ func NewDocs(sys *System, cfg DocsConfig) *Docs {
 		cfg.MaxPresence = DefaultMaxPresence
 	}
 	d := &Docs{sys: sys, catalog: NewCatalog(sys), maxHistory: cfg.MaxHistory, idleAfter: cfg.IdleAfter, presenceTTL: cfg.PresenceTTL,
-		entries: map[string]*docEntry{}, owned: map[string]int{}, namedBytes: map[string]int{}, stop: make(chan struct{})}
+		entries: map[string]docEntry{}, owned: map[string]int{}, namedBytes: map[string]int{}, stop: make(chan struct{})}
 	d.maxPresence.Store(int64(cfg.MaxPresence))
 	d.wg.Add(1)
 	go d.sweeper()
@@ -137,10 +134,10 @@ func (d *Docs) Close() {
 		d.wg.Wait()
 		d.mu.Lock()
 		var pids []*actor.PID
-		for _, e := range d.entries {
-			if e.pid != nil {
-				pids = append(pids, e.pid)
-				e.pid = nil
+		for id, e := range d.entries {
+			if e.box != nil {
+				pids = append(pids, e.box.pid)
+				d.entries[id] = docEntry{doc: e.box.latest.Load()}
 			}
 		}
 		d.mu.Unlock()
@@ -206,8 +203,14 @@ type tickMsg struct{}
 // docBox is a document actor's state; it survives a restart after a
 // panic (the producer shares it).
 type docBox struct {
-	d        *Docs
-	e        *docEntry
+	d   *Docs
+	id  string
+	pid *actor.PID
+	// sent counts the messages sent to pid, under Docs.mu.
+	sent uint64
+	// latest is the newest state, published by the actor after each
+	// change, for what needs no actor round trip (a stream's reset).
+	latest   atomic.Pointer[storage.Doc]
 	doc      *storage.Doc // nil once deleted
 	done     uint64       // messages handled
 	lastUsed time.Time
@@ -246,7 +249,7 @@ func (b *docBox) run(m *docMsg) {
 	defer func() {
 		if r := recover(); r != nil {
 			b.d.sys.panics.Inc()
-			b.d.sys.log.Error("document actor recovered from a panic", slog.String("doc", b.e.id), slog.String("panic", fmt.Sprint(r)))
+			b.d.sys.log.Error("document actor recovered from a panic", slog.String("doc", b.id), slog.String("panic", fmt.Sprint(r)))
 			if m.recovered != nil {
 				m.recovered()
 			}
@@ -263,10 +266,10 @@ func (b *docBox) passivate() bool {
 	}
 	b.d.mu.Lock()
 	defer b.d.mu.Unlock()
-	if b.e.sent != b.done || b.e.box != b {
+	if e := b.d.entries[b.id]; b.sent != b.done || e.box != b {
 		return false
 	}
-	b.e.doc, b.e.pid, b.e.box = b.doc, nil, nil
+	b.d.entries[b.id] = docEntry{doc: b.doc}
 	b.d.active.Add(-1)
 	b.d.sys.actorCount.Add(-1)
 	return true
@@ -276,10 +279,10 @@ func (b *docBox) passivate() bool {
 func (d *Docs) sendIfActive(id string, m any) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if e := d.entries[id]; e != nil && e.pid != nil {
-		e.sent++
+	if b := d.entries[id].box; b != nil {
+		b.sent++
 		d.sys.mailboxDepth.Add(1)
-		d.sys.root.Send(e.pid, m)
+		d.sys.root.Send(b.pid, m)
 	}
 }
 
@@ -288,20 +291,28 @@ func (d *Docs) sendIfActive(id string, m any) {
 func (d *Docs) send(id string, m any) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	e := d.entries[id]
-	if e == nil {
+	e, ok := d.entries[id]
+	if !ok {
 		return false
 	}
-	if e.pid == nil {
-		box := &docBox{d: d, e: e, doc: e.doc, lastUsed: time.Now(), subs: map[*Subscriber]struct{}{}, remote: map[string]remotePresence{}}
-		e.box, e.doc, e.sent = box, nil, 0
-		e.pid = d.sys.spawn(func() actor.Actor { return &docActor{box: box} })
+	b := e.box
+	if b == nil {
+		// The box keeps the id the directory's key was made of (the
+		// caller's id may live in a request's buffer).
+		key := strings.Clone(id)
+		if e.doc != nil {
+			key = e.doc.ID
+		}
+		b = &docBox{d: d, id: key, doc: e.doc, lastUsed: time.Now(), subs: map[*Subscriber]struct{}{}, remote: map[string]remotePresence{}}
+		b.latest.Store(e.doc)
+		b.pid = d.sys.spawn(func() actor.Actor { return &docActor{box: b} })
+		d.entries[id] = docEntry{box: b}
 		d.active.Add(1)
 		d.sys.actorCount.Add(1)
 	}
-	e.sent++
+	b.sent++
 	d.sys.mailboxDepth.Add(1)
-	d.sys.root.Send(e.pid, m)
+	d.sys.root.Send(b.pid, m)
 	return true
 }
 
@@ -317,10 +328,10 @@ func (d *Docs) sweeper() {
 			d.mu.Lock()
 			// Each active actor decides whether it is idle.
 			for _, e := range d.entries {
-				if e.pid != nil {
-					e.sent++
+				if b := e.box; b != nil {
+					b.sent++
 					d.sys.mailboxDepth.Add(1)
-					d.sys.root.Send(e.pid, tickMsg{})
+					d.sys.root.Send(b.pid, tickMsg{})
 				}
 			}
 			d.mu.Unlock()
@@ -354,17 +365,17 @@ func (d *Docs) ApplyTraced(tctx context.Context, kind storage.CommandKind, c *st
 		if err != nil {
 			return Resolved(storage.Result{Err: err})
 		}
-		e := &docEntry{id: doc.ID, doc: doc}
-		e.latest.Store(doc)
 		d.mu.Lock()
-		d.entries[doc.ID] = e
+		d.entries[doc.ID] = docEntry{doc: doc}
 		d.owned[doc.Owner]++
 		d.mu.Unlock()
 		d.notes = append(d.notes, &catalogNote{id: doc.ID, doc: doc})
 		return Resolved(storage.Result{Doc: doc})
 	}
 	p := NewPending()
-	deleted := make(chan bool, 1)
+	// deleted is the document's last state if the command deleted it,
+	// else nil.
+	deleted := make(chan *storage.Doc, 1)
 	// The catalog hears of the new state before p is resolved (a delete:
 	// below, once known).
 	var note *catalogNote
@@ -391,27 +402,27 @@ func (d *Docs) ApplyTraced(tctx context.Context, kind storage.CommandKind, c *st
 			}
 			span.End()
 			if err != nil {
-				deleted <- false
+				deleted <- nil
 				p.resolve(storage.Result{Err: err})
 				return
 			}
 			prev := b.doc
 			b.doc = next
 			if next != nil {
-				b.e.latest.Store(next)
+				b.latest.Store(next)
 				if note != nil && next != prev {
 					note.doc = next
 				}
 			}
 			if kind == storage.CmdDocDelete {
 				b.closeSubs(nil)
-				deleted <- true
+				deleted <- prev
 				p.resolve(storage.Result{Doc: prev})
 				return
 			}
-			deleted <- false
+			deleted <- nil
 			if prev != nil && next != nil && len(b.subs) > 0 && !d.onNarrowed.Empty() && readersNarrowed(prev, next) {
-				d.onNarrowed.Call(b.e.id)
+				d.onNarrowed.Call(b.id)
 			}
 			if sub != nil {
 				if !sub.Repeated {
@@ -428,7 +439,7 @@ func (d *Docs) ApplyTraced(tctx context.Context, kind storage.CommandKind, c *st
 			p.resolve(storage.Result{Doc: next})
 		},
 		recovered: func() {
-			deleted <- false
+			deleted <- nil
 			p.resolve(internalResult())
 		},
 	})
@@ -445,17 +456,15 @@ func (d *Docs) ApplyTraced(tctx context.Context, kind storage.CommandKind, c *st
 	}
 	if kind == storage.CmdDocDelete {
 		// The directory entry goes now, in log order.
-		if <-deleted {
+		if last := <-deleted; last != nil {
 			d.notes = append(d.notes, &catalogNote{id: c.DocID, gone: true})
 			d.mu.Lock()
-			if e := d.entries[c.DocID]; e != nil {
+			if e, ok := d.entries[c.DocID]; ok {
 				delete(d.entries, c.DocID)
-				if last := e.latest.Load(); last != nil {
-					d.disown(last.Owner)
-					d.addNamedBytes(last.Owner, -last.NamedBytes())
-				}
-				if e.pid != nil {
-					d.sys.root.Stop(e.pid)
+				d.disown(last.Owner)
+				d.addNamedBytes(last.Owner, -last.NamedBytes())
+				if e.box != nil {
+					d.sys.root.Stop(e.box.pid)
 					d.active.Add(-1)
 					d.sys.actorCount.Add(-1)
 				}
@@ -582,12 +591,12 @@ func (d *Docs) Get(id string, deadline time.Time) (*storage.Doc, error) {
 // trip to the actor (listings).
 func (d *Docs) Latest(id string) *storage.Doc {
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	e := d.entries[id]
-	d.mu.Unlock()
-	if e == nil {
-		return nil
+	if e.box != nil {
+		return e.box.latest.Load()
 	}
-	return e.latest.Load()
+	return e.doc
 }
 
 // Flush sends the catalog the notes of the commands applied since the
@@ -619,8 +628,10 @@ func (d *Docs) Views() []*storage.Doc {
 	out := make([]*storage.Doc, 0, len(d.entries))
 	var active []string
 	for id, e := range d.entries {
-		if e.pid == nil {
-			out = append(out, e.doc)
+		if e.box == nil {
+			if e.doc != nil {
+				out = append(out, e.doc)
+			}
 		} else {
 			active = append(active, id)
 		}
@@ -645,13 +656,11 @@ func (d *Docs) Views() []*storage.Doc {
 func (d *Docs) Restore(docs []*storage.Doc) {
 	d.mu.Lock()
 	old := d.entries
-	d.entries = make(map[string]*docEntry, len(docs))
+	d.entries = make(map[string]docEntry, len(docs))
 	d.owned = map[string]int{}
 	d.namedBytes = map[string]int{}
 	for _, doc := range docs {
-		e := &docEntry{id: doc.ID, doc: doc}
-		e.latest.Store(doc)
-		d.entries[doc.ID] = e
+		d.entries[doc.ID] = docEntry{doc: doc}
 		d.owned[doc.Owner]++
 		d.addNamedBytes(doc.Owner, doc.NamedBytes())
 	}
@@ -659,11 +668,10 @@ func (d *Docs) Restore(docs []*storage.Doc) {
 	d.catalog.restore(docs)
 	var pids []*actor.PID
 	for _, e := range old {
-		if e.pid != nil {
-			pids = append(pids, e.pid)
-			// Retire it: an actor whose entry no longer names it never
+		if e.box != nil {
+			// Retired: an actor whose entry no longer names it never
 			// passivates (it must be there to take the message below).
-			e.box = nil
+			pids = append(pids, e.box.pid)
 		}
 	}
 	d.mu.Unlock()
@@ -672,7 +680,7 @@ func (d *Docs) Restore(docs []*storage.Doc) {
 		// Subscribers of the old state get a reset with the new one.
 		d.sys.mailboxDepth.Add(1)
 		d.sys.root.Send(pid, &docMsg{run: func(b *docBox) {
-			b.closeSubs(d.Latest(b.e.id))
+			b.closeSubs(d.Latest(b.id))
 			close(done)
 		}, recovered: func() { close(done) }})
 		<-done

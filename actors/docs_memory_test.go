@@ -15,8 +15,8 @@ import (
 )
 
 // The memory an idle document costs a node's actors and storage beyond
-// its text: the directory's entry, the document, its rope and the
-// catalog's listing (make bench measures the whole node, log cache and
+// its text: the directory's map slot, the document, its rope and the
+// catalog's entry and slots (make bench measures the whole node, log cache and
 // change feed included: docs/BENCHMARKS.md, "Memory per idle
 // document"). Documents are created as the FSM creates them (Apply,
 // then Flush at the end of a batch), each with its own 1 KiB text as a

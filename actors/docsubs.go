@@ -289,7 +289,7 @@ func (b *docBox) expirePresence(now time.Time) {
 func (b *docBox) localPresence(p Presence, except *Subscriber) {
 	b.publish(Event{Kind: EventPresence, Presence: &p}, except)
 	if fn := b.d.onPresence.Load(); fn != nil {
-		(*fn)(b.e.id, p)
+		(*fn)(b.id, p)
 	}
 }
 

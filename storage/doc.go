@@ -3,6 +3,7 @@ package storage
 import (
 	"fmt"
 	"slices"
+	"unique"
 )
 
 // Documents: the replicated state of one collaborative document and the
@@ -61,6 +62,19 @@ type Doc struct {
 	CreatedMs int64  // command time, Unix milliseconds
 	UpdatedMs int64
 
+	// rest is what an idle document does not use: its kept changes,
+	// checkpoints, share links and named versions. Nil while they are all
+	// empty (a created or restored document that was never edited), so
+	// that an idle document costs the directory 144 bytes rather than
+	// 256. Docs derived from one another share it: a method that changes
+	// any of its fields first gives its new Doc a copy (own); readers go
+	// through x, which never returns nil.
+	rest *docRest
+}
+
+// docRest holds a Doc's rarely used fields (Doc.rest). Once a Doc is
+// returned, the docRest it points to is never written again.
+type docRest struct {
 	// The kept changes, oldest first. Documents derived from one another
 	// share hist's backing array: a submit appends in place when its
 	// document is the newest derived from the array (it ends where
@@ -92,6 +106,31 @@ type Doc struct {
 	named []NamedVersion
 }
 
+// noRest is the docRest of a Doc without one: empty, never written.
+var noRest docRest
+
+// x returns d's rarely used fields, for reading only.
+func (d *Doc) x() *docRest {
+	if d.rest == nil {
+		return &noRest
+	}
+	return d.rest
+}
+
+// own gives d a docRest of its own, a copy of the one it shares, and
+// returns it: a method that changes one of those fields calls it on its
+// new Doc first, so that the Docs it was derived from never see the
+// change. The slices inside are shared, as before: each is copied, or
+// appended to past every other Doc's end, when changed.
+func (d *Doc) own() *docRest {
+	r := new(docRest)
+	if d.rest != nil {
+		*r = *d.rest
+	}
+	d.rest = r
+	return r
+}
+
 type histEntry struct {
 	Change
 	size int // HistoryBytes(&Change)
@@ -117,14 +156,19 @@ func HistoryBytes(c *Change) int {
 
 // KeptHistory is the number of changes kept and what they count in
 // HistoryBytes.
-func (d *Doc) KeptHistory() (changes, bytes int) { return len(d.hist), d.histBytes }
+func (d *Doc) KeptHistory() (changes, bytes int) { return len(d.x().hist), d.x().histBytes }
+
+// ownerID returns the one copy of a document owner's id that every Doc
+// of that owner holds (unique's interning), rather than a copy per
+// document: a user owns many, and an idle document's bytes count.
+func ownerID(id string) string { return unique.Make(id).Value() }
 
 // NewDoc returns a document at version 0. Content must pass CheckDocText.
 func NewDoc(id, title, owner, content string, nowMs int64) (*Doc, *Error) {
 	if err := CheckDocText("content", content); err != nil {
 		return nil, err
 	}
-	return &Doc{ID: id, Title: title, Owner: owner, Text: NewText(content), CreatedMs: nowMs, UpdatedMs: nowMs}, nil
+	return &Doc{ID: id, Title: title, Owner: ownerID(owner), Text: NewText(content), CreatedMs: nowMs, UpdatedMs: nowMs}, nil
 }
 
 // WithTitle returns the document retitled at nowMs. A title is not part
@@ -167,7 +211,7 @@ func (d *Doc) CanEdit(userID string) bool {
 
 // OldestBase is the oldest version a submit may be based on, or a replay
 // start after: every change after it is kept.
-func (d *Doc) OldestBase() uint64 { return d.Version - uint64(len(d.hist)) }
+func (d *Doc) OldestBase() uint64 { return d.Version - uint64(len(d.x().hist)) }
 
 // History returns the kept changes, oldest first.
 func (d *Doc) History() []Change {
@@ -185,7 +229,7 @@ func (d *Doc) ChangesSince(v uint64) ([]Change, *Error) {
 	if v < d.OldestBase() {
 		return nil, tooOld(v, d.OldestBase())
 	}
-	kept := d.hist[len(d.hist)-int(d.Version-v):]
+	kept := d.x().hist[len(d.x().hist)-int(d.Version-v):]
 	cs := make([]Change, len(kept))
 	for i := range kept {
 		cs[i] = kept[i].Change
@@ -200,9 +244,9 @@ func tooOld(v, oldest uint64) *Error {
 
 // lastOf returns the newest kept change of clientID, or nil.
 func (d *Doc) lastOf(clientID string) *Change {
-	for i := len(d.hist) - 1; i >= 0; i-- {
-		if d.hist[i].ClientID == clientID {
-			return &d.hist[i].Change
+	for i := len(d.x().hist) - 1; i >= 0; i-- {
+		if d.x().hist[i].ClientID == clientID {
+			return &d.x().hist[i].Change
 		}
 	}
 	return nil
@@ -327,38 +371,39 @@ func (d *Doc) SubmitAs(author, clientID string, seq, base uint64, ops []Op, nowM
 // oldest changes and checkpoints beyond r's bounds; the newest change is
 // always kept. O(1) amortised: the oldest are dropped one by one.
 func (d *Doc) pushChange(c Change, prev Text, r HistoryRules) {
+	d.own() // the helpers below write d.rest
 	e := histEntry{Change: c, size: HistoryBytes(&c)}
-	end := d.histOff + len(d.hist)
-	if d.histArr != nil && end == d.histArr.written && len(d.hist) < cap(d.hist) && d.histOff <= len(d.hist) {
-		d.hist = append(d.hist, e) // in place: no Doc sees past end
-		d.histArr.written++
+	end := d.rest.histOff + len(d.rest.hist)
+	if d.rest.histArr != nil && end == d.rest.histArr.written && len(d.rest.hist) < cap(d.rest.hist) && d.rest.histOff <= len(d.rest.hist) {
+		d.rest.hist = append(d.rest.hist, e) // in place: no Doc sees past end
+		d.rest.histArr.written++
 	} else {
-		kept := make([]histEntry, len(d.hist), 2*len(d.hist)+4)
-		copy(kept, d.hist)
-		d.hist = append(kept, e)
-		d.histArr, d.histOff = &histArray{written: len(d.hist)}, 0
+		kept := make([]histEntry, len(d.rest.hist), 2*len(d.rest.hist)+4)
+		copy(kept, d.rest.hist)
+		d.rest.hist = append(kept, e)
+		d.rest.histArr, d.rest.histOff = &histArray{written: len(d.rest.hist)}, 0
 	}
-	d.histBytes += e.size
+	d.rest.histBytes += e.size
 	d.checkpoint(prev, r)
 	maxChanges := max(r.MaxChanges, 1)
 	for {
-		over := len(d.hist) > maxChanges
-		overBytes := r.MaxBytes > 0 && d.histBytes+d.cpBytes > r.MaxBytes
+		over := len(d.rest.hist) > maxChanges
+		overBytes := r.MaxBytes > 0 && d.rest.histBytes+d.rest.cpBytes > r.MaxBytes
 		if !over && !overBytes {
 			break
 		}
 		// Oldest first: a checkpoint of version v is older than change
 		// v+1, and useless once that change is gone.
-		if len(d.cps) > 0 && (d.cps[0].version <= d.OldestBase() || (!over && len(d.hist) == 1)) {
+		if len(d.rest.cps) > 0 && (d.rest.cps[0].version <= d.OldestBase() || (!over && len(d.rest.hist) == 1)) {
 			d.dropCheckpoint()
 			continue
 		}
-		if !over && len(d.hist) == 1 {
+		if !over && len(d.rest.hist) == 1 {
 			break
 		}
-		d.histBytes -= d.hist[0].size
-		d.hist = d.hist[1:]
-		d.histOff++
+		d.rest.histBytes -= d.rest.hist[0].size
+		d.rest.hist = d.rest.hist[1:]
+		d.rest.histOff++
 	}
 }
 
@@ -389,9 +434,9 @@ func (e *encoder) docSpilling(d *Doc, spill func()) {
 	e.uvarint(d.Version)
 	e.varint(d.CreatedMs)
 	e.varint(d.UpdatedMs)
-	e.uvarint(uint64(len(d.hist)))
-	for i := range d.hist {
-		c := &d.hist[i].Change
+	e.uvarint(uint64(len(d.x().hist)))
+	for i := range d.x().hist {
+		c := &d.x().hist[i].Change
 		e.str(c.ClientID)
 		e.uvarint(c.Seq)
 		e.ops(c.Ops)
@@ -402,7 +447,7 @@ func (e *encoder) docSpilling(d *Doc, spill func()) {
 }
 
 func (d *decoder) doc() *Doc {
-	doc := &Doc{ID: d.str(), Title: d.str(), Owner: d.str()}
+	doc := &Doc{ID: d.str(), Title: d.str(), Owner: ownerID(d.str())}
 	if n := d.count(1); n > 0 {
 		doc.Editors = make([]string, n)
 		for i := range doc.Editors {
@@ -412,11 +457,13 @@ func (d *decoder) doc() *Doc {
 			}
 		}
 	}
-	text := d.raw()
-	if d.err == nil && CheckDocText("content", string(text)) != nil {
+	// One copy of the text, checked and then held (a conversion in each
+	// call copied it twice: a fifth of a restart's snapshot read).
+	text := string(d.raw())
+	if d.err == nil && CheckDocText("content", text) != nil {
 		d.fail("document text is not valid")
 	}
-	doc.Text = NewText(string(text))
+	doc.Text = NewText(text)
 	doc.Version = d.uvarint()
 	doc.CreatedMs = d.varint()
 	doc.UpdatedMs = d.varint()
@@ -425,14 +472,18 @@ func (d *decoder) doc() *Doc {
 		d.fail("history of %d changes at version %d", n, doc.Version)
 		return doc
 	}
+	if n == 0 {
+		return doc // an idle document's past: none (Doc.rest nil)
+	}
+	doc.own()
 	first := doc.Version - uint64(n) + 1
 	for i := 0; i < n && d.err == nil; i++ {
 		c := Change{Version: first + uint64(i), ClientID: d.str(), Seq: d.uvarint(), Ops: d.ops()}
 		e := histEntry{Change: c, size: HistoryBytes(&c)}
-		doc.hist = append(doc.hist, e)
-		doc.histBytes += e.size
+		doc.rest.hist = append(doc.rest.hist, e)
+		doc.rest.histBytes += e.size
 	}
-	doc.histArr = &histArray{written: len(doc.hist)}
+	doc.rest.histArr = &histArray{written: len(doc.rest.hist)}
 	return doc
 }
 

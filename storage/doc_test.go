@@ -101,8 +101,8 @@ func TestDocHistoryBounded(t *testing.T) {
 	d := newTestDoc(t, "")
 	for i := range 50 {
 		d, _ = mustSubmit(t, d, fmt.Sprintf("c%d", i%3), uint64(1+i/3), d.Version, []Op{ins(0, "x")}, H)
-		if len(d.hist) != min(i+1, H) || cap(d.hist)+d.histOff > 3*H+4 {
-			t.Fatalf("after %d: %d kept, in an array of %d", i+1, len(d.hist), cap(d.hist)+d.histOff)
+		if len(d.x().hist) != min(i+1, H) || cap(d.x().hist)+d.x().histOff > 3*H+4 {
+			t.Fatalf("after %d: %d kept, in an array of %d", i+1, len(d.x().hist), cap(d.x().hist)+d.x().histOff)
 		}
 	}
 	if d.OldestBase() != 50-H {

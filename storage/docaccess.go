@@ -178,15 +178,15 @@ func (d *Doc) WithoutMember(userID string) *Doc {
 
 // Links returns the document's share links, sorted by id (expired ones
 // included until a link command drops them).
-func (d *Doc) Links() []ShareLink { return d.links }
+func (d *Doc) Links() []ShareLink { return d.x().links }
 
 // Link returns the link with id, or nil.
 func (d *Doc) Link(id string) *ShareLink {
-	i, ok := slices.BinarySearchFunc(d.links, id, func(l ShareLink, id string) int { return strings.Compare(l.ID, id) })
+	i, ok := slices.BinarySearchFunc(d.x().links, id, func(l ShareLink, id string) int { return strings.Compare(l.ID, id) })
 	if !ok {
 		return nil
 	}
-	return &d.links[i]
+	return &d.x().links[i]
 }
 
 // LinkByToken returns the link whose token is token, or nil. Every
@@ -195,9 +195,9 @@ func (d *Doc) Link(id string) *ShareLink {
 func (d *Doc) LinkByToken(token string) *ShareLink {
 	h := ShareTokenHash(d.ID, token)
 	var found *ShareLink
-	for i := range d.links {
-		if subtle.ConstantTimeCompare(h[:], d.links[i].Hash[:]) == 1 {
-			found = &d.links[i]
+	for i := range d.x().links {
+		if subtle.ConstantTimeCompare(h[:], d.x().links[i].Hash[:]) == 1 {
+			found = &d.x().links[i]
 		}
 	}
 	return found
@@ -209,17 +209,17 @@ func (d *Doc) withLinks(links []ShareLink) *Doc {
 	if len(links) == 0 {
 		links = nil
 	}
-	n.links = links
+	n.own().links = links
 	return &n
 }
 
 // withoutExpiredLinks drops the links expired at nowMs (d itself if
 // none is).
 func (d *Doc) withoutExpiredLinks(nowMs int64) *Doc {
-	if !slices.ContainsFunc(d.links, func(l ShareLink) bool { return l.Expired(nowMs) }) {
+	if !slices.ContainsFunc(d.x().links, func(l ShareLink) bool { return l.Expired(nowMs) }) {
 		return d
 	}
-	return d.withLinks(slices.DeleteFunc(slices.Clone(d.links), func(l ShareLink) bool { return l.Expired(nowMs) }))
+	return d.withLinks(slices.DeleteFunc(slices.Clone(d.x().links), func(l ShareLink) bool { return l.Expired(nowMs) }))
 }
 
 // DocCaller is who acts on a document: a user (or none), whether it acts
@@ -294,9 +294,9 @@ func (e *encoder) docAccess(d *Doc) {
 	for _, u := range d.Viewers {
 		e.str(u)
 	}
-	e.uvarint(uint64(len(d.links)))
-	for i := range d.links {
-		e.shareLink(&d.links[i])
+	e.uvarint(uint64(len(d.x().links)))
+	for i := range d.x().links {
+		e.shareLink(&d.x().links[i])
 	}
 }
 
@@ -338,14 +338,14 @@ func (d *decoder) docAccess(doc *Doc) {
 		}
 	}
 	if n := d.count(LinkIDBytes + 32 + 5); n > 0 {
-		doc.links = make([]ShareLink, 0, n)
+		doc.own().links = make([]ShareLink, 0, n)
 		for i := 0; i < n && d.err == nil; i++ {
 			var l ShareLink
 			d.shareLink(&l)
-			if d.err == nil && i > 0 && l.ID <= doc.links[i-1].ID {
+			if d.err == nil && i > 0 && l.ID <= doc.x().links[i-1].ID {
 				d.fail("share links not sorted")
 			}
-			doc.links = append(doc.links, l)
+			doc.rest.links = append(doc.rest.links, l)
 		}
 	}
 }
@@ -401,7 +401,7 @@ func applyLink(c *DocCommand, cur *Doc, nowMs int64) (*Doc, *Error) {
 		if next.Link(c.LinkID) == nil {
 			return nil, &Error{Kind: KindNotFound, Message: "no share link with id " + c.LinkID}
 		}
-		return next.withLinks(slices.DeleteFunc(slices.Clone(next.links), func(l ShareLink) bool { return l.ID == c.LinkID })), nil
+		return next.withLinks(slices.DeleteFunc(slices.Clone(next.x().links), func(l ShareLink) bool { return l.ID == c.LinkID })), nil
 	}
 	switch {
 	case !ValidLinkID(c.LinkID):
@@ -413,14 +413,14 @@ func applyLink(c *DocCommand, cur *Doc, nowMs int64) (*Doc, *Error) {
 	case next.Link(c.LinkID) != nil:
 		return nil, errorf(KindConflict, "share link %s already exists", c.LinkID)
 	}
-	if err := CheckLinkQuota(len(next.links), c.MaxLinks); err != nil {
+	if err := CheckLinkQuota(len(next.x().links), c.MaxLinks); err != nil {
 		return nil, err
 	}
 	l := ShareLink{ID: c.LinkID, Hash: c.LinkHash, Role: c.Role, CreatedBy: c.Caller, CreatedMs: nowMs}
 	if c.ExpiresInS > 0 {
 		l.ExpiresMs = nowMs + int64(c.ExpiresInS)*1000
 	}
-	links := slices.Clone(next.links)
+	links := slices.Clone(next.x().links)
 	i, _ := slices.BinarySearchFunc(links, l.ID, func(x ShareLink, id string) int { return strings.Compare(x.ID, id) })
 	return next.withLinks(slices.Insert(links, i, l)), nil
 }

@@ -274,14 +274,14 @@ func TestSnapshotDocAccess(t *testing.T) {
 	for _, mutate := range []func(d *Doc){
 		func(d *Doc) { d.Viewers = []string{accViewer, accViewer} },
 		func(d *Doc) { d.Viewers = []string{accEditor} },
-		func(d *Doc) { d.links = []ShareLink{d.links[1], d.links[0]} },
-		func(d *Doc) { d.links = []ShareLink{{ID: "short", Role: DocViewer}} },
-		func(d *Doc) { d.links = []ShareLink{{ID: linkA, Role: 7}} },
+		func(d *Doc) { d.own().links = []ShareLink{d.Links()[1], d.Links()[0]} },
+		func(d *Doc) { d.own().links = []ShareLink{{ID: "short", Role: DocViewer}} },
+		func(d *Doc) { d.own().links = []ShareLink{{ID: linkA, Role: 7}} },
 	} {
 		bad := *d
 		mutate(&bad)
 		if _, err := decodeDoc(encodeDoc(&bad)); err == nil {
-			t.Errorf("%+v %+v decoded", bad.Viewers, bad.links)
+			t.Errorf("%+v %+v decoded", bad.Viewers, bad.Links())
 		}
 	}
 }

@@ -17,12 +17,12 @@ func TestDocHistoryFullIsConstantWork(t *testing.T) {
 		d, _ = mustSubmit(t, d, fmt.Sprintf("c%d", i%7), uint64(1+i/7), d.Version, []Op{ins(0, "x")}, H)
 	}
 	arrays := 0
-	last := d.histArr
+	last := d.x().histArr
 	for i := range 5 * H {
 		d, _ = mustSubmit(t, d, "w", uint64(1+i), d.Version, []Op{ins(0, "y")}, H)
-		if d.histArr != last {
+		if d.x().histArr != last {
 			arrays++
-			last = d.histArr
+			last = d.x().histArr
 		}
 		if n, _ := d.KeptHistory(); n != H {
 			t.Fatalf("%d kept", n)

@@ -104,8 +104,8 @@ func TestDocHistoryBoundedByBytes(t *testing.T) {
 			t.Fatal(err)
 		}
 		n, b := d.KeptHistory()
-		if b > limit || n != min(i+1, limit/per) || b != n*per || cap(d.hist)+d.histOff > 3*n+4 {
-			t.Fatalf("after %d: %d changes, %d bytes, in an array of %d", i+1, n, b, cap(d.hist)+d.histOff)
+		if b > limit || n != min(i+1, limit/per) || b != n*per || cap(d.x().hist)+d.x().histOff > 3*n+4 {
+			t.Fatalf("after %d: %d changes, %d bytes, in an array of %d", i+1, n, b, cap(d.x().hist)+d.x().histOff)
 		}
 	}
 	// Older changes dropped out: a client based on them reloads.

@@ -51,7 +51,7 @@ const (
 
 // NamedVersions returns the document's named versions, oldest version
 // first. The slice is shared: do not change it.
-func (d *Doc) NamedVersions() []NamedVersion { return d.named }
+func (d *Doc) NamedVersions() []NamedVersion { return d.x().named }
 
 // Named returns the named version v, or nil.
 func (d *Doc) Named(v uint64) *NamedVersion {
@@ -59,11 +59,11 @@ func (d *Doc) Named(v uint64) *NamedVersion {
 	if !ok {
 		return nil
 	}
-	return &d.named[i]
+	return &d.x().named[i]
 }
 
 func (d *Doc) namedIndex(v uint64) (int, bool) {
-	return slices.BinarySearchFunc(d.named, v, func(n NamedVersion, v uint64) int {
+	return slices.BinarySearchFunc(d.x().named, v, func(n NamedVersion, v uint64) int {
 		switch {
 		case n.Version < v:
 			return -1
@@ -78,8 +78,8 @@ func (d *Doc) namedIndex(v uint64) (int, bool) {
 // owner's named-version bytes.
 func (d *Doc) NamedBytes() int {
 	n := 0
-	for i := range d.named {
-		n += d.named[i].Bytes()
+	for i := range d.x().named {
+		n += d.x().named[i].Bytes()
 	}
 	return n
 }
@@ -128,11 +128,11 @@ func ApplyNamedVersion(c *DocCommand, cur *Doc, nowMs int64, ownerBytes int) (*D
 			return nil, 0, &Error{Kind: KindNotFound, Message: fmt.Sprintf("version %d has no name", c.Version)}
 		}
 		n := *cur
-		n.named = slices.Delete(slices.Clone(cur.named), i, i+1)
-		if len(n.named) == 0 {
-			n.named = nil
+		n.own().named = slices.Delete(slices.Clone(cur.x().named), i, i+1)
+		if len(n.x().named) == 0 {
+			n.rest.named = nil
 		}
-		return &n, -cur.named[i].Bytes(), nil
+		return &n, -cur.x().named[i].Bytes(), nil
 	}
 	name, err := NormalizeVersionName(c.VersionName)
 	if err != nil {
@@ -157,9 +157,9 @@ func ApplyNamedVersion(c *DocCommand, cur *Doc, nowMs int64, ownerBytes int) (*D
 			Message: fmt.Sprintf("version %d is no longer kept (the oldest kept is %d)", v, cur.OldestVersion())}
 	}
 	nv := NamedVersion{Version: v, Name: name, Author: c.Caller, AtMs: nowMs, Text: text}
-	if c.MaxNamed > 0 && uint64(len(cur.named)) >= c.MaxNamed {
+	if c.MaxNamed > 0 && uint64(len(cur.x().named)) >= c.MaxNamed {
 		return nil, 0, &Error{Kind: KindQuotaExceeded, Limit: c.MaxNamed, Field: "named_versions",
-			Message: fmt.Sprintf("the document has %d named versions, the most it may; delete one first", len(cur.named))}
+			Message: fmt.Sprintf("the document has %d named versions, the most it may; delete one first", len(cur.x().named))}
 	}
 	if c.MaxNamedBytes > 0 && uint64(ownerBytes)+uint64(nv.Bytes()) > c.MaxNamedBytes {
 		return nil, 0, &Error{Kind: KindQuotaExceeded, Limit: c.MaxNamedBytes, Field: "named_version_bytes",
@@ -168,7 +168,7 @@ func ApplyNamedVersion(c *DocCommand, cur *Doc, nowMs int64, ownerBytes int) (*D
 	}
 	i, _ := cur.namedIndex(v)
 	n := *cur
-	n.named = slices.Insert(slices.Clone(cur.named), i, nv)
+	n.own().named = slices.Insert(slices.Clone(cur.x().named), i, nv)
 	return &n, nv.Bytes(), nil
 }
 
@@ -179,10 +179,10 @@ func ApplyNamedVersion(c *DocCommand, cur *Doc, nowMs int64, ownerBytes int) (*D
 // one is rebuilt from the history when read, sharing its rope.
 
 func (e *encoder) docNamed(d *Doc, spill func()) {
-	e.uvarint(uint64(len(d.named)))
+	e.uvarint(uint64(len(d.x().named)))
 	oldest := d.OldestVersion()
-	for i := range d.named {
-		nv := &d.named[i]
+	for i := range d.x().named {
+		nv := &d.x().named[i]
 		e.uvarint(nv.Version)
 		e.str(nv.Name)
 		e.str(nv.Author)
@@ -211,14 +211,14 @@ func (d *decoder) docNamed(doc *Doc) {
 	if d.err != nil || n == 0 {
 		return
 	}
-	doc.named = make([]NamedVersion, 0, n)
+	doc.own().named = make([]NamedVersion, 0, n)
 	for i := 0; i < n && d.err == nil; i++ {
 		nv := NamedVersion{Version: d.uvarint(), Name: d.str(), Author: d.str(), AtMs: d.varint()}
 		own := d.boolean()
 		if d.err != nil {
 			return
 		}
-		if nv.Version > doc.Version || i > 0 && nv.Version <= doc.named[i-1].Version || len(nv.Author) > UserIDLen {
+		if nv.Version > doc.Version || i > 0 && nv.Version <= doc.x().named[i-1].Version || len(nv.Author) > UserIDLen {
 			d.fail("named version %d out of order or beyond the document", nv.Version)
 			return
 		}
@@ -240,6 +240,6 @@ func (d *decoder) docNamed(doc *Doc) {
 			}
 			nv.Text = t
 		}
-		doc.named = append(doc.named, nv)
+		doc.rest.named = append(doc.rest.named, nv)
 	}
 }

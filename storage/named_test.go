@@ -201,12 +201,12 @@ func TestNamedVersionEncoding(t *testing.T) {
 	}
 	// Damaged: out of order, a bad name, in the history but not kept.
 	for _, mutate := range []func(*Doc){
-		func(x *Doc) { x.named[0], x.named[1] = x.named[1], x.named[0] },
-		func(x *Doc) { x.named[1].Name = " padded" },
-		func(x *Doc) { x.named[2].Version = x.Version + 1 },
+		func(x *Doc) { x.rest.named[0], x.rest.named[1] = x.rest.named[1], x.rest.named[0] },
+		func(x *Doc) { x.rest.named[1].Name = " padded" },
+		func(x *Doc) { x.rest.named[2].Version = x.Version + 1 },
 	} {
 		bad := *d
-		bad.named = append([]NamedVersion(nil), d.named...)
+		bad.own().named = append([]NamedVersion(nil), d.x().named...)
 		mutate(&bad)
 		if _, err := decodeDoc(encodeDoc(&bad)); err == nil {
 			t.Error("decoded")

@@ -60,44 +60,45 @@ func (d *Doc) checkpoint(prev Text, r HistoryRules) {
 	if every == 0 {
 		return
 	}
-	if len(d.cps) == 0 {
+	if len(d.x().cps) == 0 {
 		d.addCheckpoint(d.Version-1, prev, r)
 	}
-	if n := len(d.cps); n == 0 || d.Version-d.cps[n-1].version >= every {
+	if n := len(d.x().cps); n == 0 || d.Version-d.x().cps[n-1].version >= every {
 		d.addCheckpoint(d.Version, d.Text, r)
 	}
 }
 
+// addCheckpoint and dropCheckpoint write d.rest: d owns it (pushChange).
 func (d *Doc) addCheckpoint(v uint64, t Text, r HistoryRules) {
 	if r.MaxBytes > 0 && checkpointBytes(t) > r.MaxBytes/2 {
 		return
 	}
-	d.cps = append(slices.Clip(d.cps), checkpoint{version: v, text: t})
-	d.cpBytes += checkpointBytes(t)
+	d.rest.cps = append(slices.Clip(d.rest.cps), checkpoint{version: v, text: t})
+	d.rest.cpBytes += checkpointBytes(t)
 }
 
 func (d *Doc) dropCheckpoint() {
-	d.cpBytes -= checkpointBytes(d.cps[0].text)
-	d.cps = d.cps[1:]
-	if len(d.cps) == 0 {
-		d.cps = nil
+	d.rest.cpBytes -= checkpointBytes(d.rest.cps[0].text)
+	d.rest.cps = d.rest.cps[1:]
+	if len(d.rest.cps) == 0 {
+		d.rest.cps = nil
 	}
 }
 
 // Checkpoints returns the versions of the kept checkpoints, oldest first,
 // and what they count against the history bytes.
 func (d *Doc) Checkpoints() (versions []uint64, bytes int) {
-	for i := range d.cps {
-		versions = append(versions, d.cps[i].version)
+	for i := range d.x().cps {
+		versions = append(versions, d.x().cps[i].version)
 	}
-	return versions, d.cpBytes
+	return versions, d.x().cpBytes
 }
 
 // OldestVersion is the oldest version TextAt can rebuild: the oldest
 // checkpoint's, or the current version if there is none.
 func (d *Doc) OldestVersion() uint64 {
-	if len(d.cps) > 0 {
-		return d.cps[0].version
+	if len(d.x().cps) > 0 {
+		return d.x().cps[0].version
 	}
 	return d.Version
 }
@@ -132,7 +133,7 @@ func (d *Doc) TextAt(v uint64) (Text, error) {
 	if nv := d.Named(v); nv != nil {
 		return nv.Text, nil
 	}
-	i, found := slices.BinarySearchFunc(d.cps, v, func(c checkpoint, v uint64) int {
+	i, found := slices.BinarySearchFunc(d.x().cps, v, func(c checkpoint, v uint64) int {
 		switch {
 		case c.version < v:
 			return -1
@@ -147,13 +148,13 @@ func (d *Doc) TextAt(v uint64) (Text, error) {
 	if i < 0 {
 		return Text{}, &GoneError{Field: "version", Version: v, Oldest: d.OldestVersion(), what: "version"}
 	}
-	cp := &d.cps[i]
+	cp := &d.x().cps[i]
 	t := cp.text
-	first := len(d.hist) - int(d.Version-cp.version) // index of change cp.version+1
+	first := len(d.x().hist) - int(d.Version-cp.version) // index of change cp.version+1
 	for j := first; j < first+int(v-cp.version); j++ {
 		var err *Error
-		if t, err = Apply(t, d.hist[j].Ops); err != nil {
-			return Text{}, &Error{Kind: KindInternal, Message: fmt.Sprintf("change %d does not apply to its text: %s", d.hist[j].Version, err.Message)}
+		if t, err = Apply(t, d.x().hist[j].Ops); err != nil {
+			return Text{}, &Error{Kind: KindInternal, Message: fmt.Sprintf("change %d does not apply to its text: %s", d.x().hist[j].Version, err.Message)}
 		}
 	}
 	return t, nil
@@ -176,7 +177,7 @@ func (d *Doc) HistoryPage(before uint64, limit int) ([]Change, uint64, error) {
 	k := min(n, max(limit, 0))
 	out := make([]Change, k)
 	for i := range out {
-		out[i] = d.hist[n-1-i].Change
+		out[i] = d.x().hist[n-1-i].Change
 	}
 	var next uint64
 	if k < n {
@@ -208,19 +209,19 @@ func (c *Change) Counted() (inserted, deleted int) {
 // rope as the originals did.
 
 func (e *encoder) docHistory(d *Doc, spill func()) {
-	for i := range d.hist {
-		c := &d.hist[i].Change
+	for i := range d.x().hist {
+		c := &d.x().hist[i].Change
 		e.str(c.Author)
 		e.varint(c.AtMs)
 	}
-	e.uvarint(uint64(len(d.cps)))
-	if len(d.cps) == 0 {
+	e.uvarint(uint64(len(d.x().cps)))
+	if len(d.x().cps) == 0 {
 		return
 	}
-	for i := range d.cps {
-		e.uvarint(d.cps[i].version - d.OldestBase())
+	for i := range d.x().cps {
+		e.uvarint(d.x().cps[i].version - d.OldestBase())
 	}
-	t := d.cps[0].text
+	t := d.x().cps[0].text
 	e.uvarint(uint64(t.Size()))
 	if spill == nil {
 		e.b = t.AppendTo(e.b)
@@ -234,18 +235,18 @@ func (e *encoder) docHistory(d *Doc, spill func()) {
 // checkpoints out of order or outside the kept versions, a text that is
 // not a document's, changes that do not apply to it.
 func (d *decoder) docHistory(doc *Doc) {
-	for i := range doc.hist {
+	for i := range doc.x().hist {
 		if d.err != nil {
 			return
 		}
-		doc.hist[i].Author = d.str()
-		doc.hist[i].AtMs = d.varint()
+		doc.x().hist[i].Author = d.str()
+		doc.x().hist[i].AtMs = d.varint()
 	}
 	n := d.count(1)
 	if d.err != nil || n == 0 {
 		return
 	}
-	base, kept := doc.OldestBase(), uint64(len(doc.hist))
+	base, kept := doc.OldestBase(), uint64(len(doc.x().hist))
 	versions := make([]uint64, n)
 	for i := range versions {
 		off := d.uvarint()
@@ -266,18 +267,18 @@ func (d *decoder) docHistory(doc *Doc) {
 		return
 	}
 	t := NewText(string(text))
-	doc.cps = make([]checkpoint, n)
+	doc.own().cps = make([]checkpoint, n)
 	at := versions[0]
 	for i, v := range versions {
 		for ; at < v; at++ {
 			var err *Error
-			if t, err = Apply(t, doc.hist[at-base].Ops); err != nil {
+			if t, err = Apply(t, doc.rest.hist[at-base].Ops); err != nil {
 				d.fail("change %d does not apply to checkpoint %d", at+1, versions[0])
-				doc.cps = nil
+				doc.rest.cps = nil
 				return
 			}
 		}
-		doc.cps[i] = checkpoint{version: v, text: t}
-		doc.cpBytes += checkpointBytes(t)
+		doc.rest.cps[i] = checkpoint{version: v, text: t}
+		doc.rest.cpBytes += checkpointBytes(t)
 	}
 }

@@ -289,8 +289,8 @@ func TestSnapshotKeepsHistory(t *testing.T) {
 			}
 		}
 	}
-	if d := got.Docs[3]; len(d.cps) < 2 || d.History()[0].Author == "" {
-		t.Fatalf("the sample kept %d checkpoints, authors %+v", len(d.cps), d.History())
+	if d := got.Docs[3]; len(d.x().cps) < 2 || d.History()[0].Author == "" {
+		t.Fatalf("the sample kept %d checkpoints, authors %+v", len(d.x().cps), d.History())
 	}
 	if !bytes.Equal(writeSnap(t, got), writeSnap(t, s)) {
 		t.Fatal("a restored snapshot writes other bytes")

@@ -42,6 +42,19 @@ func (m *docMemoryResult) perDoc() float64 {
 	return (m.HeapAfter-m.HeapBefore)/float64(m.Docs) - docBytes
 }
 
+// logCacheBytes is the most the raft log cache holds (cluster's
+// cacheBudget): full after a load of this size, so a node-wide cost.
+const logCacheBytes = 16 << 20
+
+// perDocOwn is perDoc less the node-wide buffers that fill up whatever
+// the documents: the change feed's history, by its own count (with it,
+// withFeed), and the raft log cache at its bound (an upper bound of what
+// it holds: the figure without it is a lower bound of a document's own).
+func (m *docMemoryResult) perDocOwn() (withFeed, own float64) {
+	withFeed = m.perDoc() - logCacheBytes/float64(m.Docs)
+	return withFeed, withFeed - m.FeedBytes/float64(m.Docs)
+}
+
 // measureDocMemory creates docs documents on a fresh node, reads its
 // live heap, and restarts it.
 func measureDocMemory(bin string, docs int) (*docMemoryResult, error) {
@@ -153,9 +166,13 @@ func writeDocMemory(w func(string, ...any), m *docMemoryResult, goOut string) {
 	w("connections, %.0f documents/s), none opened since: live heap %.0f MB after a forced GC (%.0f MB\n",
 		float64(m.Docs)/m.LoadSeconds, m.HeapAfter/1e6, m.HeapBefore/1e6)
 	w("before), so **%.0f B per document beyond its text** (target ≤ 500 B, the text held once: a second\n", m.perDoc())
-	w("copy would add %d B). Of the heap, %.0f B a document are the change feed's history\n", docBytes, m.FeedBytes/float64(m.Docs))
-	w("(`troupe_watch_history_bytes`: the last 100 000 changes, `--watch-history`) and up to 16 MiB the\n")
-	w("raft log cache, both bounded whatever the count. Restart (SIGTERM, start on the same data dir, replay) until `/readyz`:\n")
+	w("copy would add %d B). That figure holds two node-wide buffers that fill whatever the documents:\n", docBytes)
+	w("the change feed's history, %.0f B a document here (`troupe_watch_history_bytes`: the last 100 000\n", m.FeedBytes/float64(m.Docs))
+	w("changes, `--watch-history`), and the raft log cache, at most %d MiB (%.0f B a document here).\n", logCacheBytes>>20, logCacheBytes/float64(m.Docs))
+	withFeed, own := m.perDocOwn()
+	w("Without the log cache: **%.0f B per document**; without the feed's history too, what a document\n", withFeed)
+	w("costs of its own: **%.0f B per document** (the cache counted full: a lower bound). Restart\n", own)
+	w("(SIGTERM, start on the same data dir, snapshot read and log replay) until `/readyz`:\n")
 	w("**%.2f s**; until a document reads back whole: **%.2f s**. Command: `%s`.\n",
 		m.Ready.Seconds(), m.ReadBack.Seconds(), m.Cmd)
 	if v, ok := benchMetric(goOut, "BenchmarkIdleDocMemory", "B/doc"); ok {

@@ -276,6 +276,7 @@ func (n *node) start() (time.Duration, error) {
 		n.cmd.Env = append(os.Environ(), n.env...)
 	}
 	if err := n.cmd.Start(); err != nil {
+		n.cmd = nil // no process to stop
 		return 0, err
 	}
 	deadline := time.Now().Add(2 * time.Minute)
