@@ -510,7 +510,7 @@ func (w *wsSession) submit(in *wsIn) {
 	case res.Submit == nil:
 		fail(newError("internal", "no result for the submit"))
 	default:
-		w.sendAck(&wsAck{Type: "ack", Seq: *in.Seq, Version: res.Submit.Version, Ops: opsToJSON(res.Submit.Ops)})
+		_ = w.sendAck(&wsAck{Type: "ack", Seq: *in.Seq, Version: res.Submit.Version, Ops: opsToJSON(res.Submit.Ops)})
 	}
 }
 

@@ -89,9 +89,10 @@ func (a *wsAcks) await() *wsAckOut {
 	}
 }
 
-// send writes an ack: through the pump, beside its change if the pump
-// holds it, or by itself once the pump has gone. The reader only.
-func (w *wsSession) sendAck(v *wsAck) {
+// sendAck writes an ack: through the pump, beside its change if the pump
+// holds it, or by itself once the pump has gone, and answers the write's
+// outcome. The reader only.
+func (w *wsSession) sendAck(v *wsAck) error {
 	a := w.acks
 	data, err := json.Marshal(v)
 	if err != nil { // cannot happen: plain fields
@@ -103,10 +104,10 @@ func (w *wsSession) sendAck(v *wsAck) {
 	a.out.frame, a.out.own = a.frame, a.own.Load()
 	select {
 	case a.ch <- &a.out:
-		<-a.out.done
+		return <-a.out.done
 	case <-a.gone:
 		a.own.Store(nil)
-		_ = w.writeFrames(a.frame)
+		return w.writeFrames(a.frame)
 	}
 }
 
