@@ -359,6 +359,14 @@ type bucketBox struct {
 	// stash the messages that came meanwhile (ratelimit_all.go).
 	held  *heldPart
 	stash []any
+	// last is the policy the last decision was under: a batch's checks
+	// mostly share theirs, and two map lookups by name per check were
+	// a large part of a decision. Cleared when a sweep may drop entries.
+	last struct {
+		name  string
+		keys  *policyKeys
+		tally *tally
+	}
 }
 
 // rolledBack counts the allowed checks of multi-checks that were denied
@@ -370,15 +378,17 @@ func (a *bucketActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *bucketMsg, *allMsg, sweepMsg:
 		a.box.l.sys.mailboxDepth.Add(-1)
-		if a.box.held != nil {
-			// Held by a multi-check (ratelimit_all.go): later.
+		if a.box.held != nil || len(a.box.stash) > 0 {
+			// Held by a multi-check (ratelimit_all.go): after its
+			// verdict, and after what came before.
 			a.box.stash = append(a.box.stash, m)
+			a.box.settle()
 			return
 		}
 		a.box.handle(m)
 	case *verdictMsg:
 		a.box.l.sys.mailboxDepth.Add(-1)
-		a.box.verdict(m)
+		a.box.settle()
 	}
 }
 
@@ -404,11 +414,11 @@ func (b *bucketBox) decide(m *bucketMsg) {
 	now := b.l.now()
 	if m.idx == nil {
 		for i := range m.checks {
-			m.out[i] = b.one(&m.checks[i], now)
+			m.out[i] = b.one(&m.checks[i], now, nil)
 		}
 	} else {
 		for _, i := range m.idx {
-			m.out[i] = b.one(&m.checks[i], now)
+			m.out[i] = b.one(&m.checks[i], now, nil)
 		}
 	}
 	m.g.partDone()
