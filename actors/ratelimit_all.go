@@ -92,12 +92,19 @@ func (l *Limiter) DecideAll(checks []Check, out []storage.Decision, deadline tim
 	if len(checks) == 0 {
 		return true, nil
 	}
-	idx, parts := l.partition(checks)
+	// The group's state is new (held actors may read it long after);
+	// the rest is reused once every part has answered.
+	call := l.calls.Get().(*allCall)
+	idx, parts := l.partitionInto(checks, call.idx[:0], call.parts[:0])
+	call.idx, call.parts = idx, parts
+	if cap(call.msgs) < len(parts) {
+		call.msgs = make([]allMsg, len(parts))
+	}
 	g := &groupState{}
-	// One answer per part; buffered for all of them, so that no part
+	// One answer per part (room for one per actor), so that no part
 	// ever waits to answer, also after the caller gave up.
-	ready := make(chan bool, len(parts))
-	msgs := make([]allMsg, len(parts))
+	ready := call.ready
+	msgs := call.msgs[:len(parts)]
 	sent := 0
 	defer func() {
 		// Decided: a held actor reads the verdict when its next message
@@ -137,6 +144,9 @@ func (l *Limiter) DecideAll(checks []Check, out []storage.Decision, deadline tim
 			return false, err
 		}
 	}
+	// Every part has answered: nothing refers to call any more.
+	clear(msgs)
+	l.calls.Put(call)
 	if allowed {
 		return true, nil
 	}
@@ -149,6 +159,15 @@ func (l *Limiter) DecideAll(checks []Check, out []storage.Decision, deadline tim
 		return false, ErrLimiterTimeout // not reached: a part says no only for a denial
 	}
 	return false, nil
+}
+
+// allCall is what a multi-check needs besides its group's state, reused
+// from one to the next (Limiter.calls).
+type allCall struct {
+	ready chan bool // room for one answer per bucket actor
+	msgs  []allMsg
+	idx   []int32
+	parts []part
 }
 
 // waitReady takes the next part's answer, starting the deadline timer
@@ -238,7 +257,10 @@ func restore[V any](b *bucketBox, m map[string]V, key string, v V, had bool) {
 
 // decideAll decides an actor's part of a group (see DecideAll).
 func (b *bucketBox) decideAll(m *allMsg) {
-	var undo []undoRec
+	// The actor's spare undo records, if it has them (actor state: one
+	// part at a time uses them, then gives them back).
+	undo := b.spare[:0]
+	b.spare = nil
 	answered := false
 	defer func() {
 		if r := recover(); r != nil {
@@ -252,7 +274,9 @@ func (b *bucketBox) decideAll(m *allMsg) {
 	}()
 	now := b.l.now()
 	ok := true
-	undo = make([]undoRec, 0, len(m.idx))
+	if cap(undo) < len(m.idx) {
+		undo = make([]undoRec, 0, max(len(m.idx), 16))
+	}
 	for _, i := range m.idx {
 		c := &m.checks[i]
 		u := undoRec{p: c.Policy, key: c.Key}
@@ -268,6 +292,7 @@ func (b *bucketBox) decideAll(m *allMsg) {
 	switch {
 	case !ok || m.g.state.Load() == groupAborted:
 		b.rollback(undo)
+		b.giveBack(undo)
 		m.g.state.CompareAndSwap(groupPending, groupAborted)
 		answered = true
 		m.ready <- false
@@ -276,11 +301,13 @@ func (b *bucketBox) decideAll(m *allMsg) {
 		if !committed {
 			b.rollback(undo)
 		}
+		b.giveBack(undo)
 		answered = true
 		m.ready <- committed
 	default:
 		// Held: later messages wait for the verdict.
-		b.held = &heldPart{g: m.g, undo: undo}
+		b.holding = heldPart{g: m.g, undo: undo}
+		b.held = &b.holding
 		answered = true
 		m.ready <- true
 	}
@@ -327,6 +354,15 @@ func (b *bucketBox) endHold() bool {
 	default:
 		b.rollback(h.undo)
 	}
+	b.giveBack(h.undo)
+	b.holding = heldPart{}
 	b.held = nil
 	return true
+}
+
+// giveBack keeps undo records for the actor's next part, cleared (they
+// point at policies and keys).
+func (b *bucketBox) giveBack(undo []undoRec) {
+	clear(undo)
+	b.spare = undo[:0]
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"math"
 	"sync"
 	"unicode/utf8"
@@ -137,16 +138,31 @@ func (d *quickScanner) name(want string) bool {
 	return true
 }
 
-// field takes a field name and its colon; "" when it is none the quick
-// way knows.
+// field takes a field name and its colon: the name as written (no
+// escapes), or "" when it is not one.
 func (d *quickScanner) field() string {
-	for _, f := range [...]string{"policy", "key", "cost", "lease_ms"} {
-		if d.name(f) {
-			if d.lit(':') {
-				return f
-			}
-			return ""
-		}
+	d.ws()
+	if d.i >= len(d.b) || d.b[d.i] != '"' {
+		return ""
+	}
+	end := bytes.IndexByte(d.b[d.i+1:], '"')
+	if end < 0 {
+		return ""
+	}
+	name := d.b[d.i+1 : d.i+1+end]
+	d.i += end + 2
+	if !d.lit(':') {
+		return ""
+	}
+	switch string(name) {
+	case "policy":
+		return "policy"
+	case "key":
+		return "key"
+	case "cost":
+		return "cost"
+	case "lease_ms":
+		return "lease_ms"
 	}
 	return ""
 }
@@ -225,25 +241,39 @@ func (d *quickScanner) str(same string) (string, bool) {
 		return "", false
 	}
 	start := d.i
-	escaped := false
+	end := bytes.IndexByte(d.b[start+1:], '"')
+	if end < 0 {
+		return "", false
+	}
+	raw := d.b[start+1 : start+1+end]
+	for _, c := range raw {
+		if c == '\\' {
+			return d.escaped(start)
+		}
+		if c < 0x20 {
+			return "", false
+		}
+	}
+	d.i = start + end + 2
+	if same != "" && string(raw) == same {
+		return same, true
+	}
+	return string(raw), true
+}
+
+// escaped takes a string value with an escape, which starts at b[start],
+// through the general decoder.
+func (d *quickScanner) escaped(start int) (string, bool) {
 	for j := start + 1; j < len(d.b); j++ {
 		switch c := d.b[j]; {
 		case c == '"':
+			var v string
+			if json.Unmarshal(d.b[start:j+1], &v) != nil {
+				return "", false
+			}
 			d.i = j + 1
-			raw := d.b[start+1 : j]
-			if escaped {
-				var v string
-				if json.Unmarshal(d.b[start:j+1], &v) != nil {
-					return "", false
-				}
-				return v, true
-			}
-			if same != "" && string(raw) == same {
-				return same, true
-			}
-			return string(raw), true
+			return v, true
 		case c == '\\':
-			escaped = true
 			j++ // the escaped byte, which may be a quote
 		case c < 0x20:
 			return "", false
