@@ -106,6 +106,7 @@ func (l *Limiter) DecideAll(checks []Check, out []storage.Decision, deadline tim
 	ready := call.ready
 	msgs := call.msgs[:len(parts)]
 	sent := 0
+	answered := false // every part has answered: nothing refers to call any more
 	defer func() {
 		// Decided: a held actor reads the verdict when its next message
 		// comes. One that keeps messages waiting for it is sent the
@@ -117,6 +118,10 @@ func (l *Limiter) DecideAll(checks []Check, out []storage.Decision, deadline tim
 			for _, p := range parts[:held] {
 				l.send(p.actor, v)
 			}
+		}
+		if answered {
+			clear(msgs)
+			l.calls.Put(call)
 		}
 	}()
 	t := lazyTimer{deadline: deadline}
@@ -144,9 +149,7 @@ func (l *Limiter) DecideAll(checks []Check, out []storage.Decision, deadline tim
 			return false, err
 		}
 	}
-	// Every part has answered: nothing refers to call any more.
-	clear(msgs)
-	l.calls.Put(call)
+	answered = true
 	if allowed {
 		return true, nil
 	}

@@ -382,3 +382,32 @@ func TestDecideAllVerdictRead(t *testing.T) {
 		t.Fatal("the kept check was never answered")
 	}
 }
+
+// TestDecideAllContended: many multi-checks at once over few actors, so
+// that held actors get messages meanwhile and are sent their verdicts;
+// every one is answered and allowed (the policy is generous), and under
+// -race no multi-check's reused state is touched by two at once.
+func TestDecideAllContended(t *testing.T) {
+	l, _ := newTestLimiter(t, LimiterConfig{Actors: 4})
+	p := algPolicy(t, storage.Policy{Name: "g", Limit: 1_000_000_000, WindowMs: 1000})
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			checks := make([]Check, 6)
+			out := make([]storage.Decision, len(checks))
+			for n := range 400 {
+				for i := range checks {
+					checks[i] = Check{Policy: p, Key: fmt.Sprint("k", (w*7+n+i*13)%24), Cost: 1}
+				}
+				ok, err := l.DecideAll(checks, out, time.Now().Add(10*time.Second))
+				if err != nil || !ok {
+					t.Errorf("multi-check %d of caller %d: %v %v", n, w, ok, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
