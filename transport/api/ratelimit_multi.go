@@ -118,8 +118,13 @@ func (d *quickScanner) ws() {
 	}
 }
 
-// lit takes the byte c after whitespace.
+// lit takes the byte c after whitespace (mostly none: looked for
+// first).
 func (d *quickScanner) lit(c byte) bool {
+	if d.i < len(d.b) && d.b[d.i] == c {
+		d.i++
+		return true
+	}
 	d.ws()
 	if d.i < len(d.b) && d.b[d.i] == c {
 		d.i++
