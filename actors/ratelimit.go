@@ -93,6 +93,9 @@ type Limiter struct {
 	counters map[string]*policyCounters
 	set      *metrics.Set
 
+	// calls are the reusable parts of multi-checks (ratelimit_all.go).
+	calls sync.Pool
+
 	// zones caches time zones by name (*time.Location is immutable and
 	// safe to share): loading one reads the zone database.
 	zones sync.Map
@@ -127,6 +130,7 @@ func NewLimiter(sys *System, set *metrics.Set, cfg LimiterConfig) *Limiter {
 		perCap: max(cfg.Capacity/cfg.Actors, 1),
 		stop:   make(chan struct{}), counters: map[string]*policyCounters{}, set: set,
 	}
+	l.calls.New = func() any { return &allCall{ready: make(chan bool, cfg.Actors)} }
 	for i := 0; i < cfg.Actors; i++ {
 		box := &bucketBox{l: l, index: i, byPolicy: map[string]*policyKeys{}, tally: map[string]*tally{}, leaseKey: rand.Uint64()}
 		// On the inline dispatcher: a sender that finds the actor idle
@@ -272,6 +276,12 @@ type part struct{ actor, lo, hi int }
 // actors in ascending order (the order DecideAll takes them in), each
 // group's checks in their order in checks.
 func (l *Limiter) partition(checks []Check) ([]int32, []part) {
+	return l.partitionInto(checks, nil, nil)
+}
+
+// partitionInto is partition, appending to idx and parts (empty slices
+// whose arrays it may reuse).
+func (l *Limiter) partitionInto(checks []Check, idx []int32, parts []part) ([]int32, []part) {
 	var actBuf [maxInline]int32
 	act := actBuf[:0]
 	if len(checks) > maxInline {
@@ -296,13 +306,18 @@ func (l *Limiter) partition(checks []Check) ([]int32, []part) {
 		}
 		count[a+1] += count[a]
 	}
-	parts := make([]part, 0, n)
+	if cap(parts) < n {
+		parts = make([]part, 0, n)
+	}
 	for a := range l.pids {
 		if lo, hi := int(count[a]), int(count[a+1]); hi > lo {
 			parts = append(parts, part{actor: a, lo: lo, hi: hi})
 		}
 	}
-	idx := make([]int32, len(checks))
+	if cap(idx) < len(checks) {
+		idx = make([]int32, len(checks))
+	}
+	idx = idx[:len(checks)]
 	for i, a := range act {
 		idx[count[a]] = int32(i)
 		count[a]++
@@ -359,6 +374,18 @@ type bucketBox struct {
 	// stash the messages that came meanwhile (ratelimit_all.go).
 	held  *heldPart
 	stash []any
+	// holding is what held points at; spare the undo records a part
+	// gave back, for the next one (ratelimit_all.go).
+	holding heldPart
+	spare   []undoRec
+	// last is the policy the last decision was under: a batch's checks
+	// mostly share theirs, and two map lookups by name per check were
+	// a large part of a decision. Cleared when a sweep may drop entries.
+	last struct {
+		name  string
+		keys  *policyKeys
+		tally *tally
+	}
 }
 
 // rolledBack counts the allowed checks of multi-checks that were denied
@@ -370,15 +397,17 @@ func (a *bucketActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *bucketMsg, *allMsg, sweepMsg:
 		a.box.l.sys.mailboxDepth.Add(-1)
-		if a.box.held != nil {
-			// Held by a multi-check (ratelimit_all.go): later.
+		if a.box.held != nil || len(a.box.stash) > 0 {
+			// Held by a multi-check (ratelimit_all.go): after its
+			// verdict, and after what came before.
 			a.box.stash = append(a.box.stash, m)
+			a.box.settle()
 			return
 		}
 		a.box.handle(m)
 	case *verdictMsg:
 		a.box.l.sys.mailboxDepth.Add(-1)
-		a.box.verdict(m)
+		a.box.settle()
 	}
 }
 
@@ -404,11 +433,11 @@ func (b *bucketBox) decide(m *bucketMsg) {
 	now := b.l.now()
 	if m.idx == nil {
 		for i := range m.checks {
-			m.out[i] = b.one(&m.checks[i], now)
+			m.out[i] = b.one(&m.checks[i], now, nil)
 		}
 	} else {
 		for _, i := range m.idx {
-			m.out[i] = b.one(&m.checks[i], now)
+			m.out[i] = b.one(&m.checks[i], now, nil)
 		}
 	}
 	m.g.partDone()

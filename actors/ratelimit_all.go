@@ -31,9 +31,21 @@ import (
 // one message decides it.
 //
 // The price: a group on k actors holds the first k−1 for up to k−1
-// message round trips. The caller always sends the verdict to every
-// actor it sent a part to, also when its deadline passes (then the group
-// is aborted unless its last part had committed).
+// message round trips. The verdict (the group's state: committed, or
+// aborted — also when the caller's deadline passes before the last part
+// committed) is read by a held actor when its next message comes: a
+// held actor that gets a message while the group is still pending keeps
+// it for later and marks the group as waited for; the caller, once the
+// group is decided, sends a verdict message to its held actors only
+// when one did. The common case, no other message for a held actor
+// before the verdict, costs no verdict message at all. The two sides
+// meet like this: the actor marks the group waited for and then reads
+// its state again; the caller sets the state and then reads the mark
+// (sequentially consistent atomics): at least one of them sees the
+// other, so no kept message waits for a verdict that never comes. Until
+// its next message a held actor of an aborted group still holds the
+// group's spending; nothing can read it meanwhile (every read of a
+// bucket is a message to its actor, which settles the group first).
 
 const (
 	groupPending int32 = iota
@@ -41,8 +53,12 @@ const (
 	groupAborted
 )
 
-// groupState is the verdict of one multi-check, shared by its parts.
-type groupState struct{ state atomic.Int32 }
+// groupState is the verdict of one multi-check, shared by its parts,
+// and whether a held actor keeps messages until it hears it.
+type groupState struct {
+	state   atomic.Int32
+	waiting atomic.Bool
+}
 
 // allMsg asks an actor for its part of a group.
 type allMsg struct {
@@ -76,23 +92,36 @@ func (l *Limiter) DecideAll(checks []Check, out []storage.Decision, deadline tim
 	if len(checks) == 0 {
 		return true, nil
 	}
-	idx, parts := l.partition(checks)
+	// The group's state is new (held actors may read it long after);
+	// the rest is reused once every part has answered.
+	call := l.calls.Get().(*allCall)
+	idx, parts := l.partitionInto(checks, call.idx[:0], call.parts[:0])
+	call.idx, call.parts = idx, parts
+	if cap(call.msgs) < len(parts) {
+		call.msgs = make([]allMsg, len(parts))
+	}
 	g := &groupState{}
-	// One answer per part; buffered for all of them, so that no part
+	// One answer per part (room for one per actor), so that no part
 	// ever waits to answer, also after the caller gave up.
-	ready := make(chan bool, len(parts))
-	msgs := make([]allMsg, len(parts))
+	ready := call.ready
+	msgs := call.msgs[:len(parts)]
 	sent := 0
+	answered := false // every part has answered: nothing refers to call any more
 	defer func() {
-		// Every actor a part went to hears the verdict (one that did not
-		// hold ignores it), but for the group's last part, which never
-		// holds.
+		// Decided: a held actor reads the verdict when its next message
+		// comes. One that keeps messages waiting for it is sent the
+		// verdict (every actor a part went to, but for the group's last
+		// part, which never holds; one that does not hold ignores it).
 		g.state.CompareAndSwap(groupPending, groupAborted)
-		if held := min(sent, len(parts)-1); held > 0 {
+		if held := min(sent, len(parts)-1); held > 0 && g.waiting.Load() {
 			v := &verdictMsg{g: g}
 			for _, p := range parts[:held] {
 				l.send(p.actor, v)
 			}
+		}
+		if answered {
+			clear(msgs)
+			l.calls.Put(call)
 		}
 	}()
 	t := lazyTimer{deadline: deadline}
@@ -120,6 +149,7 @@ func (l *Limiter) DecideAll(checks []Check, out []storage.Decision, deadline tim
 			return false, err
 		}
 	}
+	answered = true
 	if allowed {
 		return true, nil
 	}
@@ -132,6 +162,15 @@ func (l *Limiter) DecideAll(checks []Check, out []storage.Decision, deadline tim
 		return false, ErrLimiterTimeout // not reached: a part says no only for a denial
 	}
 	return false, nil
+}
+
+// allCall is what a multi-check needs besides its group's state, reused
+// from one to the next (Limiter.calls).
+type allCall struct {
+	ready chan bool // room for one answer per bucket actor
+	msgs  []allMsg
+	idx   []int32
+	parts []part
 }
 
 // waitReady takes the next part's answer, starting the deadline timer
@@ -161,27 +200,6 @@ type undoRec struct {
 	fixed   storage.WindowCount
 	lease   uint64
 	shadow  bool // allowed by a shadow policy that would have denied
-}
-
-// capture records the state of c's key before c is decided.
-func (b *bucketBox) capture(c *Check) undoRec {
-	p := c.Policy
-	u := undoRec{p: p, key: c.Key}
-	pk := b.byPolicy[p.Name]
-	if pk == nil {
-		return u
-	}
-	switch p.Algorithm {
-	case storage.GCRA:
-		u.tat, u.had = pk.gcra[c.Key]
-	case storage.SlidingWindow:
-		b.follow(pk, p)
-		u.sliding, u.had = pk.sliding[c.Key]
-	case storage.FixedWindow:
-		b.follow(pk, p)
-		u.fixed, u.had = pk.fixed[c.Key]
-	}
-	return u
 }
 
 // rollback undoes the allowed checks of a part, last first.
@@ -242,7 +260,10 @@ func restore[V any](b *bucketBox, m map[string]V, key string, v V, had bool) {
 
 // decideAll decides an actor's part of a group (see DecideAll).
 func (b *bucketBox) decideAll(m *allMsg) {
-	var undo []undoRec
+	// The actor's spare undo records, if it has them (actor state: one
+	// part at a time uses them, then gives them back).
+	undo := b.spare[:0]
+	b.spare = nil
 	answered := false
 	defer func() {
 		if r := recover(); r != nil {
@@ -256,10 +277,13 @@ func (b *bucketBox) decideAll(m *allMsg) {
 	}()
 	now := b.l.now()
 	ok := true
+	if cap(undo) < len(m.idx) {
+		undo = make([]undoRec, 0, max(len(m.idx), 16))
+	}
 	for _, i := range m.idx {
 		c := &m.checks[i]
-		u := b.capture(c)
-		d := b.one(c, now)
+		u := undoRec{p: c.Policy, key: c.Key}
+		d := b.one(c, now, &u)
 		m.out[i] = d
 		if !d.Allowed {
 			ok = false
@@ -271,6 +295,7 @@ func (b *bucketBox) decideAll(m *allMsg) {
 	switch {
 	case !ok || m.g.state.Load() == groupAborted:
 		b.rollback(undo)
+		b.giveBack(undo)
 		m.g.state.CompareAndSwap(groupPending, groupAborted)
 		answered = true
 		m.ready <- false
@@ -279,35 +304,68 @@ func (b *bucketBox) decideAll(m *allMsg) {
 		if !committed {
 			b.rollback(undo)
 		}
+		b.giveBack(undo)
 		answered = true
 		m.ready <- committed
 	default:
 		// Held: later messages wait for the verdict.
-		b.held = &heldPart{g: m.g, undo: undo}
+		b.holding = heldPart{g: m.g, undo: undo}
+		b.held = &b.holding
 		answered = true
 		m.ready <- true
 	}
 }
 
-// verdict ends the hold of the group's part, undoing it unless the group
-// committed, then handles what came meanwhile (until another group holds
-// the actor).
-func (b *bucketBox) verdict(v *verdictMsg) {
-	h := b.held
-	if h == nil || h.g != v.g {
-		return
-	}
-	b.held = nil
-	if v.g.state.Load() != groupCommitted {
-		b.rollback(h.undo)
-	}
-	for len(b.stash) > 0 && b.held == nil {
+// settle ends the hold of a decided group (undoing its part unless it
+// committed), then handles the kept messages in order until a group
+// holds the actor again; while one does and messages wait, it marks the
+// group as waited for (its verdict message then comes) and looks at its
+// state once more (see DecideAll).
+func (b *bucketBox) settle() {
+	for {
+		if !b.endHold() {
+			if len(b.stash) == 0 {
+				return
+			}
+			b.held.g.waiting.Store(true)
+			if !b.endHold() {
+				return
+			}
+		}
+		if len(b.stash) == 0 {
+			b.stash = nil
+			return
+		}
 		m := b.stash[0]
 		b.stash[0] = nil
 		b.stash = b.stash[1:]
 		b.handle(m)
 	}
-	if len(b.stash) == 0 {
-		b.stash = nil
+}
+
+// endHold ends the hold of a decided group and reports whether the actor
+// is free (false: its group is still pending).
+func (b *bucketBox) endHold() bool {
+	h := b.held
+	if h == nil {
+		return true
 	}
+	switch h.g.state.Load() {
+	case groupPending:
+		return false
+	case groupCommitted:
+	default:
+		b.rollback(h.undo)
+	}
+	b.giveBack(h.undo)
+	b.holding = heldPart{}
+	b.held = nil
+	return true
+}
+
+// giveBack keeps undo records for the actor's next part, cleared (they
+// point at policies and keys).
+func (b *bucketBox) giveBack(undo []undoRec) {
+	clear(undo)
+	b.spare = undo[:0]
 }

@@ -302,3 +302,112 @@ func TestDecideAllDeadline(t *testing.T) {
 		t.Fatalf("afterwards: %v %v", ok, err)
 	}
 }
+
+// TestDecideAllVerdictRead: a held actor learns its group's verdict from
+// the group's state when its next message comes — kept (committed) or
+// undone (aborted) with no verdict message — and a message that came
+// while the group was pending is answered once the group is decided,
+// the caller then sending the verdict because the actor waits for it.
+func TestDecideAllVerdictRead(t *testing.T) {
+	clock := &fakeClock{}
+	clock.ns.Store(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC).UnixNano())
+	l, _ := newTestLimiter(t, LimiterConfig{Now: clock.now, Actors: 2})
+	p := algPolicy(t, storage.Policy{Name: "f", Algorithm: storage.FixedWindow, Limit: 5, Window: storage.UnitHour})
+	var key string
+	for i := 0; ; i++ {
+		if key = fmt.Sprint("k", i); l.actorOf(key) == 0 {
+			break
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	hold := func(cost uint32) *groupState {
+		g := &groupState{}
+		ready := make(chan bool, 1)
+		l.send(0, &allMsg{checks: []Check{{Policy: p, Key: key, Cost: cost}}, out: make([]storage.Decision, 1), idx: []int32{0}, g: g, ready: ready})
+		if !<-ready {
+			t.Fatal("the held part was denied")
+		}
+		return g
+	}
+	remaining := func() uint32 {
+		t.Helper()
+		d, err := l.Decide(Check{Policy: p, Key: key, Peek: true}, deadline)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.Remaining
+	}
+	// Committed, no verdict message: the next message keeps the spending.
+	g := hold(2)
+	g.state.Store(groupCommitted)
+	if r := remaining(); r != 3 || g.waiting.Load() {
+		t.Fatalf("after a commit: remaining %d, waited for %v", r, g.waiting.Load())
+	}
+	// Aborted, no verdict message: the next message finds it undone.
+	g = hold(1)
+	g.state.Store(groupAborted)
+	if r := remaining(); r != 3 || g.waiting.Load() {
+		t.Fatalf("after an abort: remaining %d, waited for %v", r, g.waiting.Load())
+	}
+	// Pending: a check waits, marks the group, and is answered after the
+	// verdict message, seeing the group's spending.
+	g = hold(1)
+	answered := make(chan storage.Decision, 1)
+	go func() {
+		d, err := l.Decide(Check{Policy: p, Key: key, Cost: 1}, deadline)
+		if err != nil {
+			t.Error(err)
+		}
+		answered <- d
+	}()
+	for !g.waiting.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("the held actor never marked its group as waited for")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case d := <-answered:
+		t.Fatalf("answered while held: %+v", d)
+	default:
+	}
+	g.state.Store(groupCommitted)
+	l.send(0, &verdictMsg{g: g})
+	select {
+	case d := <-answered:
+		if !d.Allowed || d.Remaining != 1 {
+			t.Fatalf("after the verdict: %+v", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the kept check was never answered")
+	}
+}
+
+// TestDecideAllContended: many multi-checks at once over few actors, so
+// that held actors get messages meanwhile and are sent their verdicts;
+// every one is answered and allowed (the policy is generous), and under
+// -race no multi-check's reused state is touched by two at once.
+func TestDecideAllContended(t *testing.T) {
+	l, _ := newTestLimiter(t, LimiterConfig{Actors: 4})
+	p := algPolicy(t, storage.Policy{Name: "g", Limit: 1_000_000_000, WindowMs: 1000})
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			checks := make([]Check, 6)
+			out := make([]storage.Decision, len(checks))
+			for n := range 400 {
+				for i := range checks {
+					checks[i] = Check{Policy: p, Key: fmt.Sprint("k", (w*7+n+i*13)%24), Cost: 1}
+				}
+				ok, err := l.DecideAll(checks, out, time.Now().Add(10*time.Second))
+				if err != nil || !ok {
+					t.Errorf("multi-check %d of caller %d: %v %v", n, w, ok, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}

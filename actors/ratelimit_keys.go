@@ -11,13 +11,11 @@ import (
 // goroutine (bucketBox is its state); only Limiter.zone is shared, and
 // it holds immutable locations.
 
-func (b *bucketBox) one(c *Check, now int64) storage.Decision {
+// one makes a decision; when u is not nil, it records there how to undo
+// it (the key's state before, read by the decision's own lookup).
+func (b *bucketBox) one(c *Check, now int64, u *undoRec) storage.Decision {
 	p := c.Policy
-	pk := b.byPolicy[p.Name]
-	if pk == nil {
-		pk = &policyKeys{}
-		b.byPolicy[p.Name] = pk
-	}
+	pk := b.keysOf(p.Name)
 	switch {
 	case c.Peek:
 		return b.peek(pk, p, c.Key, now)
@@ -37,6 +35,9 @@ func (b *bucketBox) one(c *Check, now int64) storage.Decision {
 			pk.gcra = map[string]int64{}
 		}
 		tat, had := pk.gcra[c.Key]
+		if u != nil {
+			u.tat, u.had = tat, had
+		}
 		bk := storage.Bucket{TAT: tat}
 		d = p.Decide(&bk, c.Cost, now)
 		if bk.TAT != tat {
@@ -48,6 +49,9 @@ func (b *bucketBox) one(c *Check, now int64) storage.Decision {
 	case storage.SlidingWindow:
 		b.follow(pk, p)
 		st, had := pk.sliding[c.Key]
+		if u != nil {
+			u.sliding, u.had = st, had
+		}
 		before := st
 		d = p.DecideSliding(&st, c.Cost, now)
 		if st != before {
@@ -62,6 +66,9 @@ func (b *bucketBox) one(c *Check, now int64) storage.Decision {
 			pk.win = storage.CalendarWindowAt(p.Window, pk.loc, now)
 		}
 		st, had := pk.fixed[c.Key]
+		if u != nil {
+			u.fixed, u.had = st, had
+		}
 		before := st
 		d = p.DecideFixed(&st, pk.win, c.Cost, now)
 		if st != before {
@@ -113,11 +120,31 @@ func (b *bucketBox) one(c *Check, now int64) storage.Decision {
 	return d
 }
 
+// keysOf returns the keys' state of a policy, created on first use.
+func (b *bucketBox) keysOf(policy string) *policyKeys {
+	if b.last.keys != nil && b.last.name == policy {
+		return b.last.keys
+	}
+	pk := b.byPolicy[policy]
+	if pk == nil {
+		pk = &policyKeys{}
+		b.byPolicy[policy] = pk
+	}
+	b.last.name, b.last.keys, b.last.tally = policy, pk, nil
+	return pk
+}
+
 func (b *bucketBox) tallyOf(policy string) *tally {
+	if b.last.tally != nil && b.last.name == policy {
+		return b.last.tally
+	}
 	t := b.tally[policy]
 	if t == nil {
 		t = &tally{}
 		b.tally[policy] = t
+	}
+	if b.last.name == policy {
+		b.last.tally = t
 	}
 	return t
 }
@@ -273,6 +300,7 @@ func (b *bucketBox) nextLeaseID() uint64 {
 
 // sweep drops full buckets and publishes the tallies.
 func (b *bucketBox) sweep() {
+	b.last.keys, b.last.tally = nil, nil
 	now := b.l.now()
 	b.dropWhere(now, func(fullAt int64) bool { return fullAt <= now })
 	for name, t := range b.tally {
@@ -290,6 +318,7 @@ func (b *bucketBox) sweep() {
 // shed makes room when the actor holds more than its share: full buckets
 // first, then the tenth closest to full.
 func (b *bucketBox) shed(now int64) {
+	b.last.keys, b.last.tally = nil, nil
 	b.dropWhere(now, func(fullAt int64) bool { return fullAt <= now })
 	if b.n <= b.l.perCap {
 		return

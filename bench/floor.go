@@ -59,10 +59,16 @@ type FloorRateLimitService struct {
 
 // NewFloorRateLimitService returns the floor's gRPC server.
 func NewFloorRateLimitService() *FloorRateLimitService {
+	// The service's own gRPC settings: the floor differs from it by the
+	// work behind the answer only.
+	return newFloorRateLimitService(envoy.ServerOptions()...)
+}
+
+// newFloorRateLimitService returns the floor's gRPC server with opts
+// (the benchmarks of gRPC's settings try others).
+func newFloorRateLimitService(opts ...grpc.ServerOption) *FloorRateLimitService {
 	f := &FloorRateLimitService{
-		// The service's own gRPC settings: the floor differs from it by
-		// the work behind the answer only.
-		srv: grpc.NewServer(envoy.ServerOptions()...),
+		srv: grpc.NewServer(opts...),
 		resp: &rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OK, Statuses: []*rlsv3.RateLimitResponse_DescriptorStatus{{
 			Code:               rlsv3.RateLimitResponse_OK,
 			CurrentLimit:       &rlsv3.RateLimitResponse_RateLimit{Name: benchEnvoyPolicy, RequestsPerUnit: 1_000_000, Unit: rlsv3.RateLimitResponse_RateLimit_SECOND},

@@ -36,8 +36,14 @@ const (
 	benchDomain = "bench"
 	// benchEnvoyPolicy is the policy ratelimit-grpc's descriptors match.
 	benchEnvoyPolicy = "bench-envoy"
-	// streamsPerConn is how many workers share a gRPC connection.
-	streamsPerConn = 16
+	// streamsPerConn is how many workers share a gRPC connection: 64
+	// streams on two connections, as an Envoy on a machine of two cores
+	// (its --concurrency defaults to the cores) keeps one connection
+	// per worker thread. Fewer connections carry more frames per read
+	// and write: the floor's socket calls per call, both ends together,
+	// were 0.59–0.62 with 4 connections, 0.36–0.40 with 2 and 0.26–0.33
+	// with 1 (BenchmarkGRPCFloor; docs/BENCHMARKS-notes.md).
+	streamsPerConn = 32
 )
 
 // grpcTargets are the connections of a ratelimit-grpc run.
@@ -48,15 +54,24 @@ type grpcTargets struct {
 	clients []rlsv3.RateLimitServiceClient
 }
 
+// staticMethod is the call option the generated client adds to each call
+// (a slice built per call there).
+var staticMethod = []grpc.CallOption{grpc.StaticMethod()}
+
+// shouldRateLimit calls ShouldRateLimit on conn as the generated client
+// does, but answers into resp, which the codec resets first: the load
+// generator shares the cores with the node, so its own allocations per
+// call count against both.
+func shouldRateLimit(ctx context.Context, conn *grpc.ClientConn, req *rlsv3.RateLimitRequest, resp *rlsv3.RateLimitResponse) error {
+	return conn.Invoke(ctx, rlsv3.RateLimitService_ShouldRateLimit_FullMethodName, req, resp, staticMethod...)
+}
+
 // dial opens the connections the workers of r share, once.
 func (g *grpcTargets) dial(r *Runner) error {
 	g.once.Do(func() {
 		n := (r.cfg.Connections + streamsPerConn - 1) / streamsPerConn
 		for range n {
-			// Static flow-control windows, as Envoy's HTTP/2 client keeps
-			// (large, and no bandwidth-estimate pings).
-			c, err := grpc.NewClient(r.cfg.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-				grpc.WithInitialWindowSize(1<<20), grpc.WithInitialConnWindowSize(1<<20))
+			c, err := grpc.NewClient(r.cfg.GRPCAddr, grpcDialOptions()...)
 			if err != nil {
 				g.err = fmt.Errorf("cannot open a gRPC connection to %s: %w", r.cfg.GRPCAddr, err)
 				return
@@ -66,6 +81,14 @@ func (g *grpcTargets) dial(r *Runner) error {
 		}
 	})
 	return g.err
+}
+
+// grpcDialOptions are the client's gRPC settings: static flow-control
+// windows, as Envoy's HTTP/2 client keeps (large, and no
+// bandwidth-estimate pings).
+func grpcDialOptions() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(1 << 20), grpc.WithInitialConnWindowSize(1 << 20)}
 }
 
 func (g *grpcTargets) close() {
@@ -136,9 +159,10 @@ func grpcLoop(r *Runner, w *worker) {
 		w.mu.Unlock()
 		return
 	}
-	client := r.grpc.clients[w.id/streamsPerConn]
+	conn := r.grpc.conns[w.id/streamsPerConn]
 	ctx := r.outgoing()
 	req := grpcRequest("")
+	resp := &rlsv3.RateLimitResponse{}
 	entry := req.Descriptors[0].Entries[0]
 	var key []byte
 	for !r.stop.Load() {
@@ -153,7 +177,7 @@ func grpcLoop(r *Runner, w *worker) {
 		key = strconv.AppendInt(append(key[:0], 'k'), int64(w.rng.IntN(benchPolicyKeys)), 10)
 		entry.Value = string(key)
 		cctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
-		resp, err := client.ShouldRateLimit(cctx, req)
+		err := shouldRateLimit(cctx, conn, req, resp)
 		cancel()
 		lat := time.Since(start)
 		if c := status.Code(err); c == codes.Unauthenticated || c == codes.PermissionDenied {

@@ -122,7 +122,7 @@ var scenarios = map[string]scenario{
 		next:        nextMultiCheck,
 	},
 	"ratelimit-grpc": {
-		description: "Envoy's rate-limit service (ShouldRateLimit on --grpc-addr): each connection is one stream in flight, one descriptor of 10k keys per request, 16 streams per gRPC connection",
+		description: "Envoy's rate-limit service (ShouldRateLimit on --grpc-addr): each connection is one stream in flight, one descriptor of 10k keys per request, 32 streams per gRPC connection (two connections at 64, as an Envoy on two cores keeps)",
 		setup:       setupEnvoyPolicy,
 		loop:        grpcLoop,
 		paced:       true,

@@ -9,13 +9,16 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/valyala/fasthttp"
 )
 
 // TestCountRequests runs TROUPE_COUNT_N requests of one kind
-// (TROUPE_COUNT_CASE: not_found, get_stale, get_linearizable) through the
+// (TROUPE_COUNT_CASE: not_found, get_stale, get_linearizable,
+// ratelimit_check: one check, ratelimit_multi: a multi-check of 10
+// keys, as the bench's rate-limit scenarios send them) through the
 // whole HTTP path of a one-node cluster in process, one after another, and
 // nothing else. It is a harness for counting instructions under
 // callgrind, not a check: without TROUPE_COUNT_N it skips. The
@@ -42,19 +45,38 @@ func TestCountRequests(t *testing.T) {
 	} else {
 		id, _ = ts.create("Bench", "bench@example.com")["id"].(string)
 	}
-	uri, status := "/no/such/route", 404
+	method, uri, status, body := "GET", "/no/such/route", 404, ""
 	switch os.Getenv("TROUPE_COUNT_CASE") {
 	case "get_stale":
 		uri, status = "/v1/users/"+id+"?consistency=stale", 200
 	case "get_linearizable":
 		uri, status = "/v1/users/"+id, 200
+	case "ratelimit_check", "ratelimit_multi":
+		ts.expect(ts.do("PUT", "/v1/ratelimit/policies/bench", `{"limit":1000000000,"window_ms":1000}`, nil, true), 200, "")
+		method, uri, status, body = "POST", "/v1/ratelimit/check", 200, `{"policy":"bench","key":"k4711"}`
+		if os.Getenv("TROUPE_COUNT_CASE") == "ratelimit_multi" {
+			var b strings.Builder
+			b.WriteString(`{"checks":[`)
+			for i := range 10 {
+				if i > 0 {
+					b.WriteByte(',')
+				}
+				fmt.Fprintf(&b, `{"policy":"bench","key":"k%d"}`, 4711+i)
+			}
+			b.WriteString("]}")
+			body = b.String()
+		}
 	}
 	// The request as a client sends it, parsed from its bytes each time
 	// and its response written out, as the server does (less the socket
 	// calls) — or, with TROUPE_COUNT_WIRE=0, handed over parsed: the
 	// handling alone.
-	raw := []byte("GET " + uri + " HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: bench/1.0\r\n" +
-		"Accept: application/json\r\nAccept-Encoding: gzip\r\n" + authLine + "\r\n")
+	head := method + " " + uri + " HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: bench/1.0\r\n" +
+		"Accept: application/json\r\nAccept-Encoding: gzip\r\n" + authLine
+	if body != "" {
+		head += "Content-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n"
+	}
+	raw := []byte(head + "\r\n" + body)
 	wire := os.Getenv("TROUPE_COUNT_WIRE") != "0"
 	addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
 	// One thread: callgrind counts from countLoop's entry on the thread
@@ -62,7 +84,7 @@ func TestCountRequests(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	if err := countLoop(h, raw, wire, addr, n, status); err != nil {
-		t.Fatalf("GET %s: %v", uri, err)
+		t.Fatalf("%s %s: %v", method, uri, err)
 	}
 }
 

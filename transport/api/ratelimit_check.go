@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -156,10 +157,7 @@ func (s *Server) checkTarget(ctx *fasthttp.RequestCtx, at string, policy, key *s
 	if e := storage.CheckLabel(at+"policy", *policy); e != nil {
 		return nil, toAPIError(e)
 	}
-	if *key == "" || len(*key) > maxLimitKeyBytes {
-		return nil, badRequest(at+"key must be 1 to 512 bytes", at+"key")
-	}
-	if e := may(callerOf(ctx), *policy, *key); e != nil {
+	if e := checkKey(at, ctx, *policy, *key, may); e != nil {
 		return nil, e
 	}
 	p, _, ok := s.policy(*policy)
@@ -167,6 +165,14 @@ func (s *Server) checkTarget(ctx *fasthttp.RequestCtx, at string, policy, key *s
 		return nil, newError("not_found", "no policy named "+strconv.Quote(*policy))
 	}
 	return p, nil
+}
+
+// checkKey validates a request's key and checks the caller's scope.
+func checkKey(at string, ctx *fasthttp.RequestCtx, policy, key string, may func(*caller, string, string) *apiError) *apiError {
+	if key == "" || len(key) > maxLimitKeyBytes {
+		return badRequest(at+"key must be 1 to 512 bytes", at+"key")
+	}
+	return may(callerOf(ctx), policy, key)
 }
 
 // checkArgs validates a check's cost and lease against its policy.
@@ -240,34 +246,70 @@ func (s *Server) multiCheck(ctx *fasthttp.RequestCtx, n int, item func(i int) *c
 		writeError(ctx, badRequest("checks must hold 1 to "+strconv.Itoa(maxMultiCheck)+" checks", "checks"))
 		return
 	}
-	checks := make([]actors.Check, n)
+	buf := multiBufs.Get().(*multiBuf)
+	checks, out := buf.checks[:n], buf.out[:n]
+	var last *storage.Policy // the policy of the check before, found by lastName
+	var lastName string
 	for i := range n {
 		it := item(i)
 		// Validated without the item's place in the field names, which
-		// only an error needs (a string per check otherwise).
-		p, e := s.checkTarget(ctx, "", it.Policy, it.Key, mayCheck)
+		// only an error needs (a string per check otherwise). A policy
+		// named as the check before's was found and its name checked
+		// then: only the key and the caller's scope are left to check,
+		// in checkTarget's order.
+		var p *storage.Policy
+		var e *apiError
+		if last != nil && it.Policy != nil && it.Key != nil && *it.Policy == lastName {
+			p, e = last, checkKey("", ctx, *it.Policy, *it.Key, mayCheck)
+		} else {
+			p, e = s.checkTarget(ctx, "", it.Policy, it.Key, mayCheck)
+			if e == nil {
+				lastName = *it.Policy
+			}
+		}
+		last = p
 		var cost uint32
 		var lease int64
 		if e == nil {
 			cost, lease, e = checkArgs("", p, it.Cost, it.LeaseMs)
 		}
 		if e != nil {
+			buf.release(i)
 			writeError(ctx, s.checkItemError(ctx, i, it, e))
 			return
 		}
 		checks[i] = actors.Check{Policy: p, Key: *it.Key, Cost: cost, LeaseMs: lease}
 	}
 	if s.limiter == nil {
+		buf.release(n)
 		writeError(ctx, newError("unavailable", "this node has no rate limiter"))
 		return
 	}
-	out := make([]storage.Decision, len(checks))
 	allowed, err := s.limiter.DecideAll(checks, out, s.deadline())
 	if err != nil {
+		// A late part may still write into out: buf is not reused.
 		writeError(ctx, newError("unavailable", "the rate limiter did not answer in time"))
 		return
 	}
 	writeMultiCheck(ctx, allowed, out)
+	buf.release(n)
+}
+
+// multiBuf holds a multi-check's checks and decisions, reused from one
+// request to the next (two allocations of up to 100 elements each
+// otherwise).
+type multiBuf struct {
+	checks [maxMultiCheck]actors.Check
+	out    [maxMultiCheck]storage.Decision
+}
+
+var multiBufs = sync.Pool{New: func() any { return new(multiBuf) }}
+
+// release clears the first n checks (they point at policies and keys)
+// and hands b back to the pool.
+func (b *multiBuf) release(n int) {
+	clear(b.checks[:n])
+	multiBufs.Put(b)
 }
 
 // checkItemError words the error e of check i of a multi-check again,

@@ -42,6 +42,7 @@ func appendMultiCheckJSON(b []byte, allowed bool, out []storage.Decision, flush 
 	b = append(b, `{"allowed":`...)
 	b = strconv.AppendBool(b, allowed)
 	b = append(b, `,"results":[`...)
+	var lim limitDigits
 	for i := range out {
 		if flush != nil {
 			flush(b)
@@ -50,17 +51,40 @@ func appendMultiCheckJSON(b []byte, allowed bool, out []storage.Decision, flush 
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendCheckJSON(b, &out[i])
+		b = appendResultJSON(b, &out[i], &lim)
 	}
 	return append(b, "]}"...)
 }
 
+// limitDigits is the last limit a multi-check's answer wrote, in digits:
+// its results mostly share one policy, and writing numbers was a tenth
+// of a multi-check's instructions.
+type limitDigits struct {
+	v      uint32
+	digits []byte
+	buf    [10]byte
+}
+
 // appendCheckJSON appends json.Marshal(toCheckResponse(d)) to b.
 func appendCheckJSON(b []byte, d *storage.Decision) []byte {
+	return appendResultJSON(b, d, nil)
+}
+
+// appendResultJSON is appendCheckJSON, taking the limit's digits from
+// lim when it wrote the same limit before (lim may be nil).
+func appendResultJSON(b []byte, d *storage.Decision, lim *limitDigits) []byte {
 	b = append(b, `{"allowed":`...)
 	b = strconv.AppendBool(b, d.Allowed)
 	b = append(b, `,"limit":`...)
-	b = strconv.AppendUint(b, uint64(d.Limit), 10)
+	switch {
+	case lim == nil:
+		b = strconv.AppendUint(b, uint64(d.Limit), 10)
+	case lim.digits != nil && lim.v == d.Limit:
+		b = append(b, lim.digits...)
+	default:
+		lim.v, lim.digits = d.Limit, strconv.AppendUint(lim.buf[:0], uint64(d.Limit), 10)
+		b = append(b, lim.digits...)
+	}
 	b = append(b, `,"remaining":`...)
 	b = strconv.AppendUint(b, uint64(d.Remaining), 10)
 	b = append(b, `,"reset_ms":`...)

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,13 +42,15 @@ func (s *Server) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReques
 		return nil, status.Errorf(codes.InvalidArgument, "a request must hold 1 to %d descriptors, it holds %d", MaxDescriptors, len(descs))
 	}
 	rules := s.index.of(s.policies.Policies())[req.GetDomain()]
-	// The statuses in one allocation, the checks and their decisions in
-	// two: a request has 1 to 100 descriptors, mostly one or two.
+	// The statuses in one allocation (the answer is marshalled after
+	// this returns); the checks, their decisions and rules reused from
+	// call to call: a request has 1 to 100 descriptors, mostly one or
+	// two.
 	resp := &rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OK, Statuses: make([]*rlsv3.RateLimitResponse_DescriptorStatus, len(descs))}
 	statuses := make([]rlsv3.RateLimitResponse_DescriptorStatus, len(descs))
-	checks := make([]actors.Check, 0, len(descs))
-	at := make([]int32, 0, len(descs)) // the descriptor of each check
-	matched := make([]*domainRule, 0, len(descs))
+	sc := scratches.Get().(*scratch)
+	defer sc.release()
+	checks, at, matched := sc.checks[:0], sc.at[:0], sc.matched[:0]
 	var pairBuf [4]storage.EnvoyPair
 	pairs := pairBuf[:0]
 	for i, d := range descs {
@@ -74,12 +77,18 @@ func (s *Server) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReques
 		at = append(at, int32(i))
 		matched = append(matched, r)
 	}
+	sc.checks, sc.at, sc.matched = checks, at, matched
 	if len(checks) == 0 {
 		return resp, nil
 	}
-	out := make([]storage.Decision, len(checks))
+	if cap(sc.out) < len(checks) {
+		sc.out = make([]storage.Decision, len(checks))
+	}
+	out := sc.out[:len(checks)]
 	allowed, err := s.limiter.DecideAll(checks, out, time.Now().Add(s.cfg.Timeout))
 	if err != nil {
+		// A late part may still write into out: sc is not reused.
+		sc.lost = true
 		s.cfg.Logger.Debug("rate-limit service: no decision", "domain", req.GetDomain(), "err", err)
 		return nil, status.Error(codes.Unavailable, "the rate limiter did not answer in time")
 	}
@@ -102,6 +111,31 @@ func (s *Server) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReques
 		resp.ResponseHeadersToAdd = headers(checks, out)
 	}
 	return resp, nil
+}
+
+// scratch is a call's checks, the descriptor of each, their rules and
+// decisions, reused from one call to the next.
+type scratch struct {
+	checks  []actors.Check
+	at      []int32
+	matched []*domainRule
+	out     []storage.Decision
+	lost    bool // the limiter gave no answer in time: not reused
+}
+
+var scratches = sync.Pool{New: func() any { return new(scratch) }}
+
+// release clears what points at policies and keys and hands sc back to
+// the pool.
+func (sc *scratch) release() {
+	if sc.lost {
+		return
+	}
+	// The whole arrays: a call refused halfway left checks past len.
+	clear(sc.checks[:cap(sc.checks)])
+	clear(sc.matched[:cap(sc.matched)])
+	sc.checks, sc.at, sc.matched = sc.checks[:0], sc.at[:0], sc.matched[:0]
+	scratches.Put(sc)
 }
 
 // domainRule is a policy with an Envoy rule, and its limit as Envoy states it.
