@@ -52,8 +52,16 @@ func TestCountRequests(t *testing.T) {
 	case "get_linearizable":
 		uri, status = "/v1/users/"+id, 200
 	case "ratelimit_check", "ratelimit_multi":
-		ts.expect(ts.do("PUT", "/v1/ratelimit/policies/bench", `{"limit":1000000000,"window_ms":1000}`, nil, true), 200, "")
-		method, uri, status, body = "POST", "/v1/ratelimit/check", 200, `{"policy":"bench","key":"k4711"}`
+		var admin map[string]string // the policy is an admin's to put
+		if authLine != "" {
+			admin = bearer(ts.login("admin@troupe.local", testAdminPassword).AccessToken)
+		}
+		ts.expect(ts.do("PUT", "/v1/ratelimit/policies/bench", `{"limit":1000000000,"window_ms":1000}`, admin, true), 200, "")
+		kp := "k" // a signed-in user checks its own keys only
+		if authLine != "" {
+			kp = "user:" + id + ":k"
+		}
+		method, uri, status, body = "POST", "/v1/ratelimit/check", 200, `{"policy":"bench","key":"`+kp+`4711"}`
 		if os.Getenv("TROUPE_COUNT_CASE") == "ratelimit_multi" {
 			var b strings.Builder
 			b.WriteString(`{"checks":[`)
@@ -61,7 +69,7 @@ func TestCountRequests(t *testing.T) {
 				if i > 0 {
 					b.WriteByte(',')
 				}
-				fmt.Fprintf(&b, `{"policy":"bench","key":"k%d"}`, 4711+i)
+				fmt.Fprintf(&b, `{"policy":"bench","key":"%s%d"}`, kp, 4711+i)
 			}
 			b.WriteString("]}")
 			body = b.String()
