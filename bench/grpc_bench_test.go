@@ -51,9 +51,6 @@ func BenchmarkGRPCFloor(b *testing.B) {
 		{name: "buffers=4k", perConn: streamsPerConn, deadline: true,
 			dial:   []grpc.DialOption{grpc.WithReadBufferSize(4 << 10), grpc.WithWriteBufferSize(4 << 10)},
 			server: with(grpc.ReadBufferSize(4<<10), grpc.WriteBufferSize(4<<10))},
-		{name: "no-shared-write-buffer", perConn: streamsPerConn, deadline: true,
-			dial:   []grpc.DialOption{grpc.WithSharedWriteBuffer(false)},
-			server: with(grpc.SharedWriteBuffer(false))},
 		{name: "no-stream-workers", perConn: streamsPerConn, deadline: true, server: []grpc.ServerOption{grpc.InitialWindowSize(1 << 20), grpc.InitialConnWindowSize(1 << 20)}},
 		{name: "dynamic-windows", perConn: streamsPerConn, deadline: true, server: []grpc.ServerOption{base[0]}},
 	}
