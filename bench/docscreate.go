@@ -35,24 +35,8 @@ func ensureOwner(r *Runner, do func(method, path, body string, want int) error, 
 
 // setupDocOwner is docs-create's setup: the documents' owner.
 func setupDocOwner(r *Runner) error {
-	client := r.client(r.cfg.Addrs[0])
-	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	do := func(method, path, body string, want int) error {
-		req.Reset()
-		req.Header.SetHost(r.cfg.Addrs[0])
-		r.authorize(req)
-		setJSON(req, method, path)
-		req.SetBodyString(body)
-		if err := client.DoTimeout(req, resp, r.cfg.Timeout); err != nil {
-			return fmt.Errorf("setup: %s %s: %w", method, path, err)
-		}
-		if resp.StatusCode() != want {
-			return fmt.Errorf("setup: %s %s: %d %s", method, path, resp.StatusCode(), resp.Body())
-		}
-		return nil
-	}
+	do, resp, release := r.setupCaller()
+	defer release()
 	return ensureOwner(r, do, resp)
 }
 

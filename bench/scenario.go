@@ -189,14 +189,14 @@ func nextMultiCheck(r *Runner, w *worker, req *fasthttp.Request) int {
 	return fasthttp.StatusOK
 }
 
-// setupDocs creates cfg.Docs documents (empty, at version 0), owned by
-// the run's user (ensureOwner).
-func setupDocs(r *Runner) error {
+// setupCaller is how a setup step calls the first node: do sends one
+// request and checks its status, resp holds the answer, release frees
+// both.
+func (r *Runner) setupCaller() (do func(method, path, body string, want int) error, resp *fasthttp.Response, release func()) {
 	client := r.client(r.cfg.Addrs[0])
-	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	do := func(method, path, body string, want int) error {
+	req := fasthttp.AcquireRequest()
+	resp = fasthttp.AcquireResponse()
+	do = func(method, path, body string, want int) error {
 		req.Reset()
 		req.Header.SetHost(r.cfg.Addrs[0])
 		r.authorize(req)
@@ -210,6 +210,17 @@ func setupDocs(r *Runner) error {
 		}
 		return nil
 	}
+	return do, resp, func() {
+		fasthttp.ReleaseRequest(req)
+		fasthttp.ReleaseResponse(resp)
+	}
+}
+
+// setupDocs creates cfg.Docs documents (empty, at version 0), owned by
+// the run's user (ensureOwner).
+func setupDocs(r *Runner) error {
+	do, resp, release := r.setupCaller()
+	defer release()
 	if err := ensureOwner(r, do, resp); err != nil {
 		return err
 	}
