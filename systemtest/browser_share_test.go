@@ -103,32 +103,33 @@ func serverText(t *testing.T, n *node, docID string, header map[string]string) (
 	return d.Content, d.Version
 }
 
-func TestBrowserShareLinks(t *testing.T) {
+// The browser tests' people: Ada owns a document, Bob is its viewer.
+const adaEmail, bobEmail, password = "ada@example.com", "bob@example.com", "analytical engine"
+
+// adaAndBob starts a secure node (password hashing made cheap) and a
+// browser, registers Ada and Bob, and gives Ada a document of title and
+// content with Bob as its viewer: the node, the browser, the document's
+// id, Bob's id and Ada's authorization header.
+func adaAndBob(t *testing.T, title, content string) (n *node, browser context.Context, docID, bobID string, ada map[string]string) {
+	t.Helper()
 	requireBinary(t)
 	chrome := chromiumPath(t)
-	start := time.Now()
 	cfg := newNodeConfig(t, "n1")
 	cfg.Secure = true
 	cfg.ExtraArgs = append(cfg.ExtraArgs, "--argon2-memory-kib", "1024", "--argon2-time", "1")
-	n := startNode(t, cfg)
-	browser := startBrowser(t, chrome)
-
-	// Ada owns a document; Bob is its viewer.
-	const adaEmail, bobEmail, password = "ada@example.com", "bob@example.com", "analytical engine"
+	n = startNode(t, cfg)
+	browser = startBrowser(t, chrome)
 	for _, u := range [][2]string{{"Ada", adaEmail}, {"Bob", bobEmail}} {
 		expectStatus(t, n.do(t, "POST", "/v1/auth/register", map[string]string{"name": u[0], "email": u[1], "password": password}, nil), 201)
 	}
-	ada := bearer(login(t, n, adaEmail, password).AccessToken)
-	r := n.do(t, "POST", "/v1/docs", map[string]string{"title": "Notes", "content": "hello world"}, ada)
+	ada = bearer(login(t, n, adaEmail, password).AccessToken)
+	r := n.do(t, "POST", "/v1/docs", map[string]string{"title": title, "content": content}, ada)
 	expectStatus(t, r, 201)
-	var doc struct {
+	var doc, bob struct {
 		ID string `json:"id"`
 	}
 	if err := json.Unmarshal(r.Body, &doc); err != nil {
 		t.Fatal(err)
-	}
-	var bob struct {
-		ID string `json:"id"`
 	}
 	r = n.do(t, "GET", "/v1/auth/me", nil, bearer(login(t, n, bobEmail, password).AccessToken))
 	expectStatus(t, r, 200)
@@ -136,12 +137,19 @@ func TestBrowserShareLinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectStatus(t, n.do(t, "PUT", "/v1/docs/"+doc.ID+"/members/"+bob.ID, map[string]string{"role": "viewer"}, ada), 204)
+	return n, browser, doc.ID, bob.ID, ada
+}
+
+func TestBrowserShareLinks(t *testing.T) {
+	start := time.Now()
+	// Ada owns a document; Bob is its viewer.
+	n, browser, docID, bobID, ada := adaAndBob(t, "Notes", "hello world")
 
 	owner := newTab(t, browser, "Ada's tab", n)
 	viewer := newTab(t, browser, "Bob's tab", n)
-	owner.signIn(doc.ID, adaEmail, password)
+	owner.signIn(docID, adaEmail, password)
 	owner.allowClipboard()
-	viewer.signIn(doc.ID, bobEmail, password)
+	viewer.signIn(docID, bobEmail, password)
 
 	// Bob's page is read-only, and says so; it offers no sharing.
 	readOnly := `troupe.state.readOnly && document.getElementById('access').textContent === 'read-only' &&
@@ -160,7 +168,7 @@ func TestBrowserShareLinks(t *testing.T) {
 	if st.Text != "owner: hello world" {
 		t.Fatalf("after the viewer typed and the owner wrote: %q", st.Text)
 	}
-	if text, _ := serverText(t, n, doc.ID, ada); text != st.Text {
+	if text, _ := serverText(t, n, docID, ada); text != st.Text {
 		t.Fatalf("the server has %q, the tabs %q", text, st.Text)
 	}
 
@@ -210,7 +218,7 @@ func TestBrowserShareLinks(t *testing.T) {
 	if after := converge(t, 15*time.Second, owner, guest, blind); after.Text != st.Text {
 		t.Fatalf("after typing through a viewer link: %q, want %q", after.Text, st.Text)
 	}
-	if text, _ := serverText(t, n, doc.ID, ada); text != st.Text {
+	if text, _ := serverText(t, n, docID, ada); text != st.Text {
 		t.Fatalf("the server has %q after an edit through a viewer link, want %q", text, st.Text)
 	}
 
@@ -226,7 +234,7 @@ func TestBrowserShareLinks(t *testing.T) {
 	if st.Text != "owner: hello world and more by a guest" {
 		t.Fatalf("after the editor guest typed: %q", st.Text)
 	}
-	if text, _ := serverText(t, n, doc.ID, ada); text != st.Text {
+	if text, _ := serverText(t, n, docID, ada); text != st.Text {
 		t.Fatalf("the server has %q, the tabs %q", text, st.Text)
 	}
 
@@ -252,14 +260,14 @@ func TestBrowserShareLinks(t *testing.T) {
 		document.getElementById('auth-view').hidden`, 10*time.Second)
 
 	// Bob, no longer a member, is told so and his page stops.
-	expectStatus(t, n.do(t, "DELETE", "/v1/docs/"+doc.ID+"/members/"+bob.ID, nil, ada), 204)
+	expectStatus(t, n.do(t, "DELETE", "/v1/docs/"+docID+"/members/"+bobID, nil, ada), 204)
 	removed := time.Now()
 	viewer.poll("the former member's page ended", `!troupe.state.ws && document.getElementById('conn').dataset.state === 'closed' &&
 		/no longer have access/.test(document.getElementById('status').textContent)`, 20*time.Second)
 	t.Logf("the former member's page ended after %v", time.Since(removed).Round(time.Millisecond))
 
 	// An expired link's page says it expired.
-	r = n.do(t, "POST", "/v1/docs/"+doc.ID+"/links", map[string]any{"role": "viewer", "expires_in_s": 1}, ada)
+	r := n.do(t, "POST", "/v1/docs/"+docID+"/links", map[string]any{"role": "viewer", "expires_in_s": 1}, ada)
 	expectStatus(t, r, 201)
 	var short struct {
 		Token string `json:"token"`
@@ -268,11 +276,11 @@ func TestBrowserShareLinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "the short link expired", 10*time.Second, func() bool {
-		r, err := n.send(t.Context(), "GET", "/v1/docs/"+doc.ID, nil, map[string]string{"X-Troupe-Share": short.Token})
+		r, err := n.send(t.Context(), "GET", "/v1/docs/"+docID, nil, map[string]string{"X-Troupe-Share": short.Token})
 		return err == nil && r.Status == 401 && strings.Contains(string(r.Body), "link_expired")
 	})
 	late := newTab(t, browser, "the expired link's tab", n)
-	late.do("open the expired link", chromedp.Navigate(n.URL+"/#/doc/"+doc.ID+"?share="+short.Token+"&role=viewer"),
+	late.do("open the expired link", chromedp.Navigate(n.URL+"/#/doc/"+docID+"?share="+short.Token+"&role=viewer"),
 		chromedp.WaitVisible(chromedp.ID("editor-view")))
 	late.poll("the expired link's message", `/expired/.test(document.getElementById('status').textContent) &&
 		document.getElementById('auth-view').hidden`, 10*time.Second)

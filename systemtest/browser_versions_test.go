@@ -32,41 +32,12 @@ func (tb *tab) click(what, selector string) {
 }
 
 func TestBrowserNamedVersions(t *testing.T) {
-	requireBinary(t)
-	chrome := chromiumPath(t)
-	cfg := newNodeConfig(t, "n1")
-	cfg.Secure = true
-	cfg.ExtraArgs = append(cfg.ExtraArgs, "--argon2-memory-kib", "1024", "--argon2-time", "1")
-	n := startNode(t, cfg)
-	browser := startBrowser(t, chrome)
-
-	const adaEmail, bobEmail, password = "ada@example.com", "bob@example.com", "analytical engine"
-	for _, u := range [][2]string{{"Ada", adaEmail}, {"Bob", bobEmail}} {
-		expectStatus(t, n.do(t, "POST", "/v1/auth/register", map[string]string{"name": u[0], "email": u[1], "password": password}, nil), 201)
-	}
-	ada := bearer(login(t, n, adaEmail, password).AccessToken)
-	r := n.do(t, "POST", "/v1/docs", map[string]string{"title": "Drafts", "content": "first words"}, ada)
-	expectStatus(t, r, 201)
-	var doc struct {
-		ID string `json:"id"`
-	}
-	if err := json.Unmarshal(r.Body, &doc); err != nil {
-		t.Fatal(err)
-	}
-	var bob struct {
-		ID string `json:"id"`
-	}
-	r = n.do(t, "GET", "/v1/auth/me", nil, bearer(login(t, n, bobEmail, password).AccessToken))
-	expectStatus(t, r, 200)
-	if err := json.Unmarshal(r.Body, &bob); err != nil {
-		t.Fatal(err)
-	}
-	expectStatus(t, n.do(t, "PUT", "/v1/docs/"+doc.ID+"/members/"+bob.ID, map[string]string{"role": "viewer"}, ada), 204)
+	n, browser, docID, _, ada := adaAndBob(t, "Drafts", "first words")
 
 	a := newTab(t, browser, "Ada's tab A", n)
 	b := newTab(t, browser, "Ada's tab B", n)
-	a.signIn(doc.ID, adaEmail, password)
-	b.signIn(doc.ID, adaEmail, password)
+	a.signIn(docID, adaEmail, password)
+	b.signIn(docID, adaEmail, password)
 	a.typeAt(-1, " and more")
 	named := converge(t, 15*time.Second, a, b)
 
@@ -81,7 +52,7 @@ func TestBrowserNamedVersions(t *testing.T) {
 		return !!li && li.querySelector('.name').textContent === 'before the rewrite' &&
 			!!li.querySelector('button.restore-named') && !!li.querySelector('button.delete-named');
 	})()`, item), 10*time.Second)
-	r = n.do(t, "GET", "/v1/docs/"+doc.ID+"/versions", nil, ada)
+	r := n.do(t, "GET", "/v1/docs/"+docID+"/versions", nil, ada)
 	expectStatus(t, r, 200)
 	var list struct {
 		Items []struct {
@@ -108,13 +79,13 @@ func TestBrowserNamedVersions(t *testing.T) {
 	if st.Text != named.Text {
 		t.Fatalf("after restoring the named version %d: version %d %q, want %q", named.Version, st.Version, st.Text, named.Text)
 	}
-	if text, _ := serverText(t, n, doc.ID, ada); text != named.Text {
+	if text, _ := serverText(t, n, docID, ada); text != named.Text {
 		t.Fatalf("the server has %q, want %q", text, named.Text)
 	}
 
 	// Bob, a viewer, sees the list, and nothing that would change it.
 	v := newTab(t, browser, "Bob's tab", n)
-	v.signIn(doc.ID, bobEmail, password)
+	v.signIn(docID, bobEmail, password)
 	v.do("open the history", chromedp.Click(chromedp.ID("history")))
 	v.poll("the named version listed, read-only", fmt.Sprintf(`(() => {
 		const li = document.querySelector('%s');
@@ -125,7 +96,7 @@ func TestBrowserNamedVersions(t *testing.T) {
 	// Ada deletes the name from her panel: the list empties.
 	a.click("delete the name", item+" button.delete-named")
 	a.poll("the list empty", `document.querySelectorAll('#named-list li').length === 0 && !document.getElementById('named-none').hidden`, 10*time.Second)
-	r = n.do(t, "GET", "/v1/docs/"+doc.ID+"/versions", nil, ada)
+	r = n.do(t, "GET", "/v1/docs/"+docID+"/versions", nil, ada)
 	expectStatus(t, r, 200)
 	if err := json.Unmarshal(r.Body, &list); err != nil || len(list.Items) != 0 {
 		t.Fatalf("the server lists %s after the delete (%v)", r.Body, err)
