@@ -320,8 +320,7 @@ func (c *wsClient) ack() {
 	now := time.Now()
 	w := c.w
 	w.mu.Lock()
-	_ = w.hist.RecordValue(max(1, now.Sub(c.sent).Microseconds()))
-	_ = w.interval.hist.RecordValue(max(1, now.Sub(c.sent).Microseconds()))
+	w.recordLatency(now.Sub(c.sent))
 	w.acks++
 	w.countOK(c.r, now)
 	w.mu.Unlock()
@@ -339,11 +338,9 @@ func (c *wsClient) fail(kind string, answered bool) {
 	w := c.w
 	w.mu.Lock()
 	if answered {
-		_ = w.hist.RecordValue(max(1, time.Since(c.sent).Microseconds()))
-		_ = w.interval.hist.RecordValue(max(1, time.Since(c.sent).Microseconds()))
+		w.recordLatency(time.Since(c.sent))
 	}
-	w.failures[kind]++
-	w.interval.failed++
+	w.failed(kind)
 	w.mu.Unlock()
 }
 

@@ -189,15 +189,12 @@ func grpcLoop(r *Runner, w *worker) {
 			continue
 		}
 		w.mu.Lock()
-		_ = w.hist.RecordValue(max(1, lat.Microseconds()))
-		_ = w.interval.hist.RecordValue(max(1, lat.Microseconds()))
+		w.recordLatency(lat)
 		switch {
 		case err != nil:
-			w.failures[grpcFailure(err)]++
-			w.interval.failed++
+			w.failed(grpcFailure(err))
 		case resp.GetOverallCode() != rlsv3.RateLimitResponse_OK:
-			w.failures["over_limit"]++
-			w.interval.failed++
+			w.failed("over_limit")
 		default:
 			w.acks++
 			w.countOK(r, start.Add(lat))

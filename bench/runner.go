@@ -118,6 +118,20 @@ func (w *worker) countOK(r *Runner, t time.Time) {
 	w.interval.ok++
 }
 
+// recordLatency records a measured request's latency in the run's and
+// the interval's histograms (w.mu held).
+func (w *worker) recordLatency(lat time.Duration) {
+	us := max(1, lat.Microseconds())
+	_ = w.hist.RecordValue(us)
+	_ = w.interval.hist.RecordValue(us)
+}
+
+// failed counts a measured request that failed, as kind (w.mu held).
+func (w *worker) failed(kind string) {
+	w.failures[kind]++
+	w.interval.failed++
+}
+
 // NewRunner prepares a run; floor says the target is a floor server.
 func NewRunner(cfg Config, floor bool) (*Runner, error) {
 	if err := cfg.Validate(); err != nil {
@@ -346,12 +360,10 @@ func (r *Runner) work(w *worker) {
 			continue
 		}
 		w.mu.Lock()
-		_ = w.hist.RecordValue(max(1, lat.Microseconds()))
-		_ = w.interval.hist.RecordValue(max(1, lat.Microseconds()))
+		w.recordLatency(lat)
 		switch {
 		case err != nil:
-			w.failures[failureKind(err)]++
-			w.interval.failed++
+			w.failed(failureKind(err))
 		case resp.StatusCode() != want:
 			w.statuses[resp.StatusCode()]++
 			w.interval.failed++
