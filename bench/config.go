@@ -42,6 +42,9 @@ type Config struct {
 	// (--grpc-addr), which ratelimit-grpc calls; the other scenarios
 	// ignore it.
 	GRPCAddr string
+	// GRPCClient is ratelimit-grpc's client: GRPCClientH2 (the
+	// default, also when empty) or GRPCClientGo.
+	GRPCClient string
 	// Watchers is how many change-feed streams the watch scenario
 	// holds open while it writes (0: none, the comparison run).
 	Watchers int
@@ -85,6 +88,17 @@ type Ack struct {
 	Version  uint64
 }
 
+// ratelimit-grpc's clients (Config.GRPCClient).
+const (
+	// GRPCClientH2 is the load generator's lean client (h2grpc.go):
+	// requests marshalled once, a few µs of CPU a call, as an Envoy's
+	// C++ client spends little beside the service.
+	GRPCClientH2 = "h2"
+	// GRPCClientGo is grpc-go's client, ≈ 20 µs of CPU a call on the
+	// cores the service shares (the figures of earlier reports).
+	GRPCClientGo = "grpc-go"
+)
+
 // MaxDocBytes bounds Config.DocBytes: a create's body stays small
 // beside the node's cap on a document's text.
 const MaxDocBytes = 1 << 20
@@ -104,6 +118,7 @@ func DefaultConfig() Config {
 		Checks:      10,
 		Watchers:    64,
 		Timeout:     10 * time.Second,
+		GRPCClient:  GRPCClientH2,
 	}
 }
 
@@ -163,6 +178,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Checks < 1 || c.Checks > 100 {
 		errs = append(errs, fmt.Errorf("checks %d out of range 1..100 (a multi-check holds at most 100)", c.Checks))
+	}
+	if c.GRPCClient != "" && c.GRPCClient != GRPCClientH2 && c.GRPCClient != GRPCClientGo {
+		errs = append(errs, fmt.Errorf("--grpc-client %q: want %s or %s", c.GRPCClient, GRPCClientH2, GRPCClientGo))
 	}
 	if c.GRPCAddr != "" {
 		if _, port, err := net.SplitHostPort(c.GRPCAddr); err != nil {

@@ -52,6 +52,11 @@ type grpcTargets struct {
 	err     error
 	conns   []*grpc.ClientConn
 	clients []rlsv3.RateLimitServiceClient
+	// h2 are the lean client's connections (unless GRPCClient is
+	// GRPCClientGo), and
+	// requests its requests, framed, one per key.
+	h2       []*h2Conn
+	requests [][]byte
 }
 
 // staticMethod is the call option the generated client adds to each call
@@ -78,6 +83,27 @@ func (g *grpcTargets) dial(r *Runner) error {
 			}
 			g.conns = append(g.conns, c)
 			g.clients = append(g.clients, rlsv3.NewRateLimitServiceClient(c))
+			if r.cfg.GRPCClient == GRPCClientGo {
+				continue
+			}
+			var md [][2]string
+			if r.cfg.Token != "" {
+				md = append(md, [2]string{"authorization", "Bearer " + r.cfg.Token})
+			}
+			h, err := dialH2(r.cfg.GRPCAddr, "/"+rlsv3.RateLimitService_ShouldRateLimit_FullMethodName[1:], md, r.cfg.Timeout)
+			if err != nil {
+				g.err = fmt.Errorf("cannot open an HTTP/2 connection to %s: %w", r.cfg.GRPCAddr, err)
+				return
+			}
+			g.h2 = append(g.h2, h)
+		}
+		if r.cfg.GRPCClient != GRPCClientGo {
+			g.requests = make([][]byte, benchPolicyKeys)
+			for i := range g.requests {
+				if g.requests[i], g.err = grpcFrame(grpcRequest("k" + strconv.Itoa(i))); g.err != nil {
+					return
+				}
+			}
 		}
 	})
 	return g.err
@@ -94,6 +120,9 @@ func grpcDialOptions() []grpc.DialOption {
 func (g *grpcTargets) close() {
 	for _, c := range g.conns {
 		_ = c.Close()
+	}
+	for _, c := range g.h2 {
+		c.close()
 	}
 }
 
@@ -151,12 +180,17 @@ func grpcRequest(key string) *rlsv3.RateLimitRequest {
 	}}}
 }
 
-// grpcLoop is the ratelimit-grpc worker: one call in flight until stop.
+// grpcLoop is the ratelimit-grpc worker: one call in flight until stop,
+// with the client Config.GRPCClient names.
 func grpcLoop(r *Runner, w *worker) {
 	if err := r.grpc.dial(r); err != nil {
 		w.mu.Lock()
 		w.failures["dial"]++
 		w.mu.Unlock()
+		return
+	}
+	if r.cfg.GRPCClient != GRPCClientGo {
+		h2Loop(r, w)
 		return
 	}
 	conn := r.grpc.conns[w.id/streamsPerConn]
@@ -180,33 +214,85 @@ func grpcLoop(r *Runner, w *worker) {
 		err := shouldRateLimit(cctx, conn, req, resp)
 		cancel()
 		lat := time.Since(start)
-		if c := status.Code(err); c == codes.Unauthenticated || c == codes.PermissionDenied {
-			r.refused.CompareAndSwap(nil, &refusal{status: grpcRefusal(c), body: err.Error()})
-			r.halt()
+		if !w.grpcAnswered(r, start, lat, status.Code(err), err, resp.GetOverallCode()) {
 			return
 		}
-		if !r.counting() {
-			continue
+	}
+}
+
+// h2Loop is grpcLoop with the lean client (h2grpc.go): the same calls,
+// sent already marshalled.
+func h2Loop(r *Runner, w *worker) {
+	conn := r.grpc.h2[w.id/streamsPerConn]
+	call := newH2Call()
+	for !r.stop.Load() {
+		start := time.Now()
+		if r.due != nil {
+			at, ok := <-r.due
+			if !ok || r.stop.Load() {
+				return
+			}
+			start = at
 		}
-		w.mu.Lock()
-		w.recordLatency(lat)
+		answer, err := conn.call(call, r.grpc.requests[w.rng.IntN(benchPolicyKeys)], r.cfg.Timeout)
+		lat := time.Since(start)
+		code, overall := codes.OK, rlsv3.RateLimitResponse_UNKNOWN
+		var st *h2Status
 		switch {
-		case err != nil:
-			w.failed(grpcFailure(err))
-		case resp.GetOverallCode() != rlsv3.RateLimitResponse_OK:
-			w.failed("over_limit")
+		case errors.As(err, &st):
+			n, _ := strconv.ParseUint(st.code, 10, 32)
+			code = codes.Code(n)
+			err = status.Error(code, st.message)
+		case errors.Is(err, errH2Timeout):
+			err = context.DeadlineExceeded
+		case err == nil:
+			var v int32
+			if v, err = overallCode(answer); err != nil {
+				code = codes.Internal
+				err = status.Errorf(code, "an answer that is not a RateLimitResponse: %v", err)
+			}
+			overall = rlsv3.RateLimitResponse_Code(v)
 		default:
-			w.acks++
-			w.countOK(r, start.Add(lat))
+			code = codes.Unavailable
+			err = status.Error(code, err.Error())
 		}
-		w.mu.Unlock()
-		if n := r.total.Add(1); r.cfg.Requests > 0 && n >= r.cfg.Requests {
-			r.halt()
-		}
-		if err != nil {
-			pause(r) // do not spin on a dead target
+		if !w.grpcAnswered(r, start, lat, code, err, overall) {
+			return
 		}
 	}
+}
+
+// grpcAnswered records a call's outcome (code and err its gRPC status,
+// overall the answer's overall code) and says whether the worker goes
+// on: a call refused for want of rights halts the run.
+func (w *worker) grpcAnswered(r *Runner, start time.Time, lat time.Duration, code codes.Code, err error, overall rlsv3.RateLimitResponse_Code) bool {
+	if code == codes.Unauthenticated || code == codes.PermissionDenied {
+		r.refused.CompareAndSwap(nil, &refusal{status: grpcRefusal(code), body: err.Error()})
+		r.halt()
+		return false
+	}
+	if !r.counting() {
+		return true
+	}
+	w.mu.Lock()
+	w.recordLatency(lat)
+	switch {
+	case err != nil:
+		w.failed(grpcFailure(err))
+	case overall != rlsv3.RateLimitResponse_OK:
+		w.failed("over_limit")
+	default:
+		w.acks++
+		w.countOK(r, start.Add(lat))
+	}
+	w.mu.Unlock()
+	if n := r.total.Add(1); r.cfg.Requests > 0 && n >= r.cfg.Requests {
+		r.halt()
+	}
+	if err != nil {
+		pause(r) // do not spin on a dead target
+	}
+	return true
 }
 
 // grpcRefusal is the HTTP status a refusing gRPC code stands for (as

@@ -190,21 +190,27 @@ func TestRateLimitGRPCAgainstService(t *testing.T) {
 		srv.Stop(ctx)
 	})
 
-	cfg := DefaultConfig()
-	cfg.Addrs, cfg.GRPCAddr, cfg.Scenario, cfg.Connections = []string{httpAddr}, ln.Addr().String(), "ratelimit-grpc", 20
-	cfg.Duration, cfg.Warmup, cfg.Requests = time.Minute, 0, 300
-	res := mustRun(t, cfg, false)
-	if res.Errors != 0 || res.ByStatus["ok"] != res.Requests || res.Requests < 300 || res.ThroughputRPS <= 0 {
-		t.Fatalf("%+v", res)
-	}
-	if got := puts(); len(got) != 1 || !strings.Contains(got[0], `"domain":"bench"`) {
-		t.Fatalf("policy puts: %q", got)
-	}
-	lim.mu.Lock()
-	decided := lim.checks[benchEnvoyPolicy]
-	lim.mu.Unlock()
-	// Every measured call, the setup's and the calls in flight at the end.
-	if decided < int(res.Requests) {
-		t.Fatalf("%d checks decided for %d calls", decided, res.Requests)
+	// Both clients, the lean one (the default) first: the policy is put
+	// once per run, every measured call decided.
+	var before int
+	for i, client := range []string{GRPCClientH2, GRPCClientGo} {
+		cfg := DefaultConfig()
+		cfg.Addrs, cfg.GRPCAddr, cfg.Scenario, cfg.Connections = []string{httpAddr}, ln.Addr().String(), "ratelimit-grpc", 40
+		cfg.Duration, cfg.Warmup, cfg.Requests, cfg.GRPCClient = time.Minute, 0, 300, client
+		res := mustRun(t, cfg, false)
+		if res.Errors != 0 || res.ByStatus["ok"] != res.Requests || res.Requests < 300 || res.ThroughputRPS <= 0 {
+			t.Fatalf("%s: %+v", client, res)
+		}
+		if got := puts(); len(got) != i+1 || !strings.Contains(got[i], `"domain":"bench"`) {
+			t.Fatalf("%s: policy puts: %q", client, got)
+		}
+		lim.mu.Lock()
+		decided := lim.checks[benchEnvoyPolicy] - before
+		before = lim.checks[benchEnvoyPolicy]
+		lim.mu.Unlock()
+		// Every measured call, the setup's and the calls in flight at the end.
+		if decided < int(res.Requests) {
+			t.Fatalf("%s: %d checks decided for %d calls", client, decided, res.Requests)
+		}
 	}
 }

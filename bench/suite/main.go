@@ -146,6 +146,7 @@ func suite(bin, out string, d time.Duration, gopkgs []string) error {
 		{label: "ratelimit-check (10k keys), 64 connections", args: append(common, "--scenario", "ratelimit-check", "--connections", "64"), targetRatio: 0.6},
 		{label: rateLimitRows[1].label, args: append(common, rateLimitRows[1].args(n)...), targetRPS: 300_000 / 10}, // decisions/s over 10 per request
 		{label: rateLimitRows[2].label, args: append(common, rateLimitRows[2].args(n)...), targetRPS: 40_000},
+		{label: rateLimitRows[3].label, args: append(common, rateLimitRows[3].args(n)...)},
 		{label: "docs-ops, 64 clients on 1 document (HTTP)", args: append(common, "--scenario", "docs-ops", "--docs", "1", "--connections", "64")},
 		{label: "docs-ops, 64 clients on 64 documents (HTTP)", args: append(common, "--scenario", "docs-ops", "--docs", "64", "--connections", "64")},
 		// The floor server speaks no WebSocket: these rows have none.

@@ -42,6 +42,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.DocBytes, "doc-bytes", cfg.DocBytes, "bytes of text in each document docs-create creates, 0..1048576")
 	fs.IntVar(&cfg.Checks, "checks", cfg.Checks, "checks per multi-check in ratelimit-batch, 1..100")
 	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", "", "ratelimit-grpc: host:port of the node's rate-limit service (its --grpc-addr); the policy is put through --addr")
+	fs.StringVar(&cfg.GRPCClient, "grpc-client", cfg.GRPCClient, "ratelimit-grpc's client: h2 (the load generator's own HTTP/2 client, requests marshalled once: a few µs of CPU a call) or grpc-go (grpc-go's client, ≈ 20 µs a call on the cores the node shares)")
 	fs.IntVar(&cfg.Watchers, "watchers", cfg.Watchers, "change-feed streams the watch scenario holds open while it creates users (0 to 10000; 0: none, to compare)")
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "per-request timeout")
 	fs.StringVar(&cfg.Token, "token", os.Getenv("TROUPE_TOKEN"), "access token for secure nodes (an admin's for scenarios that create users or policies; env TROUPE_TOKEN)")
