@@ -67,6 +67,11 @@ type shardLink struct {
 	// sent counts the shardMsgs sent to the actor, added to before each
 	// is sent: a view whose count is sent reflects all of them.
 	sent atomic.Uint64
+	// sentOther counts those of them that are not creates, added to
+	// before sent: a view whose other count is sentOther reflects every
+	// change to the records that existed before, which is all a token
+	// check reads (readTokenView).
+	sentOther atomic.Uint64
 	// applied is the actor's count of shardMsgs run, stored after each:
 	// applied == sent means the actor has nothing queued.
 	applied atomic.Uint64
@@ -87,6 +92,7 @@ type shardLink struct {
 type shardView struct {
 	shard *storage.UserShard // a View: never changed
 	count uint64             // the shardMsgs it reflects
+	other uint64             // of which not creates
 	// read: a reader has answered from this view, so the actor publishes
 	// a fresh one after the next change.
 	read atomic.Bool
@@ -98,6 +104,7 @@ type shardView struct {
 type shardState struct {
 	shard   *storage.UserShard
 	applied uint64 // shardMsgs run (or panicked)
+	other   uint64 // of which not creates
 }
 
 type shardActor struct {
@@ -133,6 +140,9 @@ func (a *shardActor) Receive(ctx actor.Context) {
 func (a *shardActor) run(m *shardMsg) {
 	defer func() {
 		a.state.applied++
+		if m.run != nil {
+			a.state.other++
+		}
 		a.link.applied.Store(a.state.applied)
 		if r := recover(); r != nil {
 			a.sys.panics.Inc()
@@ -172,7 +182,7 @@ func (a *shardActor) publishIfWanted() {
 			a.sys.log.Error("user shard recovered from a panic while publishing its view", slog.Int("shard", a.index), slog.String("panic", fmt.Sprint(r)))
 		}
 	}()
-	a.link.view.Store(&shardView{shard: st.shard.View(), count: st.applied})
+	a.link.view.Store(&shardView{shard: st.shard.View(), count: st.applied, other: st.other})
 }
 
 // A shardRead is a query on one shard: a typed message rather than a
@@ -259,6 +269,40 @@ func (l *shardLink) readView(m *shardRead, sys *System, index int) (ok bool, err
 		}
 	}()
 	m.lookup(v.shard)
+	return true, nil
+}
+
+// readTokenView answers m, a token check (readToken), from the published
+// view if that reflects every shardMsg sent so far other than creates,
+// and finds the token good there. A create adds a record and changes no
+// other, so such a view answers a record that existed before exactly as
+// a current one would: under a stream of creates, token checks need not
+// queue behind them in the mailbox, nor have views published for them
+// (the view is not marked read). Any other answer — no such user, a
+// session closed, the view behind on other changes — is left to the
+// actor (ok false), so a token is refused only on the current state.
+func (l *shardLink) readTokenView(m *shardRead, sys *System, index int) (ok bool, err error) {
+	if l.stopped.Load() {
+		return false, nil
+	}
+	other := l.sentOther.Load()
+	v := l.view.Load()
+	if v.other < other {
+		if !l.wanted.Load() {
+			l.wanted.Store(true)
+		}
+		return false, nil
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			logReadPanic(sys, index, r)
+			ok, err = true, errReadPanicked
+		}
+	}()
+	if m.lookup(v.shard); !m.found || !m.tok.Session {
+		m.tok, m.found = storage.TokenState{}, false
+		return false, nil
+	}
 	return true, nil
 }
 

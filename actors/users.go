@@ -71,6 +71,9 @@ func (u *Users) Stop() {
 }
 
 func (u *Users) send(shard int, m *shardMsg) {
+	if m.run != nil {
+		u.links[shard].sentOther.Add(1)
+	}
 	u.links[shard].sent.Add(1)
 	u.post(shard, m)
 }
@@ -504,7 +507,13 @@ func (u *Users) TokenState(id, sid string, deadline time.Time) (storage.TokenSta
 	}
 	r := getRead(readToken, id)
 	r.sid = sid
-	if err := u.ask(home, r, deadline); err != nil {
+	var err error
+	if ok, verr := u.links[home].readTokenView(r, u.sys, home); ok {
+		r.direct, err = true, verr
+	} else {
+		err = u.askActor(home, r, deadline)
+	}
+	if err != nil {
 		if !errors.Is(err, ErrTimeout) {
 			release(r)
 		}
