@@ -49,7 +49,7 @@ func refused(r *result) int64 { return r.ByStatus["429"] }
 // on fresh nodes, the creates' ratio is the median of (the rows' own pair
 // included): one pair differs by more than the target's margin from the
 // next on this kind of machine.
-const securePairs = 3
+const securePairs = 5
 
 // runSecure starts a secure node, signs in as its first admin and runs
 // users-create then users-get at 64 connections, each connection signed
