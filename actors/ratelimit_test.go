@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 	"io"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -268,4 +269,20 @@ func BenchmarkRateLimitDecisions(b *testing.B) {
 		cpu.report(b, b.N)
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
 	})
+}
+
+// TestDefaultBucketActors: as many bucket actors as Go processors, from 4
+// to 16.
+func TestDefaultBucketActors(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for procs, want := range map[int]int{1: 4, 4: 4, 6: 6, 16: 16, 64: 16} {
+		runtime.GOMAXPROCS(procs)
+		sys := NewSystem(slog.New(slog.NewTextHandler(io.Discard, nil)), metrics.NewSet())
+		l := NewLimiter(sys, metrics.NewSet(), LimiterConfig{})
+		if len(l.pids) != want {
+			t.Errorf("GOMAXPROCS %d: %d bucket actors, want %d", procs, len(l.pids), want)
+		}
+		l.Close()
+		sys.Shutdown()
+	}
 }
