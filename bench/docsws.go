@@ -122,13 +122,9 @@ func docsWSLoop(r *Runner, w *worker) {
 		if !c.inflight && c.version >= c.awaiting {
 			// Open loop: the next op waits for its due time, from
 			// which its latency counts.
-			due := time.Now()
-			if r.due != nil {
-				at, ok := <-r.due
-				if !ok || r.stop.Load() {
-					return
-				}
-				due = at
+			due, ok := r.next()
+			if !ok {
+				return
 			}
 			c.nextOp(due)
 			if err := c.write(); err != nil {

@@ -200,13 +200,9 @@ func grpcLoop(r *Runner, w *worker) {
 	entry := req.Descriptors[0].Entries[0]
 	var key []byte
 	for !r.stop.Load() {
-		start := time.Now()
-		if r.due != nil {
-			at, ok := <-r.due
-			if !ok || r.stop.Load() {
-				return
-			}
-			start = at
+		start, ok := r.next()
+		if !ok {
+			return
 		}
 		key = strconv.AppendInt(append(key[:0], 'k'), int64(w.rng.IntN(benchPolicyKeys)), 10)
 		entry.Value = string(key)
@@ -226,13 +222,9 @@ func h2Loop(r *Runner, w *worker) {
 	conn := r.grpc.h2[w.id/streamsPerConn]
 	call := newH2Call()
 	for !r.stop.Load() {
-		start := time.Now()
-		if r.due != nil {
-			at, ok := <-r.due
-			if !ok || r.stop.Load() {
-				return
-			}
-			start = at
+		start, ok := r.next()
+		if !ok {
+			return
 		}
 		answer, err := conn.call(call, r.grpc.requests[w.rng.IntN(benchPolicyKeys)], r.cfg.Timeout)
 		lat := time.Since(start)

@@ -319,18 +319,25 @@ func (r *Runner) pace(begin time.Time) {
 	}
 }
 
+// next is when a worker's next request starts, from which its latency
+// counts: its due time in an open loop (waiting for it), now in a closed
+// one; false when the run stops meanwhile.
+func (r *Runner) next() (time.Time, bool) {
+	if r.due == nil {
+		return time.Now(), true
+	}
+	at, ok := <-r.due
+	return at, ok && !r.stop.Load()
+}
+
 func (r *Runner) work(w *worker) {
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
 	for !r.stop.Load() {
-		start := time.Now()
-		if r.due != nil {
-			at, ok := <-r.due
-			if !ok || r.stop.Load() {
-				return
-			}
-			start = at
+		start, ok := r.next()
+		if !ok {
+			return
 		}
 		req.Reset()
 		req.Header.SetHost(w.addr)
