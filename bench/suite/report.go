@@ -75,7 +75,7 @@ func writeReport(path string, runs []*run, opens []*run, keyed *keyedRuns, secur
 	w("from /proc/stat): a row with more than a few percent was measured on a contended machine.\n\n")
 	w("Machine: %d cores (`nproc`), %s, %s. Durable writes: fsync of a 4 KiB append here took\n", runtime.NumCPU(), cpuModel(), goVersion())
 	w("%.2f ms on average (so one writer at a time could do at most %.0f writes/s).\n\n", float64(fsync.Microseconds())/1000, 1/fsync.Seconds())
-	w("Node: `troupe serve --insecure --rate-limit off --max-streams-per-user 100000 --grpc-addr 127.0.0.1:8081` with a fresh data dir, one-node cluster, 64 user shards.\n\n")
+	w("Node: `troupe serve --insecure --rate-limit off --max-streams-per-user 100000 --grpc-addr 127.0.0.1:8081` with a fresh data dir, one-node cluster, 64 user shards; the rate-limit and document rows on a second such node, since the users rows leave about a million users on the first.\n\n")
 	w("How to run: `make bench` writes this page and its chart (≈ 8 min); `make bench-keyed`, `make bench-users`, `make bench-ratelimit` and `make bench-watch` print one\n")
 	w("group of its rows; `make bench-peers` runs etcd 3.6 and ShareDB 7 beside troupe in one run, with the same\n")
 	w("connection counts, and writes docs/PEERS.md (`PEERS_DURATION=2s make bench-peers` for a short trial).\n\n")
