@@ -232,14 +232,10 @@ const (
 
 // lookup answers m in the actor, recovering a panic for that read alone:
 // reads change nothing, so the shard is as it was.
-func (a *shardActor) lookup(m *shardRead) (st readState) {
-	defer func() {
-		if r := recover(); r != nil {
-			logReadPanic(a.sys, a.index, r)
-			st = readPanicked
-		}
-	}()
-	m.lookup(a.state.shard)
+func (a *shardActor) lookup(m *shardRead) readState {
+	if m.lookupIn(a.state.shard, a.sys, a.index) != nil {
+		return readPanicked
+	}
 	return readAnswered
 }
 
@@ -254,22 +250,13 @@ func (l *shardLink) readView(m *shardRead, sys *System, index int) (ok bool, err
 	sent := l.sent.Load()
 	v := l.view.Load()
 	if v.count < sent {
-		if !l.wanted.Load() {
-			l.wanted.Store(true)
-		}
+		l.want()
 		return false, nil
 	}
 	if !v.read.Load() {
 		v.read.Store(true)
 	}
-	defer func() {
-		if r := recover(); r != nil {
-			logReadPanic(sys, index, r)
-			ok, err = true, errReadPanicked
-		}
-	}()
-	m.lookup(v.shard)
-	return true, nil
+	return true, m.lookupIn(v.shard, sys, index)
 }
 
 // readTokenView answers m, a token check (readToken), from the published
@@ -288,27 +275,39 @@ func (l *shardLink) readTokenView(m *shardRead, sys *System, index int) (ok bool
 	other := l.sentOther.Load()
 	v := l.view.Load()
 	if v.other < other {
-		if !l.wanted.Load() {
-			l.wanted.Store(true)
-		}
+		l.want()
 		return false, nil
 	}
-	defer func() {
-		if r := recover(); r != nil {
-			logReadPanic(sys, index, r)
-			ok, err = true, errReadPanicked
-		}
-	}()
-	if m.lookup(v.shard); !m.found || !m.tok.Session {
+	if err := m.lookupIn(v.shard, sys, index); err != nil {
+		return true, err
+	}
+	if !m.found || !m.tok.Session {
 		m.tok, m.found = storage.TokenState{}, false
 		return false, nil
 	}
 	return true, nil
 }
 
-func logReadPanic(sys *System, index int, r any) {
-	sys.panics.Inc()
-	sys.log.Error("user shard recovered from a panic while reading", slog.Int("shard", index), slog.String("panic", fmt.Sprint(r)))
+// want asks the actor to publish a fresh view once it has caught up.
+func (l *shardLink) want() {
+	if !l.wanted.Load() {
+		l.wanted.Store(true)
+	}
+}
+
+// lookupIn answers m from s, the actor's shard or a published view (in
+// the caller's goroutine); a panic there is logged and counted, and
+// answered with errReadPanicked.
+func (m *shardRead) lookupIn(s *storage.UserShard, sys *System, index int) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			sys.panics.Inc()
+			sys.log.Error("user shard recovered from a panic while reading", slog.Int("shard", index), slog.String("panic", fmt.Sprint(r)))
+			err = errReadPanicked
+		}
+	}()
+	m.lookup(s)
+	return nil
 }
 
 func (m *shardRead) lookup(s *storage.UserShard) {

@@ -13,11 +13,7 @@ import (
 // current, and follows a session opened and the user deleted.
 func TestTokenStateRead(t *testing.T) {
 	f := newFixture(t, 2)
-	it := f.item("Ada", "ada@example.com", storage.RoleAdmin)
-	it.User.PasswordHash = "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$a2V5a2V5a2V5a2V5a2V5aw"
-	if r := wait(t, f.users.Create(it, 1000)); r.Err != nil {
-		t.Fatal(r.Err)
-	}
+	it := f.createWithPassword("Ada", "ada@example.com", storage.RoleAdmin)
 	id, shard := it.ID, f.users.homeShard(it.ID)
 	link := f.users.links[shard]
 	check := func(what, sid string, want storage.TokenState) {
@@ -74,11 +70,7 @@ func TestTokenStateRead(t *testing.T) {
 // a user created after the view is answered by the actor too.
 func TestTokenStateBesideCreates(t *testing.T) {
 	f := newFixture(t, 1)
-	it := f.item("Ada", "ada@example.com", storage.RoleUser)
-	it.User.PasswordHash = "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$a2V5a2V5a2V5a2V5a2V5aw"
-	if r := wait(t, f.users.Create(it, 1000)); r.Err != nil {
-		t.Fatal(r.Err)
-	}
+	it := f.createWithPassword("Ada", "ada@example.com", storage.RoleUser)
 	id, link := it.ID, f.users.links[0]
 	params := storage.AuthParams{SessionTTLms: 60_000, GraceMs: 1000, MaxSessions: 4}
 	open := &storage.SessionOp{Action: storage.SessionOpen, UserID: id, Family: "fam", Hash: [32]byte{1},
@@ -144,4 +136,16 @@ func TestTokenStateBesideCreates(t *testing.T) {
 	if st, err := f.users.TokenState(id, "fam", deadline()); err != nil || st.Session {
 		t.Fatalf("after the logout: %+v %v", st, err)
 	}
+}
+
+// createWithPassword creates a user with a password hash (so sessions
+// can be opened for it) and returns the item it was created from.
+func (f *fixture) createWithPassword(name, email string, role storage.Role) *storage.BatchItem {
+	f.t.Helper()
+	it := f.item(name, email, role)
+	it.User.PasswordHash = "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$a2V5a2V5a2V5a2V5a2V5aw"
+	if r := wait(f.t, f.users.Create(it, 1000)); r.Err != nil {
+		f.t.Fatalf("create %s: %v", email, r.Err)
+	}
+	return it
 }
