@@ -374,8 +374,12 @@ func (d *Docs) ApplyTraced(tctx context.Context, kind storage.CommandKind, c *st
 	}
 	p := NewPending()
 	// deleted is the document's last state if the command deleted it,
-	// else nil.
-	deleted := make(chan *storage.Doc, 1)
+	// else nil; only deletes and named versions wait for it (a submit
+	// does not pay for the channel).
+	var deleted chan *storage.Doc
+	if kind == storage.CmdDocDelete || kind == storage.CmdDocVersion {
+		deleted = make(chan *storage.Doc, 1)
+	}
 	// The catalog hears of the new state before p is resolved (a delete:
 	// below, once known).
 	var note *catalogNote
@@ -402,7 +406,9 @@ func (d *Docs) ApplyTraced(tctx context.Context, kind storage.CommandKind, c *st
 			}
 			span.End()
 			if err != nil {
-				deleted <- nil
+				if deleted != nil {
+					deleted <- nil
+				}
 				p.resolve(storage.Result{Err: err})
 				return
 			}
@@ -420,7 +426,9 @@ func (d *Docs) ApplyTraced(tctx context.Context, kind storage.CommandKind, c *st
 				p.resolve(storage.Result{Doc: prev})
 				return
 			}
-			deleted <- nil
+			if deleted != nil {
+				deleted <- nil
+			}
 			if prev != nil && next != nil && len(b.subs) > 0 && !d.onNarrowed.Empty() && readersNarrowed(prev, next) {
 				d.onNarrowed.Call(b.id)
 			}
@@ -439,7 +447,9 @@ func (d *Docs) ApplyTraced(tctx context.Context, kind storage.CommandKind, c *st
 			p.resolve(storage.Result{Doc: next})
 		},
 		recovered: func() {
-			deleted <- nil
+			if deleted != nil {
+				deleted <- nil
+			}
 			p.resolve(internalResult())
 		},
 	})

@@ -119,6 +119,11 @@ func CheckDocText(field, s string) *Error {
 	return nil
 }
 
+// docTextOK says whether s may be in a document: valid UTF-8 without NUL.
+func docTextOK(s string) bool {
+	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
+}
+
 // ValidateOps checks an incoming op list without the text: at least one
 // and at most MaxOpsPerList ops, at most MaxOpsText bytes of text, and
 // each op well formed (checkOp). Ranges are checked by Apply.
@@ -169,6 +174,9 @@ func checkOp(i int, op *Op) *Error {
 		if op.Kind == OpDelete && op.Text != "" {
 			return badRequest(field("text"), "a delete takes no text")
 		}
+	}
+	if docTextOK(op.Text) {
+		return nil
 	}
 	return CheckDocText(field("text"), op.Text)
 }

@@ -108,26 +108,27 @@ func opsToJSON(ops []storage.Op) []opJSON {
 func opsFromJSON(in []opJSON) ([]storage.Op, *apiError) {
 	ops := make([]storage.Op, len(in))
 	for i, j := range in {
-		field := "ops[" + strconv.Itoa(i) + "]"
+		// field names op i in an error (built only for one).
+		field := func() string { return "ops[" + strconv.Itoa(i) + "]" }
 		op := storage.Op{Pos: j.Pos}
 		switch j.Op {
 		case "insert":
 			op.Kind = storage.OpInsert
 			if j.Text == nil || j.Len != nil {
-				return nil, badRequest("an insert has pos and text", field)
+				return nil, badRequest("an insert has pos and text", field())
 			}
 		case "delete":
 			op.Kind = storage.OpDelete
 			if j.Len == nil || j.Text != nil {
-				return nil, badRequest("a delete has pos and len", field)
+				return nil, badRequest("a delete has pos and len", field())
 			}
 		case "replace":
 			op.Kind = storage.OpReplace
 			if j.Len == nil || j.Text == nil {
-				return nil, badRequest("a replace has pos, len and text", field)
+				return nil, badRequest("a replace has pos, len and text", field())
 			}
 		default:
-			return nil, badRequest(`op must be "insert", "delete" or "replace"`, field+".op")
+			return nil, badRequest(`op must be "insert", "delete" or "replace"`, field()+".op")
 		}
 		if j.Len != nil {
 			op.Len = *j.Len
