@@ -478,17 +478,24 @@ func (w *wsSession) submit(in *wsIn) {
 			return
 		}
 	}
-	dc := *w.base
+	// The command, its document command and its submit in one allocation.
+	parts := &struct {
+		cmd storage.Command
+		dc  storage.DocCommand
+		sub storage.DocSubmit
+	}{dc: *w.base, sub: storage.DocSubmit{DocID: w.id, ClientID: clientID, Seq: *in.Seq, Base: *in.BaseVersion, Ops: ops}}
+	dc := &parts.dc
 	dc.Caller, dc.Admin = "", c.admin
 	if c.signedIn() {
 		dc.Caller = c.uid
 	}
 	dc.Link = w.x.Link
-	dc.Submit = &storage.DocSubmit{DocID: w.id, ClientID: clientID, Seq: *in.Seq, Base: *in.BaseVersion, Ops: ops}
+	dc.Submit = &parts.sub
 	dc.HistoryBytes = uint64(w.s.cfg.DocumentHistoryBytes)
 	dc.CheckpointEvery = storage.DocCheckpointEvery
-	cmd := &storage.Command{Kind: storage.CmdDocSubmit, Stamp: w.s.node.Stamps(1), Doc: &dc,
-		RequestID: "ws:" + wsScope(&dc) + ":" + w.id + ":" + clientID + ":" + strconv.FormatUint(*in.Seq, 10)}
+	cmd := &parts.cmd
+	*cmd = storage.Command{Kind: storage.CmdDocSubmit, Stamp: w.s.node.Stamps(1), Doc: dc,
+		RequestID: "ws:" + wsScope(dc) + ":" + w.id + ":" + clientID + ":" + strconv.FormatUint(*in.Seq, 10)}
 	deadline := w.s.deadline()
 	w.acks.waiting(clientID, *in.Seq)
 	var res storage.Result
