@@ -406,9 +406,7 @@ func (d *Docs) ApplyTraced(tctx context.Context, kind storage.CommandKind, c *st
 			}
 			span.End()
 			if err != nil {
-				if deleted != nil {
-					deleted <- nil
-				}
+				tell(deleted, nil)
 				p.resolve(storage.Result{Err: err})
 				return
 			}
@@ -426,9 +424,7 @@ func (d *Docs) ApplyTraced(tctx context.Context, kind storage.CommandKind, c *st
 				p.resolve(storage.Result{Doc: prev})
 				return
 			}
-			if deleted != nil {
-				deleted <- nil
-			}
+			tell(deleted, nil)
 			if prev != nil && next != nil && len(b.subs) > 0 && !d.onNarrowed.Empty() && readersNarrowed(prev, next) {
 				d.onNarrowed.Call(b.id)
 			}
@@ -447,9 +443,7 @@ func (d *Docs) ApplyTraced(tctx context.Context, kind storage.CommandKind, c *st
 			p.resolve(storage.Result{Doc: next})
 		},
 		recovered: func() {
-			if deleted != nil {
-				deleted <- nil
-			}
+			tell(deleted, nil)
 			p.resolve(internalResult())
 		},
 	})
@@ -715,5 +709,13 @@ func traceTransform(span trace.Span, c *storage.DocCommand, sub *storage.SubmitR
 	}
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
+	}
+}
+
+// tell sends doc on ch, a command's one-slot answer channel, unless the
+// command has none (nil: nobody waits for it).
+func tell(ch chan<- *storage.Doc, doc *storage.Doc) {
+	if ch != nil {
+		ch <- doc
 	}
 }

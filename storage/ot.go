@@ -110,18 +110,22 @@ const (
 // CheckDocText checks text that goes into a document: valid UTF-8 and no
 // NUL character (U+0000), which many consumers of text treat as its end.
 func CheckDocText(field, s string) *Error {
-	if !utf8.ValidString(s) {
-		return badRequest(field, "%s must be valid UTF-8", field)
-	}
-	if strings.IndexByte(s, 0) >= 0 {
-		return badRequest(field, "%s must not contain NUL characters", field)
+	if p := docTextProblem(s); p != "" {
+		return badRequest(field, "%s %s", field, p)
 	}
 	return nil
 }
 
-// docTextOK says whether s may be in a document: valid UTF-8 without NUL.
-func docTextOK(s string) bool {
-	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
+// docTextProblem says what keeps s out of a document ("" when nothing
+// does), so that a caller names the field only for a refusal.
+func docTextProblem(s string) string {
+	if !utf8.ValidString(s) {
+		return "must be valid UTF-8"
+	}
+	if strings.IndexByte(s, 0) >= 0 {
+		return "must not contain NUL characters"
+	}
+	return ""
 }
 
 // ValidateOps checks an incoming op list without the text: at least one
@@ -175,10 +179,11 @@ func checkOp(i int, op *Op) *Error {
 			return badRequest(field("text"), "a delete takes no text")
 		}
 	}
-	if docTextOK(op.Text) {
-		return nil
+	if p := docTextProblem(op.Text); p != "" {
+		f := field("text")
+		return badRequest(f, "%s %s", f, p)
 	}
-	return CheckDocText(field("text"), op.Text)
+	return nil
 }
 
 // Apply applies ops in order to t, all or nothing: on any error it
