@@ -89,7 +89,7 @@ bench-peers: build
 	$(GO) run ./bench/peers --troupe $(BIN) --out docs/PEERS.md --duration $(PEERS_DURATION) \
 		--scratch $(PEERS_SCRATCH) $(if $(PEERS_ONLY),--only $(PEERS_ONLY))
 
-## soak: a 3-node cluster under a steady mixed load at half its maximum for $(SOAK), a
+## soak: a 3-node cluster under a steady mixed load at fixed rates for $(SOAK), a
 ## follower killed (-9) every 5 minutes; writes docs/SOAK.md and fails on a failed verdict.
 ## SOAK=3m make soak for a short run; SOAK_KILL_EVERY and SOAK_SAMPLE_EVERY override the
 ## intervals (by default scaled down for runs under 30 minutes)

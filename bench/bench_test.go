@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -126,6 +127,42 @@ func TestDocsWSAgainstNode(t *testing.T) {
 	events := res.EventsRPS * res.DurationS
 	if events < 2*float64(acks) {
 		t.Fatalf("%.0f events for %d acks: %+v", events, acks, res)
+	}
+}
+
+// TestDocsWSHoldsDocLength: with --doc-length the documents are created
+// at that length and stay near it, one letter either side per client,
+// however many edits they take.
+func TestDocsWSHoldsDocLength(t *testing.T) {
+	addr := startNode(t)
+	cfg := DefaultConfig()
+	cfg.Addrs, cfg.Scenario, cfg.Connections, cfg.Docs, cfg.DocLength = []string{addr}, "docs-ws", 4, 2, 30
+	cfg.Duration, cfg.Warmup, cfg.Requests = 30*time.Second, 0, 400
+	r, err := NewRunner(cfg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Run(context.Background(), nil)
+	if err != nil || res.Errors != 0 || res.ByStatus["ack"] < 400 {
+		t.Fatalf("%v %+v", err, res)
+	}
+	for _, id := range r.DocIDs() {
+		resp, err := http.Get("http://" + addr + "/v1/docs/" + id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d struct {
+			Version uint64 `json:"version"`
+			Content string `json:"content"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&d)
+		resp.Body.Close()
+		// Two clients a document, each sending only at a length it
+		// has seen: at most one letter each beyond 30, or short of it;
+		// every version one letter more or less.
+		if n := len(d.Content); err != nil || d.Version < 100 || n < 28 || n > 32 || (uint64(n)+d.Version)%2 != 0 {
+			t.Fatalf("%s: %v, version %d, %d letters", id, err, d.Version, n)
+		}
 	}
 }
 

@@ -35,6 +35,12 @@ type Config struct {
 	Docs int
 	// DocBytes is the length of each document's text in docs-create.
 	DocBytes int
+	// DocLength, if positive, holds docs-ws's documents at that many
+	// letters: they are created with it, and an edit deletes one letter
+	// where the client's document has DocLength or more, else inserts
+	// one, so that the text keeps its size however long the run (a
+	// soak's steady state). 0: every edit inserts and the text grows.
+	DocLength int
 	// Checks is how many checks one ratelimit-batch request makes (a
 	// multi-check, decided all or nothing).
 	Checks int
@@ -175,6 +181,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DocBytes < 0 || c.DocBytes > MaxDocBytes {
 		errs = append(errs, fmt.Errorf("doc-bytes %d out of range 0..%d", c.DocBytes, MaxDocBytes))
+	}
+	if c.DocLength < 0 || c.DocLength > MaxDocBytes {
+		errs = append(errs, fmt.Errorf("doc-length %d out of range 0..%d", c.DocLength, MaxDocBytes))
 	}
 	if c.Checks < 1 || c.Checks > 100 {
 		errs = append(errs, fmt.Errorf("checks %d out of range 1..100 (a multi-check holds at most 100)", c.Checks))

@@ -111,6 +111,7 @@ func docsWSLoop(r *Runner, w *worker) {
 	c := &wsClient{
 		r: r, w: w, docID: r.docIDs[w.id%len(r.docIDs)],
 		clientID: r.runID + "-" + strconv.Itoa(w.id),
+		length:   r.cfg.DocLength, // as created, at version 0
 		dialer:   &websocket.Dialer{HandshakeTimeout: r.cfg.Timeout, ReadBufferSize: 4096, WriteBufferSize: 4096},
 	}
 	defer c.hangUp()
@@ -212,19 +213,26 @@ func (c *wsClient) broken(kind string, err error) {
 	pause(c.r)
 }
 
-// nextOp fills out with one small insert against the client's version;
-// its latency counts from due.
+// nextOp fills out with one small edit against the client's version: an
+// insert of one letter, or with Config.DocLength a delete of one where
+// the text has that many; its latency counts from due.
 func (c *wsClient) nextOp(due time.Time) {
 	c.seq++
 	b := append(c.out[:0], `{"type":"op","seq":`...)
 	b = strconv.AppendUint(b, c.seq, 10)
 	b = append(b, `,"base_version":`...)
 	b = strconv.AppendUint(b, c.version, 10)
-	b = append(b, `,"ops":[{"op":"insert","pos":`...)
-	b = strconv.AppendInt(b, int64(c.w.rng.IntN(c.length+1)), 10)
-	b = append(b, `,"text":"`...)
-	b = append(b, byte('a'+c.w.rng.IntN(26)))
-	c.out = append(b, `"}]}`...)
+	if n := c.r.cfg.DocLength; n > 0 && c.length >= n {
+		b = append(b, `,"ops":[{"op":"delete","pos":`...)
+		b = strconv.AppendInt(b, int64(c.w.rng.IntN(c.length)), 10)
+		c.out = append(b, `,"len":1}]}`...)
+	} else {
+		b = append(b, `,"ops":[{"op":"insert","pos":`...)
+		b = strconv.AppendInt(b, int64(c.w.rng.IntN(c.length+1)), 10)
+		b = append(b, `,"text":"`...)
+		b = append(b, byte('a'+c.w.rng.IntN(26)))
+		c.out = append(b, `"}]}`...)
+	}
 	c.inflight, c.sent = true, due
 }
 

@@ -216,8 +216,8 @@ func (r *Runner) setupCaller() (do func(method, path, body string, want int) err
 	}
 }
 
-// setupDocs creates cfg.Docs documents (empty, at version 0), owned by
-// the run's user (ensureOwner).
+// setupDocs creates cfg.Docs documents at version 0, owned by the run's
+// user (ensureOwner): empty, or of cfg.DocLength letters.
 func setupDocs(r *Runner) error {
 	do, resp, release := r.setupCaller()
 	defer release()
@@ -225,7 +225,11 @@ func setupDocs(r *Runner) error {
 		return err
 	}
 	for i := 0; i < r.cfg.Docs; i++ {
-		if err := do("POST", "/v1/docs", `{"title":"Bench `+strconv.Itoa(i)+`"}`, 201); err != nil {
+		body := append([]byte(`{"title":"Bench `), strconv.Itoa(i)...)
+		if r.cfg.DocLength > 0 {
+			body = appendDocText(append(body, `","content":"`...), uint64(i)+1, r.cfg.DocLength)
+		}
+		if err := do("POST", "/v1/docs", string(append(body, `"}`...)), 201); err != nil {
 			return err
 		}
 		var d struct {

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // checkpointedDoc is sampleDoc's document with more changes, by two
@@ -349,4 +350,57 @@ func BenchmarkDocTextAt(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(v-vs[len(vs)-2]), "changes/op")
+}
+
+// ropeBytes adds to seen every node of n not in it yet and answers the
+// bytes they hold: the node and its chunk.
+func ropeBytes(n *rnode, seen map[*rnode]bool) int {
+	if n == nil || seen[n] {
+		return 0
+	}
+	seen[n] = true
+	return int(unsafe.Sizeof(*n)) + len(n.chunk) + ropeBytes(n.left, seen) + ropeBytes(n.right, seen)
+}
+
+// TestCheckpointsPinBoundedMemory: a document edited one letter at a time
+// at random places keeps, besides its current text, only the older rope
+// nodes its checkpoints share with nothing newer — at most one leaf and
+// one root-to-leaf path a kept change, and never more than what the
+// checkpoints count against the history bytes. So a long-lived document
+// holds a bounded amount of older text however many edits it takes
+// (docs/OPERATIONS.md, "Documents").
+func TestCheckpointsPinBoundedMemory(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	d, _ := NewDoc("d1", "Soak", "owner", strings.Repeat("lorem ipsum dolor sit amet, ", (64<<10)/28), 1)
+	rules := HistoryRules{MaxChanges: DefaultDocHistory, MaxBytes: DefaultDocHistoryBytes, CheckpointEvery: DocCheckpointEvery}
+	const length = 64 << 10
+	maxPinned := 0
+	for i := range 4 * DefaultDocHistory {
+		n := d.Text.Len()
+		op := ins(r.IntN(n+1), "x")
+		if n >= length { // held at a steady length, as make soak does
+			op = del(r.IntN(n), 1)
+		}
+		var err *Error
+		if d, _, err = d.SubmitAs("u", "c", uint64(i+1), d.Version, []Op{op}, 2, rules); err != nil {
+			t.Fatal(err)
+		}
+		if i%250 != 249 {
+			continue
+		}
+		seen := map[*rnode]bool{}
+		ropeBytes(d.Text.root, seen)
+		pinned := 0
+		for _, cp := range d.x().cps {
+			pinned += ropeBytes(cp.text.root, seen)
+		}
+		changes, _ := d.KeptHistory()
+		_, counted := d.Checkpoints()
+		path := (d.Text.root.height + 2) * int(unsafe.Sizeof(rnode{}))
+		if bound := changes * (maxLeaf + path); pinned > bound || pinned > counted {
+			t.Fatalf("after %d edits: checkpoints pin %d B beyond the text; at most %d B (%d kept changes) and the %d B they count", i+1, pinned, bound, changes, counted)
+		}
+		maxPinned = max(maxPinned, pinned)
+	}
+	t.Logf("at most %d B pinned beyond a text of %d B", maxPinned, d.Text.Size())
 }

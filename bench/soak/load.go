@@ -30,6 +30,7 @@ import (
 type soakScenario struct {
 	Name   string // as shown in the report
 	Config bench.Config
+	Fixed  float64 // the soak's rate unless --load gives a share of Max
 	Max    float64 // closed-loop throughput measured with the others running
 	Rate   float64 // the open-loop rate of the soak
 	runner *bench.Runner
@@ -41,6 +42,23 @@ type soakScenario struct {
 // that the soak reaches its steady state within its first minute.
 const population = 5000
 
+// docLength is the letters each document is created with and held at
+// (bench.Config.DocLength): a few pages, so that the documents, like the
+// users, stop growing and the memory rule judges troupe, not the data.
+const docLength = 16 << 10
+
+// The fixed rates, requests/s: about 40% of what the whole mix reached
+// closed loop on a quiet 2-CPU machine (1 878 / 2 188 / 3 411 / 9 451,
+// 2026-12-07), near the rates of the first passing runs, so that the
+// p99 rule compares a steady machine with itself rather than one near
+// saturation, and two runs compare with each other.
+const (
+	churnRate = 700
+	getRate   = 800
+	wsRate    = 1200
+	rlRate    = 4000
+)
+
 // mix is the soak's scenarios against addrs; token is the document
 // owner's (docs-ws runs as that user; the others as the anonymous admin
 // of an --insecure node).
@@ -50,13 +68,13 @@ func mix(addrs []string, token string) []*soakScenario {
 	churn, get, ws, rl := base, base, base, base
 	churn.Scenario, churn.Users, churn.Idempotency = "users-churn", population, true
 	get.Scenario = "users-get"
-	ws.Scenario, ws.Connections, ws.Docs, ws.Token = "docs-ws", 64, 64, token
+	ws.Scenario, ws.Connections, ws.Docs, ws.DocLength, ws.Token = "docs-ws", 64, 64, docLength, token
 	rl.Scenario = "ratelimit-check"
 	return []*soakScenario{
-		{Name: "keyed user writes", Config: churn},
-		{Name: "user reads", Config: get},
-		{Name: "WebSocket edits", Config: ws},
-		{Name: "rate-limit checks", Config: rl},
+		{Name: "keyed user writes", Config: churn, Fixed: churnRate},
+		{Name: "user reads", Config: get, Fixed: getRate},
+		{Name: "WebSocket edits", Config: ws, Fixed: wsRate},
+		{Name: "rate-limit checks", Config: rl, Fixed: rlRate},
 	}
 }
 
@@ -192,9 +210,17 @@ func pauseCtx(ctx context.Context, d time.Duration) {
 	}
 }
 
+// lettersFit reports whether a document created with start letters can
+// hold n letters at version v when every version inserted or deleted
+// exactly one.
+func lettersFit(n, start int, v uint64) bool {
+	d := uint64(max(n-start, start-n))
+	return d <= v && (v-d)%2 == 0
+}
+
 // readBack reads every acknowledged write back (linearizable reads,
 // spread over the nodes) and compares the nodes' state hashes.
-func readBack(ctx context.Context, addrs []string, a *acks, token string) ReadBack {
+func readBack(ctx context.Context, addrs []string, a *acks, token string, docLetters int) ReadBack {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var rb ReadBack
@@ -256,9 +282,11 @@ func readBack(ctx context.Context, addrs []string, a *acks, token string) ReadBa
 			rb.DocsBad = append(rb.DocsBad, fmt.Sprintf("%s: %v", id, err))
 			continue
 		}
-		// Every op of the mix inserts one letter: a document at version
-		// v holds v letters, and holds every acknowledged op.
-		if n := utf8.RuneCountInString(doc.Content); doc.Version < d.top || uint64(d.n) > doc.Version || uint64(n) != doc.Version {
+		// A document holds every acknowledged op. Each op of the mix
+		// inserts or deletes one letter of a document created with
+		// docLetters letters at version 0: at version v it holds
+		// docLetters ± v letters, an even number of steps from v.
+		if n := utf8.RuneCountInString(doc.Content); doc.Version < d.top || uint64(d.n) > doc.Version || !lettersFit(n, docLetters, doc.Version) {
 			rb.DocsBad = append(rb.DocsBad, fmt.Sprintf("%s: version %d, %d letters; acknowledged %d ops up to version %d", id, doc.Version, n, d.n, d.top))
 		}
 	}

@@ -38,3 +38,21 @@ func TestAcksRecord(t *testing.T) {
 		t.Fatalf("doc e: %+v", e)
 	}
 }
+
+// A document's letters fit its version when each version moved them one
+// letter either way from where it was created.
+func TestLettersFit(t *testing.T) {
+	for _, c := range []struct {
+		n, start int
+		v        uint64
+		want     bool
+	}{
+		{0, 0, 0, true}, {5, 0, 5, true}, {4, 0, 5, false}, {6, 0, 5, false},
+		{100, 100, 0, true}, {100, 100, 2, true}, {100, 100, 1, false},
+		{99, 100, 1, true}, {101, 100, 7, true}, {98, 100, 7, false}, {90, 100, 9, false},
+	} {
+		if got := lettersFit(c.n, c.start, c.v); got != c.want {
+			t.Errorf("lettersFit(%d, %d, %d) = %v", c.n, c.start, c.v, got)
+		}
+	}
+}

@@ -1,8 +1,9 @@
 // Command soak is `make soak`: it starts a three-node troupe on
 // 127.0.0.1 (--idempotency-retention 60s), measures the maximum of a
 // mixed load (keyed user writes, user reads, WebSocket edits on 64
-// documents, rate-limit checks, all at once, closed loop), then runs
-// that mix as an open loop at half of it for --duration, with SSE
+// documents held at a steady length, rate-limit checks, all at once,
+// closed loop), then runs that mix as an open loop at fixed rates (or,
+// with --load, at a share of that maximum) for --duration, with SSE
 // subscribers joining and leaving, while a follower is killed (-9) and
 // restarted every --kill-every. Every --sample-every it records each
 // scenario's throughput and p99 and each node's RSS, live heap,
@@ -53,8 +54,8 @@ func (o *options) validate() error {
 	if o.measure < 3*time.Second || o.measure > 5*time.Minute {
 		errs = append(errs, fmt.Errorf("--measure %v out of range 3s..5m", o.measure))
 	}
-	if o.load <= 0 || o.load > 1 {
-		errs = append(errs, fmt.Errorf("--load %g out of range (0, 1]", o.load))
+	if o.load < 0 || o.load > 1 {
+		errs = append(errs, fmt.Errorf("--load %g out of range [0, 1] (0: the fixed rates)", o.load))
 	}
 	if o.retention < 10*time.Second || o.retention > 24*time.Hour {
 		errs = append(errs, fmt.Errorf("--idempotency-retention %v out of range 10s..24h", o.retention))
@@ -63,6 +64,14 @@ func (o *options) validate() error {
 		errs = append(errs, fmt.Errorf("--subscribers %d out of range 0..1000", o.subscribers))
 	}
 	return errors.Join(errs...)
+}
+
+// rates says what the open loop runs at.
+func (o options) rates() string {
+	if o.load > 0 {
+		return fmt.Sprintf("%.0f%% of the mix's measured maximum", o.load*100)
+	}
+	return "the mix's fixed rates"
 }
 
 // withDefaults fills the intervals that scale with the run: a kill every
@@ -85,7 +94,7 @@ func main() {
 	flag.DurationVar(&o.killEvery, "kill-every", 0, "kill (-9) and restart a follower this often (≥ 10s; 0: 5m, or a quarter of a shorter run)")
 	flag.DurationVar(&o.sampleEvery, "sample-every", 0, "record the figures this often (0: 30s, or a sixtieth of a shorter run, at least 5s)")
 	flag.DurationVar(&o.measure, "measure", 15*time.Second, "closed-loop measurement of the mix's maximum (3s..5m)")
-	flag.Float64Var(&o.load, "load", 0.5, "the open loop's rate as a fraction of the measured maximum, (0, 1]")
+	flag.Float64Var(&o.load, "load", 0, "the open loop's rates as a fraction of the measured maximum, [0, 1]; 0: the fixed rates of the mix, so that runs compare")
 	flag.DurationVar(&o.retention, "idempotency-retention", 60*time.Second, "the nodes' --idempotency-retention (10s..24h)")
 	flag.IntVar(&o.subscribers, "subscribers", 16, "SSE subscribers joining and leaving (0..1000)")
 	flag.StringVar(&o.out, "out", "docs/SOAK.md", "the report; the chart goes next to it as soak.svg")

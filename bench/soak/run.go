@@ -67,12 +67,15 @@ func soak(ctx context.Context, o options) (bool, error) {
 	scen := mix(addrs, token)
 	for i, s := range scen {
 		s.Max = measured[i].result.ThroughputRPS
-		s.Rate = o.load * s.Max
-		if s.Rate < 1 {
-			keep = true
-			return false, fmt.Errorf("%s: measured %.1f/s, too little to run at", s.Name, s.Max)
+		s.Rate = s.Fixed
+		if o.load > 0 {
+			s.Rate = o.load * s.Max
 		}
-		logf("  %-18s max %8.0f/s → soak at %6.0f/s", s.Name, s.Max, s.Rate)
+		if s.Rate < 1 || s.Rate > s.Max {
+			keep = true
+			return false, fmt.Errorf("%s: measured %.1f/s, too little to run at %.1f/s (a busy or slower machine: give --load)", s.Name, s.Max, s.Rate)
+		}
+		logf("  %-18s max %8.0f/s → soak at %6.0f/s (%.0f%%)", s.Name, s.Max, s.Rate, 100*s.Rate/s.Max)
 	}
 
 	client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{Proxy: nil}}
@@ -89,7 +92,7 @@ func soak(ctx context.Context, o options) (bool, error) {
 	}
 	ack := scen[0].acks
 	logf("reading back every acknowledged write")
-	rb := readBack(ctx, addrs, ack, token)
+	rb := readBack(ctx, addrs, ack, token, docLength)
 	lim := DefaultLimits(o.duration, o.retention, historyFill(scen))
 	logf("waiting for goroutines and fds to come back to their baseline")
 	final := settle(ctx, client, nodes, base, lim)
@@ -220,7 +223,7 @@ func runSoak(ctx context.Context, o options, nodes []*node, scen []*soakScenario
 		s.runner.Interval() // what came before the clock
 	}
 	subs.take()
-	logf("soak: %v at %.0f%% of the maximum, a follower killed every %v, a sample every %v", o.duration, o.load*100, o.killEvery, o.sampleEvery)
+	logf("soak: %v at %s, a follower killed every %v, a sample every %v", o.duration, o.rates(), o.killEvery, o.sampleEvery)
 
 	events := make(chan string, 64)
 	var kills []kill

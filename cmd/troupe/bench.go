@@ -40,6 +40,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.BatchSize, "batch-size", cfg.BatchSize, "users per request in users-batch")
 	fs.IntVar(&cfg.Docs, "docs", cfg.Docs, "documents docs-ops and docs-ws edit (connections are spread over them)")
 	fs.IntVar(&cfg.DocBytes, "doc-bytes", cfg.DocBytes, "bytes of text in each document docs-create creates, 0..1048576")
+	fs.IntVar(&cfg.DocLength, "doc-length", 0, "docs-ws: create the documents with this many letters and keep them there (an edit deletes a letter when the document has this many, else inserts one), 0..1048576; 0: every edit inserts and the documents grow")
 	fs.IntVar(&cfg.Checks, "checks", cfg.Checks, "checks per multi-check in ratelimit-batch, 1..100")
 	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", "", "ratelimit-grpc: host:port of the node's rate-limit service (its --grpc-addr); the policy is put through --addr")
 	fs.StringVar(&cfg.GRPCClient, "grpc-client", cfg.GRPCClient, "ratelimit-grpc's client: h2 (the load generator's own HTTP/2 client, requests marshalled once: a few µs of CPU a call) or grpc-go (grpc-go's client, ≈ 20 µs a call on the cores the node shares)")
