@@ -94,6 +94,7 @@ func soak(ctx context.Context, o options) (bool, error) {
 	logf("reading back every acknowledged write")
 	rb := readBack(ctx, addrs, ack, token, docLength)
 	lim := DefaultLimits(o.duration, o.retention, historyFill(scen))
+	lim.Kills = killSchedule(o.duration, o.killEvery)
 	logf("waiting for goroutines and fds to come back to their baseline")
 	final := settle(ctx, client, nodes, base, lim)
 	if ctx.Err() != nil {

@@ -65,10 +65,14 @@ func TestJudgeP99(t *testing.T) {
 		last time.Duration
 		pass bool
 	}{{30 * time.Millisecond, true}, {31 * time.Millisecond, false}} {
-		// 20 ms until the last tenth, then c.last; a spike in the
-		// middle (a kill) counts in neither tenth.
+		// 10 ms while the state fills (the first tenth, shown, not
+		// judged), 20 ms in steady state, then c.last in the last
+		// tenth; a spike in the middle (a kill) counts in neither
+		// window.
 		rows := soakRows(d, 30*time.Second, func(at time.Duration) time.Duration {
 			switch {
+			case at <= 3*time.Minute:
+				return 10 * time.Millisecond
 			case at > 27*time.Minute:
 				return c.last
 			case at == 15*time.Minute:
@@ -76,21 +80,45 @@ func TestJudgeP99(t *testing.T) {
 			}
 			return 20 * time.Millisecond
 		}, func(time.Duration) int64 { return 100 << 20 })
-		got := check(t, judge(rows, d, []string{"s"}, []string{"n1", "n2"}, idle, idle, okReadBack, DefaultLimits(d, time.Minute, time.Minute)), "s p99")
-		if got.Pass != c.pass {
+		lim := DefaultLimits(d, time.Minute, time.Minute)
+		lim.Kills = killSchedule(d, 5*time.Minute)
+		got := check(t, judge(rows, d, []string{"s"}, []string{"n1", "n2"}, idle, idle, okReadBack, lim), "s p99")
+		if got.Pass != c.pass || !strings.Contains(got.Name, "7:00–10:00") {
 			t.Errorf("last tenth at %v: %+v", c.last, got)
 		}
-		if !strings.Contains(got.Detail, "ranged 20.02ms–5.0s, median 20.02ms") {
-			t.Errorf("no spread in %q", got.Detail)
+		if !strings.Contains(got.Detail, "first tenth, the state still filling, 10.01ms") || !strings.Contains(got.Detail, "ranged 10.01ms–5.0s, median 20.02ms") {
+			t.Errorf("no first tenth or spread in %q", got.Detail)
 		}
 	}
-	// A scenario that answered nothing in a tenth fails.
+	// A scenario that answered nothing in the reference fails.
 	rows := soakRows(d, 30*time.Second, func(time.Duration) time.Duration { return time.Millisecond }, func(time.Duration) int64 { return 1 })
-	for i := range rows[:6] {
+	for i := 10; i < 16; i++ {
 		rows[i].Load = map[string]Point{}
 	}
 	if got := check(t, judge(rows, d, []string{"s"}, []string{"n1", "n2"}, idle, idle, okReadBack, DefaultLimits(d, time.Minute, time.Minute)), "s p99"); got.Pass {
-		t.Errorf("no requests in the first tenth passed: %+v", got)
+		t.Errorf("no requests in the reference passed: %+v", got)
+	}
+}
+
+// The p99's reference starts after the warm-up and ends at a kill, so
+// that it follows a kill's recovery by as long as the last tenth does.
+func TestSteadyWindow(t *testing.T) {
+	for _, c := range []struct {
+		d, every time.Duration
+		from, to time.Duration
+	}{
+		{30 * time.Minute, 5 * time.Minute, 7 * time.Minute, 10 * time.Minute},
+		{30 * time.Minute, 0, 5 * time.Minute, 8 * time.Minute}, // no kills
+		{30 * time.Minute, 20 * time.Minute, 17 * time.Minute, 20 * time.Minute},
+		{60 * time.Minute, 5 * time.Minute, 14 * time.Minute, 20 * time.Minute}, // a tenth is 6 minutes
+	} {
+		lim := DefaultLimits(c.d, time.Minute, time.Minute)
+		if c.every > 0 {
+			lim.Kills = killSchedule(c.d, c.every)
+		}
+		if from, to := steadyWindow(c.d, lim); from != c.from || to != c.to {
+			t.Errorf("%v, a kill every %v: %v–%v, want %v–%v", c.d, c.every, from, to, c.from, c.to)
+		}
 	}
 }
 
