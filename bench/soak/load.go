@@ -285,7 +285,10 @@ func readBack(ctx context.Context, addrs []string, a *acks, token string, docLet
 		// A document holds every acknowledged op. Each op of the mix
 		// inserts or deletes one letter of a document created with
 		// docLetters letters at version 0: at version v it holds
-		// docLetters ± v letters, an even number of steps from v.
+		// docLetters ± v letters, an even number of steps from v. This
+		// needs one writer a document (mix: as many clients as
+		// documents): two clients' concurrent deletes of one letter
+		// would transform into one delete and an empty change.
 		if n := utf8.RuneCountInString(doc.Content); doc.Version < d.top || uint64(d.n) > doc.Version || !lettersFit(n, docLetters, doc.Version) {
 			rb.DocsBad = append(rb.DocsBad, fmt.Sprintf("%s: version %d, %d letters; acknowledged %d ops up to version %d", id, doc.Version, n, d.n, d.top))
 		}

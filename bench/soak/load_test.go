@@ -56,3 +56,12 @@ func TestLettersFit(t *testing.T) {
 		}
 	}
 }
+
+// The read-back's letter count needs one writer a document.
+func TestMixOneWriterPerDocument(t *testing.T) {
+	for _, s := range mix([]string{"127.0.0.1:1"}, "t") {
+		if s.Config.Scenario == "docs-ws" && (s.Config.Connections != s.Config.Docs || s.Config.DocLength != docLength) {
+			t.Fatalf("docs-ws: %d clients on %d documents of %d letters", s.Config.Connections, s.Config.Docs, s.Config.DocLength)
+		}
+	}
+}
