@@ -66,6 +66,12 @@ type Config struct {
 	// IdempotencyRetention is how long, in command time, a request id's
 	// result is kept: MinIdempotencyRetention..MaxIdempotencyRetention.
 	IdempotencyRetention time.Duration
+	// MaxIdempotencyKeys bounds the idempotency window this node admits
+	// writes into (--max-idempotency-keys): a write with a request id is
+	// refused (replica.ErrIdempotencyFull) while the window holds that
+	// many keys, until expiry makes room. A node's own bound, checked
+	// before proposing, not a cluster parameter: 1..MaxIdempotencyKeysLimit.
+	MaxIdempotencyKeys int64
 	// Session rules, fixed when the cluster's authentication is set up.
 	Sessions storage.AuthParams
 	// Backups are the leader's scheduled backups (off if Backups.Dir is
@@ -84,6 +90,13 @@ type Config struct {
 const (
 	MinIdempotencyRetention = 10 * time.Second
 	MaxIdempotencyRetention = 24 * time.Hour
+)
+
+// Bounds of Config.MaxIdempotencyKeys; the default keeps 10 million keys,
+// about 1 to 2 GiB (docs/OPERATIONS.md).
+const (
+	DefaultMaxIdempotencyKeys = 10_000_000
+	MaxIdempotencyKeysLimit   = 1 << 32
 )
 
 // Mode is how a node with no raft state starts.
@@ -119,6 +132,7 @@ func DefaultConfig() Config {
 		ReadyLag:             1000,
 		UserShards:           64,
 		IdempotencyRetention: 10 * time.Minute,
+		MaxIdempotencyKeys:   DefaultMaxIdempotencyKeys,
 		Backups:              BackupSchedule{Every: time.Hour, Keep: 24},
 		Sessions: storage.AuthParams{
 			SessionTTLms: (30 * 24 * time.Hour).Milliseconds(),
@@ -193,6 +207,9 @@ func (c *Config) Validate() error {
 	}
 	if c.IdempotencyRetention < MinIdempotencyRetention || c.IdempotencyRetention > MaxIdempotencyRetention {
 		bad("idempotency retention (--idempotency-retention) %v out of range 10s..24h", c.IdempotencyRetention)
+	}
+	if c.MaxIdempotencyKeys < 1 || c.MaxIdempotencyKeys > MaxIdempotencyKeysLimit {
+		bad("--max-idempotency-keys %d out of range 1..%d", c.MaxIdempotencyKeys, int64(MaxIdempotencyKeysLimit))
 	}
 	p := storage.InitParams{ClusterID: "x", UserShards: uint32(c.UserShards), IdempotencyRetention: uint64(c.IdempotencyRetention.Milliseconds())}
 	if c.UserShards < 1 || c.UserShards > 1<<12 {

@@ -44,6 +44,7 @@ type Node struct {
 	trans   *raft.NetworkTransport
 	stamps  stampClock
 	group   proposalGroup
+	admit   admitMetrics
 
 	// leaderTerm is the term in which this node, as leader, completed a
 	// barrier: only then may it serve linearizable reads.
@@ -97,6 +98,7 @@ func Open(cfg Config, logger *slog.Logger, set *metrics.Set, sys *actors.System,
 	n.fsm = NewFSM(sys, logger.With("component", "fsm"), set, n.fatal)
 	n.fsm.SetWatchHistory(cfg.Watch)
 	n.group.commands = set.NewPrometheusHistogramExt(`troupe_raft_entry_commands`, countBuckets)
+	n.admit = newAdmitMetrics(set)
 	n.group.abandon = make(chan struct{})
 	started := false
 	defer func() {

@@ -29,6 +29,9 @@ func (n *Node) Propose(ctx context.Context, cmd *storage.Command, deadline time.
 	if err := n.canPropose(); err != nil {
 		return storage.Result{}, 0, err
 	}
+	if err := n.AdmitKeyed(cmd); err != nil {
+		return storage.Result{}, 0, err
+	}
 	p := singles.Get().(*proposal)
 	p.cmds[0], p.deadline = encode(cmd), deadline
 	t := n.traceCommit(ctx, cmd)
@@ -70,7 +73,8 @@ func encode(cmd *storage.Command) []byte { return storage.EncodeCommand(make([]b
 // forwarding its writes): each gets fresh stamps from this leader
 // (storage.Command.Restamp), they enter the log together and in order,
 // sharing entries with whatever else is proposed meanwhile, and out[i] is
-// the outcome of cmds[i].
+// the outcome of cmds[i]. A command the idempotency window has no room
+// for (AdmitKeyed) is left out, its outcome the refusal.
 func (n *Node) ProposeRestamped(ctx context.Context, cmds []*storage.Command, deadline time.Time) []replica.Proposal {
 	out := make([]replica.Proposal, len(cmds))
 	if err := n.canPropose(); err != nil {
@@ -79,15 +83,25 @@ func (n *Node) ProposeRestamped(ctx context.Context, cmds []*storage.Command, de
 		}
 		return out
 	}
-	p := newProposal(len(cmds))
-	p.deadline = deadline
+	admitted := cmds[:0:0]
+	var at []int // admitted[j] is cmds[at[j]]
 	for i, cmd := range cmds {
+		if out[i].Err = n.AdmitKeyed(cmd); out[i].Err == nil {
+			admitted, at = append(admitted, cmd), append(at, i)
+		}
+	}
+	if len(admitted) == 0 {
+		return out
+	}
+	p := newProposal(len(admitted))
+	p.deadline = deadline
+	for i, cmd := range admitted {
 		cmd.Restamp(n.Stamps(cmd.StampCount()))
 		p.cmds[i] = encode(cmd)
 	}
-	t := n.traceCommit(ctx, cmds...)
+	t := n.traceCommit(ctx, admitted...)
 	if !n.submit(p) {
-		for i := range out {
+		for _, i := range at {
 			out[i].Err = errStopped
 		}
 		if t != nil {
@@ -95,11 +109,11 @@ func (n *Node) ProposeRestamped(ctx context.Context, cmds []*storage.Command, de
 		}
 		return out
 	}
-	for i := range out {
-		out[i].Result, out[i].Index, out[i].Err = p.out[i].result(deadline)
+	for j, i := range at {
+		out[i].Result, out[i].Index, out[i].Err = p.out[j].result(deadline)
 	}
 	if t != nil {
-		t.end(p.out, out[0].Err)
+		t.end(p.out, out[at[0]].Err)
 	}
 	return out
 }

@@ -29,7 +29,9 @@ func (n *Node) AppliedIndex() uint64 { return n.fsm.AppliedIndex() }
 // proposes a no-op when the change feed holds back a document's text
 // change whose bucket is over and no other command came to announce it
 // (feed.OwedUntil): commands decide when such changes are announced, so
-// that every node announces them at the same log position.
+// that every node announces them at the same log position. It does the
+// same while the idempotency window is full (admit.go): a command's time
+// is what expires the window's oldest keys.
 func (n *Node) settleTextChanges() {
 	defer n.wg.Done()
 	t := time.NewTicker(feed.TextBucketMs * time.Millisecond / 2)
@@ -41,7 +43,8 @@ func (n *Node) settleTextChanges() {
 		case <-t.C:
 		}
 		due := n.fsm.feed.OwedUntil()
-		if due == 0 || time.Now().UnixMilli() < due || !n.IsLeader() {
+		owed := due != 0 && time.Now().UnixMilli() >= due
+		if !(owed || n.windowFull()) || !n.IsLeader() {
 			continue
 		}
 		_, _, _ = n.Propose(context.Background(), &storage.Command{Kind: storage.CmdNoop, Stamp: n.Stamps(1)}, time.Now().Add(n.cfg.ApplyTimeout))

@@ -8,6 +8,7 @@ package replica
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/troupe-db/troupe/storage"
 )
@@ -32,7 +33,21 @@ var (
 	ErrBadMember = errors.New("bad member")
 	// ErrNoSuchMember: the member to remove is not in the cluster.
 	ErrNoSuchMember = errors.New("no such member")
+	// ErrIdempotencyFull: the idempotency window holds its maximum of
+	// keys; a write with a request id was refused before it was proposed
+	// (nothing applied). Returned as a *WindowFullError.
+	ErrIdempotencyFull = errors.New("the idempotency window is full")
 )
+
+// WindowFullError is ErrIdempotencyFull with the limit that was met.
+type WindowFullError struct{ Limit int64 }
+
+func (e *WindowFullError) Error() string {
+	return fmt.Sprintf("this node's idempotency window holds its maximum of %d keys (writes with an Idempotency-Key, forwarded writes and WebSocket submits of the last retention); nothing was applied, retry shortly", e.Limit)
+}
+
+// Is makes errors.Is(err, ErrIdempotencyFull) hold.
+func (e *WindowFullError) Is(target error) bool { return target == ErrIdempotencyFull }
 
 // Consistency of a read.
 type Consistency uint8

@@ -108,6 +108,7 @@ func parseServe(args []string, stderr io.Writer, getenv func(string) string) (*s
 	fs.StringVar(&c.PprofAddr, "pprof", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060; off when empty")
 	fs.IntVar(&c.Node.UserShards, "user-shards", c.Node.UserShards, "user shards of a new cluster (a power of two; fixed at creation)")
 	fs.DurationVar(&c.Node.IdempotencyRetention, "idempotency-retention", c.Node.IdempotencyRetention, "how long Idempotency-Keys are remembered in a new cluster, 10s to 24h (fixed at creation)")
+	fs.Int64Var(&c.Node.MaxIdempotencyKeys, "max-idempotency-keys", c.Node.MaxIdempotencyKeys, "keys the idempotency window may hold before this node refuses writes that carry one (Idempotency-Key, forwarded writes, WebSocket submits) with 503 until room comes back, 1 to 4294967296")
 	fs.DurationVar(&c.HTTP.AccessTTL, "access-token-ttl", c.HTTP.AccessTTL, "how long an access token is valid (1m to 24h)")
 	fs.DurationVar(&c.HTTP.TokenLeeway, "token-leeway", c.HTTP.TokenLeeway, "clock skew between nodes allowed for access tokens' times (0s to 5m)")
 	fs.DurationVar(&c.HTTP.RequestTimeout, "request-timeout", c.HTTP.RequestTimeout, "how long a request may wait for the cluster")

@@ -80,6 +80,8 @@ func TestParseServeRejects(t *testing.T) {
 		"huge document history":   {"--insecure", "--document-history-bytes", "2147483648"},
 		"retention too short":     {"--insecure", "--idempotency-retention", "9s"},
 		"retention too long":      {"--insecure", "--idempotency-retention", "25h"},
+		"no idempotency keys":     {"--insecure", "--max-idempotency-keys", "0"},
+		"too many idem. keys":     {"--insecure", "--max-idempotency-keys", "4294967297"},
 		"no watch history":        {"--insecure", "--watch-history", "0"},
 		"huge watch history":      {"--insecure", "--watch-history", "10000001"},
 		"tiny watch history":      {"--insecure", "--watch-history-bytes", "1000"},

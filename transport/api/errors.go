@@ -81,6 +81,11 @@ func toAPIError(err error) *apiError {
 		e.Details = map[string]any{"field": ge.Field, "oldest": ge.Oldest}
 		return e
 	}
+	if wf, ok := errors.AsType[*replica.WindowFullError](err); ok {
+		e := newError("unavailable", wf.Error())
+		e.Details = map[string]any{"limit": wf.Limit}
+		return e
+	}
 	switch {
 	case errors.Is(err, replica.ErrOutcomeUnknown):
 		e := newError("unavailable", "the write may or may not have been applied; retry with the same Idempotency-Key")

@@ -182,6 +182,9 @@ func (d *fwdDecoder) credentials() fwdCredentials {
 // forwardCommandAs is forwardCommand for a caller known by its tokens
 // (a WebSocket, whose request context is gone), in the trace of tctx.
 func (s *Server) forwardCommandAs(tctx context.Context, cred fwdCredentials, cmd *storage.Command, deadline time.Time) (storage.Result, uint64, error) {
+	if err := s.node.AdmitKeyed(cmd); err != nil {
+		return storage.Result{}, 0, err // before it costs the leader anything
+	}
 	tctx, span := tracing.Child(tctx, "forward command to leader", trace.WithSpanKind(trace.SpanKindClient))
 	defer span.End()
 	var itemTrace context.Context // the forward's trace context, if any

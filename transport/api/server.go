@@ -46,6 +46,10 @@ type Node interface {
 	// hang below its span.
 	Propose(ctx context.Context, cmd *storage.Command, deadline time.Time) (storage.Result, uint64, error)
 	ProposeRestamped(ctx context.Context, cmds []*storage.Command, deadline time.Time) []replica.Proposal
+	// AdmitKeyed refuses a write with a request id while the node's
+	// idempotency window is full (a *replica.WindowFullError); Propose
+	// checks it too, a follower before it forwards.
+	AdmitKeyed(cmd *storage.Command) error
 	ReadBarrier(ctx context.Context, c replica.Consistency, minIndex uint64, deadline time.Time) error
 	Ready() error
 	// NotInitialised says why this node has no state to serve yet (it is

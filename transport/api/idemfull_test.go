@@ -1,0 +1,74 @@
+package api
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/troupe-db/troupe/cluster"
+)
+
+// TestIdempotencyWindowFull: a node whose idempotency window holds its
+// --max-idempotency-keys refuses writes that carry a key with 503
+// unavailable (details.limit, Retry-After), applies nothing of them, goes
+// on with writes without one, and admits keys again once the oldest have
+// aged out — though every keyed write meanwhile was refused, the leader's
+// no-ops move the window's time on.
+func TestIdempotencyWindowFull(t *testing.T) {
+	ts := startServerWith(t, func(c *cluster.Config) {
+		c.MaxIdempotencyKeys, c.IdempotencyRetention = 3, cluster.MinIdempotencyRetention
+	})
+	create := func(i int, key string) *response {
+		h := map[string]string{}
+		if key != "" {
+			h["Idempotency-Key"] = key
+		}
+		return ts.do("POST", "/v1/users", fmt.Sprintf(`{"name":"U%d","email":"u%d@example.com"}`, i, i), h, true)
+	}
+	admitted := 0
+	var refused *response
+	for i := range 5 {
+		r := create(i, fmt.Sprintf("k-%d", i))
+		if r.status == 503 {
+			refused = r
+			break
+		}
+		ts.expect(r, 201, "")
+		admitted++
+	}
+	if refused == nil || admitted == 0 || admitted > 3 {
+		t.Fatalf("%d keyed creates admitted before a refusal (%v)", admitted, refused)
+	}
+	ts.expect(refused, 503, "unavailable")
+	var e struct {
+		Error struct {
+			Details struct {
+				Limit int `json:"limit"`
+			} `json:"details"`
+		} `json:"error"`
+	}
+	refused.json(t, &e)
+	if e.Error.Details.Limit != 3 || refused.header.Get("Retry-After") != "1" {
+		t.Fatalf("refusal %s (Retry-After %q)", refused.body, refused.header.Get("Retry-After"))
+	}
+	// A write without a key goes on; this one, with the refused
+	// create's email, shows that nothing of that create was applied
+	// (else its email would be taken: 409).
+	ts.expect(create(admitted, ""), 201, "")
+	if got := metricValue(t, ts, "troupe_idempotency_refused_total"); got < 1 {
+		t.Fatalf("troupe_idempotency_refused_total %v", got)
+	}
+	// Room comes back once the oldest keys are older than the retention.
+	deadline := time.Now().Add(cluster.MinIdempotencyRetention + 15*time.Second)
+	for {
+		r := create(200, "k-200")
+		if r.status == 201 {
+			break
+		}
+		ts.expect(r, 503, "unavailable")
+		if time.Now().After(deadline) {
+			t.Fatal("the window never made room")
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
