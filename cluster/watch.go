@@ -44,7 +44,7 @@ func (n *Node) settleTextChanges() {
 		}
 		due := n.fsm.feed.OwedUntil()
 		owed := due != 0 && time.Now().UnixMilli() >= due
-		if !(owed || n.windowFull()) || !n.IsLeader() {
+		if !n.IsLeader() || !owed && !n.windowFull() {
 			continue
 		}
 		_, _, _ = n.Propose(context.Background(), &storage.Command{Kind: storage.CmdNoop, Stamp: n.Stamps(1)}, time.Now().Add(n.cfg.ApplyTimeout))

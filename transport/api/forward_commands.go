@@ -343,6 +343,10 @@ func (s *Server) forwardedCommands(ctx *fasthttp.RequestCtx) {
 		case errors.Is(p.Err, replica.ErrNotLeader):
 			r.status = fwdNotLeader
 		default:
+			// Also a keyed command this leader's full idempotency
+			// window refused (the follower checked its own first; the
+			// two differ by the writes in flight): not applied, and
+			// a retry with the same key is safe either way.
 			r.status = fwdUnknown
 		}
 	}
