@@ -32,15 +32,7 @@ func TestDocLimitsOverHTTP(t *testing.T) {
 	ts.expect(ts.do("POST", "/v1/docs", `{"title":"Two"}`, ada, true), 201, "")
 	r = ts.do("POST", "/v1/docs", `{"title":"Three"}`, ada, true)
 	ts.expect(r, 403, "quota_exceeded")
-	var e struct {
-		Error struct {
-			Details struct {
-				Limit int `json:"limit"`
-			} `json:"details"`
-		} `json:"error"`
-	}
-	r.json(t, &e)
-	if e.Error.Details.Limit != 2 {
+	if r.detailsLimit(t) != 2 {
 		t.Fatalf("details: %s", r.body)
 	}
 	// Deleting one makes room.

@@ -40,15 +40,7 @@ func TestIdempotencyWindowFull(t *testing.T) {
 		t.Fatalf("%d keyed creates admitted before a refusal (%v)", admitted, refused)
 	}
 	ts.expect(refused, 503, "unavailable")
-	var e struct {
-		Error struct {
-			Details struct {
-				Limit int `json:"limit"`
-			} `json:"details"`
-		} `json:"error"`
-	}
-	refused.json(t, &e)
-	if e.Error.Details.Limit != 3 || refused.header.Get("Retry-After") != "1" {
+	if refused.detailsLimit(t) != 3 || refused.header.Get("Retry-After") != "1" {
 		t.Fatalf("refusal %s (Retry-After %q)", refused.body, refused.header.Get("Retry-After"))
 	}
 	// A write without a key goes on; this one, with the refused

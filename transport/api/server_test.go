@@ -121,6 +121,20 @@ func (r *response) json(t testing.TB, v any) {
 	}
 }
 
+// detailsLimit is an error answer's details.limit.
+func (r *response) detailsLimit(t testing.TB) int {
+	t.Helper()
+	var e struct {
+		Error struct {
+			Details struct {
+				Limit int `json:"limit"`
+			} `json:"details"`
+		} `json:"error"`
+	}
+	r.json(t, &e)
+	return e.Error.Details.Limit
+}
+
 func (r *response) errorCode(t testing.TB) string {
 	t.Helper()
 	var e struct {
