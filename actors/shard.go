@@ -75,7 +75,9 @@ type shardLink struct {
 	// applied is the actor's count of shardMsgs run, stored after each:
 	// applied == sent means the actor has nothing queued.
 	applied atomic.Uint64
-	view    atomic.Pointer[shardView]
+	// users is the shard's record count, stored after each shardMsg.
+	users atomic.Int64
+	view  atomic.Pointer[shardView]
 	// wanted: a reader found the view behind and queued; the actor
 	// publishes once it has caught up.
 	wanted atomic.Bool
@@ -144,6 +146,7 @@ func (a *shardActor) run(m *shardMsg) {
 			a.state.other++
 		}
 		a.link.applied.Store(a.state.applied)
+		a.link.users.Store(int64(a.state.shard.Len()))
 		if r := recover(); r != nil {
 			a.sys.panics.Inc()
 			a.sys.log.Error("user shard recovered from a panic", slog.Int("shard", a.index), slog.String("panic", fmt.Sprint(r)))
@@ -156,6 +159,7 @@ func (a *shardActor) run(m *shardMsg) {
 	}()
 	if m.run == nil {
 		usr, err := a.state.shard.Create(m.create.ID, &m.create.User, m.nowMs)
+		a.link.users.Store(int64(a.state.shard.Len())) // before the answer: a next create sees it
 		m.pending.resolve(storage.Result{User: usr, Err: err})
 		return
 	}

@@ -400,6 +400,17 @@ func (u *Users) Restore(shards []*storage.UserShard) error {
 	return nil
 }
 
+// Total is the number of users in the shards as of their last applied
+// message: no message to them, so cheap enough to check before every
+// create (it may lag the log by what is queued). Any goroutine.
+func (u *Users) Total() int64 {
+	var n int64
+	for _, l := range u.links {
+		n += l.users.Load()
+	}
+	return n
+}
+
 // AdminCount is the number of admins (FSM goroutine only).
 func (u *Users) AdminCount() int { return len(u.admins) }
 

@@ -115,6 +115,7 @@ func parseServe(args []string, stderr io.Writer, getenv func(string) string) (*s
 	fs.DurationVar(&c.HTTP.ShutdownGrace, "shutdown-grace", c.HTTP.ShutdownGrace, "how long in-flight requests may take on shutdown")
 	fs.DurationVar(&c.Node.HeartbeatTimeout, "raft-heartbeat-timeout", c.Node.HeartbeatTimeout, "raft heartbeat timeout of multi-node clusters")
 	fs.DurationVar(&c.Node.ElectionTimeout, "raft-election-timeout", c.Node.ElectionTimeout, "raft election timeout of multi-node clusters")
+	fs.Int64Var(&c.HTTP.MaxUsers, "max-users", c.HTTP.MaxUsers, "users the cluster may hold (1 to 4294967296); a create, registration or batch that would pass it gets 403 quota_exceeded")
 	fs.IntVar(&c.HTTP.MaxDocumentsPerUser, "max-documents-per-user", c.HTTP.MaxDocumentsPerUser, "documents one user may own (1 to 10000000); over it a create gets 403 quota_exceeded")
 	fs.IntVar(&c.HTTP.MaxMembersPerDocument, "max-members-per-document", c.HTTP.MaxMembersPerDocument, "members (viewers and editors) one document may have (1 to 100000); one more gets 403 quota_exceeded")
 	fs.IntVar(&c.HTTP.MaxLinksPerDocument, "max-links-per-document", c.HTTP.MaxLinksPerDocument, "share links one document may have that have not expired (1 to 10000); one more gets 403 quota_exceeded")

@@ -81,6 +81,8 @@ func TestParseServeRejects(t *testing.T) {
 		"retention too short":     {"--insecure", "--idempotency-retention", "9s"},
 		"retention too long":      {"--insecure", "--idempotency-retention", "25h"},
 		"no idempotency keys":     {"--insecure", "--max-idempotency-keys", "0"},
+		"no users":                {"--insecure", "--max-users", "0"},
+		"too many users":          {"--insecure", "--max-users", "4294967297"},
 		"too many idem. keys":     {"--insecure", "--max-idempotency-keys", "4294967297"},
 		"no watch history":        {"--insecure", "--watch-history", "0"},
 		"huge watch history":      {"--insecure", "--watch-history", "10000001"},

@@ -97,6 +97,12 @@ type Config struct {
 	// proposes, so every node applies the proposer's value.
 	MaxDocumentsPerUser  int
 	DocumentHistoryBytes int
+	// MaxUsers bounds the users of the cluster (--max-users): a create,
+	// registration or batch that would pass it is refused with 403
+	// quota_exceeded (details.field "users") before it is proposed. This
+	// node's own check against its applied state, so a bound the writes in
+	// flight can pass by their number; 1..maxUsersLimit.
+	MaxUsers int64
 	// MaxMembersPerDocument bounds a document's members (editors and
 	// viewers) and MaxLinksPerDocument its live share links; 403
 	// quota_exceeded beyond. They travel in the commands too.
@@ -113,6 +119,11 @@ type Config struct {
 // DefaultMaxHeaderBytes bounds a request's line and headers (API.md): an
 // access token in a header or the query is well under 1 KiB.
 const DefaultMaxHeaderBytes = 8 << 10
+
+// DefaultMaxUsers is --max-users's default: 10 million users, about
+// 2.4 GB of records in memory on every node (≈ 240 B each, more with a
+// password hash; docs/OPERATIONS.md).
+const DefaultMaxUsers = 10_000_000
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
@@ -139,6 +150,7 @@ func DefaultConfig() Config {
 		// API.md: no sooner than 10 failures a minute.
 		LoginFailuresPerMinute:      10,
 		MaxDocumentsPerUser:         storage.DefaultMaxDocsPerUser,
+		MaxUsers:                    DefaultMaxUsers,
 		DocumentHistoryBytes:        storage.DefaultDocHistoryBytes,
 		MaxMembersPerDocument:       storage.DefaultMaxMembersPerDoc,
 		MaxLinksPerDocument:         storage.DefaultMaxLinksPerDoc,
@@ -150,6 +162,7 @@ func DefaultConfig() Config {
 // Ranges of the document limits.
 const (
 	maxDocsPerUserLimit   = 10_000_000
+	maxUsersLimit         = 1 << 32
 	minDocHistoryBytes    = 1 << 20
 	maxDocHistoryBytesArg = 1 << 30
 )
@@ -214,6 +227,9 @@ func (c *Config) Validate() error {
 	}
 	if c.LoginFailuresPerMinute < 10 {
 		errs = append(errs, fmt.Errorf("login failures per minute %d must be at least 10", c.LoginFailuresPerMinute))
+	}
+	if c.MaxUsers < 1 || c.MaxUsers > maxUsersLimit {
+		errs = append(errs, fmt.Errorf("users (--max-users) %d must be from 1 to %d", c.MaxUsers, int64(maxUsersLimit)))
 	}
 	if c.MaxDocumentsPerUser < 1 || c.MaxDocumentsPerUser > maxDocsPerUserLimit {
 		errs = append(errs, fmt.Errorf("documents per user (--max-documents-per-user) %d must be from 1 to %d", c.MaxDocumentsPerUser, maxDocsPerUserLimit))

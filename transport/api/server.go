@@ -125,6 +125,9 @@ type Users interface {
 	EmailTakenIfIdle(email, exceptID string) bool
 	List(after, q string, limit int, deadline time.Time) ([]*storage.User, bool, error)
 	Count(q string, deadline time.Time) (int, error)
+	// Total is the users this node holds, from the shards' last applied
+	// state, without asking them (Config.MaxUsers's check).
+	Total() int64
 }
 
 // Server serves the HTTP API of one node.
@@ -159,6 +162,7 @@ type Server struct {
 	hasher        *auth.Hasher
 	authMetrics   authMetrics
 	docLimits     docLimitMetrics
+	usersRefused  *metrics.Counter // troupe_user_limit_refusals_total
 	proof         authProof
 
 	routesStats sync.Map // route name → *routeMetrics
@@ -182,6 +186,7 @@ func New(cfg Config, logger *slog.Logger, set *metrics.Set, node Node, docs Docs
 		loginThrottle: auth.NewThrottle(cfg.LoginFailuresPerMinute, 100_000, nil),
 		authMetrics:   newAuthMetrics(set),
 		docLimits:     newDocLimitMetrics(set),
+		usersRefused:  set.NewCounter(`troupe_user_limit_refusals_total`),
 	}
 	s.cmdFwd.init(s)
 	s.traces, s.tracer, s.nodeID = cfg.Tracing, cfg.Tracing.Tracer(), cfg.Tracing.NodeID()

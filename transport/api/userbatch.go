@@ -61,6 +61,9 @@ func (s *Server) batchUsers(ctx *fasthttp.RequestCtx) {
 		valid = append(valid, nu)
 		positions = append(positions, i)
 	}
+	if len(valid) > 0 && !s.roomForUsers(ctx, users, len(valid)) {
+		return
+	}
 	deadline := s.deadline()
 	if len(toHash) > 0 {
 		// Hashing is the slow part of a batch with passwords: run it on all

@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/base64"
+	"fmt"
 	"math"
 	"net/http"
 	"strconv"
@@ -140,12 +141,29 @@ func (s *Server) createUser(ctx *fasthttp.RequestCtx) {
 	s.createFrom(ctx, w, &req)
 }
 
+// roomForUsers answers 403 quota_exceeded (details.field "users") and
+// returns false if n more users would take the cluster past --max-users,
+// as far as this node has applied it: checked before a create is hashed
+// or proposed, so a refusal costs nothing.
+func (s *Server) roomForUsers(ctx *fasthttp.RequestCtx, users Users, n int) bool {
+	if users.Total()+int64(n) <= s.cfg.MaxUsers {
+		return true
+	}
+	s.usersRefused.Inc()
+	writeError(ctx, &storage.Error{Kind: storage.KindQuotaExceeded, Field: "users", Limit: uint64(s.cfg.MaxUsers),
+		Message: fmt.Sprintf("the cluster holds its maximum of %d users (--max-users)", s.cfg.MaxUsers)})
+	return false
+}
+
 // createFrom creates the user a create or register request describes.
 func (s *Server) createFrom(ctx *fasthttp.RequestCtx, w writeRequest, req *createUserRequest) {
 	users, key, fp := w.users, w.key, w.fp
 	nu, serr := validateNewUser(req, false)
 	if serr != nil {
 		writeError(ctx, serr)
+		return
+	}
+	if !s.roomForUsers(ctx, users, 1) {
 		return
 	}
 	deadline := s.deadline()
