@@ -146,7 +146,7 @@ func (a *shardActor) run(m *shardMsg) {
 			a.state.other++
 		}
 		a.link.applied.Store(a.state.applied)
-		a.link.users.Store(int64(a.state.shard.Len()))
+		defer a.countUsers()
 		if r := recover(); r != nil {
 			a.sys.panics.Inc()
 			a.sys.log.Error("user shard recovered from a panic", slog.Int("shard", a.index), slog.String("panic", fmt.Sprint(r)))
@@ -159,11 +159,20 @@ func (a *shardActor) run(m *shardMsg) {
 	}()
 	if m.run == nil {
 		usr, err := a.state.shard.Create(m.create.ID, &m.create.User, m.nowMs)
-		a.link.users.Store(int64(a.state.shard.Len())) // before the answer: a next create sees it
+		a.countUsers() // before the answer: a next create sees it
 		m.pending.resolve(storage.Result{User: usr, Err: err})
 		return
 	}
 	m.run(a.state.shard)
+}
+
+// countUsers mirrors the shard's record count into its link (Users.Total).
+// The count is advisory (a bound's check), so a shard left unreadable
+// (a panic half-way through a change) keeps its last count rather than
+// take the actor down.
+func (a *shardActor) countUsers() {
+	defer func() { _ = recover() }()
+	a.link.users.Store(int64(a.state.shard.Len()))
 }
 
 // publishIfWanted publishes a view of the shard if one is due: nothing
