@@ -64,3 +64,32 @@ func TestIdempotencyWindowFull(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 }
+
+// A follower checks before it forwards: a write it would forward (keyed
+// on the way, even without an Idempotency-Key) is refused there while the
+// window is full, and nothing of it is applied.
+func TestIdempotencyWindowFullOnFollower(t *testing.T) {
+	leader := startServerWith(t, func(c *cluster.Config) { c.MaxIdempotencyKeys = 2 })
+	follower := startFollower(t, leader)
+	for i := 0; ; i++ {
+		r := leader.do("POST", "/v1/users", fmt.Sprintf(`{"name":"U%d","email":"u%d@example.com"}`, i, i), map[string]string{"Idempotency-Key": fmt.Sprint("k", i)}, true)
+		if r.status == 503 {
+			break
+		}
+		leader.expect(r, 201, "")
+		if i > 2 {
+			t.Fatal("a window of 2 took more")
+		}
+	}
+	before := metricValue(t, leader, "troupe_idempotency_refused_total")
+	r := follower.do("POST", "/v1/users", `{"name":"F","email":"f@example.com"}`, nil, true)
+	follower.expect(r, 503, "unavailable")
+	if r.detailsLimit(t) != 2 {
+		t.Fatalf("refusal %s", r.body)
+	}
+	if got := metricValue(t, leader, "troupe_idempotency_refused_total"); got != before+1 {
+		t.Fatalf("refusals %v → %v", before, got)
+	}
+	// The leader took nothing of it: the email is free.
+	leader.expect(leader.do("POST", "/v1/users", `{"name":"F","email":"f@example.com"}`, nil, true), 201, "")
+}
