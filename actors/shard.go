@@ -146,7 +146,6 @@ func (a *shardActor) run(m *shardMsg) {
 			a.state.other++
 		}
 		a.link.applied.Store(a.state.applied)
-		defer a.countUsers()
 		if r := recover(); r != nil {
 			a.sys.panics.Inc()
 			a.sys.log.Error("user shard recovered from a panic", slog.Int("shard", a.index), slog.String("panic", fmt.Sprint(r)))
@@ -164,12 +163,13 @@ func (a *shardActor) run(m *shardMsg) {
 		return
 	}
 	m.run(a.state.shard)
+	a.countUsers() // not after a panic: it left the shard as it was
 }
 
-// countUsers mirrors the shard's record count into its link (Users.Total).
-// The count is advisory (a bound's check), so a shard left unreadable
-// (a panic half-way through a change) keeps its last count rather than
-// take the actor down.
+// countUsers mirrors the shard's record count into its link (Users.Total),
+// after each message that may change it. The count is advisory (a
+// bound's check), so a shard that cannot be read keeps its last count
+// rather than take the actor down.
 func (a *shardActor) countUsers() {
 	defer func() { _ = recover() }()
 	a.link.users.Store(int64(a.state.shard.Len()))

@@ -47,3 +47,19 @@ func (n *Node) AdmitKeyed(cmd *storage.Command) error {
 	n.admit.refused.Inc()
 	return &replica.WindowFullError{Limit: n.cfg.MaxIdempotencyKeys}
 }
+
+// admitAll sorts cmds, forwarded to this leader, by AdmitKeyed: it
+// returns the admitted ones and their places in cmds, and sets out[i].Err
+// of each refused one. While the window has room, the usual case, that
+// is cmds itself and nil places: nothing is copied on the way.
+func (n *Node) admitAll(cmds []*storage.Command, out []replica.Proposal) (admitted []*storage.Command, at []int) {
+	if !n.windowFull() {
+		return cmds, nil
+	}
+	for i, cmd := range cmds {
+		if out[i].Err = n.AdmitKeyed(cmd); out[i].Err == nil {
+			admitted, at = append(admitted, cmd), append(at, i)
+		}
+	}
+	return admitted, at
+}

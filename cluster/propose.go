@@ -83,15 +83,15 @@ func (n *Node) ProposeRestamped(ctx context.Context, cmds []*storage.Command, de
 		}
 		return out
 	}
-	admitted := cmds[:0:0]
-	var at []int // admitted[j] is cmds[at[j]]
-	for i, cmd := range cmds {
-		if out[i].Err = n.AdmitKeyed(cmd); out[i].Err == nil {
-			admitted, at = append(admitted, cmd), append(at, i)
-		}
-	}
+	admitted, at := n.admitAll(cmds, out)
 	if len(admitted) == 0 {
 		return out
+	}
+	slot := func(j int) int { // where admitted[j]'s outcome goes
+		if at == nil {
+			return j
+		}
+		return at[j]
 	}
 	p := newProposal(len(admitted))
 	p.deadline = deadline
@@ -101,19 +101,20 @@ func (n *Node) ProposeRestamped(ctx context.Context, cmds []*storage.Command, de
 	}
 	t := n.traceCommit(ctx, admitted...)
 	if !n.submit(p) {
-		for _, i := range at {
-			out[i].Err = errStopped
+		for j := range admitted {
+			out[slot(j)].Err = errStopped
 		}
 		if t != nil {
 			t.end(nil, errStopped)
 		}
 		return out
 	}
-	for j, i := range at {
+	for j := range admitted {
+		i := slot(j)
 		out[i].Result, out[i].Index, out[i].Err = p.out[j].result(deadline)
 	}
 	if t != nil {
-		t.end(p.out, out[at[0]].Err)
+		t.end(p.out, out[slot(0)].Err)
 	}
 	return out
 }

@@ -75,7 +75,7 @@ func soak(ctx context.Context, o options) (bool, error) {
 			keep = true
 			return false, fmt.Errorf("%s: measured %.1f/s, too little to run at %.1f/s (a busy or slower machine: give --load)", s.Name, s.Max, s.Rate)
 		}
-		logf("  %-18s max %8.0f/s → soak at %6.0f/s (%.0f%%)", s.Name, s.Max, s.Rate, 100*s.Rate/s.Max)
+		logf("  %-18s max %8.0f/s → soak at %6.0f/s (%.0f%%)", s.Name, s.Max, s.Rate, 100*share(s.Rate, s.Max))
 	}
 
 	client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{Proxy: nil}}
